@@ -1,0 +1,270 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+)
+
+// Decision is one validate decision as it was answered. It is stored before
+// the response is sent (fail closed) and read back by id.
+type Decision struct {
+	ID, OrgID, CSID, UserID string
+	CreatedAt               int64  // unix ms
+	Verified                bool   // verifiedAction
+	Score                   int32  // ivScore
+	Response                []byte // the exact JSON body answered
+}
+
+// DecisionIDLen is the length of NewDecisionID's ids.
+const DecisionIDLen = 26
+
+// crockford is Crockford's base32 alphabet: no I, L, O or U, so an id read
+// aloud or retyped is unambiguous, and it is in ASCII order, so ids sort as
+// their bits do.
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// NewDecisionID returns a 26-character id that sorts by creation time: 48
+// bits of unix milliseconds then 80 random bits, in Crockford base32 (the
+// ULID layout). Ids of one millisecond are in random order. It panics if
+// Options.Rand fails, as crypto/rand would crash the program.
+func (db *DB) NewDecisionID() string {
+	// The random bytes are read into a pooled buffer: a local array handed
+	// to an io.Reader would escape to the heap on every call.
+	s := acquireScratch()
+	defer releaseScratch(s)
+	s.val = append(s.val[:0], make([]byte, 16)...)
+	b := (*[16]byte)(s.val)
+	ms := uint64(db.nowMs())
+	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	if err := db.random(b[6:]); err != nil {
+		panic(err)
+	}
+	var out [DecisionIDLen]byte
+	appendDecisionID(out[:0], b)
+	return string(out[:])
+}
+
+// appendDecisionID encodes 128 bits as 26 base32 digits, most significant
+// first (the first digit carries only 3 bits).
+func appendDecisionID(dst []byte, b *[16]byte) []byte {
+	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	for i := 0; i < DecisionIDLen; i++ {
+		shift := uint(5 * (DecisionIDLen - 1 - i))
+		var v uint64
+		switch {
+		case shift >= 64:
+			v = hi >> (shift - 64)
+		case shift == 0:
+			v = lo
+		default:
+			v = lo>>shift | hi<<(64-shift)
+		}
+		dst = append(dst, crockford[v&31])
+	}
+	return dst
+}
+
+// PutDecision stores d and, when idemKey is not empty, the idempotency
+// record (d.OrgID, idemKey) -> (requestHash, d.ID), in one synced batch. If
+// the idempotency key is already taken it stores nothing and answers
+// ErrExists: a concurrent request with the same key won, and the caller
+// should answer with Idempotent's decision instead.
+func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) error {
+	org, ok := parseOrgID(d.OrgID)
+	if !ok {
+		return ErrNotFound
+	}
+	switch {
+	case d.ID == "":
+		return ErrEmptyID
+	case len(d.ID) > MaxKeyBytes || len(idemKey) > MaxKeyBytes || len(d.CSID) > MaxKeyBytes || len(d.UserID) > MaxKeyBytes:
+		return ErrKeyTooLong
+	case len(d.Response) > MaxValueBytes:
+		return ErrTooLarge
+	}
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+
+	b := db.pdb.NewBatch()
+	if len(idemKey) > 0 {
+		// The stripe makes check-then-write atomic for one key, so of two
+		// concurrent requests with the same key exactly one is stored.
+		st := db.lock(domainIdem, org, string(idemKey))
+		defer st.Unlock()
+		s.key = appendIdempotencyKey(s.key[:0], org, idemKey)
+		if ok, err := db.has(s.key); err != nil || ok {
+			_ = b.Close()
+			if err == nil {
+				err = ErrExists
+			}
+			return err
+		}
+		s.val = appendIdempotencyRec(s.val[:0], &requestHash, d.ID)
+		_ = b.Set(s.key, s.val, nil)
+	}
+	s.key = appendDecisionKey(s.key[:0], org, d.ID)
+	s.val = appendDecisionRec(s.val[:0], &decisionRec{
+		createdAt: d.CreatedAt,
+		verified:  d.Verified,
+		score:     d.Score,
+		csid:      []byte(d.CSID),
+		userID:    []byte(d.UserID),
+		response:  d.Response,
+	})
+	_ = b.Set(s.key, s.val, nil)
+	return db.commit(b)
+}
+
+// Decision returns the organization's decision id. ErrNotFound if there is
+// none, including when another organization has one with that id.
+func (db *DB) Decision(orgIDs, id string) (Decision, error) {
+	org, ok := parseOrgID(orgIDs)
+	if !ok || id == "" || len(id) > MaxKeyBytes {
+		return Decision{}, ErrNotFound
+	}
+	if err := db.enter(); err != nil {
+		return Decision{}, err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+	return db.decision(s, org, orgIDs, id)
+}
+
+func (db *DB) decision(s *scratch, org orgID, orgIDs, id string) (Decision, error) {
+	var d Decision
+	s.key = appendDecisionKey(s.key[:0], org, id)
+	err := db.get(s.key, func(v []byte) error {
+		var r decisionRec
+		if err := parseDecisionRec(v, &r); err != nil {
+			return err
+		}
+		d = Decision{
+			ID:        id,
+			OrgID:     orgIDs,
+			CSID:      string(r.csid),
+			UserID:    string(r.userID),
+			CreatedAt: r.createdAt,
+			Verified:  r.verified,
+			Score:     r.score,
+			Response:  bytes.Clone(r.response),
+		}
+		return nil
+	})
+	return d, err
+}
+
+// Idempotent returns the decision stored under the organization's
+// idempotency key, and the hash of the request it was made for (a replay
+// with a different request is the caller's 422). ErrNotFound when the key
+// was never used.
+func (db *DB) Idempotent(orgIDs string, key []byte) (Decision, [32]byte, error) {
+	org, ok := parseOrgID(orgIDs)
+	if !ok || len(key) == 0 || len(key) > MaxKeyBytes {
+		return Decision{}, [32]byte{}, ErrNotFound
+	}
+	if err := db.enter(); err != nil {
+		return Decision{}, [32]byte{}, err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+	var hash [32]byte
+	var id string
+	s.key = appendIdempotencyKey(s.key[:0], org, key)
+	err := db.get(s.key, func(v []byte) error {
+		h, did, err := parseIdempotencyRec(v)
+		hash, id = h, string(did)
+		return err
+	})
+	if err != nil {
+		return Decision{}, [32]byte{}, err
+	}
+	d, err := db.decision(s, org, orgIDs, id)
+	if errors.Is(err, ErrNotFound) {
+		// Both records are written in one batch, so this is damage.
+		err = ErrCorrupt
+	}
+	if err != nil {
+		return Decision{}, [32]byte{}, err
+	}
+	return d, hash, nil
+}
+
+// Template returns the user's enrolled face template (opaque to the store).
+// ErrNotFound if the user has none.
+func (db *DB) Template(orgIDs, userID string) ([]byte, error) {
+	org, ok := parseOrgID(orgIDs)
+	if !ok || userID == "" || len(userID) > MaxKeyBytes {
+		return nil, ErrNotFound
+	}
+	if err := db.enter(); err != nil {
+		return nil, err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+	var t []byte
+	err := db.get(appendTemplateKey(s.key[:0], org, userID), func(v []byte) error {
+		t = bytes.Clone(v)
+		if t == nil {
+			t = []byte{}
+		}
+		return nil
+	})
+	return t, err
+}
+
+// PutTemplate stores (replacing) the user's template, synced.
+func (db *DB) PutTemplate(orgIDs, userID string, tmpl []byte) error {
+	org, ok := parseOrgID(orgIDs)
+	switch {
+	case !ok:
+		return ErrNotFound
+	case userID == "":
+		return ErrEmptyID
+	case len(userID) > MaxKeyBytes:
+		return ErrKeyTooLong
+	case len(tmpl) > MaxValueBytes:
+		return ErrTooLarge
+	}
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+	b := db.pdb.NewBatch()
+	_ = b.Set(appendTemplateKey(s.key[:0], org, userID), tmpl, nil)
+	return db.commit(b)
+}
+
+// DeleteTemplate removes the user's template (an operator's reset, after
+// which the user enrolls afresh), synced. ErrNotFound if there was none.
+func (db *DB) DeleteTemplate(orgIDs, userID string) error {
+	org, ok := parseOrgID(orgIDs)
+	if !ok || userID == "" || len(userID) > MaxKeyBytes {
+		return ErrNotFound
+	}
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+	s.key = appendTemplateKey(s.key[:0], org, userID)
+	if ok, err := db.has(s.key); err != nil || !ok {
+		if err == nil {
+			err = ErrNotFound
+		}
+		return err
+	}
+	b := db.pdb.NewBatch()
+	_ = b.Delete(s.key, nil)
+	return db.commit(b)
+}

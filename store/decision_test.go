@@ -1,0 +1,189 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+var decisionIDRE = regexp.MustCompile(`^[0-7][0-9A-HJKMNP-TV-Z]{25}$`)
+
+func TestDecisionIDVectors(t *testing.T) {
+	for _, c := range []struct {
+		b    [16]byte
+		want string
+	}{
+		{[16]byte{}, "00000000000000000000000000"},
+		{[16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"},
+		// The ULID specification's example: 01ARZ3NDEKTSV4RRFFQ69G5FAV.
+		{[16]byte{0x01, 0x56, 0x3e, 0x3a, 0xb5, 0xd3, 0xd6, 0x76, 0x4c, 0x61, 0xef, 0xb9, 0x93, 0x02, 0xbd, 0x5b}, "01ARZ3NDEKTSV4RRFFQ69G5FAV"},
+		{[16]byte{15: 1}, "00000000000000000000000001"},
+		{[16]byte{15: 32}, "00000000000000000000000010"},
+	} {
+		if got := string(appendDecisionID(nil, &c.b)); got != c.want {
+			t.Errorf("%x: %s, want %s", c.b, got, c.want)
+		}
+	}
+}
+
+func TestNewDecisionID(t *testing.T) {
+	db, c := openMem(t)
+	var ids []string
+	seen := map[string]bool{}
+	for i := 0; i < 100; i++ {
+		id := db.NewDecisionID()
+		if !decisionIDRE.MatchString(id) || seen[id] {
+			t.Fatalf("id %q (repeat: %v)", id, seen[id])
+		}
+		seen[id] = true
+		ids = append(ids, id)
+		c.Advance(time.Millisecond)
+	}
+	if !sort.StringsAreSorted(ids) {
+		t.Fatal("ids of later milliseconds do not sort later")
+	}
+	// The first 10 characters are the timestamp.
+	db2, _ := openMem(t)
+	if a, b := db.NewDecisionID(), db2.NewDecisionID(); a[:10] == b[:10] {
+		t.Fatalf("%s and %s share a timestamp 100ms apart", a, b)
+	}
+}
+
+func TestDecisions(t *testing.T) {
+	db, c := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	d := Decision{ID: db.NewDecisionID(), OrgID: o.ID, CSID: "csid-0001", UserID: "u", CreatedAt: c.Now().UnixMilli(),
+		Verified: false, Score: -5, Response: []byte("{\"success\":true,\n \"ivScore\":2000}  ")}
+	check(t, db.PutDecision(&d, nil, [32]byte{}))
+	got := must[Decision](t)(db.Decision(o.ID, d.ID))
+	if fmt.Sprint(got) != fmt.Sprint(d) {
+		t.Fatalf("decision %+v, want %+v", got, d)
+	}
+	_, _, err := db.Idempotent(o.ID, []byte("k"))
+	wantErr(t, err, ErrNotFound)
+	_, err = db.Decision(o.ID, "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+	wantErr(t, err, ErrNotFound)
+
+	// With an idempotency key: both records, one batch; the key is taken once.
+	d2 := d
+	d2.ID, d2.Verified, d2.Score = db.NewDecisionID(), true, 9000
+	hash := [32]byte{1, 2, 3}
+	check(t, db.PutDecision(&d2, []byte("idem-1"), hash))
+	got, h, err := db.Idempotent(o.ID, []byte("idem-1"))
+	check(t, err)
+	if fmt.Sprint(got) != fmt.Sprint(d2) || h != hash {
+		t.Fatalf("idempotent %+v %x", got, h)
+	}
+	d3 := d2
+	d3.ID = db.NewDecisionID()
+	wantErr(t, db.PutDecision(&d3, []byte("idem-1"), [32]byte{4}), ErrExists)
+	_, err = db.Decision(o.ID, d3.ID)
+	wantErr(t, err, ErrNotFound) // nothing of the losing request was stored
+
+	// Guards.
+	wantErr(t, db.PutDecision(&Decision{OrgID: o.ID}, nil, hash), ErrEmptyID)
+	wantErr(t, db.PutDecision(&Decision{OrgID: "x", ID: "1"}, nil, hash), ErrNotFound)
+	wantErr(t, db.PutDecision(&Decision{OrgID: o.ID, ID: "1"}, make([]byte, MaxKeyBytes+1), hash), ErrKeyTooLong)
+	wantErr(t, db.PutDecision(&Decision{OrgID: o.ID, ID: "1", Response: make([]byte, MaxValueBytes+1)}, nil, hash), ErrTooLarge)
+}
+
+// TestIdempotencyRace: of many concurrent requests with one key, exactly one
+// is stored and the rest are told so.
+func TestIdempotencyRace(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won, lost := 0, 0
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := Decision{ID: db.NewDecisionID(), OrgID: o.ID}
+			err := db.PutDecision(&d, []byte("same"), [32]byte{byte(i)})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				won++
+			case errors.Is(err, ErrExists):
+				lost++
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if won != 1 || lost != 15 {
+		t.Fatalf("won %d lost %d", won, lost)
+	}
+}
+
+func TestTemplates(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	_, err := db.Template(o.ID, "u")
+	wantErr(t, err, ErrNotFound)
+	check(t, db.PutTemplate(o.ID, "u", []byte("v1")))
+	check(t, db.PutTemplate(o.ID, "u2", []byte{}))
+	check(t, db.PutTemplate(o.ID, "u", []byte("v2")))
+	if got := must[[]byte](t)(db.Template(o.ID, "u")); string(got) != "v2" {
+		t.Fatalf("template %q", got)
+	}
+	if got := must[[]byte](t)(db.Template(o.ID, "u2")); got == nil || len(got) != 0 {
+		t.Fatalf("empty template %q", got)
+	}
+	check(t, db.DeleteTemplate(o.ID, "u"))
+	_, err = db.Template(o.ID, "u")
+	wantErr(t, err, ErrNotFound)
+	wantErr(t, db.DeleteTemplate(o.ID, "u"), ErrNotFound)
+	wantErr(t, db.PutTemplate(o.ID, "", nil), ErrEmptyID)
+	wantErr(t, db.PutTemplate(o.ID, string(make([]byte, MaxKeyBytes+1)), nil), ErrKeyTooLong)
+	wantErr(t, db.PutTemplate(o.ID, "u", make([]byte, MaxValueBytes+1)), ErrTooLarge)
+	wantErr(t, db.PutTemplate("nope", "u", nil), ErrNotFound)
+}
+
+// TestTenancy: every record of one organization is invisible to another,
+// answered exactly like a record that does not exist, for reads and writes.
+func TestTenancy(t *testing.T) {
+	db, err := Open(Options{Dir: "db", FS: vfs.NewMem()})
+	check(t, err)
+	defer db.Close()
+	f := writeFixture(t, db)
+	evil, _ := newOrg(t, db, "evil")
+	id, csid := evil.ID, f.sess.CSID
+
+	notFound := map[string]error{}
+	_, notFound["Session"] = db.Session(id, csid)
+	_, notFound["AppendEvents"] = db.AppendEvents(id, csid, []FieldValue{{Key: []byte("amount"), Value: []byte("1")}}, [][]byte{{1}}, true)
+	_, notFound["Fields"] = db.Fields(id, csid, nil)
+	notFound["Frames"] = db.Frames(id, csid, 0, func(uint32, []byte) error { return nil })
+	notFound["SaveAggregate"] = db.SaveAggregate(id, csid, []byte("x"), 0)
+	_, notFound["Decision"] = db.Decision(id, f.dec.ID)
+	_, _, notFound["Idempotent"] = db.Idempotent(id, f.idem)
+	_, notFound["Template"] = db.Template(id, "user-1")
+	notFound["DeleteTemplate"] = db.DeleteTemplate(id, "user-1")
+	for name, err := range notFound {
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s across organizations: %v, want ErrNotFound", name, err)
+		}
+	}
+	// Writes of the other organization landed in its own space only.
+	check(t, db.PutTemplate(id, "user-1", []byte("evil")))
+	d := f.dec
+	d.OrgID = id
+	check(t, db.PutDecision(&d, f.idem, [32]byte{}))
+	newSession(t, db, id, csid)
+
+	f.verify(t, db)
+	if tm := must[[]byte](t)(db.Template(id, "user-1")); !bytes.Equal(tm, []byte("evil")) {
+		t.Fatalf("evil template %q", tm)
+	}
+}

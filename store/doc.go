@@ -1,0 +1,70 @@
+// Package store keeps countersign's durable state in one Pebble database:
+// organizations and their credentials, sessions with their collected fields,
+// frames and biometric aggregate, enrolled templates, decisions and
+// idempotency records. It is the only package that imports Pebble, so the
+// key layout and the record encodings below are private to it.
+//
+// # Durability
+//
+// Every write a caller is told succeeded was committed with pebble.Sync
+// (unless the database was opened with Relaxed durability), and every API
+// call is one atomic batch. No global lock is held across a commit, so
+// concurrent callers' syncs are grouped by Pebble's commit pipeline.
+// Read-modify-write of one session (or one organization, or one idempotency
+// key) is serialised by a striped mutex chosen by a hash of its identity.
+//
+// # Key layout
+//
+// A key is one record-kind byte, then (for tenant records) the 8-byte
+// organization id, then the record's own id parts. Every part except the
+// last is fixed-width or length-prefixed with a uvarint, and the last part
+// runs to the end of the key. So a key decodes unambiguously (decodeKey), and
+// a prefix that ends on a part boundary, which is the only kind of prefix the
+// store ever scans, covers exactly the records under it: no id, whatever
+// bytes it holds, can make one session's fields appear under another's.
+//
+// The organization id is the 16 hex characters of Org.ID decoded to 8 bytes;
+// a string that is not 16 hex characters names no organization. lp(x) is
+// uvarint(len(x)) followed by x; be32 and be64 are big-endian, so integer
+// parts sort numerically.
+//
+//	kind  name         key after the kind byte              value
+//	0x00  meta         "layout"                             layout version (1 byte)
+//	0x01  org          org                                  org record
+//	0x02  org-by-cid   cid                                  org
+//	0x03  org-by-key   sha256(api key)                      api key record (org, hash, created)
+//	0x10  session      org lp(csid)                         session record with its aggregate; tombstone once swept
+//	0x11  field        org lp(csid) name                    ts, raw JSON value
+//	0x12  frame        org lp(csid) be32(arrival index)     zstd(frame bytes)
+//	0x13  expiry       be64(expiresAt ms) org csid          empty
+//	0x20  template     org userID                           template bytes, opaque
+//	0x30  decision     org decisionID                       decision record
+//	0x31  idempotency  org idempotency key                  request hash, decision id
+//
+// Three kinds are not organization-first, by necessity: org-by-cid and
+// org-by-key resolve a credential to its organization before the
+// organization is known, and expiry is ordered by time so the sweep reads
+// only the sessions that are due. None of them is ever answered to a caller
+// without going through the organization's own records.
+//
+// Field keys end with the field name as sent, so iterating a session's
+// fields yields them sorted by name; frame keys end with a fixed-width index,
+// so iterating a session's frames yields them in arrival order.
+//
+// # Records
+//
+// Values are compact binary, written by append-style encoders and parsed in
+// place by bounds-checked decoders: a damaged value is ErrCorrupt, never a
+// panic. The formats are listed in records.go. The first byte of every structured value is a tag naming its
+// format, so a future format can be told apart from this one. The only JSON
+// in the database is a decision's response body, kept as the exact bytes that
+// were answered, and an organization's policy, kept as the operator wrote it.
+//
+// # Sessions
+//
+// A csid is unique within its organization forever. The session record is
+// the proof that a csid was used: the sweep replaces an expired session's
+// record with a small tombstone and deletes its fields, frames and
+// aggregate, so the csid stays taken and the session keeps answering
+// ErrExpired rather than ErrNotFound.
+package store

@@ -1,0 +1,210 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+)
+
+// Record kinds: the first byte of every key (see the layout in doc.go).
+// Numbered in groups so a new kind can join its group.
+const (
+	kindMeta        byte = 0x00
+	kindOrg         byte = 0x01
+	kindOrgByCID    byte = 0x02
+	kindOrgByKey    byte = 0x03
+	kindSession     byte = 0x10
+	kindField       byte = 0x11
+	kindFrame       byte = 0x12
+	kindExpiry      byte = 0x13
+	kindTemplate    byte = 0x20
+	kindDecision    byte = 0x30
+	kindIdempotency byte = 0x31
+)
+
+// orgID is an organization id as keys hold it: the 8 bytes behind Org.ID's
+// 16 hex characters. Fixed width, so no separator is needed after it.
+type orgID [8]byte
+
+// parseOrgID reads Org.ID. Anything else is not an organization id, which
+// callers answer as ErrNotFound.
+func parseOrgID(s string) (orgID, bool) {
+	var o orgID
+	if len(s) != 2*len(o) {
+		return o, false
+	}
+	for i := range o {
+		hi, ok1 := unhex(s[2*i])
+		lo, ok2 := unhex(s[2*i+1])
+		if !ok1 || !ok2 {
+			return o, false
+		}
+		o[i] = hi<<4 | lo
+	}
+	return o, true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+func (o orgID) String() string { return hex.EncodeToString(o[:]) }
+
+// appendLP appends a length-prefixed part: uvarint(len(s)), s. A
+// length-prefixed part is never a prefix of a different one, which is what
+// keeps scan prefixes from reaching into a neighbour's records.
+func appendLP[T string | []byte](dst []byte, s T) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func metaKey() []byte { return []byte{kindMeta, 'l', 'a', 'y', 'o', 'u', 't'} }
+
+func appendOrgKey(dst []byte, org orgID) []byte {
+	return append(append(dst, kindOrg), org[:]...)
+}
+
+func appendCIDKey[T string | []byte](dst []byte, cid T) []byte {
+	return append(append(dst, kindOrgByCID), cid...)
+}
+
+func appendAPIKeyKey(dst []byte, hash *[32]byte) []byte {
+	return append(append(dst, kindOrgByKey), hash[:]...)
+}
+
+// appendSessionPart appends kind, org, lp(csid): the session's key, and the
+// scan prefix of its fields and frames with their own kinds.
+func appendSessionPart(dst []byte, kind byte, org orgID, csid string) []byte {
+	dst = append(append(dst, kind), org[:]...)
+	return appendLP(dst, csid)
+}
+
+func appendSessionKey(dst []byte, org orgID, csid string) []byte {
+	return appendSessionPart(dst, kindSession, org, csid)
+}
+
+func appendFieldKey[T string | []byte](dst []byte, org orgID, csid string, name T) []byte {
+	return append(appendSessionPart(dst, kindField, org, csid), name...)
+}
+
+func appendFrameKey(dst []byte, org orgID, csid string, index uint32) []byte {
+	return binary.BigEndian.AppendUint32(appendSessionPart(dst, kindFrame, org, csid), index)
+}
+
+// appendExpiryKey orders sessions by expiry so the sweep reads only those
+// that are due. Negative times (a clock before 1970) sort first.
+func appendExpiryKey(dst []byte, expiresAt int64, org orgID, csid string) []byte {
+	dst = binary.BigEndian.AppendUint64(append(dst, kindExpiry), uint64(max(expiresAt, 0)))
+	return append(append(dst, org[:]...), csid...)
+}
+
+func appendTemplateKey(dst []byte, org orgID, userID string) []byte {
+	return append(append(append(dst, kindTemplate), org[:]...), userID...)
+}
+
+func appendDecisionKey(dst []byte, org orgID, id string) []byte {
+	return append(append(append(dst, kindDecision), org[:]...), id...)
+}
+
+func appendIdempotencyKey(dst []byte, org orgID, key []byte) []byte {
+	return append(append(append(dst, kindIdempotency), org[:]...), key...)
+}
+
+// prefixEnd returns the smallest key greater than every key starting with
+// prefix (the exclusive upper bound of a prefix scan), appended to dst.
+func prefixEnd(dst, prefix []byte) []byte {
+	dst = append(dst, prefix...)
+	for i := len(dst) - 1; i >= 0; i-- {
+		if dst[i] != 0xff {
+			dst[i]++
+			return dst[:i+1]
+		}
+	}
+	return dst[:0] // all 0xff: no upper bound; never happens, keys start with a small kind
+}
+
+// keyParts is a key decoded by decodeKey. Fields a kind does not have are
+// zero. Slices alias the key.
+type keyParts struct {
+	kind    byte
+	org     orgID
+	id      []byte // cid, api-key hash, csid, userID, decision id or idempotency key
+	name    []byte // field name
+	index   uint32 // frame arrival index
+	expires int64  // expiry time of an expiry key
+}
+
+// decodeKey is the inverse of the key encoders: it is how the sweep reads
+// expiry keys, and how the layout tests prove keys are unambiguous.
+func decodeKey(k []byte) (keyParts, bool) {
+	var p keyParts
+	if len(k) == 0 {
+		return p, false
+	}
+	p.kind, k = k[0], k[1:]
+	org := func() bool {
+		if len(k) < len(p.org) {
+			return false
+		}
+		copy(p.org[:], k)
+		k = k[len(p.org):]
+		return true
+	}
+	lp := func() bool {
+		n, w := binary.Uvarint(k)
+		if w <= 0 || n > uint64(len(k)-w) {
+			return false
+		}
+		p.id, k = k[w:w+int(n)], k[w+int(n):]
+		return true
+	}
+	switch p.kind {
+	case kindMeta, kindOrgByCID:
+		p.id = k
+		return p, true
+	case kindOrgByKey:
+		p.id = k
+		return p, len(k) == 32
+	case kindOrg:
+		return p, org() && len(k) == 0
+	case kindSession:
+		return p, org() && lp() && len(k) == 0
+	case kindField:
+		if !org() || !lp() {
+			return p, false
+		}
+		p.name = k
+		return p, true
+	case kindFrame:
+		if !org() || !lp() || len(k) != 4 {
+			return p, false
+		}
+		p.index = binary.BigEndian.Uint32(k)
+		return p, true
+	case kindExpiry:
+		if len(k) < 8 {
+			return p, false
+		}
+		p.expires = int64(binary.BigEndian.Uint64(k))
+		k = k[8:]
+		if !org() {
+			return p, false
+		}
+		p.id = k
+		return p, true
+	case kindTemplate, kindDecision, kindIdempotency:
+		if !org() {
+			return p, false
+		}
+		p.id = k
+		return p, true
+	}
+	return p, false
+}

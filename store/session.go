@@ -1,0 +1,630 @@
+package store
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Session is one collection session of a client SDK: who it is for, what it
+// has received, and the fold of the frames scored so far. Fields and frames
+// are read separately (Fields, Frames) because most reads do not need them.
+type Session struct {
+	OrgID, CSID, UserID, Action string
+	CollectTokenHash            [32]byte // SHA-256 of the collect token
+	CreatedAt, ExpiresAt        int64    // unix ms
+	FramesReceived              uint32   // frames accepted (acknowledged) so far
+	FramesScored                uint32   // frames folded into Aggregate
+	Final                       bool     // the SDK said it sent its last event
+	Aggregate                   []byte   // biometric.Aggregate binary; empty before the first frame is scored
+}
+
+// Pending is the number of received frames not yet folded into Aggregate.
+func (s *Session) Pending() uint32 { return s.FramesReceived - s.FramesScored }
+
+// FieldValue is one collected field: its name exactly as the SDK sent it,
+// the raw JSON token of its latest value, and the device's timestamp.
+type FieldValue struct {
+	Key, Value []byte
+	TS         int64 // unix ms, device clock
+}
+
+// StoredFrame is a frame as Frames yields it, for callers that collect
+// frames rather than handle them in the callback. Raw is the caller's own
+// encoding (the store compresses it at rest and decompresses it on read);
+// Seq is the caller's to fill from that encoding.
+type StoredFrame struct {
+	Seq   uint64
+	Index uint32 // arrival number, 0 for the session's first frame
+	Raw   []byte
+}
+
+// CreateSession stores a new session and returns its collect token, shown
+// once and stored as SHA-256. ErrExists if the csid was ever used in this
+// organization, even if that session expired and was swept. ErrNotFound if
+// the organization does not exist.
+func (db *DB) CreateSession(orgIDs, csid, userID, action string) (Session, string, error) {
+	org, ok := parseOrgID(orgIDs)
+	if !ok {
+		return Session{}, "", ErrNotFound
+	}
+	if csid == "" {
+		return Session{}, "", ErrEmptyID
+	}
+	if len(csid) > MaxKeyBytes || len(userID) > MaxKeyBytes {
+		return Session{}, "", ErrKeyTooLong
+	}
+	if len(action) > MaxKeyBytes {
+		return Session{}, "", ErrTooLarge
+	}
+	if err := db.enter(); err != nil {
+		return Session{}, "", err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+
+	s.key = appendOrgKey(s.key[:0], org)
+	if ok, err := db.has(s.key); err != nil || !ok {
+		if err == nil {
+			err = ErrNotFound
+		}
+		return Session{}, "", err
+	}
+
+	st := db.lock(domainSession, org, csid)
+	defer st.Unlock()
+	s.key = appendSessionKey(s.key[:0], org, csid)
+	if ok, err := db.has(s.key); err != nil || ok {
+		if err == nil {
+			err = ErrExists
+		}
+		return Session{}, "", err
+	}
+	token, hash, err := db.newSecret(CollectTokenPrefix)
+	if err != nil {
+		return Session{}, "", err
+	}
+	now := db.nowMs()
+	r := sessionRec{
+		createdAt: now,
+		expiresAt: now + db.ttl.Milliseconds(),
+		tokenHash: hash,
+		userID:    []byte(userID),
+		action:    []byte(action),
+	}
+	s.val = appendSessionRec(s.val[:0], &r)
+	b := db.pdb.NewBatch()
+	_ = b.Set(s.key, s.val, nil)
+	s.key2 = appendExpiryKey(s.key2[:0], r.expiresAt, org, csid)
+	_ = b.Set(s.key2, nil, nil)
+	if err := db.commit(b); err != nil {
+		return Session{}, "", err
+	}
+	return Session{
+		OrgID:            orgIDs,
+		CSID:             csid,
+		UserID:           userID,
+		Action:           action,
+		CollectTokenHash: hash,
+		CreatedAt:        r.createdAt,
+		ExpiresAt:        r.expiresAt,
+	}, token, nil
+}
+
+// Session returns the session. ErrNotFound if it does not exist in this
+// organization; ErrExpired once its ExpiresAt has passed, whether or not the
+// sweep has removed it yet.
+func (db *DB) Session(orgID, csid string) (Session, error) {
+	var s Session
+	err := db.SessionInto(orgID, csid, &s)
+	return s, err
+}
+
+// SessionInto is Session into a caller's value, reusing the capacity of
+// dst.Aggregate, for the request paths that read a session on every call.
+func (db *DB) SessionInto(orgIDs, csid string, dst *Session) error {
+	org, ok := parseOrgID(orgIDs)
+	if !ok || csid == "" || len(csid) > MaxKeyBytes {
+		return ErrNotFound
+	}
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+	var r sessionRec
+	closer, err := db.readSession(s, org, csid, &r)
+	if err != nil {
+		return err
+	}
+	*dst = Session{
+		OrgID:            orgIDs,
+		CSID:             csid,
+		UserID:           string(r.userID),
+		Action:           string(r.action),
+		CollectTokenHash: r.tokenHash,
+		CreatedAt:        r.createdAt,
+		ExpiresAt:        r.expiresAt,
+		FramesReceived:   r.received,
+		FramesScored:     r.scored,
+		Final:            r.final,
+		Aggregate:        append(dst.Aggregate[:0], r.aggregate...),
+	}
+	return closer.Close()
+}
+
+// readSession parses a live session's record into r, whose slices alias
+// Pebble's buffer until the returned closer is closed. Tombstones and
+// sessions past their expiry are ErrExpired. s.key is left holding the
+// session key. (A closer rather than a callback, as db.get takes: r passed
+// to an unknown function would escape to the heap on every read.)
+func (db *DB) readSession(s *scratch, org orgID, csid string, r *sessionRec) (io.Closer, error) {
+	s.key = appendSessionKey(s.key[:0], org, csid)
+	now := db.nowMs()
+	v, closer, err := db.pdb.Get(s.key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err = parseSessionRec(v, r); err == nil && (r.tombstone || now >= r.expiresAt) {
+		err = ErrExpired
+	}
+	if err != nil {
+		_ = closer.Close()
+		return nil, err
+	}
+	return closer, nil
+}
+
+// checkSession answers readSession's errors for callers that need only to
+// know the session is live.
+func (db *DB) checkSession(s *scratch, org orgID, csid string) error {
+	var r sessionRec
+	closer, err := db.readSession(s, org, csid, &r)
+	if err != nil {
+		return err
+	}
+	return closer.Close()
+}
+
+// CheckCollectToken reports whether token is the session's collect token.
+// The comparison of hashes is constant time, so response timing says nothing
+// about how much of a forged token was right.
+func (db *DB) CheckCollectToken(s *Session, token []byte) bool {
+	if len(token) != CollectTokenLen || s.CollectTokenHash == ([32]byte{}) {
+		return false
+	}
+	h := sha256.Sum256(token)
+	return subtle.ConstantTimeCompare(h[:], s.CollectTokenHash[:]) == 1
+}
+
+// AppendEvents durably appends fields and frames to a live session in one
+// synced batch. A field replaces any earlier value of the same name (exact
+// bytes: "Total" and "total" are two fields; matching is the matcher's
+// business), later fields in one call replacing earlier ones. Frames are
+// stored zstd-compressed under consecutive arrival indexes; firstIndex is the
+// first one's (or, with no frames, the index the next frame will get).
+// FramesReceived grows by len(frames), and final, once true, stays true.
+//
+// Calls on one session are serialised, so concurrent posts neither lose
+// counts nor share an index.
+func (db *DB) AppendEvents(orgIDs, csid string, fields []FieldValue, frames [][]byte, final bool) (firstIndex uint32, err error) {
+	org, ok := parseOrgID(orgIDs)
+	if !ok || csid == "" || len(csid) > MaxKeyBytes {
+		return 0, ErrNotFound
+	}
+	for i := range fields {
+		switch f := &fields[i]; {
+		case len(f.Key) == 0:
+			return 0, ErrEmptyID
+		case len(f.Key) > MaxKeyBytes:
+			return 0, ErrKeyTooLong
+		case len(f.Value) > MaxValueBytes:
+			return 0, ErrTooLarge
+		}
+	}
+	for _, f := range frames {
+		if len(f) > MaxFrameBytes {
+			return 0, ErrTooLarge
+		}
+	}
+	if err := db.enter(); err != nil {
+		return 0, err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+
+	st := db.lock(domainSession, org, csid)
+	defer st.Unlock()
+	var r sessionRec
+	closer, err := db.readSession(s, org, csid, &r)
+	if err != nil {
+		return 0, err
+	}
+	// Keep a copy to re-encode: r aliases Pebble's buffer until Close.
+	s.val = appendSessionRec(s.val[:0], &r)
+	if err := closer.Close(); err != nil {
+		return 0, err
+	}
+	if err := parseSessionRec(s.val, &r); err != nil {
+		return 0, err
+	}
+	firstIndex = r.received
+	if uint64(r.received)+uint64(len(frames)) > math.MaxUint32 {
+		return 0, ErrTooLarge
+	}
+	if len(fields) == 0 && len(frames) == 0 && (!final || r.final) {
+		return firstIndex, nil // nothing would change
+	}
+
+	b := db.pdb.NewBatch()
+	for i := range fields {
+		f := &fields[i]
+		s.key2 = appendFieldKey(s.key2[:0], org, csid, f.Key)
+		s.zbuf = appendFieldRec(s.zbuf[:0], f.TS, f.Value)
+		_ = b.Set(s.key2, s.zbuf, nil)
+	}
+	for i, raw := range frames {
+		s.key2 = appendFrameKey(s.key2[:0], org, csid, firstIndex+uint32(i))
+		s.zbuf = db.zenc.EncodeAll(raw, s.zbuf[:0])
+		_ = b.Set(s.key2, s.zbuf, nil)
+	}
+	r.received += uint32(len(frames))
+	r.final = r.final || final
+	// r aliases s.val, so encode into zbuf (free again) rather than in place.
+	s.zbuf = appendSessionRec(s.zbuf[:0], &r)
+	_ = b.Set(s.key, s.zbuf, nil)
+	if err := db.commit(b); err != nil {
+		return 0, err
+	}
+	return firstIndex, nil
+}
+
+// Fields appends the session's fields to dst, sorted by name (bytewise),
+// and returns it. Keys and values are fresh copies the caller may keep.
+func (db *DB) Fields(orgIDs, csid string, dst []FieldValue) ([]FieldValue, error) {
+	org, ok := parseOrgID(orgIDs)
+	if !ok || csid == "" || len(csid) > MaxKeyBytes {
+		return dst, ErrNotFound
+	}
+	if err := db.enter(); err != nil {
+		return dst, err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+	if err := db.checkSession(s, org, csid); err != nil {
+		return dst, err
+	}
+	s.key = appendSessionPart(s.key[:0], kindField, org, csid)
+	s.key2 = prefixEnd(s.key2[:0], s.key)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: s.key, UpperBound: s.key2})
+	if err != nil {
+		return dst, err
+	}
+	// One arena for every key and value, rather than two allocations per
+	// field.
+	var a arena
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return dst, err
+		}
+		ts, val, err := parseFieldRec(v)
+		if err != nil {
+			_ = it.Close()
+			return dst, err
+		}
+		name := it.Key()[len(s.key):]
+		dst = append(dst, FieldValue{Key: a.copy(name), Value: a.copy(val), TS: ts})
+	}
+	return dst, it.Close()
+}
+
+// arena hands out copies carved from shared chunks. Each copy is capped at
+// its own length, so appending to one cannot overwrite its neighbour.
+type arena struct{ buf []byte }
+
+func (a *arena) copy(b []byte) []byte {
+	if cap(a.buf)-len(a.buf) < len(b) {
+		a.buf = make([]byte, 0, max(len(b), 2*cap(a.buf), 512))
+	}
+	start := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[start:len(a.buf):len(a.buf)]
+}
+
+// Frames calls fn with each of the session's frames from arrival index from
+// on, decompressed, in arrival order. raw is valid only during the call. An
+// error from fn stops the iteration and is returned.
+func (db *DB) Frames(orgIDs, csid string, from uint32, fn func(index uint32, raw []byte) error) error {
+	org, ok := parseOrgID(orgIDs)
+	if !ok || csid == "" || len(csid) > MaxKeyBytes {
+		return ErrNotFound
+	}
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+	if err := db.checkSession(s, org, csid); err != nil {
+		return err
+	}
+	s.key = appendFrameKey(s.key[:0], org, csid, from)
+	prefix := s.key[:len(s.key)-4]
+	s.key2 = prefixEnd(s.key2[:0], prefix)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: s.key, UpperBound: s.key2})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != len(prefix)+4 {
+			_ = it.Close()
+			return ErrCorrupt
+		}
+		index := binary.BigEndian.Uint32(k[len(prefix):])
+		z, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		s.zbuf, err = db.zdec.DecodeAll(z, s.zbuf[:0])
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("%w: frame %d: %v", ErrCorrupt, index, err)
+		}
+		if err := fn(index, s.zbuf); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// SaveAggregate records agg as the fold of the session's frames [0, scored),
+// synced. It only moves forward: an aggregate covering fewer frames than the
+// stored one is ErrStale (a slow worker lost a race), and one covering frames
+// never received is ErrUnreceived. Equal counts replace the stored aggregate,
+// which is how a rescore against a new template is saved.
+func (db *DB) SaveAggregate(orgIDs, csid string, agg []byte, scored uint32) error {
+	org, ok := parseOrgID(orgIDs)
+	if !ok || csid == "" || len(csid) > MaxKeyBytes {
+		return ErrNotFound
+	}
+	if len(agg) > MaxValueBytes {
+		return ErrTooLarge
+	}
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+
+	st := db.lock(domainSession, org, csid)
+	defer st.Unlock()
+	var r sessionRec
+	closer, err := db.readSession(s, org, csid, &r)
+	if err != nil {
+		return err
+	}
+	switch {
+	case scored > r.received:
+		err = ErrUnreceived
+	case scored < r.scored:
+		err = ErrStale
+	}
+	r.scored = scored
+	r.aggregate = agg
+	s.val = appendSessionRec(s.val[:0], &r)
+	if cerr := closer.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	b := db.pdb.NewBatch()
+	_ = b.Set(s.key, s.val, nil)
+	return db.commit(b)
+}
+
+// sweepChunk is how many expiry entries one pass of the sweep reads before
+// working on them, so its iterator is short-lived and its memory bounded.
+const sweepChunk = 256
+
+// SweepExpired removes the fields, frames and aggregate of up to limit
+// sessions that have expired (limit <= 0: all of them), and returns how many
+// it swept. Each swept session's record becomes a tombstone, so its csid
+// stays used and it keeps answering ErrExpired.
+//
+// Sweep commits are not synced, even with Sync durability: a sweep lost in a
+// crash is redone by the next one, because the expiry entry goes in the same
+// batch as the deletions.
+func (db *DB) SweepExpired(limit int) (int, error) {
+	if err := db.enter(); err != nil {
+		return 0, err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+	now := db.nowMs()
+	var upper [9]byte
+	upper[0] = kindExpiry
+	binary.BigEndian.PutUint64(upper[1:], uint64(max(now, -1)+1))
+
+	swept := 0
+	var firstErr error
+	var due [][]byte
+	for limit <= 0 || swept < limit {
+		n := sweepChunk
+		if limit > 0 {
+			n = min(n, limit-swept)
+		}
+		var err error
+		due, err = db.dueExpiries(due[:0], upper[:], n)
+		if err != nil {
+			return swept, err
+		}
+		for _, k := range due {
+			ok, err := db.sweepOne(s, k, now)
+			if err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					return swept, err
+				}
+				firstErr = cmp.Or(firstErr, err)
+			}
+			if ok {
+				swept++
+			}
+		}
+		if len(due) < n {
+			break
+		}
+	}
+	return swept, firstErr
+}
+
+// dueExpiries appends to dst copies of up to n expiry keys below upper.
+func (db *DB) dueExpiries(dst [][]byte, upper []byte, n int) ([][]byte, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{kindExpiry}, UpperBound: upper})
+	if err != nil {
+		return dst, err
+	}
+	for it.First(); it.Valid() && len(dst) < n; it.Next() {
+		dst = append(dst, bytes.Clone(it.Key()))
+	}
+	return dst, it.Close()
+}
+
+// sweepOne sweeps the session of one expiry key and deletes the key. It
+// reports whether a live session was turned into a tombstone. A corrupt
+// session record is swept too (its frames by range, since their count is
+// unreadable) and reported as ErrCorrupt.
+func (db *DB) sweepOne(s *scratch, expiryKey []byte, now int64) (bool, error) {
+	p, ok := decodeKey(expiryKey)
+	if !ok || p.kind != kindExpiry {
+		// Undecodable: remove it, or it would be read first by every sweep.
+		return false, errors.Join(db.pdb.Delete(expiryKey, pebble.NoSync), ErrCorrupt)
+	}
+	csid := string(p.id)
+	st := db.lock(domainSession, p.org, csid)
+	defer st.Unlock()
+
+	s.key = appendSessionKey(s.key[:0], p.org, csid)
+	var r sessionRec
+	var corrupt error
+	err := db.get(s.key, func(v []byte) error {
+		if err := parseSessionRec(v, &r); err != nil {
+			corrupt = fmt.Errorf("%w: session %s/%q", err, p.org, csid)
+			r = sessionRec{expiresAt: p.expires}
+			return nil
+		}
+		r.userID, r.action, r.aggregate = nil, nil, nil // alias Pebble's buffer; not needed
+		return nil
+	})
+	b := db.pdb.NewBatch()
+	defer func() { _ = b.Close() }()
+	_ = b.Delete(expiryKey, nil)
+	switch {
+	case errors.Is(err, ErrNotFound) || (err == nil && r.tombstone):
+		// Nothing left to sweep; only the entry goes.
+		return false, b.Commit(pebble.NoSync)
+	case err != nil:
+		return false, err
+	case corrupt == nil && r.expiresAt > now:
+		// Not due: the entry does not match its session (expiry times never
+		// change, so this is damage); drop it, the session's own entry stays.
+		return false, b.Commit(pebble.NoSync)
+	}
+
+	// Point deletes rather than range deletions: a session has few keys,
+	// and thousands of small range tombstones would slow every read of the
+	// memtable until it is flushed.
+	s.key2 = appendSessionPart(s.key2[:0], kindField, p.org, csid)
+	s.val = prefixEnd(s.val[:0], s.key2)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: s.key2, UpperBound: s.val})
+	if err != nil {
+		return false, err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		_ = b.Delete(it.Key(), nil)
+	}
+	if err := it.Close(); err != nil {
+		return false, err
+	}
+	if corrupt != nil {
+		s.key2 = appendSessionPart(s.key2[:0], kindFrame, p.org, csid)
+		s.val = prefixEnd(s.val[:0], s.key2)
+		_ = b.DeleteRange(s.key2, s.val, nil)
+	} else {
+		for i := uint32(0); i < r.received; i++ {
+			s.key2 = appendFrameKey(s.key2[:0], p.org, csid, i)
+			_ = b.Delete(s.key2, nil)
+		}
+	}
+	tomb := sessionRec{tombstone: true, final: r.final, createdAt: r.createdAt, expiresAt: r.expiresAt}
+	s.val = appendSessionRec(s.val[:0], &tomb)
+	_ = b.Set(s.key, s.val, nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return false, err
+	}
+	return true, corrupt
+}
+
+// RunSweeper sweeps expired sessions now and then every interval until stop
+// is closed or the store is closed. Run it in its own goroutine. A pass
+// sweeps everything due, in chunks, checking stop between chunks.
+func (db *DB) RunSweeper(stop <-chan struct{}, every time.Duration) {
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		total := 0
+		for {
+			n, err := db.SweepExpired(sweepChunk)
+			total += n
+			if errors.Is(err, ErrClosed) {
+				return
+			}
+			if err != nil {
+				db.log.Error("store: sweep", "err", err)
+				break
+			}
+			if n < sweepChunk {
+				break
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+		if total > 0 {
+			db.log.Info("store: swept expired sessions", "sessions", total)
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}

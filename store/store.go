@@ -1,0 +1,424 @@
+package store
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Durability says whether an acknowledged write has reached stable storage.
+type Durability uint8
+
+const (
+	// Sync commits every acknowledged write with an fsync of the WAL
+	// (pebble.Sync). Pebble groups the syncs of concurrent commits, so the
+	// cost is shared by everyone writing at the same moment. The default.
+	Sync Durability = iota
+	// Relaxed commits without waiting for the fsync (pebble.NoSync): a crash
+	// of the machine (not of the process) can lose the last acknowledged
+	// writes. For experiments only; never the default or a headline figure.
+	Relaxed
+)
+
+// String names the durability as the --durability flag spells it.
+func (d Durability) String() string {
+	switch d {
+	case Sync:
+		return "sync"
+	case Relaxed:
+		return "relaxed"
+	}
+	return fmt.Sprintf("durability(%d)", uint8(d))
+}
+
+// ParseDurability reads the --durability flag's spelling ("sync" or
+// "relaxed").
+func ParseDurability(s string) (Durability, error) {
+	switch s {
+	case "sync", "":
+		return Sync, nil
+	case "relaxed":
+		return Relaxed, nil
+	}
+	return Sync, ErrDurability
+}
+
+// Size limits. They are sanity guards against absurd inputs, not the API's
+// limits (the server enforces those, far lower): a record this large would
+// still be stored correctly, but nothing legitimate comes close.
+const (
+	// MaxKeyBytes bounds every caller-chosen id that becomes part of a key:
+	// csid, userID, field name, decision id, idempotency key.
+	MaxKeyBytes = 1 << 10
+	// MaxFrameBytes bounds one frame before compression, and bounds what the
+	// zstd decoder will produce when reading one back.
+	MaxFrameBytes = 1 << 20
+	// MaxValueBytes bounds every other variable-size value: a field value, an
+	// aggregate, a template, a policy, a decision's response, an org name.
+	MaxValueBytes = 4 << 20
+)
+
+// Errors. Lookups answer ErrNotFound for another organization's records
+// exactly as for missing ones, so a caller cannot tell them apart.
+var (
+	// ErrNotFound: no such record in this organization (it may exist in
+	// another; that is deliberately indistinguishable).
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: the id is taken (a csid, ever; an idempotency key).
+	ErrExists = errors.New("store: already exists")
+	// ErrExpired: the session's ExpiresAt has passed (swept or not).
+	ErrExpired = errors.New("store: session expired")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrCorrupt: a stored value (or key) does not decode; never a panic.
+	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrEmptyID: a csid, userID, field name or decision id was empty.
+	ErrEmptyID = errors.New("store: empty id")
+	// ErrKeyTooLong: an id that becomes part of a key exceeds MaxKeyBytes.
+	ErrKeyTooLong = errors.New("store: key too long")
+	// ErrTooLarge: a value exceeds MaxFrameBytes or MaxValueBytes, or a
+	// session would exceed 2^32-1 frames.
+	ErrTooLarge = errors.New("store: value too large")
+	// ErrStale is SaveAggregate's answer to an aggregate covering fewer
+	// frames than the stored one: it would move the session backwards.
+	ErrStale = errors.New("store: aggregate older than the stored one")
+	// ErrUnreceived is SaveAggregate's answer to an aggregate claiming frames
+	// the session never received.
+	ErrUnreceived = errors.New("store: aggregate covers frames not received")
+	// ErrNoDir: Options.Dir was empty.
+	ErrNoDir = errors.New("store: no data directory")
+	// ErrFormat: the directory holds a database of a key layout this code
+	// does not know (written by a newer countersign).
+	ErrFormat = errors.New("store: unsupported data layout version")
+	// ErrDurability: not one of Sync or Relaxed.
+	ErrDurability = errors.New("store: durability must be sync or relaxed")
+	// ErrRandom: Options.Rand failed (crypto/rand cannot).
+	ErrRandom = errors.New("store: random source failed")
+)
+
+// Options configures Open. The zero value plus Dir is a production
+// configuration.
+type Options struct {
+	Dir        string        // data directory, created if missing
+	FS         vfs.FS        // nil: the OS; tests pass vfs.NewMem()
+	Durability Durability    // Sync unless the operator asked otherwise
+	SessionTTL time.Duration // default 30m
+	// CacheBytes sizes Pebble's block cache (default 64 MiB). Sessions and
+	// org records are read on every request, so they should stay cached.
+	CacheBytes int64
+	Now        func() time.Time // nil: time.Now
+	Rand       io.Reader        // nil: crypto/rand
+	// Logger receives what the background sweeper has to say (sessions
+	// swept, errors); nil discards it.
+	Logger *slog.Logger
+}
+
+// DefaultSessionTTL is how long a session lives when Options.SessionTTL is 0.
+const DefaultSessionTTL = 30 * time.Minute
+
+const layoutVersion = 1
+
+// DB is countersign's store. All methods are safe for concurrent use.
+type DB struct {
+	pdb  *pebble.DB
+	wo   *pebble.WriteOptions
+	ttl  time.Duration
+	now  func() time.Time
+	rand io.Reader
+	log  *slog.Logger
+	// randMu guards an injected Options.Rand, which need not be safe for
+	// concurrent use; crypto/rand is and does not take it.
+	randMu sync.Mutex
+
+	// inflight counts calls in progress; Close subtracts closingBias, so a
+	// negative count means closing and every new call answers ErrClosed.
+	// Close then waits on drained for the calls in flight, so no call reaches
+	// Pebble after it is closed (Pebble panics then). A counter rather than
+	// an RWMutex: entering never blocks, so a callback that calls back into
+	// the store while Close waits gets ErrClosed instead of a deadlock, and
+	// concurrent calls never exclude each other.
+	inflight    atomic.Int64
+	drained     chan struct{}
+	drainedOnce sync.Once
+	closeOnce   sync.Once
+	closeErr    error
+
+	stripes [numStripes]stripe
+
+	zenc *zstd.Encoder
+	zdec *zstd.Decoder
+}
+
+// Open opens (creating if needed) the store in o.Dir.
+func Open(o Options) (*DB, error) {
+	if o.Dir == "" {
+		return nil, ErrNoDir
+	}
+	if o.Durability > Relaxed {
+		return nil, ErrDurability
+	}
+	db := &DB{ttl: o.SessionTTL, now: o.Now, rand: o.Rand, wo: pebble.Sync, log: o.Logger,
+		drained: make(chan struct{})}
+	if o.Durability == Relaxed {
+		db.wo = pebble.NoSync
+	}
+	if db.ttl <= 0 {
+		db.ttl = DefaultSessionTTL
+	}
+	if db.now == nil {
+		db.now = time.Now
+	}
+	if db.log == nil {
+		db.log = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	// Frames are mostly float32 embeddings, which barely compress at any
+	// level; the fastest level keeps the event path cheap and still shrinks
+	// the headers and any zero runs.
+	db.zenc, err = zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithZeroFrames(true))
+	if err != nil {
+		return nil, err
+	}
+	// The decoder refuses to produce more than a frame may hold, so a
+	// damaged or hostile blob cannot make it allocate without bound.
+	db.zdec, err = zstd.NewReader(nil,
+		zstd.WithDecoderMaxMemory(MaxFrameBytes),
+		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)))
+	if err != nil {
+		db.zenc.Close()
+		return nil, err
+	}
+
+	cacheBytes := o.CacheBytes
+	if cacheBytes <= 0 {
+		cacheBytes = 64 << 20
+	}
+	cache := pebble.NewCache(cacheBytes)
+	defer cache.Unref() // Open takes its own reference.
+	po := &pebble.Options{
+		FS:                 o.FS,
+		Cache:              cache,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{db.log},
+	}
+	db.pdb, err = pebble.Open(o.Dir, po)
+	if err != nil {
+		db.zenc.Close()
+		db.zdec.Close()
+		return nil, err
+	}
+	if err := db.checkLayout(); err != nil {
+		_ = db.pdb.Close()
+		db.zenc.Close()
+		db.zdec.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// checkLayout records the key layout version in a new database and refuses
+// to open one written with a layout this code does not know.
+func (db *DB) checkLayout() error {
+	key := metaKey()
+	v, closer, err := db.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return db.pdb.Set(key, []byte{layoutVersion}, pebble.Sync)
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if len(v) != 1 || v[0] != layoutVersion {
+		return ErrFormat
+	}
+	return nil
+}
+
+// Close waits for calls in flight, then closes the database. Later calls
+// answer ErrClosed. Closing twice is harmless.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		if db.inflight.Add(-closingBias) != -closingBias {
+			<-db.drained
+		}
+		db.closeErr = db.pdb.Close()
+		db.zenc.Close()
+		db.zdec.Close()
+	})
+	return db.closeErr
+}
+
+// closingBias is subtracted from inflight by Close; far more than calls can
+// ever be in flight, so the count stays negative until Close is done.
+const closingBias = 1 << 62
+
+// enter admits a call unless the store is closing; every admitted call must
+// call db.exit.
+func (db *DB) enter() error {
+	if db.inflight.Add(1) < 0 {
+		db.exit()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (db *DB) exit() {
+	if db.inflight.Add(-1) == -closingBias {
+		db.drainedOnce.Do(func() { close(db.drained) })
+	}
+}
+
+// Metrics returns Pebble's metrics for /metrics: compactions, cache hit
+// rates, WAL and disk usage. Nil once the store is closed.
+func (db *DB) Metrics() *pebble.Metrics {
+	if db.enter() != nil {
+		return nil
+	}
+	defer db.exit()
+	return db.pdb.Metrics()
+}
+
+// nowMs is the store's clock in unix milliseconds.
+func (db *DB) nowMs() int64 { return db.now().UnixMilli() }
+
+// random fills p from Options.Rand or crypto/rand.
+func (db *DB) random(p []byte) error {
+	if db.rand == nil {
+		_, _ = rand.Read(p) // crypto/rand.Read never fails; it crashes the program instead
+		return nil
+	}
+	db.randMu.Lock()
+	defer db.randMu.Unlock()
+	if _, err := io.ReadFull(db.rand, p); err != nil {
+		return fmt.Errorf("%w: %v", ErrRandom, err)
+	}
+	return nil
+}
+
+// get copies out the value of key through fn, so that Pebble's buffer is
+// released before get returns. Missing keys are ErrNotFound.
+func (db *DB) get(key []byte, fn func(v []byte) error) error {
+	v, closer, err := db.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	err = fn(v)
+	if cerr := closer.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// has says whether key exists.
+func (db *DB) has(key []byte) (bool, error) {
+	err := db.get(key, func([]byte) error { return nil })
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// commit applies b with the store's durability and releases it.
+func (db *DB) commit(b *pebble.Batch) error {
+	err := b.Commit(db.wo)
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// numStripes is the number of mutexes that serialise read-modify-write of
+// one record. Two identities sharing a stripe only wait for each other; 256
+// keeps that rare at the concurrency one process sees.
+const numStripes = 256
+
+// stripe is padded to a cache line so neighbouring stripes do not share one.
+type stripe struct {
+	sync.Mutex
+	_ [64 - 8]byte
+}
+
+// Domains keep stripes of different record types from coinciding by
+// construction for equal strings (they still may by hash, harmlessly).
+const (
+	domainSession = 's'
+	domainOrg     = 'o'
+	domainIdem    = 'i'
+)
+
+// lock takes the stripe of (domain, org, id) and returns it for Unlock.
+func (db *DB) lock(domain byte, org orgID, id string) *stripe {
+	// FNV-1a: allocation-free and good enough to spread ids over stripes.
+	const prime = 1099511628211
+	h := (uint64(14695981039346656037) ^ uint64(domain)) * prime
+	for _, c := range org {
+		h = (h ^ uint64(c)) * prime
+	}
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint64(id[i])) * prime
+	}
+	s := &db.stripes[h%numStripes]
+	s.Lock()
+	return s
+}
+
+// scratch holds the buffers one call encodes keys and values into; pooled
+// so the hot paths do not allocate them per call. Pebble copies keys and
+// values into its batch, so they are free again once a call returns.
+type scratch struct {
+	key, key2, val, zbuf []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func acquireScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+func releaseScratch(s *scratch) {
+	// Do not keep huge buffers alive in the pool because of one big frame.
+	if cap(s.val) > 1<<20 {
+		s.val = nil
+	}
+	if cap(s.zbuf) > 1<<20 {
+		s.zbuf = nil
+	}
+	s.key, s.key2, s.val, s.zbuf = s.key[:0], s.key2[:0], s.val[:0], s.zbuf[:0]
+	scratchPool.Put(s)
+}
+
+// pebbleLogger sends Pebble's log lines to the store's slog.Logger instead
+// of the standard library's global logger, so they are structured like the
+// rest of the server's logs and silent in tests.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Info(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf must not return: Pebble calls it when continuing could damage the
+// database. The standard logger would exit the process; a panic does too
+// unless someone recovers it, and it carries a stack.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble")
+	panic("store: pebble: " + msg)
+}

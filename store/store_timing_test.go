@@ -1,0 +1,115 @@
+package store
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// openDisk opens a store with Sync durability in a temp dir: the
+// configuration the server runs with, fsyncs included.
+func openDisk(b *testing.B) (*DB, Org) {
+	b.Helper()
+	c := newClock()
+	db, err := Open(Options{Dir: b.TempDir(), Now: c.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	o, _ := newOrg(b, db, "bench")
+	return db, o
+}
+
+// benchResponse is about the size of a validate response with a few
+// sessionData items.
+var benchResponse = []byte(`{"success":true,"verifiedAction":false,"decisionID":"01ARZ3NDEKTSV4RRFFQ69G5FAV","indicators":{"iv_is_values_collected":true,"iv_is_values_match":true,"iv_values_match_details":{"amount":{"matched":true,"field":"total","reason":"match"},"payeeID":{"matched":true,"field":"payeeID","reason":"match"}},"iv_is_biometrics_collected":false,"iv_is_biometrics_match":false,"iv_liveness":false,"iv_policy_violations":{"violations":[],"has_violations":false,"total_frames":0,"verified_frames":0},"iv_biometrics_info":[],"iv_user_enrolled":false,"iv_spoof_detected":false,"idv_matching":false,"driverLicenseCollected":false,"idlive_liveness":false,"regular_liveness":false},"ivScore":2000}`)
+
+func BenchmarkPutDecisionSync(b *testing.B) {
+	db, o := openDisk(b)
+	d := Decision{OrgID: o.ID, CSID: "csid-bench", UserID: "user-1", CreatedAt: 1, Score: 2000, Response: benchResponse}
+	idem := []byte("idem-00000000")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchResponse)))
+	i := 0
+	for b.Loop() {
+		d.ID = db.NewDecisionID()
+		idem = fmt.Appendf(idem[:5], "%08d", i)
+		i++
+		if err := db.PutDecision(&d, idem, [32]byte{1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPutDecisionSyncParallel shows Pebble grouping the fsyncs of
+// concurrent commits: throughput grows with writers although each waits
+// for its own sync.
+func BenchmarkPutDecisionSyncParallel(b *testing.B) {
+	db, o := openDisk(b)
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		d := Decision{OrgID: o.ID, CSID: "csid-bench", UserID: "user-1", CreatedAt: 1, Score: 2000, Response: benchResponse}
+		for pb.Next() {
+			d.ID = db.NewDecisionID()
+			if err := db.PutDecision(&d, nil, [32]byte{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkSession(b *testing.B) {
+	db, o := openDisk(b)
+	newSession(b, db, o.ID, "csid-bench")
+	agg := make([]byte, 4200) // about a 512-d aggregate
+	if _, err := db.AppendEvents(o.ID, "csid-bench", nil, [][]byte{{1}}, false); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.SaveAggregate(o.ID, "csid-bench", agg, 1); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Session", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := db.Session(o.ID, "csid-bench"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("SessionInto", func(b *testing.B) {
+		b.ReportAllocs()
+		var s Session
+		for b.Loop() {
+			if err := db.SessionInto(o.ID, "csid-bench", &s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkAppendEvents posts two 512-d frames (random, so incompressible)
+// and two fields per call, synced.
+func BenchmarkAppendEvents(b *testing.B) {
+	db, o := openDisk(b)
+	newSession(b, db, o.ID, "csid-bench")
+	if err := db.SaveAggregate(o.ID, "csid-bench", make([]byte, 4200), 0); err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	frames := make([][]byte, 2)
+	for i := range frames {
+		frames[i] = make([]byte, 40+512*4)
+		for j := range frames[i] {
+			frames[i][j] = byte(rng.Uint32())
+		}
+	}
+	fields := []FieldValue{{Key: []byte("amount"), Value: []byte(`"35.00"`), TS: 1}, {Key: []byte("payeeID"), Value: []byte(`6`), TS: 2}}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frames[0]) + len(frames[1])))
+	for b.Loop() {
+		if _, err := db.AppendEvents(o.ID, "csid-bench", fields, frames, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
