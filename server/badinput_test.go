@@ -1,0 +1,241 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBadInputs sends malformed, hostile and merely wrong requests and checks
+// each gets a 4xx JSON error naming the problem, never a 5xx, and that the
+// server keeps serving after each.
+func TestBadInputs(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("bad-input-1", "u1")
+	good := string(e.validateBody(s, false, seedItems()...))
+	okFrame := `{"seq":1,"ts":1,"type":"face","faces":1,"quality":0.9,"liveness":0.9,"embedding":"` +
+		embB64(unitVec(newRand(1), testDim)) + `"}`
+
+	nan := make([]byte, 4*testDim)
+	binary.LittleEndian.PutUint32(nan, math.Float32bits(float32(math.NaN())))
+	for i := 1; i < testDim; i++ {
+		binary.LittleEndian.PutUint32(nan[4*i:], math.Float32bits(0.01))
+	}
+	frameSet := func(field, value string) string {
+		fields := map[string]string{
+			"seq": "1", "ts": "1", "type": `"face"`, "faces": "1", "quality": "0.9", "liveness": "0.9",
+			"embedding": `"` + embB64(unitVec(newRand(2), testDim)) + `"`,
+		}
+		fields[field] = value
+		var b strings.Builder
+		b.WriteByte('{')
+		first := true
+		for _, k := range []string{"seq", "ts", "type", "faces", "quality", "liveness", "docType", "embedding"} {
+			v, ok := fields[k]
+			if !ok {
+				continue
+			}
+			if !first {
+				b.WriteByte(',')
+			}
+			first = false
+			fmt.Fprintf(&b, "%q:%s", k, v)
+		}
+		b.WriteByte('}')
+		return b.String()
+	}
+	deep := strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
+	bomb := gzipBytes(bytes.Repeat([]byte(" "), 20<<20))
+	zbomb := zstdBytes(bytes.Repeat([]byte(" "), 20<<20))
+	digits200 := "1" + strings.Repeat("0", 199)
+	items257 := make([]string, 257)
+	for i := range items257 {
+		items257[i] = fmt.Sprintf(`{"key":"k%d","value":1}`, i)
+	}
+
+	type tc struct {
+		name    string
+		route   string // "validate" (default), "events", "sessions"
+		body    string
+		raw     []byte   // body bytes, when not valid UTF-8 text
+		headers []string // extra headers
+		noCT    bool
+		rawConn bool // write the request on a raw in-memory connection (the server closes it mid-body)
+		status  int
+		code    string
+		says    string // a substring the message must contain
+	}
+	cases := []tc{
+		{name: "empty body", body: "", status: 400, code: "empty_body"},
+		{name: "whitespace only", body: " \n\t ", status: 400, code: "empty_body"},
+		{name: "truncated", body: good[:len(good)/2], status: 400, code: "invalid_json", says: "at byte"},
+		{name: "truncated string", body: `{"cid":"abc`, status: 400, code: "invalid_json", says: "unterminated string"},
+		{name: "not an object", body: `[]`, status: 400, code: "wrong_type", says: "the request body must be an object, not an array"},
+		{name: "a bare string", body: `"hello"`, status: 400, code: "wrong_type"},
+		{name: "cid a number", body: strings.Replace(good, `"cid":"`+e.org.CID+`"`, `"cid":5`, 1), status: 400, code: "wrong_type", says: "cid must be a string, not a number"},
+		{name: "isEnrollment a string", body: strings.Replace(good, `"isEnrollment":false`, `"isEnrollment":"true"`, 1), status: 400, code: "wrong_type", says: "isEnrollment must be true or false"},
+		{name: "additionalData an array", body: `{"cid":"c","csid":"abcdefgh","userID":"u","action":"a","additionalData":[]}`, status: 400, code: "wrong_type", says: "additionalData must be an object"},
+		{name: "sessionData an object", body: `{"cid":"c","csid":"abcdefgh","userID":"u","action":"a","additionalData":{"sessionData":{}}}`, status: 400, code: "wrong_type", says: "additionalData.sessionData must be an array"},
+		{name: "value an object", body: `{"cid":"c","csid":"abcdefgh","userID":"u","action":"a","additionalData":{"sessionData":[{"key":"a","value":{"x":1}}]}}`, status: 400, code: "wrong_type", says: "additionalData.sessionData[0].value must be a string, number, boolean or null"},
+		{name: "synonym a number", body: `{"cid":"c","csid":"abcdefgh","userID":"u","action":"a","additionalData":{"sessionData":[{"key":"a","value":1,"synonyms":["b",2]}]}}`, status: 400, code: "wrong_type", says: "additionalData.sessionData[0].synonyms[1] must be a string"},
+		{name: "invalid UTF-8 in a value", raw: []byte("{\"cid\":\"c\",\"csid\":\"abcdefgh\",\"userID\":\"u\xff\xfe\",\"action\":\"a\"}"), status: 400, code: "invalid_utf8", says: "userID"},
+		{name: "invalid UTF-8 in a key", raw: []byte("{\"ci\xc3\":\"c\"}"), status: 400, code: "invalid_utf8"},
+		{name: "overlong UTF-8", raw: []byte("{\"cid\":\"\xc0\xaf\"}"), status: 400, code: "invalid_utf8"},
+		{name: "UTF-8 surrogate", raw: []byte("{\"cid\":\"\xed\xa0\x80\"}"), status: 400, code: "invalid_utf8"},
+		{name: "duplicate sessionData keys", body: strings.Replace(good, `"key":"payeeID"`, `"key":"amount"`, 1), status: 400, code: "duplicate_key", says: "additionalData.sessionData[1].key"},
+		{name: "duplicate keys up to case", body: strings.Replace(good, `"key":"payeeID"`, `"key":"AMOUNT"`, 1), status: 400, code: "duplicate_key"},
+		{name: "duplicate JSON field", body: `{"cid":"c","cid":"d","csid":"abcdefgh","userID":"u","action":"a"}`, status: 400, code: "duplicate_field", says: "cid appears twice"},
+		{name: "duplicate field through an escape", body: `{"cid":"c","c\u0069d":"d","csid":"abcdefgh","userID":"u","action":"a"}`, status: 400, code: "duplicate_field"},
+		{name: "5000-deep nesting", body: deep, status: 400, code: "nesting_too_deep", says: "16 levels"},
+		{name: "deep nesting in a value", body: `{"cid":` + strings.Repeat(`{"a":`, 20) + `1` + strings.Repeat(`}`, 20) + `}`, status: 400, code: "nesting_too_deep"},
+		{name: "200-digit number value", body: strings.Replace(good, `"value":35`, `"value":`+digits200, 1), status: 400, code: "invalid_field", says: "additionalData.sessionData[0].value: number too long"},
+		{name: "200-digit string number value", body: strings.Replace(good, `"value":35`, `"value":"`+digits200+`"`, 1), status: 400, code: "invalid_field", says: "number too long"},
+		{name: "huge exponent", body: strings.Replace(good, `"value":35`, `"value":1e99999`, 1), status: 400, code: "invalid_field", says: "exponent"},
+		{name: "unknown field", body: strings.Replace(good, `"isEnrollment"`, `"extra":1,"isEnrollment"`, 1), status: 400, code: "unknown_field", says: "unknown field extra"},
+		{name: "unknown nested field", body: strings.Replace(good, `"key":"amount"`, `"key":"amount","weight":2`, 1), status: 400, code: "unknown_field", says: "additionalData.sessionData[0].weight"},
+		{name: "field name of the wrong case", body: strings.Replace(good, `"userID"`, `"userId"`, 1), status: 400, code: "unknown_field", says: "userId"},
+		{name: "missing csid", body: `{"cid":"c","userID":"u","action":"a"}`, status: 400, code: "missing_field", says: "csid is required"},
+		{name: "missing item value", body: `{"cid":"c","csid":"abcdefgh","userID":"u","action":"a","additionalData":{"sessionData":[{"key":"a"}]}}`, status: 400, code: "missing_field", says: "additionalData.sessionData[0].value is required"},
+		{name: "trailing data", body: good + ` x`, status: 400, code: "trailing_data"},
+		{name: "two JSON values", body: good + good, status: 400, code: "trailing_data"},
+		{name: "raw control character", body: "{\"cid\":\"a\tb\"}", status: 400, code: "invalid_json", says: "control character"},
+		{name: "bad escape", body: `{"cid":"\x41"}`, status: 400, code: "invalid_json", says: "escape"},
+		{name: "leading zero", body: `{"cid":"c","csid":"abcdefgh","userID":"u","action":"a","additionalData":{"sessionData":[{"key":"a","value":01}]}}`, status: 400, code: "invalid_json"},
+		{name: "NaN literal", body: `{"cid":"c","csid":"abcdefgh","userID":"u","action":"a","additionalData":{"sessionData":[{"key":"a","value":NaN}]}}`, status: 400, code: "invalid_json"},
+		{name: "single quotes", body: `{'cid':'c'}`, status: 400, code: "invalid_json"},
+		{name: "trailing comma", body: `{"cid":"c",}`, status: 400, code: "invalid_json"},
+		{name: "257 items", body: `{"cid":"c","csid":"abcdefgh","userID":"u","action":"a","additionalData":{"sessionData":[` + strings.Join(items257, ",") + `]}}`, status: 400, code: "too_many_items", says: "256"},
+		{name: "empty key", body: `{"cid":"` + e.org.CID + `","csid":"` + s.csid + `","userID":"u1","action":"a","additionalData":{"sessionData":[{"key":"","value":1}]}}`, status: 400, code: "invalid_field", says: "additionalData.sessionData[0]"},
+		{name: "bad csid", body: `{"cid":"` + e.org.CID + `","csid":"short","userID":"u1","action":"a"}`, status: 400, code: "invalid_field", says: "csid must be 8 to 128"},
+		{name: "empty userID", body: `{"cid":"` + e.org.CID + `","csid":"abcdefgh","userID":"","action":"a"}`, status: 400, code: "invalid_field", says: "userID"},
+		{name: "wrong content type", body: good, headers: []string{"Content-Type", "text/plain"}, status: 415, code: "unsupported_media_type"},
+		{name: "no content type", body: good, noCT: true, status: 415, code: "unsupported_media_type"},
+		{name: "unsupported content encoding", body: good, headers: []string{"Content-Encoding", "br"}, status: 415, code: "unsupported_encoding"},
+		{name: "corrupt gzip", body: "\x1f\x8b\x08\x00garbage", headers: []string{"Content-Encoding", "gzip"}, status: 400, code: "bad_encoding", says: "gzip"},
+		{name: "not gzip at all", body: good, headers: []string{"Content-Encoding", "gzip"}, status: 400, code: "bad_encoding"},
+		{name: "corrupt zstd", body: "\x28\xb5\x2f\xfdjunkjunk", headers: []string{"Content-Encoding", "zstd"}, status: 400, code: "bad_encoding", says: "zstd"},
+		{name: "gzip bomb", raw: bomb, headers: []string{"Content-Encoding", "gzip"}, status: 413, code: "body_too_large", says: "decompresses to more than 1 MiB"},
+		{name: "zstd bomb", raw: zbomb, headers: []string{"Content-Encoding", "zstd"}, status: 413, code: "body_too_large"},
+		{name: "oversize body", body: `{"cid":"` + strings.Repeat("a", 2<<20) + `"}`, rawConn: true, status: 413, code: "body_too_large"},
+		{name: "bad idempotency key", body: good, headers: []string{"Idempotency-Key", "has space"}, status: 400, code: "invalid_header", says: "Idempotency-Key"},
+		{name: "idempotency key too long", body: good, headers: []string{"Idempotency-Key", strings.Repeat("k", 256)}, status: 400, code: "invalid_header"},
+
+		// Events.
+		{name: "events: bad base64", route: "events", body: `{"frames":[` + frameSet("embedding", `"`+strings.Repeat("!", base64.StdEncoding.EncodedLen(4*testDim))+`"`) + `]}`, status: 400, code: "invalid_field", says: "frames[0].embedding is not valid standard base64"},
+		{name: "events: wrong embedding size", route: "events", body: `{"frames":[` + frameSet("embedding", `"`+embB64(unitVec(newRand(3), 128))+`"`) + `]}`, status: 400, code: "invalid_field", says: "frames[0].embedding must be standard base64 of 2048 bytes"},
+		{name: "events: NaN embedding", route: "events", body: `{"frames":[` + okFrame + `,` + frameSet("embedding", `"`+base64.StdEncoding.EncodeToString(nan)+`"`) + `]}`, status: 400, code: "invalid_field", says: "frames[1]: embedding has a NaN"},
+		{name: "events: zero embedding", route: "events", body: `{"frames":[` + frameSet("embedding", `"`+base64.StdEncoding.EncodeToString(make([]byte, 4*testDim))+`"`) + `]}`, status: 400, code: "invalid_field", says: "all zeros"},
+		{name: "events: quality above 1", route: "events", body: `{"frames":[` + frameSet("quality", "1.5") + `]}`, status: 400, code: "invalid_field", says: "frames[0].quality must be a number from 0 to 1"},
+		{name: "events: 200-digit quality", route: "events", body: `{"frames":[` + frameSet("quality", digits200) + `]}`, status: 400, code: "invalid_field", says: "quality"},
+		{name: "events: 65 faces", route: "events", body: `{"frames":[` + frameSet("faces", "65") + `]}`, status: 400, code: "invalid_field", says: "frames[0].faces must be an integer from 0 to 64"},
+		{name: "events: unknown frame type", route: "events", body: `{"frames":[` + frameSet("type", `"selfie"`) + `]}`, status: 400, code: "invalid_field", says: `frames[0].type must be "face" or "document"`},
+		{name: "events: unknown docType", route: "events", body: `{"frames":[` + frameSet("docType", `"visa"`) + `]}`, status: 400, code: "invalid_field", says: "docType"},
+		{name: "events: negative seq", route: "events", body: `{"frames":[` + frameSet("seq", "-1") + `]}`, status: 400, code: "invalid_field", says: "frames[0].seq must be a non-negative integer"},
+		{name: "events: fractional ts", route: "events", body: `{"frames":[` + frameSet("ts", "1.5") + `]}`, status: 400, code: "wrong_type", says: "frames[0].ts must be an integer"},
+		{name: "events: 200-digit ts", route: "events", body: `{"frames":[` + frameSet("ts", digits200) + `]}`, status: 400, code: "invalid_field", says: "frames[0].ts"},
+		{name: "events: 65 frames", route: "events", body: `{"frames":[` + strings.Repeat(okFrame+",", 64) + okFrame + `]}`, status: 400, code: "too_many_items", says: "frames has more than 64 items"},
+		{name: "events: value an array", route: "events", body: `{"fields":[{"key":"a","value":[1]}]}`, status: 400, code: "wrong_type", says: "fields[0].value"},
+		{name: "events: 200-digit field value", route: "events", body: `{"fields":[{"key":"a","value":` + digits200 + `}]}`, status: 400, code: "invalid_field", says: "fields[0].value: number too long"},
+		{name: "events: empty field key", route: "events", body: `{"fields":[{"key":"","value":1}]}`, status: 400, code: "invalid_field", says: "fields[0].key"},
+		{name: "events: final a string", route: "events", body: `{"final":"yes"}`, status: 400, code: "wrong_type", says: "final"},
+		{name: "events: missing embedding", route: "events", body: `{"frames":[{"seq":1,"ts":1,"type":"face"}]}`, status: 400, code: "missing_field", says: "frames[0].embedding is required"},
+
+		// Session creation.
+		{name: "sessions: short csid", route: "sessions", body: `{"csid":"short","userID":"u","action":"a"}`, status: 400, code: "invalid_field", says: "csid"},
+		{name: "sessions: csid with a slash", route: "sessions", body: `{"csid":"abc/defgh","userID":"u","action":"a"}`, status: 400, code: "invalid_field", says: "csid"},
+		{name: "sessions: control character in userID", route: "sessions", body: `{"csid":"abcdefgh","userID":"u\u0000","action":"a"}`, status: 400, code: "invalid_field", says: "userID"},
+		{name: "sessions: userID too long", route: "sessions", body: `{"csid":"abcdefgh","userID":"` + strings.Repeat("u", 257) + `","action":"a"}`, status: 400, code: "invalid_field", says: "userID"},
+		{name: "sessions: missing action", route: "sessions", body: `{"csid":"abcdefgh","userID":"u"}`, status: 400, code: "missing_field", says: "action is required"},
+	}
+	if len(cases) < 30 {
+		t.Fatalf("only %d cases", len(cases))
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body := c.raw
+			if body == nil {
+				body = []byte(c.body)
+			}
+			var r response
+			switch {
+			case c.rawConn:
+				r = e.rawInmem("POST /v1/validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\napikey: " + e.apiKey +
+					"\r\nContent-Length: " + fmt.Sprint(len(body)) + "\r\n\r\n" + string(body))
+			case c.route == "events":
+				r = e.postEvents(s, body, c.headers...)
+				if c.noCT {
+					t.Fatal("noCT is for validate cases")
+				}
+			case c.route == "sessions":
+				r = e.do(req{path: "/v1/sessions", body: body, headers: append([]string{"x-client-id", e.org.CID}, c.headers...)})
+			default:
+				r = e.do(req{path: "/v1/validate", body: body, headers: e.withKey(c.headers...), noCT: c.noCT})
+			}
+			if r.status != c.status || r.errorCode() != c.code {
+				t.Fatalf("got %s, want %d %s", r, c.status, c.code)
+			}
+			if r.header["content-type"] != "application/json" {
+				t.Errorf("content-type %q", r.header["content-type"])
+			}
+			m := jsonMap(t, r.body)
+			if m["success"] != false || len(m) != 3 {
+				t.Errorf("not the native envelope: %s", r.body)
+			}
+			if !strings.Contains(r.errorMessage(), c.says) {
+				t.Errorf("message %q does not say %q", r.errorMessage(), c.says)
+			}
+			if h := e.do(req{path: "/healthz"}); h.status != 200 {
+				t.Fatalf("server not serving after: %s", h)
+			}
+		})
+	}
+	// Nothing of the above was stored.
+	sess, err := e.db.Session(e.org.ID, s.csid)
+	if err != nil || sess.FramesReceived != 0 {
+		t.Errorf("session after bad inputs: %+v, %v", sess, err)
+	}
+	if _, err := e.db.Session(e.org.ID, "abcdefgh"); err == nil {
+		t.Error("a refused session was created")
+	}
+}
+
+// TestBadInputsOverSocket repeats the transport-level cases on a real socket.
+func TestBadInputsOverSocket(t *testing.T) {
+	e := newEnv(t)
+	addr := e.serveTCP()
+	// Missing Content-Type (fasthttp's client would add one).
+	resp, body := rawExchange(t, addr, "POST /v1/validate HTTP/1.1\r\nHost: x\r\napikey: "+e.apiKey+"\r\nContent-Length: 2\r\n\r\n{}")
+	if resp.StatusCode != 415 || !bytes.Contains(body, []byte("unsupported_media_type")) {
+		t.Errorf("no content type: %d %s", resp.StatusCode, body)
+	}
+	// An oversized announced events body is refused on a keep-alive
+	// connection that then closes: the body was never read.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "POST /v1/sessions/abcdefgh/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n")
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 413 || !bytes.Contains(b, []byte("4 MiB")) || !res.Close {
+		t.Errorf("announced 100 MiB events body: %d close=%v %s", res.StatusCode, res.Close, b)
+	}
+	if r := e.do(req{path: "/healthz"}); r.status != 200 {
+		t.Fatalf("not serving: %s", r)
+	}
+}

@@ -1,0 +1,227 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+
+	"github.com/bytedance/sonic/decoder"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/valyala/fasthttp"
+
+	"github.com/countersign/countersign/engine/biometric"
+	"github.com/countersign/countersign/engine/match"
+	"github.com/countersign/countersign/engine/policy"
+	"github.com/countersign/countersign/store"
+)
+
+// reqCtx is the pooled per-request context: every scratch slice a request
+// needs, reset by truncation, so that a warmed-up server answers without
+// allocating for its own work. Nothing in it may be kept after the request:
+// the strings sonic decodes refer into body, which the next request
+// overwrites. Whatever outlives a request (a queued frame job, a cache key)
+// is copied first.
+type reqCtx struct {
+	srv         *Server
+	ctx         *fasthttp.RequestCtx
+	route       route
+	status      int
+	contentType string
+
+	out  []byte // the response body
+	msg  []byte // an error sentence being built
+	body []byte // the request body, decompressed; sonic's strings refer into it
+	zbuf []byte // the compressed response
+
+	br  bytes.Reader
+	gzr *gzip.Reader
+	zsr *zstd.Decoder
+	gzw *gzip.Writer
+	zw  appendWriter // the gzip writer's output
+	mw  appendWriter // /metrics output
+
+	check jsonChecker
+	dec   decoder.Decoder
+
+	createReq   createSessionRequest
+	eventsReq   eventsRequest
+	validateReq validateRequest
+
+	org  store.Org
+	sess store.Session
+
+	// events
+	storeFields []store.FieldValue
+	frameBlobs  [][]byte
+	blobBuf     []byte
+	embBuf      []byte
+	frame       biometric.Frame
+
+	// validate
+	fields    []store.FieldValue
+	mfields   []match.Field
+	items     []match.Item
+	synonyms  [][]byte
+	matcher   match.Matcher
+	mres      match.Result
+	agg       *biometric.Aggregate
+	tmpl      biometric.Template
+	newTmpl   biometric.Template
+	tmplBuf   []byte
+	aggBuf    []byte
+	frames    []biometric.Frame
+	framesBuf []byte
+	embOffs   []int
+	input     policy.Input
+	verdict   policy.Verdict
+	decision  store.Decision
+	reqHash   [32]byte
+	idBuf     [8]byte
+}
+
+func newReqCtx(s *Server) *reqCtx {
+	return &reqCtx{srv: s, agg: biometric.NewAggregate(s.dim)}
+}
+
+// maxRetained is the largest buffer a pooled context keeps between requests;
+// a larger one (a big events body) is dropped so that idle contexts stay small.
+const maxRetained = 256 << 10
+
+func trim(b []byte) []byte {
+	if cap(b) > maxRetained {
+		return nil
+	}
+	return b[:0]
+}
+
+// release makes c ready for the pool.
+func (c *reqCtx) release() {
+	c.ctx = nil
+	c.route = routeUnknown
+	c.status = 0
+	c.contentType = ""
+	c.out = trim(c.out)
+	c.msg = trim(c.msg)
+	c.body = trim(c.body)
+	c.zbuf = trim(c.zbuf)
+	c.blobBuf = trim(c.blobBuf)
+	c.embBuf = trim(c.embBuf)
+	c.framesBuf = trim(c.framesBuf)
+	c.br.Reset(nil)
+	// Drop every reference into the body (strings sonic decoded, path keys),
+	// so a large body dropped above is not kept alive by them.
+	c.check = jsonChecker{msg: c.check.msg[:0]}
+	c.createReq = createSessionRequest{}
+	c.eventsReq.reset()
+	c.validateReq.reset()
+	clear(c.items[:cap(c.items)])
+	c.items = c.items[:0]
+	clear(c.synonyms[:cap(c.synonyms)])
+	c.synonyms = c.synonyms[:0]
+	clear(c.mfields[:cap(c.mfields)])
+	c.mfields = c.mfields[:0]
+	clear(c.mres.Details[:cap(c.mres.Details)])
+	c.mres.Details = c.mres.Details[:0]
+	c.org = store.Org{}
+	c.decision = store.Decision{}
+	c.frame = biometric.Frame{}
+	clear(c.frames[:cap(c.frames)])
+	c.frames = c.frames[:0]
+	clear(c.frameBlobs[:cap(c.frameBlobs)])
+	c.frameBlobs = c.frameBlobs[:0]
+	clear(c.storeFields[:cap(c.storeFields)])
+	c.storeFields = c.storeFields[:0]
+	clear(c.fields[:cap(c.fields)])
+	c.fields = c.fields[:0]
+	c.input = policy.Input{}
+}
+
+// fail answers e with msg (or the catalog sentence when msg is empty) and
+// returns false, so handlers can write `return c.fail(...)`.
+func (c *reqCtx) fail(e *apiError, msg []byte) bool {
+	c.status = e.status
+	c.contentType = ""
+	c.out = appendError(c.out[:0], e, msg)
+	if e.status == fasthttp.StatusServiceUnavailable || e.status == fasthttp.StatusTooManyRequests {
+		c.ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+	}
+	return false
+}
+
+// failf answers e with a sentence built from parts.
+func (c *reqCtx) failf(e *apiError, parts ...string) bool {
+	c.msg = c.msg[:0]
+	for _, p := range parts {
+		c.msg = append(c.msg, p...)
+	}
+	return c.fail(e, c.msg)
+}
+
+// failTooLarge answers 413 naming the route's limit.
+func (c *reqCtx) failTooLarge(limit int) bool {
+	c.msg = append(c.msg[:0], "The request body is larger than "...)
+	c.msg = appendSize(c.msg, limit)
+	c.msg = append(c.msg, ", the limit of this route."...)
+	return c.fail(errBodyTooLarge, c.msg)
+}
+
+// storeFailed answers a store error that is not the request's fault: 503,
+// nothing decided or changed. ErrExpired and ErrNotFound are handled by the
+// caller, which knows what they mean for its route.
+func (c *reqCtx) storeFailed(err error) bool {
+	c.srv.log.Error("store", "route", c.route.String(), "err", err)
+	if errors.Is(err, store.ErrClosed) {
+		return c.fail(errNotReady, nil)
+	}
+	return c.fail(errStoreUnavailable, nil)
+}
+
+// send writes c's response, compressed when the client accepts it and the
+// body is worth it.
+func (c *reqCtx) send() {
+	ctx := c.ctx
+	ctx.SetStatusCode(c.status)
+	if c.contentType != "" {
+		ctx.SetContentType(c.contentType)
+	} else {
+		ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
+	}
+	body := c.out
+	if len(body) >= compressMin {
+		ctx.Response.Header.Set(fasthttp.HeaderVary, "Accept-Encoding")
+		if enc := responseEncoding(ctx.Request.Header.Peek(fasthttp.HeaderAcceptEncoding)); enc != "" {
+			c.zbuf = c.compress(c.zbuf[:0], enc, body)
+			body = c.zbuf
+			ctx.Response.Header.SetContentEncoding(enc)
+		}
+	}
+	ctx.SetBody(body)
+}
+
+var contentTypeJSON = []byte("application/json")
+
+// decodeOptions make sonic as strict as the shape check: exact field names,
+// unknown fields refused, strings validated. Strings are not copied: they
+// refer into c.body for the duration of the request.
+const decodeOptions = decoder.OptionDisableUnknown | decoder.OptionCaseSensitive | decoder.OptionValidateString
+
+// decode checks c.body against sh and binds it into v (a pointer to one of
+// c's request structs, already reset).
+func (c *reqCtx) decode(sh *shape, v any) bool {
+	if !c.check.checkSyntax(c.body) {
+		return c.fail(c.check.err, c.check.msg)
+	}
+	if !c.check.checkShape(c.body, sh) {
+		return c.fail(c.check.err, c.check.msg)
+	}
+	c.dec.Reset(bytesToString(c.body))
+	c.dec.SetOptions(decodeOptions)
+	if err := c.dec.Decode(v); err != nil {
+		// The checks above accept only what binds; reaching here is a gap
+		// between them and sonic, answered as a bad request all the same.
+		c.srv.log.Warn("sonic refused a checked body", "route", c.route.String(), "type", reflect.TypeOf(v).String(), "err", err)
+		return c.failf(errInvalidJSON, "The request body could not be decoded: ", err.Error())
+	}
+	return true
+}

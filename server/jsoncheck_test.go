@@ -1,0 +1,254 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/countersign/countersign/engine/biometric"
+)
+
+func TestCheckSyntax(t *testing.T) {
+	cases := []struct {
+		in   string
+		code string // "" = accepted
+		says string
+	}{
+		{`{}`, "", ""},
+		{` {"a":[1,-2.5e+3,true,false,null,"x\"\\\/\b\f\n\r\t\u00e9"]} `, "", ""},
+		{`"\ud83d\ude00"`, "", ""},
+		{"\"\u00e9\U0001F600\"", "", ""},
+		{``, "empty_body", ""},
+		{`{`, "invalid_json", "unexpected end of the body at byte 1"},
+		{`{"a"}`, "invalid_json", "expected ':'"},
+		{`{"a":1,}`, "invalid_json", "expected a field name at byte 7"},
+		{`[1,]`, "invalid_json", "unexpected character at byte 3 (in [1])"},
+		{`{"a":{"b":[1,2,x]}}`, "invalid_json", "(in a.b[2])"},
+		{`[1 2]`, "invalid_json", "expected ',' or ']'"},
+		{`01`, "trailing_data", ""},
+		{`-`, "invalid_json", "invalid number"},
+		{`1.`, "invalid_json", "invalid number"},
+		{`1e`, "invalid_json", "invalid number"},
+		{`.5`, "invalid_json", "unexpected character"},
+		{`tru`, "invalid_json", "invalid literal"},
+		{`nul`, "invalid_json", "invalid literal"},
+		{`"\u12"`, "invalid_json", "\\u escape"},
+		{`"\a"`, "invalid_json", "invalid escape"},
+		{"\"a\x00\"", "invalid_json", "control character"},
+		{"\"a\xff\"", "invalid_utf8", "at byte 2"},
+		{`{} {}`, "trailing_data", "at byte 3"},
+		{strings.Repeat("[", 16) + strings.Repeat("]", 16), "", ""},
+		{strings.Repeat("[", 17) + strings.Repeat("]", 17), "nesting_too_deep", "16 levels"},
+		{strings.Repeat(`{"a":`, 17) + "1" + strings.Repeat("}", 17), "nesting_too_deep", "a.a.a"},
+	}
+	var c jsonChecker
+	for _, tc := range cases {
+		ok := c.checkSyntax([]byte(tc.in))
+		code := ""
+		if !ok {
+			code = c.err.code
+		}
+		if code != tc.code || !strings.Contains(string(c.msg), tc.says) {
+			t.Errorf("checkSyntax(%.40q) = %q %q, want %q containing %q", tc.in, code, c.msg, tc.code, tc.says)
+		}
+	}
+}
+
+// FuzzCheckSyntax: on valid UTF-8 within the nesting limit, checkSyntax
+// agrees with encoding/json.
+func FuzzCheckSyntax(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":[1,2,{"b":null}]}`, `"\u00e9"`, `[1e5,-0.5]`, `{"a":1,}`, `01`, `"\ud800"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var c jsonChecker
+		ok := c.checkSyntax(b)
+		if !ok && c.err == nil {
+			t.Fatal("refused without a problem")
+		}
+		if !utf8.Valid(b) {
+			if ok && json.Valid(b) {
+				// fine: the invalid bytes were outside strings? impossible: then json.Valid fails.
+				t.Fatalf("accepted invalid UTF-8 %q", b)
+			}
+			return
+		}
+		if c.err == errNestingDepth {
+			return
+		}
+		if ok != json.Valid(b) && !(c.err == errEmptyBody && !json.Valid(b)) {
+			t.Fatalf("checkSyntax(%q) = %v (%s), json.Valid = %v", b, ok, c.msg, json.Valid(b))
+		}
+	})
+}
+
+func TestCheckShape(t *testing.T) {
+	cases := []struct {
+		in   string
+		code string
+		says string
+	}{
+		{`{"cid":"c","csid":"s","userID":"u","action":"a"}`, "", ""},
+		{`{"cid":"c","csid":"s","userID":"u","action":"a","additionalData":null,"isEnrollment":true}`, "", ""},
+		{`{"cid":"c","csid":"s","userID":"u","action":"a","additionalData":{"sessionData":null}}`, "", ""},
+		{`{"cid":"c","csid":"s","userID":"u","action":"a","additionalData":{"sessionData":[{"key":"k","value":null,"synonyms":null}]}}`, "", ""},
+		{`{"cid":"c","csid":"s","userID":"u","action":"a","additionalData":{}}`, "", ""},
+		{`{"cid":null,"csid":"s","userID":"u","action":"a"}`, "wrong_type", "cid must be a string, not null"},
+		{`{"csid":"s","userID":"u","action":"a"}`, "missing_field", "cid is required"},
+		{`{"cid":"c","csid":"s","userID":"u","action":"a","additionalData":{"sessionData":[{"key":"k"}]}}`, "missing_field", "additionalData.sessionData[0].value is required"},
+		{`{"cid":"c","csid":"s","userID":"u","action":"a","isEnrollment":1}`, "wrong_type", "isEnrollment must be true or false, not a number"},
+		{`{"cid":"c","csid":"s","userID":"u","action":"a","\u0063id":"d"}`, "duplicate_field", "appears twice"},
+		{`{"cid":"c","csid":"s","userID":"u","action":"a","x":1}`, "unknown_field", "unknown field x"},
+	}
+	var c jsonChecker
+	for _, tc := range cases {
+		if !c.checkSyntax([]byte(tc.in)) {
+			t.Fatalf("syntax %s: %s", tc.in, c.msg)
+		}
+		ok := c.checkShape([]byte(tc.in), shapeValidate)
+		code := ""
+		if !ok {
+			code = c.err.code
+		}
+		if code != tc.code || !strings.Contains(string(c.msg), tc.says) {
+			t.Errorf("checkShape(%s) = %q %q, want %q containing %q", tc.in, code, c.msg, tc.code, tc.says)
+		}
+	}
+	// Integer ranges.
+	ints := []struct {
+		sh   *shape
+		in   string
+		code string
+	}{
+		{shapeInt64, "9223372036854775807", ""},
+		{shapeInt64, "-9223372036854775808", ""},
+		{shapeInt64, "9223372036854775808", "invalid_field"},
+		{shapeInt64, "-9223372036854775809", "invalid_field"},
+		{shapeUint64, "18446744073709551615", ""},
+		{shapeUint64, "18446744073709551616", "invalid_field"},
+		{shapeUint64, "-1", "invalid_field"},
+		{shapeUint64, "-0", ""},
+		{shapeUint64, "1e3", "wrong_type"},
+		{shapeUint64, "1.0", "wrong_type"},
+	}
+	for _, tc := range ints {
+		obj := &shape{kind: kindObject, fields: []fieldShape{{name: "n", shape: tc.sh}}}
+		in := `{"n":` + tc.in + `}`
+		ok := c.checkShape([]byte(in), obj)
+		code := ""
+		if !ok {
+			code = c.err.code
+		}
+		if code != tc.code {
+			t.Errorf("%s as %s: %q %s", tc.in, tc.sh.desc, code, c.msg)
+		}
+	}
+}
+
+func TestAppendJSONString(t *testing.T) {
+	cases := map[string]string{
+		"":                   `""`,
+		"plain":              `"plain"`,
+		`q"b\`:               `"q\"b\\"`,
+		"\n\r\t\x00\x1f":     `"\n\r\t\u0000\u001f"`,
+		"é😀":                 `"é😀"`,
+		"\u2028\u2029":       `"\u2028\u2029"`,
+		"bad\xffutf8\xc3":    `"bad\ufffdutf8\ufffd"`,
+		"<script>&</script>": `"<script>&</script>"`,
+	}
+	for in, want := range cases {
+		if got := string(appendJSONString(nil, in)); got != want {
+			t.Errorf("appendJSONString(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func FuzzAppendJSONString(f *testing.F) {
+	f.Add("a\"b\\c\x00\u2028é\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := appendJSONString(nil, s)
+		var back string
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("%q -> %s: %v", s, out, err)
+		}
+		if utf8.ValidString(s) && back != s {
+			t.Fatalf("%q -> %s -> %q", s, out, back)
+		}
+	})
+}
+
+func TestAppendJSONFloat(t *testing.T) {
+	cases := []struct {
+		f    float64
+		bits int
+		want string
+	}{
+		{0, 32, "0"},
+		{1, 32, "1"},
+		{float64(float32(0.83)), 32, "0.83"},
+		{float64(float32(0.9712345)), 32, "0.9712345"},
+		{-0.5, 64, "-0.5"},
+		{1e-7, 64, "1e-7"},
+		{1e21, 64, "1e+21"},
+		{123456789, 64, "123456789"},
+		{math.NaN(), 64, "0"},
+		{math.Inf(1), 32, "0"},
+	}
+	for _, c := range cases {
+		got := string(appendJSONFloat(nil, c.f, c.bits))
+		if got != c.want {
+			t.Errorf("appendJSONFloat(%v, %d) = %s, want %s", c.f, c.bits, got, c.want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("%s is not JSON", got)
+		}
+	}
+}
+
+func TestFrameCodec(t *testing.T) {
+	emb := embBytes(unitVec(newRand(1), 16))
+	in := biometric.Frame{Seq: math.MaxUint64, TS: -5, Type: biometric.DocumentFrame, Faces: 3,
+		DocType: biometric.DocPassport, Quality: 0.5, Liveness: 1, Embedding: emb}
+	b := appendFrame(nil, &in)
+	if n := frameLen(b, len(emb)); n != len(b) {
+		t.Errorf("frameLen = %d, want %d", n, len(b))
+	}
+	var out biometric.Frame
+	if err := decodeFrame(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Seq != in.Seq || out.TS != in.TS || out.Type != in.Type || out.Faces != in.Faces || out.DocType != in.DocType ||
+		out.Quality != in.Quality || out.Liveness != in.Liveness || !bytes.Equal(out.Embedding, emb) {
+		t.Errorf("round trip: %+v", out)
+	}
+	for i := range len(b) {
+		if err := decodeFrame(b[:i], &out); err == nil {
+			t.Errorf("truncated at %d decoded", i)
+		}
+	}
+	if err := decodeFrame(append(b, 0), &out); err == nil {
+		t.Error("a trailing byte decoded")
+	}
+	bad := append([]byte(nil), b...)
+	bad[0] = 9
+	if err := decodeFrame(bad, &out); err == nil {
+		t.Error("an unknown version decoded")
+	}
+}
+
+func FuzzDecodeFrame(f *testing.F) {
+	f.Add(appendFrame(nil, &biometric.Frame{Seq: 1, Type: biometric.FaceFrame, Embedding: []byte{1, 2, 3, 4}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fr biometric.Frame
+		if decodeFrame(b, &fr) == nil {
+			again := appendFrame(nil, &fr)
+			var fr2 biometric.Frame
+			if err := decodeFrame(again, &fr2); err != nil {
+				t.Fatalf("re-encoding does not decode: %v", err)
+			}
+		}
+	})
+}

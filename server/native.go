@@ -1,0 +1,534 @@
+package server
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/bytedance/sonic"
+	"github.com/valyala/fasthttp"
+
+	"github.com/countersign/countersign/engine/biometric"
+	"github.com/countersign/countersign/engine/match"
+	"github.com/countersign/countersign/store"
+)
+
+// Limits of the native surface beyond the engine's own (match.Max*,
+// biometric.MaxFrames).
+const (
+	maxEventFields  = 512 // fields in one events request
+	maxEventFrames  = 64  // frames in one events request
+	maxIDBytes      = 256 // userID and action
+	minCSID         = 8
+	maxCSID         = 128
+	maxIdemKey      = 255 // Idempotency-Key header
+	maxEmbeddingDim = biometric.MaxDim
+)
+
+// Request bodies. Field names are exactly the wire names (sonic is case
+// sensitive here); strings refer into the request context's body.
+
+type createSessionRequest struct {
+	CSID   string `json:"csid"`
+	UserID string `json:"userID"`
+	Action string `json:"action"`
+}
+
+type eventField struct {
+	Key   string                 `json:"key"`
+	Value sonic.NoCopyRawMessage `json:"value"`
+	TS    int64                  `json:"ts"`
+}
+
+type eventFrame struct {
+	Seq       uint64  `json:"seq"`
+	TS        int64   `json:"ts"`
+	Type      string  `json:"type"`
+	Faces     int32   `json:"faces"`
+	Quality   float64 `json:"quality"`
+	Liveness  float64 `json:"liveness"`
+	DocType   string  `json:"docType"`
+	Embedding string  `json:"embedding"`
+}
+
+type eventsRequest struct {
+	Fields []eventField `json:"fields"`
+	Frames []eventFrame `json:"frames"`
+	Final  bool         `json:"final"`
+}
+
+type sessionDataItem struct {
+	Key      string                 `json:"key"`
+	Value    sonic.NoCopyRawMessage `json:"value"`
+	Synonyms []string               `json:"synonyms"`
+}
+
+type additionalData struct {
+	SessionData []sessionDataItem `json:"sessionData"`
+}
+
+type validateRequest struct {
+	CID            string         `json:"cid"`
+	CSID           string         `json:"csid"`
+	UserID         string         `json:"userID"`
+	Action         string         `json:"action"`
+	AdditionalData additionalData `json:"additionalData"`
+	IsEnrollment   bool           `json:"isEnrollment"`
+}
+
+// reset empties r for decoding, keeping the capacity of its slices (and of
+// each item's synonyms) without leaving a previous request's values behind:
+// sonic decodes into existing elements, so a stale element would otherwise
+// keep a field the new body does not have.
+func (r *validateRequest) reset() {
+	items := r.AdditionalData.SessionData[:cap(r.AdditionalData.SessionData)]
+	for i := range items {
+		items[i] = sessionDataItem{Synonyms: items[i].Synonyms[:0]}
+	}
+	*r = validateRequest{AdditionalData: additionalData{SessionData: items[:0]}}
+}
+
+func (r *eventsRequest) reset() {
+	fields := r.Fields[:cap(r.Fields)]
+	clear(fields)
+	frames := r.Frames[:cap(r.Frames)]
+	clear(frames)
+	*r = eventsRequest{Fields: fields[:0], Frames: frames[:0]}
+}
+
+// Shapes of the bodies, for the checks before binding.
+var (
+	shapeCreateSession = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
+		{name: "csid", shape: shapeString, required: true},
+		{name: "userID", shape: shapeString, required: true},
+		{name: "action", shape: shapeString, required: true},
+	}}
+
+	shapeEventField = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
+		{name: "key", shape: shapeString, required: true},
+		{name: "value", shape: shapeScalar, required: true},
+		{name: "ts", shape: shapeInt64},
+	}}
+	shapeEventFrame = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
+		{name: "seq", shape: shapeUint64, required: true},
+		{name: "ts", shape: shapeInt64, required: true},
+		{name: "type", shape: shapeString, required: true},
+		{name: "faces", shape: &shape{kind: kindInt, posMax: biometric.MaxFaces, desc: "an integer from 0 to 64"}},
+		{name: "quality", shape: shapeUnit},
+		{name: "liveness", shape: shapeUnit},
+		{name: "docType", shape: shapeString},
+		{name: "embedding", shape: shapeString, required: true},
+	}}
+	shapeEvents = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
+		{name: "fields", shape: &shape{kind: kindArray, nullable: true, elem: shapeEventField, maxItems: maxEventFields, desc: "an array"}},
+		{name: "frames", shape: &shape{kind: kindArray, nullable: true, elem: shapeEventFrame, maxItems: maxEventFrames, desc: "an array"}},
+		{name: "final", shape: shapeBool},
+	}}
+
+	shapeSessionDataItem = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
+		{name: "key", shape: shapeString, required: true},
+		{name: "value", shape: shapeScalar, required: true},
+		{name: "synonyms", shape: &shape{kind: kindArray, nullable: true, elem: shapeString, maxItems: match.MaxSynonyms, desc: "an array of strings"}},
+	}}
+	shapeValidate = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
+		{name: "cid", shape: shapeString, required: true},
+		{name: "csid", shape: shapeString, required: true},
+		{name: "userID", shape: shapeString, required: true},
+		{name: "action", shape: shapeString, required: true},
+		{name: "additionalData", shape: &shape{kind: kindObject, nullable: true, desc: "an object", fields: []fieldShape{
+			{name: "sessionData", shape: &shape{kind: kindArray, nullable: true, elem: shapeSessionDataItem, maxItems: match.MaxItems, desc: "an array"}},
+		}}},
+		{name: "isEnrollment", shape: shapeBool},
+	}}
+)
+
+// validCSID reports whether s is 8 to 128 characters of [A-Za-z0-9._:-].
+func validCSID[S string | []byte](s S) bool {
+	if len(s) < minCSID || len(s) > maxCSID {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9',
+			ch == '.', ch == '_', ch == ':', ch == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validID reports whether s is a usable userID or action: 1 to maxIDBytes
+// bytes, no control characters (the JSON checks already ensured UTF-8).
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > maxIDBytes {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// stringBytes views s as bytes without copying; the engine only reads them.
+func stringBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+const (
+	msgCSID   = "csid must be 8 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
+	msgUserID = "userID must be 1 to 256 bytes without control characters"
+	msgAction = "action must be 1 to 256 bytes without control characters"
+)
+
+// createSession answers POST /v1/sessions.
+func (s *Server) createSession(c *reqCtx) {
+	if !s.authClientID(c) || !c.readBody(c.ctx, limitSmall) {
+		return
+	}
+	r := &c.createReq
+	*r = createSessionRequest{}
+	if !c.decode(shapeCreateSession, r) {
+		return
+	}
+	switch {
+	case !validCSID(r.CSID):
+		c.failf(errInvalidField, msgCSID)
+		return
+	case !validID(r.UserID):
+		c.failf(errInvalidField, msgUserID)
+		return
+	case !validID(r.Action):
+		c.failf(errInvalidField, msgAction)
+		return
+	}
+	sess, token, err := s.db.CreateSession(c.org.ID, r.CSID, r.UserID, r.Action)
+	if err != nil {
+		switch {
+		case errors.Is(err, store.ErrExists):
+			c.fail(errCSIDInUse, nil)
+		case errors.Is(err, store.ErrNotFound): // the organization is gone
+			c.fail(errInvalidClientID, nil)
+		default:
+			c.storeFailed(err)
+		}
+		return
+	}
+	c.status = fasthttp.StatusCreated
+	c.out = append(c.out, `{"csid":`...)
+	c.out = appendJSONString(c.out, sess.CSID)
+	c.out = append(c.out, `,"collectToken":`...)
+	c.out = appendJSONString(c.out, token)
+	c.out = append(c.out, `,"expiresAt":`...)
+	c.out = strconv.AppendInt(c.out, sess.ExpiresAt, 10)
+	c.out = append(c.out, '}')
+}
+
+// appendEvents answers POST /v1/sessions/{csid}/events.
+func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
+	if !s.authClientID(c) {
+		return
+	}
+	if !validCSID(csidParam) {
+		c.fail(errSessionNotFound, nil)
+		return
+	}
+	csid := bytesToString(csidParam)
+	if !s.readSession(c, csid) {
+		return
+	}
+	if !s.db.CheckCollectToken(&c.sess, c.ctx.Request.Header.Peek("x-collect-token")) {
+		c.fail(errInvalidCollectToken, nil)
+		return
+	}
+	if !c.readBody(c.ctx, limitEvents) {
+		return
+	}
+	r := &c.eventsReq
+	r.reset()
+	if !c.decode(shapeEvents, r) {
+		return
+	}
+	if c.sess.Final {
+		c.fail(errSessionFinal, nil)
+		return
+	}
+	if !c.checkFields(r.Fields) || !c.checkFrames(r.Frames, s.dim) {
+		return
+	}
+	if n := uint64(c.sess.FramesReceived) + uint64(len(r.Frames)); n > biometric.MaxFrames {
+		c.failf(errSessionFrames, "The session would have ", strconv.FormatUint(n, 10),
+			" frames; a session holds at most ", strconv.Itoa(biometric.MaxFrames), ".")
+		return
+	}
+	queued := len(r.Frames) > 0
+	if queued && !s.frames.reserve() {
+		c.fail(errQueueFull, nil)
+		return
+	}
+	first, err := s.db.AppendEvents(c.org.ID, csid, c.storeFields, c.frameBlobs, r.Final)
+	if err != nil {
+		if queued {
+			s.frames.unreserve()
+		}
+		switch {
+		case errors.Is(err, store.ErrExpired):
+			c.fail(errSessionExpired, nil)
+		case errors.Is(err, store.ErrNotFound):
+			c.fail(errSessionNotFound, nil)
+		default:
+			c.storeFailed(err)
+		}
+		return
+	}
+	if queued {
+		s.frames.enqueue(c.org.ID, csid)
+	}
+	received := first + uint32(len(r.Frames))
+	pending := uint32(0)
+	if received > c.sess.FramesScored {
+		pending = received - c.sess.FramesScored
+	}
+	c.status = fasthttp.StatusAccepted
+	c.out = append(c.out, `{"accepted":{"fields":`...)
+	c.out = strconv.AppendInt(c.out, int64(len(r.Fields)), 10)
+	c.out = append(c.out, `,"frames":`...)
+	c.out = strconv.AppendInt(c.out, int64(len(r.Frames)), 10)
+	c.out = append(c.out, `},"pending":`...)
+	c.out = strconv.AppendUint(c.out, uint64(pending), 10)
+	c.out = append(c.out, '}')
+}
+
+// readSession reads the organization's session csid into c.sess, answering
+// 404 (unknown, or another organization's), 410 or 503.
+func (s *Server) readSession(c *reqCtx, csid string) bool {
+	err := s.db.SessionInto(c.org.ID, csid, &c.sess)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, store.ErrNotFound):
+		return c.fail(errSessionNotFound, nil)
+	case errors.Is(err, store.ErrExpired):
+		return c.fail(errSessionExpired, nil)
+	}
+	return c.storeFailed(err)
+}
+
+// checkFields validates the fields of an events request and fills c.storeFields.
+func (c *reqCtx) checkFields(fields []eventField) bool {
+	c.storeFields = c.storeFields[:0]
+	for i := range fields {
+		f := &fields[i]
+		if len(f.Key) == 0 || len(f.Key) > match.MaxKeyBytes {
+			return c.failf(errInvalidField, "fields[", strconv.Itoa(i), "].key must be 1 to ",
+				strconv.Itoa(match.MaxKeyBytes), " bytes")
+		}
+		if err := match.ValidateValue(f.Value); err != nil {
+			return c.failf(errInvalidField, "fields[", strconv.Itoa(i), "].value: ", engineMessage(err))
+		}
+		c.storeFields = append(c.storeFields, store.FieldValue{Key: stringBytes(f.Key), Value: f.Value, TS: f.TS})
+	}
+	return true
+}
+
+// checkFrames validates the frames of an events request, base64-decodes
+// their embeddings and fills c.frameBlobs with their stored encoding.
+func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
+	embBytes := 4 * dim
+	b64Len := base64.StdEncoding.EncodedLen(embBytes)
+	if need := len(frames) * embBytes; cap(c.embBuf) < need {
+		c.embBuf = make([]byte, need)
+	}
+	c.embBuf = c.embBuf[:len(frames)*embBytes]
+	c.blobBuf = c.blobBuf[:0]
+	f := &c.frame
+	for i := range frames {
+		in := &frames[i]
+		idx := strconv.Itoa(i)
+		t, ok := biometric.ParseFrameType(stringBytes(in.Type))
+		if !ok {
+			return c.failf(errInvalidField, "frames[", idx, `].type must be "face" or "document"`)
+		}
+		doc := biometric.DocOther
+		if in.DocType != "" {
+			if doc, ok = biometric.ParseDocType(stringBytes(in.DocType)); !ok {
+				return c.failf(errInvalidField, "frames[", idx, `].docType must be "driver_license", "passport", "id_card" or "other"`)
+			}
+		}
+		if len(in.Embedding) != b64Len {
+			return c.failf(errInvalidField, "frames[", idx, "].embedding must be standard base64 of ",
+				strconv.Itoa(embBytes), " bytes (", strconv.Itoa(dim), " little-endian float32), ",
+				strconv.Itoa(b64Len), " characters; got ", strconv.Itoa(len(in.Embedding)), " characters")
+		}
+		emb := c.embBuf[i*embBytes : (i+1)*embBytes]
+		n, err := base64.StdEncoding.Decode(emb, stringBytes(in.Embedding))
+		if err != nil || n != embBytes {
+			return c.failf(errInvalidField, "frames[", idx, "].embedding is not valid standard base64")
+		}
+		*f = biometric.Frame{
+			Seq:       in.Seq,
+			TS:        in.TS,
+			Type:      t,
+			Faces:     in.Faces,
+			DocType:   doc,
+			Quality:   float32(in.Quality),
+			Liveness:  float32(in.Liveness),
+			Embedding: emb,
+		}
+		if err := f.Validate(dim); err != nil {
+			return c.failf(errInvalidField, "frames[", idx, "]: ", engineMessage(err))
+		}
+		c.blobBuf = appendFrame(c.blobBuf, f)
+	}
+	// Slice the blobs only now: appending may have moved blobBuf.
+	c.frameBlobs = c.frameBlobs[:0]
+	for off := 0; off < len(c.blobBuf); {
+		n := frameLen(c.blobBuf[off:], embBytes)
+		c.frameBlobs = append(c.frameBlobs, c.blobBuf[off:off+n])
+		off += n
+	}
+	return true
+}
+
+// frameLen is the length of the encoded frame at the start of b.
+func frameLen(b []byte, embBytes int) int {
+	// version, uvarint seq, varint ts, type, docType, uvarint faces, 8, uvarint len, embedding
+	n := 1
+	_, k := binary.Uvarint(b[n:])
+	n += k
+	_, k = binary.Varint(b[n:])
+	n += k + 2
+	_, k = binary.Uvarint(b[n:])
+	n += k + 8
+	_, k = binary.Uvarint(b[n:])
+	return n + k + embBytes
+}
+
+// engineMessage is an engine error's text without its package prefix.
+func engineMessage(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, ": "); i >= 0 && i < 12 {
+		return msg[i+2:]
+	}
+	return msg
+}
+
+// sessionStatus answers GET /v1/sessions/{csid}.
+func (s *Server) sessionStatus(c *reqCtx, csidParam []byte) {
+	if _, ok := s.authAPIKey(c); !ok {
+		return
+	}
+	if !validCSID(csidParam) {
+		c.fail(errSessionNotFound, nil)
+		return
+	}
+	csid := bytesToString(csidParam)
+	if !s.readSession(c, csid) {
+		return
+	}
+	var err error
+	if c.fields, err = s.db.Fields(c.org.ID, csid, c.fields[:0]); err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExpired) {
+			s.readSession(c, csid)
+			return
+		}
+		c.storeFailed(err)
+		return
+	}
+	sess := &c.sess
+	c.status = fasthttp.StatusOK
+	c.out = append(c.out, `{"csid":`...)
+	c.out = appendJSONString(c.out, sess.CSID)
+	c.out = append(c.out, `,"userID":`...)
+	c.out = appendJSONString(c.out, sess.UserID)
+	c.out = append(c.out, `,"action":`...)
+	c.out = appendJSONString(c.out, sess.Action)
+	c.out = append(c.out, `,"createdAt":`...)
+	c.out = strconv.AppendInt(c.out, sess.CreatedAt, 10)
+	c.out = append(c.out, `,"expiresAt":`...)
+	c.out = strconv.AppendInt(c.out, sess.ExpiresAt, 10)
+	c.out = append(c.out, `,"fields":`...)
+	c.out = strconv.AppendInt(c.out, int64(len(c.fields)), 10)
+	c.out = append(c.out, `,"framesReceived":`...)
+	c.out = strconv.AppendUint(c.out, uint64(sess.FramesReceived), 10)
+	c.out = append(c.out, `,"framesScored":`...)
+	c.out = strconv.AppendUint(c.out, uint64(sess.FramesScored), 10)
+	c.out = append(c.out, `,"final":`...)
+	c.out = appendJSONBool(c.out, sess.Final)
+	c.out = append(c.out, '}')
+}
+
+// validDecisionID reports whether id can be a store decision id (Crockford
+// base32, DecisionIDLen characters); anything else is answered 404 unread.
+func validDecisionID(id []byte) bool {
+	if len(id) != store.DecisionIDLen {
+		return false
+	}
+	for _, ch := range id {
+		if !(ch >= '0' && ch <= '9' || ch >= 'A' && ch <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// decision answers GET /v1/decisions/{id}: the stored response, byte for
+// byte, with what it was about.
+func (s *Server) decision(c *reqCtx, idParam []byte) {
+	if _, ok := s.authAPIKey(c); !ok {
+		return
+	}
+	if !validDecisionID(idParam) {
+		c.fail(errDecisionNotFound, nil)
+		return
+	}
+	d, err := s.db.Decision(c.org.ID, bytesToString(idParam))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			c.fail(errDecisionNotFound, nil)
+			return
+		}
+		c.storeFailed(err)
+		return
+	}
+	c.status = fasthttp.StatusOK
+	c.out = append(c.out, `{"decisionID":`...)
+	c.out = appendJSONString(c.out, d.ID)
+	c.out = append(c.out, `,"csid":`...)
+	c.out = appendJSONString(c.out, d.CSID)
+	c.out = append(c.out, `,"userID":`...)
+	c.out = appendJSONString(c.out, d.UserID)
+	c.out = append(c.out, `,"createdAt":`...)
+	c.out = strconv.AppendInt(c.out, d.CreatedAt, 10)
+	c.out = append(c.out, `,"verifiedAction":`...)
+	c.out = appendJSONBool(c.out, d.Verified)
+	c.out = append(c.out, `,"ivScore":`...)
+	c.out = strconv.AppendInt(c.out, int64(d.Score), 10)
+	c.out = append(c.out, `,"response":`...)
+	c.out = append(c.out, d.Response...)
+	c.out = append(c.out, '}')
+}
+
+// newTemplateVersion draws a random template version: nonzero and never
+// biometric.MixedTemplates.
+func (c *reqCtx) newTemplateVersion() uint64 {
+	for {
+		_, _ = rand.Read(c.idBuf[:])
+		v := binary.LittleEndian.Uint64(c.idBuf[:])
+		if v != 0 && v != biometric.MixedTemplates {
+			return v
+		}
+	}
+}
+
+// hashBody is the idempotency hash of the decompressed request body.
+func (c *reqCtx) hashBody() {
+	c.reqHash = sha256.Sum256(c.body)
+}

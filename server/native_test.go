@@ -1,0 +1,466 @@
+package server
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/countersign/countersign/engine/biometric"
+	"github.com/countersign/countersign/store"
+)
+
+func TestCreateSession(t *testing.T) {
+	e := newEnv(t)
+	r := e.do(req{path: "/v1/sessions", body: []byte(`{"csid":"cs:0001.a_b-c","userID":"u1","action":"wire_transfer"}`),
+		headers: []string{"x-client-id", e.org.CID}})
+	if r.status != 201 {
+		t.Fatalf("create: %s", r)
+	}
+	m := jsonMap(t, r.body)
+	if m["csid"] != "cs:0001.a_b-c" || !strings.HasPrefix(m["collectToken"].(string), store.CollectTokenPrefix) || len(m) != 3 {
+		t.Errorf("create body: %s", r.body)
+	}
+	if exp, _ := m["expiresAt"].(json.Number).Int64(); exp != e.clock().Add(store.DefaultSessionTTL).UnixMilli() {
+		t.Errorf("expiresAt %d", exp)
+	}
+	// A csid is never reused.
+	r = e.do(req{path: "/v1/sessions", body: []byte(`{"csid":"cs:0001.a_b-c","userID":"u2","action":"login"}`),
+		headers: []string{"x-client-id", e.org.CID}})
+	if r.status != 409 || r.errorCode() != "csid_in_use" {
+		t.Errorf("reused csid: %s", r)
+	}
+	// Client id.
+	for _, h := range [][]string{nil, {"x-client-id", "cid_nope"}, {"x-client-id", e.apiKey}} {
+		r = e.do(req{path: "/v1/sessions", body: []byte(`{"csid":"cs-00000002","userID":"u","action":"a"}`), headers: h})
+		if r.status != 401 || r.errorCode() != "invalid_client_id" {
+			t.Errorf("client id %v: %s", h, r)
+		}
+	}
+	// Another organization may use the same csid.
+	org2, _, err := e.db.CreateOrg("other", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = e.do(req{path: "/v1/sessions", body: []byte(`{"csid":"cs:0001.a_b-c","userID":"u1","action":"a"}`),
+		headers: []string{"x-client-id", org2.CID}})
+	if r.status != 201 {
+		t.Errorf("same csid in another org: %s", r)
+	}
+}
+
+func TestEventsAndSessionStatus(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("events-0001", "u1")
+	rng := newRand(7)
+	face := unitVec(rng, testDim)
+	body := mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, face, 1, 1763800000100, 3)})
+	r := e.postEvents(s, body)
+	if r.status != 202 {
+		t.Fatalf("events: %s", r)
+	}
+	m := jsonMap(t, r.body)
+	acc := m["accepted"].(map[string]any)
+	if acc["fields"] != json.Number("4") || acc["frames"] != json.Number("3") || m["pending"] != json.Number("3") {
+		t.Errorf("events answer: %s", r.body)
+	}
+	// gzip and zstd bodies; a later value replaces the earlier one.
+	later := mustJSON(eventsJSON{Fields: []fieldJSON{{Key: "total", Value: json.RawMessage(`"36.00"`), TS: 1763800001000}},
+		Frames: faceFrames(rng, face, 4, 1763800001200, 2)})
+	if r := e.postEvents(s, gzipBytes(later), "Content-Encoding", "gzip"); r.status != 202 {
+		t.Fatalf("gzip events: %s", r)
+	}
+	last := mustJSON(eventsJSON{Frames: faceFrames(rng, face, 6, 1763800002000, 1), Final: true})
+	if r := e.postEvents(s, zstdBytes(last), "Content-Encoding", "zstd"); r.status != 202 {
+		t.Fatalf("zstd events: %s", r)
+	}
+	// Final: nothing more is accepted.
+	if r := e.postEvents(s, []byte(`{"fields":[{"key":"x","value":1}]}`)); r.status != 409 || r.errorCode() != "session_final" {
+		t.Errorf("events after final: %s", r)
+	}
+	e.waitScored(s)
+	r = e.do(req{path: "/v1/sessions/" + s.csid, headers: e.withKey()})
+	if r.status != 200 {
+		t.Fatalf("status: %s", r)
+	}
+	st := jsonMap(t, r.body)
+	want := map[string]any{"csid": s.csid, "userID": "u1", "action": "wire_transfer", "fields": json.Number("4"),
+		"framesReceived": json.Number("6"), "framesScored": json.Number("6"), "final": true}
+	for k, v := range want {
+		if st[k] != v {
+			t.Errorf("status %s = %v, want %v (%s)", k, st[k], v, r.body)
+		}
+	}
+	fields, err := e.db.Fields(e.org.ID, s.csid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fields {
+		if string(f.Key) == "total" && string(f.Value) != `"36.00"` {
+			t.Errorf("total = %s, want the later value", f.Value)
+		}
+	}
+	// The stored frames decode back to what was sent.
+	n := 0
+	err = e.db.Frames(e.org.ID, s.csid, 0, func(index uint32, raw []byte) error {
+		var f biometric.Frame
+		if err := decodeFrame(raw, &f); err != nil {
+			return err
+		}
+		if f.Seq != uint64(index)+1 || f.Type != biometric.FaceFrame || f.Faces != 1 || len(f.Embedding) != 4*testDim {
+			t.Errorf("frame %d: %+v", index, f)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != 6 {
+		t.Errorf("frames: %d, %v", n, err)
+	}
+}
+
+func TestEventsCredentials(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("cred-0001", "u1")
+	body := []byte(`{"fields":[{"key":"a","value":1}]}`)
+	for _, tok := range []string{"", "cst_forged", s.token + "x", strings.ToUpper(s.token)} {
+		r := e.do(req{path: "/v1/sessions/" + s.csid + "/events", body: body,
+			headers: []string{"x-client-id", e.org.CID, "x-collect-token", tok}})
+		if r.status != 401 || r.errorCode() != "invalid_collect_token" {
+			t.Errorf("token %q: %s", tok, r)
+		}
+	}
+	// Another session's token.
+	s2 := e.newSession("cred-0002", "u1")
+	r := e.do(req{path: "/v1/sessions/" + s.csid + "/events", body: body,
+		headers: []string{"x-client-id", e.org.CID, "x-collect-token", s2.token}})
+	if r.status != 401 {
+		t.Errorf("another session's token: %s", r)
+	}
+	// Another organization's client id does not see the session.
+	org2, _, _ := e.db.CreateOrg("other", nil)
+	r = e.do(req{path: "/v1/sessions/" + s.csid + "/events", body: body,
+		headers: []string{"x-client-id", org2.CID, "x-collect-token", s.token}})
+	missing := e.do(req{path: "/v1/sessions/never-was-0/events", body: body,
+		headers: []string{"x-client-id", org2.CID, "x-collect-token", s.token}})
+	if r.status != 404 || !bytes.Equal(r.body, missing.body) {
+		t.Errorf("foreign session: %s; missing: %s", r, missing)
+	}
+	sess, _ := e.db.Session(e.org.ID, s.csid)
+	if sess.FramesReceived != 0 {
+		t.Error("rejected events were stored")
+	}
+	fields, _ := e.db.Fields(e.org.ID, s.csid, nil)
+	if len(fields) != 0 {
+		t.Error("rejected fields were stored")
+	}
+}
+
+func TestQueueFullSheds(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *Config) { c.QueueSize = 2 }))
+	s := e.newSession("queue-0001", "u1")
+	// Occupy the queue.
+	for range 2 {
+		if !e.srv.frames.reserve() {
+			t.Fatal("reserve")
+		}
+	}
+	rng := newRand(3)
+	body := mustJSON(eventsJSON{Frames: faceFrames(rng, unitVec(rng, testDim), 1, 1, 2)})
+	r := e.postEvents(s, body)
+	if r.status != 503 || r.errorCode() != "queue_full" || r.header["retry-after"] == "" {
+		t.Fatalf("full queue: %s %v", r, r.header)
+	}
+	sess, _ := e.db.Session(e.org.ID, s.csid)
+	if sess.FramesReceived != 0 {
+		t.Fatal("frames stored although the queue was full")
+	}
+	// Fields alone need no scoring and are accepted.
+	if r := e.postEvents(s, []byte(`{"fields":[{"key":"a","value":1}]}`)); r.status != 202 {
+		t.Errorf("fields with a full queue: %s", r)
+	}
+	e.srv.frames.unreserve()
+	e.srv.frames.unreserve()
+	if r := e.postEvents(s, body); r.status != 202 {
+		t.Errorf("after the queue drained: %s", r)
+	}
+	m := e.do(req{path: "/metrics"})
+	if !bytes.Contains(m.body, []byte("countersign_frame_queue_rejections_total 1")) {
+		t.Error("rejection not counted")
+	}
+}
+
+func TestSessionFrameLimit(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("limit-0001", "u1")
+	rng := newRand(5)
+	face := unitVec(rng, testDim)
+	f := biometric.Frame{Type: biometric.FaceFrame, Faces: 1, Quality: 0.9, Liveness: 0.9, Embedding: embBytes(face)}
+	var blobs [][]byte
+	for i := range biometric.MaxFrames - 2 {
+		f.Seq, f.TS = uint64(i+1), int64(i)*100
+		blobs = append(blobs, appendFrame(nil, &f))
+		if len(blobs) == 256 || i == biometric.MaxFrames-3 {
+			if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, false); err != nil {
+				t.Fatal(err)
+			}
+			blobs = blobs[:0]
+		}
+	}
+	body := mustJSON(eventsJSON{Frames: faceFrames(rng, face, 5000, 1e6, 3)})
+	r := e.postEvents(s, body)
+	if r.status != 409 || r.errorCode() != "session_frame_limit" || !strings.Contains(r.errorMessage(), "4096") {
+		t.Fatalf("over the session frame limit: %s", r)
+	}
+	body = mustJSON(eventsJSON{Frames: faceFrames(rng, face, 5000, 1e6, 2)})
+	if r := e.postEvents(s, body); r.status != 202 {
+		t.Fatalf("up to the limit: %s", r)
+	}
+}
+
+// TestProcessingThenFinal: frames acknowledged but not scored (here stored
+// behind the server's back, as after a crash) make validate answer 202 with
+// Retry-After; validate queues the catch-up job itself, and the final answer
+// counts every frame.
+func TestProcessingThenFinal(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("processing-1", "u1")
+	rng := newRand(11)
+	face := unitVec(rng, testDim)
+	var blobs [][]byte
+	for _, fj := range faceFrames(rng, face, 1, 1763800000100, 7) {
+		f := frameFromJSON(t, fj)
+		blobs = append(blobs, appendFrame(nil, &f))
+	}
+	if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, true); err != nil {
+		t.Fatal(err)
+	}
+	body := e.validateBody(s, false)
+	r := e.validate(body)
+	if r.status != 202 {
+		t.Fatalf("unscored frames: %s", r)
+	}
+	if r.header["retry-after"] != "1" || !regexp.MustCompile(`^\{"errorMessage":"processing","retryAfterMS":([1-9][0-9]|[1-9][0-9]{2}|1000)\}$`).Match(r.body) {
+		t.Errorf("processing answer: %s %v", r.body, r.header)
+	}
+	r = e.validateWhenScored(body)
+	if r.status != 200 {
+		t.Fatalf("final: %s", r)
+	}
+	v := jsonMap(t, r.body)
+	pv := v["indicators"].(map[string]any)["iv_policy_violations"].(map[string]any)
+	if pv["total_frames"] != json.Number("7") {
+		t.Errorf("total_frames = %v, want 7: %s", pv["total_frames"], r.body)
+	}
+	if sess, _ := e.db.Session(e.org.ID, s.csid); sess.FramesScored != 7 {
+		t.Errorf("scored %d", sess.FramesScored)
+	}
+}
+
+// TestRestartScoresAcknowledgedFrames: frames acknowledged to the SDK before
+// the server stopped are scored after a restart over the same store.
+func TestRestartScoresAcknowledgedFrames(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("restart-0001", "u1")
+	rng := newRand(13)
+	face := unitVec(rng, testDim)
+	if r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, face, 1, 1763800000100, 4)})); r.status != 202 {
+		t.Fatal(r)
+	}
+	e.stop() // drains: the queued job is finished
+	// Acknowledged but never queued (the process died between the two).
+	var blobs [][]byte
+	for _, fj := range faceFrames(rng, face, 5, 1763800002000, 3) {
+		f := frameFromJSON(t, fj)
+		blobs = append(blobs, appendFrame(nil, &f))
+	}
+	if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, true); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	r := e.validateWhenScored(e.validateBody(s, false, seedItems()...))
+	if r.status != 200 {
+		t.Fatalf("after restart: %s", r)
+	}
+	pv := jsonMap(t, r.body)["indicators"].(map[string]any)["iv_policy_violations"].(map[string]any)
+	if pv["total_frames"] != json.Number("7") {
+		t.Errorf("total_frames = %v, want 7", pv["total_frames"])
+	}
+}
+
+func frameFromJSON(t testing.TB, fj frameJSON) biometric.Frame {
+	t.Helper()
+	ft, _ := biometric.ParseFrameType([]byte(fj.Type))
+	f := biometric.Frame{Seq: fj.Seq, TS: fj.TS, Type: ft, Faces: int32(fj.Faces), Quality: float32(fj.Quality), Liveness: float32(fj.Liveness)}
+	f.Embedding = decodeB64(t, fj.Embedding)
+	if fj.DocType != "" {
+		f.DocType, _ = biometric.ParseDocType([]byte(fj.DocType))
+	}
+	return f
+}
+
+// TestTenancy: another organization's session or decision answers exactly
+// like a missing one, byte for byte; a wrong key is 401.
+func TestTenancy(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("tenant-a-001", "u1")
+	e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields()}))
+	r := e.validate(e.validateBody(s, false, seedItems()...))
+	if r.status != 200 {
+		t.Fatalf("own validate: %s", r)
+	}
+	decisionID := jsonMap(t, r.body)["decisionID"].(string)
+
+	org2, key2, err := e.db.CreateOrg("other", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as2 := func(path string, body []byte) response {
+		return e.do(req{path: path, body: body, headers: []string{"apikey", key2}})
+	}
+	vbody := func(cid, csid string) []byte {
+		return mustJSON(map[string]any{"cid": cid, "csid": csid, "userID": "u1", "action": "wire_transfer"})
+	}
+	missingSession := as2("/v1/validate", vbody(org2.CID, "never-existed"))
+	if missingSession.status != 404 || missingSession.errorCode() != "session_not_found" {
+		t.Fatalf("missing session: %s", missingSession)
+	}
+	for name, got := range map[string]response{
+		"foreign csid, own cid":     as2("/v1/validate", vbody(org2.CID, s.csid)),
+		"foreign csid, foreign cid": as2("/v1/validate", vbody(e.org.CID, s.csid)),
+		"legacy path":               as2("/api/v1/validate", vbody(org2.CID, s.csid)),
+		"own key, foreign cid":      e.validate(vbody(org2.CID, s.csid)),
+	} {
+		if got.status != missingSession.status || !bytes.Equal(got.body, missingSession.body) {
+			t.Errorf("%s: %s, want exactly %s", name, got, missingSession)
+		}
+	}
+	missingStatus := as2("/v1/sessions/never-existed", nil)
+	foreignStatus := as2("/v1/sessions/"+s.csid, nil)
+	if missingStatus.status != 404 || foreignStatus.status != 404 || !bytes.Equal(missingStatus.body, foreignStatus.body) {
+		t.Errorf("session status: foreign %s, missing %s", foreignStatus, missingStatus)
+	}
+	missingDecision := as2("/v1/decisions/01JBZ8Q3Y00000000000000000", nil)
+	foreignDecision := as2("/v1/decisions/"+decisionID, nil)
+	if missingDecision.status != 404 || missingDecision.errorCode() != "decision_not_found" ||
+		!bytes.Equal(missingDecision.body, foreignDecision.body) || foreignDecision.status != 404 {
+		t.Errorf("decision: foreign %s, missing %s", foreignDecision, missingDecision)
+	}
+	if r := e.do(req{path: "/v1/decisions/not-an-id", headers: []string{"apikey", key2}}); !bytes.Equal(r.body, missingDecision.body) {
+		t.Errorf("malformed decision id: %s", r)
+	}
+	// Wrong or missing keys.
+	for _, h := range [][]string{nil, {"apikey", ""}, {"apikey", "csk_nope"}, {"apikey", e.apiKey + "x"}, {"apikey", e.org.CID}} {
+		for _, path := range []string{"/v1/validate", "/api/v1/validate"} {
+			r := e.do(req{path: path, body: e.validateBody(s, false), headers: h})
+			if r.status != 401 || r.errorCode() != "invalid_api_key" {
+				t.Errorf("%s with %v: %s", path, h, r)
+			}
+		}
+		if r := e.do(req{path: "/v1/sessions/" + s.csid, headers: h}); r.status != 401 {
+			t.Errorf("status with %v: %s", h, r)
+		}
+		if r := e.do(req{path: "/v1/decisions/" + decisionID, headers: h}); r.status != 401 {
+			t.Errorf("decision with %v: %s", h, r)
+		}
+	}
+}
+
+func TestExpiredSession(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("expire-0001", "u1")
+	e.advance(store.DefaultSessionTTL + time.Second)
+	if r := e.validate(e.validateBody(s, false)); r.status != 410 || r.errorCode() != "session_expired" {
+		t.Errorf("validate: %s", r)
+	}
+	if r := e.postEvents(s, []byte(`{"fields":[{"key":"a","value":1}]}`)); r.status != 410 {
+		t.Errorf("events: %s", r)
+	}
+	if r := e.do(req{path: "/v1/sessions/" + s.csid, headers: e.withKey()}); r.status != 410 {
+		t.Errorf("status: %s", r)
+	}
+}
+
+func TestIdempotency(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("idem-00001", "u1")
+	e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields()}))
+	body := e.validateBody(s, false, seedItems()...)
+	first := e.validate(body, "Idempotency-Key", "key-1")
+	if first.status != 200 {
+		t.Fatalf("first: %s", first)
+	}
+	again := e.validate(body, "Idempotency-Key", "key-1")
+	if again.status != 200 || !bytes.Equal(again.body, first.body) {
+		t.Errorf("replay differs:\n%s\n%s", first.body, again.body)
+	}
+	// The hash is of the decompressed body.
+	zipped := e.do(req{path: "/v1/validate", body: gzipBytes(body), headers: e.withKey("Idempotency-Key", "key-1", "Content-Encoding", "gzip")})
+	if zipped.status != 200 || !bytes.Equal(zipped.body, first.body) {
+		t.Errorf("gzip replay: %s", zipped)
+	}
+	other := e.validateBody(s, false, seedItems()[:2]...)
+	if r := e.validate(other, "Idempotency-Key", "key-1"); r.status != 422 || r.errorCode() != "idempotency_key_reused" {
+		t.Errorf("same key, other body: %s", r)
+	}
+	// Without a key every call is a new decision.
+	a, b := e.validate(body), e.validate(body)
+	if jsonMap(t, a.body)["decisionID"] == jsonMap(t, b.body)["decisionID"] {
+		t.Error("two decisions share an id")
+	}
+	// The decision is readable by id, with the exact bytes answered.
+	id := jsonMap(t, first.body)["decisionID"].(string)
+	d := e.do(req{path: "/v1/decisions/" + id, headers: e.withKey()})
+	if d.status != 200 {
+		t.Fatalf("decision: %s", d)
+	}
+	var view struct {
+		DecisionID     string          `json:"decisionID"`
+		CSID           string          `json:"csid"`
+		UserID         string          `json:"userID"`
+		CreatedAt      int64           `json:"createdAt"`
+		VerifiedAction bool            `json:"verifiedAction"`
+		IVScore        int             `json:"ivScore"`
+		Response       json.RawMessage `json:"response"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(d.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&view); err != nil {
+		t.Fatalf("decision view %s: %v", d.body, err)
+	}
+	if view.DecisionID != id || view.CSID != s.csid || view.UserID != "u1" || view.CreatedAt != e.clock().UnixMilli() ||
+		!bytes.Equal(view.Response, first.body) {
+		t.Errorf("decision view: %s", d.body)
+	}
+}
+
+func TestStoreClosedFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("closed-0001", "u1")
+	body := e.validateBody(s, false)
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.validate(body)
+	if r.status != 503 || r.header["retry-after"] == "" {
+		t.Errorf("validate on a closed store: %s", r)
+	}
+	if r := e.do(req{path: "/healthz"}); r.status != 200 {
+		t.Errorf("healthz: %s", r)
+	}
+	if r := e.do(req{path: "/readyz"}); r.status != 503 || r.errorCode() != "not_ready" {
+		t.Errorf("readyz on a closed store: %s", r)
+	}
+}
+
+// decodeB64 is base64 for tests.
+func decodeB64(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+)
+
+// loadOpenAPIDocument parses and validates the embedded document the way the
+// conformance tests use it.
+func loadOpenAPIDocument(t *testing.T) *openapi3.T {
+	t.Helper()
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(openAPIDocument())
+	if err != nil {
+		t.Fatalf("load openapi.json: %v", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("validate openapi.json: %v", err)
+	}
+	return doc
+}
+
+func TestOpenAPIDocLoads(t *testing.T) {
+	doc := loadOpenAPIDocument(t)
+	if doc.OpenAPI != "3.1.0" || !doc.IsOpenAPI31OrLater() {
+		t.Fatalf("openapi = %q, want 3.1.0", doc.OpenAPI)
+	}
+}
+
+// TestOpenAPIDocRoutes keeps the document in step with the routes DESIGN lists:
+// every route, and every status each route can answer.
+func TestOpenAPIDocRoutes(t *testing.T) {
+	doc := loadOpenAPIDocument(t)
+	validate := []string{"200", "202", "400", "401", "404", "410", "413", "415", "422", "429", "503"}
+	want := []struct {
+		method, path string
+		statuses     []string
+	}{
+		{"POST", "/v1/sessions", []string{"201", "400", "401", "409", "413", "415", "429", "503"}},
+		{"POST", "/v1/sessions/{csid}/events", []string{"202", "400", "401", "404", "410", "413", "415", "429", "503"}},
+		{"GET", "/v1/sessions/{csid}", []string{"200", "401", "404", "410"}},
+		{"POST", "/v1/validate", validate},
+		{"POST", "/api/v1/validate", validate},
+		{"GET", "/v1/decisions/{decisionID}", []string{"200", "401", "404"}},
+		{"GET", "/healthz", []string{"200"}},
+		{"GET", "/readyz", []string{"200", "503"}},
+		{"GET", "/metrics", []string{"200"}},
+		{"GET", "/openapi.json", []string{"200"}},
+	}
+	if got := doc.Paths.Len(); got != len(want) {
+		t.Errorf("document has %d paths, want %d", got, len(want))
+	}
+	for _, w := range want {
+		item := doc.Paths.Value(w.path)
+		if item == nil {
+			t.Errorf("%s %s: missing", w.method, w.path)
+			continue
+		}
+		op := item.GetOperation(w.method)
+		if op == nil {
+			t.Errorf("%s %s: no operation", w.method, w.path)
+			continue
+		}
+		for _, s := range w.statuses {
+			if op.Responses.Value(s) == nil {
+				t.Errorf("%s %s: no %s response", w.method, w.path, s)
+			}
+		}
+		for s := range op.Responses.Map() {
+			if !slices.Contains(w.statuses, s) && s[0] != '4' && s[0] != '5' {
+				t.Errorf("%s %s: undocumented success status %s", w.method, w.path, s)
+			}
+		}
+	}
+}
+
+// TestOpenAPIDocSchemas checks the schemas against DESIGN's documented example
+// and against drift: the validate response is strict, so an extra or a
+// missing indicator fails.
+func TestOpenAPIDocSchemas(t *testing.T) {
+	doc := loadOpenAPIDocument(t)
+	schema := func(name string) *openapi3.Schema {
+		ref := doc.Components.Schemas[name]
+		if ref == nil || ref.Value == nil {
+			t.Fatalf("schema %s missing", name)
+		}
+		return ref.Value
+	}
+	cases := []struct {
+		schema string
+		body   string
+		ok     bool
+	}{
+		{"ValidateResponse", docTestDesignAnswer, true},
+		{"ValidateResponse", `{"success":true,"verifiedAction":false,"decisionID":"d","ivScore":2000}`, false},
+		{"ValidateResponse", docTestDesignAnswer[:len(docTestDesignAnswer)-1] + `,"extra":1}`, false},
+		{"Error", `{"success":false,"errorMessage":"csid is required","errorCode":"missing_field"}`, true},
+		{"Error", `{"success":false,"errorMessage":"x","errorCode":"Bad Code"}`, false},
+		{"Error", `{"success":true,"errorMessage":"x","errorCode":"x"}`, false},
+		{"Processing", `{"errorMessage":"processing","retryAfterMS":10}`, true},
+		{"Processing", `{"errorMessage":"processing","retryAfterMS":5}`, false},
+		{"CreateSessionRequest", `{"csid":"cs-00000001","userID":"u1","action":"transfer"}`, true},
+		{"CreateSessionRequest", `{"csid":"short","userID":"u1","action":"transfer"}`, false},
+		{"CreateSessionResponse", `{"csid":"cs-00000001","collectToken":"t","expiresAt":1763800000000}`, true},
+		{"EventsRequest", docTestDesignEvents, true},
+		{"EventsRequest", `{"fields":[{"key":"total","value":{"a":1}}]}`, false},
+		{"EventsResponse", `{"accepted":{"fields":1,"frames":2},"pending":2}`, true},
+		{"ValidateRequest", docTestSeedValidate, true},
+		{"ValidateRequest", `{"cid":"c","csid":"cs-00000001","userID":"u","action":"a","extra":1}`, false},
+	}
+	for i, c := range cases {
+		var v any
+		if err := json.Unmarshal([]byte(c.body), &v); err != nil {
+			t.Fatalf("case %d: bad JSON: %v", i, err)
+		}
+		err := schema(c.schema).VisitJSON(v, openapi3.EnableJSONSchema2020())
+		if (err == nil) != c.ok {
+			t.Errorf("case %d %s: err = %v, want ok=%v", i, c.schema, err, c.ok)
+		}
+	}
+}
+
+const docTestDesignAnswer = `{"success":true,"verifiedAction":false,"decisionID":"01JBZ8Q3Y0000000000000000",
+ "indicators":{"iv_is_values_collected":true,"iv_is_values_match":true,
+  "iv_values_match_details":{"amount":{"matched":true,"field":"total","reason":"match"},"memo":{"matched":false,"field":null,"reason":"not_collected"}},
+  "iv_is_biometrics_collected":false,"iv_is_biometrics_match":false,"iv_liveness":false,
+  "iv_policy_violations":{"violations":[],"has_violations":false,"total_frames":0,"verified_frames":0},
+  "iv_biometrics_info":[],"iv_user_enrolled":false,"iv_spoof_detected":false,
+  "idv_matching":false,"driverLicenseCollected":false,"idlive_liveness":false,"regular_liveness":false},
+ "ivScore":2000}`
+
+const docTestDesignEvents = `{"fields":[{"key":"total","value":"35.00","ts":1763800000000}],
+ "frames":[{"seq":1,"ts":1763800000100,"type":"face","faces":1,"quality":0.93,"liveness":0.97,"embedding":"AAAAAA=="},
+           {"seq":2,"ts":1763800000900,"type":"document","docType":"driver_license","quality":0.9,"liveness":0.95,"embedding":"AAAAAA=="}],
+ "final":false}`
+
+const docTestSeedValidate = `{"cid":"CID","csid":"cs-00000001","userID":"u1","action":"transfer","additionalData":{"sessionData":[{"key":"amount","value":35,"synonyms":["total","sum"]},{"key":"payeeID","value":6,"synonyms":["payee"]},{"key":"accountNumber","value":"66666666","synonyms":["account"]},{"key":"notes","value":"Wire transfer","synonyms":["memo"]}]},"isEnrollment":false}`
+
+// TestOpenAPIDocErrorCatalog keeps the document's list of error codes equal
+// to the server's catalog, so a new code cannot go undocumented.
+func TestOpenAPIDocErrorCatalog(t *testing.T) {
+	doc := loadOpenAPIDocument(t)
+	var inDoc, inCode []string
+	for _, e := range doc.Components.Schemas["Error"].Value.Properties["errorCode"].Value.Enum {
+		inDoc = append(inDoc, e.(string))
+	}
+	for _, e := range catalog {
+		inCode = append(inCode, e.code)
+	}
+	slices.Sort(inDoc)
+	slices.Sort(inCode)
+	if !slices.Equal(inDoc, inCode) {
+		t.Fatalf("openapi.json error codes\n %v\nserver catalog\n %v", inDoc, inCode)
+	}
+}

@@ -1,0 +1,357 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// verdictView is the parts of a validate answer the scenarios check.
+type verdictView struct {
+	Success        bool   `json:"success"`
+	VerifiedAction bool   `json:"verifiedAction"`
+	DecisionID     string `json:"decisionID"`
+	IVScore        int    `json:"ivScore"`
+	Indicators     struct {
+		ValuesCollected bool `json:"iv_is_values_collected"`
+		ValuesMatch     bool `json:"iv_is_values_match"`
+		Details         map[string]struct {
+			Matched bool    `json:"matched"`
+			Field   *string `json:"field"`
+			Reason  string  `json:"reason"`
+		} `json:"iv_values_match_details"`
+		BiometricsCollected bool `json:"iv_is_biometrics_collected"`
+		BiometricsMatch     bool `json:"iv_is_biometrics_match"`
+		Liveness            bool `json:"iv_liveness"`
+		Violations          struct {
+			Violations []struct {
+				Type     string `json:"type"`
+				Count    int    `json:"count"`
+				FirstSeq uint64 `json:"firstSeq"`
+			} `json:"violations"`
+			HasViolations  bool `json:"has_violations"`
+			TotalFrames    int  `json:"total_frames"`
+			VerifiedFrames int  `json:"verified_frames"`
+		} `json:"iv_policy_violations"`
+		Info []struct {
+			Type           string  `json:"type"`
+			Frames         int     `json:"frames"`
+			Verified       int     `json:"verified"`
+			MeanSimilarity float64 `json:"meanSimilarity"`
+			MeanLiveness   float64 `json:"meanLiveness"`
+			FirstTs        int64   `json:"firstTs"`
+			LastTs         int64   `json:"lastTs"`
+		} `json:"iv_biometrics_info"`
+		UserEnrolled           bool `json:"iv_user_enrolled"`
+		SpoofDetected          bool `json:"iv_spoof_detected"`
+		IDVMatching            bool `json:"idv_matching"`
+		DriverLicenseCollected bool `json:"driverLicenseCollected"`
+		IDLiveLiveness         bool `json:"idlive_liveness"`
+		RegularLiveness        bool `json:"regular_liveness"`
+	} `json:"indicators"`
+}
+
+func parseVerdict(t *testing.T, r response) verdictView {
+	t.Helper()
+	if r.status != 200 {
+		t.Fatalf("validate: %s", r)
+	}
+	var v verdictView
+	dec := json.NewDecoder(bytes.NewReader(r.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("validate answer %s: %v", r.body, err)
+	}
+	return v
+}
+
+func (v verdictView) violation(kind string) int {
+	for _, x := range v.Indicators.Violations.Violations {
+		if x.Type == kind {
+			return x.Count
+		}
+	}
+	return 0
+}
+
+// TestDocumentedExample: the seed's documented body against a session whose
+// SDK collected the same values as other types and under other field names
+// gives exactly the documented response, ivScore 2000, verifiedAction false.
+func TestDocumentedExample(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("doc-example-1", "u1")
+	if r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Final: true})); r.status != 202 {
+		t.Fatal(r)
+	}
+	for _, path := range []string{"/v1/validate", "/api/v1/validate"} {
+		r := e.do(req{path: path, body: e.validateBody(s, false, seedItems()...), headers: e.withKey()})
+		v := parseVerdict(t, r)
+		want := `{"success":true,"verifiedAction":false,"decisionID":"` + v.DecisionID + `",` +
+			`"indicators":{"iv_is_values_collected":true,"iv_is_values_match":true,` +
+			`"iv_values_match_details":{"amount":{"matched":true,"field":"total","reason":"match"},` +
+			`"payeeID":{"matched":true,"field":"payee","reason":"match"},` +
+			`"accountNumber":{"matched":true,"field":"account","reason":"match"},` +
+			`"notes":{"matched":true,"field":"memo","reason":"match"}},` +
+			`"iv_is_biometrics_collected":false,"iv_is_biometrics_match":false,"iv_liveness":false,` +
+			`"iv_policy_violations":{"violations":[],"has_violations":false,"total_frames":0,"verified_frames":0},` +
+			`"iv_biometrics_info":[],"iv_user_enrolled":false,"iv_spoof_detected":false,` +
+			`"idv_matching":false,"driverLicenseCollected":false,"idlive_liveness":false,"regular_liveness":false},` +
+			`"ivScore":2000}`
+		if string(r.body) != want {
+			t.Errorf("%s:\n got %s\nwant %s", path, r.body, want)
+		}
+		if len(v.DecisionID) != 26 {
+			t.Errorf("decisionID %q", v.DecisionID)
+		}
+		// --compressed: the same bytes, compressed.
+		z := e.do(req{path: path, body: e.validateBody(s, false, seedItems()...), headers: e.withKey("Accept-Encoding", "deflate, gzip, br, zstd")})
+		if z.header["content-encoding"] != "zstd" || !bytes.Contains(z.body, []byte(`"ivScore":2000}`)) {
+			t.Errorf("compressed answer: %q %s", z.header["content-encoding"], z.body)
+		}
+	}
+	// Mixed outcomes: a mismatch and a value never collected.
+	items := seedItems()
+	items[0]["value"] = "35.01"
+	items = append(items, map[string]any{"key": "reference", "value": "INV-1", "synonyms": []string{"ref"}})
+	v := parseVerdict(t, e.validate(e.validateBody(s, false, items...)))
+	if v.Indicators.ValuesMatch || !v.Indicators.ValuesCollected {
+		t.Errorf("tampered amount: %+v", v.Indicators)
+	}
+	if d := v.Indicators.Details["amount"]; d.Matched || d.Reason != "mismatch" || d.Field == nil || *d.Field != "total" {
+		t.Errorf("amount detail: %+v", d)
+	}
+	if d := v.Indicators.Details["reference"]; d.Matched || d.Reason != "not_collected" || d.Field != nil {
+		t.Errorf("reference detail: %+v", d)
+	}
+	if v.IVScore != 1000 || v.VerifiedAction {
+		t.Errorf("tampered: score %d verified %v", v.IVScore, v.VerifiedAction)
+	}
+}
+
+// TestTwentyDigitValues: sessionData tokens are kept raw, so 20-digit
+// integers compare exactly.
+func TestTwentyDigitValues(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("twenty-digit-1", "u1")
+	e.postEvents(s, []byte(`{"fields":[{"key":"iban","value":"12345678901234567891"}]}`))
+	match := parseVerdict(t, e.validate(e.validateBody(s, false, map[string]any{"key": "iban", "value": json.RawMessage("12345678901234567891")})))
+	off := parseVerdict(t, e.validate(e.validateBody(s, false, map[string]any{"key": "iban", "value": json.RawMessage("12345678901234567890")})))
+	if !match.Indicators.ValuesMatch || off.Indicators.ValuesMatch {
+		t.Errorf("20-digit: exact %v, off by one %v", match.Indicators.ValuesMatch, off.Indicators.ValuesMatch)
+	}
+}
+
+// biometricScenario is a user with an enrolled face.
+type biometricScenario struct {
+	e    *testEnv
+	face []float32
+	seq  int
+}
+
+func newBiometricScenario(t *testing.T) *biometricScenario {
+	e := newEnv(t)
+	b := &biometricScenario{e: e, face: unitVec(newRand(100), testDim)}
+	// Enrollment: a genuine session with isEnrollment.
+	s := b.session("alice")
+	rng := newRand(101)
+	e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, b.face, 1, 1763800000100, 8), Final: true}))
+	v := parseVerdict(t, e.validateWhenScored(e.validateBody(s, true, seedItems()...)))
+	if !v.Indicators.UserEnrolled {
+		t.Fatalf("enrollment did not enroll: %+v", v)
+	}
+	// Frames were rescored against the new template within the same call.
+	if !v.Indicators.BiometricsMatch || v.Indicators.Violations.TotalFrames != 8 {
+		t.Errorf("enrollment session after rescoring: %+v", v.Indicators)
+	}
+	return b
+}
+
+func (b *biometricScenario) session(user string) session {
+	b.seq++
+	return b.e.newSession(fmt.Sprintf("bio-%s-%04d", user, b.seq), user)
+}
+
+// run posts frames (and the seed's fields) to a new session of user and
+// validates it as validateUser.
+func (b *biometricScenario) run(t *testing.T, user, validateUser string, frames []frameJSON, items []map[string]any) verdictView {
+	t.Helper()
+	e := b.e
+	s := b.session(user)
+	for i := 0; i < len(frames); i += 64 {
+		batch := frames[i:min(i+64, len(frames))]
+		ev := eventsJSON{Frames: batch}
+		if i == 0 {
+			ev.Fields = seedFields()
+		}
+		if r := e.postEvents(s, mustJSON(ev)); r.status != 202 {
+			t.Fatalf("events: %s", r)
+		}
+	}
+	s.userID = validateUser
+	return parseVerdict(t, e.validateWhenScored(e.validateBody(s, false, items...)))
+}
+
+func TestBiometricScenarios(t *testing.T) {
+	b := newBiometricScenario(t)
+	rng := newRand(200)
+	const ts0 = 1763800000100
+
+	t.Run("genuine", func(t *testing.T) {
+		v := b.run(t, "alice", "alice", faceFrames(rng, b.face, 1, ts0, 8), seedItems())
+		in := v.Indicators
+		if !v.VerifiedAction || v.IVScore < 8000 || !in.BiometricsMatch || !in.Liveness || in.Violations.HasViolations ||
+			in.Violations.TotalFrames != 8 || in.Violations.VerifiedFrames != 8 || !in.UserEnrolled || in.SpoofDetected {
+			t.Errorf("genuine: score %d verified %v %+v", v.IVScore, v.VerifiedAction, in)
+		}
+		if len(in.Info) != 1 || in.Info[0].Type != "face" || in.Info[0].Frames != 8 || in.Info[0].MeanSimilarity < 0.6 ||
+			in.Info[0].FirstTs != ts0 || in.Info[0].LastTs != ts0+7*400 {
+			t.Errorf("biometrics info: %+v", in.Info)
+		}
+	})
+	t.Run("genuine with driver license", func(t *testing.T) {
+		frames := faceFrames(rng, b.face, 1, ts0, 6)
+		frames = append(frames, frameJSON{Seq: 7, TS: ts0 + 6*400, Type: "document", DocType: "driver_license",
+			Quality: 0.9, Liveness: 0.95, Embedding: embB64(noisy(rng, b.face, 0.5))})
+		v := b.run(t, "alice", "alice", frames, seedItems())
+		in := v.Indicators
+		if !v.VerifiedAction || v.IVScore != 10000 || !in.DriverLicenseCollected || !in.IDVMatching || !in.IDLiveLiveness ||
+			len(in.Info) != 2 || in.Info[1].Type != "document" {
+			t.Errorf("with document: score %d %+v", v.IVScore, in)
+		}
+	})
+	t.Run("impostor", func(t *testing.T) {
+		other := unitVec(newRand(300), testDim)
+		v := b.run(t, "alice", "alice", faceFrames(rng, other, 1, ts0, 8), seedItems())
+		if v.VerifiedAction || v.Indicators.BiometricsMatch || v.violation("face_mismatch") != 8 {
+			t.Errorf("impostor: %+v", v)
+		}
+	})
+	t.Run("replay", func(t *testing.T) {
+		frames := faceFrames(rng, b.face, 1, ts0, 6)
+		frames[4].Embedding = frames[1].Embedding
+		v := b.run(t, "alice", "alice", frames, seedItems())
+		if v.VerifiedAction || !v.Indicators.SpoofDetected || v.violation("replayed_frame") != 1 || v.Indicators.Liveness {
+			t.Errorf("replay: %+v", v.Indicators)
+		}
+	})
+	t.Run("static stream", func(t *testing.T) {
+		photo := noisy(rng, b.face, 0.3)
+		frames := faceFrames(rng, b.face, 1, ts0, 8)
+		for i := range frames {
+			frames[i].Embedding = embB64(noisy(rng, photo, 0.001))
+		}
+		v := b.run(t, "alice", "alice", frames, seedItems())
+		if v.VerifiedAction || !v.Indicators.SpoofDetected || v.violation("static_stream") == 0 {
+			t.Errorf("static stream: %+v", v.Indicators)
+		}
+	})
+	t.Run("multiple faces", func(t *testing.T) {
+		frames := faceFrames(rng, b.face, 1, ts0, 8)
+		frames[2].Faces, frames[3].Faces = 2, 3
+		v := b.run(t, "alice", "alice", frames, seedItems())
+		if v.VerifiedAction || v.violation("multiple_faces") != 2 {
+			t.Errorf("multiple faces: %+v", v.Indicators)
+		}
+	})
+	t.Run("user mismatch", func(t *testing.T) {
+		v := b.run(t, "alice", "mallory", faceFrames(rng, b.face, 1, ts0, 8), seedItems())
+		if v.VerifiedAction || v.violation("user_mismatch") == 0 || !v.Indicators.Violations.HasViolations {
+			t.Errorf("user mismatch: %+v", v.Indicators)
+		}
+	})
+	t.Run("tampered amount", func(t *testing.T) {
+		items := seedItems()
+		items[0]["value"] = 3500
+		v := b.run(t, "alice", "alice", faceFrames(rng, b.face, 1, ts0, 8), items)
+		if v.VerifiedAction || v.Indicators.ValuesMatch || v.Indicators.Details["amount"].Reason != "mismatch" ||
+			!v.Indicators.BiometricsMatch {
+			t.Errorf("tampered amount: %+v", v.Indicators)
+		}
+	})
+	t.Run("frame gap and order", func(t *testing.T) {
+		frames := faceFrames(rng, b.face, 1, ts0, 8)
+		frames[5].TS += 10000
+		frames[6].TS, frames[7].TS = frames[5].TS+100, frames[5].TS+200
+		frames[3].Seq = 1
+		v := b.run(t, "alice", "alice", frames, seedItems())
+		if v.VerifiedAction || v.violation("frame_gap") != 1 || v.violation("out_of_order") != 1 {
+			t.Errorf("gap and order: %+v", v.Indicators.Violations)
+		}
+	})
+	t.Run("many frames across requests", func(t *testing.T) {
+		v := b.run(t, "alice", "alice", faceFrames(rng, b.face, 1, ts0, 150), seedItems())
+		if !v.VerifiedAction || v.Indicators.Violations.TotalFrames != 150 {
+			t.Errorf("150 frames: %+v", v.Indicators.Violations)
+		}
+	})
+}
+
+// TestReenrollmentRescores: after a user's template changes, a validate of a
+// session scored against the old one rescores it from the stored frames.
+func TestReenrollmentRescores(t *testing.T) {
+	b := newBiometricScenario(t)
+	e := b.e
+	rng := newRand(400)
+	// A session scored against the current template.
+	s := b.session("alice")
+	e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, b.face, 1, 1763800000100, 8)}))
+	e.waitScored(s)
+	sess, _ := e.db.Session(e.org.ID, s.csid)
+	before := append([]byte(nil), sess.Aggregate...)
+	// The operator resets the template; the user re-enrolls in another session.
+	if err := e.db.DeleteTemplate(e.org.ID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	s2 := b.session("alice")
+	e.postEvents(s2, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, b.face, 1, 1763800000100, 8)}))
+	if v := parseVerdict(t, e.validateWhenScored(e.validateBody(s2, true, seedItems()...))); !v.Indicators.UserEnrolled {
+		t.Fatalf("re-enrollment: %+v", v.Indicators)
+	}
+	v := parseVerdict(t, e.validate(e.validateBody(s, false, seedItems()...)))
+	if !v.VerifiedAction || v.Indicators.Violations.VerifiedFrames != 8 {
+		t.Errorf("old session after re-enrollment: %+v", v.Indicators)
+	}
+	sess, _ = e.db.Session(e.org.ID, s.csid)
+	if bytes.Equal(before, sess.Aggregate) {
+		t.Error("the rescored aggregate was not saved")
+	}
+}
+
+// TestEnrollmentRefused: enrollment needs matching values; a refused
+// enrollment leaves the user unenrolled.
+func TestEnrollmentRefused(t *testing.T) {
+	e := newEnv(t)
+	rng := newRand(500)
+	face := unitVec(rng, testDim)
+	s := e.newSession("refused-0001", "bob")
+	e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, face, 1, 1763800000100, 8)}))
+	items := seedItems()
+	items[1]["value"] = 7
+	v := parseVerdict(t, e.validateWhenScored(e.validateBody(s, true, items...)))
+	if v.Indicators.UserEnrolled {
+		t.Error("enrolled with mismatching values")
+	}
+	if _, err := e.db.Template(e.org.ID, "bob"); err == nil {
+		t.Error("template stored")
+	}
+	// Too few frames.
+	s2 := e.newSession("refused-0002", "bob")
+	e.postEvents(s2, mustJSON(eventsJSON{Frames: faceFrames(rng, face, 1, 1763800000100, 2)}))
+	if v := parseVerdict(t, e.validateWhenScored(e.validateBody(s2, true))); v.Indicators.UserEnrolled {
+		t.Error("enrolled with two frames")
+	}
+	// Passive enrollment (an org setting) enrolls a first successful session.
+	if err := e.db.SetOrgPolicy(e.org.ID, []byte(`{"enrollment":"passive"}`)); err != nil {
+		t.Fatal(err)
+	}
+	s3 := e.newSession("passive-0001", "carol")
+	e.postEvents(s3, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, face, 1, 1763800000100, 8)}))
+	if v := parseVerdict(t, e.validateWhenScored(e.validateBody(s3, false, seedItems()...))); !v.Indicators.UserEnrolled || !v.VerifiedAction {
+		t.Errorf("passive enrollment: %+v", v)
+	}
+	if !strings.Contains(e.do(req{path: "/metrics"}).String(), "countersign_enrollments_total 1") {
+		t.Error("enrollment not counted")
+	}
+}

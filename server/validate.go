@@ -1,0 +1,412 @@
+package server
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/countersign/countersign/engine/biometric"
+	"github.com/countersign/countersign/engine/match"
+	"github.com/countersign/countersign/engine/policy"
+	"github.com/countersign/countersign/store"
+)
+
+// validate answers POST /v1/validate and POST /api/v1/validate.
+//
+// Order matters: authenticate, read the body, replay an idempotent answer,
+// check the request, read the session (404/410, or 202 while frames are
+// unscored), match values, bring the aggregate up to date with the user's
+// template (rescoring, enrolling), evaluate the policy, encode the answer,
+// store it durably, and only then answer it.
+func (s *Server) validate(c *reqCtx) {
+	e, ok := s.authAPIKey(c)
+	if !ok || !c.readBody(c.ctx, limitValidate) {
+		return
+	}
+	idem := c.ctx.Request.Header.Peek("Idempotency-Key")
+	if len(idem) > 0 {
+		if !validIdempotencyKey(idem) {
+			c.failf(errInvalidHeader, "Idempotency-Key must be 1 to 255 printable ASCII characters")
+			return
+		}
+		c.hashBody()
+		if s.replay(c, idem) {
+			return
+		}
+		if c.status != 0 { // replay answered an error
+			return
+		}
+	}
+	r := &c.validateReq
+	r.reset()
+	if !c.decode(shapeValidate, r) {
+		return
+	}
+	switch {
+	case r.CID != c.org.CID:
+		// Another organization's cid names no session of this one.
+		c.fail(errSessionNotFound, nil)
+		return
+	case !validCSID(r.CSID):
+		c.failf(errInvalidField, msgCSID)
+		return
+	case !validID(r.UserID):
+		c.failf(errInvalidField, msgUserID)
+		return
+	case !validID(r.Action):
+		c.failf(errInvalidField, msgAction)
+		return
+	}
+	if !s.readSession(c, r.CSID) {
+		return
+	}
+	sess := &c.sess
+	if sess.FramesScored < sess.FramesReceived {
+		s.processing(c)
+		return
+	}
+
+	// Values.
+	if !s.matchValues(c) {
+		return
+	}
+
+	// Biometrics: the aggregate must reflect the user's current template.
+	tmpl, err := loadTemplate(s.db, c.org.ID, sess.UserID, &c.tmpl)
+	if err != nil {
+		if errors.Is(err, biometric.ErrTemplateCorrupt) {
+			s.log.Error("stored template does not decode", "org", c.org.ID, "user", sess.UserID, "err", err)
+			c.fail(errInternal, nil)
+			return
+		}
+		c.storeFailed(err)
+		return
+	}
+	framesLoaded := false
+	aggOK := len(sess.Aggregate) > 0 && c.agg.Decode(sess.Aggregate) == nil
+	if !aggOK {
+		c.agg.Reset(s.dim)
+	}
+	if sess.FramesScored > 0 && (!aggOK || c.agg.TemplateVersion() != templateVersion(tmpl)) {
+		if !s.loadFrames(c) {
+			return
+		}
+		framesLoaded = true
+		s.rescore(c, e, tmpl)
+	}
+
+	userMismatch := r.UserID != sess.UserID
+	enrolled := tmpl != nil
+	if e.compiled.WantsEnrollment(r.IsEnrollment, enrolled) && !userMismatch &&
+		(len(c.items) == 0 || c.mres.Matched) && sess.FramesReceived > 0 {
+		if !framesLoaded {
+			if !s.loadFrames(c) {
+				return
+			}
+		}
+		sc := e.getScorer()
+		refusal := sc.Enroll(c.frames, tmpl, c.newTemplateVersion(), &c.newTmpl)
+		e.putScorer(sc)
+		if refusal == biometric.Enrolled {
+			c.tmplBuf = c.newTmpl.AppendBinary(c.tmplBuf[:0])
+			if err := s.db.PutTemplate(c.org.ID, sess.UserID, c.tmplBuf); err != nil {
+				c.storeFailed(err)
+				return
+			}
+			s.metrics.enrollments.Inc()
+			c.tmpl, c.newTmpl = c.newTmpl, c.tmpl
+			tmpl = &c.tmpl
+			enrolled = true
+			s.rescore(c, e, tmpl)
+		}
+	}
+
+	c.input = policy.Input{
+		ValuesCollected: c.mres.Collected,
+		ValuesMatch:     c.mres.Matched,
+		Agg:             c.agg,
+		Enrolled:        enrolled,
+		UserMismatch:    userMismatch,
+	}
+	e.compiled.Evaluate(&c.input, &c.verdict)
+
+	d := &c.decision
+	*d = store.Decision{
+		ID:        s.db.NewDecisionID(),
+		OrgID:     c.org.ID,
+		CSID:      sess.CSID,
+		UserID:    r.UserID,
+		CreatedAt: s.now().UnixMilli(),
+		Verified:  c.verdict.VerifiedAction,
+		Score:     int32(c.verdict.Score),
+	}
+	c.out = c.appendValidateResponse(c.out[:0], d.ID)
+	d.Response = c.out
+	if err := s.db.PutDecision(d, idem, c.reqHash); err != nil {
+		if errors.Is(err, store.ErrExists) && len(idem) > 0 {
+			// A concurrent request with the same key was stored first:
+			// answer what it answered (or 422 if it was another body).
+			c.out = c.out[:0]
+			if !s.replay(c, idem) && c.status == 0 {
+				c.storeFailed(err)
+			}
+			return
+		}
+		// Fail closed: a decision that is not stored is not made.
+		c.storeFailed(err)
+		return
+	}
+	s.metrics.decision(c.verdict.VerifiedAction)
+	c.status = fasthttp.StatusOK
+}
+
+// validIdempotencyKey: 1 to 255 printable ASCII characters.
+func validIdempotencyKey(k []byte) bool {
+	if len(k) == 0 || len(k) > maxIdemKey {
+		return false
+	}
+	for _, ch := range k {
+		if ch < 0x21 || ch > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// replay answers a validate whose Idempotency-Key was used before: the stored
+// response byte for byte when the body hash matches, 422 when it does not.
+// It returns true when it answered 200; false with c.status set when it
+// answered an error; false with c.status 0 when the key is new.
+func (s *Server) replay(c *reqCtx, idem []byte) bool {
+	d, hash, err := s.db.Idempotent(c.org.ID, idem)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false
+	case err != nil:
+		return c.storeFailed(err)
+	case hash != c.reqHash:
+		return c.fail(errIdempotencyMismatch, nil)
+	}
+	c.status = fasthttp.StatusOK
+	c.out = append(c.out[:0], d.Response...)
+	c.ctx.Response.Header.Set("Idempotent-Replayed", "true")
+	return true
+}
+
+// processing answers 202 while frames of the session are unscored, and makes
+// sure a job will score them (after a restart nothing else would).
+func (s *Server) processing(c *reqCtx) {
+	s.frames.catchUp(c.org.ID, c.sess.CSID)
+	ms := s.frames.retryAfterMS()
+	s.metrics.processing.Inc()
+	c.status = fasthttp.StatusAccepted
+	c.ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1") // seconds, rounded up
+	c.out = append(c.out[:0], `{"errorMessage":"processing","retryAfterMS":`...)
+	c.out = strconv.AppendInt(c.out, int64(ms), 10)
+	c.out = append(c.out, '}')
+}
+
+// matchValues matches the request's sessionData against the session's
+// fields into c.mres, answering 400 for a bad item.
+func (s *Server) matchValues(c *reqCtx) bool {
+	var err error
+	if c.fields, err = s.db.Fields(c.org.ID, c.sess.CSID, c.fields[:0]); err != nil {
+		if errors.Is(err, store.ErrExpired) {
+			return c.fail(errSessionExpired, nil)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return c.fail(errSessionNotFound, nil)
+		}
+		return c.storeFailed(err)
+	}
+	c.mfields = c.mfields[:0]
+	for i := range c.fields {
+		c.mfields = append(c.mfields, match.Field{Key: c.fields[i].Key, Value: c.fields[i].Value})
+	}
+	data := c.validateReq.AdditionalData.SessionData
+	c.synonyms = c.synonyms[:0]
+	for i := range data {
+		for _, syn := range data[i].Synonyms {
+			c.synonyms = append(c.synonyms, stringBytes(syn))
+		}
+	}
+	c.items = c.items[:0]
+	next := 0
+	for i := range data {
+		it := &data[i]
+		n := len(it.Synonyms)
+		c.items = append(c.items, match.Item{
+			Key:      stringBytes(it.Key),
+			Value:    it.Value,
+			Synonyms: c.synonyms[next : next+n : next+n],
+		})
+		next += n
+	}
+	if err := c.matcher.Match(c.items, c.mfields, &c.mres); err != nil {
+		idx := strconv.Itoa(c.mres.ErrItem)
+		switch {
+		case errors.Is(err, match.ErrDuplicateKey):
+			return c.failf(errDuplicateKey, "additionalData.sessionData[", idx,
+				"].key repeats an earlier item's key (keys compare case-insensitively)")
+		case errors.Is(err, match.ErrTooManyItems):
+			return c.failf(errTooManyItems, "additionalData.sessionData has more than ",
+				strconv.Itoa(match.MaxItems), " items")
+		case errors.Is(err, match.ErrEmptyKey), errors.Is(err, match.ErrKeyTooLong):
+			return c.failf(errInvalidField, "additionalData.sessionData[", idx,
+				"]: keys and synonyms must be 1 to ", strconv.Itoa(match.MaxKeyBytes), " bytes")
+		case errors.Is(err, match.ErrTooManySynonyms):
+			return c.failf(errTooManyItems, "additionalData.sessionData[", idx, "].synonyms has more than ",
+				strconv.Itoa(match.MaxSynonyms), " items")
+		}
+		return c.failf(errInvalidField, "additionalData.sessionData[", idx, "].value: ", engineMessage(err))
+	}
+	return true
+}
+
+// loadFrames reads every stored frame of the session into c.frames (their
+// embeddings copied into c.framesBuf: the store's bytes are only valid during
+// its callback).
+func (s *Server) loadFrames(c *reqCtx) bool {
+	c.frames = c.frames[:0]
+	c.framesBuf = c.framesBuf[:0]
+	c.embOffs = c.embOffs[:0]
+	err := s.db.Frames(c.org.ID, c.sess.CSID, 0, func(index uint32, raw []byte) error {
+		var f biometric.Frame
+		if err := decodeFrame(raw, &f); err != nil {
+			s.log.Error("stored frame does not decode", "org", c.org.ID, "csid", c.sess.CSID, "index", index, "err", err)
+			return nil
+		}
+		c.embOffs = append(c.embOffs, len(c.framesBuf))
+		c.framesBuf = append(c.framesBuf, f.Embedding...)
+		f.Embedding = nil
+		c.frames = append(c.frames, f)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrExpired) {
+			return c.fail(errSessionExpired, nil)
+		}
+		return c.storeFailed(err)
+	}
+	for i := range c.frames {
+		end := len(c.framesBuf)
+		if i+1 < len(c.embOffs) {
+			end = c.embOffs[i+1]
+		}
+		c.frames[i].Embedding = c.framesBuf[c.embOffs[i]:end:end]
+	}
+	return true
+}
+
+// rescore folds c.frames into a fresh aggregate against tmpl and saves it
+// (best effort: the decision is made from c.agg either way, and a save lost
+// to a race is redone by the next validate).
+func (s *Server) rescore(c *reqCtx, e *orgEntry, tmpl *biometric.Template) {
+	sc := e.getScorer()
+	c.agg.Reset(s.dim)
+	for i := range c.frames {
+		sc.Fold(c.agg, &c.frames[i], tmpl)
+	}
+	e.putScorer(sc)
+	c.aggBuf = c.agg.AppendBinary(c.aggBuf[:0])
+	err := s.db.SaveAggregate(c.org.ID, c.sess.CSID, c.aggBuf, uint32(len(c.frames)))
+	if err != nil && !errors.Is(err, store.ErrStale) {
+		s.log.Warn("save rescored aggregate", "org", c.org.ID, "csid", c.sess.CSID, "err", err)
+	}
+}
+
+// appendValidateResponse encodes the decision exactly in DESIGN's shape.
+func (c *reqCtx) appendValidateResponse(dst []byte, decisionID string) []byte {
+	v := &c.verdict
+	dst = append(dst, `{"success":true,"verifiedAction":`...)
+	dst = appendJSONBool(dst, v.VerifiedAction)
+	dst = append(dst, `,"decisionID":`...)
+	dst = appendJSONString(dst, decisionID)
+	dst = append(dst, `,"indicators":{"iv_is_values_collected":`...)
+	dst = appendJSONBool(dst, v.ValuesCollected)
+	dst = append(dst, `,"iv_is_values_match":`...)
+	dst = appendJSONBool(dst, v.ValuesMatch)
+	dst = append(dst, `,"iv_values_match_details":{`...)
+	for i := range c.mres.Details {
+		d := &c.mres.Details[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONBytes(dst, d.Key)
+		dst = append(dst, `:{"matched":`...)
+		dst = appendJSONBool(dst, d.Matched)
+		dst = append(dst, `,"field":`...)
+		if d.Field == nil {
+			dst = append(dst, "null"...)
+		} else {
+			dst = appendJSONBytes(dst, d.Field)
+		}
+		dst = append(dst, `,"reason":"`...)
+		dst = append(dst, d.Reason.String()...)
+		dst = append(dst, `"}`...)
+	}
+	dst = append(dst, `},"iv_is_biometrics_collected":`...)
+	dst = appendJSONBool(dst, v.BiometricsCollected)
+	dst = append(dst, `,"iv_is_biometrics_match":`...)
+	dst = appendJSONBool(dst, v.BiometricsMatch)
+	dst = append(dst, `,"iv_liveness":`...)
+	dst = appendJSONBool(dst, v.Liveness)
+	dst = append(dst, `,"iv_policy_violations":{"violations":[`...)
+	for i := range v.Violations {
+		vc := &v.Violations[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"type":"`...)
+		dst = append(dst, vc.Kind.String()...)
+		dst = append(dst, `","count":`...)
+		dst = strconv.AppendUint(dst, uint64(vc.Count), 10)
+		dst = append(dst, `,"firstSeq":`...)
+		dst = strconv.AppendUint(dst, vc.FirstSeq, 10)
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `],"has_violations":`...)
+	dst = appendJSONBool(dst, v.HasViolations)
+	dst = append(dst, `,"total_frames":`...)
+	dst = strconv.AppendUint(dst, uint64(v.TotalFrames), 10)
+	dst = append(dst, `,"verified_frames":`...)
+	dst = strconv.AppendUint(dst, uint64(v.VerifiedFrames), 10)
+	dst = append(dst, `},"iv_biometrics_info":[`...)
+	for i := range v.Info {
+		ti := &v.Info[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"type":"`...)
+		dst = append(dst, ti.Type.String()...)
+		dst = append(dst, `","frames":`...)
+		dst = strconv.AppendUint(dst, uint64(ti.Frames), 10)
+		dst = append(dst, `,"verified":`...)
+		dst = strconv.AppendUint(dst, uint64(ti.Verified), 10)
+		dst = append(dst, `,"meanSimilarity":`...)
+		dst = appendJSONFloat(dst, float64(ti.MeanSimilarity), 32)
+		dst = append(dst, `,"meanLiveness":`...)
+		dst = appendJSONFloat(dst, float64(ti.MeanLiveness), 32)
+		dst = append(dst, `,"firstTs":`...)
+		dst = strconv.AppendInt(dst, ti.FirstTS, 10)
+		dst = append(dst, `,"lastTs":`...)
+		dst = strconv.AppendInt(dst, ti.LastTS, 10)
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `],"iv_user_enrolled":`...)
+	dst = appendJSONBool(dst, v.UserEnrolled)
+	dst = append(dst, `,"iv_spoof_detected":`...)
+	dst = appendJSONBool(dst, v.SpoofDetected)
+	dst = append(dst, `,"idv_matching":`...)
+	dst = appendJSONBool(dst, v.IDVMatching)
+	dst = append(dst, `,"driverLicenseCollected":`...)
+	dst = appendJSONBool(dst, v.DriverLicenseCollected)
+	dst = append(dst, `,"idlive_liveness":`...)
+	dst = appendJSONBool(dst, v.IDLiveLiveness)
+	dst = append(dst, `,"regular_liveness":`...)
+	dst = appendJSONBool(dst, v.RegularLiveness)
+	dst = append(dst, `},"ivScore":`...)
+	dst = strconv.AppendInt(dst, int64(v.Score), 10)
+	return append(dst, '}')
+}

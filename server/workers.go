@@ -1,0 +1,348 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/countersign/countersign/engine/biometric"
+	"github.com/countersign/countersign/store"
+)
+
+// frameJob asks a worker to fold a session's unscored frames. It names the
+// session only: the worker reads the frames from the store, so a job is
+// small, and several jobs of one session collapse into whatever the first
+// finds unscored.
+type frameJob struct {
+	orgID, csid string // owned copies: a job outlives its request
+}
+
+// framePool is the bounded frame-scoring worker pool.
+//
+// Capacity is reserved before an events request stores anything (reserve),
+// so a full queue is answered 503 without storing, and a stored batch always
+// has a place in the queue (enqueue never blocks). Jobs are sharded by a hash
+// of (org, csid), so one worker folds all of a session's frames, in arrival
+// order, and no two workers write one session's aggregate. The bound is on
+// the pool as a whole (one shard may hold every job), so each worker's queue
+// is a slice that grows with what it holds rather than a channel sized for
+// the worst case.
+type framePool struct {
+	srv      *Server
+	queues   []*jobQueue
+	capacity int64
+	queued   atomic.Int64 // reserved, queued or being processed
+	seed     maphash.Seed
+
+	mu       sync.Mutex // guards inflight and closed
+	inflight map[frameJob]int
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// jobQueue is one worker's FIFO.
+type jobQueue struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	jobs   []frameJob
+	head   int
+	closed bool
+}
+
+func (q *jobQueue) push(j frameJob) {
+	q.mu.Lock()
+	q.jobs = append(q.jobs, j)
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+// pop waits for a job; false once the queue is closed and empty.
+func (q *jobQueue) pop() (frameJob, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.head == len(q.jobs) && !q.closed {
+		q.cond.Wait()
+	}
+	if q.head == len(q.jobs) {
+		return frameJob{}, false
+	}
+	j := q.jobs[q.head]
+	q.jobs[q.head] = frameJob{}
+	q.head++
+	if q.head == len(q.jobs) {
+		q.jobs, q.head = q.jobs[:0], 0
+	}
+	return j, true
+}
+
+func (q *jobQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+func newFramePool(s *Server, workers, capacity int) *framePool {
+	p := &framePool{
+		srv:      s,
+		queues:   make([]*jobQueue, workers),
+		capacity: int64(capacity),
+		seed:     maphash.MakeSeed(),
+		inflight: make(map[frameJob]int),
+	}
+	for i := range p.queues {
+		q := &jobQueue{}
+		q.cond.L = &q.mu
+		p.queues[i] = q
+		w := &frameWorker{pool: p, agg: biometric.NewAggregate(s.dim)}
+		p.wg.Add(1)
+		go w.run(q)
+	}
+	return p
+}
+
+// depth is the number of jobs reserved, queued or being processed.
+func (p *framePool) depth() int64 { return p.queued.Load() }
+
+// reserve takes one place in the queue, or reports that it is full.
+func (p *framePool) reserve() bool {
+	for {
+		n := p.queued.Load()
+		if n >= p.capacity {
+			p.srv.metrics.queueRejections.Inc()
+			return false
+		}
+		if p.queued.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// unreserve gives back a place that will not be used.
+func (p *framePool) unreserve() { p.queued.Add(-1) }
+
+// enqueue queues a job in a reserved place. orgID and csid are copied.
+func (p *framePool) enqueue(orgID, csid string) {
+	job := frameJob{orgID: strings.Clone(orgID), csid: strings.Clone(csid)}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.unreserve()
+		return
+	}
+	p.inflight[job]++
+	p.queues[p.shard(job)].push(job)
+	p.mu.Unlock()
+}
+
+// busy reports whether a job of the session is queued or running.
+func (p *framePool) busy(orgID, csid string) bool {
+	p.mu.Lock()
+	n := p.inflight[frameJob{orgID, csid}]
+	p.mu.Unlock()
+	return n > 0
+}
+
+// catchUp queues a job for a session whose frames are unscored with no job in
+// flight (after a restart, or a job that failed), if the queue has room.
+func (p *framePool) catchUp(orgID, csid string) {
+	if p.busy(orgID, csid) || !p.reserve() {
+		return
+	}
+	p.enqueue(orgID, csid)
+}
+
+func (p *framePool) shard(j frameJob) int {
+	var h maphash.Hash
+	h.SetSeed(p.seed)
+	h.WriteString(j.orgID)
+	h.WriteByte(0)
+	h.WriteString(j.csid)
+	return int(h.Sum64() % uint64(len(p.queues)))
+}
+
+func (p *framePool) done(j frameJob) {
+	p.mu.Lock()
+	if n := p.inflight[j] - 1; n > 0 {
+		p.inflight[j] = n
+	} else {
+		delete(p.inflight, j)
+	}
+	p.mu.Unlock()
+	p.queued.Add(-1)
+}
+
+// retryAfterMS estimates when a session's pending frames will be scored, from
+// the queue depth per worker: 10 ms with an idle queue, at most a second.
+func (p *framePool) retryAfterMS() int {
+	ms := 10 + int(p.depth())*20/len(p.queues)
+	return min(max(ms, 10), 1000)
+}
+
+// stop closes the queues and waits until the workers have processed every
+// queued job, or ctx ends.
+func (p *framePool) stop(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		for _, q := range p.queues {
+			q.close()
+		}
+	}
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// frameWorker folds sessions' frames. Its scratch (aggregate, template,
+// frame, scorers) is its own, so folding does not allocate in steady state.
+type frameWorker struct {
+	pool    *framePool
+	agg     *biometric.Aggregate
+	tmpl    biometric.Template
+	frame   biometric.Frame
+	sess    store.Session
+	buf     []byte
+	scorers map[string]*biometric.Scorer // by org id; replaced when thresholds change
+}
+
+func (w *frameWorker) run(q *jobQueue) {
+	defer w.pool.wg.Done()
+	for {
+		job, ok := q.pop()
+		if !ok {
+			return
+		}
+		w.process(job)
+		w.pool.done(job)
+	}
+}
+
+func (w *frameWorker) scorer(e *orgEntry) *biometric.Scorer {
+	if w.scorers == nil {
+		w.scorers = make(map[string]*biometric.Scorer)
+	}
+	sc := w.scorers[e.id]
+	if sc == nil || sc.Thresholds() != e.thresholds {
+		sc = biometric.NewScorer(e.thresholds, e.dim)
+		w.scorers[e.id] = sc
+	}
+	return sc
+}
+
+// process folds the session's unscored frames into its aggregate and saves
+// it. A job for a session that is gone, expired or already scored does
+// nothing. Errors are logged and counted; the frames stay unscored, and the
+// next validate of the session queues a catch-up job.
+func (w *frameWorker) process(job frameJob) {
+	s := w.pool.srv
+	defer func() {
+		if p := recover(); p != nil {
+			s.metrics.frameJobErrors.Inc()
+			s.log.Error("frame job panic", "org", job.orgID, "csid", job.csid, "panic", p)
+		}
+	}()
+	s.metrics.frameJobs.Inc()
+	if err := s.db.SessionInto(job.orgID, job.csid, &w.sess); err != nil {
+		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExpired) {
+			s.metrics.frameJobErrors.Inc()
+			s.log.Error("frame job: read session", "org", job.orgID, "csid", job.csid, "err", err)
+		}
+		return
+	}
+	if w.sess.FramesScored >= w.sess.FramesReceived {
+		return
+	}
+	e, err := s.orgs.byID(job.orgID)
+	if err != nil {
+		s.metrics.frameJobErrors.Inc()
+		s.log.Error("frame job: organization", "org", job.orgID, "err", err)
+		return
+	}
+	tmpl, err := loadTemplate(s.db, job.orgID, w.sess.UserID, &w.tmpl)
+	if err != nil {
+		s.metrics.frameJobErrors.Inc()
+		s.log.Error("frame job: template", "org", job.orgID, "user", w.sess.UserID, "err", err)
+		return
+	}
+	from := w.sess.FramesScored
+	if len(w.sess.Aggregate) == 0 || w.agg.Decode(w.sess.Aggregate) != nil {
+		w.agg.Reset(s.dim)
+		from = 0
+	}
+	if from > 0 && w.agg.TemplateVersion() != templateVersion(tmpl) {
+		// The template changed since these frames were scored: rescore all.
+		w.agg.Reset(s.dim)
+		from = 0
+	}
+	n, err := foldStored(s, w.scorer(e), job.orgID, job.csid, from, w.agg, tmpl, &w.frame)
+	if err != nil {
+		s.metrics.frameJobErrors.Inc()
+		s.log.Error("frame job: read frames", "org", job.orgID, "csid", job.csid, "err", err)
+		return
+	}
+	w.buf = w.agg.AppendBinary(w.buf[:0])
+	switch err := s.db.SaveAggregate(job.orgID, job.csid, w.buf, n); {
+	case err == nil:
+		s.metrics.framesScored.Add(int(n - from))
+	case errors.Is(err, store.ErrStale), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrNotFound):
+		// A validate saved a newer fold (enrollment rescore), or the session ended.
+	default:
+		s.metrics.frameJobErrors.Inc()
+		s.log.Error("frame job: save aggregate", "org", job.orgID, "csid", job.csid, "err", err)
+	}
+}
+
+// foldStored folds the session's stored frames from index from on into agg,
+// and returns the number of frames the aggregate then covers. A stored frame
+// that does not decode (it was validated before it was stored, so this is
+// damage) is logged and counted as scored without being folded, so one bad
+// record cannot hold a session in "processing" forever.
+func foldStored(s *Server, sc *biometric.Scorer, orgID, csid string, from uint32, agg *biometric.Aggregate, tmpl *biometric.Template, f *biometric.Frame) (uint32, error) {
+	n := from
+	err := s.db.Frames(orgID, csid, from, func(index uint32, raw []byte) error {
+		if err := decodeFrame(raw, f); err != nil {
+			s.log.Error("stored frame does not decode", "org", orgID, "csid", csid, "index", index, "err", err)
+		} else {
+			sc.Fold(agg, f, tmpl)
+		}
+		n = index + 1
+		return nil
+	})
+	return n, err
+}
+
+// loadTemplate reads and decodes the user's template into dst, returning nil
+// (and no error) when the user has none.
+func loadTemplate(db *store.DB, orgID, userID string, dst *biometric.Template) (*biometric.Template, error) {
+	raw, err := db.Template(orgID, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := dst.Decode(raw); err != nil {
+		return nil, err
+	}
+	return dst, nil
+}
+
+func templateVersion(t *biometric.Template) uint64 {
+	if t == nil {
+		return 0
+	}
+	return t.Version
+}
