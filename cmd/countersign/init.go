@@ -1,0 +1,228 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/countersign/countersign/store"
+)
+
+// cmdInit creates the data directory, the store in it, and a first
+// organization, and prints the organization's credentials once.
+func cmdInit(args []string, e *env) error {
+	c := newCommand("init", "countersign init --data DIR [--org NAME] [--addr HOST:PORT] [--json]",
+		"Creates the store in DIR and a first organization, and prints the organization's client id (cid, "+
+			"publishable) and API key (secret, shown only this once: the store keeps its SHA-256). "+
+			"Refuses a DIR that already holds a store. Without --json it also prints curl commands "+
+			"that try the API against a server started with 'countersign serve --data DIR --addr HOST:PORT'.")
+	data := c.String("data", "DIR", "", "data directory to create (required; must not hold a store)")
+	org := c.String("org", "NAME", "default", "name of the first organization")
+	addr := c.String("addr", "HOST:PORT", "127.0.0.1:8080", "address the server will listen on, used in the printed curl commands")
+	asJSON := c.Bool("json", false, `print one JSON object {"org","cid","apiKey"} instead of text`)
+	if err := e.parse(c, args); err != nil {
+		return err
+	}
+	if *data == "" {
+		return usagef("--data is required")
+	}
+	if strings.TrimSpace(*org) == "" {
+		return usagef("--org must not be empty")
+	}
+	created, err := prepareNewDir(*data)
+	if err != nil {
+		return err
+	}
+	o, key, err := createOrg(*data, *org, nil)
+	if err != nil {
+		if created {
+			_ = os.RemoveAll(*data)
+		}
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, o, key)
+	}
+	fmt.Fprintf(e.stdout, "countersign: created the store in %s and the organization %q.\n\n", *data, o.Name)
+	printCredentials(e.stdout, o, key)
+	fmt.Fprintf(e.stdout, "\nStart the server (make run does this):\n\n  %s serve --data %s --addr %s\n\n", shellQuote(e.prog), shellQuote(*data), *addr)
+	fmt.Fprintf(e.stdout, "then try it from another shell:\n\n%s", curlExamples(e.prog, *addr, o.CID, key))
+	return nil
+}
+
+// cmdOrg dispatches 'countersign org SUBCOMMAND'.
+func cmdOrg(args []string, e *env) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			fmt.Fprint(e.stdout, "Usage: countersign org create --data DIR --name NAME [--policy values-only|FILE.json] [--json]\n")
+			return nil
+		}
+		return usagef("missing subcommand: countersign org create --data DIR --name NAME")
+	}
+	switch args[0] {
+	case "create":
+		return cmdOrgCreate(args[1:], e)
+	}
+	return usagef("unknown subcommand %q (known: create)", args[0])
+}
+
+// cmdOrgCreate adds an organization to an existing store that no server has
+// open (Pebble's lock refuses a second opener).
+func cmdOrgCreate(args []string, e *env) error {
+	c := newCommand("org create", "countersign org create --data DIR --name NAME [--policy values-only|FILE.json] [--json]",
+		"Adds an organization to the store in DIR and prints its client id and API key (shown only this once). "+
+			"The store must not be in use: stop the server first. --policy sets the organization's policy: "+
+			"'values-only' decides on the values alone (no biometrics required), or a JSON file with the keys "+
+			"thresholds, weights, enrollment, verdict and minScore (missing keys keep the defaults).")
+	data := c.String("data", "DIR", "", "data directory holding the store (required)")
+	name := c.String("name", "NAME", "", "name of the organization (required)")
+	pol := c.String("policy", "values-only|FILE.json", "", "the organization's policy (default: DESIGN's default policy)")
+	asJSON := c.Bool("json", false, `print one JSON object {"org","cid","apiKey"} instead of text`)
+	if err := e.parse(c, args); err != nil {
+		return err
+	}
+	if *data == "" {
+		return usagef("--data is required")
+	}
+	if strings.TrimSpace(*name) == "" {
+		return usagef("--name is required")
+	}
+	policyJSON, err := readPolicy(*pol)
+	if err != nil {
+		return err
+	}
+	if ok, err := hasStore(*data); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("%s holds no countersign store; create one with 'countersign init --data %s'", *data, shellQuote(*data))
+	}
+	o, key, err := createOrg(*data, *name, policyJSON)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, o, key)
+	}
+	fmt.Fprintf(e.stdout, "countersign: created the organization %q in %s.\n\n", o.Name, *data)
+	printCredentials(e.stdout, o, key)
+	return nil
+}
+
+// createOrg opens the store, creates one organization, and closes the store.
+func createOrg(dir, name string, policyJSON []byte) (store.Org, string, error) {
+	db, err := store.Open(store.Options{Dir: dir})
+	if err != nil {
+		return store.Org{}, "", openError(dir, err)
+	}
+	o, key, err := db.CreateOrg(name, policyJSON)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return store.Org{}, "", fmt.Errorf("create organization %q: %w", name, err)
+	}
+	return o, key, nil
+}
+
+// openError explains the usual reason a store does not open.
+func openError(dir string, err error) error {
+	// Pebble holds an exclusive flock on DIR/LOCK while a server runs.
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
+		return fmt.Errorf("open store %s: %w (is a server using it? stop it first)", dir, err)
+	}
+	return fmt.Errorf("open store %s: %w", dir, err)
+}
+
+// hasStore says whether dir holds a Pebble database.
+func hasStore(dir string) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, en := range entries {
+		n := en.Name()
+		if n == "CURRENT" || strings.HasPrefix(n, "MANIFEST-") || strings.HasPrefix(n, "marker.manifest.") {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// prepareNewDir refuses a directory that holds a store or anything else, and
+// creates it when missing (reporting whether it did, to undo on failure).
+func prepareNewDir(dir string) (created bool, err error) {
+	if ok, err := hasStore(dir); err != nil {
+		return false, err
+	} else if ok {
+		return false, fmt.Errorf("%s already holds a countersign store; init only creates new ones "+
+			"(add an organization with 'countersign org create --data %s --name NAME', or choose another --data)", dir, shellQuote(dir))
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return false, err
+		}
+		return true, nil
+	case err != nil:
+		return false, err
+	case len(entries) > 0:
+		return false, fmt.Errorf("%s is not empty; init wants a new or empty directory", dir)
+	}
+	return false, nil
+}
+
+func printJSON(w io.Writer, o store.Org, key string) error {
+	return json.NewEncoder(w).Encode(struct {
+		Org    string `json:"org"`
+		CID    string `json:"cid"`
+		APIKey string `json:"apiKey"`
+	}{o.Name, o.CID, key})
+}
+
+func printCredentials(w io.Writer, o store.Org, key string) {
+	fmt.Fprintf(w, "  organization  %s (id %s)\n", o.Name, o.ID)
+	fmt.Fprintf(w, "  cid           %s\n", o.CID)
+	fmt.Fprintf(w, "  API key       %s\n", key)
+	fmt.Fprintf(w, "\nThe API key is shown only now: countersign keeps only its SHA-256.\n")
+}
+
+// curlExamples are the ready-to-paste commands init prints: start a session
+// as the client SDK would, send the form values the user saw (other names,
+// other JSON types), then validate as the backend would, with the
+// documented body.
+func curlExamples(prog, addr, cid, key string) string {
+	base := "http://" + addr
+	var b strings.Builder
+	fmt.Fprintf(&b, "# 1. The client SDK starts a session (x-client-id is the publishable cid).\n")
+	fmt.Fprintf(&b, "CSID=demo-$(date +%%s)\n")
+	fmt.Fprintf(&b, "TOKEN=$(curl -s -X POST %s/v1/sessions -H 'x-client-id: %s' -H 'Content-Type: application/json' \\\n", base, cid)
+	fmt.Fprintf(&b, "  -d '{\"csid\":\"'$CSID'\",\"userID\":\"user-1\",\"action\":\"transfer\"}' | sed -E 's/.*\"collectToken\":\"([^\"]*)\".*/\\1/')\n\n")
+	fmt.Fprintf(&b, "# 2. It sends the values the user saw, under its own names and types.\n")
+	fmt.Fprintf(&b, "curl -s -X POST %s/v1/sessions/$CSID/events -H 'x-client-id: %s' -H \"x-collect-token: $TOKEN\" \\\n", base, cid)
+	fmt.Fprintf(&b, "  -H 'Content-Type: application/json' \\\n")
+	fmt.Fprintf(&b, "  -w '\\n' -d '{\"fields\":[{\"key\":\"total\",\"value\":\"35.00\"},{\"key\":\"payee\",\"value\":\"6\"},{\"key\":\"account\",\"value\":66666666},{\"key\":\"memo\",\"value\":\"Wire transfer\"}],\"final\":true}'\n\n")
+	fmt.Fprintf(&b, "# 3. Your backend asks before it moves the money (apikey is secret).\n")
+	fmt.Fprintf(&b, "curl --compressed -X POST %s/v1/validate -H 'apikey: %s' -H 'Content-Type: application/json' \\\n", base, key)
+	fmt.Fprintf(&b, "  -d '{\"cid\":\"%s\",\"csid\":\"'$CSID'\",\"userID\":\"user-1\",\"action\":\"transfer\",\"additionalData\":{\"sessionData\":[{\"key\":\"amount\",\"value\":35,\"synonyms\":[\"total\",\"sum\"]},{\"key\":\"payeeID\",\"value\":6,\"synonyms\":[\"payee\"]},{\"key\":\"accountNumber\",\"value\":\"66666666\",\"synonyms\":[\"account\"]},{\"key\":\"notes\",\"value\":\"Wire transfer\",\"synonyms\":[\"memo\"]}]},\"isEnrollment\":false}'\n", cid)
+	fmt.Fprintf(&b, "\n# -> every value matched, no face frames: \"ivScore\":2000, \"verifiedAction\":false.\n")
+	fmt.Fprintf(&b, "# Face frames too: %s simulate --addr %s --cid %s --apikey %s\n", shellQuote(prog), addr, cid, key)
+	return b.String()
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@,+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/bytedance/sonic"
+	"github.com/countersign/countersign/server"
+	"github.com/countersign/countersign/store"
+)
+
+// cmdServe opens the store, serves the API until SIGINT or SIGTERM, then
+// drains in-flight requests and closes the store, logging each step and how
+// long it took.
+func cmdServe(args []string, e *env) error {
+	c := newCommand("serve", "countersign serve --data DIR [--addr 127.0.0.1:8080] [flags]",
+		"Serves the countersign API from the store in DIR (create it with 'countersign init'). "+
+			"GET /readyz answers 200 once requests are accepted. SIGINT or SIGTERM drains in-flight "+
+			"requests, finishes queued frame scoring, and closes the store cleanly.")
+	data := c.String("data", "DIR", "", "data directory holding the store (required)")
+	addr := c.String("addr", "HOST:PORT", "127.0.0.1:8080", "listen address")
+	dim := c.Int("embedding-dim", "D", 512, "components of every face embedding (one per deployment)")
+	durability := c.String("durability", "sync|relaxed", "sync", "sync: every acknowledged write is fsynced; relaxed: for experiments only")
+	tlsCert := c.String("tls-cert", "FILE", "", "PEM certificate chain; serve HTTPS (with --tls-key)")
+	tlsKey := c.String("tls-key", "FILE", "", "PEM private key of --tls-cert")
+	clientCA := c.String("client-ca", "FILE", "", "PEM bundle client certificates must chain to (mTLS)")
+	requireClientCert := c.Bool("require-client-cert", false, "refuse TLS connections without a client certificate")
+	workers := c.Int("workers", "N", 0, "frame scoring workers (default GOMAXPROCS)")
+	queue := c.Int("queue", "N", 4096, "frame jobs queued before events answer 503")
+	ttl := c.Duration("session-ttl", "DURATION", store.DefaultSessionTTL, "how long a session accepts events and can be validated")
+	maxConns := c.Int("max-conns-per-ip", "N", 0, "concurrent connections per client IP (default: the server's)")
+	readTimeout := c.Duration("read-timeout", "DURATION", 0, "time to read one request (default: the server's)")
+	writeTimeout := c.Duration("write-timeout", "DURATION", 0, "time to write one response (default: the server's)")
+	idleTimeout := c.Duration("idle-timeout", "DURATION", 0, "keep-alive idle time (default: the server's)")
+	shutdownTimeout := c.Duration("shutdown-timeout", "DURATION", 30*time.Second, "how long SIGTERM waits for in-flight requests")
+	sweepEvery := c.Duration("sweep-every", "DURATION", time.Minute, "how often expired sessions are swept")
+	logFormat := c.String("log-format", "text|json", "text", "log format on stderr")
+	logLevel := c.String("log-level", "debug|info|warn|error", "info", "least severe level logged")
+	if err := e.parse(c, args); err != nil {
+		return err
+	}
+	if *data == "" {
+		return usagef("--data is required")
+	}
+	dur, err := store.ParseDurability(*durability)
+	if err != nil {
+		return usagef("--durability %q: want sync or relaxed", *durability)
+	}
+	switch {
+	case (*tlsCert == "") != (*tlsKey == ""):
+		return usagef("--tls-cert and --tls-key go together")
+	case *tlsCert == "" && (*clientCA != "" || *requireClientCert):
+		return usagef("--client-ca and --require-client-cert need --tls-cert and --tls-key")
+	case *requireClientCert && *clientCA == "":
+		return usagef("--require-client-cert needs --client-ca")
+	case *dim <= 0:
+		return usagef("--embedding-dim must be positive")
+	case *workers < 0 || *queue < 0 || *maxConns < 0:
+		return usagef("--workers, --queue and --max-conns-per-ip must not be negative")
+	case *ttl <= 0:
+		return usagef("--session-ttl must be positive")
+	case *sweepEvery <= 0:
+		return usagef("--sweep-every must be positive")
+	}
+	log, err := newLogger(e, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	start := time.Now()
+	log.Info("starting countersign", "go", runtime.Version(), "gomaxprocs", runtime.GOMAXPROCS(0),
+		"sonic", sonicMode(), "pid", os.Getpid())
+
+	if ok, err := hasStore(*data); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("%s holds no countersign store; create one with 'countersign init --data %s'", *data, shellQuote(*data))
+	}
+	t := time.Now()
+	db, err := store.Open(store.Options{Dir: *data, Durability: dur, SessionTTL: *ttl, Logger: log})
+	if err != nil {
+		return openError(*data, err)
+	}
+	log.Info("opened store", "dir", *data, "durability", dur.String(), "sessionTTL", ttl.String(), "duration", time.Since(t))
+
+	closeStore := func() {
+		t := time.Now()
+		if err := db.Close(); err != nil {
+			log.Error("closing store", "error", err)
+			return
+		}
+		log.Info("closed store", "duration", time.Since(t))
+	}
+
+	srv, err := server.New(server.Config{
+		Addr:              *addr,
+		TLSCert:           *tlsCert,
+		TLSKey:            *tlsKey,
+		ClientCA:          *clientCA,
+		RequireClientCert: *requireClientCert,
+		EmbeddingDim:      *dim,
+		Durability:        dur,
+		Workers:           *workers,
+		QueueSize:         *queue,
+		MaxConnsPerIP:     *maxConns,
+		ReadTimeout:       *readTimeout,
+		WriteTimeout:      *writeTimeout,
+		IdleTimeout:       *idleTimeout,
+		Logger:            log.With("component", "server"),
+	}, db)
+	if err != nil {
+		closeStore()
+		return fmt.Errorf("server: %w", err)
+	}
+
+	sweepStop := make(chan struct{})
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		db.RunSweeper(sweepStop, *sweepEvery)
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ListenAndServe() }()
+	scheme := "http"
+	if *tlsCert != "" {
+		scheme = "https"
+	}
+	log.Info("serving", "addr", *addr, "url", scheme+"://"+*addr, "mtls", *clientCA != "",
+		"embeddingDim", *dim, "startup", time.Since(start))
+
+	var failed error
+	select {
+	case <-ctx.Done():
+		log.Info("received signal; draining in-flight requests", "timeout", shutdownTimeout.String())
+	case err := <-serveErr:
+		// The listener failed (address in use, bad certificate) or closed.
+		failed = err
+		if failed == nil {
+			failed = errors.New("server stopped serving")
+		}
+		log.Error("serving failed", "error", failed)
+	}
+	stop() // a second signal now kills the process the default way
+
+	t = time.Now()
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("draining", "error", err, "duration", time.Since(t))
+	} else {
+		log.Info("drained", "duration", time.Since(t))
+	}
+	cancel()
+	close(sweepStop)
+	<-sweepDone
+	closeStore()
+	log.Info("stopped", "uptime", time.Since(start))
+	return failed
+}
+
+// sonicMode says whether sonic runs its JIT/SIMD implementation or falls
+// back to encoding/json (unsupported CPU or Go version): the throughput of
+// the service differs a lot between the two.
+func sonicMode() string {
+	if sonic.APIKind == sonic.UseSonicJSON {
+		return "native"
+	}
+	return "fallback (encoding/json)"
+}
+
+func newLogger(e *env, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(e.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(e.stderr, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/countersign/countersign/bench"
+)
+
+// cmdSimulate plays client SDK scenarios against a running server and
+// prints each decision.
+func cmdSimulate(args []string, e *env) error {
+	c := newCommand("simulate", "countersign simulate --cid CID --apikey KEY [--addr URL] [--scenario NAME|all] [--n N] [--gzip]",
+		"Plays a client SDK and a backend against a running server: each scenario starts a session, sends the "+
+			"form values and synthetic 512-d face frames, validates, and checks that countersign concluded what "+
+			"it should. Scenarios: "+strings.Join(bench.ScenarioNames(), ", ")+". A scenario about an enrolled "+
+			"user enrolls the user first. Prints one row per decision (verifiedAction, ivScore, violations) and "+
+			"exits 1 if any decision is not the expected one.")
+	c.examples = "  countersign simulate --cid cid_... --apikey csk_...                 # every scenario once\n" +
+		"  countersign simulate --cid cid_... --apikey csk_... --scenario photo --n 3 --gzip\n"
+	addr := c.String("addr", "URL", "http://127.0.0.1:8080", "server base URL (or HOST:PORT)")
+	cid := c.String("cid", "CID", "", "the organization's client id (required)")
+	apiKey := c.String("apikey", "KEY", "", "the organization's API key (required)")
+	scenario := c.String("scenario", "NAME|all", "all", "scenario to play, or a comma-separated list, or all")
+	n := c.Int("n", "N", 1, "rounds; each round uses a new user")
+	gz := c.Bool("gzip", false, "gzip the event bodies")
+	dim := c.Int("embedding-dim", "D", bench.DefaultDim, "embedding components (the server's --embedding-dim)")
+	seed := c.Int("seed", "N", 1, "seed of the synthetic frames")
+	runID := c.String("run-id", "ID", "", "prefix of the simulated csids and user ids (default: from the clock)")
+	wait := c.Duration("wait", "DURATION", 30*time.Second, "how long to keep asking while validate answers processing")
+	timeout := c.Duration("timeout", "DURATION", 10*time.Second, "timeout of one HTTP exchange")
+	insecure := c.Bool("insecure", false, "accept any server certificate (https with a dev certificate)")
+	if err := e.parse(c, args); err != nil {
+		return err
+	}
+	if *cid == "" || *apiKey == "" {
+		return usagef("--cid and --apikey are required (countersign init printed them)")
+	}
+	if *n < 1 || *dim < 1 {
+		return usagef("--n and --embedding-dim must be positive")
+	}
+	var scenarios []*bench.Scenario
+	if *scenario == "all" {
+		scenarios = bench.Scenarios
+	} else {
+		for _, name := range strings.Split(*scenario, ",") {
+			s, ok := bench.ScenarioByName(strings.TrimSpace(name))
+			if !ok {
+				return usagef("unknown scenario %q (known: %s, all)", name, strings.Join(bench.ScenarioNames(), ", "))
+			}
+			scenarios = append(scenarios, s)
+		}
+	}
+	cfg := bench.Config{Addr: *addr, CID: *cid, APIKey: *apiKey, Gzip: *gz, Timeout: *timeout, MaxWait: *wait}
+	if *insecure {
+		cfg.TLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for explicitly, for dev certificates
+	}
+	client, err := bench.NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sim := bench.NewSimulator(client, *runID, *dim, uint64(*seed))
+	start := time.Now()
+	outs := sim.RunAll(ctx, scenarios, *n)
+	if err := bench.WriteTable(e.stdout, outs); err != nil {
+		return err
+	}
+	failed := 0
+	for _, o := range outs {
+		if o.Err != nil {
+			failed++
+		}
+	}
+	fmt.Fprintf(e.stdout, "\n%d decisions in %v, %d not as expected\n", len(outs), time.Since(start).Round(time.Millisecond), failed)
+	if failed > 0 {
+		return fmt.Errorf("%d of %d scenarios did not end as expected", failed, len(outs))
+	}
+	return ctx.Err()
+}
