@@ -9,6 +9,7 @@ import (
 	_ "github.com/HdrHistogram/hdrhistogram-go"
 	_ "github.com/VictoriaMetrics/metrics"
 	_ "github.com/bytedance/sonic"
+	_ "github.com/cespare/xxhash/v2"
 	_ "github.com/cockroachdb/datadriven"
 	_ "github.com/cockroachdb/pebble/v2"
 	_ "github.com/getkin/kin-openapi/openapi3"
@@ -19,5 +20,4 @@ import (
 	_ "github.com/pquerna/otp/totp"
 	_ "github.com/valyala/fasthttp"
 	_ "golang.org/x/text/unicode/norm"
-	_ "github.com/cespare/xxhash/v2"
 )
