@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
 
@@ -25,6 +26,9 @@ type orgEntry struct {
 	thresholds biometric.Thresholds
 	dim        int
 	scorers    sync.Pool // *biometric.Scorer for the request path (rescoring, enrollment)
+	// gen is the store's org generation at which the entry was last known
+	// to match the stored organization (byID's check).
+	gen atomic.Uint64
 }
 
 func (e *orgEntry) getScorer() *biometric.Scorer {
@@ -36,14 +40,41 @@ func (e *orgEntry) getScorer() *biometric.Scorer {
 
 func (e *orgEntry) putScorer(sc *biometric.Scorer) { e.scorers.Put(sc) }
 
-// orgCache maps organization ids to their compiled policies. An entry is
-// recompiled when the organization's stored policy bytes change, so the
-// cache never serves a stale policy for an org record the request just read.
+// credEntry is what a credential (an API key or a client id) resolved to:
+// the organization as the store had it, and, for an API key, its compiled
+// policy (nil with policyErr when the stored policy does not compile; such
+// an entry is not cached).
+type credEntry struct {
+	keyHash   [32]byte // SHA-256 of the API key; zero for a client id
+	org       store.Org
+	e         *orgEntry
+	policyErr error
+}
+
+// orgCache resolves credentials to organizations and compiled policies
+// without reading the store on every request: an API key (by its SHA-256,
+// as the store indexes it) or a client id maps to the organization it
+// named when it was first used.
+//
+// An organization changes only through the store, which counts every change
+// (store.DB.OrgGeneration). The cached credentials are tagged with the
+// generation they were read under; after a change every lookup finds the
+// tag stale and resolves its credential afresh from the store (the first
+// to be cached again forgets all the others), so a bound certificate or a
+// new policy is in force from the next request on. A compiled policy is
+// reused when its bytes did not change.
+//
+// Only credentials that resolved are cached: an unknown key costs a store
+// lookup each time, as before, and cannot grow the cache.
 type orgCache struct {
 	db  *store.DB
 	dim int
-	mu  sync.RWMutex
-	m   map[string]*orgEntry
+
+	mu    sync.RWMutex
+	gen   uint64                  // the generation byKey and byCID were filled under
+	byKey map[[32]byte]*credEntry // SHA-256 of an API key
+	byCID map[string]*credEntry
+	byOrg map[string]*orgEntry // organization id; kept across generations
 }
 
 var errPolicy = errors.New("server: organization policy does not compile")
@@ -51,15 +82,102 @@ var errPolicy = errors.New("server: organization policy does not compile")
 func (oc *orgCache) init(db *store.DB, dim int) {
 	oc.db = db
 	oc.dim = dim
-	oc.m = make(map[string]*orgEntry)
+	oc.gen = db.OrgGeneration()
+	oc.byKey = make(map[[32]byte]*credEntry)
+	oc.byCID = make(map[string]*credEntry)
+	oc.byOrg = make(map[string]*orgEntry)
 }
 
-// entry returns the compiled policy of org (as just read from the store).
-func (oc *orgCache) entry(org *store.Org) (*orgEntry, error) {
+// apiKey resolves an API key. ErrNotFound means no such key.
+func (oc *orgCache) apiKey(key []byte) (*credEntry, error) {
+	// The format is public, so refusing a malformed key before hashing it
+	// leaks nothing (the store does the same).
+	if len(key) != store.APIKeyLen || !bytes.HasPrefix(key, []byte(store.APIKeyPrefix)) {
+		return nil, store.ErrNotFound
+	}
+	hash := sha256.Sum256(key)
+	gen := oc.db.OrgGeneration() // before the store lookup: see OrgGeneration
 	oc.mu.RLock()
-	e := oc.m[org.ID]
+	ce := oc.byKey[hash]
+	if oc.gen != gen {
+		ce = nil
+	}
+	oc.mu.RUnlock()
+	// The map found the entry by the hash; comparing the stored hash again,
+	// in constant time, keeps the check explicit, as the store's own lookup
+	// does, and independent of how the map compares keys.
+	if ce != nil && subtle.ConstantTimeCompare(ce.keyHash[:], hash[:]) == 1 {
+		return ce, nil
+	}
+	org, err := oc.db.OrgByAPIKey(key)
+	if err != nil {
+		return nil, err
+	}
+	ce = &credEntry{keyHash: hash, org: org}
+	ce.e, ce.policyErr = oc.entry(&ce.org, gen)
+	if oc.lockToInsert(gen) {
+		if ce.policyErr == nil {
+			oc.byKey[hash] = ce
+		}
+		oc.mu.Unlock()
+	}
+	return ce, nil
+}
+
+// clientID resolves a publishable client id. The SDK's calls need no
+// policy, so none is compiled.
+func (oc *orgCache) clientID(cid []byte) (*credEntry, error) {
+	gen := oc.db.OrgGeneration()
+	oc.mu.RLock()
+	ce := oc.byCID[string(cid)] // no copy: a map index by a converted []byte
+	if oc.gen != gen {
+		ce = nil
+	}
+	oc.mu.RUnlock()
+	if ce != nil {
+		return ce, nil
+	}
+	org, err := oc.db.OrgByCID(cid)
+	if err != nil {
+		return nil, err
+	}
+	ce = &credEntry{org: org}
+	if oc.lockToInsert(gen) {
+		oc.byCID[string(cid)] = ce
+		oc.mu.Unlock()
+	}
+	return ce, nil
+}
+
+// lockToInsert takes the write lock and reports whether an entry read under
+// gen may be cached: if so the lock stays held for the caller to insert and
+// unlock. A newer gen than the cache's empties the cache first; an older
+// one means the entry may already be stale, so it is used once, not kept.
+func (oc *orgCache) lockToInsert(gen uint64) bool {
+	oc.mu.Lock()
+	switch {
+	case gen > oc.gen:
+		oc.gen = gen
+		clear(oc.byKey)
+		clear(oc.byCID)
+	case gen < oc.gen:
+		oc.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// entry returns the compiled policy of org, as read from the store under
+// generation gen, compiling it unless the cached one was compiled from the
+// same policy bytes.
+func (oc *orgCache) entry(org *store.Org, gen uint64) (*orgEntry, error) {
+	oc.mu.RLock()
+	e := oc.byOrg[org.ID]
 	oc.mu.RUnlock()
 	if e != nil && bytes.Equal(e.policyJSON, org.Policy) {
+		if e.gen.Load() < gen {
+			e.gen.Store(gen)
+		}
 		return e, nil
 	}
 	p := policy.Default()
@@ -80,26 +198,29 @@ func (oc *orgCache) entry(org *store.Org) (*orgEntry, error) {
 		thresholds: compiled.Thresholds(),
 		dim:        oc.dim,
 	}
+	e.gen.Store(gen)
 	oc.mu.Lock()
-	oc.m[e.id] = e
+	oc.byOrg[e.id] = e
 	oc.mu.Unlock()
 	return e, nil
 }
 
-// byID returns the compiled policy of the organization with id, reading the
-// organization from the store when it is not cached (frame workers).
+// byID returns the compiled policy of the organization with id (frame
+// workers), reading the organization from the store when it is not cached
+// or may have changed since.
 func (oc *orgCache) byID(id string) (*orgEntry, error) {
+	gen := oc.db.OrgGeneration()
 	oc.mu.RLock()
-	e := oc.m[id]
+	e := oc.byOrg[id]
 	oc.mu.RUnlock()
-	if e != nil {
+	if e != nil && e.gen.Load() == gen {
 		return e, nil
 	}
 	org, err := oc.db.OrgByID(id)
 	if err != nil {
 		return nil, err
 	}
-	return oc.entry(&org)
+	return oc.entry(&org, gen)
 }
 
 // authAPIKey authenticates a backend call by its apikey header, enforcing the
@@ -110,23 +231,24 @@ func (s *Server) authAPIKey(c *reqCtx) (*orgEntry, bool) {
 	if len(key) == 0 {
 		return nil, c.fail(errInvalidAPIKey, nil)
 	}
-	org, err := s.db.OrgByAPIKey(key)
+	ce, err := s.orgs.apiKey(key)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, c.fail(errInvalidAPIKey, nil)
 		}
 		return nil, c.storeFailed(err)
 	}
-	if len(org.CertFingerprints) > 0 && !certBound(c.ctx, org.CertFingerprints) {
+	if len(ce.org.CertFingerprints) > 0 && !certBound(c.ctx, ce.org.CertFingerprints) {
 		return nil, c.fail(errCertRequired, nil)
 	}
-	c.org = org
-	e, err := s.orgs.entry(&c.org)
-	if err != nil {
-		s.log.Error("organization policy", "org", org.ID, "err", err)
+	if ce.policyErr != nil {
+		s.log.Error("organization policy", "org", ce.org.ID, "err", ce.policyErr)
 		return nil, c.fail(errInternal, nil)
 	}
-	return e, true
+	// A copy of the cached Org: its strings and slices are shared, and no
+	// request writes to them.
+	c.org = ce.org
+	return ce.e, true
 }
 
 // authClientID resolves the publishable client id of an SDK call into c.org.
@@ -135,14 +257,14 @@ func (s *Server) authClientID(c *reqCtx) bool {
 	if len(cid) == 0 {
 		return c.fail(errInvalidClientID, nil)
 	}
-	org, err := s.db.OrgByCID(cid)
+	ce, err := s.orgs.clientID(cid)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return c.fail(errInvalidClientID, nil)
 		}
 		return c.storeFailed(err)
 	}
-	c.org = org
+	c.org = ce.org
 	return true
 }
 

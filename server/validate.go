@@ -58,7 +58,7 @@ func (s *Server) validate(c *reqCtx) {
 		c.failf(errInvalidField, msgAction)
 		return
 	}
-	if !s.readSession(c, r.CSID) {
+	if !s.readSessionInPlace(c, r.CSID) {
 		return
 	}
 	sess := &c.sess
@@ -73,7 +73,7 @@ func (s *Server) validate(c *reqCtx) {
 	}
 
 	// Biometrics: the aggregate must reflect the user's current template.
-	tmpl, err := loadTemplate(s.db, c.org.ID, sess.UserID, &c.tmpl)
+	tmpl, err := s.loadTemplateInto(c)
 	if err != nil {
 		if errors.Is(err, biometric.ErrTemplateCorrupt) {
 			s.log.Error("stored template does not decode", "org", c.org.ID, "user", sess.UserID, "err", err)
@@ -133,7 +133,6 @@ func (s *Server) validate(c *reqCtx) {
 
 	d := &c.decision
 	*d = store.Decision{
-		ID:        s.db.NewDecisionID(),
 		OrgID:     c.org.ID,
 		CSID:      sess.CSID,
 		UserID:    r.UserID,
@@ -141,6 +140,7 @@ func (s *Server) validate(c *reqCtx) {
 		Verified:  c.verdict.VerifiedAction,
 		Score:     int32(c.verdict.Score),
 	}
+	s.db.AssignDecisionID(d) // d.ID lives in d: no string allocated
 	c.out = c.appendValidateResponse(c.out[:0], d.ID)
 	d.Response = c.out
 	if err := s.db.PutDecision(d, idem, c.reqHash); err != nil {
@@ -207,11 +207,46 @@ func (s *Server) processing(c *reqCtx) {
 	c.out = append(c.out, '}')
 }
 
+// readSessionInPlace reads the organization's session csid into c.sess
+// without copying its user id and action (they are views of c.sess's
+// buffer, valid for this request), answering 404, 410 or 503.
+func (s *Server) readSessionInPlace(c *reqCtx, csid string) bool {
+	err := s.db.SessionInPlace(c.org.ID, csid, &c.sess)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, store.ErrNotFound):
+		return c.fail(errSessionNotFound, nil)
+	case errors.Is(err, store.ErrExpired):
+		return c.fail(errSessionExpired, nil)
+	}
+	return c.storeFailed(err)
+}
+
+// loadTemplateInto reads and decodes the session user's template into c.tmpl
+// through c.tmplBuf, returning nil (and no error) when the user has none.
+// loadTemplate's work, without a copy of the stored bytes.
+func (s *Server) loadTemplateInto(c *reqCtx) (*biometric.Template, error) {
+	var err error
+	c.tmplBuf, err = s.db.TemplateInto(c.org.ID, c.sess.UserID, c.tmplBuf[:0])
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := c.tmpl.Decode(c.tmplBuf); err != nil {
+		return nil, err
+	}
+	return &c.tmpl, nil
+}
+
 // matchValues matches the request's sessionData against the session's
-// fields into c.mres, answering 400 for a bad item.
+// fields into c.mres, answering 400 for a bad item. The fields are those of
+// the session readSessionInPlace just read, their bytes in c.sess's buffer.
 func (s *Server) matchValues(c *reqCtx) bool {
 	var err error
-	if c.fields, err = s.db.Fields(c.org.ID, c.sess.CSID, c.fields[:0]); err != nil {
+	if c.fields, err = s.db.SessionFields(&c.sess, c.fields[:0]); err != nil {
 		if errors.Is(err, store.ErrExpired) {
 			return c.fail(errSessionExpired, nil)
 		}

@@ -9,8 +9,9 @@ import (
 )
 
 // benchEnv is a server with one enrolled user and one session whose values
-// and frames are stored and scored: the steady state of a validate.
-func benchEnv(b *testing.B) (*testEnv, []byte) {
+// and frames are stored and scored: the steady state of a validate. The
+// benchmarks and TestAllocsValidateHandler share it.
+func benchEnv(b testing.TB) (*testEnv, []byte) {
 	b.Helper()
 	e := newEnv(b)
 	rng := newRand(42)
@@ -59,8 +60,20 @@ func BenchmarkValidateInmemory(b *testing.B) {
 // directly on a reused fasthttp.RequestCtx, no connection.
 func BenchmarkValidateHandler(b *testing.B) {
 	e, body := benchEnv(b)
+	validate := validateOnHandler(b, e, body)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		validate()
+	}
+}
+
+// validateOnHandler returns a function that answers one validate of body
+// by calling the server's handler on a reused fasthttp.RequestCtx, and
+// fails tb unless it answers 200.
+func validateOnHandler(tb testing.TB, e *testEnv, body []byte) func() {
 	h := e.srv.Handler()
-	var ctx fasthttp.RequestCtx
+	ctx := new(fasthttp.RequestCtx)
 	var q fasthttp.Request
 	q.Header.SetMethod("POST")
 	q.SetRequestURI("/v1/validate")
@@ -68,13 +81,11 @@ func BenchmarkValidateHandler(b *testing.B) {
 	q.Header.Set("apikey", e.apiKey)
 	q.SetBody(body)
 	ctx.Init(&q, nil, nil)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
+	return func() {
 		ctx.Response.Reset()
-		h(&ctx)
+		h(ctx)
 		if ctx.Response.StatusCode() != 200 {
-			b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+			tb.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 	}
 }
@@ -112,5 +123,37 @@ func BenchmarkEventsHandler(b *testing.B) {
 			b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 		i++
+	}
+}
+
+// BenchmarkValidateIdempotencyKey: the handler with a fresh Idempotency-Key
+// on every request, as a careful client sends them: the key's lookup (a
+// miss) and its record, written in the decision's batch.
+func BenchmarkValidateIdempotencyKey(b *testing.B) {
+	e, body := benchEnv(b)
+	h := e.srv.Handler()
+	ctx := new(fasthttp.RequestCtx)
+	var q fasthttp.Request
+	q.Header.SetMethod("POST")
+	q.SetRequestURI("/v1/validate")
+	q.Header.SetContentType("application/json")
+	q.Header.Set("apikey", e.apiKey)
+	q.SetBody(body)
+	ctx.Init(&q, nil, nil)
+	key := []byte("idem-bench-0000000000")
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := uint64(0)
+	for b.Loop() {
+		i++
+		for j, v := len(key)-1, i; j >= len(key)-10; j, v = j-1, v/10 {
+			key[j] = byte('0' + v%10)
+		}
+		ctx.Request.Header.SetBytesV("Idempotency-Key", key)
+		ctx.Response.Reset()
+		h(ctx)
+		if ctx.Response.StatusCode() != 200 {
+			b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
 	}
 }

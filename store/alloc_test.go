@@ -4,17 +4,33 @@ package store
 
 import "testing"
 
-// TestAllocations pins what the per-request store calls allocate. Reads
-// must return strings the caller keeps, so they cannot be zero; everything
-// else (keys, scratch, Pebble's iterators) is pooled.
+// TestAllocations pins what the per-request store calls allocate. The
+// validate path's reads (SessionInPlace, SessionFields, TemplateInto) and
+// its write (AssignDecisionID, PutDecision) allocate nothing once the
+// caller's values and buffers have grown; the reads that return strings a
+// caller keeps (SessionInto, NewDecisionID) allocate exactly those.
+//
+// The records are flushed to sstables first: that is where a long-running
+// server finds them, and where pebble.DB.Get would allocate (see db.read).
 func TestAllocations(t *testing.T) {
 	db, _ := openMem(t)
-	o, _ := newOrg(t, db, "acme")
+	o, key := newOrg(t, db, "acme")
 	s, token, err := db.CreateSession(o.ID, "csid-allocs", "user-12345", "wire-transfer")
 	check(t, err)
-	check(t, db.SaveAggregate(o.ID, "csid-allocs", []byte("aggregate"), 0))
+	fields := []FieldValue{{Key: []byte("amount"), Value: []byte(`"35.00"`), TS: 1}, {Key: []byte("payee"), Value: []byte(`"ACME Ltd"`), TS: 2}}
+	_, err = db.AppendEvents(o.ID, "csid-allocs", fields, [][]byte{[]byte("frame")}, false)
+	check(t, err)
+	check(t, db.SaveAggregate(o.ID, "csid-allocs", []byte("aggregate"), 1))
+	check(t, db.PutTemplate(o.ID, "user-12345", []byte("template bytes")))
+	check(t, db.pdb.Flush())
+
 	dst := Session{Aggregate: make([]byte, 0, 64)}
-	tok := []byte(token)
+	tok, apiKey := []byte(token), []byte(key)
+	var fv []FieldValue
+	var tmpl []byte
+	var d Decision
+	idem := []byte("idem-00000000")
+	i := 0
 
 	for _, c := range []struct {
 		name string
@@ -27,12 +43,53 @@ func TestAllocations(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"SessionInPlace", 0, func() {
+			if err := db.SessionInPlace(o.ID, "csid-allocs", &dst); err != nil || dst.UserID != "user-12345" {
+				t.Fatal(err, dst.UserID)
+			}
+		}},
+		{"SessionFields", 0, func() {
+			var err error
+			if fv, err = db.SessionFields(&dst, fv[:0]); err != nil || len(fv) != 2 {
+				t.Fatal(err, len(fv))
+			}
+		}},
+		{"TemplateInto", 0, func() {
+			var err error
+			if tmpl, err = db.TemplateInto(o.ID, "user-12345", tmpl[:0]); err != nil || len(tmpl) == 0 {
+				t.Fatal(err)
+			}
+		}},
 		{"CheckCollectToken", 0, func() {
 			if !db.CheckCollectToken(&s, tok) {
 				t.Fatal("token")
 			}
 		}},
 		{"NewDecisionID", 1, func() { _ = db.NewDecisionID() }}, // the id string
+		{"AssignDecisionID", 0, func() { db.AssignDecisionID(&d) }},
+		{"PutDecision", 0, func() {
+			d = Decision{OrgID: o.ID, CSID: "csid-allocs", UserID: "user-12345", CreatedAt: 1, Score: 2000, Response: benchResponse}
+			db.AssignDecisionID(&d)
+			if err := db.PutDecision(&d, nil, [32]byte{}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"PutDecisionIdempotent", 0, func() {
+			d = Decision{OrgID: o.ID, CSID: "csid-allocs", UserID: "user-12345", CreatedAt: 1, Score: 2000, Response: benchResponse}
+			db.AssignDecisionID(&d)
+			idem = appendInt8(idem[:5], i)
+			i++
+			if err := db.PutDecision(&d, idem, [32]byte{1}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		// Not on the request path (the server caches what a key resolves
+		// to): ID, Name and CID strings.
+		{"OrgByAPIKey", 3, func() {
+			if _, err := db.OrgByAPIKey(apiKey); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	} {
 		if n := testing.AllocsPerRun(200, c.fn); n > c.max {
 			t.Errorf("%s: %.1f allocs per call, want <= %.0f", c.name, n, c.max)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"unsafe"
 )
 
 // Decision is one validate decision as it was answered. It is stored before
@@ -14,6 +15,9 @@ type Decision struct {
 	Verified                bool   // verifiedAction
 	Score                   int32  // ivScore
 	Response                []byte // the exact JSON body answered
+
+	// idBuf holds the id AssignDecisionID gives d; ID then refers into it.
+	idBuf [DecisionIDLen]byte
 }
 
 // DecisionIDLen is the length of NewDecisionID's ids.
@@ -29,6 +33,13 @@ const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 // ULID layout). Ids of one millisecond are in random order. It panics if
 // Options.Rand fails, as crypto/rand would crash the program.
 func (db *DB) NewDecisionID() string {
+	var out [DecisionIDLen]byte
+	return string(db.AppendDecisionID(out[:0]))
+}
+
+// AppendDecisionID appends a new decision id (NewDecisionID's format) to
+// dst and returns it. It allocates nothing when dst has room.
+func (db *DB) AppendDecisionID(dst []byte) []byte {
 	// The random bytes are read into a pooled buffer: a local array handed
 	// to an io.Reader would escape to the heap on every call.
 	s := acquireScratch()
@@ -40,9 +51,18 @@ func (db *DB) NewDecisionID() string {
 	if err := db.random(b[6:]); err != nil {
 		panic(err)
 	}
-	var out [DecisionIDLen]byte
-	appendDecisionID(out[:0], b)
-	return string(out[:])
+	return appendDecisionID(dst, b)
+}
+
+// AssignDecisionID gives d a new id (NewDecisionID's format) without
+// allocating a string for it: the id's bytes are kept inside d, and d.ID is
+// a view of them. So d.ID is valid only as long as d is neither overwritten
+// nor given another id; copying d copies the bytes but not the view. A
+// caller that keeps the id longer copies it (strings.Clone). The validate
+// path uses it on the Decision its pooled context reuses.
+func (db *DB) AssignDecisionID(d *Decision) {
+	db.AppendDecisionID(d.idBuf[:0])
+	d.ID = unsafe.String(&d.idBuf[0], len(d.idBuf))
 }
 
 // appendDecisionID encodes 128 bits as 26 base32 digits, most significant
@@ -94,7 +114,7 @@ func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) err
 	if len(idemKey) > 0 {
 		// The stripe makes check-then-write atomic for one key, so of two
 		// concurrent requests with the same key exactly one is stored.
-		st := db.lock(domainIdem, org, string(idemKey))
+		st := db.lockBytes(domainIdem, org, idemKey)
 		defer st.Unlock()
 		s.key = appendIdempotencyKey(s.key[:0], org, idemKey)
 		if ok, err := db.has(s.key); err != nil || ok {
@@ -108,14 +128,7 @@ func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) err
 		_ = b.Set(s.key, s.val, nil)
 	}
 	s.key = appendDecisionKey(s.key[:0], org, d.ID)
-	s.val = appendDecisionRec(s.val[:0], &decisionRec{
-		createdAt: d.CreatedAt,
-		verified:  d.Verified,
-		score:     d.Score,
-		csid:      []byte(d.CSID),
-		userID:    []byte(d.UserID),
-		response:  d.Response,
-	})
+	s.val = appendDecisionFields(s.val[:0], d.CreatedAt, d.Verified, d.Score, d.CSID, d.UserID, d.Response)
 	_ = b.Set(s.key, s.val, nil)
 	return db.commit(b)
 }
@@ -199,25 +212,34 @@ func (db *DB) Idempotent(orgIDs string, key []byte) (Decision, [32]byte, error) 
 // Template returns the user's enrolled face template (opaque to the store).
 // ErrNotFound if the user has none.
 func (db *DB) Template(orgIDs, userID string) ([]byte, error) {
+	t, err := db.TemplateInto(orgIDs, userID, nil)
+	if err == nil && t == nil {
+		t = []byte{}
+	}
+	return t, err
+}
+
+// TemplateInto appends the user's template to dst and returns it: Template
+// into a caller's reused buffer, so that reading a template allocates
+// nothing once the buffer has grown. ErrNotFound (and dst unchanged) if the
+// user has none.
+func (db *DB) TemplateInto(orgIDs, userID string, dst []byte) ([]byte, error) {
 	org, ok := parseOrgID(orgIDs)
 	if !ok || userID == "" || len(userID) > MaxKeyBytes {
-		return nil, ErrNotFound
+		return dst, ErrNotFound
 	}
 	if err := db.enter(); err != nil {
-		return nil, err
+		return dst, err
 	}
 	defer db.exit()
 	s := acquireScratch()
 	defer releaseScratch(s)
-	var t []byte
-	err := db.get(appendTemplateKey(s.key[:0], org, userID), func(v []byte) error {
-		t = bytes.Clone(v)
-		if t == nil {
-			t = []byte{}
-		}
-		return nil
-	})
-	return t, err
+	v, closer, err := db.read(appendTemplateKey(s.key[:0], org, userID))
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, v...)
+	return dst, closer.Close()
 }
 
 // PutTemplate stores (replacing) the user's template, synced.

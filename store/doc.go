@@ -60,6 +60,19 @@
 // in the database is a decision's response body, kept as the exact bytes that
 // were answered, and an organization's policy, kept as the operator wrote it.
 //
+// # Reads on the request path
+//
+// A validate reads a session, its fields and a template, and writes a
+// decision, and does so without allocating once its buffers have grown:
+// SessionInPlace, SessionFields, TemplateInto and AssignDecisionID fill
+// values and buffers the caller reuses, and PutDecision's batch comes from
+// Pebble's pool. The copying reads (Session, Fields, Template,
+// NewDecisionID) remain for callers that keep what they read. Point reads go
+// through an iterator rather than pebble.DB.Get, which allocates for every
+// sstable it consults (see read). Organizations are not read per request at
+// all: the server caches what a credential resolves to, and OrgGeneration
+// tells it when the cache is stale.
+//
 // # Sessions
 //
 // A csid is unique within its organization forever. The session record is

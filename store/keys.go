@@ -81,7 +81,7 @@ func appendAPIKeyKey(dst []byte, hash *[32]byte) []byte {
 
 // appendSessionPart appends kind, org, lp(csid): the session's key, and the
 // scan prefix of its fields and frames with their own kinds.
-func appendSessionPart(dst []byte, kind byte, org orgID, csid string) []byte {
+func appendSessionPart[T string | []byte](dst []byte, kind byte, org orgID, csid T) []byte {
 	dst = append(append(dst, kind), org[:]...)
 	return appendLP(dst, csid)
 }

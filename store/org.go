@@ -100,7 +100,9 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 	s.key = appendAPIKeyKey(s.key[:0], &hash)
 	s.val = appendAPIKeyRec(s.val[:0], org, &hash, now)
 	_ = b.Set(s.key, s.val, nil)
-	if err := db.commit(b); err != nil {
+	err = db.commit(b)
+	db.orgChanged() // even on error: the batch may have been applied
+	if err != nil {
 		return Org{}, "", err
 	}
 	return Org{
@@ -140,7 +142,9 @@ func (db *DB) AddAPIKey(orgIDs string) (string, error) {
 	s.val = appendAPIKeyRec(s.val[:0], org, &hash, db.nowMs())
 	b := db.pdb.NewBatch()
 	_ = b.Set(s.key, s.val, nil)
-	if err := db.commit(b); err != nil {
+	err = db.commit(b)
+	db.orgChanged()
+	if err != nil {
 		return "", err
 	}
 	return key, nil
@@ -350,5 +354,7 @@ func (db *DB) updateOrg(orgIDs string, fn func(r *orgRec) bool) error {
 	}
 	b := db.pdb.NewBatch()
 	_ = b.Set(s.key, s.val, nil)
-	return db.commit(b)
+	err = db.commit(b)
+	db.orgChanged()
+	return err
 }

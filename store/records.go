@@ -239,17 +239,23 @@ type decisionRec struct {
 }
 
 func appendDecisionRec(dst []byte, r *decisionRec) []byte {
+	return appendDecisionFields(dst, r.createdAt, r.verified, r.score, r.csid, r.userID, r.response)
+}
+
+// appendDecisionFields is appendDecisionRec from the parts, so that
+// PutDecision encodes a Decision's strings without converting them.
+func appendDecisionFields[T string | []byte](dst []byte, createdAt int64, verified bool, score int32, csid, userID T, response []byte) []byte {
 	dst = append(dst, tagV1)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(r.createdAt))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(createdAt))
 	var flags byte
-	if r.verified {
+	if verified {
 		flags |= flagVerified
 	}
 	dst = append(dst, flags)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(r.score))
-	dst = appendLP(dst, r.csid)
-	dst = appendLP(dst, r.userID)
-	return append(dst, r.response...)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(score))
+	dst = appendLP(dst, csid)
+	dst = appendLP(dst, userID)
+	return append(dst, response...)
 }
 
 func parseDecisionRec(v []byte, r *decisionRec) error {

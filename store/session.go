@@ -11,13 +11,17 @@ import (
 	"io"
 	"math"
 	"time"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
 // Session is one collection session of a client SDK: who it is for, what it
 // has received, and the fold of the frames scored so far. Fields and frames
-// are read separately (Fields, Frames) because most reads do not need them.
+// are read separately (Fields or SessionFields, Frames) because most reads
+// do not need them. A Session that the request path reuses (SessionInto,
+// SessionInPlace) also keeps, unexported, the buffers those reads fill and
+// which session they read.
 type Session struct {
 	OrgID, CSID, UserID, Action string
 	CollectTokenHash            [32]byte // SHA-256 of the collect token
@@ -26,6 +30,22 @@ type Session struct {
 	FramesScored                uint32   // frames folded into Aggregate
 	Final                       bool     // the SDK said it sent its last event
 	Aggregate                   []byte   // biometric.Aggregate binary; empty before the first frame is scored
+
+	reuse sessionReuse
+}
+
+// sessionReuse is what SessionInto and SessionInPlace leave in a Session
+// besides its exported fields. It records which session was read, so that
+// SessionFields reads that session's fields whatever the caller does to
+// OrgID and CSID afterwards, and it keeps buffers across reads into the
+// same Session: ids holds the csid, then (SessionInPlace) userID and
+// action; arena holds SessionFields' keys and values.
+type sessionReuse struct {
+	read    bool
+	org     orgID
+	csidLen int // ids[:csidLen] is the csid read
+	ids     []byte
+	arena   []byte
 }
 
 // Pending is the number of received frames not yet folded into Aggregate.
@@ -126,13 +146,38 @@ func (db *DB) CreateSession(orgIDs, csid, userID, action string) (Session, strin
 // sweep has removed it yet.
 func (db *DB) Session(orgID, csid string) (Session, error) {
 	var s Session
-	err := db.SessionInto(orgID, csid, &s)
+	err := db.sessionInto(orgID, csid, &s, readPlain)
 	return s, err
 }
 
 // SessionInto is Session into a caller's value, reusing the capacity of
 // dst.Aggregate, for the request paths that read a session on every call.
+// UserID and Action are new strings the caller may keep.
 func (db *DB) SessionInto(orgIDs, csid string, dst *Session) error {
+	return db.sessionInto(orgIDs, csid, dst, readCopy)
+}
+
+// SessionInPlace is SessionInto without a copy: UserID and Action are not
+// new strings but views of a buffer dst keeps and reuses, so reading a
+// session allocates nothing once dst has grown. They are valid until the
+// next read into dst (or until dst is overwritten); a caller that keeps
+// either longer must copy it (strings.Clone). This is validate's read: it
+// compares the user id and looks up the template, then forgets both.
+func (db *DB) SessionInPlace(orgIDs, csid string, dst *Session) error {
+	return db.sessionInto(orgIDs, csid, dst, readInPlace)
+}
+
+// How sessionInto fills its Session.
+const (
+	readPlain   = iota // a value of its own: Session
+	readCopy           // reusing dst's buffers, strings copied: SessionInto
+	readInPlace        // reusing dst's buffers, strings viewed: SessionInPlace
+)
+
+func (db *DB) sessionInto(orgIDs, csid string, dst *Session, mode int) error {
+	// Until this read succeeds, dst names no session for SessionFields: a
+	// caller that ignores an error must not get the previous one's fields.
+	dst.reuse.read = false
 	org, ok := parseOrgID(orgIDs)
 	if !ok || csid == "" || len(csid) > MaxKeyBytes {
 		return ErrNotFound
@@ -148,11 +193,27 @@ func (db *DB) SessionInto(orgIDs, csid string, dst *Session) error {
 	if err != nil {
 		return err
 	}
+	var userID, action string
+	reuse := sessionReuse{arena: dst.reuse.arena}
+	switch mode {
+	case readPlain:
+		userID, action, reuse = string(r.userID), string(r.action), sessionReuse{}
+	case readCopy:
+		userID, action = string(r.userID), string(r.action)
+		reuse.ids = append(dst.reuse.ids[:0], csid...)
+	case readInPlace:
+		reuse.ids = append(append(append(dst.reuse.ids[:0], csid...), r.userID...), r.action...)
+		userID = viewString(reuse.ids[len(csid) : len(csid)+len(r.userID)])
+		action = viewString(reuse.ids[len(csid)+len(r.userID):])
+	}
+	if mode != readPlain {
+		reuse.read, reuse.org, reuse.csidLen = true, org, len(csid)
+	}
 	*dst = Session{
 		OrgID:            orgIDs,
 		CSID:             csid,
-		UserID:           string(r.userID),
-		Action:           string(r.action),
+		UserID:           userID,
+		Action:           action,
 		CollectTokenHash: r.tokenHash,
 		CreatedAt:        r.createdAt,
 		ExpiresAt:        r.expiresAt,
@@ -160,8 +221,18 @@ func (db *DB) SessionInto(orgIDs, csid string, dst *Session) error {
 		FramesScored:     r.scored,
 		Final:            r.final,
 		Aggregate:        append(dst.Aggregate[:0], r.aggregate...),
+		reuse:            reuse,
 	}
 	return closer.Close()
+}
+
+// viewString is b as a string without a copy. Only for bytes that are not
+// written again while the string is in use: see SessionInPlace.
+func viewString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // readSession parses a live session's record into r, whose slices alias
@@ -172,10 +243,7 @@ func (db *DB) SessionInto(orgIDs, csid string, dst *Session) error {
 func (db *DB) readSession(s *scratch, org orgID, csid string, r *sessionRec) (io.Closer, error) {
 	s.key = appendSessionKey(s.key[:0], org, csid)
 	now := db.nowMs()
-	v, closer, err := db.pdb.Get(s.key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ErrNotFound
-	}
+	v, closer, err := db.read(s.key)
 	if err != nil {
 		return nil, err
 	}
@@ -312,13 +380,61 @@ func (db *DB) Fields(orgIDs, csid string, dst []FieldValue) ([]FieldValue, error
 	}
 	s.key = appendSessionPart(s.key[:0], kindField, org, csid)
 	s.key2 = prefixEnd(s.key2[:0], s.key)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: s.key, UpperBound: s.key2})
-	if err != nil {
-		return dst, err
-	}
 	// One arena for every key and value, rather than two allocations per
 	// field.
 	var a arena
+	return db.scanFields(s.key, s.key2, dst, a.copy)
+}
+
+// maxFieldArena is the largest field buffer a Session keeps between reads:
+// a session with unusually large fields gets a buffer of its own, so that a
+// pooled Session does not pin megabytes because of one request.
+const maxFieldArena = 256 << 10
+
+// SessionFields appends to dst the fields of the session last read into s
+// (by SessionInto or SessionInPlace), sorted by name, and returns it. Keys
+// and values are views of a buffer s keeps and reuses: valid until the next
+// SessionFields or read into s. With s and dst reused, it allocates
+// nothing.
+//
+// It reads the fields as they are now but does not check again that the
+// session is live: the read into s did, an instant before, and skipping a
+// second read of the session record is the point. A Session that no read
+// filled (a zero value, Session's or CreateSession's), or whose last read
+// failed, has no fields to read: ErrNotFound.
+func (db *DB) SessionFields(s *Session, dst []FieldValue) ([]FieldValue, error) {
+	u := &s.reuse
+	if !u.read {
+		return dst, ErrNotFound
+	}
+	if err := db.enter(); err != nil {
+		return dst, err
+	}
+	defer db.exit()
+	sc := acquireScratch()
+	defer releaseScratch(sc)
+	sc.key = appendSessionPart(sc.key[:0], kindField, u.org, u.ids[:u.csidLen])
+	sc.key2 = prefixEnd(sc.key2[:0], sc.key)
+	if cap(u.arena) > maxFieldArena {
+		u.arena = nil
+	}
+	a := u.arena[:0]
+	dst, err := db.scanFields(sc.key, sc.key2, dst, func(b []byte) []byte {
+		start := len(a)
+		a = append(a, b...)
+		return a[start:len(a):len(a)]
+	})
+	u.arena = a
+	return dst, err
+}
+
+// scanFields appends the field records in [lower, upper) to dst, keeping
+// each name and value with keep (which copies it out of Pebble's buffer).
+func (db *DB) scanFields(lower, upper []byte, dst []FieldValue, keep func([]byte) []byte) ([]FieldValue, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return dst, err
+	}
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
@@ -330,8 +446,8 @@ func (db *DB) Fields(orgIDs, csid string, dst []FieldValue) ([]FieldValue, error
 			_ = it.Close()
 			return dst, err
 		}
-		name := it.Key()[len(s.key):]
-		dst = append(dst, FieldValue{Key: a.copy(name), Value: a.copy(val), TS: ts})
+		name := it.Key()[len(lower):]
+		dst = append(dst, FieldValue{Key: keep(name), Value: keep(val), TS: ts})
 	}
 	return dst, it.Close()
 }
