@@ -49,6 +49,7 @@ var (
 	errCSIDInUse     = &apiError{409, "csid_in_use", "This csid was already used by this organization; csids are never reused."}
 	errSessionFinal  = &apiError{409, "session_final", "The session was marked final; it accepts no more events."}
 	errSessionFrames = &apiError{409, "session_frame_limit", "The session would exceed its maximum number of frames."}
+	errSessionFields = &apiError{409, "session_field_limit", "The session would exceed its maximum number of distinct fields."}
 
 	errSessionExpired = &apiError{410, "session_expired", "The session has expired."}
 
@@ -79,7 +80,7 @@ var catalog = []*apiError{
 	errInvalidAPIKey, errInvalidClientID, errInvalidCollectToken, errCertRequired,
 	errRouteNotFound, errSessionNotFound, errDecisionNotFound,
 	errMethodNotAllowed, errRequestTimeout,
-	errCSIDInUse, errSessionFinal, errSessionFrames,
+	errCSIDInUse, errSessionFinal, errSessionFrames, errSessionFields,
 	errSessionExpired, errBodyTooLarge,
 	errUnsupportedMediaType, errUnsupportedEncoding,
 	errIdempotencyMismatch, errTooManyConnections, errHeadersTooLarge,

@@ -65,6 +65,9 @@ type testEnv struct {
 	now    time.Time
 	mu     sync.Mutex // guards now
 	hook   func(*fasthttp.RequestCtx)
+	// closeErrOK: the test broke the store on purpose, so closing it may fail.
+	closeErrOK bool
+	base       string // of request URLs; "" for the in-memory listener
 }
 
 type envOption func(*testEnv, *Config, *store.Options)
@@ -75,6 +78,21 @@ func withConfig(f func(*Config)) envOption {
 
 func withHook(h func(*fasthttp.RequestCtx)) envOption {
 	return func(e *testEnv, _ *Config, _ *store.Options) { e.hook = h }
+}
+
+// withStoreFS runs the store on fs (an errorfs wrapper, say) instead of a
+// plain in-memory file system.
+func withStoreFS(fs vfs.FS) envOption {
+	return func(_ *testEnv, _ *Config, so *store.Options) { so.FS = fs }
+}
+
+// withBrokenStore runs the store on fs, which the test makes fail, and
+// tolerates the store then failing to close.
+func withBrokenStore(fs vfs.FS) envOption {
+	return func(e *testEnv, _ *Config, so *store.Options) {
+		so.FS = fs
+		e.closeErrOK = true
+	}
 }
 
 func newEnv(t testing.TB, opts ...envOption) *testEnv {
@@ -136,7 +154,7 @@ func (e *testEnv) stop() {
 
 func (e *testEnv) close() {
 	e.stop()
-	if err := e.db.Close(); err != nil {
+	if err := e.db.Close(); err != nil && !e.closeErrOK {
 		e.t.Errorf("close store: %v", err)
 	}
 }
@@ -195,7 +213,19 @@ type req struct {
 
 func (e *testEnv) do(r req) response {
 	e.t.Helper()
-	return doWith(e.t, e.client, "http://countersign.test", r)
+	base := e.base
+	if base == "" {
+		base = "http://countersign.test"
+	}
+	return doWith(e.t, e.client, base, r)
+}
+
+// useTCP serves e's server on a loopback socket too and sends every later
+// request of e.do over it.
+func (e *testEnv) useTCP() {
+	e.t.Helper()
+	e.base = "http://" + e.serveTCP()
+	e.client = &fasthttp.Client{MaxResponseBodySize: 64 << 20}
 }
 
 func doWith(t testing.TB, c *fasthttp.Client, base string, r req) response {

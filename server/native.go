@@ -1,13 +1,17 @@
 package server
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/bytedance/sonic"
@@ -28,6 +32,13 @@ const (
 	maxCSID         = 128
 	maxIdemKey      = 255 // Idempotency-Key header
 	maxEmbeddingDim = biometric.MaxDim
+
+	// maxSessionFields caps the distinct field names one session collects.
+	// Every validate reads and matches all of its session's fields, and
+	// anyone with the publishable cid can open a session, so without a cap
+	// one client could make every validate of its session arbitrarily slow
+	// and its stored fields arbitrarily large.
+	maxSessionFields = 1024
 )
 
 // Request bodies. Field names are exactly the wire names (sonic is case
@@ -241,6 +252,10 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 		return
 	}
 	csid := bytesToString(csidParam)
+	// From the session read to the commit, so that the final flag and the
+	// per-session caps checked below still hold when the events are stored.
+	mu := s.sessionLocks.lock(c.org.ID, csid)
+	defer mu.Unlock()
 	if !s.readSession(c, csid) {
 		return
 	}
@@ -266,6 +281,9 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 	if n := uint64(c.sess.FramesReceived) + uint64(len(r.Frames)); n > biometric.MaxFrames {
 		c.failf(errSessionFrames, "The session would have ", strconv.FormatUint(n, 10),
 			" frames; a session holds at most ", strconv.Itoa(biometric.MaxFrames), ".")
+		return
+	}
+	if !s.checkFieldCap(c, csid) {
 		return
 	}
 	queued := len(r.Frames) > 0
@@ -304,6 +322,78 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 	c.out = append(c.out, `},"pending":`...)
 	c.out = strconv.AppendUint(c.out, uint64(pending), 10)
 	c.out = append(c.out, '}')
+}
+
+// checkFieldCap answers 409 when storing c.storeFields would give the session
+// more than maxSessionFields distinct field names (names compare as the store
+// keys them: exact bytes). A request without fields cannot, so it costs
+// nothing; one with fields reads the session's fields, as every validate does.
+func (s *Server) checkFieldCap(c *reqCtx, csid string) bool {
+	if len(c.storeFields) == 0 {
+		return true
+	}
+	var err error
+	if c.fields, err = s.db.Fields(c.org.ID, csid, c.fields[:0]); err != nil {
+		switch {
+		case errors.Is(err, store.ErrExpired):
+			return c.fail(errSessionExpired, nil)
+		case errors.Is(err, store.ErrNotFound):
+			return c.fail(errSessionNotFound, nil)
+		}
+		return c.storeFailed(err)
+	}
+	n := len(c.fields)
+	if n+len(c.storeFields) <= maxSessionFields {
+		return true
+	}
+	// Count the names that are new: not stored (c.fields is sorted by name)
+	// and not already counted earlier in this request.
+	for i := range c.storeFields {
+		key := c.storeFields[i].Key
+		if _, stored := slices.BinarySearchFunc(c.fields, key, func(f store.FieldValue, k []byte) int {
+			return bytes.Compare(f.Key, k)
+		}); stored {
+			continue
+		}
+		if slices.ContainsFunc(c.storeFields[:i], func(f store.FieldValue) bool { return bytes.Equal(f.Key, key) }) {
+			continue
+		}
+		if n++; n > maxSessionFields {
+			return c.failf(errSessionFields, "The session would have more than ", strconv.Itoa(maxSessionFields),
+				" distinct fields; a session holds at most ", strconv.Itoa(maxSessionFields), ".")
+		}
+	}
+	return true
+}
+
+// sessionLocks serialise the events requests of one session, from reading
+// the session to storing the events. The store serialises the write itself,
+// but the final flag and the per-session caps (frames, fields) are checked
+// here, against a session read before the write: without the lock two
+// concurrent requests could both pass a cap, or both slip in beside a final
+// one. Sessions share a stripe by hash, which costs only waiting.
+type sessionLocks struct {
+	seed    maphash.Seed
+	stripes [numSessionStripes]struct {
+		sync.Mutex
+		_ [64 - 8]byte // one cache line each
+	}
+}
+
+// numSessionStripes is large enough that unrelated sessions rarely wait for
+// each other's commit.
+const numSessionStripes = 1024
+
+// lock locks the stripe of (orgID, csid) and returns it for Unlock.
+func (l *sessionLocks) lock(orgID, csid string) *sync.Mutex {
+	var h maphash.Hash
+	h.SetSeed(l.seed)
+	h.WriteString(orgID)
+	h.WriteByte(0)
+	h.WriteString(csid)
+	mu := &l.stripes[h.Sum64()%numSessionStripes].Mutex
+	mu.Lock()
+	return mu
 }
 
 // readSession reads the organization's session csid into c.sess, answering

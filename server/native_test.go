@@ -4,10 +4,16 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/store"
@@ -223,9 +229,11 @@ func TestSessionFrameLimit(t *testing.T) {
 // TestProcessingThenFinal: frames acknowledged but not scored (here stored
 // behind the server's back, as after a crash) make validate answer 202 with
 // Retry-After; validate queues the catch-up job itself, and the final answer
-// counts every frame.
+// counts every frame. Over a real loopback socket, deterministically (the
+// end-to-end test with the binary can only hope to catch a 202).
 func TestProcessingThenFinal(t *testing.T) {
 	e := newEnv(t)
+	e.useTCP()
 	s := e.newSession("processing-1", "u1")
 	rng := newRand(11)
 	face := unitVec(rng, testDim)
@@ -463,4 +471,173 @@ func decodeB64(t testing.TB, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestStoreWriteFailureFailsClosed: when a write to the store's log fails,
+// Pebble refuses to go on (its Fatalf, which the store turns into a panic),
+// yet the batch may already be readable from memory without being durable.
+// The request must answer 503, and nothing may be answered from the store
+// afterwards: in particular a retry with the same Idempotency-Key must not
+// replay the decision that was never made durable.
+func TestStoreWriteFailureFailsClosed(t *testing.T) {
+	t.Run("decision", func(t *testing.T) {
+		broken := &walFailure{}
+		e := newEnv(t, withBrokenStore(errorfs.Wrap(vfs.NewMem(), broken)))
+		s := e.newSession("fatal-0001", "u1")
+		if r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields()})); r.status != 202 {
+			t.Fatal(r)
+		}
+		body := e.validateBody(s, false, seedItems()...)
+		broken.On()
+		r := e.validate(body, "Idempotency-Key", "fatal-1")
+		if r.status != 503 || r.errorCode() != "store_unavailable" || r.header["retry-after"] == "" {
+			t.Errorf("validate whose decision cannot be stored: %s %v", r, r.header)
+		}
+		broken.Off()
+		if r := e.validate(body, "Idempotency-Key", "fatal-1"); r.status != 503 || r.errorCode() != "store_unavailable" {
+			t.Errorf("retry of the failed decision: %s", r)
+		}
+		if r := e.do(req{path: "/v1/sessions/" + s.csid, headers: e.withKey()}); r.status != 503 {
+			t.Errorf("session read after the failure: %s", r)
+		}
+		if r := e.do(req{path: "/readyz"}); r.status != 503 {
+			t.Errorf("readyz after the failure: %s", r)
+		}
+		if r := e.do(req{path: "/healthz"}); r.status != 200 {
+			t.Errorf("healthz after the failure: %s", r)
+		}
+		select {
+		case <-e.srv.Failed():
+		default:
+			t.Error("Failed() not closed")
+		}
+	})
+	t.Run("events", func(t *testing.T) {
+		broken := &walFailure{}
+		e := newEnv(t, withBrokenStore(errorfs.Wrap(vfs.NewMem(), broken)))
+		s := e.newSession("fatal-0002", "u1")
+		broken.On()
+		r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields()}))
+		if r.status != 503 || r.errorCode() != "store_unavailable" {
+			t.Errorf("events that cannot be stored: %s", r)
+		}
+		broken.Off()
+		if r := e.validate(e.validateBody(s, false, seedItems()...)); r.status != 503 {
+			t.Errorf("validate over events that were never durable: %s", r)
+		}
+	})
+}
+
+// walFailure makes writes to the store's write-ahead log fail while on, and
+// nothing else (so no background work of Pebble trips over it).
+type walFailure struct{ on atomic.Bool }
+
+func (w *walFailure) On()            { w.on.Store(true) }
+func (w *walFailure) Off()           { w.on.Store(false) }
+func (w *walFailure) String() string { return "wal failure" }
+func (w *walFailure) MaybeError(op errorfs.Op) error {
+	if w.on.Load() && strings.HasSuffix(op.Path, ".log") && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
+		return errorfs.ErrInjected
+	}
+	return nil
+}
+
+// TestSessionFieldLimit: a session holds at most maxSessionFields distinct
+// field names; a later value of a stored name does not count again, nor
+// does a name repeated within one request.
+func TestSessionFieldLimit(t *testing.T) {
+	e := newEnv(t)
+	fieldsBody := func(from, n int, extra ...string) []byte {
+		fs := make([]fieldJSON, 0, n+len(extra))
+		for i := from; i < from+n; i++ {
+			fs = append(fs, fieldJSON{Key: fmt.Sprintf("f%04d", i), Value: json.RawMessage(`1`)})
+		}
+		for _, k := range extra {
+			fs = append(fs, fieldJSON{Key: k, Value: json.RawMessage(`2`)})
+		}
+		return mustJSON(eventsJSON{Fields: fs})
+	}
+	s := e.newSession("fields-0001", "u1")
+	for _, b := range [][]byte{fieldsBody(0, 512), fieldsBody(512, 511)} {
+		if r := e.postEvents(s, b); r.status != 202 {
+			t.Fatalf("under the cap: %s", r)
+		}
+	}
+	// 1023 stored: updates of stored names and one new name given twice fit.
+	if r := e.postEvents(s, fieldsBody(0, 100, "new-a", "new-a")); r.status != 202 {
+		t.Fatalf("updates plus one new name: %s", r)
+	}
+	r := e.postEvents(s, fieldsBody(5, 3, "new-b"))
+	if r.status != 409 || r.errorCode() != "session_field_limit" || !strings.Contains(r.errorMessage(), "1024") {
+		t.Fatalf("a 1025th name: %s", r)
+	}
+	if fields, _ := e.db.Fields(e.org.ID, s.csid, nil); len(fields) != maxSessionFields {
+		t.Errorf("stored %d fields, want %d", len(fields), maxSessionFields)
+	}
+	// Frames and updates still go in.
+	if r := e.postEvents(s, fieldsBody(0, 512)); r.status != 202 {
+		t.Errorf("updates at the cap: %s", r)
+	}
+}
+
+// TestConcurrentEventsKeepCaps: concurrent events requests of one session
+// cannot together go past its frame or field cap. Log syncs are slowed down
+// so that the requests overlap between reading the session and committing.
+func TestConcurrentEventsKeepCaps(t *testing.T) {
+	var slow atomic.Bool
+	slowFS := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if slow.Load() && (op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
+	}))
+	e := newEnv(t, withConfig(func(c *Config) { c.QueueSize = 4096 }), withStoreFS(slowFS))
+	rng := newRand(21)
+	face := unitVec(rng, testDim)
+
+	s := e.newSession("race-frames-1", "u1")
+	f := biometric.Frame{Type: biometric.FaceFrame, Faces: 1, Quality: 0.9, Liveness: 0.9, Embedding: embBytes(face)}
+	var blobs [][]byte
+	for i := range biometric.MaxFrames - 4 {
+		f.Seq, f.TS = uint64(i+1), int64(i)*100
+		blobs = append(blobs, appendFrame(nil, &f))
+		if len(blobs) == 256 || i == biometric.MaxFrames-5 {
+			if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, false); err != nil {
+				t.Fatal(err)
+			}
+			blobs = blobs[:0]
+		}
+	}
+	s2 := e.newSession("race-fields-1", "u1")
+	var fs []fieldJSON
+	for i := range maxSessionFields - 4 {
+		fs = append(fs, fieldJSON{Key: fmt.Sprintf("f%04d", i), Value: json.RawMessage(`1`)})
+	}
+	if r := e.postEvents(s2, mustJSON(eventsJSON{Fields: fs[:512]})); r.status != 202 {
+		t.Fatal(r)
+	}
+	if r := e.postEvents(s2, mustJSON(eventsJSON{Fields: fs[512:]})); r.status != 202 {
+		t.Fatal(r)
+	}
+
+	const n = 16
+	slow.Store(true)
+	var wg sync.WaitGroup
+	for i := range n {
+		frames := mustJSON(eventsJSON{Frames: faceFrames(rng, face, uint64(10000+2*i), 1e7, 2)})
+		fields := mustJSON(eventsJSON{Fields: []fieldJSON{
+			{Key: fmt.Sprintf("x%02da", i), Value: json.RawMessage(`1`)},
+			{Key: fmt.Sprintf("x%02db", i), Value: json.RawMessage(`1`)},
+		}})
+		wg.Add(2)
+		go func() { defer wg.Done(); e.postEvents(s, frames) }()
+		go func() { defer wg.Done(); e.postEvents(s2, fields) }()
+	}
+	wg.Wait()
+	if sess, _ := e.db.Session(e.org.ID, s.csid); sess.FramesReceived > biometric.MaxFrames {
+		t.Errorf("session holds %d frames, cap %d", sess.FramesReceived, biometric.MaxFrames)
+	}
+	if fields, _ := e.db.Fields(e.org.ID, s2.csid, nil); len(fields) > maxSessionFields {
+		t.Errorf("session holds %d fields, cap %d", len(fields), maxSessionFields)
+	}
 }

@@ -126,6 +126,14 @@ func TestOpenAPIConformance(t *testing.T) {
 	for range 64 {
 		e.srv.frames.unreserve()
 	}
+	// 409: a session past its cap or marked final accepts no more events.
+	sFinal := e.newSession("conform-final", "u1")
+	evFinal := func(body []byte) response {
+		return do(req{path: "/v1/sessions/" + sFinal.csid + "/events", body: body,
+			headers: []string{"x-client-id", e.org.CID, "x-collect-token", sFinal.token}})
+	}
+	evFinal([]byte(`{"final":true}`))
+	evFinal([]byte(`{"fields":[{"key":"late","value":1}]}`))
 
 	// Validate (both paths): 200, 202, 400, 401, 404, 410, 413, 415, 422.
 	body := e.validateBody(s, true, seedItems()...)
@@ -179,6 +187,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	for _, want := range []string{
 		"POST /v1/sessions 201", "POST /v1/sessions 409", "POST /v1/sessions 413", "POST /v1/sessions 415",
 		"POST /v1/sessions/{csid}/events 202", "POST /v1/sessions/{csid}/events 503", "POST /v1/sessions/{csid}/events 410",
+		"POST /v1/sessions/{csid}/events 409",
 		"POST /v1/validate 200", "POST /v1/validate 202", "POST /v1/validate 422", "POST /v1/validate 413",
 		"POST /api/v1/validate 200", "POST /api/v1/validate 404",
 		"GET /v1/sessions/{csid} 200", "GET /v1/sessions/{csid} 410",

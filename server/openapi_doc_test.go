@@ -108,6 +108,9 @@ func TestOpenAPIDocSchemas(t *testing.T) {
 		{"CreateSessionResponse", `{"csid":"cs-00000001","collectToken":"t","expiresAt":1763800000000}`, true},
 		{"EventsRequest", docTestDesignEvents, true},
 		{"EventsRequest", `{"fields":[{"key":"total","value":{"a":1}}]}`, false},
+		// Every docType the server accepts (biometric.ParseDocType).
+		{"EventsRequest", `{"frames":[{"seq":1,"ts":1,"type":"document","docType":"other","embedding":"AAAAAA=="}]}`, true},
+		{"EventsRequest", `{"frames":[{"seq":1,"ts":1,"type":"document","docType":"visa","embedding":"AAAAAA=="}]}`, false},
 		{"EventsResponse", `{"accepted":{"fields":1,"frames":2},"pending":2}`, true},
 		{"ValidateRequest", docTestSeedValidate, true},
 		{"ValidateRequest", `{"cid":"c","csid":"cs-00000001","userID":"u","action":"a","extra":1}`, false},

@@ -49,6 +49,15 @@ func (r route) method() string {
 	return fasthttp.MethodGet
 }
 
+// usesStore reports whether the route reads or writes the store's records.
+func (r route) usesStore() bool {
+	switch r {
+	case routeCreateSession, routeEvents, routeSession, routeValidate, routeValidateLegacy, routeDecision:
+		return true
+	}
+	return false
+}
+
 // bodyLimit is the largest request body the route reads, compressed or not.
 func (r route) bodyLimit() int {
 	switch r {
@@ -117,6 +126,13 @@ func (s *Server) dispatch(c *reqCtx, ctx *fasthttp.RequestCtx) {
 	if m := r.method(); string(ctx.Method()) != m && !(m == fasthttp.MethodGet && ctx.IsHead()) {
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, m)
 		c.fail(errMethodNotAllowed, nil)
+		c.send()
+		return
+	}
+	if s.storeDead.Load() && r.usesStore() {
+		// What the store holds in memory may include writes that never
+		// became durable: answer nothing from it (see Failed).
+		c.fail(errStoreUnavailable, nil)
 		c.send()
 		return
 	}

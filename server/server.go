@@ -7,7 +7,8 @@
 // Lifecycle: New (opens nothing: the caller owns the store), Serve or
 // ListenAndServe, then Shutdown, which drains in-flight requests and lets the
 // workers finish every queued job before it returns; the caller closes the
-// store afterwards.
+// store afterwards. Failed tells the caller when the store has failed for
+// good and the process should exit.
 package server
 
 import (
@@ -16,11 +17,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,15 +85,22 @@ type Server struct {
 	dim     int
 	tlsConf *tls.Config
 
-	hs      *fasthttp.Server
-	ctxPool sync.Pool // *reqCtx
-	metrics *serverMetrics
-	frames  *framePool
-	orgs    orgCache
+	hs           *fasthttp.Server
+	ctxPool      sync.Pool // *reqCtx
+	metrics      *serverMetrics
+	frames       *framePool
+	orgs         orgCache
+	sessionLocks sessionLocks
 
 	ready    atomic.Bool // workers running
 	draining atomic.Bool // Shutdown called
 	shutOnce sync.Once
+
+	// storeDead is set, and failed closed, once the store has failed for
+	// good (see storeFatal and Failed).
+	storeDead     atomic.Bool
+	storeDeadOnce sync.Once
+	failed        chan struct{}
 
 	// testHook, when set by a test, runs before each request is routed (to
 	// make a handler panic or stall). Always nil in production.
@@ -137,12 +147,14 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{
-		cfg: cfg,
-		db:  db,
-		log: cfg.Logger,
-		now: cfg.Now,
-		dim: cfg.EmbeddingDim,
+		cfg:    cfg,
+		db:     db,
+		log:    cfg.Logger,
+		now:    cfg.Now,
+		dim:    cfg.EmbeddingDim,
+		failed: make(chan struct{}),
 	}
+	s.sessionLocks.seed = maphash.MakeSeed()
 	var err error
 	if s.tlsConf, err = loadTLS(&cfg); err != nil {
 		return nil, err
@@ -242,10 +254,45 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Ready reports whether the server accepts traffic: the workers run and
-// Shutdown has not been called.
+// Ready reports whether the server accepts traffic: the workers run,
+// Shutdown has not been called, and the store is open and has not failed.
 func (s *Server) Ready() bool {
-	return s.ready.Load() && !s.draining.Load() && s.storeOpen()
+	return s.ready.Load() && !s.draining.Load() && !s.storeDead.Load() && s.storeOpen()
+}
+
+// Failed returns a channel that is closed when the store has failed for
+// good: Pebble refused to go on after a write to its log failed. Such a
+// write may already be visible to reads without being durable (an events
+// batch, a decision and its idempotency record), so from then on the server
+// answers 503 store_unavailable on every route that reads or writes the
+// store, /readyz answers 503, and the frame workers stop. The process should
+// exit and be restarted, which recovers the store from its log: countersign
+// serve does exactly that.
+func (s *Server) Failed() <-chan struct{} { return s.failed }
+
+// storeFatalPrefix starts the value the store panics with when Pebble calls
+// its logger's Fatalf (store.pebbleLogger): the one panic that means the
+// database must not be used any more.
+const storeFatalPrefix = "store: pebble: "
+
+// storeFatal reports whether a recovered panic is the store giving up.
+func storeFatal(p any) bool {
+	switch v := p.(type) {
+	case string:
+		return strings.HasPrefix(v, storeFatalPrefix)
+	case error:
+		return strings.HasPrefix(v.Error(), storeFatalPrefix)
+	}
+	return false
+}
+
+// markStoreDead records that the store failed for good (see Failed).
+func (s *Server) markStoreDead(p any) {
+	s.storeDeadOnce.Do(func() {
+		s.storeDead.Store(true)
+		s.log.Error("the store failed and must not be used again; answering 503 until restarted", "panic", fmt.Sprint(p))
+		close(s.failed)
+	})
 }
 
 // storeOpen probes the store with the cheapest read there is: an
@@ -271,10 +318,18 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.metrics.panics.Inc()
 		s.log.Error("handler panic", "route", c.route.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		ctx.Response.Reset()
-		ctx.SetStatusCode(fasthttp.StatusInternalServerError)
 		ctx.SetContentType("application/json")
-		ctx.SetBody(internalErrorBody)
-		s.metrics.observe(c.route, fasthttp.StatusInternalServerError, start)
+		status, body := fasthttp.StatusInternalServerError, internalErrorBody
+		if storeFatal(p) {
+			// Not a bug in a handler: a write could not be made durable.
+			// Fail closed, as for any write the store refuses.
+			s.markStoreDead(p)
+			status, body = errStoreUnavailable.status, storeUnavailableBody
+			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		}
+		ctx.SetStatusCode(status)
+		ctx.SetBody(body)
+		s.metrics.observe(c.route, status, start)
 		// c is dropped, not pooled: its state is unknown.
 	}()
 	s.dispatch(c, ctx)
@@ -284,7 +339,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.ctxPool.Put(c)
 }
 
-var internalErrorBody = appendError(nil, errInternal, nil)
+var (
+	internalErrorBody    = appendError(nil, errInternal, nil)
+	storeUnavailableBody = appendError(nil, errStoreUnavailable, nil)
+)
 
 // headerReceived applies the route's body limit as soon as the headers are
 // in, so that fasthttp answers an announced oversized body (through
@@ -318,9 +376,14 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e = errBodyTooLarge
-		msg = append(msg, "The request body is larger than "...)
-		msg = appendSize(msg, r.bodyLimit())
-		msg = append(msg, ", the limit of this route."...)
+		// fasthttp resets the request when a chunked body runs over, so
+		// the route (and its limit) is unknown then: keep the catalog's
+		// sentence rather than name another route's limit.
+		if r != routeUnknown {
+			msg = append(msg, "The request body is larger than "...)
+			msg = appendSize(msg, r.bodyLimit())
+			msg = append(msg, ", the limit of this route."...)
+		}
 	case errors.As(err, &small):
 		e = errHeadersTooLarge
 		msg = append(msg, "The request line and headers are larger than "...)

@@ -252,8 +252,14 @@ func (w *frameWorker) process(job frameJob) {
 		if p := recover(); p != nil {
 			s.metrics.frameJobErrors.Inc()
 			s.log.Error("frame job panic", "org", job.orgID, "csid", job.csid, "panic", p)
+			if storeFatal(p) {
+				s.markStoreDead(p)
+			}
 		}
 	}()
+	if s.storeDead.Load() {
+		return // the frames stay unscored; a restart scores them
+	}
 	s.metrics.frameJobs.Inc()
 	if err := s.db.SessionInto(job.orgID, job.csid, &w.sess); err != nil {
 		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExpired) {

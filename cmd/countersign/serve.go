@@ -23,7 +23,9 @@ func cmdServe(args []string, e *env) error {
 	c := newCommand("serve", "countersign serve --data DIR [--addr 127.0.0.1:8080] [flags]",
 		"Serves the countersign API from the store in DIR (create it with 'countersign init'). "+
 			"GET /readyz answers 200 once requests are accepted. SIGINT or SIGTERM drains in-flight "+
-			"requests, finishes queued frame scoring, and closes the store cleanly.")
+			"requests, finishes queued frame scoring, and closes the store cleanly. If the store fails "+
+			"(a write cannot be made durable) it answers 503, drains and exits 1, so that a restart "+
+			"recovers the store from its log.")
 	data := c.String("data", "DIR", "", "data directory holding the store (required)")
 	addr := c.String("addr", "HOST:PORT", "127.0.0.1:8080", "listen address")
 	dim := c.Int("embedding-dim", "D", 512, "components of every face embedding (one per deployment)")
@@ -150,6 +152,12 @@ func cmdServe(args []string, e *env) error {
 			failed = errors.New("server stopped serving")
 		}
 		log.Error("serving failed", "error", failed)
+	case <-srv.Failed():
+		// Pebble gave up after a failed log write: the store must not be
+		// used again by this process. Exiting lets a supervisor restart
+		// it, and reopening recovers the store from its log.
+		failed = errors.New("the store failed (a write could not be made durable); restart to recover it")
+		log.Error("store failed; shutting down", "error", failed)
 	}
 	stop() // a second signal now kills the process the default way
 
