@@ -5,7 +5,7 @@ DATA      ?= ./data
 ADDR      ?= 127.0.0.1:8080
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-race bench-engine fuzz vet fmt clean
+.PHONY: all build run test test-race bench bench-engine fuzz vet fmt clean
 
 all: build
 
@@ -22,6 +22,14 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./...
+
+# bench builds the binary, starts a server on a temporary data directory
+# (server on CPU 0 with GOMAXPROCS=1, load on CPU 1, durability sync), seeds
+# it and runs the load suite: ceiling, validate closed loop, c=1, open loops
+# at 50% and 80% of the maximum, events. Prints the table; JSON, Markdown and
+# SVG land in bench/results/. 'bin/countersign bench --help' for the knobs.
+bench: build
+	$(BIN) bench --spawn --duration 8s --warmup 1s --out bench/results
 
 # bench-engine runs the engine micro-benchmarks quoted in PERF.md.
 bench-engine:

@@ -1,6 +1,6 @@
 // Package bench drives countersign over HTTP the way real clients do: a client
 // SDK that starts sessions and streams form values and face frames, a backend
-// that calls /v1/validate, and (later) the load harness. It imports no
+// that calls /v1/validate, and the load harness. It imports no
 // countersign package: it sees the service only through its HTTP surface.
 package bench
 

@@ -22,6 +22,7 @@ Usage:
   countersign serve    --data DIR [--addr 127.0.0.1:8080]  serve the API
   countersign simulate --cid CID --apikey KEY [--scenario all]
                                                            play client SDK scenarios against a server
+  countersign bench    --spawn [--scenario suite]          measure the service under load (make bench)
 
 Every flag also reads an environment variable: --addr from COUNTERSIGN_ADDR,
 --embedding-dim from COUNTERSIGN_EMBEDDING_DIM, and so on; a flag wins.
@@ -70,6 +71,8 @@ func run(argv []string, stdout, stderr io.Writer, getenv func(string) string) in
 		err = cmdServe(args[1:], e)
 	case "simulate":
 		err = cmdSimulate(args[1:], e)
+	case "bench":
+		err = cmdBench(args[1:], e)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, topUsage)
 		return 0

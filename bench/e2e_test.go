@@ -1,0 +1,123 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/countersign/countersign/bench"
+	"github.com/countersign/countersign/server"
+	"github.com/countersign/countersign/store"
+)
+
+// startServer runs the real server over a real Pebble (in memory) on a
+// loopback socket, with one organization.
+func startServer(t *testing.T) (addr, cid, apiKey string) {
+	t.Helper()
+	db, err := store.Open(store.Options{Dir: "/data", FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org, key, err := db.CreateOrg("bench", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		_ = db.Close()
+	})
+	return ln.Addr().String(), org.CID, key
+}
+
+// TestSuiteEndToEnd runs the whole suite, briefly, against the real server:
+// seeding through the API, the in-process ceiling, closed and open loops,
+// events, and the result files.
+func TestSuiteEndToEnd(t *testing.T) {
+	addr, cid, key := startServer(t)
+	out := t.TempDir()
+	var log bytes.Buffer
+	r, err := bench.Execute(context.Background(), bench.Options{
+		Addr: addr, CID: cid, APIKey: key, ServerPID: os.Getpid(),
+		Ceiling:     bench.CeilingInproc,
+		Connections: 4, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Step: 100 * time.Millisecond,
+		Sessions: 18, EventSessions: 4, EventBodies: 4,
+		OutDir: out, ValidateBodies: filepath.Join(out, "bodies.jsonl"), Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	t.Logf("progress:\n%s", log.String())
+
+	if s := r.Seed; s == nil || len(s.Sessions) != 18 || s.Failed != 0 || s.Unexpected != 0 || len(s.EventSessions) != 4 {
+		t.Fatalf("seed %+v", r.Seed)
+	}
+	if r.Seed.ByScenario["enroll"] != 2 || r.Seed.ByScenario["genuine"] != 8 || r.Seed.ByScenario["values_only"] != 4 ||
+		r.Seed.ByScenario["impostor"] != 2 || r.Seed.ByScenario["replay"] != 2 {
+		t.Fatalf("mix %v", r.Seed.ByScenario)
+	}
+	roles := []string{}
+	for _, p := range r.Phases {
+		roles = append(roles, p.Role)
+		for _, op := range p.Ops {
+			if op.Requests == 0 || op.ErrorCount() != 0 {
+				t.Errorf("%s %s: %d requests, errors %v", p.Name, op.Op, op.Requests, op.Errors)
+			}
+		}
+	}
+	if got := strings.Join(roles, ","); got != "ceiling,max,c1,open,open,events" {
+		t.Fatalf("phases %s", got)
+	}
+	h := r.Headline
+	if h.Ratio <= 0 || h.C1P50Us <= 0 || len(h.OpenP99Us) != 2 || h.EventsFramesPerSec <= 0 {
+		t.Fatalf("headline %+v", h)
+	}
+	if u := r.Phases[1].UsageOf("server"); u == nil || u.CPU <= 0 {
+		t.Fatalf("server usage %+v", u)
+	}
+	bodies, _ := os.ReadFile(filepath.Join(out, "bodies.jsonl"))
+	if n := bytes.Count(bodies, []byte("\n")); n != 18 {
+		t.Fatalf("%d validate bodies written", n)
+	}
+	for _, f := range []string{"latest.json", "latest.md", "latest.svg"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+}
+
+// TestMixedEndToEnd runs the mixed scenario as an open loop.
+func TestMixedEndToEnd(t *testing.T) {
+	addr, cid, key := startServer(t)
+	r, err := bench.Execute(context.Background(), bench.Options{
+		Scenario: bench.ScenarioMixed, Addr: addr, CID: cid, APIKey: key,
+		Connections: 4, Rate: 200, Duration: 300 * time.Millisecond, Sessions: 9, EventSessions: 2, EventBodies: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Phases[0]
+	v, e := p.Op("validate"), p.Op("events")
+	if p.Loop != "open" || v == nil || e == nil || v.Requests+e.Requests < 50 || e.Requests == 0 || v.ErrorCount()+e.ErrorCount() != 0 {
+		t.Fatalf("mixed phase %+v", p)
+	}
+}

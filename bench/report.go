@@ -1,0 +1,378 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Report is everything one harness run measured, with how it was measured.
+type Report struct {
+	Started  time.Time `json:"started"`
+	Scenario string    `json:"scenario"`
+	Machine  Machine   `json:"machine"`
+	Server   Server    `json:"server"`
+	Pinning  Pinning   `json:"pinning"`
+	Settings Settings  `json:"settings"`
+	Seed     *Seeded   `json:"seed,omitempty"`
+	Phases   []*Phase  `json:"phases"`
+	Headline Headline  `json:"headline"`
+	// Notes are warnings a reader must see next to the figures: a
+	// saturated load generator, an open loop behind schedule, errors.
+	Notes []string `json:"notes,omitempty"`
+	// Command is the command line that reproduces the run.
+	Command string `json:"command,omitempty"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs         int    `json:"cpus"`
+	Model        string `json:"cpuModel,omitempty"`
+	Kernel       string `json:"kernel,omitempty"`
+	Go           string `json:"go"`
+	LoadAvgStart string `json:"loadavgStart,omitempty"`
+	LoadAvgEnd   string `json:"loadavgEnd,omitempty"`
+}
+
+// Server describes the server under load.
+type Server struct {
+	Addr       string `json:"addr"`
+	Spawned    bool   `json:"spawned"`
+	PID        int    `json:"pid,omitempty"`
+	Durability string `json:"durability,omitempty"`
+	Ceiling    string `json:"ceiling,omitempty"` // how the ceiling ran: "process", "inproc", "off"
+}
+
+// Settings are the load's knobs.
+type Settings struct {
+	Connections   int       `json:"connections"`
+	Duration      float64   `json:"durationSec"`
+	Warmup        float64   `json:"warmupSec"`
+	Rate          float64   `json:"rate,omitempty"`
+	OpenFractions []float64 `json:"openFractions,omitempty"`
+	Sessions      int       `json:"sessions"`
+	EventSessions int       `json:"eventSessions,omitempty"`
+	FramesPerPost int       `json:"framesPerPost,omitempty"`
+	MixEvents     float64   `json:"mixEvents,omitempty"`
+	Dim           int       `json:"embeddingDim,omitempty"`
+}
+
+// Headline are the figures PERF.md quotes.
+type Headline struct {
+	ValidateRPS float64 `json:"validateRps,omitempty"`
+	CeilingRPS  float64 `json:"ceilingRps,omitempty"`
+	// Ratio is ValidateRPS / CeilingRPS.
+	Ratio   float64 `json:"ratioToCeiling,omitempty"`
+	C1P50Us float64 `json:"c1P50Us,omitempty"`
+	C1P99Us float64 `json:"c1P99Us,omitempty"`
+	// OpenP99Us is the corrected p99 of each open loop, keyed by its
+	// fraction of the maximum ("0.5").
+	OpenP99Us          map[string]float64 `json:"openP99Us,omitempty"`
+	EventsFramesPerSec float64            `json:"eventsFramesPerSec,omitempty"`
+}
+
+// DescribeMachine reads /proc for the CPU model, kernel and load average.
+func DescribeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.Model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	m.LoadAvgStart = loadAvg()
+	return m
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// finish computes the headline and the notes from the phases.
+func (r *Report) finish(loadCPUs int) {
+	r.Machine.LoadAvgEnd = loadAvg()
+	h := &r.Headline
+	for _, p := range r.Phases {
+		switch p.Role {
+		case "ceiling":
+			if op := p.Op("ceiling"); op != nil {
+				h.CeilingRPS = op.RPS
+			}
+		case "max":
+			if op := p.Op("validate"); op != nil {
+				h.ValidateRPS = op.RPS
+			}
+		case "c1":
+			if op := p.Op("validate"); op != nil {
+				h.C1P50Us, h.C1P99Us = op.Latency.P50, op.Latency.P99
+			}
+		case "open":
+			if op := p.Op("validate"); op != nil {
+				if h.OpenP99Us == nil {
+					h.OpenP99Us = map[string]float64{}
+				}
+				h.OpenP99Us[strconv.FormatFloat(p.Fraction, 'f', -1, 64)] = op.Latency.P99
+			}
+		case "events":
+			if op := p.Op("events"); op != nil {
+				h.EventsFramesPerSec = op.FramesPerSec
+			}
+		}
+	}
+	if h.CeilingRPS > 0 && h.ValidateRPS > 0 {
+		h.Ratio = h.ValidateRPS / h.CeilingRPS
+	}
+	if loadCPUs <= 0 {
+		loadCPUs = r.Machine.CPUs
+	}
+	for _, p := range r.Phases {
+		if u := p.UsageOf("client"); u != nil && u.CPU >= 0.9*float64(loadCPUs) {
+			r.Notes = append(r.Notes, fmt.Sprintf("%s: the load generator used %.2f of its %d CPU(s): the figure may be the generator's limit, not the server's",
+				p.Name, u.CPU, loadCPUs))
+		}
+		if o, ok := p.OtherCPU(); ok && o >= 0.25 {
+			m := p.UsageOf("machine")
+			var busy []string
+			for i, c := range m.CoreBusy {
+				busy = append(busy, fmt.Sprintf("CPU %d %.0f%%", i, 100*c))
+			}
+			r.Notes = append(r.Notes, fmt.Sprintf("%s: other processes used %.2f CPU cores during the window (busy: %s; hypervisor steal %.2f): the machine was not quiet, treat the figures as disturbed",
+				p.Name, o, strings.Join(busy, ", "), m.Steal))
+		}
+
+		var total int64
+		for i := range p.Ops {
+			total += p.Ops[i].Latency.Count
+			op := &p.Ops[i]
+			if e := op.ErrorCount(); e > 0 {
+				hint := ""
+				switch {
+				case op.Op == "events" && op.Errors["HTTP 409"] > 0:
+					hint = "; 409: sessions reached their frame limit, raise --event-sessions"
+				case op.Op == "events" && op.Errors["HTTP 503"] > 0:
+					hint = "; 503: the frame scoring queue was full, ingestion outpaced scoring"
+				}
+				r.Notes = append(r.Notes, fmt.Sprintf("%s: %d %s errors (%s)%s", p.Name, e, op.Op, formatErrors(op.Errors), hint))
+			}
+		}
+		if p.Loop == "open" && total > 0 && p.Late*100 > total {
+			r.Notes = append(r.Notes, fmt.Sprintf("%s: %d of %d requests were sent more than 1 ms after their scheduled time (every connection busy, or the generator itself late): latency includes that wait",
+				p.Name, p.Late, total))
+		}
+	}
+}
+
+// WriteFiles writes the report as JSON, Markdown and SVG into dir, as
+// <stamp>-<scenario>.{json,md,svg} and latest.{json,md,svg}, and returns the
+// paths of the stamped files.
+func (r *Report) WriteFiles(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	var md, svg bytes.Buffer
+	r.WriteMarkdown(&md)
+	if err := r.WriteSVG(&svg); err != nil {
+		return nil, err
+	}
+	stem := r.Started.UTC().Format("20060102-150405") + "-" + r.Scenario
+	var paths []string
+	for _, f := range []struct {
+		ext  string
+		data []byte
+	}{{"json", append(js, '\n')}, {"md", md.Bytes()}, {"svg", svg.Bytes()}} {
+		p := filepath.Join(dir, stem+"."+f.ext)
+		if err := os.WriteFile(p, f.data, 0o644); err != nil {
+			return paths, err
+		}
+		paths = append(paths, p)
+		if err := os.WriteFile(filepath.Join(dir, "latest."+f.ext), f.data, 0o644); err != nil {
+			return paths, err
+		}
+	}
+	return paths, nil
+}
+
+// WriteMarkdown writes the results table, the headline and the method.
+func (r *Report) WriteMarkdown(w io.Writer) {
+	fmt.Fprintf(w, "| phase | loop | conns | throughput | p50 | p90 | p99 | p99.9 | max | p99 uncorrected | errors | server CPU | server RSS | load CPU | other CPU |\n")
+	fmt.Fprintf(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, p := range r.Phases {
+		loop := p.Loop
+		if p.Loop == "open" {
+			loop = "open " + formatCount(p.Rate) + "/s"
+		}
+		srv := p.UsageOf("server")
+		if srv == nil {
+			srv = p.UsageOf("ceiling")
+		}
+		cli := p.UsageOf("client")
+		other := "-"
+		if o, ok := p.OtherCPU(); ok {
+			other = strconv.FormatFloat(o, 'f', 2, 64)
+		}
+		for i := range p.Ops {
+			op := &p.Ops[i]
+			name := p.Name
+			if len(p.Ops) > 1 {
+				name += " · " + op.Op
+			}
+			tput := formatCount(op.RPS) + " req/s"
+			if op.FramesPerSec > 0 {
+				tput += " = " + formatCount(op.FramesPerSec) + " frames/s"
+			}
+			uncorrected := "-"
+			if op.Service != nil {
+				uncorrected = FormatUs(op.Service.P99)
+			}
+			l := op.Latency
+			fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				name, loop, p.Connections, tput,
+				FormatUs(l.P50), FormatUs(l.P90), FormatUs(l.P99), FormatUs(l.P999), FormatUs(l.Max), uncorrected,
+				formatCount(float64(op.ErrorCount())), formatCPU(srv), formatRSS(srv), formatCPU(cli), other)
+		}
+	}
+	h := r.Headline
+	fmt.Fprintln(w)
+	if h.Ratio > 0 {
+		fmt.Fprintf(w, "- validate / ceiling: **%.2f** (%s / %s req/s, same generator, same run)\n", h.Ratio, formatCount(h.ValidateRPS), formatCount(h.CeilingRPS))
+	}
+	if h.C1P50Us > 0 {
+		fmt.Fprintf(w, "- validate service time at c=1: p50 %s, p99 %s\n", FormatUs(h.C1P50Us), FormatUs(h.C1P99Us))
+	}
+	for _, k := range sortedKeys(h.OpenP99Us) {
+		f, _ := strconv.ParseFloat(k, 64)
+		fmt.Fprintf(w, "- open loop at %.0f%% of the maximum: p99 %s (from the intended send time)\n", 100*f, FormatUs(h.OpenP99Us[k]))
+	}
+	if h.EventsFramesPerSec > 0 {
+		fmt.Fprintf(w, "- events ingestion: %s frames/s (%d-d embeddings, gzip bodies of %d frames)\n", formatCount(h.EventsFramesPerSec), r.Settings.Dim, r.Settings.FramesPerPost)
+	}
+	if s := r.Seed; s != nil && len(s.ByScenario) > 0 {
+		var parts []string
+		for _, k := range sortedKeys(s.ByScenario) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, s.ByScenario[k]))
+		}
+		fmt.Fprintf(w, "- seeded %d sessions (%s; %d frames scored; %d unexpected decisions, %d failed) in %.1fs\n",
+			len(s.Sessions), strings.Join(parts, ", "), s.Frames, s.Unexpected, s.Failed, s.Seconds)
+	}
+	fmt.Fprintf(w, "- method: %s\n", r.method())
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "- **note**: %s\n", n)
+	}
+}
+
+// method is one line saying how the figures were obtained.
+func (r *Report) method() string {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "%d CPUs", m.CPUs)
+	if m.Model != "" {
+		fmt.Fprintf(&b, " (%s)", m.Model)
+	}
+	if m.Kernel != "" {
+		fmt.Fprintf(&b, ", Linux %s", m.Kernel)
+	}
+	fmt.Fprintf(&b, ", %s; ", m.Go)
+	p := r.Pinning
+	if p.ServerCPUs != "" {
+		fmt.Fprintf(&b, "server on CPU %s", p.ServerCPUs)
+		if p.ServerGOMAXPROCS > 0 {
+			fmt.Fprintf(&b, " with GOMAXPROCS=%d", p.ServerGOMAXPROCS)
+		}
+		fmt.Fprintf(&b, ", load on CPU %s; ", p.LoadCPUs)
+	} else {
+		fmt.Fprintf(&b, "no pinning (%s); ", p.Note)
+	}
+	if r.Server.Durability != "" {
+		fmt.Fprintf(&b, "durability %s; ", r.Server.Durability)
+	}
+	fmt.Fprintf(&b, "%v per phase after %v warmup; load average %s at start, %s at end",
+		time.Duration(r.Settings.Duration*float64(time.Second)), time.Duration(r.Settings.Warmup*float64(time.Second)),
+		orDash(m.LoadAvgStart), orDash(m.LoadAvgEnd))
+	if r.Command != "" {
+		fmt.Fprintf(&b, "; `%s`", r.Command)
+	}
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// FormatUs formats microseconds for a table: "87µs", "1.23ms", "2.01s".
+func FormatUs(us float64) string {
+	switch {
+	case us <= 0:
+		return "-"
+	case us < 1000:
+		return strconv.FormatFloat(us, 'f', 0, 64) + "µs"
+	case us < 1e6:
+		return strconv.FormatFloat(us/1e3, 'f', 2, 64) + "ms"
+	}
+	return strconv.FormatFloat(us/1e6, 'f', 2, 64) + "s"
+}
+
+// formatCount formats a count or a rate with thousands separators.
+func formatCount(x float64) string {
+	n := int64(x + 0.5)
+	s := strconv.FormatInt(n, 10)
+	if n < 10000 {
+		return s
+	}
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func formatCPU(u *Usage) string {
+	if u == nil || u.Error != "" {
+		return "-"
+	}
+	return strconv.FormatFloat(u.CPU, 'f', 2, 64)
+}
+
+func formatRSS(u *Usage) string {
+	if u == nil || u.Error != "" || u.RSSMax == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(float64(u.RSSMax)/(1<<20), 'f', 0, 64) + " MiB"
+}
+
+func formatErrors(m map[string]int64) string {
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,494 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Scenarios of a harness run.
+const (
+	ScenarioSuite    = "suite"    // everything PERF.md quotes, in one run
+	ScenarioValidate = "validate" // ceiling, then validate of seeded sessions
+	ScenarioEvents   = "events"   // events ingestion
+	ScenarioMixed    = "mixed"    // validate and events posts interleaved
+	ScenarioCeiling  = "ceiling"  // the ceiling server alone
+)
+
+// LoadScenarios lists the scenarios Execute knows.
+var LoadScenarios = []string{ScenarioSuite, ScenarioValidate, ScenarioEvents, ScenarioMixed, ScenarioCeiling}
+
+// Ceiling placements.
+const (
+	CeilingProcess = "process" // a child process pinned like the server
+	CeilingInproc  = "inproc"  // in the harness's own process
+	CeilingOff     = "off"
+)
+
+// Options configure Execute. Zero values select the documented defaults.
+type Options struct {
+	// Scenario is one of LoadScenarios; "" is ScenarioSuite.
+	Scenario string
+
+	// Spawn starts a server from Binary on a temporary data directory with
+	// its own organization; otherwise Addr, CID and APIKey name a running
+	// server, and ServerPID (optional) lets the harness sample its CPU and
+	// memory.
+	Spawn      bool
+	Binary     string
+	Durability string // spawned server: "sync" (default) or "relaxed"
+	ServeArgs  []string
+	Addr       string
+	CID        string
+	APIKey     string
+	ServerPID  int
+	Pin        Pinning
+
+	// Ceiling is where the ceiling server runs: CeilingProcess (default
+	// when Binary and CeilingArgs are set), CeilingInproc, or CeilingOff.
+	Ceiling string
+	// CeilingAddr, when set, is a ceiling already serving there (started
+	// with 'countersign bench --serve-ceiling'); Ceiling is then ignored.
+	CeilingAddr string
+	// CeilingArgs are the arguments that make Binary serve a ceiling on
+	// addr answering the body stored in bodyFile.
+	CeilingArgs func(addr, bodyFile string) []string
+
+	Connections   int           // default 64
+	Duration      time.Duration // measured window of each phase; default 10s
+	Warmup        time.Duration // default 1s
+	Step          time.Duration // timeline resolution; default 250ms
+	Timeout       time.Duration // one request; default 10s
+	Rate          float64       // validate/events/mixed: open loop at this rate; 0 closed loop
+	OpenFractions []float64     // suite: open loops at these fractions of the max; default 0.5, 0.8
+
+	Sessions      int     // seeded validate sessions; default 200
+	Parallel      int     // seeding clients; default 8
+	EventSessions int     // default 64
+	EventBodies   int     // pre-built posts per events session; default 16
+	FramesPerPost int     // default 3
+	MixEvents     float64 // mixed: share of requests that are events posts; default 0.2
+	Dim           int     // embedding dimension; default 512
+	Seed          uint64
+
+	// ValidateBodies, when set, receives the validate bodies of the seeded
+	// sessions, one per line (bench/wrk/compare.sh feeds them to wrk).
+	ValidateBodies string
+	// OutDir receives the JSON, Markdown and SVG results; "" writes none.
+	OutDir string
+	// Command is the command line, recorded in the report.
+	Command string
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+func (o *Options) defaults() error {
+	if o.Scenario == "" {
+		o.Scenario = ScenarioSuite
+	}
+	known := false
+	for _, s := range LoadScenarios {
+		known = known || s == o.Scenario
+	}
+	if !known {
+		return fmt.Errorf("bench: unknown scenario %q (known: %s)", o.Scenario, strings.Join(LoadScenarios, ", "))
+	}
+	if o.Connections <= 0 {
+		o.Connections = 64
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Warmup < 0 {
+		o.Warmup = 0
+	}
+	if o.Step <= 0 {
+		o.Step = 250 * time.Millisecond
+	}
+	if len(o.OpenFractions) == 0 {
+		o.OpenFractions = []float64{0.5, 0.8}
+	}
+	if o.Sessions <= 0 {
+		o.Sessions = 200
+	}
+	if o.EventSessions <= 0 {
+		o.EventSessions = 64
+	}
+	if o.EventBodies <= 0 {
+		o.EventBodies = 16
+	}
+	if o.FramesPerPost <= 0 {
+		o.FramesPerPost = framesPerPost
+	}
+	if o.MixEvents <= 0 || o.MixEvents >= 1 {
+		o.MixEvents = 0.2
+	}
+	if o.Dim <= 0 {
+		o.Dim = DefaultDim
+	}
+	if o.Durability == "" {
+		o.Durability = "sync"
+	}
+	if o.Ceiling == "" {
+		o.Ceiling = CeilingInproc
+		if o.Binary != "" && o.CeilingArgs != nil {
+			o.Ceiling = CeilingProcess
+		}
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if !o.Spawn && (o.Addr == "" || (o.Scenario != ScenarioCeiling && (o.CID == "" || o.APIKey == ""))) {
+		return errors.New("bench: give a server (addr, cid and API key) or spawn one")
+	}
+	if o.Spawn && o.Binary == "" {
+		return errors.New("bench: spawning needs the countersign binary")
+	}
+	return nil
+}
+
+// Execute runs a scenario end to end: start (or reach) the server, seed it,
+// run the phases, and write the results. The report is returned even when
+// a phase failed, with what was measured.
+func Execute(ctx context.Context, o Options) (*Report, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(o.Log, format+"\n", args...) }
+	if o.Pin.LoadCPUs != "" {
+		if err := PinSelf(o.Pin.LoadCPUs); err != nil {
+			logf("pinning the load generator failed, running unpinned: %v", err)
+			o.Pin = Pinning{Note: err.Error()}
+		}
+	}
+	r := &Report{
+		Started:  time.Now(),
+		Scenario: o.Scenario,
+		Machine:  DescribeMachine(),
+		Pinning:  o.Pin,
+		Command:  o.Command,
+		Settings: Settings{
+			Connections: o.Connections, Duration: o.Duration.Seconds(), Warmup: o.Warmup.Seconds(),
+			Rate: o.Rate, Sessions: o.Sessions, Dim: o.Dim,
+		},
+		Server: Server{Addr: o.Addr, PID: o.ServerPID, Ceiling: o.Ceiling},
+	}
+	if o.Scenario == ScenarioSuite {
+		r.Settings.OpenFractions = o.OpenFractions
+	}
+	if o.Spawn {
+		logf("starting countersign serve (durability %s, %s)", o.Durability, pinText(o.Pin))
+		s, err := Spawn(ctx, SpawnOptions{Binary: o.Binary, Durability: o.Durability, Pin: o.Pin, ServeArgs: o.ServeArgs})
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := s.Stop(); err != nil {
+				logf("stopping the server: %v", err)
+			}
+		}()
+		o.Addr, o.CID, o.APIKey, o.ServerPID = s.Addr, s.CID, s.APIKey, s.PID
+		r.Server = Server{Addr: s.Addr, Spawned: true, PID: s.PID, Durability: o.Durability, Ceiling: o.Ceiling}
+	}
+	if strings.HasPrefix(o.Addr, "https://") {
+		return nil, errors.New("bench: the load generator speaks plain HTTP; load a server without TLS")
+	}
+	o.Addr = strings.TrimSuffix(strings.TrimPrefix(o.Addr, "http://"), "/")
+	r.Server.Addr = o.Addr
+
+	err := execute(ctx, o, r, logf)
+	r.finish(cpuCount(o.Pin.LoadCPUs))
+	if o.OutDir != "" && len(r.Phases) > 0 {
+		paths, werr := r.WriteFiles(o.OutDir)
+		if werr != nil && err == nil {
+			err = werr
+		}
+		if len(paths) > 0 {
+			logf("results: %s", strings.Join(paths, ", "))
+		}
+	}
+	return r, err
+}
+
+func pinText(p Pinning) string {
+	if p.ServerCPUs == "" {
+		return "unpinned"
+	}
+	return fmt.Sprintf("server on CPU %s with GOMAXPROCS=%d, load on CPU %s", p.ServerCPUs, p.ServerGOMAXPROCS, p.LoadCPUs)
+}
+
+func execute(ctx context.Context, o Options, r *Report, logf func(string, ...any)) error {
+	needValidate := o.Scenario != ScenarioEvents && o.Scenario != ScenarioCeiling
+	needEvents := o.Scenario == ScenarioSuite || o.Scenario == ScenarioEvents || o.Scenario == ScenarioMixed
+	seeded := &Seeded{ByScenario: map[string]int{}}
+	if needValidate || needEvents {
+		so := SeedOptions{
+			Parallel: o.Parallel, Dim: o.Dim, Seed: o.Seed, Log: o.Log, FramesPerPost: o.FramesPerPost,
+		}
+		if needValidate {
+			so.Sessions = o.Sessions
+		} else {
+			so.Sessions = 9 // enrolled users for the events sessions
+		}
+		if needEvents {
+			so.EventSessions, so.EventBodies = o.EventSessions, o.EventBodies
+			r.Settings.EventSessions, r.Settings.FramesPerPost = o.EventSessions, o.FramesPerPost
+		}
+		logf("seeding %d sessions through the API (and %d events sessions)", so.Sessions, so.EventSessions)
+		s, err := Seed(ctx, Config{Addr: o.Addr, CID: o.CID, APIKey: o.APIKey}, so)
+		if s != nil {
+			r.Seed = s
+			seeded = s
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if o.ValidateBodies != "" && len(seeded.Sessions) > 0 {
+		if err := writeBodies(o.ValidateBodies, seeded.Sessions); err != nil {
+			return err
+		}
+	}
+
+	watch := func(role string, pid int) []Watched {
+		w := []Watched{{Role: "client", PID: os.Getpid()}}
+		if pid > 0 {
+			w = append(w, Watched{Role: role, PID: pid})
+		}
+		return w
+	}
+	base := Load{
+		Addr: o.Addr, Connections: o.Connections, Duration: o.Duration, Warmup: o.Warmup,
+		Step: o.Step, Timeout: o.Timeout, Watch: watch("server", o.ServerPID),
+	}
+	run := func(l Load) (*Phase, error) {
+		logf("phase %s: %s loop, %d connections%s, %v (+%v warmup)", l.Name, loopName(l.Rate), l.Connections, rateText(l.Rate), l.Duration, l.Warmup)
+		p, err := Run(ctx, l)
+		if p != nil {
+			r.Phases = append(r.Phases, p)
+			for i := range p.Ops {
+				op := &p.Ops[i]
+				logf("  %s: %s req/s, p50 %s, p99 %s, max %s, %d errors", op.Op, formatCount(op.RPS),
+					FormatUs(op.Latency.P50), FormatUs(op.Latency.P99), FormatUs(op.Latency.Max), op.ErrorCount())
+			}
+		}
+		return p, err
+	}
+	validate := ValidateOp("validate", o.Addr, o.APIKey, seeded.Sessions)
+	var events *Op
+	if len(seeded.EventSessions) > 0 {
+		events = EventsOp(o.Addr, o.CID, seeded.EventSessions, o.FramesPerPost)
+	} else if needEvents {
+		return errors.New("bench: no events sessions were created")
+	}
+
+	// The ceiling first: the same requests, answered by fasthttp alone.
+	if o.Scenario == ScenarioSuite || o.Scenario == ScenarioValidate || o.Scenario == ScenarioCeiling {
+		if o.Ceiling != CeilingOff || o.CeilingAddr != "" {
+			if err := runCeiling(ctx, o, seeded, base, run, logf); err != nil {
+				return err
+			}
+		}
+	}
+
+	switch o.Scenario {
+	case ScenarioSuite:
+		l := base
+		l.Name, l.Ops = fmt.Sprintf("validate c=%d", o.Connections), []Share{{Op: validate}}
+		p, err := run(l)
+		if err != nil {
+			return err
+		}
+		p.Role = "max"
+		maxRPS := p.Ops[0].RPS
+
+		l.Name, l.Connections = "validate c=1", 1
+		if p, err = run(l); err != nil {
+			return err
+		}
+		p.Role = "c1"
+
+		for _, f := range o.OpenFractions {
+			if maxRPS <= 0 {
+				break
+			}
+			l := base
+			l.Name = fmt.Sprintf("validate open %.0f%%", 100*f)
+			l.Ops, l.Rate = []Share{{Op: validate}}, f*maxRPS
+			if p, err = run(l); err != nil {
+				return err
+			}
+			p.Role, p.Fraction = "open", f
+		}
+
+		l = base
+		l.Name, l.Ops = fmt.Sprintf("events c=%d", o.Connections), []Share{{Op: events}}
+		if p, err = run(l); err != nil {
+			return err
+		}
+		p.Role = "events"
+	case ScenarioValidate:
+		l := base
+		l.Name, l.Ops, l.Rate = fmt.Sprintf("validate c=%d", o.Connections), []Share{{Op: validate}}, o.Rate
+		if o.Rate > 0 {
+			l.Name = fmt.Sprintf("validate open %s/s", formatCount(o.Rate))
+		}
+		p, err := run(l)
+		if err != nil {
+			return err
+		}
+		p.Role = "max"
+		if o.Rate > 0 {
+			p.Role = "open-fixed"
+		}
+	case ScenarioEvents:
+		l := base
+		l.Name, l.Ops, l.Rate = fmt.Sprintf("events c=%d", o.Connections), []Share{{Op: events}}, o.Rate
+		p, err := run(l)
+		if err != nil {
+			return err
+		}
+		p.Role = "events"
+	case ScenarioMixed:
+		r.Settings.MixEvents = o.MixEvents
+		ev := int(o.MixEvents*10 + 0.5)
+		ev = min(max(ev, 1), 9)
+		l := base
+		l.Name, l.Rate = fmt.Sprintf("mixed c=%d", o.Connections), o.Rate
+		l.Ops = []Share{{Op: validate, Weight: 10 - ev}, {Op: events, Weight: ev}}
+		p, err := run(l)
+		if err != nil {
+			return err
+		}
+		p.Role = "mixed"
+	}
+	return nil
+}
+
+func loopName(rate float64) string {
+	if rate > 0 {
+		return "open"
+	}
+	return "closed"
+}
+
+func rateText(rate float64) string {
+	if rate > 0 {
+		return ", " + formatCount(rate) + " req/s scheduled"
+	}
+	return ""
+}
+
+// runCeiling starts the ceiling where o says, measures it with the
+// validate requests, and stops it.
+func runCeiling(ctx context.Context, o Options, seeded *Seeded, base Load, run func(Load) (*Phase, error), logf func(string, ...any)) error {
+	body := seeded.Sample
+	if len(body) == 0 {
+		body = []byte(SampleDecision)
+	}
+	var addr string
+	var pid int
+	var stop func()
+	placement := o.Ceiling
+	if o.CeilingAddr != "" {
+		placement = "external"
+	}
+	switch placement {
+	case "external":
+		addr, stop = strings.TrimSuffix(strings.TrimPrefix(o.CeilingAddr, "http://"), "/"), func() {}
+	case CeilingProcess:
+		f, err := os.CreateTemp("", "countersign-ceiling-*.json")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(f.Name())
+		if _, err := f.Write(body); err != nil {
+			f.Close()
+			return err
+		}
+		f.Close()
+		if addr, err = FreeAddr(); err != nil {
+			return err
+		}
+		p, err := StartProcess(ctx, o.Binary, o.CeilingArgs(addr, f.Name()), addr, "", o.Pin.ServerCPUs, o.Pin.ServerGOMAXPROCS)
+		if err != nil {
+			return err
+		}
+		pid, stop = p.PID, func() { _ = p.Stop() }
+	case CeilingInproc:
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		c := NewCeiling(body)
+		go func() { _ = c.Serve(ln) }()
+		addr, pid, stop = ln.Addr().String(), 0, func() { _ = c.Shutdown() }
+	default:
+		return fmt.Errorf("bench: unknown ceiling placement %q (process, inproc, off)", o.Ceiling)
+	}
+	defer stop()
+	if placement == "external" {
+		logf("ceiling (external) on %s", addr)
+	} else {
+		logf("ceiling (%s) on %s answers a %d-byte validate body", placement, addr, len(body))
+	}
+	l := base
+	l.Addr = addr
+	l.Name = fmt.Sprintf("ceiling c=%d", o.Connections)
+	l.Ops = []Share{{Op: ValidateOp("ceiling", addr, o.APIKey, seeded.Sessions)}}
+	l.Watch = []Watched{{Role: "client", PID: os.Getpid()}}
+	if pid > 0 {
+		l.Watch = append(l.Watch, Watched{Role: "ceiling", PID: pid})
+	}
+	p, err := run(l)
+	if p != nil {
+		p.Role = "ceiling"
+	}
+	return err
+}
+
+// writeBodies writes one validate body per line.
+func writeBodies(path string, sessions []SeededSession) error {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	var b []byte
+	for _, s := range sessions {
+		b = append(b, s.Body...)
+		b = append(b, '\n')
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// ParseFractions parses "0.5,0.8" (or "50%,80%").
+func ParseFractions(s string) ([]float64, error) {
+	var out []float64
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		pct := strings.HasSuffix(part, "%")
+		v, err := strconv.ParseFloat(strings.TrimSuffix(part, "%"), 64)
+		if err != nil {
+			return nil, fmt.Errorf("bench: bad fraction %q", part)
+		}
+		if pct {
+			v /= 100
+		}
+		if v <= 0 || v > 2 {
+			return nil, fmt.Errorf("bench: fraction %q out of (0, 2]", part)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
