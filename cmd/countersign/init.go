@@ -210,7 +210,7 @@ func curlExamples(prog, addr, cid, key string) string {
 	fmt.Fprintf(&b, "  -H 'Content-Type: application/json' \\\n")
 	fmt.Fprintf(&b, "  -w '\\n' -d '{\"fields\":[{\"key\":\"total\",\"value\":\"35.00\"},{\"key\":\"payee\",\"value\":\"6\"},{\"key\":\"account\",\"value\":66666666},{\"key\":\"memo\",\"value\":\"Wire transfer\"}],\"final\":true}'\n\n")
 	fmt.Fprintf(&b, "# 3. Your backend asks before it moves the money (apikey is secret).\n")
-	fmt.Fprintf(&b, "curl --compressed -X POST %s/v1/validate -H 'apikey: %s' -H 'Content-Type: application/json' \\\n", base, key)
+	fmt.Fprintf(&b, "curl -s --compressed -X POST %s/v1/validate -H 'apikey: %s' -H 'Content-Type: application/json' \\\n", base, key)
 	fmt.Fprintf(&b, "  -d '{\"cid\":\"%s\",\"csid\":\"'$CSID'\",\"userID\":\"user-1\",\"action\":\"transfer\",\"additionalData\":{\"sessionData\":[{\"key\":\"amount\",\"value\":35,\"synonyms\":[\"total\",\"sum\"]},{\"key\":\"payeeID\",\"value\":6,\"synonyms\":[\"payee\"]},{\"key\":\"accountNumber\",\"value\":\"66666666\",\"synonyms\":[\"account\"]},{\"key\":\"notes\",\"value\":\"Wire transfer\",\"synonyms\":[\"memo\"]}]},\"isEnrollment\":false}'\n", cid)
 	fmt.Fprintf(&b, "\n# -> every value matched, no face frames: \"ivScore\":2000, \"verifiedAction\":false.\n")
 	fmt.Fprintf(&b, "# Face frames too: %s simulate --addr %s --cid %s --apikey %s\n", shellQuote(prog), addr, cid, key)

@@ -104,7 +104,7 @@ func TestInitText(t *testing.T) {
 		"countersign serve --data " + data + " --addr 127.0.0.1:18080",
 		"curl -s -X POST http://127.0.0.1:18080/v1/sessions -H 'x-client-id: " + cid + "'",
 		`-H "x-collect-token: $TOKEN"`,
-		"curl --compressed -X POST http://127.0.0.1:18080/v1/validate -H 'apikey: " + key + "' -H 'Content-Type: application/json'",
+		"curl -s --compressed -X POST http://127.0.0.1:18080/v1/validate -H 'apikey: " + key + "' -H 'Content-Type: application/json'",
 		`{"cid":"` + cid + `","csid":"'$CSID'","userID":"user-1","action":"transfer","additionalData":{"sessionData":[{"key":"amount","value":35,"synonyms":["total","sum"]},{"key":"payeeID","value":6,"synonyms":["payee"]},{"key":"accountNumber","value":"66666666","synonyms":["account"]},{"key":"notes","value":"Wire transfer","synonyms":["memo"]}]},"isEnrollment":false}`,
 		`"ivScore":2000`,
 	} {
