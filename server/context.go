@@ -73,6 +73,7 @@ type reqCtx struct {
 	frames    []biometric.Frame
 	framesBuf []byte
 	embOffs   []int
+	framesEnd uint32 // loadFrames: last arrival index read + 1
 	input     policy.Input
 	verdict   policy.Verdict
 	decision  store.Decision
@@ -173,6 +174,11 @@ func (c *reqCtx) storeFailed(err error) bool {
 	c.srv.log.Error("store", "route", c.route.String(), "err", err)
 	if errors.Is(err, store.ErrClosed) {
 		return c.fail(errNotReady, nil)
+	}
+	if errors.Is(err, store.ErrFatal) {
+		// The store gave up (in this request or an earlier one): fail
+		// closed from now on, as the panic handler does.
+		c.srv.markStoreDead(err)
 	}
 	return c.fail(errStoreUnavailable, nil)
 }

@@ -23,7 +23,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -270,20 +269,13 @@ func (s *Server) Ready() bool {
 // serve does exactly that.
 func (s *Server) Failed() <-chan struct{} { return s.failed }
 
-// storeFatalPrefix starts the value the store panics with when Pebble calls
-// its logger's Fatalf (store.pebbleLogger): the one panic that means the
-// database must not be used any more.
-const storeFatalPrefix = "store: pebble: "
-
-// storeFatal reports whether a recovered panic is the store giving up.
+// storeFatal reports whether a recovered panic is the store giving up: the
+// store panics with an error wrapping store.ErrFatal when Pebble calls its
+// logger's Fatalf, the one panic that means the database must not be used
+// any more.
 func storeFatal(p any) bool {
-	switch v := p.(type) {
-	case string:
-		return strings.HasPrefix(v, storeFatalPrefix)
-	case error:
-		return strings.HasPrefix(v.Error(), storeFatalPrefix)
-	}
-	return false
+	err, ok := p.(error)
+	return ok && errors.Is(err, store.ErrFatal)
 }
 
 // markStoreDead records that the store failed for good (see Failed).
@@ -300,7 +292,7 @@ func (s *Server) markStoreDead(p any) {
 // open, ErrClosed once it is closed.
 func (s *Server) storeOpen() bool {
 	_, err := s.db.OrgByID("0000000000000000")
-	return !errors.Is(err, store.ErrClosed)
+	return !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrFatal)
 }
 
 // handle is the fasthttp handler: it routes, and answers 500 (keeping the

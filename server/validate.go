@@ -98,6 +98,7 @@ func (s *Server) validate(c *reqCtx) {
 
 	userMismatch := r.UserID != sess.UserID
 	enrolled := tmpl != nil
+	newTemplate := false
 	if e.compiled.WantsEnrollment(r.IsEnrollment, enrolled) && !userMismatch &&
 		(len(c.items) == 0 || c.mres.Matched) && sess.FramesReceived > 0 {
 		if !framesLoaded {
@@ -109,15 +110,16 @@ func (s *Server) validate(c *reqCtx) {
 		refusal := sc.Enroll(c.frames, tmpl, c.newTemplateVersion(), &c.newTmpl)
 		e.putScorer(sc)
 		if refusal == biometric.Enrolled {
+			// The template is stored with the decision, in its batch
+			// (PutDecision): a decision that is not stored enrolls no one.
 			c.tmplBuf = c.newTmpl.AppendBinary(c.tmplBuf[:0])
-			if err := s.db.PutTemplate(c.org.ID, sess.UserID, c.tmplBuf); err != nil {
-				c.storeFailed(err)
-				return
-			}
-			s.metrics.enrollments.Inc()
+			newTemplate = true
 			c.tmpl, c.newTmpl = c.newTmpl, c.tmpl
 			tmpl = &c.tmpl
 			enrolled = true
+			// The rescored aggregate may be saved before the decision; if
+			// the decision then fails, its template version matches no
+			// stored template and the next validate rescores again.
 			s.rescore(c, e, tmpl)
 		}
 	}
@@ -140,6 +142,9 @@ func (s *Server) validate(c *reqCtx) {
 		Verified:  c.verdict.VerifiedAction,
 		Score:     int32(c.verdict.Score),
 	}
+	if newTemplate {
+		d.Template, d.TemplateUser = c.tmplBuf, sess.UserID
+	}
 	s.db.AssignDecisionID(d) // d.ID lives in d: no string allocated
 	c.out = c.appendValidateResponse(c.out[:0], d.ID)
 	d.Response = c.out
@@ -156,6 +161,9 @@ func (s *Server) validate(c *reqCtx) {
 		// Fail closed: a decision that is not stored is not made.
 		c.storeFailed(err)
 		return
+	}
+	if newTemplate {
+		s.metrics.enrollments.Inc()
 	}
 	s.metrics.decision(c.verdict.VerifiedAction)
 	c.status = fasthttp.StatusOK
@@ -301,12 +309,21 @@ func (s *Server) matchValues(c *reqCtx) bool {
 
 // loadFrames reads every stored frame of the session into c.frames (their
 // embeddings copied into c.framesBuf: the store's bytes are only valid during
-// its callback).
+// its callback), and sets c.framesEnd to the last arrival index read plus
+// one: frames that do not decode are left out of c.frames, not out of the
+// count of frames received.
 func (s *Server) loadFrames(c *reqCtx) bool {
 	c.frames = c.frames[:0]
 	c.framesBuf = c.framesBuf[:0]
 	c.embOffs = c.embOffs[:0]
+	c.framesEnd = 0
 	err := s.db.Frames(c.org.ID, c.sess.CSID, 0, func(index uint32, raw []byte) error {
+		// Damaged frames are skipped (never verified) but still covered:
+		// the aggregate saved from c.frames spans up to the last arrival.
+		c.framesEnd = index + 1
+		if raw == nil {
+			return nil // damaged in the store, which logged it
+		}
 		var f biometric.Frame
 		if err := decodeFrame(raw, &f); err != nil {
 			s.log.Error("stored frame does not decode", "org", c.org.ID, "csid", c.sess.CSID, "index", index, "err", err)
@@ -345,7 +362,9 @@ func (s *Server) rescore(c *reqCtx, e *orgEntry, tmpl *biometric.Template) {
 	}
 	e.putScorer(sc)
 	c.aggBuf = c.agg.AppendBinary(c.aggBuf[:0])
-	err := s.db.SaveAggregate(c.org.ID, c.sess.CSID, c.aggBuf, uint32(len(c.frames)))
+	// c.framesEnd, not len(c.frames): frames that did not decode are folded
+	// by no one, yet covered, as the worker's fold covers them.
+	err := s.db.SaveAggregate(c.org.ID, c.sess.CSID, c.aggBuf, c.framesEnd)
 	if err != nil && !errors.Is(err, store.ErrStale) {
 		s.log.Warn("save rescored aggregate", "org", c.org.ID, "csid", c.sess.CSID, "err", err)
 	}

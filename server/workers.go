@@ -262,6 +262,10 @@ func (w *frameWorker) process(job frameJob) {
 	}
 	s.metrics.frameJobs.Inc()
 	if err := s.db.SessionInto(job.orgID, job.csid, &w.sess); err != nil {
+		if errors.Is(err, store.ErrFatal) {
+			s.markStoreDead(err)
+			return
+		}
 		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExpired) {
 			s.metrics.frameJobErrors.Inc()
 			s.log.Error("frame job: read session", "org", job.orgID, "csid", job.csid, "err", err)
@@ -313,13 +317,16 @@ func (w *frameWorker) process(job frameJob) {
 
 // foldStored folds the session's stored frames from index from on into agg,
 // and returns the number of frames the aggregate then covers. A stored frame
-// that does not decode (it was validated before it was stored, so this is
-// damage) is logged and counted as scored without being folded, so one bad
-// record cannot hold a session in "processing" forever.
+// that does not decompress or decode (it was validated before it was stored,
+// so this is damage) is logged and counted as scored without being folded,
+// so one bad record cannot hold a session in "processing" forever, nor
+// count as verified.
 func foldStored(s *Server, sc *biometric.Scorer, orgID, csid string, from uint32, agg *biometric.Aggregate, tmpl *biometric.Template, f *biometric.Frame) (uint32, error) {
 	n := from
 	err := s.db.Frames(orgID, csid, from, func(index uint32, raw []byte) error {
-		if err := decodeFrame(raw, f); err != nil {
+		if raw == nil {
+			// Damaged in the store, which logged it: never verified.
+		} else if err := decodeFrame(raw, f); err != nil {
 			s.log.Error("stored frame does not decode", "org", orgID, "csid", csid, "index", index, "err", err)
 		} else {
 			sc.Fold(agg, f, tmpl)

@@ -16,6 +16,13 @@ type Decision struct {
 	Score                   int32  // ivScore
 	Response                []byte // the exact JSON body answered
 
+	// Template, when not nil, is a face template the decision enrolled for
+	// TemplateUser: PutDecision stores it (replacing the user's) in the
+	// decision's batch, so a user is enrolled exactly when the decision
+	// that enrolled them is stored. Never filled by a read.
+	Template     []byte
+	TemplateUser string
+
 	// idBuf holds the id AssignDecisionID gives d; ID then refers into it.
 	idBuf [DecisionIDLen]byte
 }
@@ -89,18 +96,21 @@ func appendDecisionID(dst []byte, b *[16]byte) []byte {
 // record (d.OrgID, idemKey) -> (requestHash, d.ID), in one synced batch. If
 // the idempotency key is already taken it stores nothing and answers
 // ErrExists: a concurrent request with the same key won, and the caller
-// should answer with Idempotent's decision instead.
+// should answer with Idempotent's decision instead. When d.Template is not
+// nil the batch also stores it as d.TemplateUser's template, so that
+// nothing is enrolled by a decision that was not stored.
 func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) error {
 	org, ok := parseOrgID(d.OrgID)
 	if !ok {
 		return ErrNotFound
 	}
 	switch {
-	case d.ID == "":
+	case d.ID == "", d.Template != nil && d.TemplateUser == "":
 		return ErrEmptyID
-	case len(d.ID) > MaxKeyBytes || len(idemKey) > MaxKeyBytes || len(d.CSID) > MaxKeyBytes || len(d.UserID) > MaxKeyBytes:
+	case len(d.ID) > MaxKeyBytes || len(idemKey) > MaxKeyBytes || len(d.CSID) > MaxKeyBytes ||
+		len(d.UserID) > MaxKeyBytes || len(d.TemplateUser) > MaxKeyBytes:
 		return ErrKeyTooLong
-	case len(d.Response) > MaxValueBytes:
+	case len(d.Response) > MaxValueBytes, len(d.Template) > MaxValueBytes:
 		return ErrTooLarge
 	}
 	if err := db.enter(); err != nil {
@@ -130,6 +140,10 @@ func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) err
 	s.key = appendDecisionKey(s.key[:0], org, d.ID)
 	s.val = appendDecisionFields(s.val[:0], d.CreatedAt, d.Verified, d.Score, d.CSID, d.UserID, d.Response)
 	_ = b.Set(s.key, s.val, nil)
+	if d.Template != nil {
+		s.key = appendTemplateKey(s.key[:0], org, d.TemplateUser)
+		_ = b.Set(s.key, d.Template, nil)
+	}
 	return db.commit(b)
 }
 

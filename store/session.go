@@ -468,6 +468,11 @@ func (a *arena) copy(b []byte) []byte {
 // Frames calls fn with each of the session's frames from arrival index from
 // on, decompressed, in arrival order. raw is valid only during the call. An
 // error from fn stops the iteration and is returned.
+//
+// A stored frame that does not decompress (damage) is passed as raw == nil,
+// logged and counted (DamagedFrames), and the iteration goes on: the caller
+// must treat it as a frame that can never verify, and can still advance
+// past its index.
 func (db *DB) Frames(orgIDs, csid string, from uint32, fn func(index uint32, raw []byte) error) error {
 	org, ok := parseOrgID(orgIDs)
 	if !ok || csid == "" || len(csid) > MaxKeyBytes {
@@ -501,18 +506,34 @@ func (db *DB) Frames(orgIDs, csid string, from uint32, fn func(index uint32, raw
 			_ = it.Close()
 			return err
 		}
-		s.zbuf, err = db.zdec.DecodeAll(z, s.zbuf[:0])
+		raw, err := db.zdec.DecodeAll(z, s.zbuf[:0])
 		if err != nil {
-			_ = it.Close()
-			return fmt.Errorf("%w: frame %d: %v", ErrCorrupt, index, err)
+			// One damaged frame must not stop the session for good: the
+			// callers count it as received but never verified, and go on.
+			db.damagedFrames.Add(1)
+			db.log.Error("stored frame does not decompress; skipped as unverified",
+				"org", orgIDs, "csid", csid, "index", index, "err", err)
+			raw = nil
+		} else {
+			s.zbuf = raw
+			if raw == nil {
+				raw = noBytes // an empty frame is not a damaged one
+			}
 		}
-		if err := fn(index, s.zbuf); err != nil {
+		if err := fn(index, raw); err != nil {
 			_ = it.Close()
 			return err
 		}
 	}
 	return it.Close()
 }
+
+// noBytes is the raw Frames passes for an empty frame: nil means damaged.
+var noBytes = []byte{}
+
+// DamagedFrames counts the stored frames Frames has met that do not
+// decompress, since Open (each time it met them).
+func (db *DB) DamagedFrames() uint64 { return db.damagedFrames.Load() }
 
 // SaveAggregate records agg as the fold of the session's frames [0, scored),
 // synced. It only moves forward: an aggregate covering fewer frames than the

@@ -105,6 +105,12 @@ var (
 	ErrDurability = errors.New("store: durability must be sync or relaxed")
 	// ErrRandom: Options.Rand failed (crypto/rand cannot).
 	ErrRandom = errors.New("store: random source failed")
+	// ErrFatal: Pebble gave up (its logger's Fatalf: a write to the log
+	// failed, say). The call that met it panics with an error wrapping
+	// ErrFatal, since a write may be visible without being durable; every
+	// later call answers ErrFatal. Only a restart, which recovers the store
+	// from its log, makes it usable again.
+	ErrFatal = errors.New("store: fatal storage error")
 )
 
 // Options configures Open. The zero value plus Dir is a production
@@ -153,6 +159,14 @@ type DB struct {
 	drainedOnce sync.Once
 	closeOnce   sync.Once
 	closeErr    error
+
+	// dead is set by Pebble's Fatalf (see deadOnFatal) before it panics;
+	// from then on every call answers ErrFatal.
+	dead atomic.Bool
+
+	// damagedFrames counts stored frames Frames skipped because they do not
+	// decompress (see DamagedFrames).
+	damagedFrames atomic.Uint64
 
 	stripes [numStripes]stripe
 
@@ -219,6 +233,9 @@ func Open(o Options) (*DB, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{db.log},
 	}
+	// Set apart from the literal above (which is being tuned separately):
+	// the logger must mark this DB dead before Fatalf panics.
+	po.Logger = deadOnFatal{pebbleLogger: pebbleLogger{db.log}, dead: &db.dead}
 	db.pdb, err = pebble.Open(o.Dir, po)
 	if err != nil {
 		db.zenc.Close()
@@ -270,12 +287,16 @@ func (db *DB) Close() error {
 // ever be in flight, so the count stays negative until Close is done.
 const closingBias = 1 << 62
 
-// enter admits a call unless the store is closing; every admitted call must
-// call db.exit.
+// enter admits a call unless the store is closing (ErrClosed) or Pebble has
+// given up (ErrFatal); every admitted call must call db.exit.
 func (db *DB) enter() error {
 	if db.inflight.Add(1) < 0 {
 		db.exit()
 		return ErrClosed
+	}
+	if db.dead.Load() {
+		db.exit()
+		return ErrFatal
 	}
 	return nil
 }
@@ -475,9 +496,24 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 
 // Fatalf must not return: Pebble calls it when continuing could damage the
 // database. The standard logger would exit the process; a panic does too
-// unless someone recovers it, and it carries a stack.
+// unless someone recovers it, and it carries a stack. The panic value is an
+// error wrapping ErrFatal, so a recovering caller can tell it from a bug
+// with errors.Is.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.l.Error(msg, "component", "pebble")
-	panic("store: pebble: " + msg)
+	panic(fmt.Errorf("%w: pebble: %s", ErrFatal, msg))
+}
+
+// deadOnFatal is the logger Open gives Pebble: pebbleLogger, whose Fatalf
+// first marks the DB dead, so that no call reaches Pebble again (a commit
+// that failed may be readable from the memtable without being durable).
+type deadOnFatal struct {
+	pebbleLogger
+	dead *atomic.Bool
+}
+
+func (p deadOnFatal) Fatalf(format string, args ...any) {
+	p.dead.Store(true)
+	p.pebbleLogger.Fatalf(format, args...)
 }

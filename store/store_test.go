@@ -7,11 +7,13 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 // clock is an injectable Options.Now that tests move by hand.
@@ -389,4 +391,73 @@ func TestRandFailure(t *testing.T) {
 		}
 	}()
 	db.NewDecisionID()
+}
+
+// walFailure makes writes to the write-ahead log fail while on, and nothing
+// else (so no background work of Pebble trips over it).
+type walFailure struct{ on atomic.Bool }
+
+func (w *walFailure) String() string { return "wal failure" }
+func (w *walFailure) MaybeError(op errorfs.Op) error {
+	if w.on.Load() && strings.HasSuffix(op.Path, ".log") && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
+		return errorfs.ErrInjected
+	}
+	return nil
+}
+
+// TestFatalRefusesLaterCalls: when Pebble gives up (a WAL write fails, so
+// its Fatalf), the call that met it panics with an error wrapping
+// ErrFatal, and every later call, read or write, answers ErrFatal even once
+// the disk works again: the failed write may be readable from memory
+// without being durable.
+func TestFatalRefusesLaterCalls(t *testing.T) {
+	broken := &walFailure{}
+	db, err := Open(Options{Dir: "db", FS: errorfs.Wrap(vfs.NewMem(), broken), Now: newClock().Now})
+	check(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	o, _ := newOrg(t, db, "acme")
+	broken.on.Store(true)
+	p := func() (p any) {
+		defer func() { p = recover() }()
+		_ = db.PutTemplate(o.ID, "u1", []byte("tmpl"))
+		return nil
+	}()
+	perr, ok := p.(error)
+	if !ok || !errors.Is(perr, ErrFatal) || !strings.Contains(perr.Error(), "pebble: ") {
+		t.Fatalf("write whose WAL write fails: panic %v", p)
+	}
+	broken.on.Store(false)
+	_, err = db.Template(o.ID, "u1")
+	wantErr(t, err, ErrFatal)
+	_, err = db.OrgByID(o.ID)
+	wantErr(t, err, ErrFatal)
+	wantErr(t, db.PutTemplate(o.ID, "u2", []byte("tmpl")), ErrFatal)
+	if db.Metrics() != nil {
+		t.Error("metrics of a dead store")
+	}
+}
+
+// TestPutDecisionWithTemplate: a decision's template is stored in the
+// decision's batch, so a decision refused (its idempotency key taken)
+// enrolls no one, and a stored one enrolls its user.
+func TestPutDecisionWithTemplate(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	won := Decision{ID: db.NewDecisionID(), OrgID: o.ID, CSID: "c1", UserID: "u1", Response: []byte(`{}`)}
+	check(t, db.PutDecision(&won, []byte("k"), [32]byte{1}))
+	lost := Decision{ID: db.NewDecisionID(), OrgID: o.ID, CSID: "c2", UserID: "u2", Response: []byte(`{}`),
+		Template: []byte("t2"), TemplateUser: "u2"}
+	wantErr(t, db.PutDecision(&lost, []byte("k"), [32]byte{2}), ErrExists)
+	_, err := db.Template(o.ID, "u2")
+	wantErr(t, err, ErrNotFound)
+	bad := lost
+	bad.TemplateUser = ""
+	wantErr(t, db.PutDecision(&bad, nil, [32]byte{}), ErrEmptyID)
+	check(t, db.PutDecision(&lost, []byte("k2"), [32]byte{2}))
+	if tm := must[[]byte](t)(db.Template(o.ID, "u2")); string(tm) != "t2" {
+		t.Fatalf("template %q", tm)
+	}
+	if d := must[Decision](t)(db.Decision(o.ID, lost.ID)); d.UserID != "u2" || d.Template != nil {
+		t.Fatalf("decision %+v", d)
+	}
 }
