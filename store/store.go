@@ -236,6 +236,7 @@ func Open(o Options) (*DB, error) {
 	// Set apart from the literal above (which is being tuned separately):
 	// the logger must mark this DB dead before Fatalf panics.
 	po.Logger = deadOnFatal{pebbleLogger: pebbleLogger{db.log}, dead: &db.dead}
+	applyPebbleOptions(po, db)
 	db.pdb, err = pebble.Open(o.Dir, po)
 	if err != nil {
 		db.zenc.Close()
