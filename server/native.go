@@ -397,9 +397,11 @@ func (l *sessionLocks) lock(orgID, csid string) *sync.Mutex {
 }
 
 // readSession reads the organization's session csid into c.sess, answering
-// 404 (unknown, or another organization's), 410 or 503.
+// 404 (unknown, or another organization's), 410 or 503. The user id and
+// action are views of c.sess's buffer (store.SessionInPlace), valid for this
+// request only: every caller uses them while it answers and keeps nothing.
 func (s *Server) readSession(c *reqCtx, csid string) bool {
-	err := s.db.SessionInto(c.org.ID, csid, &c.sess)
+	err := s.db.SessionInPlace(c.org.ID, csid, &c.sess)
 	switch {
 	case err == nil:
 		return true

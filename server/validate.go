@@ -58,7 +58,7 @@ func (s *Server) validate(c *reqCtx) {
 		c.failf(errInvalidField, msgAction)
 		return
 	}
-	if !s.readSessionInPlace(c, r.CSID) {
+	if !s.readSession(c, r.CSID) {
 		return
 	}
 	sess := &c.sess
@@ -215,22 +215,6 @@ func (s *Server) processing(c *reqCtx) {
 	c.out = append(c.out, '}')
 }
 
-// readSessionInPlace reads the organization's session csid into c.sess
-// without copying its user id and action (they are views of c.sess's
-// buffer, valid for this request), answering 404, 410 or 503.
-func (s *Server) readSessionInPlace(c *reqCtx, csid string) bool {
-	err := s.db.SessionInPlace(c.org.ID, csid, &c.sess)
-	switch {
-	case err == nil:
-		return true
-	case errors.Is(err, store.ErrNotFound):
-		return c.fail(errSessionNotFound, nil)
-	case errors.Is(err, store.ErrExpired):
-		return c.fail(errSessionExpired, nil)
-	}
-	return c.storeFailed(err)
-}
-
 // loadTemplateInto reads and decodes the session user's template into c.tmpl
 // through c.tmplBuf, returning nil (and no error) when the user has none.
 // loadTemplate's work, without a copy of the stored bytes.
@@ -251,7 +235,7 @@ func (s *Server) loadTemplateInto(c *reqCtx) (*biometric.Template, error) {
 
 // matchValues matches the request's sessionData against the session's
 // fields into c.mres, answering 400 for a bad item. The fields are those of
-// the session readSessionInPlace just read, their bytes in c.sess's buffer.
+// the session readSession just read, their bytes in c.sess's buffer.
 func (s *Server) matchValues(c *reqCtx) bool {
 	var err error
 	if c.fields, err = s.db.SessionFields(&c.sess, c.fields[:0]); err != nil {
