@@ -67,12 +67,16 @@ type Scenario struct {
 var Scenarios = []*Scenario{
 	{
 		Name:       "enroll",
-		About:      "six live frames of the user with isEnrollment:true create the face template",
+		About:      "six live frames of the user with isEnrollment:true create the face template (not verified by them)",
 		Enrollment: true,
 		Frames:     genuineFrames(6, 1),
 		Expect: func(d *Decision) error {
 			var c checks
 			c.want(d.Indicators.UserEnrolled, "iv_user_enrolled")
+			// Enrollment establishes identity, it does not prove it: the
+			// frames match the template built from them, which proves nothing.
+			c.want(!d.Indicators.BiometricsMatch, "iv_is_biometrics_match false (a fresh template)")
+			c.want(!d.VerifiedAction, "verifiedAction false")
 			c.want(!d.Indicators.PolicyViolations.HasViolations, "no violations")
 			c.want(d.Indicators.ValuesMatch, "iv_is_values_match")
 			return c.err()
@@ -169,6 +173,11 @@ var Scenarios = []*Scenario{
 			var c checks
 			c.violation(d, "user_mismatch")
 			c.want(!d.VerifiedAction, "verifiedAction false")
+			// The frames were compared with the session user's template, not
+			// the requested user's (who has none).
+			c.want(!d.Indicators.BiometricsMatch, "iv_is_biometrics_match false")
+			c.want(!d.Indicators.UserEnrolled, "iv_user_enrolled false (the requested user)")
+			c.want(d.IVScore < 8000, "ivScore < 8000")
 			return c.err()
 		},
 	},

@@ -161,9 +161,13 @@ func newBiometricScenario(t *testing.T) *biometricScenario {
 	if !v.Indicators.UserEnrolled {
 		t.Fatalf("enrollment did not enroll: %+v", v)
 	}
-	// Frames were rescored against the new template within the same call.
-	if !v.Indicators.BiometricsMatch || v.Indicators.Violations.TotalFrames != 8 {
-		t.Errorf("enrollment session after rescoring: %+v", v.Indicators)
+	// Frames were rescored against the new template within the same call
+	// (all verified, with a similarity), yet the session is not verified by
+	// its own frames: enrollment establishes identity, it does not prove it.
+	in := v.Indicators
+	if in.BiometricsMatch || v.VerifiedAction || v.IVScore != 6750 || in.Violations.TotalFrames != 8 ||
+		in.Violations.VerifiedFrames != 8 || len(in.Info) != 1 || in.Info[0].MeanSimilarity < 0.6 {
+		t.Errorf("enrollment session after rescoring: score %d verified %v %+v", v.IVScore, v.VerifiedAction, in)
 	}
 	return b
 }
@@ -256,9 +260,17 @@ func TestBiometricScenarios(t *testing.T) {
 		}
 	})
 	t.Run("user mismatch", func(t *testing.T) {
+		// alice's frames, validated as mallory (who has no template): the
+		// frames were compared with alice's template, not mallory's, so no
+		// biometric match, and mallory is not enrolled (nor enrolled now).
 		v := b.run(t, "alice", "mallory", faceFrames(rng, b.face, 1, ts0, 8), seedItems())
-		if v.VerifiedAction || v.violation("user_mismatch") == 0 || !v.Indicators.Violations.HasViolations {
-			t.Errorf("user mismatch: %+v", v.Indicators)
+		in := v.Indicators
+		if v.VerifiedAction || v.violation("user_mismatch") == 0 || !in.Violations.HasViolations ||
+			in.BiometricsMatch || in.UserEnrolled || v.IVScore != 5250 {
+			t.Errorf("user mismatch: score %d %+v", v.IVScore, in)
+		}
+		if _, err := b.e.db.Template(b.e.org.ID, "mallory"); err == nil {
+			t.Error("user mismatch enrolled the requested user")
 		}
 	})
 	t.Run("tampered amount", func(t *testing.T) {
@@ -348,8 +360,17 @@ func TestEnrollmentRefused(t *testing.T) {
 	}
 	s3 := e.newSession("passive-0001", "carol")
 	e.postEvents(s3, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, face, 1, 1763800000100, 8)}))
-	if v := parseVerdict(t, e.validateWhenScored(e.validateBody(s3, false, seedItems()...))); !v.Indicators.UserEnrolled || !v.VerifiedAction {
+	// It enrolls carol but does not verify her: any face would do for a
+	// first session. Her next session is verified against that template.
+	if v := parseVerdict(t, e.validateWhenScored(e.validateBody(s3, false, seedItems()...))); !v.Indicators.UserEnrolled ||
+		v.VerifiedAction || v.Indicators.BiometricsMatch {
 		t.Errorf("passive enrollment: %+v", v)
+	}
+	s4 := e.newSession("passive-0002", "carol")
+	e.postEvents(s4, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, face, 1, 1763800000100, 8)}))
+	if v := parseVerdict(t, e.validateWhenScored(e.validateBody(s4, false, seedItems()...))); !v.Indicators.UserEnrolled ||
+		!v.VerifiedAction || !v.Indicators.BiometricsMatch {
+		t.Errorf("passive, second session: %+v", v)
 	}
 	if !strings.Contains(e.do(req{path: "/metrics"}).String(), "countersign_enrollments_total 1") {
 		t.Error("enrollment not counted")

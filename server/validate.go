@@ -98,6 +98,25 @@ func (s *Server) validate(c *reqCtx) {
 
 	userMismatch := r.UserID != sess.UserID
 	enrolled := tmpl != nil
+	if userMismatch {
+		// The frames were scored against the session user's template; the
+		// request names another user, whose enrollment is what the answer
+		// reports (one more read, on this rare path only). No one enrolls.
+		// c.tmplBuf is free: c.tmpl was decoded from it (a copy), and
+		// without an enrollment it is not stored.
+		var err error
+		c.tmplBuf, err = s.db.TemplateInto(c.org.ID, r.UserID, c.tmplBuf[:0])
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			enrolled = false
+		case err != nil:
+			c.storeFailed(err)
+			return
+		default:
+			enrolled = true
+		}
+	}
+	hadTemplate := enrolled
 	newTemplate := false
 	if e.compiled.WantsEnrollment(r.IsEnrollment, enrolled) && !userMismatch &&
 		(len(c.items) == 0 || c.mres.Matched) && sess.FramesReceived > 0 {
@@ -130,6 +149,11 @@ func (s *Server) validate(c *reqCtx) {
 		Agg:             c.agg,
 		Enrolled:        enrolled,
 		UserMismatch:    userMismatch,
+		// An enrollment of a user who had no template establishes identity,
+		// it does not prove it: the frames match the template built from
+		// them. (Re-enrolling an existing template needs a session that
+		// matched the old one, so that session was verified already.)
+		FreshTemplate: newTemplate && !hadTemplate,
 	}
 	e.compiled.Evaluate(&c.input, &c.verdict)
 

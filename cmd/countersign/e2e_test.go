@@ -267,9 +267,10 @@ func TestReadmeCurl(t *testing.T) {
 }
 
 // TestServeSimulate plays every SDK scenario through 'countersign simulate':
-// enrollment, a genuine enrolled user verified with ivScore >= 8000, and
-// impostor, replay, photo, multiple faces, user mismatch and a tampered
-// amount each caught with DESIGN's indicators (bench's expectations).
+// enrollment (which enrolls but does not verify), a genuine enrolled user
+// verified with ivScore >= 8000, and impostor, replay, photo, multiple faces,
+// user mismatch and a tampered amount each caught with DESIGN's indicators
+// (bench's expectations).
 func TestServeSimulate(t *testing.T) {
 	data, cred := newOrg(t)
 	p := serve(t, data, freeAddr(t))
@@ -310,6 +311,14 @@ func TestServeSimulateInProcess(t *testing.T) {
 	}
 	if d := byName["genuine"]; d != nil && (d.Indicators.PolicyViolations.TotalFrames != 6 || d.Indicators.PolicyViolations.VerifiedFrames != 6) {
 		t.Errorf("genuine: total %d verified %d frames, want 6 and 6", d.Indicators.PolicyViolations.TotalFrames, d.Indicators.PolicyViolations.VerifiedFrames)
+	}
+	// An enrolling session is not verified by its own frames; a validate
+	// naming another user keeps no biometric credit.
+	if d := byName["enroll"]; d != nil && (d.VerifiedAction || d.IVScore != 6750) {
+		t.Errorf("enroll: want not verified, ivScore 6750: %s", d.Raw)
+	}
+	if d := byName["user_mismatch"]; d != nil && (d.VerifiedAction || d.IVScore != 5250) {
+		t.Errorf("user_mismatch: want not verified, ivScore 5250: %s", d.Raw)
 	}
 	if d := byName["photo"]; d != nil {
 		if v, ok := d.Violation("static_stream"); !ok || v.Count < 1 {

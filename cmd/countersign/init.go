@@ -76,7 +76,7 @@ func cmdOrgCreate(args []string, e *env) error {
 	c := newCommand("org create", "countersign org create --data DIR --name NAME [--policy values-only|FILE.json] [--json]",
 		"Adds an organization to the store in DIR and prints its client id and API key (shown only this once). "+
 			"The store must not be in use: stop the server first. --policy sets the organization's policy: "+
-			"'values-only' decides on the values alone (no biometrics required), or a JSON file with the keys "+
+			"'values-only' decides on the values (no biometrics required; any violation still refuses), or a JSON file with the keys "+
 			"thresholds, weights, enrollment, verdict and minScore (missing keys keep the defaults).")
 	data := c.String("data", "DIR", "", "data directory holding the store (required)")
 	name := c.String("name", "NAME", "", "name of the organization (required)")

@@ -10,8 +10,11 @@ import (
 type Input struct {
 	ValuesCollected, ValuesMatch bool
 	Agg                          *biometric.Aggregate // never nil (an empty aggregate when no frames)
-	Enrolled                     bool                 // the user has a template (after any enrollment in this request)
+	Enrolled                     bool                 // the user named in the request has a template (after any enrollment in this request)
 	UserMismatch                 bool                 // validate's userID differs from the session's
+	// FreshTemplate: the template was created from this very session (the
+	// user had none before), so a match against it proves nothing.
+	FreshTemplate bool
 }
 
 // ViolationCount is one entry of iv_policy_violations.violations.
@@ -54,10 +57,13 @@ var emptyAgg biometric.Aggregate
 //   - total_frames, verified_frames: a's face frames, and those verified.
 //   - iv_is_biometrics_collected: a face frame with at least one face.
 //   - iv_user_enrolled: in.Enrolled.
-//   - iv_is_biometrics_match: enrolled, a was scored against one template (not
-//     none, not mixed: a caller that forgot to rescore gets false, not a match
-//     against no template), verified >= t.MinVerifiedFrames and
-//     verified/total >= t.MinVerifiedRatio.
+//   - iv_is_biometrics_match: enrolled, no user mismatch (the frames were
+//     compared with the session user's template, not the requested user's),
+//     not a fresh template (in.FreshTemplate: frames matched against a
+//     template built from themselves prove nothing), a was scored against one
+//     template (not none, not mixed: a caller that forgot to rescore gets
+//     false, not a match against no template), verified >= t.MinVerifiedFrames
+//     and verified/total >= t.MinVerifiedRatio.
 //   - regular_liveness: the mean device liveness of the one-face frames is at
 //     least t.Liveness (false with no such frame).
 //   - iv_liveness: regular_liveness, no replayed_frame or static_stream, and at
@@ -90,7 +96,7 @@ func (c *Compiled) Evaluate(in *Input, out *Verdict) {
 	out.BiometricsCollected = a.FacePresent > 0
 	out.UserEnrolled = in.Enrolled
 	tv := a.TemplateVersion()
-	out.BiometricsMatch = in.Enrolled && tv != 0 && tv != biometric.MixedTemplates &&
+	out.BiometricsMatch = in.Enrolled && !in.UserMismatch && !in.FreshTemplate && tv != 0 && tv != biometric.MixedTemplates &&
 		t.Matches(f.Verified, f.Frames)
 	out.RegularLiveness = a.OneFace > 0 &&
 		float32(a.OneFaceLivenessSum/float64(a.OneFace)) >= t.Liveness // float32, like the threshold

@@ -22,9 +22,10 @@ import (
 //	policy [default] [json]          parse the input as a policy JSON and compile it; print
 //	                                 the keys that differ from the default policy (json: all);
 //	                                 frames folded afterwards are scored under its thresholds
-//	evaluate [values-collected] [values-match] [user-mismatch] [no-frames] [enrolled=true|false]
-//	                                 evaluate the session's aggregate (enrolled defaults to
-//	                                 whether the user has a template)
+//	evaluate [values-collected] [values-match] [user-mismatch] [fresh-template] [no-frames]
+//	         [enrolled=true|false]   evaluate the session's aggregate (enrolled defaults to
+//	                                 whether the user has a template; fresh-template: the
+//	                                 template was enrolled from this very session)
 //	wants-enrollment                 WantsEnrollment for each isEnrollment x enrolled
 //
 // go test -run TestFixtures ./engine/policy -rewrite regenerates the expectations.
@@ -61,6 +62,7 @@ func TestFixtures(t *testing.T) {
 					ValuesCollected: d.HasArg("values-collected"),
 					ValuesMatch:     d.HasArg("values-match"),
 					UserMismatch:    d.HasArg("user-mismatch"),
+					FreshTemplate:   d.HasArg("fresh-template"),
 					Agg:             w.Agg,
 					Enrolled:        w.Template != nil,
 				}
