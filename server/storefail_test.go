@@ -72,8 +72,8 @@ func TestEnrollmentLostRaceEnrollsNoOne(t *testing.T) {
 }
 
 // TestRescoreSkipsUndecodableFrame: a stored frame that does not decode is
-// covered but never folded, by the worker and by a validate's rescore
-// alike; the rescore must not leave it "unscored", or the worker would fold
+// covered and counted as an unverified frame, by the worker and by a
+// validate's rescore alike; the rescore must not leave it "unscored", or the worker would fold
 // the frame after it a second time and report a replayed_frame.
 func TestRescoreSkipsUndecodableFrame(t *testing.T) {
 	b := newBiometricScenario(t)
@@ -101,7 +101,8 @@ func TestRescoreSkipsUndecodableFrame(t *testing.T) {
 	}
 	body := e.validateBody(s, false, seedItems()...)
 	v := parseVerdict(t, e.validate(body))
-	if in := v.Indicators.Violations; in.TotalFrames != 8 || in.VerifiedFrames != 8 || in.HasViolations {
+	// 9 arrivals: 8 verified frames and the undecodable one, counted unverified.
+	if in := v.Indicators.Violations; in.TotalFrames != 9 || in.VerifiedFrames != 8 || in.HasViolations {
 		t.Errorf("rescored session: %+v", v.Indicators)
 	}
 	sess, err := e.db.Session(e.org.ID, s.csid)
@@ -115,14 +116,14 @@ func TestRescoreSkipsUndecodableFrame(t *testing.T) {
 		t.Error("the rescored aggregate was not saved")
 	}
 	v = parseVerdict(t, e.validateWhenScored(body))
-	if in := v.Indicators.Violations; in.TotalFrames != 8 || in.HasViolations || !v.VerifiedAction {
+	if in := v.Indicators.Violations; in.TotalFrames != 9 || in.HasViolations || !v.VerifiedAction {
 		t.Errorf("validate after the rescore: %+v", v.Indicators)
 	}
 }
 
 // TestDamagedFrameReachesFinalAnswer: a stored frame that no longer
 // decompresses does not hold its session in "processing" forever: the
-// worker scores past it, it counts as no verified frame, and validate
+// worker scores past it, it counts as an unverified frame, and validate
 // answers.
 func TestDamagedFrameReachesFinalAnswer(t *testing.T) {
 	mem := vfs.NewMem()
@@ -161,8 +162,9 @@ func TestDamagedFrameReachesFinalAnswer(t *testing.T) {
 		t.Fatalf("validate of a session with a damaged frame: %s", r)
 	}
 	v := parseVerdict(t, r)
-	if in := v.Indicators.Violations; in.TotalFrames != 5 || in.VerifiedFrames > 5 {
-		t.Errorf("damaged frame counted: %+v", v.Indicators)
+	// The damaged frame counts, unverified: 6 frames, at most 5 verified.
+	if in := v.Indicators.Violations; in.TotalFrames != 6 || in.VerifiedFrames > 5 {
+		t.Errorf("damaged frame not counted as unverified: %+v", v.Indicators)
 	}
 	sess, err := e.db.Session(e.org.ID, s.csid)
 	if err != nil || sess.FramesScored != 6 {

@@ -318,16 +318,16 @@ func (s *Server) matchValues(c *reqCtx) bool {
 // loadFrames reads every stored frame of the session into c.frames (their
 // embeddings copied into c.framesBuf: the store's bytes are only valid during
 // its callback), and sets c.framesEnd to the last arrival index read plus
-// one: frames that do not decode are left out of c.frames, not out of the
-// count of frames received.
+// one: frames that do not decode are left out of c.frames (rescore counts
+// them as unverified), not out of the count of frames received.
 func (s *Server) loadFrames(c *reqCtx) bool {
 	c.frames = c.frames[:0]
 	c.framesBuf = c.framesBuf[:0]
 	c.embOffs = c.embOffs[:0]
 	c.framesEnd = 0
 	err := s.db.Frames(c.org.ID, c.sess.CSID, 0, func(index uint32, raw []byte) error {
-		// Damaged frames are skipped (never verified) but still covered:
-		// the aggregate saved from c.frames spans up to the last arrival.
+		// Damaged frames are left out of c.frames but still covered: the
+		// aggregate saved by rescore spans up to the last arrival.
 		c.framesEnd = index + 1
 		if raw == nil {
 			return nil // damaged in the store, which logged it
@@ -367,6 +367,11 @@ func (s *Server) rescore(c *reqCtx, e *orgEntry, tmpl *biometric.Template) {
 	c.agg.Reset(s.dim)
 	for i := range c.frames {
 		sc.Fold(c.agg, &c.frames[i], tmpl)
+	}
+	// Store.Frames visits every arrival index, so the ones missing from
+	// c.frames are the unreadable ones: they count, unverified.
+	for n := int(c.framesEnd) - len(c.frames); n > 0; n-- {
+		sc.FoldUnreadable(c.agg)
 	}
 	e.putScorer(sc)
 	c.aggBuf = c.agg.AppendBinary(c.aggBuf[:0])

@@ -318,16 +318,17 @@ func (w *frameWorker) process(job frameJob) {
 // foldStored folds the session's stored frames from index from on into agg,
 // and returns the number of frames the aggregate then covers. A stored frame
 // that does not decompress or decode (it was validated before it was stored,
-// so this is damage) is logged and counted as scored without being folded,
-// so one bad record cannot hold a session in "processing" forever, nor
-// count as verified.
+// so this is damage) is logged and counted as an unverified face frame
+// (FoldUnreadable), so one bad record can neither hold a session in
+// "processing" forever nor raise its verified ratio.
 func foldStored(s *Server, sc *biometric.Scorer, orgID, csid string, from uint32, agg *biometric.Aggregate, tmpl *biometric.Template, f *biometric.Frame) (uint32, error) {
 	n := from
 	err := s.db.Frames(orgID, csid, from, func(index uint32, raw []byte) error {
 		if raw == nil {
-			// Damaged in the store, which logged it: never verified.
+			sc.FoldUnreadable(agg) // damaged in the store, which logged it
 		} else if err := decodeFrame(raw, f); err != nil {
 			s.log.Error("stored frame does not decode", "org", orgID, "csid", csid, "index", index, "err", err)
+			sc.FoldUnreadable(agg)
 		} else {
 			sc.Fold(agg, f, tmpl)
 		}

@@ -419,3 +419,17 @@ func TestEnrollLeavesDstOnRefusal(t *testing.T) {
 		t.Fatalf("re-enroll: %q", got)
 	}
 }
+
+// TestFoldUnreadable: a frame that cannot be read counts as an unverified
+// face frame, so it lowers the verified ratio instead of vanishing from it.
+func TestFoldUnreadable(t *testing.T) {
+	s := NewScorer(DefaultThresholds(), 4)
+	a := NewAggregate(4)
+	s.FoldUnreadable(a)
+	if a.Face.Frames != 1 || a.Face.Verified != 0 || a.Frames() != 1 {
+		t.Fatalf("frames=%d verified=%d", a.Face.Frames, a.Face.Verified)
+	}
+	if s.Thresholds().Matches(a.Face.Verified, a.Face.Frames) {
+		t.Fatal("an unreadable frame made a match")
+	}
+}

@@ -44,6 +44,13 @@ func (t Thresholds) Matches(verified, frames uint32) bool {
 	return float32(verified)/float32(frames) >= t.MinVerifiedRatio
 }
 
+// FoldUnreadable counts a frame whose stored evidence can no longer be read
+// (damaged at rest) as a face frame that was not verified. It fails closed:
+// the frame lowers verified/total instead of vanishing from it, so damage can
+// never make a session look better than its readable frames do (3 good and 1
+// damaged is 3 of 4, not 3 of 3). Zero allocations.
+func (s *Scorer) FoldUnreadable(a *Aggregate) { a.Face.Frames++ }
+
 // Fold scores f and folds it into a. tmpl is nil when the user has no template
 // (a template's Version must be nonzero: a records it, see TemplateVersion).
 // Frames of one session must be folded in arrival order. Zero allocations
