@@ -53,7 +53,7 @@ type reqCtx struct {
 
 	// events
 	storeFields []store.FieldValue
-	frameBlobs  [][]byte
+	frameIns    []store.FrameIn
 	blobBuf     []byte
 	embBuf      []byte
 	frame       biometric.Frame
@@ -129,8 +129,8 @@ func (c *reqCtx) release() {
 	c.frame = biometric.Frame{}
 	clear(c.frames[:cap(c.frames)])
 	c.frames = c.frames[:0]
-	clear(c.frameBlobs[:cap(c.frameBlobs)])
-	c.frameBlobs = c.frameBlobs[:0]
+	clear(c.frameIns[:cap(c.frameIns)])
+	c.frameIns = c.frameIns[:0]
 	clear(c.storeFields[:cap(c.storeFields)])
 	c.storeFields = c.storeFields[:0]
 	clear(c.fields[:cap(c.fields)])

@@ -278,25 +278,28 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 	if !c.checkFields(r.Fields) || !c.checkFrames(r.Frames, s.dim) {
 		return
 	}
-	if n := uint64(c.sess.FramesReceived) + uint64(len(r.Frames)); n > biometric.MaxFrames {
-		c.failf(errSessionFrames, "The session would have ", strconv.FormatUint(n, 10),
-			" frames; a session holds at most ", strconv.Itoa(biometric.MaxFrames), ".")
-		return
-	}
 	if !s.checkFieldCap(c, csid) {
 		return
 	}
+	// A frame the session already holds (same seq, same bytes: the client
+	// retrying after a lost response) is accepted again but neither stored
+	// nor scored again; the store decides, under its own lock, and counts
+	// only the frames it stores against the session's frame cap.
 	queued := len(r.Frames) > 0
 	if queued && !s.frames.reserve() {
 		c.fail(errQueueFull, nil)
 		return
 	}
-	first, err := s.db.AppendEvents(c.org.ID, csid, c.storeFields, c.frameBlobs, r.Final)
+	first, stored, err := s.db.AppendEventsOnce(c.org.ID, csid, c.storeFields, c.frameIns, r.Final, biometric.MaxFrames)
+	if queued && (err != nil || stored == 0) {
+		s.frames.unreserve()
+	}
 	if err != nil {
-		if queued {
-			s.frames.unreserve()
-		}
 		switch {
+		case errors.Is(err, store.ErrTooManyFrames):
+			n := uint64(first) + uint64(stored)
+			c.failf(errSessionFrames, "The session would have ", strconv.FormatUint(n, 10),
+				" frames; a session holds at most ", strconv.Itoa(biometric.MaxFrames), ".")
 		case errors.Is(err, store.ErrExpired):
 			c.fail(errSessionExpired, nil)
 		case errors.Is(err, store.ErrNotFound):
@@ -306,10 +309,10 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 		}
 		return
 	}
-	if queued {
+	if queued && stored > 0 {
 		s.frames.enqueue(c.org.ID, csid)
 	}
-	received := first + uint32(len(r.Frames))
+	received := first + uint32(stored)
 	pending := uint32(0)
 	if received > c.sess.FramesScored {
 		pending = received - c.sess.FramesScored
@@ -431,7 +434,7 @@ func (c *reqCtx) checkFields(fields []eventField) bool {
 }
 
 // checkFrames validates the frames of an events request, base64-decodes
-// their embeddings and fills c.frameBlobs with their stored encoding.
+// their embeddings and fills c.frameIns with their seqs and stored encoding.
 func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
 	embBytes := 4 * dim
 	b64Len := base64.StdEncoding.EncodedLen(embBytes)
@@ -480,10 +483,10 @@ func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
 		c.blobBuf = appendFrame(c.blobBuf, f)
 	}
 	// Slice the blobs only now: appending may have moved blobBuf.
-	c.frameBlobs = c.frameBlobs[:0]
-	for off := 0; off < len(c.blobBuf); {
+	c.frameIns = c.frameIns[:0]
+	for i, off := 0, 0; off < len(c.blobBuf); i++ {
 		n := frameLen(c.blobBuf[off:], embBytes)
-		c.frameBlobs = append(c.frameBlobs, c.blobBuf[off:off+n])
+		c.frameIns = append(c.frameIns, store.FrameIn{Seq: frames[i].Seq, Raw: c.blobBuf[off : off+n]})
 		off += n
 	}
 	return true

@@ -37,6 +37,7 @@
 //	0x11  field        org lp(csid) name                    ts, raw JSON value
 //	0x12  frame        org lp(csid) be32(arrival index)     zstd(frame bytes)
 //	0x13  expiry       be64(expiresAt ms) org csid          empty
+//	0x14  frame-seq    org lp(csid) be64(seq) digest16      be32(arrival index)
 //	0x20  template     org userID                           template bytes, opaque
 //	0x30  decision     org decisionID                       decision record
 //	0x31  idempotency  org idempotency key                  request hash, decision id
@@ -49,7 +50,12 @@
 //
 // Field keys end with the field name as sent, so iterating a session's
 // fields yields them sorted by name; frame keys end with a fixed-width index,
-// so iterating a session's frames yields them in arrival order.
+// so iterating a session's frames yields them in arrival order. A frame-seq
+// key records that the session holds a frame with that seq whose stored
+// bytes have that digest (the first 16 bytes of their SHA-256);
+// AppendEventsOnce writes one with each frame it stores and skips a frame
+// whose key exists, which is how a client's retry of a request is not stored
+// twice.
 //
 // # Records
 //

@@ -16,6 +16,7 @@ const (
 	kindField       byte = 0x11
 	kindFrame       byte = 0x12
 	kindExpiry      byte = 0x13
+	kindFrameSeq    byte = 0x14
 	kindTemplate    byte = 0x20
 	kindDecision    byte = 0x30
 	kindIdempotency byte = 0x31
@@ -98,6 +99,18 @@ func appendFrameKey(dst []byte, org orgID, csid string, index uint32) []byte {
 	return binary.BigEndian.AppendUint32(appendSessionPart(dst, kindFrame, org, csid), index)
 }
 
+// frameDigestLen is how many bytes of a frame's SHA-256 a frame-seq key
+// keeps: 128 bits, so no one can make two different frames share a key.
+const frameDigestLen = 16
+
+// appendFrameSeqKey is the record that a frame with this seq and these
+// stored bytes (digest: their SHA-256, of which it keeps frameDigestLen
+// bytes) is held by the session: how AppendEventsOnce knows a re-delivery.
+func appendFrameSeqKey(dst []byte, org orgID, csid string, seq uint64, digest *[32]byte) []byte {
+	dst = binary.BigEndian.AppendUint64(appendSessionPart(dst, kindFrameSeq, org, csid), seq)
+	return append(dst, digest[:frameDigestLen]...)
+}
+
 // appendExpiryKey orders sessions by expiry so the sweep reads only those
 // that are due. Negative times (a clock before 1970) sort first.
 func appendExpiryKey(dst []byte, expiresAt int64, org orgID, csid string) []byte {
@@ -138,6 +151,8 @@ type keyParts struct {
 	id      []byte // cid, api-key hash, csid, userID, decision id or idempotency key
 	name    []byte // field name
 	index   uint32 // frame arrival index
+	seq     uint64 // frame seq of a frame-seq key
+	digest  []byte // frame digest of a frame-seq key
 	expires int64  // expiry time of an expiry key
 }
 
@@ -187,6 +202,12 @@ func decodeKey(k []byte) (keyParts, bool) {
 			return p, false
 		}
 		p.index = binary.BigEndian.Uint32(k)
+		return p, true
+	case kindFrameSeq:
+		if !org() || !lp() || len(k) != 8+frameDigestLen {
+			return p, false
+		}
+		p.seq, p.digest = binary.BigEndian.Uint64(k), k[8:]
 		return p, true
 	case kindExpiry:
 		if len(k) < 8 {

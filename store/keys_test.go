@@ -42,7 +42,7 @@ func orgOf(b byte) orgID { return orgID{0xff, 0, b, 0x11, 0x12, 0x10, 0x01, b} }
 // TestKindsDistinct: every kind is its own first byte, so no two kinds'
 // keys can ever meet, whatever follows.
 func TestKindsDistinct(t *testing.T) {
-	kinds := []byte{kindMeta, kindOrg, kindOrgByCID, kindOrgByKey, kindSession, kindField, kindFrame, kindExpiry, kindTemplate, kindDecision, kindIdempotency}
+	kinds := []byte{kindMeta, kindOrg, kindOrgByCID, kindOrgByKey, kindSession, kindField, kindFrame, kindExpiry, kindFrameSeq, kindTemplate, kindDecision, kindIdempotency}
 	seen := map[byte]bool{}
 	for _, k := range kinds {
 		if seen[k] {
@@ -60,6 +60,7 @@ func TestKindsDistinct(t *testing.T) {
 		kindField:       appendFieldKey(nil, org, "c", "n"),
 		kindFrame:       appendFrameKey(nil, org, "c", 7),
 		kindExpiry:      appendExpiryKey(nil, 5, org, "c"),
+		kindFrameSeq:    appendFrameSeqKey(nil, org, "c", 7, &h),
 		kindTemplate:    appendTemplateKey(nil, org, "u"),
 		kindDecision:    appendDecisionKey(nil, org, "d"),
 		kindIdempotency: appendIdempotencyKey(nil, org, []byte("i")),

@@ -287,30 +287,76 @@ func (db *DB) CheckCollectToken(s *Session, token []byte) bool {
 // first one's (or, with no frames, the index the next frame will get).
 // FramesReceived grows by len(frames), and final, once true, stays true.
 //
+// These frames carry no seq, so every one is stored, and none is known to
+// AppendEventsOnce as a re-delivery later: a caller that may re-send frames
+// uses AppendEventsOnce.
+//
 // Calls on one session are serialised, so concurrent posts neither lose
 // counts nor share an index.
 func (db *DB) AppendEvents(orgIDs, csid string, fields []FieldValue, frames [][]byte, final bool) (firstIndex uint32, err error) {
+	firstIndex, _, err = db.appendEvents(orgIDs, csid, fields, frames, nil, final, 0)
+	return firstIndex, err
+}
+
+// FrameIn is a frame for AppendEventsOnce: Raw is the caller's encoding of
+// it (as for AppendEvents) and Seq the seq the client gave it.
+type FrameIn struct {
+	Seq uint64
+	Raw []byte
+}
+
+// AppendEventsOnce is AppendEvents for frames a client may deliver more
+// than once (a retry after a lost response). A frame whose seq the session
+// already holds with byte-identical Raw, or that repeats an earlier frame of
+// this call, is a re-delivery: it is skipped, neither stored nor counted in
+// FramesReceived. A frame whose seq the session holds with different bytes
+// is stored like any other (that is the scorer's evidence, not the store's
+// business). stored is how many frames were stored, under arrival indexes
+// firstIndex, firstIndex+1, ...; which frames those are, in order, is the
+// caller's to tell from the seqs. The knowledge of what was stored is
+// updated in the same batch as the frames, under the session's lock, so
+// concurrent retries store a frame once.
+//
+// maxFrames, when not 0, caps the frames a session holds: if the session's
+// frames plus those this call would store exceed it, nothing is written and
+// the error is ErrTooManyFrames, with firstIndex and stored saying how many
+// frames the session would have had (firstIndex + stored).
+func (db *DB) AppendEventsOnce(orgIDs, csid string, fields []FieldValue, frames []FrameIn, final bool, maxFrames uint32) (firstIndex uint32, stored int, err error) {
+	if frames == nil {
+		frames = []FrameIn{} // not nil: nil is AppendEvents' seq-less frames
+	}
+	return db.appendEvents(orgIDs, csid, fields, nil, frames, final, maxFrames)
+}
+
+// appendEvents is AppendEvents (frames in raws, seq-less) and
+// AppendEventsOnce (frames in ins, not nil).
+func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]byte, ins []FrameIn, final bool, maxFrames uint32) (firstIndex uint32, stored int, err error) {
 	org, ok := parseOrgID(orgIDs)
 	if !ok || csid == "" || len(csid) > MaxKeyBytes {
-		return 0, ErrNotFound
+		return 0, 0, ErrNotFound
 	}
 	for i := range fields {
 		switch f := &fields[i]; {
 		case len(f.Key) == 0:
-			return 0, ErrEmptyID
+			return 0, 0, ErrEmptyID
 		case len(f.Key) > MaxKeyBytes:
-			return 0, ErrKeyTooLong
+			return 0, 0, ErrKeyTooLong
 		case len(f.Value) > MaxValueBytes:
-			return 0, ErrTooLarge
+			return 0, 0, ErrTooLarge
 		}
 	}
-	for _, f := range frames {
+	for _, f := range raws {
 		if len(f) > MaxFrameBytes {
-			return 0, ErrTooLarge
+			return 0, 0, ErrTooLarge
+		}
+	}
+	for i := range ins {
+		if len(ins[i].Raw) > MaxFrameBytes {
+			return 0, 0, ErrTooLarge
 		}
 	}
 	if err := db.enter(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer db.exit()
 	s := acquireScratch()
@@ -321,22 +367,48 @@ func (db *DB) AppendEvents(orgIDs, csid string, fields []FieldValue, frames [][]
 	var r sessionRec
 	closer, err := db.readSession(s, org, csid, &r)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Keep a copy to re-encode: r aliases Pebble's buffer until Close.
 	s.val = appendSessionRec(s.val[:0], &r)
 	if err := closer.Close(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := parseSessionRec(s.val, &r); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	firstIndex = r.received
-	if uint64(r.received)+uint64(len(frames)) > math.MaxUint32 {
-		return 0, ErrTooLarge
+
+	// The frames to store: all of raws; those of ins that are not
+	// re-deliveries, with their digests for the frame-seq records.
+	stored = len(raws)
+	var digests [][32]byte
+	var skip []bool
+	if ins != nil {
+		digests, skip = make([][32]byte, len(ins)), make([]bool, len(ins))
+		for i := range ins {
+			digests[i] = sha256.Sum256(ins[i].Raw)
+			if skip[i] = repeatsEarlier(ins, digests, i); skip[i] {
+				continue
+			}
+			s.key2 = appendFrameSeqKey(s.key2[:0], org, csid, ins[i].Seq, &digests[i])
+			held, err := db.has(s.key2)
+			if err != nil {
+				return 0, 0, err
+			}
+			if skip[i] = held; !held {
+				stored++
+			}
+		}
 	}
-	if len(fields) == 0 && len(frames) == 0 && (!final || r.final) {
-		return firstIndex, nil // nothing would change
+	if uint64(r.received)+uint64(stored) > math.MaxUint32 {
+		return 0, 0, ErrTooLarge
+	}
+	if maxFrames > 0 && uint64(r.received)+uint64(stored) > uint64(maxFrames) {
+		return firstIndex, stored, ErrTooManyFrames
+	}
+	if len(fields) == 0 && stored == 0 && (!final || r.final) {
+		return firstIndex, 0, nil // nothing would change
 	}
 
 	b := db.pdb.NewBatch()
@@ -346,20 +418,46 @@ func (db *DB) AppendEvents(orgIDs, csid string, fields []FieldValue, frames [][]
 		s.zbuf = appendFieldRec(s.zbuf[:0], f.TS, f.Value)
 		_ = b.Set(s.key2, s.zbuf, nil)
 	}
-	for i, raw := range frames {
-		s.key2 = appendFrameKey(s.key2[:0], org, csid, firstIndex+uint32(i))
+	index := firstIndex
+	for _, raw := range raws {
+		s.key2 = appendFrameKey(s.key2[:0], org, csid, index)
 		s.zbuf = db.zenc.EncodeAll(raw, s.zbuf[:0])
 		_ = b.Set(s.key2, s.zbuf, nil)
+		index++
 	}
-	r.received += uint32(len(frames))
+	for i := range ins {
+		if skip[i] {
+			continue
+		}
+		s.key2 = appendFrameKey(s.key2[:0], org, csid, index)
+		s.zbuf = db.zenc.EncodeAll(ins[i].Raw, s.zbuf[:0])
+		_ = b.Set(s.key2, s.zbuf, nil)
+		s.key2 = appendFrameSeqKey(s.key2[:0], org, csid, ins[i].Seq, &digests[i])
+		s.zbuf = binary.BigEndian.AppendUint32(s.zbuf[:0], index)
+		_ = b.Set(s.key2, s.zbuf, nil)
+		index++
+	}
+	r.received += uint32(stored)
 	r.final = r.final || final
 	// r aliases s.val, so encode into zbuf (free again) rather than in place.
 	s.zbuf = appendSessionRec(s.zbuf[:0], &r)
 	_ = b.Set(s.key, s.zbuf, nil)
 	if err := db.commit(b); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return firstIndex, nil
+	return firstIndex, stored, nil
+}
+
+// repeatsEarlier reports whether ins[i] has the seq and digest of an
+// earlier frame of ins. Quadratic, but only over frames with equal seqs,
+// which a well-behaved client never sends.
+func repeatsEarlier(ins []FrameIn, digests [][32]byte, i int) bool {
+	for j := range i {
+		if ins[j].Seq == ins[i].Seq && digests[j] == digests[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // Fields appends the session's fields to dst, sorted by name (bytewise),
@@ -586,9 +684,9 @@ func (db *DB) SaveAggregate(orgIDs, csid string, agg []byte, scored uint32) erro
 // working on them, so its iterator is short-lived and its memory bounded.
 const sweepChunk = 256
 
-// SweepExpired removes the fields, frames and aggregate of up to limit
-// sessions that have expired (limit <= 0: all of them), and returns how many
-// it swept. Each swept session's record becomes a tombstone, so its csid
+// SweepExpired removes the fields, frames (with their frame-seq records)
+// and aggregate of up to limit sessions that have expired (limit <= 0: all
+// of them), and returns how many it swept. Each swept session's record becomes a tombstone, so its csid
 // stays used and it keeps answering ErrExpired.
 //
 // Sweep commits are not synced, even with Sync durability: a sweep lost in a
@@ -694,17 +792,19 @@ func (db *DB) sweepOne(s *scratch, expiryKey []byte, now int64) (bool, error) {
 	// Point deletes rather than range deletions: a session has few keys,
 	// and thousands of small range tombstones would slow every read of the
 	// memtable until it is flushed.
-	s.key2 = appendSessionPart(s.key2[:0], kindField, p.org, csid)
-	s.val = prefixEnd(s.val[:0], s.key2)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: s.key2, UpperBound: s.val})
-	if err != nil {
-		return false, err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		_ = b.Delete(it.Key(), nil)
-	}
-	if err := it.Close(); err != nil {
-		return false, err
+	for _, kind := range [...]byte{kindField, kindFrameSeq} {
+		s.key2 = appendSessionPart(s.key2[:0], kind, p.org, csid)
+		s.val = prefixEnd(s.val[:0], s.key2)
+		it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: s.key2, UpperBound: s.val})
+		if err != nil {
+			return false, err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			_ = b.Delete(it.Key(), nil)
+		}
+		if err := it.Close(); err != nil {
+			return false, err
+		}
 	}
 	if corrupt != nil {
 		s.key2 = appendSessionPart(s.key2[:0], kindFrame, p.org, csid)

@@ -90,6 +90,9 @@ var (
 	// ErrTooLarge: a value exceeds MaxFrameBytes or MaxValueBytes, or a
 	// session would exceed 2^32-1 frames.
 	ErrTooLarge = errors.New("store: value too large")
+	// ErrTooManyFrames is AppendEventsOnce's answer when the frames it
+	// would store take the session past the caller's maxFrames.
+	ErrTooManyFrames = errors.New("store: session frame limit")
 	// ErrStale is SaveAggregate's answer to an aggregate covering fewer
 	// frames than the stored one: it would move the session backwards.
 	ErrStale = errors.New("store: aggregate older than the stored one")

@@ -1,0 +1,175 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// framesOf reads the session's stored frames in arrival order.
+func framesOf(t testing.TB, db *DB, org, csid string) [][]byte {
+	t.Helper()
+	var out [][]byte
+	check(t, db.Frames(org, csid, 0, func(_ uint32, raw []byte) error {
+		out = append(out, bytes.Clone(raw))
+		return nil
+	}))
+	return out
+}
+
+// TestAppendEventsOnce: a frame re-delivered with its seq and bytes is
+// skipped; the same seq with other bytes is stored; repeats within one call
+// are skipped; the frame cap counts stored frames only.
+func TestAppendEventsOnce(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-once")
+	in := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}, {3, []byte("frame-3")}}
+	first, stored, err := db.AppendEventsOnce(o.ID, "csid-once", nil, in, false, 0)
+	check(t, err)
+	if first != 0 || stored != 3 {
+		t.Fatalf("first append: first %d stored %d", first, stored)
+	}
+
+	// The retry: nothing stored, nothing counted.
+	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, in, false, 0)
+	check(t, err)
+	if first != 3 || stored != 0 {
+		t.Fatalf("retry: first %d stored %d", first, stored)
+	}
+	if s := must[Session](t)(db.Session(o.ID, "csid-once")); s.FramesReceived != 3 {
+		t.Fatalf("FramesReceived %d after the retry, want 3", s.FramesReceived)
+	}
+
+	// A retry that overlaps new frames, with a changed seq-2 frame and a
+	// repeat within the call: the old frames go, the rest are stored in
+	// order.
+	in2 := []FrameIn{{2, []byte("frame-2")}, {3, []byte("frame-3")}, {2, []byte("other-2")},
+		{4, []byte("frame-4")}, {4, []byte("frame-4")}, {9, []byte("frame-1")}}
+	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, in2, false, 0)
+	check(t, err)
+	if first != 3 || stored != 3 {
+		t.Fatalf("overlap: first %d stored %d, want 3 and 3", first, stored)
+	}
+	got := framesOf(t, db, o.ID, "csid-once")
+	want := [][]byte{[]byte("frame-1"), []byte("frame-2"), []byte("frame-3"), []byte("other-2"), []byte("frame-4"), []byte("frame-1")}
+	if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+		t.Fatalf("frames %q, want %q", got, want)
+	}
+	// Both versions of seq 2 are now known.
+	if _, stored, _ = db.AppendEventsOnce(o.ID, "csid-once", nil, []FrameIn{{2, []byte("frame-2")}, {2, []byte("other-2")}}, false, 0); stored != 0 {
+		t.Fatalf("known versions of seq 2 stored again: %d", stored)
+	}
+	if n := countKind(t, db, kindFrameSeq); n != 6 {
+		t.Fatalf("%d frame-seq records, want 6", n)
+	}
+
+	// The cap counts only the frames that would be stored.
+	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, append(in, FrameIn{5, []byte("frame-5")}), false, 7)
+	check(t, err)
+	if first != 6 || stored != 1 {
+		t.Fatalf("at the cap: first %d stored %d", first, stored)
+	}
+	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, []FrameIn{{1, []byte("frame-1")}, {6, []byte("frame-6")}}, false, 7)
+	wantErr(t, err, ErrTooManyFrames)
+	if first+uint32(stored) != 8 {
+		t.Fatalf("over the cap: would have %d frames, want 8", first+uint32(stored))
+	}
+	if s := must[Session](t)(db.Session(o.ID, "csid-once")); s.FramesReceived != 7 {
+		t.Fatalf("FramesReceived %d after a refused append, want 7", s.FramesReceived)
+	}
+
+	// Fields and final still apply when every frame is a re-delivery.
+	_, stored, err = db.AppendEventsOnce(o.ID, "csid-once", []FieldValue{{Key: []byte("k"), Value: []byte(`1`)}}, in, true, 0)
+	check(t, err)
+	if s := must[Session](t)(db.Session(o.ID, "csid-once")); stored != 0 || !s.Final || s.FramesReceived != 7 {
+		t.Fatalf("stored %d; session %+v", stored, s)
+	}
+	if f := must[[]FieldValue](t)(db.Fields(o.ID, "csid-once", nil)); len(f) != 1 {
+		t.Fatalf("fields %v", f)
+	}
+}
+
+// TestAppendEventsOnceTenancy: what one session holds makes no frame of
+// another session (same org or another org, same csid) a re-delivery.
+func TestAppendEventsOnceTenancy(t *testing.T) {
+	db, _ := openMem(t)
+	a, _ := newOrg(t, db, "acme")
+	b, _ := newOrg(t, db, "bank")
+	in := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}}
+	for _, sc := range []struct{ org, csid string }{{a.ID, "csid-aaaa"}, {a.ID, "csid-aaab"}, {b.ID, "csid-aaaa"}} {
+		newSession(t, db, sc.org, sc.csid)
+		if _, stored, err := db.AppendEventsOnce(sc.org, sc.csid, nil, in, false, 0); err != nil || stored != 2 {
+			t.Fatalf("%s/%s: stored %d, %v", sc.org, sc.csid, stored, err)
+		}
+	}
+	// The seq-less AppendEvents stores frames unknown to AppendEventsOnce.
+	newSession(t, db, a.ID, "csid-plain")
+	_, err := db.AppendEvents(a.ID, "csid-plain", nil, [][]byte{[]byte("frame-1")}, false)
+	check(t, err)
+	if _, stored, err := db.AppendEventsOnce(a.ID, "csid-plain", nil, in[:1], false, 0); err != nil || stored != 1 {
+		t.Fatalf("after a seq-less append: stored %d, %v", stored, err)
+	}
+	// Unknown and expired sessions.
+	_, _, err = db.AppendEventsOnce(a.ID, "csid-none", nil, in, false, 0)
+	wantErr(t, err, ErrNotFound)
+	_, _, err = db.AppendEventsOnce("zz", "csid-aaaa", nil, in, false, 0)
+	wantErr(t, err, ErrNotFound)
+}
+
+// TestAppendEventsOnceConcurrent: concurrent deliveries of one request
+// store it once.
+func TestAppendEventsOnceConcurrent(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-race")
+	in := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}, {3, []byte("frame-3")}}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := 0
+	for range 8 {
+		wg.Go(func() {
+			_, stored, err := db.AppendEventsOnce(o.ID, "csid-race", nil, in, false, 0)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			total += stored
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if s := must[Session](t)(db.Session(o.ID, "csid-race")); total != 3 || s.FramesReceived != 3 {
+		t.Fatalf("stored %d in all, FramesReceived %d; want 3", total, s.FramesReceived)
+	}
+}
+
+// TestSweepFrameSeq: the sweep deletes a session's frame-seq records with
+// its frames, and only the expired session's.
+func TestSweepFrameSeq(t *testing.T) {
+	db, c := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	in := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}}
+	newSession(t, db, o.ID, "csid-old1")
+	_, _, err := db.AppendEventsOnce(o.ID, "csid-old1", nil, in, false, 0)
+	check(t, err)
+	c.Advance(DefaultSessionTTL / 2)
+	newSession(t, db, o.ID, "csid-new1")
+	_, _, err = db.AppendEventsOnce(o.ID, "csid-new1", nil, in[:1], false, 0)
+	check(t, err)
+	if n := countKind(t, db, kindFrameSeq); n != 3 {
+		t.Fatalf("%d frame-seq records before the sweep, want 3", n)
+	}
+	c.Advance(DefaultSessionTTL/2 + 1)
+	if n, err := db.SweepExpired(0); err != nil || n != 1 {
+		t.Fatalf("swept %d, %v", n, err)
+	}
+	if fs, fr := countKind(t, db, kindFrameSeq), countKind(t, db, kindFrame); fs != 1 || fr != 1 {
+		t.Fatalf("after the sweep: %d frame-seq records, %d frames; want 1 and 1", fs, fr)
+	}
+	// The survivor still knows its frame.
+	if _, stored, err := db.AppendEventsOnce(o.ID, "csid-new1", nil, in[:1], false, 0); err != nil || stored != 0 {
+		t.Fatalf("survivor: stored %d, %v", stored, err)
+	}
+}
