@@ -6,7 +6,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// walMinSyncInterval is the least time the WAL waits after one fsync before
+// DefaultWALSyncInterval is the least time the WAL waits after one fsync before
 // it starts the next (pebble.Options.WALMinSyncInterval).
 //
 // Without it, synced commits barely group when the server runs on one P
@@ -26,14 +26,28 @@ import (
 // interval applies only between back-to-back syncs; 20 µs was too short to
 // change anything (the timer fires before any handler has run), 50 µs to
 // 2 ms all brought validate at c=64 near the CPU bound. It costs a lone
-// client up to the interval per request.
-const walMinSyncInterval = 100 * time.Microsecond
+// client up to the interval per request, and more where the wait outlasts
+// the fsync: Go's netpoller sleeps at least 1 ms for a sub-millisecond timer
+// when nothing else runs, so on storage whose fsync is nearly free (the
+// in-memory store of BenchmarkValidateInmemory: 82 us -> 400 us per
+// sequential request) a lone client pays up to that. On this machine's disk,
+// whose fsync takes longer than the wait, c=1 moved within its noise (p50
+// 426-458 us before, 458-487 us after). Operators on fast-sync storage with
+// few concurrent clients can turn it off (serve --wal-sync-interval 0).
+const DefaultWALSyncInterval = 100 * time.Microsecond
 
 // applyPebbleOptions sets the Pebble options that shape the commit path on
-// po, which Open then opens db's Pebble database with.
-func applyPebbleOptions(po *pebble.Options, db *DB) {
+// po, which Open then opens db's Pebble database with; interval is
+// Options.WALSyncInterval.
+func applyPebbleOptions(po *pebble.Options, db *DB, interval time.Duration) {
 	if db.wo != pebble.Sync {
 		return // NoSync commits do not wait for fsyncs
 	}
-	po.WALMinSyncInterval = func() time.Duration { return walMinSyncInterval }
+	switch {
+	case interval < 0:
+		return
+	case interval == 0:
+		interval = DefaultWALSyncInterval
+	}
+	po.WALMinSyncInterval = func() time.Duration { return interval }
 }

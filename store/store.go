@@ -123,6 +123,11 @@ type Options struct {
 	FS         vfs.FS        // nil: the OS; tests pass vfs.NewMem()
 	Durability Durability    // Sync unless the operator asked otherwise
 	SessionTTL time.Duration // default 30m
+	// WALSyncInterval is the least time between two WAL fsyncs under Sync
+	// durability (see walMinSyncInterval in options.go for why it exists and
+	// what it costs). Zero means the default, DefaultWALSyncInterval; a
+	// negative value turns the wait off.
+	WALSyncInterval time.Duration
 	// CacheBytes sizes Pebble's block cache (default 64 MiB). Sessions and
 	// org records are read on every request, so they should stay cached.
 	CacheBytes int64
@@ -239,7 +244,7 @@ func Open(o Options) (*DB, error) {
 	// Set apart from the literal above (which is being tuned separately):
 	// the logger must mark this DB dead before Fatalf panics.
 	po.Logger = deadOnFatal{pebbleLogger: pebbleLogger{db.log}, dead: &db.dead}
-	applyPebbleOptions(po, db)
+	applyPebbleOptions(po, db, o.WALSyncInterval)
 	db.pdb, err = pebble.Open(o.Dir, po)
 	if err != nil {
 		db.zenc.Close()

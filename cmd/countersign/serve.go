@@ -37,6 +37,8 @@ func cmdServe(args []string, e *env) error {
 	workers := c.Int("workers", "N", 0, "frame scoring workers (default GOMAXPROCS)")
 	queue := c.Int("queue", "N", 4096, "frame jobs queued before events answer 503")
 	ttl := c.Duration("session-ttl", "DURATION", store.DefaultSessionTTL, "how long a session accepts events and can be validated")
+	walSync := c.Duration("wal-sync-interval", "DURATION", store.DefaultWALSyncInterval,
+		"least time between two log fsyncs, so concurrent commits share one (0: no wait; see PERF.md)")
 	maxConns := c.Int("max-conns-per-ip", "N", 0, "concurrent connections per client IP (default: the server's)")
 	readTimeout := c.Duration("read-timeout", "DURATION", 0, "time to read one request (default: the server's)")
 	writeTimeout := c.Duration("write-timeout", "DURATION", 0, "time to write one response (default: the server's)")
@@ -68,6 +70,8 @@ func cmdServe(args []string, e *env) error {
 		return usagef("--workers, --queue and --max-conns-per-ip must not be negative")
 	case *ttl <= 0:
 		return usagef("--session-ttl must be positive")
+	case *walSync < 0:
+		return usagef("--wal-sync-interval must not be negative")
 	case *sweepEvery <= 0:
 		return usagef("--sweep-every must be positive")
 	}
@@ -89,7 +93,12 @@ func cmdServe(args []string, e *env) error {
 		return fmt.Errorf("%s holds no countersign store; create one with 'countersign init --data %s'", *data, shellQuote(*data))
 	}
 	t := time.Now()
-	db, err := store.Open(store.Options{Dir: *data, Durability: dur, SessionTTL: *ttl, Logger: log})
+	walSyncInterval := *walSync
+	if walSyncInterval == 0 {
+		walSyncInterval = -1 // the store reads zero as its default
+	}
+	db, err := store.Open(store.Options{Dir: *data, Durability: dur, SessionTTL: *ttl,
+		WALSyncInterval: walSyncInterval, Logger: log})
 	if err != nil {
 		return openError(*data, err)
 	}
