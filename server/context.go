@@ -59,6 +59,10 @@ type reqCtx struct {
 	frame       biometric.Frame
 
 	// validate
+	// rd is validate's read view (session, fields, template, idempotency
+	// key): one Pebble iterator for the request's reads, closed before the
+	// decision is written and, at the latest, when validate returns.
+	rd        *store.Reader
 	fields    []store.FieldValue
 	mfields   []match.Field
 	items     []match.Item
@@ -82,7 +86,7 @@ type reqCtx struct {
 }
 
 func newReqCtx(s *Server) *reqCtx {
-	return &reqCtx{srv: s, agg: biometric.NewAggregate(s.dim)}
+	return &reqCtx{srv: s, agg: biometric.NewAggregate(s.dim), rd: s.db.NewReader()}
 }
 
 // maxRetained is the largest buffer a pooled context keeps between requests;

@@ -256,7 +256,7 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 	// per-session caps checked below still hold when the events are stored.
 	mu := s.sessionLocks.lock(c.org.ID, csid)
 	defer mu.Unlock()
-	if !s.readSession(c, csid) {
+	if !s.readSession(c, nil, csid) {
 		return
 	}
 	if !s.db.CheckCollectToken(&c.sess, c.ctx.Request.Header.Peek("x-collect-token")) {
@@ -403,8 +403,14 @@ func (l *sessionLocks) lock(orgID, csid string) *sync.Mutex {
 // 404 (unknown, or another organization's), 410 or 503. The user id and
 // action are views of c.sess's buffer (store.SessionInPlace), valid for this
 // request only: every caller uses them while it answers and keeps nothing.
-func (s *Server) readSession(c *reqCtx, csid string) bool {
-	err := s.db.SessionInPlace(c.org.ID, csid, &c.sess)
+// It reads through rd, or (nil) the store directly.
+func (s *Server) readSession(c *reqCtx, rd *store.Reader, csid string) bool {
+	var err error
+	if rd != nil {
+		err = rd.SessionInPlace(c.org.ID, csid, &c.sess)
+	} else {
+		err = s.db.SessionInPlace(c.org.ID, csid, &c.sess)
+	}
 	switch {
 	case err == nil:
 		return true
@@ -525,13 +531,13 @@ func (s *Server) sessionStatus(c *reqCtx, csidParam []byte) {
 		return
 	}
 	csid := bytesToString(csidParam)
-	if !s.readSession(c, csid) {
+	if !s.readSession(c, nil, csid) {
 		return
 	}
 	var err error
 	if c.fields, err = s.db.Fields(c.org.ID, csid, c.fields[:0]); err != nil {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExpired) {
-			s.readSession(c, csid)
+			s.readSession(c, nil, csid)
 			return
 		}
 		c.storeFailed(err)

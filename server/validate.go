@@ -19,7 +19,12 @@ import (
 // unscored), match values, bring the aggregate up to date with the user's
 // template (rescoring, enrolling), evaluate the policy, encode the answer,
 // store it durably, and only then answer it.
+//
+// Every read before the decision write goes through c.rd, one read view
+// (store.Reader) for the request; it is closed before the write, and a
+// read after the write (a replay on ErrExists) goes to the store.
 func (s *Server) validate(c *reqCtx) {
+	defer c.rd.Close()
 	e, ok := s.authAPIKey(c)
 	if !ok || !c.readBody(c.ctx, limitValidate) {
 		return
@@ -31,7 +36,7 @@ func (s *Server) validate(c *reqCtx) {
 			return
 		}
 		c.hashBody()
-		if s.replay(c, idem) {
+		if s.replay(c, c.rd, idem) {
 			return
 		}
 		if c.status != 0 { // replay answered an error
@@ -58,7 +63,7 @@ func (s *Server) validate(c *reqCtx) {
 		c.failf(errInvalidField, msgAction)
 		return
 	}
-	if !s.readSession(c, r.CSID) {
+	if !s.readSession(c, c.rd, r.CSID) {
 		return
 	}
 	sess := &c.sess
@@ -105,7 +110,7 @@ func (s *Server) validate(c *reqCtx) {
 		// c.tmplBuf is free: c.tmpl was decoded from it (a copy), and
 		// without an enrollment it is not stored.
 		var err error
-		c.tmplBuf, err = s.db.TemplateInto(c.org.ID, r.UserID, c.tmplBuf[:0])
+		c.tmplBuf, err = c.rd.TemplateInto(c.org.ID, r.UserID, c.tmplBuf[:0])
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			enrolled = false
@@ -172,12 +177,13 @@ func (s *Server) validate(c *reqCtx) {
 	s.db.AssignDecisionID(d) // d.ID lives in d: no string allocated
 	c.out = c.appendValidateResponse(c.out[:0], d.ID)
 	d.Response = c.out
+	_ = c.rd.Close() // its reads all happened; the write must not be read past
 	if err := s.db.PutDecision(d, idem, c.reqHash); err != nil {
 		if errors.Is(err, store.ErrExists) && len(idem) > 0 {
 			// A concurrent request with the same key was stored first:
 			// answer what it answered (or 422 if it was another body).
 			c.out = c.out[:0]
-			if !s.replay(c, idem) && c.status == 0 {
+			if !s.replay(c, nil, idem) && c.status == 0 {
 				c.storeFailed(err)
 			}
 			return
@@ -209,9 +215,17 @@ func validIdempotencyKey(k []byte) bool {
 // replay answers a validate whose Idempotency-Key was used before: the stored
 // response byte for byte when the body hash matches, 422 when it does not.
 // It returns true when it answered 200; false with c.status set when it
-// answered an error; false with c.status 0 when the key is new.
-func (s *Server) replay(c *reqCtx, idem []byte) bool {
-	d, hash, err := s.db.Idempotent(c.org.ID, idem)
+// answered an error; false with c.status 0 when the key is new. It reads
+// through rd, or (nil) the store directly: after a write it must see.
+func (s *Server) replay(c *reqCtx, rd *store.Reader, idem []byte) bool {
+	var d store.Decision
+	var hash [32]byte
+	var err error
+	if rd != nil {
+		d, hash, err = rd.Idempotent(c.org.ID, idem)
+	} else {
+		d, hash, err = s.db.Idempotent(c.org.ID, idem)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return false
@@ -244,7 +258,7 @@ func (s *Server) processing(c *reqCtx) {
 // loadTemplate's work, without a copy of the stored bytes.
 func (s *Server) loadTemplateInto(c *reqCtx) (*biometric.Template, error) {
 	var err error
-	c.tmplBuf, err = s.db.TemplateInto(c.org.ID, c.sess.UserID, c.tmplBuf[:0])
+	c.tmplBuf, err = c.rd.TemplateInto(c.org.ID, c.sess.UserID, c.tmplBuf[:0])
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -262,7 +276,7 @@ func (s *Server) loadTemplateInto(c *reqCtx) (*biometric.Template, error) {
 // the session readSession just read, their bytes in c.sess's buffer.
 func (s *Server) matchValues(c *reqCtx) bool {
 	var err error
-	if c.fields, err = s.db.SessionFields(&c.sess, c.fields[:0]); err != nil {
+	if c.fields, err = c.rd.SessionFields(&c.sess, c.fields[:0]); err != nil {
 		if errors.Is(err, store.ErrExpired) {
 			return c.fail(errSessionExpired, nil)
 		}

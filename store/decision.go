@@ -160,13 +160,14 @@ func (db *DB) Decision(orgIDs, id string) (Decision, error) {
 	defer db.exit()
 	s := acquireScratch()
 	defer releaseScratch(s)
-	return db.decision(s, org, orgIDs, id)
+	return db.decision(nil, s, org, orgIDs, id)
 }
 
-func (db *DB) decision(s *scratch, org orgID, orgIDs, id string) (Decision, error) {
+// decision reads through rd, or (nil) an iterator of its own.
+func (db *DB) decision(rd *Reader, s *scratch, org orgID, orgIDs, id string) (Decision, error) {
 	var d Decision
 	s.key = appendDecisionKey(s.key[:0], org, id)
-	err := db.get(s.key, func(v []byte) error {
+	err := db.getVia(rd, s.key, func(v []byte) error {
 		var r decisionRec
 		if err := parseDecisionRec(v, &r); err != nil {
 			return err
@@ -191,6 +192,11 @@ func (db *DB) decision(s *scratch, org orgID, orgIDs, id string) (Decision, erro
 // with a different request is the caller's 422). ErrNotFound when the key
 // was never used.
 func (db *DB) Idempotent(orgIDs string, key []byte) (Decision, [32]byte, error) {
+	return db.idempotent(nil, orgIDs, key)
+}
+
+// idempotent reads through rd, or (nil) an iterator per read.
+func (db *DB) idempotent(rd *Reader, orgIDs string, key []byte) (Decision, [32]byte, error) {
 	org, ok := parseOrgID(orgIDs)
 	if !ok || len(key) == 0 || len(key) > MaxKeyBytes {
 		return Decision{}, [32]byte{}, ErrNotFound
@@ -204,7 +210,7 @@ func (db *DB) Idempotent(orgIDs string, key []byte) (Decision, [32]byte, error) 
 	var hash [32]byte
 	var id string
 	s.key = appendIdempotencyKey(s.key[:0], org, key)
-	err := db.get(s.key, func(v []byte) error {
+	err := db.getVia(rd, s.key, func(v []byte) error {
 		h, did, err := parseIdempotencyRec(v)
 		hash, id = h, string(did)
 		return err
@@ -212,7 +218,7 @@ func (db *DB) Idempotent(orgIDs string, key []byte) (Decision, [32]byte, error) 
 	if err != nil {
 		return Decision{}, [32]byte{}, err
 	}
-	d, err := db.decision(s, org, orgIDs, id)
+	d, err := db.decision(rd, s, org, orgIDs, id)
 	if errors.Is(err, ErrNotFound) {
 		// Both records are written in one batch, so this is damage.
 		err = ErrCorrupt
@@ -238,6 +244,11 @@ func (db *DB) Template(orgIDs, userID string) ([]byte, error) {
 // nothing once the buffer has grown. ErrNotFound (and dst unchanged) if the
 // user has none.
 func (db *DB) TemplateInto(orgIDs, userID string, dst []byte) ([]byte, error) {
+	return db.templateInto(nil, orgIDs, userID, dst)
+}
+
+// templateInto reads through rd, or (nil) an iterator of its own.
+func (db *DB) templateInto(rd *Reader, orgIDs, userID string, dst []byte) ([]byte, error) {
 	org, ok := parseOrgID(orgIDs)
 	if !ok || userID == "" || len(userID) > MaxKeyBytes {
 		return dst, ErrNotFound
@@ -248,7 +259,7 @@ func (db *DB) TemplateInto(orgIDs, userID string, dst []byte) ([]byte, error) {
 	defer db.exit()
 	s := acquireScratch()
 	defer releaseScratch(s)
-	v, closer, err := db.read(appendTemplateKey(s.key[:0], org, userID))
+	v, closer, err := db.readVia(rd, appendTemplateKey(s.key[:0], org, userID))
 	if err != nil {
 		return dst, err
 	}

@@ -146,7 +146,7 @@ func (db *DB) CreateSession(orgIDs, csid, userID, action string) (Session, strin
 // sweep has removed it yet.
 func (db *DB) Session(orgID, csid string) (Session, error) {
 	var s Session
-	err := db.sessionInto(orgID, csid, &s, readPlain)
+	err := db.sessionInto(nil, orgID, csid, &s, readPlain)
 	return s, err
 }
 
@@ -154,7 +154,7 @@ func (db *DB) Session(orgID, csid string) (Session, error) {
 // dst.Aggregate, for the request paths that read a session on every call.
 // UserID and Action are new strings the caller may keep.
 func (db *DB) SessionInto(orgIDs, csid string, dst *Session) error {
-	return db.sessionInto(orgIDs, csid, dst, readCopy)
+	return db.sessionInto(nil, orgIDs, csid, dst, readCopy)
 }
 
 // SessionInPlace is SessionInto without a copy: UserID and Action are not
@@ -164,7 +164,7 @@ func (db *DB) SessionInto(orgIDs, csid string, dst *Session) error {
 // either longer must copy it (strings.Clone). This is validate's read: it
 // compares the user id and looks up the template, then forgets both.
 func (db *DB) SessionInPlace(orgIDs, csid string, dst *Session) error {
-	return db.sessionInto(orgIDs, csid, dst, readInPlace)
+	return db.sessionInto(nil, orgIDs, csid, dst, readInPlace)
 }
 
 // How sessionInto fills its Session.
@@ -174,7 +174,8 @@ const (
 	readInPlace        // reusing dst's buffers, strings viewed: SessionInPlace
 )
 
-func (db *DB) sessionInto(orgIDs, csid string, dst *Session, mode int) error {
+// sessionInto reads through rd, or (nil) an iterator of its own.
+func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode int) error {
 	// Until this read succeeds, dst names no session for SessionFields: a
 	// caller that ignores an error must not get the previous one's fields.
 	dst.reuse.read = false
@@ -189,7 +190,7 @@ func (db *DB) sessionInto(orgIDs, csid string, dst *Session, mode int) error {
 	s := acquireScratch()
 	defer releaseScratch(s)
 	var r sessionRec
-	closer, err := db.readSession(s, org, csid, &r)
+	closer, err := db.readSession(rd, s, org, csid, &r)
 	if err != nil {
 		return err
 	}
@@ -238,12 +239,12 @@ func viewString(b []byte) string {
 // readSession parses a live session's record into r, whose slices alias
 // Pebble's buffer until the returned closer is closed. Tombstones and
 // sessions past their expiry are ErrExpired. s.key is left holding the
-// session key. (A closer rather than a callback, as db.get takes: r passed
+// session key. It reads through rd, or (nil) an iterator of its own. (A closer rather than a callback, as db.get takes: r passed
 // to an unknown function would escape to the heap on every read.)
-func (db *DB) readSession(s *scratch, org orgID, csid string, r *sessionRec) (io.Closer, error) {
+func (db *DB) readSession(rd *Reader, s *scratch, org orgID, csid string, r *sessionRec) (io.Closer, error) {
 	s.key = appendSessionKey(s.key[:0], org, csid)
 	now := db.nowMs()
-	v, closer, err := db.read(s.key)
+	v, closer, err := db.readVia(rd, s.key)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +262,7 @@ func (db *DB) readSession(s *scratch, org orgID, csid string, r *sessionRec) (io
 // know the session is live.
 func (db *DB) checkSession(s *scratch, org orgID, csid string) error {
 	var r sessionRec
-	closer, err := db.readSession(s, org, csid, &r)
+	closer, err := db.readSession(nil, s, org, csid, &r)
 	if err != nil {
 		return err
 	}
@@ -365,7 +366,7 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 	st := db.lock(domainSession, org, csid)
 	defer st.Unlock()
 	var r sessionRec
-	closer, err := db.readSession(s, org, csid, &r)
+	closer, err := db.readSession(nil, s, org, csid, &r)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -481,7 +482,7 @@ func (db *DB) Fields(orgIDs, csid string, dst []FieldValue) ([]FieldValue, error
 	// One arena for every key and value, rather than two allocations per
 	// field.
 	var a arena
-	return db.scanFields(s.key, s.key2, dst, a.copy)
+	return db.scanFields(nil, s.key, s.key2, dst, a.copy)
 }
 
 // maxFieldArena is the largest field buffer a Session keeps between reads:
@@ -501,6 +502,11 @@ const maxFieldArena = 256 << 10
 // filled (a zero value, Session's or CreateSession's), or whose last read
 // failed, has no fields to read: ErrNotFound.
 func (db *DB) SessionFields(s *Session, dst []FieldValue) ([]FieldValue, error) {
+	return db.sessionFields(nil, s, dst)
+}
+
+// sessionFields reads through rd, or (nil) an iterator of its own.
+func (db *DB) sessionFields(rd *Reader, s *Session, dst []FieldValue) ([]FieldValue, error) {
 	u := &s.reuse
 	if !u.read {
 		return dst, ErrNotFound
@@ -517,7 +523,7 @@ func (db *DB) SessionFields(s *Session, dst []FieldValue) ([]FieldValue, error) 
 		u.arena = nil
 	}
 	a := u.arena[:0]
-	dst, err := db.scanFields(sc.key, sc.key2, dst, func(b []byte) []byte {
+	dst, err := db.scanFields(rd, sc.key, sc.key2, dst, func(b []byte) []byte {
 		start := len(a)
 		a = append(a, b...)
 		return a[start:len(a):len(a)]
@@ -528,7 +534,19 @@ func (db *DB) SessionFields(s *Session, dst []FieldValue) ([]FieldValue, error) 
 
 // scanFields appends the field records in [lower, upper) to dst, keeping
 // each name and value with keep (which copies it out of Pebble's buffer).
-func (db *DB) scanFields(lower, upper []byte, dst []FieldValue, keep func([]byte) []byte) ([]FieldValue, error) {
+// It reads through rd, or (nil) an iterator of its own.
+func (db *DB) scanFields(rd *Reader, lower, upper []byte, dst []FieldValue, keep func([]byte) []byte) ([]FieldValue, error) {
+	if rd != nil {
+		err := rd.scan(lower, upper, func(k, v []byte) error {
+			ts, val, err := parseFieldRec(v)
+			if err != nil {
+				return err
+			}
+			dst = append(dst, FieldValue{Key: keep(k[len(lower):]), Value: keep(val), TS: ts})
+			return nil
+		})
+		return dst, err
+	}
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return dst, err
@@ -656,7 +674,7 @@ func (db *DB) SaveAggregate(orgIDs, csid string, agg []byte, scored uint32) erro
 	st := db.lock(domainSession, org, csid)
 	defer st.Unlock()
 	var r sessionRec
-	closer, err := db.readSession(s, org, csid, &r)
+	closer, err := db.readSession(nil, s, org, csid, &r)
 	if err != nil {
 		return err
 	}

@@ -391,7 +391,12 @@ func (db *DB) read(key []byte) ([]byte, io.Closer, error) {
 // get copies out the value of key through fn, so that Pebble's buffer is
 // released before get returns. Missing keys are ErrNotFound.
 func (db *DB) get(key []byte, fn func(v []byte) error) error {
-	v, closer, err := db.read(key)
+	return db.getVia(nil, key, fn)
+}
+
+// getVia is get reading through rd, or (nil) an iterator of its own.
+func (db *DB) getVia(rd *Reader, key []byte, fn func(v []byte) error) error {
+	v, closer, err := db.readVia(rd, key)
 	if err != nil {
 		return err
 	}
