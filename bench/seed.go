@@ -62,6 +62,14 @@ type EventSession struct {
 	// Bodies are gzip-compressed events posts of the user's genuine frames,
 	// with sequence numbers rising across the bodies.
 	Bodies [][]byte
+	// Frames are the frames of Bodies, in order. Once a session's Bodies are
+	// used up, EventsOp builds each further post from them afresh, with new
+	// sequence numbers: a body posted twice is a re-delivery that the server
+	// acknowledges without storing or scoring, so re-posting would measure
+	// retries, not ingestion.
+	Frames []Frame
+	// TS0 is the device time of sequence number 0.
+	TS0 int64
 }
 
 // Seeded is what Seed created.
@@ -258,7 +266,7 @@ func (s *Seeded) seedEvents(client *Client, o SeedOptions, users []string) error
 		if err != nil {
 			return fmt.Errorf("%w: events session: %v", ErrSeed, err)
 		}
-		es := EventSession{CSID: csid, UserID: user, CollectToken: sess.CollectToken}
+		es := EventSession{CSID: csid, UserID: user, CollectToken: sess.CollectToken, TS0: ts0}
 		id := faces.Identity(IdentitySeed(user))
 		seq := uint64(0)
 		for range o.EventBodies {
@@ -279,6 +287,7 @@ func (s *Seeded) seedEvents(client *Client, o SeedOptions, users []string) error
 				return err
 			}
 			es.Bodies = append(es.Bodies, bytes.Clone(zb.Bytes()))
+			es.Frames = append(es.Frames, ev.Frames...)
 		}
 		s.EventSessions = append(s.EventSessions, es)
 	}
@@ -317,10 +326,13 @@ func ValidateBody(cid, csid string) []byte {
 	return r.AppendJSON(nil, cid)
 }
 
-// EventsOp is POST /v1/sessions/{csid}/events of pre-built gzip bodies: the
-// i-th request goes to session i mod len(sessions) with that session's next
-// body, so each session sees its frames in rising order until its bodies
-// wrap around.
+// EventsOp is POST /v1/sessions/{csid}/events of gzip bodies: the i-th
+// request goes to session i mod len(sessions) with that session's next post.
+// The first posts are the pre-built Bodies; after them each post is built
+// afresh from the session's Frames with rising sequence numbers (the same
+// embeddings again: stored and scored, and flagged as replays, which costs
+// the server what ingestion costs), so every post is stored, never
+// acknowledged as a re-delivery.
 func EventsOp(addr, cid string, sessions []EventSession, framesPerPost int) *Op {
 	uris := make([]string, len(sessions))
 	for i, s := range sessions {
@@ -340,7 +352,47 @@ func EventsOp(addr, cid string, sessions []EventSession, framesPerPost int) *Op 
 			s := &sessions[i%n]
 			req.SetRequestURI(uris[i%n])
 			req.Header.Set("x-collect-token", s.CollectToken)
-			req.SetBodyRaw(s.Bodies[(i/n)%uint64(len(s.Bodies))])
+			p := i / n
+			if p < uint64(len(s.Bodies)) {
+				req.SetBodyRaw(s.Bodies[p])
+				return
+			}
+			freshEventsBody(req, s, p, framesPerPost)
 		},
 	}
+}
+
+// eventsScratch is what freshEventsBody reuses across posts.
+type eventsScratch struct {
+	ev   Events
+	js   []byte
+	zb   bytes.Buffer
+	zw   *gzip.Writer
+	init bool
+}
+
+var eventsScratchPool = sync.Pool{New: func() any { return new(eventsScratch) }}
+
+// freshEventsBody sets req's body to the p-th post of session s: framesPerPost
+// frames taken in turn from s.Frames, numbered from p*framesPerPost+1.
+func freshEventsBody(req *fasthttp.Request, s *EventSession, p uint64, framesPerPost int) {
+	sc := eventsScratchPool.Get().(*eventsScratch)
+	defer eventsScratchPool.Put(sc)
+	if !sc.init {
+		sc.zw, _ = gzip.NewWriterLevel(&sc.zb, gzip.DefaultCompression)
+		sc.init = true
+	}
+	sc.ev.Frames = sc.ev.Frames[:0]
+	for j := range framesPerPost {
+		seq := p*uint64(framesPerPost) + uint64(j) + 1
+		f := s.Frames[int(seq-1)%len(s.Frames)]
+		f.Seq, f.TS = seq, s.TS0+int64(seq)*frameStepMS
+		sc.ev.Frames = append(sc.ev.Frames, f)
+	}
+	sc.js = sc.ev.AppendJSON(sc.js[:0])
+	sc.zb.Reset()
+	sc.zw.Reset(&sc.zb)
+	_, _ = sc.zw.Write(sc.js)
+	_ = sc.zw.Close()
+	req.SetBody(sc.zb.Bytes())
 }
