@@ -209,15 +209,7 @@ func (s *Server) createSession(c *reqCtx) {
 	if !c.decode(shapeCreateSession, r) {
 		return
 	}
-	switch {
-	case !validCSID(r.CSID):
-		c.failf(errInvalidField, msgCSID)
-		return
-	case !validID(r.UserID):
-		c.failf(errInvalidField, msgUserID)
-		return
-	case !validID(r.Action):
-		c.failf(errInvalidField, msgAction)
+	if !c.checkSessionIDs(r.CSID, r.UserID, r.Action) {
 		return
 	}
 	sess, token, err := s.db.CreateSession(c.org.ID, r.CSID, r.UserID, r.Action)
@@ -397,6 +389,20 @@ func (l *sessionLocks) lock(orgID, csid string) *sync.Mutex {
 	mu := &l.stripes[h.Sum64()%numSessionStripes].Mutex
 	mu.Lock()
 	return mu
+}
+
+// checkSessionIDs answers 400 naming the first of csid, userID and action
+// that is malformed; session creation and validate take the same three.
+func (c *reqCtx) checkSessionIDs(csid, userID, action string) bool {
+	switch {
+	case !validCSID(csid):
+		return c.failf(errInvalidField, msgCSID)
+	case !validID(userID):
+		return c.failf(errInvalidField, msgUserID)
+	case !validID(action):
+		return c.failf(errInvalidField, msgAction)
+	}
+	return true
 }
 
 // readSession reads the organization's session csid into c.sess, answering

@@ -48,19 +48,12 @@ func (s *Server) validate(c *reqCtx) {
 	if !c.decode(shapeValidate, r) {
 		return
 	}
-	switch {
-	case r.CID != c.org.CID:
+	if r.CID != c.org.CID {
 		// Another organization's cid names no session of this one.
 		c.fail(errSessionNotFound, nil)
 		return
-	case !validCSID(r.CSID):
-		c.failf(errInvalidField, msgCSID)
-		return
-	case !validID(r.UserID):
-		c.failf(errInvalidField, msgUserID)
-		return
-	case !validID(r.Action):
-		c.failf(errInvalidField, msgAction)
+	}
+	if !c.checkSessionIDs(r.CSID, r.UserID, r.Action) {
 		return
 	}
 	if !s.readSession(c, c.rd, r.CSID) {
