@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -565,5 +567,37 @@ func TestServeValuesOnlyPolicy(t *testing.T) {
 		if d := o.Decision; d.VerifiedAction != org.verified || !d.Indicators.ValuesMatch {
 			t.Errorf("%s: verifiedAction %v, want %v: %s", org.cred.Org, d.VerifiedAction, org.verified, d.Raw)
 		}
+	}
+}
+
+// TestServePprof: --pprof serves Go's profiler on its own address, the API
+// address does not, and an address in use fails the start.
+func TestServePprof(t *testing.T) {
+	data, _ := newOrg(t)
+	paddr := freeAddr(t)
+	p := serve(t, data, freeAddr(t), "--pprof", paddr)
+	resp, err := http.Get("http://" + paddr + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "goroutine") {
+		t.Errorf("pprof index: %d %.200s", resp.StatusCode, body)
+	}
+	r, err := p.client(bench.Config{}).Do("GET", "/debug/pprof/", nil)
+	if err != nil || r.Status != 404 {
+		t.Errorf("API address serves /debug/pprof/: %v %v", r, err)
+	}
+	p.stop(syscall.SIGINT)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	res := countersign(t, nil, "serve", "--data", data, "--addr", freeAddr(t), "--pprof", ln.Addr().String())
+	if res.code != 1 || !strings.Contains(res.stderr, "--pprof") {
+		t.Errorf("--pprof on an address in use: exit %d %s", res.code, res.stderr)
 	}
 }

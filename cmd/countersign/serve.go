@@ -45,6 +45,7 @@ func cmdServe(args []string, e *env) error {
 	idleTimeout := c.Duration("idle-timeout", "DURATION", 0, "keep-alive idle time (default: the server's)")
 	shutdownTimeout := c.Duration("shutdown-timeout", "DURATION", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	sweepEvery := c.Duration("sweep-every", "DURATION", time.Minute, "how often expired sessions are swept")
+	pprofAddr := c.String("pprof", "HOST:PORT", "", "serve Go's profiler (net/http/pprof) on this separate address, for profiling under load; keep it on loopback (default: off)")
 	logFormat := c.String("log-format", "text|json", "text", "log format on stderr")
 	logLevel := c.String("log-level", "debug|info|warn|error", "info", "least severe level logged")
 	if err := e.parse(c, args); err != nil {
@@ -140,6 +141,15 @@ func cmdServe(args []string, e *env) error {
 		defer close(sweepDone)
 		db.RunSweeper(sweepStop, *sweepEvery)
 	}()
+
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, log); err != nil {
+			close(sweepStop)
+			<-sweepDone
+			closeStore()
+			return err
+		}
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ListenAndServe() }()
