@@ -155,4 +155,5 @@ func (s *Server) writeStoreMetrics(w io.Writer) {
 	gauge("countersign_store_block_cache_bytes", float64(m.BlockCache.Size))
 	gauge("countersign_store_block_cache_hits_total", float64(m.BlockCache.Hits))
 	gauge("countersign_store_block_cache_misses_total", float64(m.BlockCache.Misses))
+	gauge("countersign_store_background_yields_total", float64(s.db.BackgroundYields()))
 }

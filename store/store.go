@@ -168,6 +168,10 @@ type DB struct {
 	closeOnce   sync.Once
 	closeErr    error
 
+	// yield makes background table writers give way to requests; every
+	// call entering the store tells it one is being served (yield.go).
+	yield *yielder
+
 	// dead is set by Pebble's Fatalf (see deadOnFatal) before it panics;
 	// from then on every call answers ErrFatal.
 	dead atomic.Bool
@@ -195,7 +199,7 @@ func Open(o Options) (*DB, error) {
 		return nil, ErrDurability
 	}
 	db := &DB{ttl: o.SessionTTL, now: o.Now, rand: o.Rand, wo: pebble.Sync, log: o.Logger,
-		drained: make(chan struct{})}
+		drained: make(chan struct{}), yield: newYielder()}
 	if o.Durability == Relaxed {
 		db.wo = pebble.NoSync
 	}
@@ -235,8 +239,12 @@ func Open(o Options) (*DB, error) {
 	}
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref() // Open takes its own reference.
+	fs := o.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
 	po := &pebble.Options{
-		FS:                 o.FS,
+		FS:                 yieldFS{FS: fs, y: db.yield},
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{db.log},
@@ -299,6 +307,7 @@ const closingBias = 1 << 62
 // enter admits a call unless the store is closing (ErrClosed) or Pebble has
 // given up (ErrFatal); every admitted call must call db.exit.
 func (db *DB) enter() error {
+	db.yield.touch()
 	if db.inflight.Add(1) < 0 {
 		db.exit()
 		return ErrClosed

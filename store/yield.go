@@ -1,0 +1,116 @@
+package store
+
+import (
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Background table writes give way to requests.
+//
+// Pebble flushes memtables and compacts tables on goroutines of its own,
+// and writes each table through two goroutines that hand every data block
+// from one to the other over an unbuffered channel (sstable.RawColumnWriter:
+// the builder and drainWriteQueue). With GOMAXPROCS=1 (the measured
+// deployment: one pinned core) that pair keeps the only P to itself: each
+// hand-off makes the other runnable in the P's next slot, the scheduler
+// never runs out of local work, so it neither polls the network nor, except
+// once every 61 switches, looks at the global queue where sysmon puts the
+// connections that became readable. A runtime execution trace under an open
+// loop at 6 000 validates/s showed the pair holding 75-80% of the core for
+// 30-100 ms at a time while all 64 connections waited; that, not queueing,
+// was the open-loop p99 of 35-50 ms (PERF.md, "Background work on one P").
+//
+// yieldFS wraps the file system so that a table writer gives way: while the
+// store is serving (foreground calls entered it within yieldIdle), a write
+// to a table file that comes yieldEvery or more after the last pause sleeps
+// for yieldSleep first. Sleeping, unlike runtime.Gosched, parks the writer,
+// and its partner soon blocks on the channel, so the scheduler finds no
+// local work, polls the network and runs the requests that arrived. A store
+// with no foreground calls never sleeps, so flushes and compactions run at
+// full speed when nothing waits for the P.
+//
+// The cost is background throughput while requests are served: at most
+// about half of the core goes to table writing then. Pebble still throttles
+// writes itself if compactions fall behind (L0 stop-writes threshold), so
+// the sleep cannot let the tree grow without bound; it trades a few percent
+// of closed-loop throughput for tails an order of magnitude shorter.
+const (
+	yieldEvery = 100 * time.Microsecond
+	yieldSleep = 100 * time.Microsecond
+	yieldIdle  = 50 * time.Millisecond
+)
+
+// yielder decides when a background table writer sleeps. One per DB; safe
+// for concurrent writers (a race at worst makes two of them sleep).
+type yielder struct {
+	call   atomic.Int64  // clock of the latest foreground call (touch)
+	last   atomic.Int64  // clock of the last pause (or check while idle)
+	yields atomic.Uint64 // pauses so far (DB.BackgroundYields)
+	base   time.Time
+	sleep  func(time.Duration) // time.Sleep; tests count calls instead
+}
+
+func newYielder() *yielder {
+	y := &yielder{base: time.Now(), sleep: time.Sleep}
+	y.call.Store(-int64(yieldIdle) - 1) // idle until a call is made
+	return y
+}
+
+// clock is monotonic nanoseconds since the yielder was made.
+func (y *yielder) clock() int64 { return int64(time.Since(y.base)) }
+
+// touch records a foreground call (DB.enter). Requests starved by a writer
+// make no calls, so "serving" is a call within yieldIdle, not since the
+// writer's last check.
+func (y *yielder) touch() { y.call.Store(y.clock()) }
+
+// maybeYield is called by a table writer before each write (a write is at
+// most a few KiB of an already built block, so this is frequent enough).
+func (y *yielder) maybeYield() {
+	now := y.clock()
+	if now-y.last.Load() < int64(yieldEvery) {
+		return
+	}
+	y.last.Store(now)
+	if now-y.call.Load() > int64(yieldIdle) {
+		return // no request for a while: run flat out
+	}
+	y.yields.Add(1)
+	y.sleep(yieldSleep)
+	y.last.Store(y.clock())
+}
+
+// yieldFS is a vfs.FS whose table files (*.sst, written only by flushes,
+// compactions and ingestion) yield; logs, manifests and reads are untouched.
+type yieldFS struct {
+	vfs.FS
+	y *yielder
+}
+
+func (fs yieldFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, cat)
+	if err != nil || !strings.HasSuffix(name, ".sst") {
+		return f, err
+	}
+	return yieldFile{File: f, y: fs.y}, nil
+}
+
+func (fs yieldFS) Unwrap() vfs.FS { return fs.FS }
+
+// yieldFile is a table file being written.
+type yieldFile struct {
+	vfs.File
+	y *yielder
+}
+
+func (f yieldFile) Write(p []byte) (int, error) {
+	f.y.maybeYield()
+	return f.File.Write(p)
+}
+
+// BackgroundYields counts the pauses table writers took to let requests
+// run (see yield.go). Exported on /metrics.
+func (db *DB) BackgroundYields() uint64 { return db.yield.yields.Load() }
