@@ -74,7 +74,8 @@ func TestAllocsEncodeValidate(t *testing.T) {
 	}
 	c.mres.Details = append(c.mres.Details[:0], matchDetail("amount", "total"), matchDetail("notes", ""))
 	n := testing.AllocsPerRun(200, func() {
-		c.out = c.appendValidateResponse(c.out[:0], "01JBZ8Q3Y00000000000000000")
+		c.rec = appendDecisionRecord(c.rec[:0], &c.verdict, c.mres.Details)
+		c.out, _ = appendValidateAnswer(c.out[:0], c.rec, "01JBZ8Q3Y00000000000000000")
 	})
 	if n != 0 {
 		t.Errorf("encode validate: %v allocs", n)

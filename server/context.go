@@ -81,6 +81,7 @@ type reqCtx struct {
 	input     policy.Input
 	verdict   policy.Verdict
 	decision  store.Decision
+	rec       []byte // the decision's record (decisionrec.go)
 	reqHash   [32]byte
 	idBuf     [8]byte
 }

@@ -586,8 +586,9 @@ func validDecisionID(id []byte) bool {
 	return true
 }
 
-// decision answers GET /v1/decisions/{id}: the stored response, byte for
-// byte, with what it was about.
+// decision answers GET /v1/decisions/{id}: the answer validate gave, byte
+// for byte (rendered from the stored record by the function validate
+// rendered it with), with what it was about.
 func (s *Server) decision(c *reqCtx, idParam []byte) {
 	if _, ok := s.authAPIKey(c); !ok {
 		return
@@ -605,8 +606,7 @@ func (s *Server) decision(c *reqCtx, idParam []byte) {
 		c.storeFailed(err)
 		return
 	}
-	c.status = fasthttp.StatusOK
-	c.out = append(c.out, `{"decisionID":`...)
+	c.out = append(c.out[:0], `{"decisionID":`...)
 	c.out = appendJSONString(c.out, d.ID)
 	c.out = append(c.out, `,"csid":`...)
 	c.out = appendJSONString(c.out, d.CSID)
@@ -619,8 +619,14 @@ func (s *Server) decision(c *reqCtx, idParam []byte) {
 	c.out = append(c.out, `,"ivScore":`...)
 	c.out = strconv.AppendInt(c.out, int64(d.Score), 10)
 	c.out = append(c.out, `,"response":`...)
-	c.out = append(c.out, d.Response...)
+	if c.out, err = appendValidateAnswer(c.out, d.Response, d.ID); err != nil {
+		s.log.Error("stored decision does not render", "org", c.org.ID, "decision", d.ID, "err", err)
+		c.out = c.out[:0]
+		c.fail(errInternal, nil)
+		return
+	}
 	c.out = append(c.out, '}')
+	c.status = fasthttp.StatusOK
 }
 
 // newTemplateVersion draws a random template version: nonzero and never

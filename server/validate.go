@@ -168,10 +168,18 @@ func (s *Server) validate(c *reqCtx) {
 		d.Template, d.TemplateUser = c.tmplBuf, sess.UserID
 	}
 	s.db.AssignDecisionID(d) // d.ID lives in d: no string allocated
-	c.out = c.appendValidateResponse(c.out[:0], d.ID)
-	d.Response = c.out
+	// The log keeps the compact record; the answer is rendered from it by
+	// the function that renders replays and GET /v1/decisions, so those
+	// are byte for byte this answer (decisionrec.go).
+	c.rec = appendDecisionRecord(c.rec[:0], &c.verdict, c.mres.Details)
+	d.Response = c.rec
+	if c.out, err = appendValidateAnswer(c.out[:0], c.rec, d.ID); err != nil {
+		s.log.Error("decision record does not render", "org", c.org.ID, "err", err)
+		c.fail(errInternal, nil)
+		return
+	}
 	_ = c.rd.Close() // its reads all happened; the write must not be read past
-	if err := s.db.PutDecision(d, idem, c.reqHash); err != nil {
+	if err = s.db.PutDecision(d, idem, c.reqHash); err != nil {
 		if errors.Is(err, store.ErrExists) && len(idem) > 0 {
 			// A concurrent request with the same key was stored first:
 			// answer what it answered (or 422 if it was another body).
@@ -227,8 +235,11 @@ func (s *Server) replay(c *reqCtx, rd *store.Reader, idem []byte) bool {
 	case hash != c.reqHash:
 		return c.fail(errIdempotencyMismatch, nil)
 	}
+	if c.out, err = appendValidateAnswer(c.out[:0], d.Response, d.ID); err != nil {
+		s.log.Error("stored decision does not render", "org", c.org.ID, "decision", d.ID, "err", err)
+		return c.fail(errInternal, nil)
+	}
 	c.status = fasthttp.StatusOK
-	c.out = append(c.out[:0], d.Response...)
 	c.ctx.Response.Header.Set("Idempotent-Replayed", "true")
 	return true
 }
@@ -388,99 +399,4 @@ func (s *Server) rescore(c *reqCtx, e *orgEntry, tmpl *biometric.Template) {
 	if err != nil && !errors.Is(err, store.ErrStale) {
 		s.log.Warn("save rescored aggregate", "org", c.org.ID, "csid", c.sess.CSID, "err", err)
 	}
-}
-
-// appendValidateResponse encodes the decision exactly in DESIGN's shape.
-func (c *reqCtx) appendValidateResponse(dst []byte, decisionID string) []byte {
-	v := &c.verdict
-	dst = append(dst, `{"success":true,"verifiedAction":`...)
-	dst = appendJSONBool(dst, v.VerifiedAction)
-	dst = append(dst, `,"decisionID":`...)
-	dst = appendJSONString(dst, decisionID)
-	dst = append(dst, `,"indicators":{"iv_is_values_collected":`...)
-	dst = appendJSONBool(dst, v.ValuesCollected)
-	dst = append(dst, `,"iv_is_values_match":`...)
-	dst = appendJSONBool(dst, v.ValuesMatch)
-	dst = append(dst, `,"iv_values_match_details":{`...)
-	for i := range c.mres.Details {
-		d := &c.mres.Details[i]
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = appendJSONBytes(dst, d.Key)
-		dst = append(dst, `:{"matched":`...)
-		dst = appendJSONBool(dst, d.Matched)
-		dst = append(dst, `,"field":`...)
-		if d.Field == nil {
-			dst = append(dst, "null"...)
-		} else {
-			dst = appendJSONBytes(dst, d.Field)
-		}
-		dst = append(dst, `,"reason":"`...)
-		dst = append(dst, d.Reason.String()...)
-		dst = append(dst, `"}`...)
-	}
-	dst = append(dst, `},"iv_is_biometrics_collected":`...)
-	dst = appendJSONBool(dst, v.BiometricsCollected)
-	dst = append(dst, `,"iv_is_biometrics_match":`...)
-	dst = appendJSONBool(dst, v.BiometricsMatch)
-	dst = append(dst, `,"iv_liveness":`...)
-	dst = appendJSONBool(dst, v.Liveness)
-	dst = append(dst, `,"iv_policy_violations":{"violations":[`...)
-	for i := range v.Violations {
-		vc := &v.Violations[i]
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `{"type":"`...)
-		dst = append(dst, vc.Kind.String()...)
-		dst = append(dst, `","count":`...)
-		dst = strconv.AppendUint(dst, uint64(vc.Count), 10)
-		dst = append(dst, `,"firstSeq":`...)
-		dst = strconv.AppendUint(dst, vc.FirstSeq, 10)
-		dst = append(dst, '}')
-	}
-	dst = append(dst, `],"has_violations":`...)
-	dst = appendJSONBool(dst, v.HasViolations)
-	dst = append(dst, `,"total_frames":`...)
-	dst = strconv.AppendUint(dst, uint64(v.TotalFrames), 10)
-	dst = append(dst, `,"verified_frames":`...)
-	dst = strconv.AppendUint(dst, uint64(v.VerifiedFrames), 10)
-	dst = append(dst, `},"iv_biometrics_info":[`...)
-	for i := range v.Info {
-		ti := &v.Info[i]
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `{"type":"`...)
-		dst = append(dst, ti.Type.String()...)
-		dst = append(dst, `","frames":`...)
-		dst = strconv.AppendUint(dst, uint64(ti.Frames), 10)
-		dst = append(dst, `,"verified":`...)
-		dst = strconv.AppendUint(dst, uint64(ti.Verified), 10)
-		dst = append(dst, `,"meanSimilarity":`...)
-		dst = appendJSONFloat(dst, float64(ti.MeanSimilarity), 32)
-		dst = append(dst, `,"meanLiveness":`...)
-		dst = appendJSONFloat(dst, float64(ti.MeanLiveness), 32)
-		dst = append(dst, `,"firstTs":`...)
-		dst = strconv.AppendInt(dst, ti.FirstTS, 10)
-		dst = append(dst, `,"lastTs":`...)
-		dst = strconv.AppendInt(dst, ti.LastTS, 10)
-		dst = append(dst, '}')
-	}
-	dst = append(dst, `],"iv_user_enrolled":`...)
-	dst = appendJSONBool(dst, v.UserEnrolled)
-	dst = append(dst, `,"iv_spoof_detected":`...)
-	dst = appendJSONBool(dst, v.SpoofDetected)
-	dst = append(dst, `,"idv_matching":`...)
-	dst = appendJSONBool(dst, v.IDVMatching)
-	dst = append(dst, `,"driverLicenseCollected":`...)
-	dst = appendJSONBool(dst, v.DriverLicenseCollected)
-	dst = append(dst, `,"idlive_liveness":`...)
-	dst = appendJSONBool(dst, v.IDLiveLiveness)
-	dst = append(dst, `,"regular_liveness":`...)
-	dst = appendJSONBool(dst, v.RegularLiveness)
-	dst = append(dst, `},"ivScore":`...)
-	dst = strconv.AppendInt(dst, int64(v.Score), 10)
-	return append(dst, '}')
 }

@@ -11,10 +11,14 @@ import (
 // the response is sent (fail closed) and read back by id.
 type Decision struct {
 	ID, OrgID, CSID, UserID string
-	CreatedAt               int64  // unix ms
-	Verified                bool   // verifiedAction
-	Score                   int32  // ivScore
-	Response                []byte // the exact JSON body answered
+	CreatedAt               int64 // unix ms
+	Verified                bool  // verifiedAction
+	Score                   int32 // ivScore
+	// Response is the answer as the server keeps it, opaque to the store:
+	// a compact record the server renders the JSON answer from
+	// (server/decisionrec.go), or, in logs written before records existed,
+	// the JSON answer itself.
+	Response []byte
 
 	// Template, when not nil, is a face template the decision enrolled for
 	// TemplateUser: PutDecision stores it (replacing the user's) in the

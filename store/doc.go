@@ -62,9 +62,11 @@
 // Values are compact binary, written by append-style encoders and parsed in
 // place by bounds-checked decoders: a damaged value is ErrCorrupt, never a
 // panic. The formats are listed in records.go. The first byte of every structured value is a tag naming its
-// format, so a future format can be told apart from this one. The only JSON
-// in the database is a decision's response body, kept as the exact bytes that
-// were answered, and an organization's policy, kept as the operator wrote it.
+// format, so a future format can be told apart from this one. A decision's
+// answer is opaque to the store: the server keeps a compact record of it
+// (server/decisionrec.go) and renders the JSON from that; logs written
+// before records existed hold the JSON answer itself. The only JSON the
+// store writes is an organization's policy, kept as the operator wrote it.
 //
 // # Reads on the request path
 //
