@@ -128,6 +128,10 @@ type Options struct {
 	// what it costs). Zero means the default, DefaultWALSyncInterval; a
 	// negative value turns the wait off.
 	WALSyncInterval time.Duration
+	// WALSync is how WAL syncs are issued (WALSyncAuto: through io_uring
+	// where the kernel allows it, so that waiting for one does not hold a
+	// P; see uring_linux.go).
+	WALSync WALSyncMethod
 	// CacheBytes sizes Pebble's block cache (default 64 MiB). Sessions and
 	// org records are read on every request, so they should stay cached.
 	CacheBytes int64
@@ -171,6 +175,7 @@ type DB struct {
 	// yield makes background table writers give way to requests; every
 	// call entering the store tells it one is being served (yield.go).
 	yield *yielder
+	uring *uringSyncer
 
 	// dead is set by Pebble's Fatalf (see deadOnFatal) before it panics;
 	// from then on every call answers ErrFatal.
@@ -243,8 +248,13 @@ func Open(o Options) (*DB, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
+	if err := db.setupWALSync(o.WALSync, fs); err != nil {
+		db.zenc.Close()
+		db.zdec.Close()
+		return nil, err
+	}
 	po := &pebble.Options{
-		FS:                 yieldFS{FS: fs, y: db.yield},
+		FS:                 storeFS{FS: fs, y: db.yield, sy: db.uring},
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{db.log},
@@ -257,10 +267,12 @@ func Open(o Options) (*DB, error) {
 	if err != nil {
 		db.zenc.Close()
 		db.zdec.Close()
+		db.closeWALSync()
 		return nil, err
 	}
 	if err := db.checkLayout(); err != nil {
 		_ = db.pdb.Close()
+		db.closeWALSync()
 		db.zenc.Close()
 		db.zdec.Close()
 		return nil, err
@@ -294,6 +306,7 @@ func (db *DB) Close() error {
 			<-db.drained
 		}
 		db.closeErr = db.pdb.Close()
+		db.closeWALSync() // after Pebble's last sync
 		db.zenc.Close()
 		db.zdec.Close()
 	})

@@ -1,11 +1,8 @@
 package store
 
 import (
-	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Background table writes give way to requests.
@@ -23,7 +20,7 @@ import (
 // 30-100 ms at a time while all 64 connections waited; that, not queueing,
 // was the open-loop p99 of 35-50 ms (PERF.md, "Background work on one P").
 //
-// yieldFS wraps the file system so that a table writer gives way: while the
+// storeFS (fs.go) wraps the file system so that a table writer gives way: while the
 // store is serving (foreground calls entered it within yieldIdle), a write
 // to a table file that comes yieldEvery or more after the last pause sleeps
 // for yieldSleep first. Sleeping, unlike runtime.Gosched, parks the writer,
@@ -81,34 +78,6 @@ func (y *yielder) maybeYield() {
 	y.yields.Add(1)
 	y.sleep(yieldSleep)
 	y.last.Store(y.clock())
-}
-
-// yieldFS is a vfs.FS whose table files (*.sst, written only by flushes,
-// compactions and ingestion) yield; logs, manifests and reads are untouched.
-type yieldFS struct {
-	vfs.FS
-	y *yielder
-}
-
-func (fs yieldFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.Create(name, cat)
-	if err != nil || !strings.HasSuffix(name, ".sst") {
-		return f, err
-	}
-	return yieldFile{File: f, y: fs.y}, nil
-}
-
-func (fs yieldFS) Unwrap() vfs.FS { return fs.FS }
-
-// yieldFile is a table file being written.
-type yieldFile struct {
-	vfs.File
-	y *yielder
-}
-
-func (f yieldFile) Write(p []byte) (int, error) {
-	f.y.maybeYield()
-	return f.File.Write(p)
 }
 
 // BackgroundYields counts the pauses table writers took to let requests

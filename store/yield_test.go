@@ -72,7 +72,7 @@ func TestYielderPausesOnlyWhileServing(t *testing.T) {
 
 func TestYieldFSWrapsOnlyTables(t *testing.T) {
 	y, _ := countingYielder()
-	fs := yieldFS{FS: vfs.NewMem(), y: y}
+	fs := storeFS{FS: vfs.NewMem(), y: y}
 	for name, want := range map[string]bool{
 		"000007.sst": true, "000002.log": false, "MANIFEST-000001": false, "OPTIONS-000003": false,
 	} {

@@ -258,6 +258,7 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"serve", "--data", data, "--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
 		{[]string{"serve", "--data", data, "--require-client-cert"}, "need --tls-cert"},
 		{[]string{"serve", "--data", data, "--embedding-dim", "0"}, "--embedding-dim must be positive"},
+		{[]string{"serve", "--data", data, "--wal-sync", "fsync"}, "--wal-sync"},
 		{[]string{"serve", "--data", data, "--workers", "many"}, "invalid value"},
 		{[]string{"serve", "--data", data, "--session-ttl", "forever"}, "invalid value"},
 		{[]string{"serve", "--data", data, "--wal-sync-interval", "-1ms"}, "--wal-sync-interval must not be negative"},

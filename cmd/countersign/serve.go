@@ -39,6 +39,8 @@ func cmdServe(args []string, e *env) error {
 	ttl := c.Duration("session-ttl", "DURATION", store.DefaultSessionTTL, "how long a session accepts events and can be validated")
 	walSync := c.Duration("wal-sync-interval", "DURATION", store.DefaultWALSyncInterval,
 		"least time between two log fsyncs, so concurrent commits share one (0: no wait; see PERF.md)")
+	walSyncMethod := c.String("wal-sync", "auto|io_uring|fdatasync", "auto",
+		"how log syncs are issued: io_uring lets requests run while a sync is in flight (auto: io_uring where the kernel allows it; see PERF.md)")
 	maxConns := c.Int("max-conns-per-ip", "N", 0, "concurrent connections per client IP (default: the server's)")
 	readTimeout := c.Duration("read-timeout", "DURATION", 0, "time to read one request (default: the server's)")
 	writeTimeout := c.Duration("write-timeout", "DURATION", 0, "time to write one response (default: the server's)")
@@ -58,6 +60,7 @@ func cmdServe(args []string, e *env) error {
 	if err != nil {
 		return usagef("--durability %q: want sync or relaxed", *durability)
 	}
+	walMethod, walErr := store.ParseWALSyncMethod(*walSyncMethod)
 	switch {
 	case (*tlsCert == "") != (*tlsKey == ""):
 		return usagef("--tls-cert and --tls-key go together")
@@ -73,6 +76,8 @@ func cmdServe(args []string, e *env) error {
 		return usagef("--session-ttl must be positive")
 	case *walSync < 0:
 		return usagef("--wal-sync-interval must not be negative")
+	case walErr != nil:
+		return usagef("--wal-sync %q: want auto, io_uring or fdatasync", *walSyncMethod)
 	case *sweepEvery <= 0:
 		return usagef("--sweep-every must be positive")
 	}
@@ -99,11 +104,12 @@ func cmdServe(args []string, e *env) error {
 		walSyncInterval = -1 // the store reads zero as its default
 	}
 	db, err := store.Open(store.Options{Dir: *data, Durability: dur, SessionTTL: *ttl,
-		WALSyncInterval: walSyncInterval, Logger: log})
+		WALSyncInterval: walSyncInterval, WALSync: walMethod, Logger: log})
 	if err != nil {
 		return openError(*data, err)
 	}
-	log.Info("opened store", "dir", *data, "durability", dur.String(), "sessionTTL", ttl.String(), "duration", time.Since(t))
+	log.Info("opened store", "dir", *data, "durability", dur.String(), "walSync", db.WALSyncMethod().String(),
+		"sessionTTL", ttl.String(), "duration", time.Since(t))
 
 	closeStore := func() {
 		t := time.Now()
