@@ -651,8 +651,17 @@ var noBytes = []byte{}
 // decompress, since Open (each time it met them).
 func (db *DB) DamagedFrames() uint64 { return db.damagedFrames.Load() }
 
-// SaveAggregate records agg as the fold of the session's frames [0, scored),
-// synced. It only moves forward: an aggregate covering fewer frames than the
+// SaveAggregate records agg as the fold of the session's frames [0, scored).
+// The write is not synced, even with Sync durability: an aggregate is derived
+// from frames that were synced when they were acknowledged, so one lost in a
+// crash only leaves those frames unscored, and the next validate of the
+// session queues a job that scores them again (to the same aggregate: the
+// fold is deterministic). Any later synced commit (a decision read from
+// this aggregate, say) syncs it too, since the log is written in order. Not
+// waiting matters: the one scoring worker of a one-core server otherwise
+// scored one session per fsync, and under load, with requests running while
+// syncs are in flight, ingestion outran it and the queue filled. It only
+// moves forward: an aggregate covering fewer frames than the
 // stored one is ErrStale (a slow worker lost a race), and one covering frames
 // never received is ErrUnreceived. Equal counts replace the stored aggregate,
 // which is how a rescore against a new template is saved.
@@ -695,7 +704,11 @@ func (db *DB) SaveAggregate(orgIDs, csid string, agg []byte, scored uint32) erro
 	}
 	b := db.pdb.NewBatch()
 	_ = b.Set(s.key, s.val, nil)
-	return db.commit(b)
+	err = b.Commit(pebble.NoSync)
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // sweepChunk is how many expiry entries one pass of the sweep reads before

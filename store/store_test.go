@@ -461,3 +461,42 @@ func TestPutDecisionWithTemplate(t *testing.T) {
 		t.Fatalf("decision %+v", d)
 	}
 }
+
+// TestAggregateSaveIsNotSynced: an aggregate is derived data, saved without
+// waiting for an fsync (SaveAggregate). A crash right after loses it and
+// leaves the session's frames, which were synced, unscored; a synced write
+// after the save carries it through, since the log is written in order.
+func TestAggregateSaveIsNotSynced(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	c := newClock()
+	db, err := Open(Options{Dir: "db", FS: fs, Now: c.Now})
+	check(t, err)
+	o, _ := newOrg(t, db, "acme")
+	for _, csid := range []string{"csid-lost", "csid-kept"} {
+		_, _, err = db.CreateSession(o.ID, csid, "alice", "pay")
+		check(t, err)
+		_, err = db.AppendEvents(o.ID, csid, nil, [][]byte{[]byte("f1"), []byte("f2")}, true)
+		check(t, err)
+	}
+	check(t, db.SaveAggregate(o.ID, "csid-lost", []byte("agg"), 2))
+	lost := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	check(t, db.SaveAggregate(o.ID, "csid-kept", []byte("agg"), 2))
+	check(t, db.PutTemplate(o.ID, "alice", []byte("t"))) // synced
+	kept := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	check(t, db.Close())
+
+	for _, tc := range []struct {
+		fs     *vfs.MemFS
+		csid   string
+		scored uint32
+	}{{lost, "csid-lost", 0}, {kept, "csid-kept", 2}} {
+		db, err := Open(Options{Dir: "db", FS: tc.fs, Now: c.Now})
+		check(t, err)
+		s, err := db.Session(o.ID, tc.csid)
+		check(t, err)
+		if s.FramesReceived != 2 || s.FramesScored != tc.scored {
+			t.Errorf("%s after the crash: received %d scored %d, want 2 and %d", tc.csid, s.FramesReceived, s.FramesScored, tc.scored)
+		}
+		check(t, db.Close())
+	}
+}
