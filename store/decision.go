@@ -148,7 +148,11 @@ func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) err
 		s.key = appendTemplateKey(s.key[:0], org, d.TemplateUser)
 		_ = b.Set(s.key, d.Template, nil)
 	}
-	return db.commit(b)
+	err := db.commit(b)
+	if err == nil && d.Template != nil {
+		db.dropTemplate(s.key)
+	}
+	return err
 }
 
 // Decision returns the organization's decision id. ErrNotFound if there is
@@ -251,7 +255,9 @@ func (db *DB) TemplateInto(orgIDs, userID string, dst []byte) ([]byte, error) {
 	return db.templateInto(nil, orgIDs, userID, dst)
 }
 
-// templateInto reads through rd, or (nil) an iterator of its own.
+// templateInto reads through rd, or (nil) an iterator of its own. Through
+// rd it reads the cache first (templates are kept there beside sessions,
+// whole, absences included; every template write drops its entry).
 func (db *DB) templateInto(rd *Reader, orgIDs, userID string, dst []byte) ([]byte, error) {
 	org, ok := parseOrgID(orgIDs)
 	if !ok || userID == "" || len(userID) > MaxKeyBytes {
@@ -263,12 +269,34 @@ func (db *DB) templateInto(rd *Reader, orgIDs, userID string, dst []byte) ([]byt
 	defer db.exit()
 	s := acquireScratch()
 	defer releaseScratch(s)
-	v, closer, err := db.readVia(rd, appendTemplateKey(s.key[:0], org, userID))
+	s.key = appendTemplateKey(s.key[:0], org, userID)
+	useCache := rd != nil && db.sc != nil
+	if useCache {
+		if e := db.sc.get(s.key); e != nil {
+			if e.absent {
+				return dst, ErrNotFound
+			}
+			return append(dst, e.rec...), nil
+		}
+	}
+	v, closer, err := db.readVia(rd, s.key)
+	if useCache && (err == nil || errors.Is(err, ErrNotFound)) {
+		// rd.gen was noted when its view was opened, by this read or an
+		// earlier one.
+		db.sc.fill(s.key, rd.gen, newCachedTemplate(v, err != nil))
+	}
 	if err != nil {
 		return dst, err
 	}
 	dst = append(dst, v...)
 	return dst, closer.Close()
+}
+
+// dropTemplate removes a user's template from the cache after a write of it.
+func (db *DB) dropTemplate(key []byte) {
+	if db.sc != nil {
+		db.sc.write(key, func(*cachedSession) *cachedSession { return nil })
+	}
 }
 
 // PutTemplate stores (replacing) the user's template, synced.
@@ -291,8 +319,13 @@ func (db *DB) PutTemplate(orgIDs, userID string, tmpl []byte) error {
 	s := acquireScratch()
 	defer releaseScratch(s)
 	b := db.pdb.NewBatch()
-	_ = b.Set(appendTemplateKey(s.key[:0], org, userID), tmpl, nil)
-	return db.commit(b)
+	s.key = appendTemplateKey(s.key[:0], org, userID)
+	_ = b.Set(s.key, tmpl, nil)
+	err := db.commit(b)
+	if err == nil {
+		db.dropTemplate(s.key)
+	}
+	return err
 }
 
 // DeleteTemplate removes the user's template (an operator's reset, after
@@ -317,5 +350,9 @@ func (db *DB) DeleteTemplate(orgIDs, userID string) error {
 	}
 	b := db.pdb.NewBatch()
 	_ = b.Delete(s.key, nil)
-	return db.commit(b)
+	err := db.commit(b)
+	if err == nil {
+		db.dropTemplate(s.key)
+	}
+	return err
 }

@@ -13,9 +13,15 @@ import (
 // on the first read and repositioned by seeking for the next, instead of an
 // iterator created and closed per read.
 //
-// The iterator is a consistent snapshot as of that first read, so a Reader
-// does not see writes made after it: writes never go through it, and a
-// caller closes it before a write whose effect a later read must observe.
+// The iterator is a consistent snapshot as of the first read that reaches
+// Pebble, so those reads do not see writes made after it: writes never go
+// through it, and a caller closes it before a write whose effect a later
+// read must observe. Sessions (with their fields) and templates are read
+// from the session cache first (sessioncache.go) when it has them; such a
+// read answers the latest committed state, each session's record and fields
+// together, and opens no iterator. Validate needs no more: the aggregate it
+// reads names the template version it was scored against, and a different
+// template is rescored.
 // While open it counts as a call in flight, so DB.Close waits for it; Close
 // releases it (the iterator and the store). A closed Reader may be used
 // again: its next read opens a new view. Answers are those of the DB methods
@@ -24,6 +30,7 @@ type Reader struct {
 	db      *DB
 	it      *pebble.Iterator
 	entered bool
+	gen     uint64 // session cache generation noted before it was opened
 }
 
 // NewReader returns a Reader of db. It holds nothing until its first read;
@@ -56,6 +63,11 @@ func (r *Reader) open() error {
 			return err
 		}
 		r.entered = true
+	}
+	if r.db.sc != nil {
+		// Before the view is taken: a session write that commits after it
+		// bumps gen first, and the fill from this view is refused.
+		r.gen = r.db.sc.gen.Load()
 	}
 	it, err := r.db.pdb.NewIter(nil)
 	if err != nil {

@@ -45,7 +45,9 @@ func readAll(db *DB, r *Reader, org, csid, user string, idem []byte) string {
 	} else {
 		err = db.SessionInPlace(org, csid, &s)
 	}
-	out += fmt.Sprintf("session %v %v\n", s, err)
+	exported := s
+	exported.reuse = sessionReuse{} // which buffers and snapshot it used is not the answer
+	out += fmt.Sprintf("session %v %v\n", exported, err)
 	if r != nil {
 		fields, err = r.SessionFields(&s, nil)
 	} else {
@@ -129,6 +131,9 @@ func TestReaderClose(t *testing.T) {
 	r := db.NewReader()
 	var s Session
 	check(t, r.SessionInPlace(a.ID, "csid-0001", &s))
+	// The session came from the session cache; a template read opens the
+	// Reader's view of Pebble.
+	must[[]byte](t)(r.TemplateInto(a.ID, "user-1", nil))
 	closed := make(chan error)
 	go func() { closed <- db.Close() }()
 	for db.inflight.Load() >= 0 {

@@ -46,6 +46,15 @@ type sessionReuse struct {
 	csidLen int // ids[:csidLen] is the csid read
 	ids     []byte
 	arena   []byte
+
+	// Through a Reader (sessioncache.go): cached is the snapshot the
+	// session was read from, whose fields SessionFields then returns; or,
+	// after a miss, fill says to publish what SessionFields reads, with
+	// the record re-encoded in fillRec, if no write happened since fillGen.
+	cached  *cachedSession
+	fill    bool
+	fillGen uint64
+	fillRec []byte
 }
 
 // Pending is the number of received frames not yet folded into Aggregate.
@@ -130,6 +139,9 @@ func (db *DB) CreateSession(orgIDs, csid, userID, action string) (Session, strin
 	if err := db.commit(b); err != nil {
 		return Session{}, "", err
 	}
+	if db.sc != nil {
+		db.sc.write(s.key, func(*cachedSession) *cachedSession { return newCachedSession(s.val, nil) })
+	}
 	return Session{
 		OrgID:            orgIDs,
 		CSID:             csid,
@@ -174,11 +186,12 @@ const (
 	readInPlace        // reusing dst's buffers, strings viewed: SessionInPlace
 )
 
-// sessionInto reads through rd, or (nil) an iterator of its own.
+// sessionInto reads through rd, or (nil) an iterator of its own. Through
+// rd it reads the session cache first (sessioncache.go).
 func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode int) error {
 	// Until this read succeeds, dst names no session for SessionFields: a
 	// caller that ignores an error must not get the previous one's fields.
-	dst.reuse.read = false
+	dst.reuse.read, dst.reuse.cached, dst.reuse.fill = false, nil, false
 	org, ok := parseOrgID(orgIDs)
 	if !ok || csid == "" || len(csid) > MaxKeyBytes {
 		return ErrNotFound
@@ -190,12 +203,24 @@ func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode in
 	s := acquireScratch()
 	defer releaseScratch(s)
 	var r sessionRec
-	closer, err := db.readSession(rd, s, org, csid, &r)
-	if err != nil {
-		return err
+	var cached *cachedSession
+	closer := io.Closer(noClose{})
+	if rd != nil && db.sc != nil {
+		s.key = appendSessionKey(s.key[:0], org, csid)
+		if cached = db.sc.get(s.key); cached != nil {
+			if err := db.checkSessionRec(cached.rec, &r); err != nil {
+				return err
+			}
+		}
+	}
+	if cached == nil {
+		var err error
+		if closer, err = db.readSession(rd, s, org, csid, &r); err != nil {
+			return err
+		}
 	}
 	var userID, action string
-	reuse := sessionReuse{arena: dst.reuse.arena}
+	reuse := sessionReuse{arena: dst.reuse.arena, fillRec: dst.reuse.fillRec, cached: cached}
 	switch mode {
 	case readPlain:
 		userID, action, reuse = string(r.userID), string(r.action), sessionReuse{}
@@ -209,6 +234,10 @@ func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode in
 	}
 	if mode != readPlain {
 		reuse.read, reuse.org, reuse.csidLen = true, org, len(csid)
+	}
+	if rd != nil && db.sc != nil && cached == nil {
+		reuse.fill, reuse.fillGen = true, rd.gen
+		reuse.fillRec = appendSessionRec(reuse.fillRec[:0], &r)
 	}
 	*dst = Session{
 		OrgID:            orgIDs,
@@ -248,14 +277,27 @@ func (db *DB) readSession(rd *Reader, s *scratch, org orgID, csid string, r *ses
 	if err != nil {
 		return nil, err
 	}
-	if err = parseSessionRec(v, r); err == nil && (r.tombstone || now >= r.expiresAt) {
-		err = ErrExpired
-	}
-	if err != nil {
+	if err = db.checkSessionRecAt(v, r, now); err != nil {
 		_ = closer.Close()
 		return nil, err
 	}
 	return closer, nil
+}
+
+// checkSessionRec parses a session record into r and answers ErrExpired for
+// a tombstone or a session past its expiry.
+func (db *DB) checkSessionRec(v []byte, r *sessionRec) error {
+	return db.checkSessionRecAt(v, r, db.nowMs())
+}
+
+func (db *DB) checkSessionRecAt(v []byte, r *sessionRec, now int64) error {
+	if err := parseSessionRec(v, r); err != nil {
+		return err
+	}
+	if r.tombstone || now >= r.expiresAt {
+		return ErrExpired
+	}
+	return nil
 }
 
 // checkSession answers readSession's errors for callers that need only to
@@ -446,6 +488,14 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 	if err := db.commit(b); err != nil {
 		return 0, 0, err
 	}
+	if db.sc != nil {
+		db.sc.write(s.key, func(old *cachedSession) *cachedSession {
+			if old == nil {
+				return nil // no complete snapshot to apply the fields to
+			}
+			return old.withWrite(s.zbuf, fields)
+		})
+	}
 	return firstIndex, stored, nil
 }
 
@@ -515,6 +565,10 @@ func (db *DB) sessionFields(rd *Reader, s *Session, dst []FieldValue) ([]FieldVa
 		return dst, err
 	}
 	defer db.exit()
+	if u.cached != nil {
+		// The snapshot is never modified: its bytes can be shared.
+		return append(dst, u.cached.fields...), nil
+	}
 	sc := acquireScratch()
 	defer releaseScratch(sc)
 	sc.key = appendSessionPart(sc.key[:0], kindField, u.org, u.ids[:u.csidLen])
@@ -523,12 +577,18 @@ func (db *DB) sessionFields(rd *Reader, s *Session, dst []FieldValue) ([]FieldVa
 		u.arena = nil
 	}
 	a := u.arena[:0]
+	start := len(dst)
 	dst, err := db.scanFields(rd, sc.key, sc.key2, dst, func(b []byte) []byte {
 		start := len(a)
 		a = append(a, b...)
 		return a[start:len(a):len(a)]
 	})
 	u.arena = a
+	if err == nil && u.fill && rd != nil && db.sc != nil {
+		u.fill = false
+		sc.key = appendSessionPart(sc.key[:0], kindSession, u.org, u.ids[:u.csidLen])
+		db.sc.fill(sc.key, u.fillGen, newCachedSession(u.fillRec, dst[start:]))
+	}
 	return dst, err
 }
 
@@ -708,6 +768,14 @@ func (db *DB) SaveAggregate(orgIDs, csid string, agg []byte, scored uint32) erro
 	if cerr := b.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && db.sc != nil {
+		db.sc.write(s.key, func(old *cachedSession) *cachedSession {
+			if old == nil {
+				return nil
+			}
+			return old.withWrite(s.val, nil)
+		})
+	}
 	return err
 }
 
@@ -852,6 +920,9 @@ func (db *DB) sweepOne(s *scratch, expiryKey []byte, now int64) (bool, error) {
 	_ = b.Set(s.key, s.val, nil)
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return false, err
+	}
+	if db.sc != nil {
+		db.sc.write(s.key, func(*cachedSession) *cachedSession { return nil })
 	}
 	return true, corrupt
 }

@@ -132,6 +132,10 @@ type Options struct {
 	// where the kernel allows it, so that waiting for one does not hold a
 	// P; see uring_linux.go).
 	WALSync WALSyncMethod
+	// SessionCacheBytes bounds the session cache (sessioncache.go) that
+	// validate reads sessions and fields from: 0 means
+	// DefaultSessionCacheBytes, a negative value turns it off.
+	SessionCacheBytes int
 	// CacheBytes sizes Pebble's block cache (default 64 MiB). Sessions and
 	// org records are read on every request, so they should stay cached.
 	CacheBytes int64
@@ -176,6 +180,8 @@ type DB struct {
 	// call entering the store tells it one is being served (yield.go).
 	yield *yielder
 	uring *uringSyncer
+	// sc is the session cache; nil when Options turned it off.
+	sc *sessionCache
 
 	// dead is set by Pebble's Fatalf (see deadOnFatal) before it panics;
 	// from then on every call answers ErrFatal.
@@ -210,6 +216,12 @@ func Open(o Options) (*DB, error) {
 	}
 	if db.ttl <= 0 {
 		db.ttl = DefaultSessionTTL
+	}
+	switch {
+	case o.SessionCacheBytes == 0:
+		db.sc = newSessionCache(DefaultSessionCacheBytes)
+	case o.SessionCacheBytes > 0:
+		db.sc = newSessionCache(o.SessionCacheBytes)
 	}
 	if db.now == nil {
 		db.now = time.Now

@@ -1,0 +1,189 @@
+package store
+
+import (
+	"bytes"
+	"hash/maphash"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// The session cache.
+//
+// Validate reads a session's record and every one of its fields, two Pebble
+// seeks that cost about 11 us of a 55 us validate (PERF.md, "Session
+// cache"). The cache keeps, per session, an immutable snapshot of both, so a
+// validate through a Reader finds them in memory:
+//
+//   - Writers keep it current. Every write of a session (CreateSession,
+//     appendEvents, SaveAggregate, the sweep) holds the session's stripe and,
+//     after its commit, replaces the snapshot with one that has the write
+//     applied (or drops it). So a session created and fed by this process
+//     is cached from its first event to its validate, the usual order.
+//   - A read that misses (after a restart, or an eviction) fills the cache
+//     from the Reader's view, unless a session write may have committed
+//     after that view was taken: every write bumps gen, a Reader notes gen
+//     before it opens its view, and a fill is refused if gen moved. A
+//     refused fill costs nothing but the next read's miss.
+//   - A writer applies its write only to a snapshot that is there; a
+//     snapshot filled from an older view in the meantime is either refused
+//     (gen moved) or, if it went in first, gets the write applied after it,
+//     in the order the stripe gives the writers.
+//
+// Templates live in the same cache, under their own keys: a Reader's read
+// of a user's template (or of its absence) fills it, and every template
+// write (PutTemplate, DeleteTemplate, an enrolling PutDecision) drops the
+// entry after its commit, bumping gen like a session write. So a validate
+// whose session and template are cached reads nothing from Pebble.
+//
+// Snapshots are never modified once published: a reader holds one while
+// the writers publish others. Entries are evicted at random once a shard
+// passes its share of the byte budget; an evicted session is read from
+// Pebble again. Nothing durable depends on the cache.
+type sessionCache struct {
+	gen      atomic.Uint64 // session writes so far (see above)
+	seed     maphash.Seed
+	maxShard int // bytes per shard
+	shards   [sessionCacheShards]cacheShard
+}
+
+const sessionCacheShards = 64
+
+// DefaultSessionCacheBytes sizes the session cache when
+// Options.SessionCacheBytes is 0: some 30 000 sessions of a few fields.
+const DefaultSessionCacheBytes = 32 << 20
+
+type cacheShard struct {
+	mu    sync.Mutex
+	m     map[string]*cachedSession
+	bytes int
+	_     [40]byte // keep neighbouring shards' locks off one cache line
+}
+
+// cachedSession is one published snapshot: the encoded session record and
+// the session's fields in key order, all in one owned buffer. A user's
+// template is kept the same way, in rec, or absent (the user has none).
+type cachedSession struct {
+	rec    []byte
+	fields []FieldValue
+	absent bool
+	size   int
+}
+
+// newCachedTemplate is the entry of a template (absent: the user has none).
+func newCachedTemplate(tmpl []byte, absent bool) *cachedSession {
+	if absent {
+		tmpl = nil
+	}
+	e := newCachedSession(tmpl, nil)
+	e.absent = absent
+	return e
+}
+
+func newSessionCache(maxBytes int) *sessionCache {
+	c := &sessionCache{seed: maphash.MakeSeed(), maxShard: max(maxBytes/sessionCacheShards, 1)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]*cachedSession)
+	}
+	return c
+}
+
+func (c *sessionCache) shard(key []byte) *cacheShard {
+	return &c.shards[maphash.Bytes(c.seed, key)%sessionCacheShards]
+}
+
+// get returns the snapshot of the session key, or nil.
+func (c *sessionCache) get(key []byte) *cachedSession {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	e := sh.m[string(key)]
+	sh.mu.Unlock()
+	return e
+}
+
+// fill publishes e for key if no session write happened since gen.
+func (c *sessionCache) fill(key []byte, gen uint64, e *cachedSession) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if c.gen.Load() != gen {
+		return
+	}
+	sh.put(string(key), e, c.maxShard)
+}
+
+// write records a committed write of the session key: update maps the
+// current snapshot (nil if none) to the next one (nil: drop it). The caller
+// holds the session's stripe, so writes of one session come in commit order.
+func (c *sessionCache) write(key []byte, update func(old *cachedSession) *cachedSession) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c.gen.Add(1)
+	old := sh.m[string(key)]
+	next := update(old)
+	switch {
+	case next != nil:
+		sh.put(string(key), next, c.maxShard)
+	case old != nil:
+		delete(sh.m, string(key))
+		sh.bytes -= old.size
+	}
+}
+
+// put inserts or replaces, then evicts (at random: map order) down to max.
+func (sh *cacheShard) put(key string, e *cachedSession, max int) {
+	if old := sh.m[key]; old != nil {
+		sh.bytes -= old.size
+	}
+	sh.m[key] = e
+	sh.bytes += e.size
+	for k, v := range sh.m {
+		if sh.bytes <= max {
+			break
+		}
+		if k == key {
+			continue
+		}
+		delete(sh.m, k)
+		sh.bytes -= v.size
+	}
+}
+
+// newCachedSession builds a snapshot from a record and fields in key order,
+// copying them into one buffer.
+func newCachedSession(rec []byte, fields []FieldValue) *cachedSession {
+	n := len(rec)
+	for i := range fields {
+		n += len(fields[i].Key) + len(fields[i].Value)
+	}
+	buf := make([]byte, 0, n)
+	e := &cachedSession{fields: make([]FieldValue, len(fields))}
+	keep := func(b []byte) []byte {
+		start := len(buf)
+		buf = append(buf, b...)
+		return buf[start:len(buf):len(buf)]
+	}
+	e.rec = keep(rec)
+	for i := range fields {
+		e.fields[i] = FieldValue{Key: keep(fields[i].Key), Value: keep(fields[i].Value), TS: fields[i].TS}
+	}
+	e.size = n + 48*len(fields) + 160 // slices, map entry and key, roughly
+	return e
+}
+
+// withWrite is old with rec replaced and fields set (a later field of one
+// name replacing an earlier one, as appendEvents stores them).
+func (old *cachedSession) withWrite(rec []byte, fields []FieldValue) *cachedSession {
+	merged := slices.Clone(old.fields)
+	for i := range fields {
+		f := fields[i]
+		j, found := slices.BinarySearchFunc(merged, f.Key, func(a FieldValue, k []byte) int { return bytes.Compare(a.Key, k) })
+		if found {
+			merged[j] = f
+		} else {
+			merged = slices.Insert(merged, j, f)
+		}
+	}
+	return newCachedSession(rec, merged)
+}
