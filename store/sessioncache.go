@@ -49,6 +49,12 @@ type sessionCache struct {
 
 const sessionCacheShards = 64
 
+// maxSnapshotBytes bounds one session's snapshot. A write republishes the
+// whole snapshot, so without a bound a session of many large fields would
+// make every events post copy all of them (up to a few MiB under the
+// request limits); a larger session is simply read from Pebble.
+const maxSnapshotBytes = 64 << 10
+
 // DefaultSessionCacheBytes sizes the session cache when
 // Options.SessionCacheBytes is 0: some 30 000 sessions of a few fields.
 const DefaultSessionCacheBytes = 32 << 20
@@ -135,6 +141,10 @@ func (c *sessionCache) write(key []byte, update func(old *cachedSession) *cached
 func (sh *cacheShard) put(key string, e *cachedSession, max int) {
 	if old := sh.m[key]; old != nil {
 		sh.bytes -= old.size
+		delete(sh.m, key)
+	}
+	if e.size > maxSnapshotBytes {
+		return
 	}
 	sh.m[key] = e
 	sh.bytes += e.size
@@ -175,6 +185,13 @@ func newCachedSession(rec []byte, fields []FieldValue) *cachedSession {
 // withWrite is old with rec replaced and fields set (a later field of one
 // name replacing an earlier one, as appendEvents stores them).
 func (old *cachedSession) withWrite(rec []byte, fields []FieldValue) *cachedSession {
+	n := old.size + len(rec)
+	for i := range fields {
+		n += len(fields[i].Key) + len(fields[i].Value)
+	}
+	if n > maxSnapshotBytes {
+		return nil // too big to republish on every write: read from Pebble
+	}
 	merged := slices.Clone(old.fields)
 	for i := range fields {
 		f := fields[i]

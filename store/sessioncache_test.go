@@ -351,3 +351,26 @@ func TestTemplateCacheAgreesWithPebble(t *testing.T) {
 		t.Fatalf("only %d template reads were answered from the cache", hits)
 	}
 }
+
+// A session whose snapshot would pass maxSnapshotBytes is not cached (each
+// events post would copy it all), and reads of it stay right.
+func TestSessionCacheSkipsLargeSessions(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "s-big")
+	val := bytes.Repeat([]byte("7"), 4096)
+	for i := range 20 {
+		must[uint32](t)(db.AppendEvents(o.ID, "s-big", []FieldValue{{Key: fmt.Appendf(nil, "f%02d", i), Value: val}}, nil, false))
+	}
+	if cached(db, o.ID, "s-big") {
+		t.Fatal("an 80 KiB session is cached")
+	}
+	for range 2 { // the second read would hit a fill
+		if got, want := viewThrough(db, o.ID, "s-big"), viewOfPebble(db, o.ID, "s-big"); got != want {
+			t.Fatalf("got %s\nwant %s", got, want)
+		}
+	}
+	if cached(db, o.ID, "s-big") {
+		t.Fatal("a read filled the cache with an 80 KiB session")
+	}
+}
