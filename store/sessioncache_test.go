@@ -374,3 +374,26 @@ func TestSessionCacheSkipsLargeSessions(t *testing.T) {
 		t.Fatal("a read filled the cache with an 80 KiB session")
 	}
 }
+
+// With the cache off, Readers read Pebble and answer the same.
+func TestSessionCacheOff(t *testing.T) {
+	c := newClock()
+	db, err := Open(Options{Dir: "db", FS: vfs.NewMem(), Now: c.Now, SessionCacheBytes: -1})
+	check(t, err)
+	defer db.Close()
+	if db.sc != nil {
+		t.Fatal("a cache with SessionCacheBytes < 0")
+	}
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "s-1")
+	must[uint32](t)(db.AppendEvents(o.ID, "s-1", []FieldValue{{Key: []byte("amount"), Value: []byte("5")}}, nil, false))
+	check(t, db.PutTemplate(o.ID, "u", []byte("t")))
+	if got, want := viewThrough(db, o.ID, "s-1"), viewOfPebble(db, o.ID, "s-1"); got != want || !bytes.Contains([]byte(got), []byte("amount")) {
+		t.Fatalf("got %s\nwant %s", got, want)
+	}
+	r := db.NewReader()
+	defer r.Close()
+	if got, err := r.TemplateInto(o.ID, "u", nil); err != nil || string(got) != "t" {
+		t.Fatalf("template: %q %v", got, err)
+	}
+}

@@ -41,6 +41,8 @@ func cmdServe(args []string, e *env) error {
 		"least time between two log fsyncs, so concurrent commits share one (0: no wait; see PERF.md)")
 	walSyncMethod := c.String("wal-sync", "auto|io_uring|fdatasync", "auto",
 		"how log syncs are issued: io_uring lets requests run while a sync is in flight (auto: io_uring where the kernel allows it; see PERF.md)")
+	sessionCacheMB := c.Int("session-cache-mb", "N", store.DefaultSessionCacheBytes>>20,
+		"memory for the cache validate reads sessions, fields and templates from (0: off)")
 	maxConns := c.Int("max-conns-per-ip", "N", 0, "concurrent connections per client IP (default: the server's)")
 	readTimeout := c.Duration("read-timeout", "DURATION", 0, "time to read one request (default: the server's)")
 	writeTimeout := c.Duration("write-timeout", "DURATION", 0, "time to write one response (default: the server's)")
@@ -70,8 +72,8 @@ func cmdServe(args []string, e *env) error {
 		return usagef("--require-client-cert needs --client-ca")
 	case *dim <= 0:
 		return usagef("--embedding-dim must be positive")
-	case *workers < 0 || *queue < 0 || *maxConns < 0:
-		return usagef("--workers, --queue and --max-conns-per-ip must not be negative")
+	case *workers < 0 || *queue < 0 || *maxConns < 0 || *sessionCacheMB < 0:
+		return usagef("--workers, --queue, --max-conns-per-ip and --session-cache-mb must not be negative")
 	case *ttl <= 0:
 		return usagef("--session-ttl must be positive")
 	case *walSync < 0:
@@ -104,7 +106,8 @@ func cmdServe(args []string, e *env) error {
 		walSyncInterval = -1 // the store reads zero as its default
 	}
 	db, err := store.Open(store.Options{Dir: *data, Durability: dur, SessionTTL: *ttl,
-		WALSyncInterval: walSyncInterval, WALSync: walMethod, Logger: log})
+		WALSyncInterval: walSyncInterval, WALSync: walMethod, SessionCacheBytes: sessionCacheBytes(*sessionCacheMB),
+		Logger: log})
 	if err != nil {
 		return openError(*data, err)
 	}
@@ -199,6 +202,14 @@ func cmdServe(args []string, e *env) error {
 	closeStore()
 	log.Info("stopped", "uptime", time.Since(start))
 	return failed
+}
+
+// sessionCacheBytes maps --session-cache-mb to store.Options (0: off).
+func sessionCacheBytes(mb int) int {
+	if mb == 0 {
+		return -1
+	}
+	return mb << 20
 }
 
 // sonicMode says whether sonic runs its JIT/SIMD implementation or falls
