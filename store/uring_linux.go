@@ -30,6 +30,7 @@ import (
 // it) newUringSyncer fails and the store syncs the ordinary way.
 type uringSyncer struct {
 	mu      sync.Mutex // one operation in flight
+	broken  bool       // the ring misbehaved once: fdatasync from then on
 	ringFd  int
 	efd     *os.File // eventfd, non-blocking, in the netpoller
 	sqRing  []byte
@@ -126,7 +127,28 @@ func newUringSyncer() (*uringSyncer, error) {
 	// A non-blocking descriptor handed to os.NewFile joins the netpoller,
 	// so a Read parks the goroutine instead of blocking its thread.
 	u.efd = os.NewFile(uintptr(efd), "io_uring-eventfd")
+	// Kernels that set up a ring may still refuse what sync sends (Linux
+	// 5.2-5.5 answer IOSQE_ASYNC with EINVAL): sync a scratch file once
+	// through the ring and use it only if that works.
+	if err := u.probe(); err != nil {
+		u.close()
+		return nil, err
+	}
 	return u, nil
+}
+
+func (u *uringSyncer) probe() error {
+	fd, err := unix.MemfdCreate("countersign-io_uring-probe", unix.MFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("io_uring probe: memfd: %w", err)
+	}
+	defer unix.Close(fd)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if _, err := u.ring(uintptr(fd), true); err != nil {
+		return fmt.Errorf("io_uring probe: %w", err)
+	}
+	return nil
 }
 
 func (u *uringSyncer) unmap() {
@@ -144,13 +166,37 @@ func (u *uringSyncer) unmap() {
 // errUringClosed: a sync after Close.
 var errUringClosed = errors.New("store: io_uring syncer closed")
 
-// sync fdatasyncs (datasync) or fsyncs fd and returns its result.
+// sync fdatasyncs (datasync) or fsyncs fd and returns its result. If the
+// ring itself fails (the submission or the wait fails, or the kernel refuses
+// the operation, so the sync never ran), the syncer is marked broken and this
+// and every later sync call fdatasync or fsync directly: slower, never less
+// durable. Errors of the sync itself (EIO, ENOSPC) are returned as they are.
 func (u *uringSyncer) sync(fd uintptr, datasync bool) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
 		return errUringClosed
 	}
+	if !u.broken {
+		res, err := u.ring(fd, datasync)
+		if err == nil {
+			if res < 0 {
+				return &os.PathError{Op: "fsync (io_uring)", Path: "wal", Err: unix.Errno(-res)}
+			}
+			return nil
+		}
+		u.broken = true
+	}
+	if datasync {
+		return unix.Fdatasync(int(fd))
+	}
+	return unix.Fsync(int(fd))
+}
+
+// ring submits one fsync and waits for its completion; it returns the
+// completion's result (0 or -errno of the sync), or an error when the ring
+// could not carry it out. The caller holds u.mu.
+func (u *uringSyncer) ring(fd uintptr, datasync bool) (int32, error) {
 	tail := atomic.LoadUint32(u.sqTail)
 	idx := tail & u.sqMask
 	sqe := u.sqes[idx*uringSQESize : (idx+1)*uringSQESize]
@@ -161,7 +207,8 @@ func (u *uringSyncer) sync(fd uintptr, datasync bool) error {
 	if datasync {
 		*(*uint32)(unsafe.Pointer(&sqe[28])) = uringFsyncDatasync
 	}
-	*(*uint64)(unsafe.Pointer(&sqe[32])) = uint64(tail) + 1 // user_data
+	want := uint64(tail) + 1
+	*(*uint64)(unsafe.Pointer(&sqe[32])) = want // user_data
 	*(*uint32)(unsafe.Add(u.sqArray, 4*idx)) = idx
 	atomic.StoreUint32(u.sqTail, tail+1)
 	for {
@@ -170,10 +217,10 @@ func (u *uringSyncer) sync(fd uintptr, datasync bool) error {
 			continue
 		}
 		if errno != 0 {
-			return fmt.Errorf("io_uring_enter: %w", errno)
+			return 0, fmt.Errorf("io_uring_enter: %w", errno)
 		}
 		if n != 1 {
-			return fmt.Errorf("io_uring_enter submitted %d of 1", n)
+			return 0, fmt.Errorf("io_uring_enter submitted %d of 1", n)
 		}
 		break
 	}
@@ -182,16 +229,22 @@ func (u *uringSyncer) sync(fd uintptr, datasync bool) error {
 		head := atomic.LoadUint32(u.cqHead)
 		if head != atomic.LoadUint32(u.cqTail) {
 			cqe := unsafe.Add(u.cqes, uringCQESize*(head&u.cqMask))
+			userData := *(*uint64)(cqe)
 			res := *(*int32)(unsafe.Add(cqe, 8))
 			atomic.StoreUint32(u.cqHead, head+1)
-			if res < 0 {
-				return &os.PathError{Op: "fdatasync (io_uring)", Path: "wal", Err: unix.Errno(-res)}
+			if userData != want {
+				continue // an older operation's, whose caller gave up on it
 			}
-			return nil
+			switch -res {
+			case int32(unix.EINVAL), int32(unix.EOPNOTSUPP), int32(unix.ECANCELED), int32(unix.EAGAIN), int32(unix.EINTR):
+				// The kernel did not carry the operation out.
+				return 0, fmt.Errorf("io_uring fsync: %w", unix.Errno(-res))
+			}
+			return res, nil
 		}
 		// Wait in the netpoller for the kernel to post the completion.
 		if _, err := u.efd.Read(buf[:]); err != nil {
-			return fmt.Errorf("io_uring eventfd: %w", err)
+			return 0, fmt.Errorf("io_uring eventfd: %w", err)
 		}
 	}
 }

@@ -52,6 +52,27 @@ func TestUringSyncReportsTheKernelsAnswer(t *testing.T) {
 	if err := u.sync(fd, true); !errors.Is(err, unix.EBADF) {
 		t.Fatalf("sync of a closed descriptor: %v, want EBADF", err)
 	}
+	if u.broken {
+		t.Fatal("a sync's own error marked the ring broken")
+	}
+	// An operation the kernel refuses (fsync of a pipe: EINVAL) says the
+	// ring cannot be trusted: the syncer falls back to fdatasync, which
+	// answers for itself, and keeps working.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	if err := u.sync(pw.Fd(), true); !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("sync of a pipe: %v, want EINVAL", err)
+	}
+	if !u.broken {
+		t.Fatal("a refused operation did not mark the ring broken")
+	}
+	if err := u.sync(f.Fd(), true); err != nil {
+		t.Fatalf("sync after the fallback: %v", err)
+	}
 	u.close()
 	if err := u.sync(f.Fd(), true); !errors.Is(err, errUringClosed) {
 		t.Fatalf("sync after close: %v", err)
