@@ -584,7 +584,9 @@ func (db *DB) sessionFields(rd *Reader, s *Session, dst []FieldValue) ([]FieldVa
 		return a[start:len(a):len(a)]
 	})
 	u.arena = a
-	if err == nil && u.fill && rd != nil && db.sc != nil {
+	// Only from the Reader the record came from (same generation): fields
+	// from an older view must not be published beside a newer record.
+	if err == nil && u.fill && rd != nil && db.sc != nil && rd.gen == u.fillGen {
 		u.fill = false
 		sc.key = appendSessionPart(sc.key[:0], kindSession, u.org, u.ids[:u.csidLen])
 		db.sc.fill(sc.key, u.fillGen, newCachedSession(u.fillRec, dst[start:]))

@@ -397,3 +397,29 @@ func TestSessionCacheOff(t *testing.T) {
 		t.Fatalf("template: %q %v", got, err)
 	}
 }
+
+// A session read through one Reader and its fields through another, older
+// one: the fields come from the older view, so nothing is filled.
+func TestSessionCacheFillNeedsOneView(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "s-1")
+	old := db.NewReader()
+	defer old.Close()
+	_, _, _ = old.Idempotent(o.ID, []byte("k")) // older view
+	must[uint32](t)(db.AppendEvents(o.ID, "s-1", []FieldValue{{Key: []byte("amount"), Value: []byte("5")}}, nil, false))
+	for i := range db.sc.shards { // a miss from here on
+		db.sc.shards[i].m = make(map[string]*cachedSession)
+		db.sc.shards[i].bytes = 0
+	}
+	fresh := db.NewReader()
+	defer fresh.Close()
+	var s Session
+	check(t, fresh.SessionInPlace(o.ID, "s-1", &s))
+	if _, err := old.SessionFields(&s, nil); err != nil {
+		t.Fatal(err)
+	}
+	if cached(db, o.ID, "s-1") {
+		t.Fatal("a record from one view was published with fields from an older one")
+	}
+}
