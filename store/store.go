@@ -275,6 +275,12 @@ func Open(o Options) (*DB, error) {
 	// the logger must mark this DB dead before Fatalf panics.
 	po.Logger = deadOnFatal{pebbleLogger: pebbleLogger{db.log}, dead: &db.dead}
 	applyPebbleOptions(po, db, o.WALSyncInterval)
+	// Table writers must not pause while Pebble holds writes back for them
+	// (yield.go).
+	po.EventListener = &pebble.EventListener{
+		WriteStallBegin: func(pebble.WriteStallBeginInfo) { db.yield.stall.Store(true) },
+		WriteStallEnd:   func() { db.yield.stall.Store(false) },
+	}
 	db.pdb, err = pebble.Open(o.Dir, po)
 	if err != nil {
 		db.zenc.Close()

@@ -20,29 +20,34 @@ import (
 // 30-100 ms at a time while all 64 connections waited; that, not queueing,
 // was the open-loop p99 of 35-50 ms (PERF.md, "Background work on one P").
 //
-// storeFS (fs.go) wraps the file system so that a table writer gives way: while the
-// store is serving (foreground calls entered it within yieldIdle), a write
-// to a table file that comes yieldEvery or more after the last pause sleeps
-// for yieldSleep first. Sleeping, unlike runtime.Gosched, parks the writer,
-// and its partner soon blocks on the channel, so the scheduler finds no
-// local work, polls the network and runs the requests that arrived. A store
-// with no foreground calls never sleeps, so flushes and compactions run at
-// full speed when nothing waits for the P.
+// storeFS (fs.go) wraps the file system so that a table writer gives way:
+// while the store is serving (a foreground call entered it within
+// yieldIdle), a write to a table file that comes yieldEvery or more after
+// the last pause sleeps for yieldSleep first. Sleeping, unlike
+// runtime.Gosched, parks the writer, and its partner soon blocks on the
+// channel, so the scheduler finds no local work, polls the network and runs
+// the requests that arrived. A store with no call for yieldIdle never
+// sleeps, so flushes and compactions run at full speed when nothing waits
+// for the P; nor does one whose writes Pebble is stalling (the requests then
+// wait for the writer, not for the P; the DB's event listener sets stall).
 //
-// The cost is background throughput while requests are served: at most
-// about half of the core goes to table writing then. Pebble still throttles
-// writes itself if compactions fall behind (L0 stop-writes threshold), so
-// the sleep cannot let the tree grow without bound; it trades a few percent
-// of closed-loop throughput for tails an order of magnitude shorter.
+// The cost is background throughput while requests are served: with
+// requests to run, the writer gets about half of the core; between
+// requests less, since Go's timers sleep at least a millisecond when
+// nothing else is runnable. That only ever slows background work while
+// calls keep arriving at least every yieldIdle, and a write stall lifts
+// it, so the tree cannot grow without bound. It trades a few percent of
+// closed-loop throughput for tails an order of magnitude shorter.
 const (
 	yieldEvery = 100 * time.Microsecond
 	yieldSleep = 100 * time.Microsecond
-	yieldIdle  = 50 * time.Millisecond
+	yieldIdle  = 5 * time.Millisecond
 )
 
 // yielder decides when a background table writer sleeps. One per DB; safe
 // for concurrent writers (a race at worst makes two of them sleep).
 type yielder struct {
+	stall  atomic.Bool   // Pebble is holding writes back: never pause then
 	call   atomic.Int64  // clock of the latest foreground call (touch)
 	last   atomic.Int64  // clock of the last pause (or check while idle)
 	yields atomic.Uint64 // pauses so far (DB.BackgroundYields)
@@ -72,8 +77,11 @@ func (y *yielder) maybeYield() {
 		return
 	}
 	y.last.Store(now)
-	if now-y.call.Load() > int64(yieldIdle) {
-		return // no request for a while: run flat out
+	if now-y.call.Load() > int64(yieldIdle) || y.stall.Load() {
+		// No request for a while: run flat out. Or Pebble is stalling
+		// writes until this flush or compaction catches up: the requests
+		// are waiting for the writer, not for the P.
+		return
 	}
 	y.yields.Add(1)
 	y.sleep(yieldSleep)

@@ -55,6 +55,16 @@ func TestYielderPausesOnlyWhileServing(t *testing.T) {
 	if slept.Load() != before+1 {
 		t.Fatal("no call since the last check, but one within yieldIdle: want a pause")
 	}
+	// ...except while Pebble stalls writes: then the requests wait for
+	// the writer.
+	y.stall.Store(true)
+	time.Sleep(2 * yieldEvery)
+	before = slept.Load()
+	y.maybeYield()
+	if slept.Load() != before {
+		t.Fatal("paused during a write stall")
+	}
+	y.stall.Store(false)
 	// ...and stops once the store has been idle for yieldIdle.
 	time.Sleep(yieldIdle + 10*time.Millisecond)
 	before = slept.Load()
