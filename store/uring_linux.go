@@ -29,8 +29,9 @@ import (
 // Where io_uring is unavailable (old kernels, seccomp profiles that refuse
 // it) newUringSyncer fails and the store syncs the ordinary way.
 type uringSyncer struct {
-	mu      sync.Mutex // one operation in flight
-	broken  bool       // the ring misbehaved once: fdatasync from then on
+	mu      sync.Mutex  // one operation in flight
+	broken  bool        // the ring misbehaved once: fdatasync from then on
+	onBreak func(error) // told once, when the ring breaks (the store logs it)
 	ringFd  int
 	efd     *os.File // eventfd, non-blocking, in the netpoller
 	sqRing  []byte
@@ -186,6 +187,9 @@ func (u *uringSyncer) sync(fd uintptr, datasync bool) error {
 			return nil
 		}
 		u.broken = true
+		if u.onBreak != nil {
+			u.onBreak(err)
+		}
 	}
 	if datasync {
 		return unix.Fdatasync(int(fd))

@@ -5,7 +5,7 @@ package store
 import "errors"
 
 // uringSyncer exists only on Linux; elsewhere WAL syncs use fdatasync.
-type uringSyncer struct{}
+type uringSyncer struct{ onBreak func(error) }
 
 func newUringSyncer() (*uringSyncer, error) {
 	return nil, errors.New("io_uring is Linux only")

@@ -70,6 +70,9 @@ func (db *DB) setupWALSync(m WALSyncMethod, fs vfs.FS) error {
 	switch {
 	case err == nil:
 		db.uring = u
+		u.onBreak = func(err error) {
+			db.log.Error("WAL syncs fall back to fdatasync: the io_uring ring failed", "err", err.Error())
+		}
 	case m == WALSyncIOUring:
 		return fmt.Errorf("store: WAL sync through io_uring: %w", err)
 	default:
