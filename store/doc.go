@@ -79,7 +79,19 @@
 // through an iterator rather than pebble.DB.Get, which allocates for every
 // sstable it consults (see read). Organizations are not read per request at
 // all: the server caches what a credential resolves to, and OrgGeneration
-// tells it when the cache is stale.
+// tells it when the cache is stale. Through a Reader, sessions with their
+// fields, and templates, come from the session cache when it has them
+// (sessioncache.go), so a validate of a session this process has been
+// receiving events for reads nothing from Pebble.
+//
+// # Writes and the disk
+//
+// Table files are written by writers that give way to requests while the
+// store is serving (yield.go), and the WAL is synced through io_uring where
+// the kernel allows it (uring_linux.go), so a sync in flight does not hold
+// the goroutine's P; both matter most on one core. Every write acknowledged
+// to a client is synced; sweeps and aggregate saves, whose loss a crash
+// only undoes, are not.
 //
 // # Sessions
 //
