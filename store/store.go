@@ -179,7 +179,9 @@ type DB struct {
 	// yield makes background table writers give way to requests; every
 	// call entering the store tells it one is being served (yield.go).
 	yield *yielder
-	uring *uringSyncer
+	uring *uringSyncer // the WAL's syncs (walsync.go)
+	// uringTables syncs table files, on a ring of its own (fs.go).
+	uringTables *uringSyncer
 	// sc is the session cache; nil when Options turned it off.
 	sc *sessionCache
 
@@ -266,7 +268,7 @@ func Open(o Options) (*DB, error) {
 		return nil, err
 	}
 	po := &pebble.Options{
-		FS:                 storeFS{FS: fs, y: db.yield, sy: db.uring},
+		FS:                 storeFS{FS: fs, y: db.yield, sy: db.uring, tsy: db.uringTables},
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{db.log},

@@ -29,9 +29,10 @@ import (
 // Where io_uring is unavailable (old kernels, seccomp profiles that refuse
 // it) newUringSyncer fails and the store syncs the ordinary way.
 type uringSyncer struct {
-	mu      sync.Mutex  // one operation in flight
-	broken  bool        // the ring misbehaved once: fdatasync from then on
-	onBreak func(error) // told once, when the ring breaks (the store logs it)
+	mu      sync.Mutex    // one operation in flight
+	broken  bool          // the ring misbehaved once: fdatasync from then on
+	onBreak func(error)   // told once, when the ring breaks (the store logs it)
+	synced  atomic.Uint64 // syncs carried out through the ring
 	ringFd  int
 	efd     *os.File // eventfd, non-blocking, in the netpoller
 	sqRing  []byte
@@ -181,6 +182,7 @@ func (u *uringSyncer) sync(fd uintptr, datasync bool) error {
 	if !u.broken {
 		res, err := u.ring(fd, datasync)
 		if err == nil {
+			u.synced.Add(1)
 			if res < 0 {
 				return &os.PathError{Op: "fsync (io_uring)", Path: "wal", Err: unix.Errno(-res)}
 			}

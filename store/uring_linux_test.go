@@ -150,6 +150,13 @@ func TestWALSyncThroughUring(t *testing.T) {
 	if err := db.PutTemplate(org.ID, "alice", []byte("tmpl")); err != nil {
 		t.Fatal(err)
 	}
+	// A flush writes a table and syncs it on the tables' ring.
+	if err := db.pdb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if db.uring.synced.Load() == 0 || db.uringTables.synced.Load() == 0 {
+		t.Fatalf("syncs through the rings: WAL %d, tables %d", db.uring.synced.Load(), db.uringTables.synced.Load())
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -50,9 +50,10 @@ func (m WALSyncMethod) String() string {
 	return fmt.Sprintf("WALSyncMethod(%d)", uint8(m))
 }
 
-// setupWALSync prepares the io_uring syncer that storeFS gives WAL files,
-// unless the method or the file system rules it out. Only a file system
-// with real descriptors can use it: an in-memory one syncs for free.
+// setupWALSync prepares the io_uring syncers that storeFS gives WAL files
+// and table files, unless the method or the file system rules it out. Only
+// a file system with real descriptors can use them: an in-memory one syncs
+// for free.
 func (db *DB) setupWALSync(m WALSyncMethod, fs vfs.FS) error {
 	if m > WALSyncFdatasync {
 		return ErrWALSync
@@ -66,17 +67,22 @@ func (db *DB) setupWALSync(m WALSyncMethod, fs vfs.FS) error {
 		}
 		return nil
 	}
-	u, err := newUringSyncer()
-	switch {
-	case err == nil:
-		db.uring = u
-		u.onBreak = func(err error) {
-			db.log.Error("WAL syncs fall back to fdatasync: the io_uring ring failed", "err", err.Error())
+	for _, dst := range []**uringSyncer{&db.uring, &db.uringTables} {
+		u, err := newUringSyncer()
+		switch {
+		case err == nil:
+			*dst = u
+			u.onBreak = func(err error) {
+				db.log.Error("syncs fall back to fdatasync: an io_uring ring failed", "err", err.Error())
+			}
+		case m == WALSyncIOUring:
+			db.closeWALSync()
+			return fmt.Errorf("store: WAL sync through io_uring: %w", err)
+		default:
+			db.closeWALSync()
+			db.log.Info("WAL syncs use fdatasync: io_uring is unavailable", "reason", err.Error())
+			return nil
 		}
-	case m == WALSyncIOUring:
-		return fmt.Errorf("store: WAL sync through io_uring: %w", err)
-	default:
-		db.log.Info("WAL syncs use fdatasync: io_uring is unavailable", "reason", err.Error())
 	}
 	return nil
 }
@@ -87,8 +93,11 @@ func (db *DB) setupWALSync(m WALSyncMethod, fs vfs.FS) error {
 func realFS(fs vfs.FS) bool { return fs == vfs.Default }
 
 func (db *DB) closeWALSync() {
-	if db.uring != nil {
-		db.uring.close()
+	for _, u := range []**uringSyncer{&db.uring, &db.uringTables} {
+		if *u != nil {
+			(*u).close()
+			*u = nil
+		}
 	}
 }
 
