@@ -40,7 +40,7 @@ func cmdServe(args []string, e *env) error {
 	walSync := c.Duration("wal-sync-interval", "DURATION", store.DefaultWALSyncInterval,
 		"least time between two log fsyncs, so concurrent commits share one (0: no wait; see PERF.md)")
 	walSyncMethod := c.String("wal-sync", "auto|io_uring|fdatasync", "auto",
-		"how log syncs are issued: io_uring lets requests run while a sync is in flight (auto: io_uring where the kernel allows it; see PERF.md)")
+		"how log and table syncs are issued: io_uring lets requests run while a sync is in flight (auto: io_uring where the kernel allows it; see PERF.md)")
 	sessionCacheMB := c.Int("session-cache-mb", "N", store.DefaultSessionCacheBytes>>20,
 		"memory for the cache validate reads sessions, fields and templates from (0: off)")
 	maxConns := c.Int("max-conns-per-ip", "N", 0, "concurrent connections per client IP (default: the server's)")
