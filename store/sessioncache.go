@@ -62,10 +62,14 @@ const DefaultSessionCacheBytes = 32 << 20
 
 type cacheShard struct {
 	mu    sync.Mutex
-	m     map[string]*cachedSession
+	m     map[string]*cacheSlot
 	bytes int
 	_     [40]byte // keep neighbouring shards' locks off one cache line
 }
+
+// cacheSlot holds a key's current snapshot, so that replacing it (every
+// write of a cached session) neither allocates the key again nor rehashes.
+type cacheSlot struct{ e *cachedSession }
 
 // cachedSession is one published snapshot: the encoded session record and
 // the session's fields in key order, all in one owned buffer. A user's
@@ -90,7 +94,7 @@ func newCachedTemplate(tmpl []byte, absent bool) *cachedSession {
 func newSessionCache(maxBytes int) *sessionCache {
 	c := &sessionCache{seed: maphash.MakeSeed(), maxShard: max(maxBytes/sessionCacheShards, 1)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]*cachedSession)
+		c.shards[i].m = make(map[string]*cacheSlot)
 	}
 	return c
 }
@@ -103,9 +107,11 @@ func (c *sessionCache) shard(key []byte) *cacheShard {
 func (c *sessionCache) get(key []byte) *cachedSession {
 	sh := c.shard(key)
 	sh.mu.Lock()
-	e := sh.m[string(key)]
-	sh.mu.Unlock()
-	return e
+	defer sh.mu.Unlock()
+	if slot := sh.m[string(key)]; slot != nil {
+		return slot.e
+	}
+	return nil
 }
 
 // fill publishes e for key if no session write happened since gen.
@@ -116,7 +122,7 @@ func (c *sessionCache) fill(key []byte, gen uint64, e *cachedSession) {
 	if c.gen.Load() != gen {
 		return
 	}
-	sh.put(string(key), e, c.maxShard)
+	sh.put(key, e, c.maxShard)
 }
 
 // write records a committed write of the session key: update maps the
@@ -127,11 +133,14 @@ func (c *sessionCache) write(key []byte, update func(old *cachedSession) *cached
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	c.gen.Add(1)
-	old := sh.m[string(key)]
+	var old *cachedSession
+	if slot := sh.m[string(key)]; slot != nil {
+		old = slot.e
+	}
 	next := update(old)
 	switch {
 	case next != nil:
-		sh.put(string(key), next, c.maxShard)
+		sh.put(key, next, c.maxShard)
 	case old != nil:
 		delete(sh.m, string(key))
 		sh.bytes -= old.size
@@ -139,52 +148,67 @@ func (c *sessionCache) write(key []byte, update func(old *cachedSession) *cached
 }
 
 // put inserts or replaces, then evicts (at random: map order) down to max.
-func (sh *cacheShard) put(key string, e *cachedSession, max int) {
-	if old := sh.m[key]; old != nil {
-		sh.bytes -= old.size
-		delete(sh.m, key)
+func (sh *cacheShard) put(key []byte, e *cachedSession, max int) {
+	slot := sh.m[string(key)]
+	if slot != nil {
+		sh.bytes -= slot.e.size
 	}
 	if e.size > maxSnapshotBytes {
+		if slot != nil {
+			delete(sh.m, string(key))
+		}
 		return
 	}
-	sh.m[key] = e
+	if slot == nil {
+		slot = &cacheSlot{}
+		sh.m[string(key)] = slot
+	}
+	slot.e = e
 	sh.bytes += e.size
 	for k, v := range sh.m {
 		if sh.bytes <= max {
 			break
 		}
-		if k == key {
+		if v == slot {
 			continue
 		}
 		delete(sh.m, k)
-		sh.bytes -= v.size
+		sh.bytes -= v.e.size
 	}
 }
 
 // newCachedSession builds a snapshot from a record and fields in key order,
 // copying them into one buffer.
 func newCachedSession(rec []byte, fields []FieldValue) *cachedSession {
+	return ownSnapshot(rec, slices.Clone(fields))
+}
+
+// ownSnapshot is newCachedSession for a fields slice the snapshot may keep:
+// the names and values are copied into one buffer and fields is pointed at
+// the copies, so a snapshot costs three allocations (buffer, fields, entry).
+func ownSnapshot(rec []byte, fields []FieldValue) *cachedSession {
 	n := len(rec)
 	for i := range fields {
 		n += len(fields[i].Key) + len(fields[i].Value)
 	}
 	buf := make([]byte, 0, n)
-	e := &cachedSession{fields: make([]FieldValue, len(fields))}
 	keep := func(b []byte) []byte {
 		start := len(buf)
 		buf = append(buf, b...)
 		return buf[start:len(buf):len(buf)]
 	}
-	e.rec = keep(rec)
+	e := &cachedSession{rec: keep(rec), fields: fields}
 	for i := range fields {
-		e.fields[i] = FieldValue{Key: keep(fields[i].Key), Value: keep(fields[i].Value), TS: fields[i].TS}
+		fields[i] = FieldValue{Key: keep(fields[i].Key), Value: keep(fields[i].Value), TS: fields[i].TS}
 	}
 	e.size = n + 48*len(fields) + 160 // slices, map entry and key, roughly
 	return e
 }
 
 // withWrite is old with rec replaced and fields set (a later field of one
-// name replacing an earlier one, as appendEvents stores them).
+// name replacing an earlier one, as appendEvents stores them). It copies the
+// whole snapshot, record included (an aggregate of a 512-d session is about
+// 4 KiB): snapshots are never modified once readers may hold them.
 func (old *cachedSession) withWrite(rec []byte, fields []FieldValue) *cachedSession {
 	n := old.size + len(rec)
 	for i := range fields {
@@ -193,7 +217,8 @@ func (old *cachedSession) withWrite(rec []byte, fields []FieldValue) *cachedSess
 	if n > maxSnapshotBytes {
 		return nil // too big to republish on every write: read from Pebble
 	}
-	merged := slices.Clone(old.fields)
+	merged := make([]FieldValue, len(old.fields), len(old.fields)+len(fields))
+	copy(merged, old.fields)
 	for i := range fields {
 		f := fields[i]
 		j, found := slices.BinarySearchFunc(merged, f.Key, func(a FieldValue, k []byte) int { return bytes.Compare(a.Key, k) })
@@ -203,5 +228,5 @@ func (old *cachedSession) withWrite(rec []byte, fields []FieldValue) *cachedSess
 			merged = slices.Insert(merged, j, f)
 		}
 	}
-	return newCachedSession(rec, merged)
+	return ownSnapshot(rec, merged)
 }

@@ -126,7 +126,7 @@ func TestSessionCacheRefusesAStaleFill(t *testing.T) {
 	check(t, db.PutTemplate(o.ID, "u", []byte("t")))
 	db.sc.shards = [sessionCacheShards]cacheShard{} // nothing cached
 	for i := range db.sc.shards {
-		db.sc.shards[i].m = make(map[string]*cachedSession)
+		db.sc.shards[i].m = make(map[string]*cacheSlot)
 	}
 
 	r := db.NewReader()
@@ -409,7 +409,7 @@ func TestSessionCacheFillNeedsOneView(t *testing.T) {
 	_, _, _ = old.Idempotent(o.ID, []byte("k")) // older view
 	must[uint32](t)(db.AppendEvents(o.ID, "s-1", []FieldValue{{Key: []byte("amount"), Value: []byte("5")}}, nil, false))
 	for i := range db.sc.shards { // a miss from here on
-		db.sc.shards[i].m = make(map[string]*cachedSession)
+		db.sc.shards[i].m = make(map[string]*cacheSlot)
 		db.sc.shards[i].bytes = 0
 	}
 	fresh := db.NewReader()
