@@ -6,11 +6,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/engine/match"
 	"github.com/countersign/countersign/engine/policy"
+	"github.com/countersign/countersign/store"
 )
 
 // randomDecision draws a verdict and value details covering every field of
@@ -240,4 +242,32 @@ func FuzzDecisionRecord(f *testing.F) {
 			t.Fatalf("error with output %q", out)
 		}
 	})
+}
+
+// Served decisions: one stored by an older countersign (the JSON answer
+// itself) is answered as stored; a damaged record is a 500 that names no
+// detail, and the server logs it.
+func TestServedDecisionRecords(t *testing.T) {
+	e := newEnv(t)
+	legacy := `{"success":true,"verifiedAction":false,"decisionID":"01JBZ8Q3Y00000000000000001"}`
+	for _, c := range []struct{ id, resp, idem string }{
+		{"01JBZ8Q3Y00000000000000001", legacy, "legacy-key"},
+		{"01JBZ8Q3Y00000000000000002", "\x01\xff", "damaged-key"},
+	} {
+		d := store.Decision{ID: c.id, OrgID: e.org.ID, CSID: "c", UserID: "u", Response: []byte(c.resp)}
+		if err := e.db.PutDecision(&d, []byte(c.idem), [32]byte{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := e.do(req{path: "/v1/decisions/01JBZ8Q3Y00000000000000001", headers: e.withKey()})
+	if g.status != 200 || !bytes.Contains(g.body, []byte(`"response":`+legacy+`}`)) {
+		t.Errorf("legacy decision: %s", g)
+	}
+	g = e.do(req{path: "/v1/decisions/01JBZ8Q3Y00000000000000002", headers: e.withKey()})
+	if g.status != 500 || g.errorCode() != "internal_error" || bytes.Contains(g.body, []byte("response")) {
+		t.Errorf("damaged decision: %s", g)
+	}
+	if !strings.Contains(e.logs.String(), "stored decision does not render") {
+		t.Errorf("damage not logged:\n%s", e.logs.String())
+	}
 }
