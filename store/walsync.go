@@ -8,7 +8,9 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// WALSyncMethod is how the store syncs its write-ahead log.
+// WALSyncMethod is how the store syncs its write-ahead log (and, with
+// io_uring, the tables that flushes and compactions write, on a ring of
+// their own).
 type WALSyncMethod uint8
 
 const (
