@@ -188,6 +188,7 @@ func TestMetrics(t *testing.T) {
 		`countersign_decisions_total{verdict="verified"} 0`,
 		`countersign_store_disk_bytes `,
 		`countersign_store_read_amplification `,
+		`countersign_store_background_yields_total 0`,
 		`go_goroutines `,
 	} {
 		if !bytes.Contains(r.body, []byte(want)) {
