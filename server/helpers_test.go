@@ -80,6 +80,11 @@ func withHook(h func(*fasthttp.RequestCtx)) envOption {
 	return func(e *testEnv, _ *Config, _ *store.Options) { e.hook = h }
 }
 
+// withStoreOptions lets f change the store's options.
+func withStoreOptions(f func(*store.Options)) envOption {
+	return func(_ *testEnv, _ *Config, so *store.Options) { f(so) }
+}
+
 // withStoreFS runs the store on fs (an errorfs wrapper, say) instead of a
 // plain in-memory file system.
 func withStoreFS(fs vfs.FS) envOption {
