@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/countersign/countersign/engine/biometric"
 )
 
 // verdictView is the parts of a validate answer the scenarios check.
@@ -328,6 +332,60 @@ func TestReenrollmentRescores(t *testing.T) {
 	sess, _ = e.db.Session(e.org.ID, s.csid)
 	if bytes.Equal(before, sess.Aggregate) {
 		t.Error("the rescored aggregate was not saved")
+	}
+}
+
+// TestDamagedTemplate: a validate reads only the header of a template its
+// session's frames were scored against, and decodes the vector, checking
+// it, when it scores frames against it. A template damaged where the
+// validate reads it is a logged 500, never a decision.
+func TestDamagedTemplate(t *testing.T) {
+	b := newBiometricScenario(t)
+	e := b.e
+	rng := newRand(410)
+	s := b.session("alice")
+	e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, b.face, 1, 1763800000100, 8)}))
+	e.waitScored(s)
+	good, err := e.db.Template(e.org.ID, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tm biometric.Template
+	if err := tm.Decode(good); err != nil {
+		t.Fatal(err)
+	}
+	put := func(tm *biometric.Template) {
+		t.Helper()
+		if err := e.db.PutTemplate(e.org.ID, "alice", tm.AppendBinary(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The vector is damaged, the version kept: the frames were scored
+	// against this version, so the validate needs no vector and decides.
+	damaged := biometric.Template{Version: tm.Version, Vec: slices.Clone(tm.Vec)}
+	damaged.Vec[0] = float32(math.NaN())
+	put(&damaged)
+	if v := parseVerdict(t, e.validate(e.validateBody(s, false, seedItems()...))); !v.VerifiedAction {
+		t.Fatalf("a session scored against the current version: %+v", v.Indicators)
+	}
+	// A new version: the session must be rescored against it, and the
+	// vector does not decode.
+	damaged.Version++
+	put(&damaged)
+	if r := e.validate(e.validateBody(s, false, seedItems()...)); r.status != 500 {
+		t.Errorf("rescoring against a damaged template: %v", r)
+	}
+	// A damaged header is refused whatever the validate needs.
+	raw := damaged.AppendBinary(nil)
+	raw[0] = 0
+	if err := e.db.PutTemplate(e.org.ID, "alice", raw); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.validate(e.validateBody(s, false, seedItems()...)); r.status != 500 {
+		t.Errorf("a template whose header is damaged: %v", r)
+	}
+	if n := strings.Count(e.logs.String(), "stored template does not decode"); n < 2 {
+		t.Errorf("%d damaged templates logged:\n%s", n, e.logs)
 	}
 }
 

@@ -71,22 +71,23 @@ func (s *Server) validate(c *reqCtx) {
 	}
 
 	// Biometrics: the aggregate must reflect the user's current template.
-	tmpl, err := s.loadTemplateInto(c)
-	if err != nil {
-		if errors.Is(err, biometric.ErrTemplateCorrupt) {
-			s.log.Error("stored template does not decode", "org", c.org.ID, "user", sess.UserID, "err", err)
-			c.fail(errInternal, nil)
-			return
-		}
-		c.storeFailed(err)
+	// Usually it does, and only the template's version is read; its
+	// vector is decoded (and checked) when frames are scored against it.
+	tmplVersion, ok := s.readTemplate(c)
+	if !ok {
 		return
 	}
+	enrolled := tmplVersion != 0
+	var tmpl *biometric.Template
 	framesLoaded := false
 	aggOK := len(sess.Aggregate) > 0 && c.agg.Decode(sess.Aggregate) == nil
 	if !aggOK {
 		c.agg.Reset(s.dim)
 	}
-	if sess.FramesScored > 0 && (!aggOK || c.agg.TemplateVersion() != templateVersion(tmpl)) {
+	if sess.FramesScored > 0 && (!aggOK || c.agg.TemplateVersion() != tmplVersion) {
+		if tmpl, ok = s.decodeTemplate(c, enrolled); !ok {
+			return
+		}
 		if !s.loadFrames(c) {
 			return
 		}
@@ -95,13 +96,12 @@ func (s *Server) validate(c *reqCtx) {
 	}
 
 	userMismatch := r.UserID != sess.UserID
-	enrolled := tmpl != nil
 	if userMismatch {
 		// The frames were scored against the session user's template; the
 		// request names another user, whose enrollment is what the answer
-		// reports (one more read, on this rare path only). No one enrolls.
-		// c.tmplBuf is free: c.tmpl was decoded from it (a copy), and
-		// without an enrollment it is not stored.
+		// reports (one more read, on this rare path only). No one enrolls,
+		// so the session user's template is not needed again: its bytes in
+		// c.tmplBuf may be overwritten.
 		var err error
 		c.tmplBuf, err = c.rd.TemplateInto(c.org.ID, r.UserID, c.tmplBuf[:0])
 		switch {
@@ -118,6 +118,11 @@ func (s *Server) validate(c *reqCtx) {
 	newTemplate := false
 	if e.compiled.WantsEnrollment(r.IsEnrollment, enrolled) && !userMismatch &&
 		(len(c.items) == 0 || c.mres.Matched) && sess.FramesReceived > 0 {
+		if tmpl == nil {
+			if tmpl, ok = s.decodeTemplate(c, enrolled); !ok {
+				return
+			}
+		}
 		if !framesLoaded {
 			if !s.loadFrames(c) {
 				return
@@ -173,6 +178,7 @@ func (s *Server) validate(c *reqCtx) {
 	// are byte for byte this answer (decisionrec.go).
 	c.rec = appendDecisionRecord(c.rec[:0], &c.verdict, c.mres.Details)
 	d.Response = c.rec
+	var err error
 	if c.out, err = appendValidateAnswer(c.out[:0], c.rec, d.ID); err != nil {
 		s.log.Error("decision record does not render", "org", c.org.ID, "err", err)
 		c.fail(errInternal, nil)
@@ -257,22 +263,39 @@ func (s *Server) processing(c *reqCtx) {
 	c.out = append(c.out, '}')
 }
 
-// loadTemplateInto reads and decodes the session user's template into c.tmpl
-// through c.tmplBuf, returning nil (and no error) when the user has none.
-// loadTemplate's work, without a copy of the stored bytes.
-func (s *Server) loadTemplateInto(c *reqCtx) (*biometric.Template, error) {
+// readTemplate reads the session user's template into c.tmplBuf and returns
+// its version: 0 when the user has none. A damaged template answers 500
+// (logged), as a read that fails does (false).
+func (s *Server) readTemplate(c *reqCtx) (version uint64, ok bool) {
 	var err error
 	c.tmplBuf, err = c.rd.TemplateInto(c.org.ID, c.sess.UserID, c.tmplBuf[:0])
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
+		return 0, true
 	}
 	if err != nil {
-		return nil, err
+		return 0, c.storeFailed(err)
+	}
+	if version, err = biometric.TemplateVersionOf(c.tmplBuf); err != nil {
+		return 0, s.templateCorrupt(c, err)
+	}
+	return version, true
+}
+
+// decodeTemplate decodes the template readTemplate read into c.tmpl, for
+// scoring or enrolling; nil when the user has none (enrolled false).
+func (s *Server) decodeTemplate(c *reqCtx, enrolled bool) (*biometric.Template, bool) {
+	if !enrolled {
+		return nil, true
 	}
 	if err := c.tmpl.Decode(c.tmplBuf); err != nil {
-		return nil, err
+		return nil, s.templateCorrupt(c, err)
 	}
-	return &c.tmpl, nil
+	return &c.tmpl, true
+}
+
+func (s *Server) templateCorrupt(c *reqCtx, err error) bool {
+	s.log.Error("stored template does not decode", "org", c.org.ID, "user", c.sess.UserID, "err", err)
+	return c.fail(errInternal, nil)
 }
 
 // matchValues matches the request's sessionData against the session's

@@ -226,23 +226,45 @@ func TestTemplateEncoding(t *testing.T) {
 	if got.Version != 42 || string(got.AppendBinary(nil)) != string(enc) {
 		t.Fatalf("round trip: %+v", got)
 	}
+	if v, err := TemplateVersionOf(enc); v != 42 || err != nil {
+		t.Fatalf("TemplateVersionOf = %d, %v", v, err)
+	}
 	for i := range len(enc) {
 		if err := got.Decode(enc[:i]); !errors.Is(err, ErrTemplateCorrupt) {
 			t.Fatalf("truncated at %d: %v", i, err)
 		}
+		if _, err := TemplateVersionOf(enc[:i]); !errors.Is(err, ErrTemplateCorrupt) {
+			t.Fatalf("TemplateVersionOf of the first %d bytes: %v", i, err)
+		}
 	}
-	for _, edit := range []func(*Template){
-		func(t *Template) { t.Version = 0 },
-		func(t *Template) { t.Version = MixedTemplates },
-		func(t *Template) { t.Vec[0] *= 2 },
-		func(t *Template) { t.Vec[1] = float32(math.NaN()) },
-		func(t *Template) { t.Vec = nil },
+	if _, err := TemplateVersionOf(append(enc[:len(enc):len(enc)], 0)); !errors.Is(err, ErrTemplateCorrupt) {
+		t.Fatalf("TemplateVersionOf accepted a trailing byte: %v", err)
+	}
+	for _, c := range []struct {
+		edit func(*Template)
+		// header: the damage is in the header, which TemplateVersionOf
+		// checks; otherwise only Decode sees it.
+		header bool
+	}{
+		{func(t *Template) { t.Version = 0 }, true},
+		{func(t *Template) { t.Version = MixedTemplates }, true},
+		{func(t *Template) { t.Vec = nil }, true},
+		{func(t *Template) { t.Vec[0] *= 2 }, false},
+		{func(t *Template) { t.Vec[1] = float32(math.NaN()) }, false},
 	} {
 		bad := unitTemplate(tm.Vec, 42)
-		edit(bad)
-		if err := got.Decode(bad.AppendBinary(nil)); !errors.Is(err, ErrTemplateCorrupt) {
+		c.edit(bad)
+		enc := bad.AppendBinary(nil)
+		if err := got.Decode(enc); !errors.Is(err, ErrTemplateCorrupt) {
 			t.Errorf("accepted %+v", bad)
 		}
+		if _, err := TemplateVersionOf(enc); errors.Is(err, ErrTemplateCorrupt) != c.header {
+			t.Errorf("TemplateVersionOf(%+v) = %v", bad, err)
+		}
+	}
+	enc[0]++ // a format this build does not know
+	if _, err := TemplateVersionOf(enc); !errors.Is(err, ErrTemplateCorrupt) {
+		t.Errorf("TemplateVersionOf accepted format %d", enc[0])
 	}
 }
 

@@ -46,15 +46,12 @@ func (t *Template) AppendBinary(dst []byte) []byte {
 // match, and a vector that is not finite and unit length. On error t is left
 // unchanged. It never panics.
 func (t *Template) Decode(src []byte) error {
-	if len(src) < 13 || src[0] != templateFormat {
-		return ErrTemplateCorrupt
+	version, err := TemplateVersionOf(src)
+	if err != nil {
+		return err
 	}
-	version := binary.LittleEndian.Uint64(src[1:9])
 	dim := binary.LittleEndian.Uint32(src[9:13])
 	body := src[13:]
-	if version == 0 || version == MixedTemplates || dim == 0 || dim > MaxDim || uint64(len(body)) != 4*uint64(dim) {
-		return ErrTemplateCorrupt
-	}
 	var ss float64
 	for i := 0; i+4 <= len(body); i += 4 {
 		x := float64(math.Float32frombits(binary.LittleEndian.Uint32(body[i:])))
@@ -69,6 +66,24 @@ func (t *Template) Decode(src []byte) error {
 		t.Vec[i] = math.Float32frombits(binary.LittleEndian.Uint32(body[4*i:]))
 	}
 	return nil
+}
+
+// TemplateVersionOf returns the version of the template encoded in src,
+// checking everything Decode checks but the components: the format, the
+// version, the dimension and the length. It is for a caller that only needs
+// to know which template is current (validate, when the frames were scored
+// against it already); whatever uses the vector decodes it with Decode,
+// which checks the components too.
+func TemplateVersionOf(src []byte) (uint64, error) {
+	if len(src) < 13 || src[0] != templateFormat {
+		return 0, ErrTemplateCorrupt
+	}
+	version := binary.LittleEndian.Uint64(src[1:9])
+	dim := binary.LittleEndian.Uint32(src[9:13])
+	if version == 0 || version == MixedTemplates || dim == 0 || dim > MaxDim || uint64(len(src)-13) != 4*uint64(dim) {
+		return 0, ErrTemplateCorrupt
+	}
+	return version, nil
 }
 
 // resize returns s with length n, reusing its array when it is large enough.
