@@ -80,7 +80,8 @@ func (s *Server) validate(c *reqCtx) {
 	enrolled := tmplVersion != 0
 	var tmpl *biometric.Template
 	framesLoaded := false
-	aggOK := len(sess.Aggregate) > 0 && c.agg.Decode(sess.Aggregate) == nil
+	// Only a policy reads the decoded aggregate (rescore resets it first).
+	aggOK := len(sess.Aggregate) > 0 && c.agg.DecodeForPolicy(sess.Aggregate) == nil
 	if !aggOK {
 		c.agg.Reset(s.dim)
 	}

@@ -134,6 +134,9 @@ type Aggregate struct {
 	prev            []float32 // unit embedding of the last face frame with a face
 	run             uint32    // static frames in a row ending at prev
 	hashes          []uint64  // xxhash64 of remembered face embeddings, sorted
+	// forPolicy: decoded by DecodeForPolicy, without the state above that
+	// only the next frame's checks read; it must not be folded or encoded.
+	forPolicy bool
 }
 
 // NewAggregate returns an empty aggregate for embeddings of dim components.
@@ -209,6 +212,7 @@ const (
 // plus 8 per remembered face frame (about 6.5 KB for a 40-frame 512-d session
 // with a document).
 func (a *Aggregate) AppendBinary(dst []byte) []byte {
+	a.mustBeWhole("AppendBinary")
 	var flags byte
 	if a.DriverLicense {
 		flags |= flagDriverLicense
@@ -371,14 +375,43 @@ func (r *reader) stats(s *TypeStats) {
 // never panics, and never allocates more than the input's length justifies.
 func (a *Aggregate) Decode(src []byte) error {
 	dim := a.dim
-	if err := a.decode(src); err != nil {
+	if err := a.decode(src, true); err != nil {
 		a.Reset(dim)
 		return err
 	}
 	return nil
 }
 
-func (a *Aggregate) decode(src []byte) error {
+// DecodeForPolicy is Decode for a caller that only evaluates a policy on a
+// (validate): it decodes everything engine/policy reads and skips the state
+// that only the next frame's checks use, the previous face embedding and
+// the replay hashes, and VerifiedSum unless there is a DocumentBest to
+// compare it with (VerifiedSum is then left zero). The lengths of what it
+// skips are checked, not their contents, which Decode checks when the
+// aggregate is read to be folded into. It refuses what Decode refuses
+// otherwise. The result may not be folded into or encoded (Fold and
+// AppendBinary panic): Reset it first, as rescoring does.
+func (a *Aggregate) DecodeForPolicy(src []byte) error {
+	dim := a.dim
+	if err := a.decode(src, false); err != nil {
+		a.Reset(dim)
+		return err
+	}
+	a.forPolicy = true
+	return nil
+}
+
+// mustBeWhole panics when a was decoded by DecodeForPolicy: what it left
+// out would be lost (AppendBinary) or missed (Fold's replay and static
+// checks) without a word.
+func (a *Aggregate) mustBeWhole(op string) {
+	if a.forPolicy {
+		panic("biometric: " + op + " on an aggregate from DecodeForPolicy")
+	}
+}
+
+// decode reads src into a; whole is false for DecodeForPolicy.
+func (a *Aggregate) decode(src []byte, whole bool) error {
 	r := reader{b: src}
 	if r.u8() != aggFormat {
 		return ErrCorrupt
@@ -410,17 +443,25 @@ func (a *Aggregate) decode(src []byte) error {
 	// the other two vectors are unit length.
 	var maxAbs float32
 	var ss float64
-	a.VerifiedSum, _, maxAbs = r.vec(a.VerifiedSum, a.dim)
-	if maxAbs > float32(a.Face.Verified)*1.001 {
-		return ErrCorrupt
+	if whole || flags&flagDocBest != 0 {
+		a.VerifiedSum, _, maxAbs = r.vec(a.VerifiedSum, a.dim)
+		if maxAbs > float32(a.Face.Verified)*1.001 {
+			return ErrCorrupt
+		}
+	} else {
+		r.take(4 * a.dim) // Reset left VerifiedSum zero
 	}
 	if flags&flagDocBest != 0 {
 		if a.DocumentBest, ss, _ = r.vec(a.DocumentBest, a.dim); !r.bad && !nearOne(ss) {
 			return ErrCorrupt
 		}
 	}
+	prevLen := 0
 	if flags&flagPrev != 0 {
-		if a.prev, ss, _ = r.vec(a.prev, a.dim); !r.bad && !nearOne(ss) {
+		prevLen = a.dim
+		if !whole {
+			r.take(4 * a.dim)
+		} else if a.prev, ss, _ = r.vec(a.prev, a.dim); !r.bad && !nearOne(ss) {
 			return ErrCorrupt
 		}
 	}
@@ -428,17 +469,19 @@ func (a *Aggregate) decode(src []byte) error {
 	if r.bad || n > MaxFrames || uint64(len(r.b)) != 8*uint64(n) {
 		return ErrCorrupt
 	}
-	if cap(a.hashes) < int(n) {
-		a.hashes = make([]uint64, 0, n)
-	}
-	a.hashes = a.hashes[:n]
-	for i := range a.hashes {
-		a.hashes[i] = binary.LittleEndian.Uint64(r.b[8*i:])
-		if i > 0 && a.hashes[i] <= a.hashes[i-1] {
-			return ErrCorrupt
+	if whole {
+		if cap(a.hashes) < int(n) {
+			a.hashes = make([]uint64, 0, n)
+		}
+		a.hashes = a.hashes[:n]
+		for i := range a.hashes {
+			a.hashes[i] = binary.LittleEndian.Uint64(r.b[8*i:])
+			if i > 0 && a.hashes[i] <= a.hashes[i-1] {
+				return ErrCorrupt
+			}
 		}
 	}
-	if !a.consistent() {
+	if !a.consistent(prevLen, int(n)) {
 		return ErrCorrupt
 	}
 	return nil
@@ -447,8 +490,10 @@ func (a *Aggregate) decode(src []byte) error {
 // consistent checks the relations Fold maintains between the fields, so that
 // a decoded aggregate is one Fold could have built (up to the values of the
 // sums) and engine/policy never sees, say, more verified frames than frames
-// or a NaN. (The vectors are checked as they are read.)
-func (a *Aggregate) consistent() bool {
+// or a NaN. (The vectors are checked as they are read.) prevLen and nHashes
+// are the lengths of prev and hashes in the encoding, which DecodeForPolicy
+// does not read into a.
+func (a *Aggregate) consistent(prevLen, nHashes int) bool {
 	f, d := &a.Face, &a.Document
 	if !f.valid() || !d.valid() {
 		return false
@@ -462,9 +507,9 @@ func (a *Aggregate) consistent() bool {
 		return false
 	case !sumIn(a.OneFaceLivenessSum, a.OneFace):
 		return false
-	case uint32(len(a.hashes)) > a.FacePresent, a.run > a.FacePresent:
+	case uint64(nHashes) > uint64(a.FacePresent), a.run > a.FacePresent:
 		return false
-	case len(a.prev) == 0 && a.run != 0, len(a.prev) > 0 && a.FacePresent == 0:
+	case prevLen == 0 && a.run != 0, prevLen > 0 && a.FacePresent == 0:
 		return false
 	case (a.DriverLicense || a.DocumentLive || len(a.DocumentBest) > 0) && d.Frames == 0:
 		return false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -265,6 +266,89 @@ func TestTemplateEncoding(t *testing.T) {
 	enc[0]++ // a format this build does not know
 	if _, err := TemplateVersionOf(enc); !errors.Is(err, ErrTemplateCorrupt) {
 		t.Errorf("TemplateVersionOf accepted format %d", enc[0])
+	}
+}
+
+// TestDecodeForPolicy: DecodeForPolicy reads what a policy needs, checks
+// the lengths of what it skips but not their contents, and its result can
+// be neither folded into nor encoded until it is Reset.
+func TestDecodeForPolicy(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	tmpl := unitTemplate(randVec(r, 64), 9)
+	a, _ := session(t, 64, 7, tmpl) // with a document frame, so VerifiedSum is read
+	if len(a.DocumentBest) == 0 || len(a.prev) == 0 || len(a.hashes) < 2 {
+		t.Fatalf("session does not exercise the skipped state:\n%s", a)
+	}
+	enc := a.AppendBinary(nil)
+	var p Aggregate
+	if err := p.DecodeForPolicy(enc); err != nil {
+		t.Fatal(err)
+	}
+	if !samePolicyView(a, &p) || p.String() == "" {
+		t.Fatalf("policy view differs:\n%s\n%s", a, &p)
+	}
+	for _, op := range []func(){
+		func() { p.AppendBinary(nil) },
+		func() { NewScorer(DefaultThresholds(), 64).Fold(&p, &Frame{Type: FaceFrame}, tmpl) },
+		func() { NewScorer(DefaultThresholds(), 64).FoldUnreadable(&p) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("an aggregate from DecodeForPolicy was folded into or encoded")
+				}
+			}()
+			op()
+		}()
+	}
+	p.Reset(64)
+	_ = p.AppendBinary(nil) // whole again
+
+	// offsets of the vectors: VerifiedSum, DocumentBest, prev, then hashes.
+	vs := len(enc) - 4 - 8*len(a.hashes) - 3*4*64
+	damage := func(off int) []byte {
+		b := slices.Clone(enc)
+		copy(b[off:], []byte{0, 0, 0xc0, 0x7f}) // a NaN
+		return b
+	}
+	var whole Aggregate
+	for _, c := range []struct {
+		name      string
+		b         []byte
+		forPolicy bool // DecodeForPolicy accepts it
+	}{
+		{"verified sum", damage(vs), false}, // read: there is a DocumentBest
+		{"document best", damage(vs + 4*64), false},
+		{"previous embedding", damage(vs + 8*64), true},
+		{"unsorted hashes", func() []byte {
+			b := slices.Clone(enc)
+			copy(b[len(b)-8:], b[len(b)-16:len(b)-8])
+			return b
+		}(), true},
+		{"a hash short", enc[:len(enc)-1], false},
+	} {
+		if err := whole.Decode(c.b); err == nil {
+			t.Errorf("%s: Decode accepted it", c.name)
+		}
+		if err := p.DecodeForPolicy(c.b); (err == nil) != c.forPolicy {
+			t.Errorf("%s: DecodeForPolicy: %v", c.name, err)
+		}
+	}
+
+	// Without a document frame VerifiedSum is skipped too, and left zero.
+	a.Reset(64)
+	s := NewScorer(DefaultThresholds(), 64)
+	for i := range 3 {
+		f := Frame{Seq: uint64(i + 1), TS: int64(1000 * (i + 1)), Type: FaceFrame, Faces: 1, Quality: 1, Liveness: 1,
+			Embedding: embedding(jitter(r, tmpl.Vec, 0.01))}
+		s.Fold(a, &f, tmpl)
+	}
+	if a.Face.Verified == 0 {
+		t.Fatalf("no verified frame:\n%s", a)
+	}
+	enc = a.AppendBinary(nil)
+	if err := p.DecodeForPolicy(enc); err != nil || !samePolicyView(a, &p) || slices.ContainsFunc(p.VerifiedSum, func(x float32) bool { return x != 0 }) {
+		t.Fatalf("face-only DecodeForPolicy: %v\n%s", err, &p)
 	}
 }
 

@@ -32,8 +32,13 @@ func FuzzAggregateDecode(f *testing.F) {
 	f.Add([]byte{aggFormat, 0xff})
 
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var a Aggregate
+		var a, p Aggregate
 		a.Reset(3)
+		p.Reset(3)
+		perr := p.DecodeForPolicy(b)
+		if perr != nil && (!errors.Is(perr, ErrCorrupt) || p.Frames() != 0 || p.Dim() != 3) {
+			t.Fatalf("refused DecodeForPolicy: %v, left %d frames, dim %d", perr, p.Frames(), p.Dim())
+		}
 		if err := a.Decode(b); err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
@@ -42,6 +47,11 @@ func FuzzAggregateDecode(f *testing.F) {
 				t.Fatalf("refused decode left %d frames, dim %d", a.Frames(), a.Dim())
 			}
 			return
+		}
+		// What Decode accepts, DecodeForPolicy accepts, with the same
+		// fields for a policy to read.
+		if perr != nil || !samePolicyView(&a, &p) {
+			t.Fatalf("DecodeForPolicy (%v) differs from Decode:\n%s\n%s", perr, &a, &p)
 		}
 		enc := a.AppendBinary(nil)
 		if !bytes.Equal(enc, b) {
@@ -85,4 +95,17 @@ func equalAggregates(a, b *Aggregate) bool {
 		slices.Equal(a.DocumentBest, b.DocumentBest) && slices.Equal(a.VerifiedSum, b.VerifiedSum) &&
 		a.dim == b.dim && a.templateVersion == b.templateVersion && a.maxSeq == b.maxSeq &&
 		slices.Equal(a.prev, b.prev) && a.run == b.run && slices.Equal(a.hashes, b.hashes)
+}
+
+// samePolicyView compares what engine/policy reads of an aggregate decoded
+// by Decode (a) and by DecodeForPolicy (p).
+func samePolicyView(a, p *Aggregate) bool {
+	verifiedSum := len(p.DocumentBest) == 0 || slices.Equal(a.VerifiedSum, p.VerifiedSum)
+	return a.Face == p.Face && a.Document == p.Document && a.Violations == p.Violations &&
+		a.FacePresent == p.FacePresent && a.OneFace == p.OneFace &&
+		a.OneFaceLivenessSum == p.OneFaceLivenessSum && a.LiveOneFace == p.LiveOneFace &&
+		a.DriverLicense == p.DriverLicense && a.DocumentLive == p.DocumentLive &&
+		a.DocumentMaxLiveness == p.DocumentMaxLiveness && a.DocumentBestQuality == p.DocumentBestQuality &&
+		slices.Equal(a.DocumentBest, p.DocumentBest) && verifiedSum &&
+		a.dim == p.dim && a.templateVersion == p.templateVersion && a.Frames() == p.Frames()
 }

@@ -49,7 +49,10 @@ func (t Thresholds) Matches(verified, frames uint32) bool {
 // the frame lowers verified/total instead of vanishing from it, so damage can
 // never make a session look better than its readable frames do (3 good and 1
 // damaged is 3 of 4, not 3 of 3). Zero allocations.
-func (s *Scorer) FoldUnreadable(a *Aggregate) { a.Face.Frames++ }
+func (s *Scorer) FoldUnreadable(a *Aggregate) {
+	a.mustBeWhole("FoldUnreadable")
+	a.Face.Frames++
+}
 
 // Fold scores f and folds it into a. tmpl is nil when the user has no template
 // (a template's Version must be nonzero: a records it, see TemplateVersion).
@@ -86,6 +89,7 @@ func (s *Scorer) FoldUnreadable(a *Aggregate) { a.Face.Frames++ }
 // refuses them, and if one slips through it must fail closed without
 // poisoning the sums. A frame of an unknown type is ignored.
 func (s *Scorer) Fold(a *Aggregate, f *Frame, tmpl *Template) {
+	a.mustBeWhole("Fold")
 	if f.Type != FaceFrame && f.Type != DocumentFrame {
 		return
 	}
