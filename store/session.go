@@ -38,13 +38,18 @@ type Session struct {
 // besides its exported fields. It records which session was read, so that
 // SessionFields reads that session's fields whatever the caller does to
 // OrgID and CSID afterwards, and it keeps buffers across reads into the
-// same Session: ids holds the csid, then (SessionInPlace) userID and
-// action; arena holds SessionFields' keys and values.
+// same Session: ids holds the csid, then (SessionInPlace, unless the
+// session was cached) userID and action; agg is the buffer Aggregate is
+// read into, and aggView says Aggregate is not it but a view of a cached
+// snapshot (SessionInPlace), never to be written; arena holds
+// SessionFields' keys and values.
 type sessionReuse struct {
 	read    bool
 	org     orgID
 	csidLen int // ids[:csidLen] is the csid read
 	ids     []byte
+	agg     []byte
+	aggView bool
 	arena   []byte
 
 	// Through a Reader (sessioncache.go): cached is the snapshot the
@@ -175,6 +180,10 @@ func (db *DB) SessionInto(orgIDs, csid string, dst *Session) error {
 // next read into dst (or until dst is overwritten); a caller that keeps
 // either longer must copy it (strings.Clone). This is validate's read: it
 // compares the user id and looks up the template, then forgets both.
+//
+// Read through a Reader that finds the session cached, UserID, Action and
+// Aggregate are views of the cached snapshot, which is never modified: no
+// byte is copied. The caller must not write to Aggregate.
 func (db *DB) SessionInPlace(orgIDs, csid string, dst *Session) error {
 	return db.sessionInto(nil, orgIDs, csid, dst, readInPlace)
 }
@@ -220,17 +229,31 @@ func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode in
 		}
 	}
 	var userID, action string
-	reuse := sessionReuse{arena: dst.reuse.arena, fillRec: dst.reuse.fillRec, cached: cached}
-	switch mode {
-	case readPlain:
+	var agg []byte
+	own := dst.reuse.agg // the buffer to read Aggregate into
+	if own == nil && !dst.reuse.aggView {
+		own = dst.Aggregate // the caller's, or the last one read into it
+	}
+	reuse := sessionReuse{arena: dst.reuse.arena, fillRec: dst.reuse.fillRec, cached: cached, agg: own}
+	switch {
+	case mode == readPlain:
 		userID, action, reuse = string(r.userID), string(r.action), sessionReuse{}
-	case readCopy:
+		agg = append([]byte(nil), r.aggregate...)
+	case mode == readCopy:
 		userID, action = string(r.userID), string(r.action)
 		reuse.ids = append(dst.reuse.ids[:0], csid...)
-	case readInPlace:
+	case cached != nil: // readInPlace: r's slices are views of the snapshot
+		reuse.ids = append(dst.reuse.ids[:0], csid...)
+		userID, action, agg = viewString(r.userID), viewString(r.action), r.aggregate
+		reuse.aggView = true
+	default: // readInPlace from Pebble, whose buffer r's slices view
 		reuse.ids = append(append(append(dst.reuse.ids[:0], csid...), r.userID...), r.action...)
 		userID = viewString(reuse.ids[len(csid) : len(csid)+len(r.userID)])
 		action = viewString(reuse.ids[len(csid)+len(r.userID):])
+	}
+	if mode != readPlain && agg == nil {
+		reuse.agg = append(reuse.agg[:0], r.aggregate...)
+		agg, reuse.aggView = reuse.agg, false
 	}
 	if mode != readPlain {
 		reuse.read, reuse.org, reuse.csidLen = true, org, len(csid)
@@ -250,7 +273,7 @@ func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode in
 		FramesReceived:   r.received,
 		FramesScored:     r.scored,
 		Final:            r.final,
-		Aggregate:        append(dst.Aggregate[:0], r.aggregate...),
+		Aggregate:        agg,
 		reuse:            reuse,
 	}
 	return closer.Close()

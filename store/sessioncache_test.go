@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -292,6 +294,45 @@ func TestSessionCacheSnapshotsAreImmutable(t *testing.T) {
 	}
 	if o2, _ := parseOrgID(o.ID); reflect.ValueOf(db.sc.get(appendSessionKey(nil, o2, "s-1"))).Pointer() == snapshot {
 		t.Fatal("the write did not publish a new snapshot")
+	}
+}
+
+// TestSessionInPlaceViewsTheSnapshot: a cached session read in place copies
+// neither its aggregate nor its ids, and a later read into the same Session
+// (from Pebble, into the Session's own buffer) leaves the snapshot intact.
+func TestSessionInPlaceViewsTheSnapshot(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	for _, csid := range []string{"s-1", "s-2"} {
+		newSession(t, db, o.ID, csid)
+		check(t, db.SaveAggregate(o.ID, csid, []byte("aggregate of "+csid), 0))
+	}
+	r := db.NewReader()
+	defer r.Close()
+	var s Session
+	check(t, r.SessionInPlace(o.ID, "s-1", &s))
+	snap := s.reuse.cached
+	if snap == nil {
+		t.Fatal("s-1 is not cached")
+	}
+	// inside: b's bytes are snap.rec's (b[0] is at or after its start, and
+	// the last byte before its end).
+	inside := func(b []byte) bool {
+		start, end := uintptr(unsafe.Pointer(unsafe.SliceData(snap.rec))), uintptr(len(snap.rec))
+		p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+		return len(b) > 0 && p >= start && p+uintptr(len(b)) <= start+end
+	}
+	user := unsafe.Slice(unsafe.StringData(s.UserID), len(s.UserID))
+	if !inside(s.Aggregate) || !inside(user) || string(s.Aggregate) != "aggregate of s-1" {
+		t.Fatalf("the aggregate %q or user %q was copied", s.Aggregate, s.UserID)
+	}
+	before := slices.Clone(snap.rec)
+	check(t, db.SessionInPlace(o.ID, "s-2", &s)) // no Reader: from Pebble
+	if string(s.Aggregate) != "aggregate of s-2" || inside(s.Aggregate) {
+		t.Fatalf("read from Pebble: %q", s.Aggregate)
+	}
+	if !bytes.Equal(before, snap.rec) {
+		t.Fatalf("a later read wrote into the snapshot: %q -> %q", before, snap.rec)
 	}
 }
 
