@@ -41,8 +41,9 @@ type reqCtx struct {
 	zw  appendWriter // the gzip writer's output
 	mw  appendWriter // /metrics output
 
-	check jsonChecker
-	dec   decoder.Decoder
+	check  jsonChecker
+	dec    decoder.Decoder
+	strBuf []byte // strings of the body that had escapes (bindValidate)
 
 	createReq   createSessionRequest
 	eventsReq   eventsRequest
@@ -110,6 +111,7 @@ func (c *reqCtx) release() {
 	c.out = trim(c.out)
 	c.msg = trim(c.msg)
 	c.body = trim(c.body)
+	c.strBuf = trim(c.strBuf)
 	c.zbuf = trim(c.zbuf)
 	c.blobBuf = trim(c.blobBuf)
 	c.embBuf = trim(c.embBuf)
@@ -225,6 +227,10 @@ func (c *reqCtx) decode(sh *shape, v any) bool {
 	}
 	if !c.check.checkShape(c.body, sh) {
 		return c.fail(c.check.err, c.check.msg)
+	}
+	if r, ok := v.(*validateRequest); ok && sh == shapeValidate {
+		c.bindValidate(r) // sonic's work, for the hottest body (bindvalidate.go)
+		return true
 	}
 	c.dec.Reset(bytesToString(c.body))
 	c.dec.SetOptions(decodeOptions)

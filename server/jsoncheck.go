@@ -627,27 +627,46 @@ func (c *jsonChecker) unescapeKey(raw []byte) []byte {
 	if !hasEscape {
 		return raw
 	}
-	out := c.keybuf[:0]
+	out, ok := appendUnescapedMax(c.keybuf[:0], raw, len(c.keybuf))
+	if !ok {
+		return raw
+	}
+	return out
+}
+
+// appendUnescaped appends the JSON string contents raw (between the quotes,
+// well formed) to dst with its escapes decoded. A \u escape of a lone
+// surrogate decodes as U+FFFD, as encoding/json and sonic decode it.
+func appendUnescaped(dst, raw []byte) []byte {
+	dst, _ = appendUnescapedMax(dst, raw, math.MaxInt)
+	return dst
+}
+
+// appendUnescapedMax is appendUnescaped that gives up (false) before the
+// decoded contents would exceed limit bytes, so that dst with room for limit
+// is never grown.
+func appendUnescapedMax(dst, raw []byte, limit int) ([]byte, bool) {
+	start := len(dst)
 	for i := 0; i < len(raw); {
-		if len(out) > len(c.keybuf)-4 {
-			return raw
+		if len(dst)-start > limit-4 {
+			return dst, false
 		}
 		if raw[i] != '\\' {
-			out = append(out, raw[i])
+			dst = append(dst, raw[i])
 			i++
 			continue
 		}
 		switch raw[i+1] {
 		case 'b':
-			out = append(out, '\b')
+			dst = append(dst, '\b')
 		case 'f':
-			out = append(out, '\f')
+			dst = append(dst, '\f')
 		case 'n':
-			out = append(out, '\n')
+			dst = append(dst, '\n')
 		case 'r':
-			out = append(out, '\r')
+			dst = append(dst, '\r')
 		case 't':
-			out = append(out, '\t')
+			dst = append(dst, '\t')
 		case 'u':
 			r := rune(hex4(raw[i+2:]))
 			i += 6
@@ -657,14 +676,14 @@ func (c *jsonChecker) unescapeKey(raw []byte) []byte {
 					i += 6
 				}
 			}
-			out = utf8.AppendRune(out, r)
+			dst = utf8.AppendRune(dst, r)
 			continue
 		default: // '"', '\\', '/'
-			out = append(out, raw[i+1])
+			dst = append(dst, raw[i+1])
 		}
 		i += 2
 	}
-	return out
+	return dst, true
 }
 
 func hex4(b []byte) uint32 {

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/bytedance/sonic/decoder"
+)
+
+// validateBodies are validate bodies of every form the shape accepts:
+// escapes in names and strings, nulls, empty and absent arrays, scalars of
+// every kind as values, whitespace everywhere.
+var validateBodies = []string{
+	`{"cid":"c","csid":"s-000001","userID":"u","action":"pay"}`,
+	`{"cid":"c","csid":"s","userID":"u","action":"a","isEnrollment":true,"additionalData":{"sessionData":[` +
+		`{"key":"amount","value":"35.00","synonyms":["total","sum"]},{"key":"n","value":12.5e3},` +
+		`{"key":"t","value":true},{"key":"f","value":false},{"key":"z","value":null,"synonyms":null},` +
+		`{"key":"e","value":"","synonyms":[]},{"value":-0.0,"key":"order"}]}}`,
+	` { "additionalData" : null , "isEnrollment" : false , "cid" : "c" , "csid" : "s" , "userID" : "u" , "action" : "" } `,
+	`{"cid":"c","csid":"s","userID":"u","action":"a","additionalData":{}}`,
+	`{"cid":"c","csid":"s","userID":"u","action":"a","additionalData":{"sessionData":null}}`,
+	`{"cid":"c","csid":"s","userID":"u","action":"a","additionalData":{"sessionData":[]}}`,
+	"{\"c\\u0069d\":\"\\u00e9t\\u00E9 \\ud83d\\ude00 \\ud800 x\\udc00\",\"csid\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"," +
+		"\"userID\":\"Jos\\u00e9\",\"action\":\"\\u0000\",\"additionalData\":{\"session\\u0044ata\":[" +
+		"{\"k\\u0065y\":\"\\u0041mount\",\"value\":\"\\u0033\\u0035\",\"synonyms\":[\"\\u0074otal\",\"plain\"]}]}}",
+	"{\"cid\":\"caf\u00e9 \U0001F600\",\"csid\":\"s\",\"userID\":\"u\",\"action\":\"a\"}",
+}
+
+// bindBoth binds body with sonic (into want) and with bindValidate through
+// c (into got, reset first), after the checks validate runs. ok is false
+// when the checks refuse the body.
+func bindBoth(t testing.TB, c *reqCtx, body []byte) (want, got *validateRequest, ok bool) {
+	if !c.check.checkSyntax(body) || !c.check.checkShape(body, shapeValidate) {
+		return nil, nil, false
+	}
+	want = new(validateRequest)
+	var dec decoder.Decoder
+	dec.Reset(string(body))
+	dec.SetOptions(decodeOptions)
+	if err := dec.Decode(want); err != nil {
+		t.Fatalf("sonic refused a checked body: %v\n%q", err, body)
+	}
+	c.body = body
+	got = &c.validateReq
+	got.reset()
+	c.bindValidate(got)
+	return want, got, true
+}
+
+// render prints a request with nil and empty slices alike (sonic and the
+// binder may differ there; validate only reads lengths).
+func render(r *validateRequest) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cid=%q csid=%q user=%q action=%q enroll=%v items=%d",
+		r.CID, r.CSID, r.UserID, r.Action, r.IsEnrollment, len(r.AdditionalData.SessionData))
+	for _, it := range r.AdditionalData.SessionData {
+		fmt.Fprintf(&b, "\n  key=%q value=%q synonyms=%d %q", it.Key, []byte(it.Value), len(it.Synonyms), it.Synonyms)
+	}
+	return b.String()
+}
+
+// TestBindValidateAgreesWithSonic: every form of body binds as sonic binds
+// it, in a fresh context and in one that bound a larger body before.
+func TestBindValidateAgreesWithSonic(t *testing.T) {
+	c := &reqCtx{}
+	for _, order := range [][]string{validateBodies, reversed(validateBodies)} {
+		for _, body := range order {
+			want, got, ok := bindBoth(t, c, []byte(body))
+			if !ok {
+				t.Fatalf("the checks refused %q: %s", body, c.check.msg)
+			}
+			if w, g := render(want), render(got); w != g {
+				t.Errorf("body %q\nsonic:  %s\nbinder: %s", body, w, g)
+			}
+		}
+	}
+}
+
+func reversed(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[len(s)-1-i] = v
+	}
+	return out
+}
+
+// FuzzBindValidate: whatever the checks accept, the binder binds as sonic
+// does, also into a context that bound another body before.
+func FuzzBindValidate(f *testing.F) {
+	for _, b := range validateBodies {
+		f.Add([]byte(b))
+	}
+	c := &reqCtx{}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		bindBoth(t, c, []byte(validateBodies[1])) // leave items behind
+		want, got, ok := bindBoth(t, c, body)
+		if !ok {
+			return
+		}
+		if w, g := render(want), render(got); w != g {
+			t.Fatalf("body %q\nsonic:  %s\nbinder: %s", body, w, g)
+		}
+	})
+}
