@@ -114,8 +114,8 @@ func forEachMember(b []byte, i int, chk *jsonChecker, f func(name []byte, v int)
 		return i + 1
 	}
 	for {
-		end := skipString(b, i)
-		name := chk.unescapeKey(b[i+1 : end-1])
+		end, escaped := scanString(b, i)
+		name := chk.unescapeKey(b[i+1:end-1], escaped)
 		i = skipWS(b, skipWS(b, end)+1) // past ':'
 		i = skipWS(b, f(name, i))
 		if b[i] == '}' {
@@ -129,18 +129,16 @@ func forEachMember(b []byte, i int, chk *jsonChecker, f func(name []byte, v int)
 // after it: a view of the body, or of c.strBuf when it has escapes.
 func (c *reqCtx) bindString(i int) (string, int) {
 	b := c.body
-	end := skipString(b, i)
+	end, escaped := scanString(b, i)
 	raw := b[i+1 : end-1]
-	for _, ch := range raw {
-		if ch == '\\' {
-			start := len(c.strBuf)
-			c.strBuf = appendUnescaped(c.strBuf, raw)
-			// A later append may move c.strBuf; this string keeps the
-			// array it was written in.
-			return bytesToString(c.strBuf[start:len(c.strBuf):len(c.strBuf)]), end
-		}
+	if !escaped {
+		return bytesToString(raw), end
 	}
-	return bytesToString(raw), end
+	start := len(c.strBuf)
+	c.strBuf = appendUnescaped(c.strBuf, raw)
+	// A later append may move c.strBuf; this string keeps the array it was
+	// written in.
+	return bytesToString(c.strBuf[start:len(c.strBuf):len(c.strBuf)]), end
 }
 
 // skipScalar returns the offset after the string, number or literal

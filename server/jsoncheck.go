@@ -536,9 +536,9 @@ func (c *jsonChecker) shapeObject(i int, s *shape) (int, bool) {
 	if b[i] != '}' {
 		for {
 			i = skipWS(b, i)
-			end := skipString(b, i)
+			end, escaped := scanString(b, i)
 			e.key = b[i+1 : end-1]
-			f := s.field(c.unescapeKey(e.key))
+			f := s.field(c.unescapeKey(e.key, escaped))
 			if f < 0 {
 				c.err = errUnknownField
 				c.msg = append(c.msg[:0], "unknown field "...)
@@ -614,17 +614,11 @@ func (s *shape) field(name []byte) int {
 }
 
 // unescapeKey returns the member name raw (escaped form) decoded, in c.keybuf
-// when it has escapes. A name too long for the buffer cannot be a field of
-// any shape, so it is returned raw (and is then unknown).
-func (c *jsonChecker) unescapeKey(raw []byte) []byte {
-	hasEscape := false
-	for _, ch := range raw {
-		if ch == '\\' {
-			hasEscape = true
-			break
-		}
-	}
-	if !hasEscape {
+// when it has escapes (escaped, as scanString reports). A name too long for
+// the buffer cannot be a field of any shape, so it is returned raw (and is
+// then unknown).
+func (c *jsonChecker) unescapeKey(raw []byte, escaped bool) []byte {
+	if !escaped {
 		return raw
 	}
 	out, ok := appendUnescapedMax(c.keybuf[:0], raw, len(c.keybuf))
@@ -700,6 +694,20 @@ func hex4(b []byte) uint32 {
 		}
 	}
 	return v
+}
+
+// scanString is skipString that also reports whether the string has an
+// escape, so that its contents are not scanned again to find out.
+func scanString(b []byte, i int) (end int, escaped bool) {
+	for i++; ; i++ {
+		switch b[i] {
+		case '"':
+			return i + 1, escaped
+		case '\\':
+			escaped = true
+			i++
+		}
+	}
 }
 
 // skipString returns the offset after the string starting at b[i] == '"'
