@@ -375,6 +375,13 @@ func TestDamagedTemplate(t *testing.T) {
 	if r := e.validate(e.validateBody(s, false, seedItems()...)); r.status != 500 {
 		t.Errorf("rescoring against a damaged template: %v", r)
 	}
+	// Frames that arrive now cannot be scored against it: the validate
+	// says so rather than "processing" for ever.
+	s2 := b.session("alice")
+	e.postEvents(s2, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, b.face, 1, 1763800000100, 4)}))
+	if r := e.validate(e.validateBody(s2, false, seedItems()...)); r.status != 500 {
+		t.Errorf("frames waiting on a damaged template: %v", r)
+	}
 	// A damaged header is refused whatever the validate needs.
 	raw := damaged.AppendBinary(nil)
 	raw[0] = 0

@@ -61,7 +61,13 @@ func (s *Server) validate(c *reqCtx) {
 	}
 	sess := &c.sess
 	if sess.FramesScored < sess.FramesReceived {
-		s.processing(c)
+		// A damaged template stops the scoring of the frames for good:
+		// answer that (500, logged), not an endless "processing".
+		if v, ok := s.readTemplate(c); ok {
+			if _, ok = s.decodeTemplate(c, v != 0); ok {
+				s.processing(c)
+			}
+		}
 		return
 	}
 
