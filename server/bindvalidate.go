@@ -1,62 +1,112 @@
 package server
 
-// bindValidate binds a validate body into r without sonic. It runs after
-// checkSyntax and checkShape(shapeValidate) have accepted the body, so it
-// walks a document known to be well formed and of the validate shape
-// (known fields only, each at most once, each of its expected JSON type)
-// and checks nothing itself. Sonic's reflection-driven binding of the same
-// document cost about as much as both checks together (PERF.md, "A binder
-// for the validate body"); FuzzBindValidate holds this binder to sonic's
-// results.
+import "github.com/countersign/countersign/engine/match"
+
+// bindValidate binds a validate body into r without sonic, and reports
+// whether the body has the validate shape (shapeValidate); it runs after
+// checkSyntax has accepted the body, so it walks a document known to be
+// well formed. On false, r holds a partial bind and the caller runs
+// checkShape, which names the problem: the binder checks what checkShape
+// checks but leaves the wording of refusals to it. Checking the shape and
+// binding in one walk replaced two (checkShape, then sonic's
+// reflection-driven bind, which cost about as much as both checks
+// together: PERF.md, "A binder for the validate body"). FuzzBindValidate
+// holds it to checkShape's verdicts and to sonic's results.
 //
 // Strings without escapes are views of the body, as sonic's are; a string
 // with escapes is decoded into c.strBuf (valid until the request ends).
 // Values are the raw JSON token, as sonic.NoCopyRawMessage binds them.
 // r must be reset (validateRequest.reset).
-func (c *reqCtx) bindValidate(r *validateRequest) {
+func (c *reqCtx) bindValidate(r *validateRequest) bool {
 	b := c.body
-	i := skipWS(b, 0) // '{'
+	i := skipWS(b, 0)
+	if b[i] != '{' {
+		return false
+	}
 	c.strBuf = c.strBuf[:0]
-	forEachMember(b, i, &c.check, func(name []byte, v int) int {
+	const cid, csid, userID, action, additionalData, isEnrollment = 1, 2, 4, 8, 16, 32
+	var seen uint8
+	end := forEachMember(b, i, &c.check, func(name []byte, v int) int {
+		var bit uint8
 		switch string(name) {
 		case "cid":
-			r.CID, v = c.bindString(v)
+			bit, v = cid, c.bindStringAt(v, &r.CID)
 		case "csid":
-			r.CSID, v = c.bindString(v)
+			bit, v = csid, c.bindStringAt(v, &r.CSID)
 		case "userID":
-			r.UserID, v = c.bindString(v)
+			bit, v = userID, c.bindStringAt(v, &r.UserID)
 		case "action":
-			r.Action, v = c.bindString(v)
+			bit, v = action, c.bindStringAt(v, &r.Action)
 		case "isEnrollment":
-			r.IsEnrollment = b[v] == 't'
-			v = skipScalar(b, v)
-		case "additionalData":
-			if b[v] == 'n' {
-				return v + 4
+			bit = isEnrollment
+			switch b[v] {
+			case 't':
+				r.IsEnrollment, v = true, v+4
+			case 'f':
+				r.IsEnrollment, v = false, v+5
+			default:
+				v = -1
 			}
-			v = forEachMember(b, v, &c.check, func(name []byte, v int) int {
-				// sessionData is the only member the shape allows.
-				if b[v] == 'n' {
-					return v + 4
-				}
-				return c.bindSessionData(r, v)
-			})
+		case "additionalData":
+			bit = additionalData
+			switch b[v] {
+			case 'n':
+				v += 4
+			case '{':
+				var sdSeen bool
+				v = forEachMember(b, v, &c.check, func(name []byte, v int) int {
+					if string(name) != "sessionData" || sdSeen {
+						return -1
+					}
+					sdSeen = true
+					switch b[v] {
+					case 'n':
+						return v + 4
+					case '[':
+						return c.bindSessionData(r, v)
+					}
+					return -1
+				})
+			default:
+				v = -1
+			}
+		default:
+			return -1
 		}
+		if seen&bit != 0 {
+			return -1
+		}
+		seen |= bit
 		return v
 	})
+	return end >= 0 && seen&(cid|csid|userID|action) == cid|csid|userID|action
+}
+
+// bindStringAt binds the string at c.body[i] into *dst and returns the
+// offset after it, or -1 when the value there is not a string.
+func (c *reqCtx) bindStringAt(i int, dst *string) int {
+	if c.body[i] != '"' {
+		return -1
+	}
+	*dst, i = c.bindString(i)
+	return i
 }
 
 // bindSessionData binds the sessionData array starting at b[i] == '[' and
-// returns the offset after it.
+// returns the offset after it, or -1 when it is not an array of at most
+// match.MaxItems items of the sessionData item shape.
 func (c *reqCtx) bindSessionData(r *validateRequest, i int) int {
 	b := c.body
 	items := r.AdditionalData.SessionData[:0]
+	defer func() { r.AdditionalData.SessionData = items }()
 	i = skipWS(b, i+1)
 	if b[i] == ']' {
-		r.AdditionalData.SessionData = items
 		return i + 1
 	}
 	for {
+		if len(items) == match.MaxItems || b[i] != '{' {
+			return -1
+		}
 		// reset left the elements past len zero but for their synonyms'
 		// capacity, which the item reuses.
 		if len(items) < cap(items) {
@@ -66,48 +116,77 @@ func (c *reqCtx) bindSessionData(r *validateRequest, i int) int {
 		}
 		it := &items[len(items)-1]
 		it.Synonyms = it.Synonyms[:0]
+		const key, value, synonyms = 1, 2, 4
+		var seen uint8
 		i = forEachMember(b, i, &c.check, func(name []byte, v int) int {
+			var bit uint8
 			switch string(name) {
 			case "key":
-				it.Key, v = c.bindString(v)
+				bit, v = key, c.bindStringAt(v, &it.Key)
 			case "value":
+				bit = value
+				if b[v] == '{' || b[v] == '[' {
+					return -1
+				}
 				end := skipScalar(b, v)
-				it.Value = b[v:end:end]
-				v = end
+				it.Value, v = b[v:end:end], end
 			case "synonyms":
-				if b[v] == 'n' {
-					it.Synonyms = nil
-					return v + 4
-				}
-				v = skipWS(b, v+1)
-				if b[v] == ']' {
-					return v + 1
-				}
-				for {
-					var s string
-					s, v = c.bindString(skipWS(b, v))
-					it.Synonyms = append(it.Synonyms, s)
-					if v = skipWS(b, v); b[v] == ']' {
-						return v + 1
-					}
-					v++ // ','
-				}
+				bit, v = synonyms, c.bindSynonyms(it, v)
+			default:
+				return -1
 			}
+			if seen&bit != 0 {
+				return -1
+			}
+			seen |= bit
 			return v
 		})
+		if i < 0 || seen&(key|value) != key|value {
+			return -1
+		}
 		if i = skipWS(b, i); b[i] == ']' {
-			r.AdditionalData.SessionData = items
 			return i + 1
 		}
-		i++ // ','
-		i = skipWS(b, i)
+		i = skipWS(b, i+1) // past ','
+	}
+}
+
+// bindSynonyms binds the synonyms value at c.body[i] (null, or an array of
+// at most match.MaxSynonyms strings) into it, returning the offset after
+// it or -1.
+func (c *reqCtx) bindSynonyms(it *sessionDataItem, i int) int {
+	b := c.body
+	switch b[i] {
+	case 'n':
+		it.Synonyms = nil
+		return i + 4
+	case '[':
+	default:
+		return -1
+	}
+	if i = skipWS(b, i+1); b[i] == ']' {
+		return i + 1
+	}
+	for {
+		var s string
+		if len(it.Synonyms) == match.MaxSynonyms {
+			return -1
+		}
+		if i = c.bindStringAt(i, &s); i < 0 {
+			return -1
+		}
+		it.Synonyms = append(it.Synonyms, s)
+		if i = skipWS(b, i); b[i] == ']' {
+			return i + 1
+		}
+		i = skipWS(b, i+1) // past ','
 	}
 }
 
 // forEachMember calls f for each member of the object starting at b[i] ==
 // '{' with its unescaped name (valid during the call) and the offset of its
-// value; f returns the offset after the value. forEachMember returns the
-// offset after the object.
+// value; f returns the offset after the value, or -1 to stop. forEachMember
+// returns the offset after the object, or -1 when f stopped it.
 func forEachMember(b []byte, i int, chk *jsonChecker, f func(name []byte, v int) int) int {
 	i = skipWS(b, i+1)
 	if b[i] == '}' {
@@ -117,8 +196,10 @@ func forEachMember(b []byte, i int, chk *jsonChecker, f func(name []byte, v int)
 		end, escaped := scanString(b, i)
 		name := chk.unescapeKey(b[i+1:end-1], escaped)
 		i = skipWS(b, skipWS(b, end)+1) // past ':'
-		i = skipWS(b, f(name, i))
-		if b[i] == '}' {
+		if i = f(name, i); i < 0 {
+			return -1
+		}
+		if i = skipWS(b, i); b[i] == '}' {
 			return i + 1
 		}
 		i = skipWS(b, i+1) // past ','

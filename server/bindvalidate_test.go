@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/bytedance/sonic/decoder"
+
+	"github.com/countersign/countersign/engine/match"
 )
 
 // validateBodies are validate bodies of every form the shape accepts:
@@ -31,7 +33,16 @@ var validateBodies = []string{
 // c (into got, reset first), after the checks validate runs. ok is false
 // when the checks refuse the body.
 func bindBoth(t testing.TB, c *reqCtx, body []byte) (want, got *validateRequest, ok bool) {
-	if !c.check.checkSyntax(body) || !c.check.checkShape(body, shapeValidate) {
+	if !c.check.checkSyntax(body) {
+		return nil, nil, false
+	}
+	c.body = body
+	c.validateReq.reset()
+	bound := c.bindValidate(&c.validateReq)
+	if shaped := c.check.checkShape(body, shapeValidate); shaped != bound {
+		t.Fatalf("checkShape says %v (%s), bindValidate %v, of\n%q", shaped, c.check.msg, bound, body)
+	}
+	if !bound {
 		return nil, nil, false
 	}
 	want = new(validateRequest)
@@ -41,11 +52,7 @@ func bindBoth(t testing.TB, c *reqCtx, body []byte) (want, got *validateRequest,
 	if err := dec.Decode(want); err != nil {
 		t.Fatalf("sonic refused a checked body: %v\n%q", err, body)
 	}
-	c.body = body
-	got = &c.validateReq
-	got.reset()
-	c.bindValidate(got)
-	return want, got, true
+	return want, &c.validateReq, true
 }
 
 // render prints a request with nil and empty slices alike (sonic and the
@@ -85,8 +92,60 @@ func reversed(s []string) []string {
 	return out
 }
 
-// FuzzBindValidate: whatever the checks accept, the binder binds as sonic
-// does, also into a context that bound another body before.
+// TestBindValidateRefusesWhatCheckShapeRefuses: every kind of shape problem
+// is refused by the binder as by checkShape (bindBoth fails the test when
+// they disagree), and the server answers it with checkShape's message.
+func TestBindValidateRefusesWhatCheckShapeRefuses(t *testing.T) {
+	const head = `"cid":"c","csid":"s","userID":"u","action":"a"`
+	many := func(n int, item string) string {
+		return strings.TrimSuffix(strings.Repeat(item+",", n), ",")
+	}
+	c := &reqCtx{}
+	for _, body := range []string{
+		`[]`, `null`, `"x"`, `{}`,
+		`{"cid":"c","csid":"s","userID":"u"}`,
+		`{` + head + `,"cid":"again"}`,
+		`{` + head + `,"other":1}`,
+		`{"cid":1,"csid":"s","userID":"u","action":"a"}`,
+		`{"cid":null,"csid":"s","userID":"u","action":"a"}`,
+		`{` + head + `,"isEnrollment":null}`,
+		`{` + head + `,"isEnrollment":"true"}`,
+		`{` + head + `,"additionalData":[]}`,
+		`{` + head + `,"additionalData":{"other":[]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[],"sessionData":[]}}`,
+		`{` + head + `,"additionalData":{"sessionData":{}}}`,
+		`{` + head + `,"additionalData":{"sessionData":[null]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[{"key":"k"}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[{"value":1}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[{"key":"k","value":{}}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[{"key":"k","value":[1]}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[{"key":1,"value":1}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[{"key":"k","value":1,"key":"j"}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[{"key":"k","value":1,"other":1}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[{"key":"k","value":1,"synonyms":"s"}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[{"key":"k","value":1,"synonyms":[1]}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[{"key":"k","value":1,"synonyms":[null]}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[{"key":"k","value":1,"synonyms":[` + many(match.MaxSynonyms+1, `"s"`) + `]}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[` + many(match.MaxItems+1, `{"key":"k","value":1}`) + `]}}`,
+	} {
+		if _, _, ok := bindBoth(t, c, []byte(body)); ok {
+			t.Errorf("accepted %q", body)
+		}
+	}
+	// At the limits, accepted.
+	for _, body := range []string{
+		`{` + head + `,"additionalData":{"sessionData":[{"key":"k","value":1,"synonyms":[` + many(match.MaxSynonyms, `"s"`) + `]}]}}`,
+		`{` + head + `,"additionalData":{"sessionData":[` + many(match.MaxItems, `{"key":"k","value":1}`) + `]}}`,
+	} {
+		if _, _, ok := bindBoth(t, c, []byte(body)); !ok {
+			t.Errorf("refused %q: %s", body, c.check.msg)
+		}
+	}
+}
+
+// FuzzBindValidate: the binder accepts exactly what checkShape accepts and
+// binds it as sonic does, also into a context that bound another body
+// before.
 func FuzzBindValidate(f *testing.F) {
 	for _, b := range validateBodies {
 		f.Add([]byte(b))

@@ -225,12 +225,17 @@ func (c *reqCtx) decode(sh *shape, v any) bool {
 	if !c.check.checkSyntax(c.body) {
 		return c.fail(c.check.err, c.check.msg)
 	}
+	if r, ok := v.(*validateRequest); ok && sh == shapeValidate {
+		// The hottest body is checked and bound in one walk
+		// (bindvalidate.go); one it refuses goes the general way, whose
+		// shape check names the problem.
+		if c.bindValidate(r) {
+			return true
+		}
+		r.reset()
+	}
 	if !c.check.checkShape(c.body, sh) {
 		return c.fail(c.check.err, c.check.msg)
-	}
-	if r, ok := v.(*validateRequest); ok && sh == shapeValidate {
-		c.bindValidate(r) // sonic's work, for the hottest body (bindvalidate.go)
-		return true
 	}
 	c.dec.Reset(bytesToString(c.body))
 	c.dec.SetOptions(decodeOptions)
