@@ -10,7 +10,7 @@ import "github.com/countersign/countersign/engine/match"
 // checks but leaves the wording of refusals to it. Checking the shape and
 // binding in one walk replaced two (checkShape, then sonic's
 // reflection-driven bind, which cost about as much as both checks
-// together: PERF.md, "A binder for the validate body"). FuzzBindValidate
+// together: PERF.md, "Validate's own work, leaner"). FuzzBindValidate
 // holds it to checkShape's verdicts and to sonic's results.
 //
 // Strings without escapes are views of the body, as sonic's are; a string
