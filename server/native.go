@@ -263,11 +263,23 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 	if !c.decode(shapeEvents, r) {
 		return
 	}
-	if c.sess.Final {
-		c.fail(errSessionFinal, nil)
+	if !c.checkFields(r.Fields) || !c.checkFrames(r.Frames, s.dim) {
 		return
 	}
-	if !c.checkFields(r.Fields) || !c.checkFrames(r.Frames, s.dim) {
+	if c.sess.Final {
+		// A final session takes no new events, but a post it holds in
+		// full is a client retrying one whose answer it lost: answer it
+		// as it was answered, not with a refusal the client cannot tell
+		// from losing its last events.
+		held, err := s.db.EventsHeld(c.org.ID, csid, c.storeFields, c.frameIns)
+		switch {
+		case err != nil:
+			c.eventsStoreFailed(err)
+		case !held:
+			c.fail(errSessionFinal, nil)
+		default:
+			c.eventsAccepted(r, c.sess.FramesReceived)
+		}
 		return
 	}
 	if !s.checkFieldCap(c, csid) {
@@ -287,24 +299,36 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 		s.frames.unreserve()
 	}
 	if err != nil {
-		switch {
-		case errors.Is(err, store.ErrTooManyFrames):
+		if errors.Is(err, store.ErrTooManyFrames) {
 			n := uint64(first) + uint64(stored)
 			c.failf(errSessionFrames, "The session would have ", strconv.FormatUint(n, 10),
 				" frames; a session holds at most ", strconv.Itoa(biometric.MaxFrames), ".")
-		case errors.Is(err, store.ErrExpired):
-			c.fail(errSessionExpired, nil)
-		case errors.Is(err, store.ErrNotFound):
-			c.fail(errSessionNotFound, nil)
-		default:
-			c.storeFailed(err)
+			return
 		}
+		c.eventsStoreFailed(err)
 		return
 	}
 	if queued && stored > 0 {
 		s.frames.enqueue(c.org.ID, csid)
 	}
-	received := first + uint32(stored)
+	c.eventsAccepted(r, first+uint32(stored))
+}
+
+// eventsStoreFailed answers a store error of an events call.
+func (c *reqCtx) eventsStoreFailed(err error) {
+	switch {
+	case errors.Is(err, store.ErrExpired):
+		c.fail(errSessionExpired, nil)
+	case errors.Is(err, store.ErrNotFound):
+		c.fail(errSessionNotFound, nil)
+	default:
+		c.storeFailed(err)
+	}
+}
+
+// eventsAccepted answers 202 to an events call of r, the session now holding
+// received frames.
+func (c *reqCtx) eventsAccepted(r *eventsRequest, received uint32) {
 	pending := uint32(0)
 	if received > c.sess.FramesScored {
 		pending = received - c.sess.FramesScored

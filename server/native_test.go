@@ -83,9 +83,28 @@ func TestEventsAndSessionStatus(t *testing.T) {
 	if r := e.postEvents(s, zstdBytes(last), "Content-Encoding", "zstd"); r.status != 202 {
 		t.Fatalf("zstd events: %s", r)
 	}
-	// Final: nothing more is accepted.
+	// Final: nothing more is accepted...
 	if r := e.postEvents(s, []byte(`{"fields":[{"key":"x","value":1}]}`)); r.status != 409 || r.errorCode() != "session_final" {
 		t.Errorf("events after final: %s", r)
+	}
+	// ...but the final post itself, retried (its answer lost), is answered
+	// as it was, and so is any earlier post the session holds in full.
+	for _, retry := range [][]byte{last, later} {
+		if r := e.postEvents(s, retry); r.status != 202 || !strings.Contains(string(r.body), `"accepted":{"fields":`) {
+			t.Errorf("a retry after final: %s", r)
+		}
+	}
+	// A retry that differs in anything is new: a field's value or time,
+	// a frame's bytes under a held seq.
+	changed := []eventsJSON{
+		{Fields: []fieldJSON{{Key: "total", Value: json.RawMessage(`"36.01"`), TS: 1763800001000}}},
+		{Fields: []fieldJSON{{Key: "total", Value: json.RawMessage(`"36.00"`), TS: 1763800001001}}},
+		{Frames: faceFrames(rng, face, 6, 1763800002000, 1), Final: true},
+	}
+	for _, c := range changed {
+		if r := e.postEvents(s, mustJSON(c)); r.status != 409 || r.errorCode() != "session_final" {
+			t.Errorf("a changed post after final: %s", r)
+		}
 	}
 	e.waitScored(s)
 	r = e.do(req{path: "/v1/sessions/" + s.csid, headers: e.withKey()})

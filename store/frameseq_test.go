@@ -2,9 +2,11 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 // framesOf reads the session's stored frames in arrival order.
@@ -171,5 +173,52 @@ func TestSweepFrameSeq(t *testing.T) {
 	// The survivor still knows its frame.
 	if _, stored, err := db.AppendEventsOnce(o.ID, "csid-new1", nil, in[:1], false, 0); err != nil || stored != 0 {
 		t.Fatalf("survivor: stored %d, %v", stored, err)
+	}
+}
+
+// TestEventsHeld: a call holds when every field it would store is stored
+// with the same value and time (the last of a repeated name) and every
+// frame with the same seq and bytes; anything else is new.
+func TestEventsHeld(t *testing.T) {
+	db, clk := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-held")
+	fv := func(k, v string, ts int64) FieldValue { return FieldValue{Key: []byte(k), Value: []byte(v), TS: ts} }
+	fields := []FieldValue{fv("amount", `"1"`, 10), fv("payee", `"bob"`, 11), fv("amount", `"2"`, 12)}
+	frames := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}}
+	if _, _, err := db.AppendEventsOnce(o.ID, "csid-held", fields, frames, true, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		fields []FieldValue
+		frames []FrameIn
+		held   bool
+	}{
+		{"the same call", fields, frames, true},
+		{"part of it", fields[1:2], frames[1:], true},
+		{"nothing", nil, nil, true},
+		{"a replaced value", []FieldValue{fv("amount", `"1"`, 10)}, nil, false},
+		{"a replaced value, then the stored one", []FieldValue{fv("amount", `"1"`, 10), fv("amount", `"2"`, 12)}, nil, true},
+		{"another time", []FieldValue{fv("payee", `"bob"`, 99)}, nil, false},
+		{"another field", []FieldValue{fv("memo", `"x"`, 11)}, nil, false},
+		{"another frame under a held seq", nil, []FrameIn{{2, []byte("other-2")}}, false},
+		{"a new seq", nil, []FrameIn{{3, []byte("frame-3")}}, false},
+	} {
+		held, err := db.EventsHeld(o.ID, "csid-held", c.fields, c.frames)
+		if err != nil || held != c.held {
+			t.Errorf("%s: held %v, %v; want %v", c.name, held, err, c.held)
+		}
+	}
+	if _, err := db.EventsHeld(o.ID, "csid-none", nil, nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown session: %v", err)
+	}
+	o2, _ := newOrg(t, db, "other")
+	if _, err := db.EventsHeld(o2.ID, "csid-held", fields, frames); !errors.Is(err, ErrNotFound) {
+		t.Errorf("another organization's session: %v", err)
+	}
+	clk.Advance(DefaultSessionTTL + time.Second)
+	if _, err := db.EventsHeld(o.ID, "csid-held", fields, frames); !errors.Is(err, ErrExpired) {
+		t.Errorf("expired session: %v", err)
 	}
 }

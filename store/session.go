@@ -534,6 +534,68 @@ func repeatsEarlier(ins []FrameIn, digests [][32]byte, i int) bool {
 	return false
 }
 
+// EventsHeld reports whether the session already holds everything an
+// events call would store: each of fields with the same value and
+// timestamp (for a name given more than once, its last occurrence, the one
+// that would be stored) and each of frames with the same seq and bytes.
+// A client retrying a post whose answer it lost sends exactly that, and
+// the caller can then answer as the first post was answered rather than
+// refuse it (a final session takes no new events, but a repeat is not
+// new). It reads without the session's lock: the caller serialises the
+// session's events calls. ErrNotFound and ErrExpired as for the session.
+func (db *DB) EventsHeld(orgIDs, csid string, fields []FieldValue, frames []FrameIn) (bool, error) {
+	org, ok := parseOrgID(orgIDs)
+	if !ok || csid == "" || len(csid) > MaxKeyBytes {
+		return false, ErrNotFound
+	}
+	if err := db.enter(); err != nil {
+		return false, err
+	}
+	defer db.exit()
+	s := acquireScratch()
+	defer releaseScratch(s)
+	if err := db.checkSession(s, org, csid); err != nil {
+		return false, err
+	}
+	for i := range fields {
+		f := &fields[i]
+		if len(f.Key) == 0 || len(f.Key) > MaxKeyBytes || laterField(fields, i) {
+			continue // not storable (the call would fail), or replaced later in the call
+		}
+		held := false
+		s.key2 = appendFieldKey(s.key2[:0], org, csid, f.Key)
+		err := db.get(s.key2, func(v []byte) error {
+			ts, value, err := parseFieldRec(v)
+			held = err == nil && ts == f.TS && bytes.Equal(value, f.Value)
+			return err
+		})
+		if errors.Is(err, ErrNotFound) || (err == nil && !held) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	for i := range frames {
+		digest := sha256.Sum256(frames[i].Raw)
+		s.key2 = appendFrameSeqKey(s.key2[:0], org, csid, frames[i].Seq, &digest)
+		if held, err := db.has(s.key2); err != nil || !held {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// laterField says whether a field after fields[i] has its name.
+func laterField(fields []FieldValue, i int) bool {
+	for j := i + 1; j < len(fields); j++ {
+		if bytes.Equal(fields[j].Key, fields[i].Key) {
+			return true
+		}
+	}
+	return false
+}
+
 // Fields appends the session's fields to dst, sorted by name (bytewise),
 // and returns it. Keys and values are fresh copies the caller may keep.
 func (db *DB) Fields(orgIDs, csid string, dst []FieldValue) ([]FieldValue, error) {
