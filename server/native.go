@@ -290,9 +290,20 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 	// nor scored again; the store decides, under its own lock, and counts
 	// only the frames it stores against the session's frame cap.
 	queued := len(r.Frames) > 0
-	if queued && !s.frames.reserve() {
-		c.fail(errQueueFull, nil)
-		return
+	if queued && !s.frames.tryReserve() {
+		// A full queue refuses frames to score, not a retry of frames the
+		// session holds already (nothing to score: no place needed).
+		held, err := s.db.EventsHeld(c.org.ID, csid, nil, c.frameIns)
+		switch {
+		case err != nil:
+			c.eventsStoreFailed(err)
+			return
+		case !held:
+			s.metrics.queueRejections.Inc()
+			c.fail(errQueueFull, nil)
+			return
+		}
+		queued = false
 	}
 	first, stored, err := s.db.AppendEventsOnce(c.org.ID, csid, c.storeFields, c.frameIns, r.Final, biometric.MaxFrames)
 	if queued && (err != nil || stored == 0) {

@@ -211,6 +211,22 @@ func TestQueueFullSheds(t *testing.T) {
 	if r := e.postEvents(s, body); r.status != 202 {
 		t.Errorf("after the queue drained: %s", r)
 	}
+	// The same post again while the queue is full: a retry, nothing to
+	// score, so no place is needed and none is taken.
+	e.waitScored(s)
+	for range 2 {
+		if !e.srv.frames.reserve() {
+			t.Fatal("reserve")
+		}
+	}
+	if r := e.postEvents(s, body); r.status != 202 {
+		t.Errorf("a retry with a full queue: %s", r)
+	}
+	if n := e.srv.frames.queued.Load(); n != 2 {
+		t.Errorf("the retry changed the queue to %d places", n)
+	}
+	e.srv.frames.unreserve()
+	e.srv.frames.unreserve()
 	m := e.do(req{path: "/metrics"})
 	if !bytes.Contains(m.body, []byte("countersign_frame_queue_rejections_total 1")) {
 		t.Error("rejection not counted")

@@ -109,10 +109,19 @@ func (p *framePool) depth() int64 { return p.queued.Load() }
 
 // reserve takes one place in the queue, or reports that it is full.
 func (p *framePool) reserve() bool {
+	if !p.tryReserve() {
+		p.srv.metrics.queueRejections.Inc()
+		return false
+	}
+	return true
+}
+
+// tryReserve is reserve for a caller that decides itself whether a full
+// queue is a rejection (and counts it: the metric counts refusals).
+func (p *framePool) tryReserve() bool {
 	for {
 		n := p.queued.Load()
 		if n >= p.capacity {
-			p.srv.metrics.queueRejections.Inc()
 			return false
 		}
 		if p.queued.CompareAndSwap(n, n+1) {
