@@ -124,7 +124,8 @@ func TestServeConformsToOpenAPI(t *testing.T) {
 	cf.check(400, "POST", "/v1/sessions/conform-0001/events", []byte(`{"fields":[{"key":"a","value":{}}]}`), cid, token)
 	cf.check(415, "POST", "/v1/sessions/conform-0001/events", []byte(`{"final":false}`), cid, token, hdr("Content-Encoding", "br"))
 	cf.check(202, "POST", "/v1/sessions/conform-0001/events", []byte(`{"final":true}`), cid, token)
-	cf.check(409, "POST", "/v1/sessions/conform-0001/events", []byte(`{"final":false}`), cid, token)
+	cf.check(202, "POST", "/v1/sessions/conform-0001/events", []byte(`{"final":true}`), cid, token) // a retry
+	cf.check(409, "POST", "/v1/sessions/conform-0001/events", []byte(`{"fields":[{"key":"late","value":1}]}`), cid, token)
 
 	// Session status.
 	cf.check(200, "GET", "/v1/sessions/conform-0001", nil, key)
