@@ -212,8 +212,15 @@ func TestQueueFullSheds(t *testing.T) {
 		t.Errorf("after the queue drained: %s", r)
 	}
 	// The same post again while the queue is full: a retry, nothing to
-	// score, so no place is needed and none is taken.
+	// score, so no place is needed and none is taken. (The worker gives
+	// its place back just after the frames are scored.)
 	e.waitScored(s)
+	for deadline := time.Now().Add(5 * time.Second); e.srv.frames.depth() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue still holds %d places", e.srv.frames.depth())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	for range 2 {
 		if !e.srv.frames.reserve() {
 			t.Fatal("reserve")
@@ -222,7 +229,7 @@ func TestQueueFullSheds(t *testing.T) {
 	if r := e.postEvents(s, body); r.status != 202 {
 		t.Errorf("a retry with a full queue: %s", r)
 	}
-	if n := e.srv.frames.queued.Load(); n != 2 {
+	if n := e.srv.frames.depth(); n != 2 {
 		t.Errorf("the retry changed the queue to %d places", n)
 	}
 	e.srv.frames.unreserve()
