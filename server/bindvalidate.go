@@ -73,13 +73,19 @@ func (c *reqCtx) bindValidate(r *validateRequest) bool {
 		default:
 			return -1
 		}
-		if seen&bit != 0 {
-			return -1
-		}
-		seen |= bit
-		return v
+		return once(&seen, bit, v)
 	})
 	return end >= 0 && seen&(cid|csid|userID|action) == cid|csid|userID|action
+}
+
+// once records the member bit in *seen and returns v, the offset after its
+// value, or -1 when the member was seen before (a name given twice).
+func once(seen *uint8, bit uint8, v int) int {
+	if *seen&bit != 0 {
+		return -1
+	}
+	*seen |= bit
+	return v
 }
 
 // bindStringAt binds the string at c.body[i] into *dst and returns the
@@ -135,11 +141,7 @@ func (c *reqCtx) bindSessionData(r *validateRequest, i int) int {
 			default:
 				return -1
 			}
-			if seen&bit != 0 {
-				return -1
-			}
-			seen |= bit
-			return v
+			return once(&seen, bit, v)
 		})
 		if i < 0 || seen&(key|value) != key|value {
 			return -1
