@@ -484,6 +484,19 @@ func TestIdempotency(t *testing.T) {
 		!bytes.Equal(view.Response, first.body) {
 		t.Errorf("decision view: %s", d.body)
 	}
+
+	// A day later the key is free: another body with it is a new
+	// decision, not a 422; the first decision stays readable.
+	e.advance(store.DefaultIdempotencyTTL)
+	s2 := e.newSession("idem-00002", "u1")
+	e.postEvents(s2, mustJSON(eventsJSON{Fields: seedFields()}))
+	later := e.validate(e.validateBody(s2, false, seedItems()...), "Idempotency-Key", "key-1")
+	if later.status != 200 || later.header["idempotent-replayed"] != "" || jsonMap(t, later.body)["decisionID"] == id {
+		t.Errorf("the key after its TTL: %s %v", later, later.header)
+	}
+	if r := e.do(req{path: "/v1/decisions/" + id, headers: e.withKey()}); r.status != 200 {
+		t.Errorf("the first decision after its key expired: %s", r)
+	}
 }
 
 func TestStoreClosedFailsClosed(t *testing.T) {

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"unsafe"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Decision is one validate decision as it was answered. It is stored before
@@ -131,7 +134,7 @@ func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) err
 		st := db.lockBytes(domainIdem, org, idemKey)
 		defer st.Unlock()
 		s.key = appendIdempotencyKey(s.key[:0], org, idemKey)
-		if ok, err := db.has(s.key); err != nil || ok {
+		if taken, err := db.idemTaken(s.key); err != nil || taken {
 			_ = b.Close()
 			if err == nil {
 				err = ErrExists
@@ -140,6 +143,10 @@ func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) err
 		}
 		s.val = appendIdempotencyRec(s.val[:0], &requestHash, d.ID)
 		_ = b.Set(s.key, s.val, nil)
+		if at, ok := idemExpiryOf(db, d.ID); ok {
+			s.key2 = appendIdemExpiryKey(s.key2[:0], at, org, idemKey)
+			_ = b.Set(s.key2, nil, nil)
+		}
 	}
 	s.key = appendDecisionKey(s.key[:0], org, d.ID)
 	s.val = appendDecisionFields(s.val[:0], d.CreatedAt, d.Verified, d.Score, d.CSID, d.UserID, d.Response)
@@ -198,7 +205,8 @@ func (db *DB) decision(rd *Reader, s *scratch, org orgID, orgIDs, id string) (De
 // Idempotent returns the decision stored under the organization's
 // idempotency key, and the hash of the request it was made for (a replay
 // with a different request is the caller's 422). ErrNotFound when the key
-// was never used.
+// was never used, or not within the idempotency TTL (Options): an expired
+// key is free for a new decision, the old decision stays readable by id.
 func (db *DB) Idempotent(orgIDs string, key []byte) (Decision, [32]byte, error) {
 	return db.idempotent(nil, orgIDs, key)
 }
@@ -218,13 +226,19 @@ func (db *DB) idempotent(rd *Reader, orgIDs string, key []byte) (Decision, [32]b
 	var hash [32]byte
 	var id string
 	s.key = appendIdempotencyKey(s.key[:0], org, key)
+	expired := false
 	err := db.getVia(rd, s.key, func(v []byte) error {
 		h, did, err := parseIdempotencyRec(v)
 		hash, id = h, string(did)
+		at, ok := idemExpiryOf(db, did)
+		expired = ok && at <= db.nowMs()
 		return err
 	})
 	if err != nil {
 		return Decision{}, [32]byte{}, err
+	}
+	if expired {
+		return Decision{}, [32]byte{}, ErrNotFound
 	}
 	d, err := db.decision(rd, s, org, orgIDs, id)
 	if errors.Is(err, ErrNotFound) {
@@ -355,4 +369,116 @@ func (db *DB) DeleteTemplate(orgIDs, userID string) error {
 		db.dropTemplate(s.key)
 	}
 	return err
+}
+
+// decisionIDTime returns the unix ms a decision id was made at: the first
+// 48 of its 128 bits (AppendDecisionID), its first ten digits. False for
+// an id of another form.
+func decisionIDTime[ID string | []byte](id ID) (int64, bool) {
+	if len(id) != DecisionIDLen || crockfordValue[id[0]] > 7 { // the first digit holds 3 bits
+		return 0, false
+	}
+	var ms int64
+	for i := range DecisionIDLen {
+		v := crockfordValue[id[i]]
+		if v < 0 {
+			return 0, false
+		}
+		if i < 10 {
+			ms = ms<<5 | int64(v)
+		}
+	}
+	return ms, true
+}
+
+// crockfordValue maps a digit of crockford to its value, anything else to -1.
+var crockfordValue = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for v := range len(crockford) {
+		t[crockford[v]] = int8(v)
+	}
+	return t
+}()
+
+// idemExpiryOf returns when an idempotency key used for the decision id
+// expires; false when it never does (no TTL, or an id that does not carry
+// its time).
+func idemExpiryOf[ID string | []byte](db *DB, id ID) (int64, bool) {
+	ms, ok := decisionIDTime(id)
+	if !ok || db.idemTTL <= 0 {
+		return 0, false
+	}
+	return ms + db.idemTTL.Milliseconds(), true
+}
+
+// idemTaken says whether the idempotency key (its record's key) is in use:
+// stored and not expired. A record that does not parse counts as taken:
+// the caller then replays it, which reports the damage.
+func (db *DB) idemTaken(key []byte) (bool, error) {
+	taken := false
+	err := db.get(key, func(v []byte) error {
+		_, did, err := parseIdempotencyRec(v)
+		at, ok := idemExpiryOf(db, did)
+		taken = err != nil || !ok || at > db.nowMs()
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return taken, err
+}
+
+// SweepIdempotency deletes the records of up to limit idempotency keys
+// past their TTL (limit <= 0: all that are due) and returns how many it
+// deleted. Each key's expiry entry goes in the same batch, so a sweep lost
+// in a crash (its commits are not synced, as SweepExpired's are not) is
+// redone by the next. A key whose entry is due but whose record is not
+// expired (the TTL was raised, or the key was used again after expiring)
+// gets an entry at its real expiry instead. Records written with no TTL
+// have no entry and are kept.
+func (db *DB) SweepIdempotency(limit int) (int, error) {
+	return db.sweepDue(kindIdemExpiry, limit, db.sweepIdemOne)
+}
+
+// sweepIdemOne handles one due expiry entry: it deletes the entry, and the
+// key's record if that has expired (reported true).
+func (db *DB) sweepIdemOne(s *scratch, entry []byte, now int64) (bool, error) {
+	p, ok := decodeKey(entry)
+	if !ok || p.kind != kindIdemExpiry {
+		return false, errors.Join(db.pdb.Delete(entry, pebble.NoSync), ErrCorrupt)
+	}
+	st := db.lockBytes(domainIdem, p.org, p.id)
+	defer st.Unlock()
+	s.key = appendIdempotencyKey(s.key[:0], p.org, p.id)
+	b := db.pdb.NewBatch()
+	defer func() { _ = b.Close() }()
+	_ = b.Delete(entry, nil)
+	deleted := false
+	var corrupt error
+	err := db.get(s.key, func(v []byte) error {
+		_, did, err := parseIdempotencyRec(v)
+		if err != nil {
+			corrupt = fmt.Errorf("%w: idempotency key %s/%q", err, p.org, p.id)
+			return nil // kept: Idempotent reports it where it is used
+		}
+		switch at, ok := idemExpiryOf(db, did); {
+		case !ok: // no TTL now: kept for ever, without an entry
+		case at <= now:
+			_ = b.Delete(s.key, nil)
+			deleted = true
+		default:
+			s.key2 = appendIdemExpiryKey(s.key2[:0], at, p.org, p.id)
+			_ = b.Set(s.key2, nil, nil)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return false, err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return false, err
+	}
+	return deleted, corrupt
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -185,5 +187,133 @@ func TestTenancy(t *testing.T) {
 	f.verify(t, db)
 	if tm := must[[]byte](t)(db.Template(id, "user-1")); !bytes.Equal(tm, []byte("evil")) {
 		t.Fatalf("evil template %q", tm)
+	}
+}
+
+// idemKeys counts the idempotency records and expiry entries stored.
+func idemKeys(t *testing.T, db *DB) (records, entries int) {
+	t.Helper()
+	for _, kind := range []byte{kindIdempotency, kindIdemExpiry} {
+		it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{kind}, UpperBound: []byte{kind + 1}})
+		check(t, err)
+		for it.First(); it.Valid(); it.Next() {
+			if kind == kindIdempotency {
+				records++
+			} else {
+				entries++
+			}
+		}
+		check(t, it.Close())
+	}
+	return records, entries
+}
+
+// TestIdempotencyTTL: a key is remembered for the TTL after its decision,
+// then it is free for a new decision (the old one stays readable by id),
+// and the sweep deletes its record once it has expired.
+func TestIdempotencyTTL(t *testing.T) {
+	db, clk := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	put := func(key string) (Decision, error) {
+		d := Decision{OrgID: o.ID, CSID: "c", UserID: "u", Response: []byte("r")}
+		db.AssignDecisionID(&d)
+		d.ID = strings.Clone(d.ID)
+		return d, db.PutDecision(&d, []byte(key), [32]byte{1})
+	}
+	d1, err := put("k")
+	check(t, err)
+	if got, _, err := db.Idempotent(o.ID, []byte("k")); err != nil || got.ID != d1.ID {
+		t.Fatalf("within the TTL: %v %v", got.ID, err)
+	}
+	clk.Advance(DefaultIdempotencyTTL - time.Second)
+	if _, err := put("k"); !errors.Is(err, ErrExists) {
+		t.Fatalf("reuse within the TTL: %v", err)
+	}
+	if n, _ := db.SweepIdempotency(0); n != 0 {
+		t.Fatalf("swept %d keys before they expired", n)
+	}
+	clk.Advance(time.Second)
+	wantErr(t, func() error { _, _, err := db.Idempotent(o.ID, []byte("k")); return err }(), ErrNotFound)
+	if _, err := db.Decision(o.ID, d1.ID); err != nil {
+		t.Fatalf("the decision of an expired key: %v", err)
+	}
+	d2, err := put("k") // free again: a new decision
+	check(t, err)
+	if got, _, err := db.Idempotent(o.ID, []byte("k")); err != nil || got.ID != d2.ID {
+		t.Fatalf("after reuse: %v %v", got.ID, err)
+	}
+	// d1's entry is due but the record is d2's now: kept, entry dropped.
+	if n, err := db.SweepIdempotency(0); n != 0 || err != nil {
+		t.Fatalf("swept %d, %v: the key is in use again", n, err)
+	}
+	if r, e := idemKeys(t, db); r != 1 || e != 1 {
+		t.Fatalf("%d records and %d entries, want 1 and 1", r, e)
+	}
+	clk.Advance(DefaultIdempotencyTTL)
+	if n, err := db.SweepIdempotency(0); n != 1 || err != nil {
+		t.Fatalf("swept %d, %v: want the expired key", n, err)
+	}
+	if r, e := idemKeys(t, db); r != 0 || e != 0 {
+		t.Fatalf("%d records and %d entries left after the sweep", r, e)
+	}
+
+	// A TTL raised after the key was used: its entry comes due early, the
+	// record stays and gets an entry at its real expiry.
+	_, err = put("raised")
+	check(t, err)
+	db.idemTTL = 2 * DefaultIdempotencyTTL
+	clk.Advance(DefaultIdempotencyTTL + time.Second)
+	if n, err := db.SweepIdempotency(0); n != 0 || err != nil {
+		t.Fatalf("swept %d, %v before the raised TTL", n, err)
+	}
+	if _, _, err := db.Idempotent(o.ID, []byte("raised")); err != nil {
+		t.Fatalf("within the raised TTL: %v", err)
+	}
+	clk.Advance(DefaultIdempotencyTTL)
+	if n, err := db.SweepIdempotency(0); n != 1 || err != nil {
+		t.Fatalf("swept %d, %v after the raised TTL", n, err)
+	}
+
+	// No TTL: nothing expires and no entry is written.
+	db.idemTTL = 0
+	_, err = put("forever")
+	check(t, err)
+	clk.Advance(365 * 24 * time.Hour)
+	if _, _, err := db.Idempotent(o.ID, []byte("forever")); err != nil {
+		t.Fatalf("without a TTL: %v", err)
+	}
+	if r, e := idemKeys(t, db); r != 1 || e != 0 {
+		t.Fatalf("without a TTL: %d records and %d entries, want 1 and 0", r, e)
+	}
+}
+
+// TestIdempotencyTTLOption: Options.IdempotencyTTL, its default and "never".
+func TestIdempotencyTTLOption(t *testing.T) {
+	for _, c := range []struct {
+		opt, want time.Duration
+	}{{0, DefaultIdempotencyTTL}, {time.Hour, time.Hour}, {-1, 0}} {
+		db, err := Open(Options{Dir: "db", FS: vfs.NewMem(), IdempotencyTTL: c.opt})
+		check(t, err)
+		if db.idemTTL != c.want {
+			t.Errorf("IdempotencyTTL %v: %v, want %v", c.opt, db.idemTTL, c.want)
+		}
+		check(t, db.Close())
+	}
+}
+
+// TestDecisionIDTime: an id carries the millisecond it was made at.
+func TestDecisionIDTime(t *testing.T) {
+	db, clk := openMem(t)
+	for range 3 {
+		id := db.NewDecisionID()
+		if ms, ok := decisionIDTime(id); !ok || ms != clk.Now().UnixMilli() {
+			t.Fatalf("%s: %d %v, want %d", id, ms, ok, clk.Now().UnixMilli())
+		}
+		clk.Advance(1234567 * time.Millisecond)
+	}
+	for _, id := range []string{"", "dec-1", "01KAQ4ZQ5W8Y7V3N2M1K0J9H8", "01KAQ4ZQ5W8Y7V3N2M1K0J9H8g", "0IKAQ4ZQ5W8Y7V3N2M1K0J9H8G", "81KAQ4ZQ5W8Y7V3N2M1K0J9H8G"} {
+		if _, ok := decisionIDTime(id); ok {
+			t.Errorf("%q read as a decision id", id)
+		}
 	}
 }

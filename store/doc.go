@@ -41,11 +41,14 @@
 //	0x20  template     org userID                           template bytes, opaque
 //	0x30  decision     org decisionID                       decision record
 //	0x31  idempotency  org idempotency key                  request hash, decision id
+//	0x32  idem-expiry  be64(expiresAt ms) org idempotency key  empty
 //
-// Three kinds are not organization-first, by necessity: org-by-cid and
+// Four kinds are not organization-first, by necessity: org-by-cid and
 // org-by-key resolve a credential to its organization before the
-// organization is known, and expiry is ordered by time so the sweep reads
-// only the sessions that are due. None of them is ever answered to a caller
+// organization is known, and expiry and idem-expiry are ordered by time so
+// the sweeps read only the sessions and idempotency keys that are due (a
+// key expires Options.IdempotencyTTL after its decision, whose id carries
+// the time it was made). None of them is ever answered to a caller
 // without going through the organization's own records.
 //
 // Field keys end with the field name as sent, so iterating a session's

@@ -20,6 +20,7 @@ const (
 	kindTemplate    byte = 0x20
 	kindDecision    byte = 0x30
 	kindIdempotency byte = 0x31
+	kindIdemExpiry  byte = 0x32
 )
 
 // orgID is an organization id as keys hold it: the 8 bytes behind Org.ID's
@@ -130,6 +131,13 @@ func appendIdempotencyKey(dst []byte, org orgID, key []byte) []byte {
 	return append(append(append(dst, kindIdempotency), org[:]...), key...)
 }
 
+// appendIdemExpiryKey orders idempotency keys by when they expire, as
+// appendExpiryKey orders sessions, so the sweep reads only those due.
+func appendIdemExpiryKey(dst []byte, expiresAt int64, org orgID, key []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(append(dst, kindIdemExpiry), uint64(max(expiresAt, 0)))
+	return append(append(dst, org[:]...), key...)
+}
+
 // prefixEnd returns the smallest key greater than every key starting with
 // prefix (the exclusive upper bound of a prefix scan), appended to dst.
 func prefixEnd(dst, prefix []byte) []byte {
@@ -209,7 +217,7 @@ func decodeKey(k []byte) (keyParts, bool) {
 		}
 		p.seq, p.digest = binary.BigEndian.Uint64(k), k[8:]
 		return p, true
-	case kindExpiry:
+	case kindExpiry, kindIdemExpiry:
 		if len(k) < 8 {
 			return p, false
 		}

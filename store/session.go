@@ -879,6 +879,15 @@ const sweepChunk = 256
 // crash is redone by the next one, because the expiry entry goes in the same
 // batch as the deletions.
 func (db *DB) SweepExpired(limit int) (int, error) {
+	return db.sweepDue(kindExpiry, limit, db.sweepOne)
+}
+
+// sweepDue runs one on each entry of the expiry kind (kindExpiry,
+// kindIdemExpiry) that is due, in key order (oldest first), in chunks, until
+// limit of them report true (limit <= 0: until none is due), and returns
+// that count. Damage (ErrCorrupt) does not stop it; the first is returned
+// after the rest is done.
+func (db *DB) sweepDue(kind byte, limit int, one func(s *scratch, entry []byte, now int64) (bool, error)) (int, error) {
 	if err := db.enter(); err != nil {
 		return 0, err
 	}
@@ -887,7 +896,7 @@ func (db *DB) SweepExpired(limit int) (int, error) {
 	defer releaseScratch(s)
 	now := db.nowMs()
 	var upper [9]byte
-	upper[0] = kindExpiry
+	upper[0] = kind
 	binary.BigEndian.PutUint64(upper[1:], uint64(max(now, -1)+1))
 
 	swept := 0
@@ -899,12 +908,11 @@ func (db *DB) SweepExpired(limit int) (int, error) {
 			n = min(n, limit-swept)
 		}
 		var err error
-		due, err = db.dueExpiries(due[:0], upper[:], n)
-		if err != nil {
+		if due, err = db.dueExpiries(due[:0], kind, upper[:], n); err != nil {
 			return swept, err
 		}
 		for _, k := range due {
-			ok, err := db.sweepOne(s, k, now)
+			ok, err := one(s, k, now)
 			if err != nil {
 				if !errors.Is(err, ErrCorrupt) {
 					return swept, err
@@ -922,9 +930,10 @@ func (db *DB) SweepExpired(limit int) (int, error) {
 	return swept, firstErr
 }
 
-// dueExpiries appends to dst copies of up to n expiry keys below upper.
-func (db *DB) dueExpiries(dst [][]byte, upper []byte, n int) ([][]byte, error) {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{kindExpiry}, UpperBound: upper})
+// dueExpiries appends to dst copies of up to n expiry keys of the kind
+// (kindExpiry, kindIdemExpiry) below upper.
+func (db *DB) dueExpiries(dst [][]byte, kind byte, upper []byte, n int) ([][]byte, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{kind}, UpperBound: upper})
 	if err != nil {
 		return dst, err
 	}
@@ -1014,9 +1023,10 @@ func (db *DB) sweepOne(s *scratch, expiryKey []byte, now int64) (bool, error) {
 	return true, corrupt
 }
 
-// RunSweeper sweeps expired sessions now and then every interval until stop
-// is closed or the store is closed. Run it in its own goroutine. A pass
-// sweeps everything due, in chunks, checking stop between chunks.
+// RunSweeper sweeps expired sessions and idempotency keys now and then
+// every interval until stop is closed or the store is closed. Run it in its
+// own goroutine. A pass sweeps everything due, in chunks, checking stop
+// between chunks.
 func (db *DB) RunSweeper(stop <-chan struct{}, every time.Duration) {
 	if every <= 0 {
 		every = time.Minute
@@ -1024,33 +1034,44 @@ func (db *DB) RunSweeper(stop <-chan struct{}, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		total := 0
-		for {
-			n, err := db.SweepExpired(sweepChunk)
-			total += n
-			if errors.Is(err, ErrClosed) {
-				return
-			}
-			if err != nil {
-				db.log.Error("store: sweep", "err", err)
-				break
-			}
-			if n < sweepChunk {
-				break
-			}
-			select {
-			case <-stop:
-				return
-			default:
-			}
-		}
-		if total > 0 {
-			db.log.Info("store: swept expired sessions", "sessions", total)
+		if !db.sweepAll(stop, db.SweepExpired, "sessions") ||
+			!db.sweepAll(stop, db.SweepIdempotency, "idempotency keys") {
+			return
 		}
 		select {
 		case <-stop:
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// sweepAll runs sweep in chunks until nothing is due, logging what it
+// swept (what: the records' name); false when the sweeper should stop.
+func (db *DB) sweepAll(stop <-chan struct{}, sweep func(limit int) (int, error), what string) bool {
+	total := 0
+	defer func() {
+		if total > 0 {
+			db.log.Info("store: swept expired "+what, "count", total)
+		}
+	}()
+	for {
+		n, err := sweep(sweepChunk)
+		total += n
+		if errors.Is(err, ErrClosed) {
+			return false
+		}
+		if err != nil {
+			db.log.Error("store: sweep "+what, "err", err)
+			return true
+		}
+		if n < sweepChunk {
+			return true
+		}
+		select {
+		case <-stop:
+			return false
+		default:
 		}
 	}
 }

@@ -402,12 +402,14 @@ func TestRunSweeper(t *testing.T) {
 	o, _ := newOrg(t, db, "acme")
 	for i := 0; i < sweepChunk+10; i++ { // more than one chunk
 		newSession(t, db, o.ID, fmt.Sprintf("csid-%04d", i))
+		d := Decision{ID: db.NewDecisionID(), OrgID: o.ID}
+		check(t, db.PutDecision(&d, fmt.Appendf(nil, "idem-%04d", i), [32]byte{}))
 	}
-	c.Advance(DefaultSessionTTL)
+	c.Advance(DefaultIdempotencyTTL) // longer than the sessions' TTL
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() { db.RunSweeper(stop, time.Millisecond); close(done) }()
 	deadline := time.Now().Add(10 * time.Second)
-	for countKind(t, db, kindExpiry) > 0 {
+	for countKind(t, db, kindExpiry) > 0 || countKind(t, db, kindIdemExpiry) > 0 || countKind(t, db, kindIdempotency) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("sweeper did not sweep")
 		}

@@ -123,6 +123,10 @@ type Options struct {
 	FS         vfs.FS        // nil: the OS; tests pass vfs.NewMem()
 	Durability Durability    // Sync unless the operator asked otherwise
 	SessionTTL time.Duration // default 30m
+	// IdempotencyTTL is how long an idempotency key is remembered after
+	// the decision made with it: 0 means DefaultIdempotencyTTL, a negative
+	// value forever.
+	IdempotencyTTL time.Duration
 	// WALSyncInterval is the least time between two WAL fsyncs under Sync
 	// durability (see walMinSyncInterval in options.go for why it exists and
 	// what it costs). Zero means the default, DefaultWALSyncInterval; a
@@ -149,16 +153,23 @@ type Options struct {
 // DefaultSessionTTL is how long a session lives when Options.SessionTTL is 0.
 const DefaultSessionTTL = 30 * time.Minute
 
+// DefaultIdempotencyTTL is how long an idempotency key is remembered when
+// Options.IdempotencyTTL is 0: a day, as payment APIs commonly keep them,
+// long past any client's retries, and not for ever (one record per key).
+const DefaultIdempotencyTTL = 24 * time.Hour
+
 const layoutVersion = 1
 
 // DB is countersign's store. All methods are safe for concurrent use.
 type DB struct {
-	pdb  *pebble.DB
-	wo   *pebble.WriteOptions
-	ttl  time.Duration
-	now  func() time.Time
-	rand io.Reader
-	log  *slog.Logger
+	pdb *pebble.DB
+	wo  *pebble.WriteOptions
+	ttl time.Duration
+	// idemTTL: how long an idempotency key is remembered; 0 for ever.
+	idemTTL time.Duration
+	now     func() time.Time
+	rand    io.Reader
+	log     *slog.Logger
 	// randMu guards an injected Options.Rand, which need not be safe for
 	// concurrent use; crypto/rand is and does not take it.
 	randMu sync.Mutex
@@ -218,6 +229,12 @@ func Open(o Options) (*DB, error) {
 	}
 	if db.ttl <= 0 {
 		db.ttl = DefaultSessionTTL
+	}
+	switch {
+	case o.IdempotencyTTL == 0:
+		db.idemTTL = DefaultIdempotencyTTL
+	case o.IdempotencyTTL > 0:
+		db.idemTTL = o.IdempotencyTTL
 	}
 	switch {
 	case o.SessionCacheBytes == 0:

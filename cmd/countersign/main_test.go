@@ -262,6 +262,7 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"serve", "--data", data, "--workers", "many"}, "invalid value"},
 		{[]string{"serve", "--data", data, "--session-ttl", "forever"}, "invalid value"},
 		{[]string{"serve", "--data", data, "--wal-sync-interval", "-1ms"}, "--wal-sync-interval must not be negative"},
+		{[]string{"serve", "--data", data, "--idempotency-ttl", "-1h"}, "--idempotency-ttl must not be negative"},
 		{[]string{"serve", "--data", data, "--log-format", "xml"}, "--log-format"},
 		{[]string{"simulate"}, "--cid and --apikey are required"},
 		{[]string{"simulate", "--cid", "c", "--apikey", "k", "--scenario", "heist"}, `unknown scenario "heist"`},

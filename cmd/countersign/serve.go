@@ -37,6 +37,8 @@ func cmdServe(args []string, e *env) error {
 	workers := c.Int("workers", "N", 0, "frame scoring workers (default GOMAXPROCS)")
 	queue := c.Int("queue", "N", 4096, "frame jobs queued before events answer 503")
 	ttl := c.Duration("session-ttl", "DURATION", store.DefaultSessionTTL, "how long a session accepts events and can be validated")
+	idemTTL := c.Duration("idempotency-ttl", "DURATION", store.DefaultIdempotencyTTL,
+		"how long a validate's Idempotency-Key is remembered after its decision (0: for ever)")
 	walSync := c.Duration("wal-sync-interval", "DURATION", store.DefaultWALSyncInterval,
 		"least time between two log fsyncs, so concurrent commits share one (0: no wait; see PERF.md)")
 	walSyncMethod := c.String("wal-sync", "auto|io_uring|fdatasync", "auto",
@@ -76,6 +78,8 @@ func cmdServe(args []string, e *env) error {
 		return usagef("--workers, --queue, --max-conns-per-ip and --session-cache-mb must not be negative")
 	case *ttl <= 0:
 		return usagef("--session-ttl must be positive")
+	case *idemTTL < 0:
+		return usagef("--idempotency-ttl must not be negative")
 	case *walSync < 0:
 		return usagef("--wal-sync-interval must not be negative")
 	case walErr != nil:
@@ -105,7 +109,11 @@ func cmdServe(args []string, e *env) error {
 	if walSyncInterval == 0 {
 		walSyncInterval = -1 // the store reads zero as its default
 	}
-	db, err := store.Open(store.Options{Dir: *data, Durability: dur, SessionTTL: *ttl,
+	idempotencyTTL := *idemTTL
+	if idempotencyTTL == 0 {
+		idempotencyTTL = -1 // for ever; the store reads zero as its default
+	}
+	db, err := store.Open(store.Options{Dir: *data, Durability: dur, SessionTTL: *ttl, IdempotencyTTL: idempotencyTTL,
 		WALSyncInterval: walSyncInterval, WALSync: walMethod, SessionCacheBytes: sessionCacheBytes(*sessionCacheMB),
 		Logger: log})
 	if err != nil {
