@@ -19,6 +19,9 @@ import (
 //
 // Both passes are iterative over the bytes with fixed scratch (recursion is
 // bounded by maxNesting) and do not allocate unless they report a problem.
+// The validate body, the hottest, is the exception to the second pass:
+// bindvalidate.go checks its shape while binding it without sonic, and
+// falls back to checkShape only to word a refusal.
 
 // maxNesting is the deepest nesting of objects and arrays a body may have.
 // The deepest real shape (validate: body, additionalData, sessionData, item,

@@ -50,7 +50,7 @@ func cmdServe(args []string, e *env) error {
 	writeTimeout := c.Duration("write-timeout", "DURATION", 0, "time to write one response (default: the server's)")
 	idleTimeout := c.Duration("idle-timeout", "DURATION", 0, "keep-alive idle time (default: the server's)")
 	shutdownTimeout := c.Duration("shutdown-timeout", "DURATION", 30*time.Second, "how long SIGTERM waits for in-flight requests")
-	sweepEvery := c.Duration("sweep-every", "DURATION", time.Minute, "how often expired sessions are swept")
+	sweepEvery := c.Duration("sweep-every", "DURATION", time.Minute, "how often expired sessions and idempotency keys are swept")
 	pprofAddr := c.String("pprof", "HOST:PORT", "", "serve Go's profiler (net/http/pprof) on this separate address, for profiling under load; keep it on loopback (default: off)")
 	logFormat := c.String("log-format", "text|json", "text", "log format on stderr")
 	logLevel := c.String("log-level", "debug|info|warn|error", "info", "least severe level logged")
