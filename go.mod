@@ -15,6 +15,7 @@ require (
 	github.com/paulmach/orb v0.14.0
 	github.com/pquerna/otp v1.5.0
 	github.com/valyala/fasthttp v1.74.0
+	golang.org/x/sys v0.47.0
 	golang.org/x/text v0.43.0
 )
 
@@ -61,6 +62,5 @@ require (
 	github.com/valyala/histogram v1.2.0 // indirect
 	golang.org/x/arch v0.0.0-20210923205945-b76863e36670 // indirect
 	golang.org/x/exp v0.0.0-20230626212559-97b1e661b5df // indirect
-	golang.org/x/sys v0.47.0 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect
 )

@@ -98,6 +98,10 @@ type Phase struct {
 	// intended time because no worker was free: a sign the rate is past
 	// what the server (or the generator) sustains.
 	Late int64 `json:"late,omitempty"`
+	// Pacing says, for an open loop, what timed the sends: "timerfd" (the
+	// kernel's high-resolution timer) or "go-timer" (where there is no
+	// timerfd; sends may leave up to a millisecond late when idle).
+	Pacing string `json:"pacing,omitempty"`
 	// Usage is the CPU and memory of each watched process.
 	Usage []Usage `json:"usage,omitempty"`
 }
@@ -218,7 +222,10 @@ func Run(ctx context.Context, l Load) (*Phase, error) {
 		Usage:       usage,
 	}
 	if open {
-		ph.Loop = "open"
+		ph.Loop, ph.Pacing = "open", "go-timer"
+		if workers[0].pace != nil && workers[0].pace.precise() {
+			ph.Pacing = "timerfd"
+		}
 	}
 	measured := l.Duration
 	if ctx.Err() != nil {
@@ -259,6 +266,7 @@ type worker struct {
 	resp *fasthttp.Response
 	rec  []*recorder
 	late int64
+	pace *pacer // open loops: the precise clock of the worker's sends
 }
 
 func (r *runner) newWorker() *worker {
@@ -293,6 +301,10 @@ func (r *runner) newWorker() *worker {
 
 func (w *worker) run(ctx context.Context) {
 	r := w.r
+	if r.open {
+		w.pace = newPacer()
+		defer w.pace.close()
+	}
 	var timer *time.Timer
 	for ctx.Err() == nil {
 		n := r.seq.Add(1) - 1
@@ -302,18 +314,8 @@ func (w *worker) run(ctx context.Context) {
 			if !intended.Before(r.end) {
 				return
 			}
-			if d := time.Until(intended); d > 0 {
-				if timer == nil {
-					timer = time.NewTimer(d)
-				} else {
-					timer.Reset(d)
-				}
-				select {
-				case <-ctx.Done():
-					timer.Stop()
-					return
-				case <-timer.C:
-				}
+			if !w.pace.waitUntil(ctx, intended, &timer) {
+				return
 			}
 		}
 		k := r.cycle[n%uint64(len(r.cycle))]

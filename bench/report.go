@@ -175,6 +175,9 @@ func (r *Report) finish(loadCPUs int) {
 				r.Notes = append(r.Notes, fmt.Sprintf("%s: %d %s errors (%s)%s", p.Name, e, op.Op, formatErrors(op.Errors), hint))
 			}
 		}
+		if p.Pacing == "go-timer" {
+			r.Notes = append(r.Notes, fmt.Sprintf("%s: sends were timed by the Go timer (no timerfd here), which wakes an idle generator up to 1 ms late: the open loop's latencies include that", p.Name))
+		}
 		if p.Loop == "open" && total > 0 && p.Late*100 > total {
 			r.Notes = append(r.Notes, fmt.Sprintf("%s: %d of %d requests were sent more than 1 ms after their scheduled time (every connection busy, or the generator itself late): latency includes that wait",
 				p.Name, p.Late, total))

@@ -1,0 +1,66 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+)
+
+// An open loop's slots are tens of microseconds apart; the Go timer wakes an
+// idle process about a millisecond after a sub-millisecond wait (epoll_wait
+// counts whole milliseconds), which would send every slot late. The pacer
+// must wake within a fraction of that, and never early.
+func TestPacerWakesWellWithinAMillisecond(t *testing.T) {
+	p := newPacer()
+	defer p.close()
+	if !p.precise() {
+		t.Fatal("no timerfd on Linux")
+	}
+	const want = 150 * time.Microsecond
+	var took []time.Duration
+	for range 21 {
+		t0 := time.Now()
+		p.sleep(want)
+		d := time.Since(t0)
+		if d < want {
+			t.Fatalf("slept %v, asked %v", d, want)
+		}
+		took = append(took, d)
+	}
+	slices.Sort(took)
+	// The median is generous for a loaded machine; the Go timer's is
+	// about 1.05 ms here.
+	if med := took[len(took)/2]; med > 700*time.Microsecond {
+		t.Fatalf("median wait %v for %v (all: %v)", med, want, took)
+	}
+}
+
+func TestPacerWaitUntil(t *testing.T) {
+	p := newPacer()
+	defer p.close()
+	var timer *time.Timer
+
+	// A wait longer than pacerPrecise goes through both clocks and ends at
+	// its time, not before.
+	at := time.Now().Add(pacerPrecise + 3*time.Millisecond)
+	if !p.waitUntil(context.Background(), at, &timer) {
+		t.Fatal("waitUntil reported a cancel")
+	}
+	if late := time.Since(at); late < 0 {
+		t.Fatalf("woke %v early", -late)
+	}
+
+	// A long wait ends when its context does.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	t0 := time.Now()
+	if p.waitUntil(ctx, t0.Add(time.Hour), &timer) {
+		t.Fatal("waitUntil ran past its context")
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+}
