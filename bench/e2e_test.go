@@ -84,12 +84,22 @@ func TestSuiteEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	if got := strings.Join(roles, ","); got != "ceiling,max,c1,open,open,events" {
+	if got := strings.Join(roles, ","); got != "ceiling,max,c1,open,open,ceiling-open,events" {
 		t.Fatalf("phases %s", got)
 	}
 	h := r.Headline
 	if h.Ratio <= 0 || h.C1P50Us <= 0 || len(h.OpenP99Us) != 2 || h.EventsFramesPerSec <= 0 {
 		t.Fatalf("headline %+v", h)
+	}
+	// The ceiling's open loop runs at validate's 50% rate and is headlined
+	// beside validate's; both open loops were timed by the precise clock.
+	if open, co := r.Phases[3], r.Phases[5]; co.Rate != open.Rate || co.Fraction != 0.5 || h.CeilingOpenP99Us["0.5"] <= 0 ||
+		open.Pacing != "timerfd" || co.Pacing != "timerfd" {
+		t.Fatalf("ceiling open loop %+v against %+v; headline %+v", co, open, h)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "latest.md"))
+	if !bytes.Contains(md, []byte("; the ceiling at the same rate: p99 ")) || !bytes.Contains(md, []byte("| CPU per request |")) {
+		t.Fatalf("markdown:\n%s", md)
 	}
 	if u := r.Phases[1].UsageOf("server"); u == nil || u.CPU <= 0 {
 		t.Fatalf("server usage %+v", u)

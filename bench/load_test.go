@@ -340,7 +340,7 @@ func TestReportFiles(t *testing.T) {
 	}
 	rows := 0
 	for _, line := range strings.Split(string(md), "\n") {
-		if strings.HasPrefix(line, "| ") && strings.Count(line, "|") == 16 {
+		if strings.HasPrefix(line, "| ") && strings.Count(line, "|") == 17 {
 			rows++
 		}
 	}
@@ -408,5 +408,25 @@ func TestProc(t *testing.T) {
 	m, err := ReadMachine()
 	if err != nil || m.Busy <= 0 || len(m.Cores) == 0 {
 		t.Fatalf("machine %+v %v", m, err)
+	}
+}
+
+// CPU per request sums the phase's operations, since the server's CPU
+// served all of them, and says nothing when there is nothing to divide.
+func TestFormatCPUPerRequest(t *testing.T) {
+	p := &Phase{Ops: []OpResult{{RPS: 6000}, {RPS: 4000}}}
+	for _, c := range []struct {
+		u    *Usage
+		p    *Phase
+		want string
+	}{
+		{&Usage{CPU: 0.5}, p, "50µs"},
+		{&Usage{CPU: 0.5}, &Phase{}, "-"},
+		{&Usage{CPU: 0.5, Error: "gone"}, p, "-"},
+		{nil, p, "-"},
+	} {
+		if got := formatCPUPerRequest(c.u, c.p); got != c.want {
+			t.Errorf("%+v over %+v: %q, want %q", c.u, c.p.Ops, got, c.want)
+		}
 	}
 }

@@ -57,11 +57,14 @@ type Settings struct {
 	Warmup        float64   `json:"warmupSec"`
 	Rate          float64   `json:"rate,omitempty"`
 	OpenFractions []float64 `json:"openFractions,omitempty"`
-	Sessions      int       `json:"sessions"`
-	EventSessions int       `json:"eventSessions,omitempty"`
-	FramesPerPost int       `json:"framesPerPost,omitempty"`
-	MixEvents     float64   `json:"mixEvents,omitempty"`
-	Dim           int       `json:"embeddingDim,omitempty"`
+	// CeilingOpenFractions are the open loops' fractions at which the
+	// ceiling also ran.
+	CeilingOpenFractions []float64 `json:"ceilingOpenFractions,omitempty"`
+	Sessions             int       `json:"sessions"`
+	EventSessions        int       `json:"eventSessions,omitempty"`
+	FramesPerPost        int       `json:"framesPerPost,omitempty"`
+	MixEvents            float64   `json:"mixEvents,omitempty"`
+	Dim                  int       `json:"embeddingDim,omitempty"`
 }
 
 // Headline are the figures PERF.md quotes.
@@ -74,7 +77,10 @@ type Headline struct {
 	C1P99Us float64 `json:"c1P99Us,omitempty"`
 	// OpenP99Us is the corrected p99 of each open loop, keyed by its
 	// fraction of the maximum ("0.5").
-	OpenP99Us          map[string]float64 `json:"openP99Us,omitempty"`
+	OpenP99Us map[string]float64 `json:"openP99Us,omitempty"`
+	// CeilingOpenP99Us is the ceiling's p99 at the same rates, keyed the
+	// same way: what fasthttp alone gives at that load on this machine.
+	CeilingOpenP99Us   map[string]float64 `json:"ceilingOpenP99Us,omitempty"`
 	EventsFramesPerSec float64            `json:"eventsFramesPerSec,omitempty"`
 }
 
@@ -132,6 +138,13 @@ func (r *Report) finish(loadCPUs int) {
 					h.OpenP99Us = map[string]float64{}
 				}
 				h.OpenP99Us[strconv.FormatFloat(p.Fraction, 'f', -1, 64)] = op.Latency.P99
+			}
+		case "ceiling-open":
+			if op := p.Op("ceiling"); op != nil && p.Fraction > 0 {
+				if h.CeilingOpenP99Us == nil {
+					h.CeilingOpenP99Us = map[string]float64{}
+				}
+				h.CeilingOpenP99Us[strconv.FormatFloat(p.Fraction, 'f', -1, 64)] = op.Latency.P99
 			}
 		case "events":
 			if op := p.Op("events"); op != nil {
@@ -221,8 +234,8 @@ func (r *Report) WriteFiles(dir string) ([]string, error) {
 
 // WriteMarkdown writes the results table, the headline and the method.
 func (r *Report) WriteMarkdown(w io.Writer) {
-	fmt.Fprintf(w, "| phase | loop | conns | throughput | p50 | p90 | p99 | p99.9 | max | p99 uncorrected | errors | server CPU | server RSS | load CPU | other CPU |\n")
-	fmt.Fprintf(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(w, "| phase | loop | conns | throughput | p50 | p90 | p99 | p99.9 | max | p99 uncorrected | errors | server CPU | CPU per request | server RSS | load CPU | other CPU |\n")
+	fmt.Fprintf(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, p := range r.Phases {
 		loop := p.Loop
 		if p.Loop == "open" {
@@ -252,10 +265,10 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 				uncorrected = FormatUs(op.Service.P99)
 			}
 			l := op.Latency
-			fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 				name, loop, p.Connections, tput,
 				FormatUs(l.P50), FormatUs(l.P90), FormatUs(l.P99), FormatUs(l.P999), FormatUs(l.Max), uncorrected,
-				formatCount(float64(op.ErrorCount())), formatCPU(srv), formatRSS(srv), formatCPU(cli), other)
+				formatCount(float64(op.ErrorCount())), formatCPU(srv), formatCPUPerRequest(srv, p), formatRSS(srv), formatCPU(cli), other)
 		}
 	}
 	h := r.Headline
@@ -268,7 +281,11 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 	for _, k := range sortedKeys(h.OpenP99Us) {
 		f, _ := strconv.ParseFloat(k, 64)
-		fmt.Fprintf(w, "- open loop at %.0f%% of the maximum: p99 %s (from the intended send time)\n", 100*f, FormatUs(h.OpenP99Us[k]))
+		fmt.Fprintf(w, "- open loop at %.0f%% of the maximum: p99 %s (from the intended send time)", 100*f, FormatUs(h.OpenP99Us[k]))
+		if c, ok := h.CeilingOpenP99Us[k]; ok {
+			fmt.Fprintf(w, "; the ceiling at the same rate: p99 %s", FormatUs(c))
+		}
+		fmt.Fprintln(w)
 	}
 	if h.EventsFramesPerSec > 0 {
 		fmt.Fprintf(w, "- events ingestion: %s frames/s (%d-d embeddings, gzip bodies of %d frames)\n", formatCount(h.EventsFramesPerSec), r.Settings.Dim, r.Settings.FramesPerPost)
@@ -363,6 +380,20 @@ func formatCPU(u *Usage) string {
 		return "-"
 	}
 	return strconv.FormatFloat(u.CPU, 'f', 2, 64)
+}
+
+// formatCPUPerRequest is the server's CPU time per answered request of the
+// phase (all its operations): the cost figure that stays comparable across
+// rates, where throughput at a fixed rate says nothing.
+func formatCPUPerRequest(u *Usage, p *Phase) string {
+	var rps float64
+	for i := range p.Ops {
+		rps += p.Ops[i].RPS
+	}
+	if u == nil || u.Error != "" || rps <= 0 {
+		return "-"
+	}
+	return FormatUs(u.CPU / rps * 1e6)
 }
 
 func formatRSS(u *Usage) string {

@@ -68,6 +68,11 @@ type Options struct {
 	Timeout       time.Duration // one request; default 10s
 	Rate          float64       // validate/events/mixed: open loop at this rate; 0 closed loop
 	OpenFractions []float64     // suite: open loops at these fractions of the max; default 0.5, 0.8
+	// CeilingOpenFractions are, in the suite, the fractions of validate's
+	// closed-loop maximum at which the ceiling also runs an open loop, so
+	// validate's tail at a rate has fasthttp's own beside it. nil means
+	// 0.5 (the rate of the tail target); an empty slice, none.
+	CeilingOpenFractions []float64
 
 	Sessions      int     // seeded validate sessions; default 200
 	Parallel      int     // seeding clients; default 8
@@ -114,6 +119,9 @@ func (o *Options) defaults() error {
 	}
 	if len(o.OpenFractions) == 0 {
 		o.OpenFractions = []float64{0.5, 0.8}
+	}
+	if o.CeilingOpenFractions == nil {
+		o.CeilingOpenFractions = []float64{0.5}
 	}
 	if o.Sessions <= 0 {
 		o.Sessions = 200
@@ -182,6 +190,7 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.Scenario == ScenarioSuite {
 		r.Settings.OpenFractions = o.OpenFractions
+		r.Settings.CeilingOpenFractions = o.CeilingOpenFractions
 	}
 	if o.Spawn {
 		logf("starting countersign serve (durability %s, %s)", o.Durability, pinText(o.Pin))
@@ -289,10 +298,16 @@ func execute(ctx context.Context, o Options, r *Report, logf func(string, ...any
 		return errors.New("bench: no events sessions were created")
 	}
 
-	// The ceiling first: the same requests, answered by fasthttp alone.
+	// The ceiling first: the same requests, answered by fasthttp alone, at
+	// the rate validate will be given (closed loop in the suite).
+	ceiling := o.Ceiling != CeilingOff || o.CeilingAddr != ""
 	if o.Scenario == ScenarioSuite || o.Scenario == ScenarioValidate || o.Scenario == ScenarioCeiling {
-		if o.Ceiling != CeilingOff || o.CeilingAddr != "" {
-			if err := runCeiling(ctx, o, seeded, base, run, logf); err != nil {
+		if ceiling {
+			rate := o.Rate
+			if o.Scenario == ScenarioSuite {
+				rate = 0
+			}
+			if _, err := runCeiling(ctx, o, seeded, base, rate, run, logf); err != nil {
 				return err
 			}
 		}
@@ -326,6 +341,19 @@ func execute(ctx context.Context, o Options, r *Report, logf func(string, ...any
 				return err
 			}
 			p.Role, p.Fraction = "open", f
+		}
+
+		// The ceiling's open loops at validate's rates: the tail and CPU
+		// per request of fasthttp alone at the same load, on this machine.
+		for _, f := range o.CeilingOpenFractions {
+			if maxRPS <= 0 || !ceiling {
+				break
+			}
+			p, err := runCeiling(ctx, o, seeded, base, f*maxRPS, run, logf)
+			if err != nil {
+				return err
+			}
+			p.Fraction = f
 		}
 
 		l = base
@@ -387,8 +415,9 @@ func rateText(rate float64) string {
 }
 
 // runCeiling starts the ceiling where o says, measures it with the
-// validate requests, and stops it.
-func runCeiling(ctx context.Context, o Options, seeded *Seeded, base Load, run func(Load) (*Phase, error), logf func(string, ...any)) error {
+// validate requests (an open loop at rate when rate > 0), and stops it. The
+// phase's Role is "ceiling" for the closed loop, "ceiling-open" otherwise.
+func runCeiling(ctx context.Context, o Options, seeded *Seeded, base Load, rate float64, run func(Load) (*Phase, error), logf func(string, ...any)) (*Phase, error) {
 	body := seeded.Sample
 	if len(body) == 0 {
 		body = []byte(SampleDecision)
@@ -406,32 +435,32 @@ func runCeiling(ctx context.Context, o Options, seeded *Seeded, base Load, run f
 	case CeilingProcess:
 		f, err := os.CreateTemp("", "countersign-ceiling-*.json")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer os.Remove(f.Name())
 		if _, err := f.Write(body); err != nil {
 			f.Close()
-			return err
+			return nil, err
 		}
 		f.Close()
 		if addr, err = FreeAddr(); err != nil {
-			return err
+			return nil, err
 		}
 		p, err := StartProcess(ctx, o.Binary, o.CeilingArgs(addr, f.Name()), addr, "", o.Pin.ServerCPUs, o.Pin.ServerGOMAXPROCS)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		pid, stop = p.PID, func() { _ = p.Stop() }
 	case CeilingInproc:
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c := NewCeiling(body)
 		go func() { _ = c.Serve(ln) }()
 		addr, pid, stop = ln.Addr().String(), 0, func() { _ = c.Shutdown() }
 	default:
-		return fmt.Errorf("bench: unknown ceiling placement %q (process, inproc, off)", o.Ceiling)
+		return nil, fmt.Errorf("bench: unknown ceiling placement %q (process, inproc, off)", o.Ceiling)
 	}
 	defer stop()
 	if placement == "external" {
@@ -440,8 +469,11 @@ func runCeiling(ctx context.Context, o Options, seeded *Seeded, base Load, run f
 		logf("ceiling (%s) on %s answers a %d-byte validate body", placement, addr, len(body))
 	}
 	l := base
-	l.Addr = addr
+	l.Addr, l.Rate = addr, rate
 	l.Name = fmt.Sprintf("ceiling c=%d", o.Connections)
+	if rate > 0 {
+		l.Name = fmt.Sprintf("ceiling open %s/s", formatCount(rate))
+	}
 	l.Ops = []Share{{Op: ValidateOp("ceiling", addr, o.APIKey, seeded.Sessions)}}
 	l.Watch = []Watched{{Role: "client", PID: os.Getpid()}}
 	if pid > 0 {
@@ -450,8 +482,11 @@ func runCeiling(ctx context.Context, o Options, seeded *Seeded, base Load, run f
 	p, err := run(l)
 	if p != nil {
 		p.Role = "ceiling"
+		if rate > 0 {
+			p.Role = "ceiling-open"
+		}
 	}
-	return err
+	return p, err
 }
 
 // writeBodies writes one validate body per line.

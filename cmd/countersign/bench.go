@@ -23,10 +23,11 @@ func cmdBench(args []string, e *env) error {
 			"--cid and --apikey. It seeds sessions through the public API (enrolled users; genuine, impostor, replay "+
 			"and values-only sessions, every frame scored), then runs the scenario's phases with one connection per "+
 			"worker. Closed loops send as fast as answers come; open loops (--rate, or the suite's fractions of the "+
-			"maximum) schedule requests at a fixed rate and measure latency from each request's intended send time, "+
-			"so coordinated omission is corrected. The ceiling is fasthttp answering the bytes of a real validate "+
+			"maximum) schedule requests at a fixed rate, timed by the kernel's high-resolution timer (timerfd), and "+
+			"measure latency from each request's intended send time, so coordinated omission is corrected. The ceiling is fasthttp answering the bytes of a real validate "+
 			"answer, measured by the same generator in the same run. Scenarios: suite (ceiling, validate at "+
-			"--connections, validate c=1, open loops at --open-fractions of the maximum, events), validate, events, "+
+			"--connections, validate c=1, open loops at --open-fractions of the maximum, the ceiling's open loops at "+
+			"--ceiling-open-fractions, events), validate, events, "+
 			"mixed, ceiling. Prints a Markdown table and writes JSON, Markdown and an SVG plot into --out. Progress "+
 			"goes to stderr.")
 	c.examples = "  countersign bench --spawn                                  # the suite, as make bench runs it\n" +
@@ -42,8 +43,9 @@ func cmdBench(args []string, e *env) error {
 	duration := c.Duration("duration", "DURATION", 10*time.Second, "measured window of each phase")
 	warmup := c.Duration("warmup", "DURATION", time.Second, "unmeasured load before each phase's window")
 	connections := c.Int("connections", "N", 64, "connections (one per worker, no pipelining) of the closed loops and the open loops")
-	rate := c.Int("rate", "REQ/S", 0, "validate, events or mixed scenario: an open loop at this rate instead of a closed loop")
+	rate := c.Int("rate", "REQ/S", 0, "validate, events, mixed or ceiling scenario: an open loop at this rate instead of a closed loop (the validate scenario runs its ceiling at the same rate)")
 	fractions := c.String("open-fractions", "LIST", "0.5,0.8", "suite: open loops at these fractions of the measured closed-loop maximum")
+	ceilingFractions := c.String("ceiling-open-fractions", "LIST", "0.5", "suite: the ceiling also runs open loops at these fractions of validate's closed-loop maximum, for fasthttp's own tail and CPU per request at validate's rate (\"\" for none)")
 	sessions := c.Int("sessions", "N", 200, "sessions seeded for validate (one enrollment per user, then genuine, impostor, replay, values-only)")
 	seeders := c.Int("seeders", "N", 8, "simulated clients seeding at once")
 	eventSessions := c.Int("event-sessions", "N", 64, "sessions receiving events posts in the events and mixed scenarios")
@@ -76,6 +78,13 @@ func cmdBench(args []string, e *env) error {
 	fr, err := bench.ParseFractions(*fractions)
 	if err != nil {
 		return usagef("--open-fractions: %v", err)
+	}
+	cfr, err := bench.ParseFractions(*ceilingFractions)
+	if err != nil {
+		return usagef("--ceiling-open-fractions: %v", err)
+	}
+	if cfr == nil {
+		cfr = []float64{} // none, not the default
 	}
 	var mix float64
 	if _, err := fmt.Sscanf(*mixEvents, "%g", &mix); err != nil || mix <= 0 || mix >= 1 {
@@ -134,25 +143,26 @@ func cmdBench(args []string, e *env) error {
 		CeilingArgs: func(addr, bodyFile string) []string {
 			return []string{"bench", "--serve-ceiling", addr, "--ceiling-body", bodyFile}
 		},
-		Connections:    *connections,
-		Duration:       *duration,
-		Warmup:         *warmup,
-		Step:           *step,
-		Timeout:        *timeout,
-		Rate:           float64(*rate),
-		OpenFractions:  fr,
-		Sessions:       *sessions,
-		Parallel:       *seeders,
-		EventSessions:  *eventSessions,
-		EventBodies:    *eventBodies,
-		FramesPerPost:  *framesPerPost,
-		MixEvents:      mix,
-		Dim:            *dim,
-		Seed:           uint64(*seed),
-		ValidateBodies: *bodies,
-		OutDir:         *out,
-		Command:        strings.TrimSpace(e.prog + " bench " + strings.Join(args, " ")),
-		Log:            e.stderr,
+		Connections:          *connections,
+		Duration:             *duration,
+		Warmup:               *warmup,
+		Step:                 *step,
+		Timeout:              *timeout,
+		Rate:                 float64(*rate),
+		OpenFractions:        fr,
+		CeilingOpenFractions: cfr,
+		Sessions:             *sessions,
+		Parallel:             *seeders,
+		EventSessions:        *eventSessions,
+		EventBodies:          *eventBodies,
+		FramesPerPost:        *framesPerPost,
+		MixEvents:            mix,
+		Dim:                  *dim,
+		Seed:                 uint64(*seed),
+		ValidateBodies:       *bodies,
+		OutDir:               *out,
+		Command:              strings.TrimSpace(e.prog + " bench " + strings.Join(args, " ")),
+		Log:                  e.stderr,
 	})
 	if r != nil && len(r.Phases) > 0 {
 		fmt.Fprintln(e.stdout)
