@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"regexp"
@@ -315,5 +316,61 @@ func TestDecisionIDTime(t *testing.T) {
 		if _, ok := decisionIDTime(id); ok {
 			t.Errorf("%q read as a decision id", id)
 		}
+	}
+}
+
+// A store's ids rise strictly: within one millisecond, when the clock steps
+// back, and past the last value of the 80 bits.
+func TestDecisionIDsRiseStrictly(t *testing.T) {
+	db, c := openMem(t)
+	var ids []string
+	for i := 0; i < 1000; i++ {
+		ids = append(ids, db.NewDecisionID())
+	}
+	c.Advance(-5 * time.Millisecond)
+	ids = append(ids, db.NewDecisionID(), db.NewDecisionID())
+	c.Advance(10 * time.Millisecond)
+	ids = append(ids, db.NewDecisionID())
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("id %d %s after %s", i, ids[i], ids[i-1])
+		}
+		if !decisionIDRE.MatchString(ids[i]) {
+			t.Fatalf("id %q", ids[i])
+		}
+	}
+	// One millisecond's ids (and the clock's step back) share its time.
+	for _, id := range ids[1:1002] {
+		if id[:10] != ids[0][:10] {
+			t.Fatalf("%s is not of %s's millisecond", id, ids[0])
+		}
+	}
+	if ids[1002][:10] == ids[0][:10] {
+		t.Fatalf("%s has the time of 5 ms before", ids[1002])
+	}
+	// The first id of a later millisecond draws new bits, so one id does
+	// not tell the next millisecond's.
+	if ids[1002][10:] == ids[1001][10:] {
+		t.Fatal("a new millisecond reused the random bits")
+	}
+
+	// Past the last 80-bit value the id moves to the next millisecond.
+	var ck idClock
+	ones := func(p []byte) error {
+		for i := range p {
+			p[i] = 0xff
+		}
+		return nil
+	}
+	var a, b [16]byte
+	check(t, ck.next(1000, &a, ones))
+	check(t, ck.next(1000, &b, ones))
+	if x, y := appendDecisionID(nil, &a), appendDecisionID(nil, &b); string(y) <= string(x) || binary.BigEndian.Uint16(b[4:6]) != 1001 {
+		t.Fatalf("after %s: %s (%x)", x, y, b)
+	}
+	// A failing source of randomness is reported, not papered over.
+	var ck2 idClock
+	if err := ck2.next(1, &a, func([]byte) error { return errors.New("no entropy") }); err == nil {
+		t.Fatal("a failed random read made an id")
 	}
 }

@@ -173,6 +173,8 @@ type DB struct {
 	// randMu guards an injected Options.Rand, which need not be safe for
 	// concurrent use; crypto/rand is and does not take it.
 	randMu sync.Mutex
+	// lastID is the last decision id made, so the next rises above it.
+	lastID idClock
 
 	// inflight counts calls in progress; Close subtracts closingBias, so a
 	// negative count means closing and every new call answers ErrClosed.
