@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -98,6 +99,9 @@ type Phase struct {
 	// intended time because no worker was free: a sign the rate is past
 	// what the server (or the generator) sustains.
 	Late int64 `json:"late,omitempty"`
+	// RetryWaits counts measured 429 and 503 answers whose Retry-After the
+	// worker waited out before its next request, as a client should.
+	RetryWaits int64 `json:"retryWaits,omitempty"`
 	// Pacing says, for an open loop, what timed the sends: "timerfd" (the
 	// kernel's high-resolution timer) or "go-timer" (where there is no
 	// timerfd; sends may leave up to a millisecond late when idle).
@@ -233,6 +237,7 @@ func Run(ctx context.Context, l Load) (*Phase, error) {
 	}
 	for _, w := range workers {
 		ph.Late += w.late
+		ph.RetryWaits += w.held
 	}
 	for i := range l.Ops {
 		total := newRecorder(open, steps)
@@ -266,6 +271,7 @@ type worker struct {
 	resp *fasthttp.Response
 	rec  []*recorder
 	late int64
+	held int64  // measured answers whose Retry-After the worker waited out
 	pace *pacer // open loops: the precise clock of the worker's sends
 }
 
@@ -331,11 +337,19 @@ func (w *worker) run(ctx context.Context) {
 		}
 		err := w.hc.Do(req, w.resp)
 		done := time.Now()
+		// A client told to come back later waits, as the SDK does: a
+		// generator that re-sends at once measures how fast the server
+		// refuses, not what it sustains.
+		var hold time.Duration
+		if err == nil {
+			hold = retryAfter(w.resp)
+		}
 		if intended.Before(r.measure) {
 			w.resp.Reset()
 			if err != nil {
 				backoff(err)
 			}
+			w.holdOff(ctx, hold)
 			continue
 		}
 		if r.open && sent.Sub(intended) > time.Millisecond {
@@ -362,6 +376,43 @@ func (w *worker) run(ctx context.Context) {
 			rec.status[code]++
 		}
 		w.resp.Reset()
+		if hold > 0 {
+			w.held++
+			w.holdOff(ctx, hold)
+		}
+	}
+}
+
+// maxRetryAfter bounds the wait a Retry-After header can impose on a worker.
+const maxRetryAfter = 10 * time.Second
+
+// retryAfter is how long a 429 or 503 answer asks its client to wait (its
+// Retry-After in seconds, at most maxRetryAfter), and 0 for any other.
+func retryAfter(resp *fasthttp.Response) time.Duration {
+	if c := resp.StatusCode(); c != fasthttp.StatusTooManyRequests && c != fasthttp.StatusServiceUnavailable {
+		return 0
+	}
+	secs, err := fasthttp.ParseUint(bytes.TrimSpace(resp.Header.Peek(fasthttp.HeaderRetryAfter)))
+	if err != nil || secs <= 0 {
+		return 0
+	}
+	return min(time.Duration(secs)*time.Second, maxRetryAfter)
+}
+
+// holdOff waits d, or until the phase ends or ctx is done.
+func (w *worker) holdOff(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	d = min(d, time.Until(w.r.end))
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 

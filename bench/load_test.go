@@ -206,6 +206,51 @@ func TestErrorsByStatus(t *testing.T) {
 	}
 }
 
+// A 503 or 429 with Retry-After makes the worker wait that long before its
+// next request, as a client should; without the header, or with one that is
+// not a number of seconds, it goes on at once.
+func TestRetryAfterIsWaitedOut(t *testing.T) {
+	for _, c := range []struct {
+		status     int
+		header     string
+		wantWaits  int64
+		manyMore   bool // requests follow the refusal at once
+		wantStatus string
+	}{
+		{503, "1", 1, false, "HTTP 503"},
+		{429, "1", 1, false, "HTTP 429"},
+		{503, "", 0, true, "HTTP 503"},
+		{503, "soon", 0, true, "HTTP 503"},
+	} {
+		// One refusal, well inside the measured window.
+		var refused atomic.Bool
+		var after atomic.Int64 // requests after the refusal
+		t0 := time.Now()
+		dial := serveInmem(t, func(ctx *fasthttp.RequestCtx) {
+			if refused.Load() {
+				after.Add(1)
+			}
+			if time.Since(t0) > 50*time.Millisecond && refused.CompareAndSwap(false, true) {
+				ctx.Error(`{"errorCode":"busy"}`, c.status) // resets the headers: set them after
+				if c.header != "" {
+					ctx.Response.Header.Set("Retry-After", c.header)
+				}
+			}
+		})
+		p, err := Run(context.Background(), Load{
+			Addr: "bench.test", Dial: dial, Ops: []Share{{Op: staticOp("events", 200)}},
+			Connections: 1, Duration: 300 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		op := p.Ops[0]
+		if op.Errors[c.wantStatus] != 1 || p.RetryWaits != c.wantWaits || (after.Load() > 10) != c.manyMore {
+			t.Errorf("%d Retry-After %q: %d requests after it, errors %v, %d waits", c.status, c.header, after.Load(), op.Errors, p.RetryWaits)
+		}
+	}
+}
+
 // TestMixedWeights interleaves operations by weight.
 func TestMixedWeights(t *testing.T) {
 	dial := serveInmem(t, func(ctx *fasthttp.RequestCtx) {})

@@ -184,6 +184,9 @@ func (r *Report) finish(loadCPUs int) {
 					hint = "; 409: sessions reached their frame limit, raise --event-sessions"
 				case op.Op == "events" && op.Errors["HTTP 503"] > 0:
 					hint = "; 503: the frame scoring queue was full, ingestion outpaced scoring"
+					if p.RetryWaits > 0 {
+						hint += fmt.Sprintf("; each connection waited out Retry-After before its next post (%d waits)", p.RetryWaits)
+					}
 				}
 				r.Notes = append(r.Notes, fmt.Sprintf("%s: %d %s errors (%s)%s", p.Name, e, op.Op, formatErrors(op.Errors), hint))
 			}
