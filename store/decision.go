@@ -47,8 +47,9 @@ const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 // bits of unix milliseconds then 80 bits, in Crockford base32 (the ULID
 // layout). The 80 bits are random for a store's first id of a millisecond;
 // each later id of the same millisecond (or of an earlier one, if the clock
-// steps back) is the previous id plus one, ULID's monotonic mode, so a
-// store's ids rise strictly in the order they were made. It panics if
+// steps back by up to a second) is the previous id plus one, ULID's
+// monotonic mode, so a store's ids rise strictly in the order they were
+// made. A larger step back restarts at the clock's time. It panics if
 // Options.Rand fails, as crypto/rand would crash the program.
 //
 // Why strictly: the decision log is the store's main write on the validate
@@ -85,32 +86,39 @@ type idClock struct {
 	issued bool
 }
 
+// maxIDClockBack is how far, in milliseconds, the clock may step back while
+// ids go on rising from the last one. A larger step restarts at the clock's
+// time: one reading far ahead must not date every later id (an idempotency
+// key's expiry is read from its decision's id).
+const maxIDClockBack = 1000
+
 // next writes into b the id after the last for the time ms: fresh random
-// bits in a later millisecond, else the last id plus one (past the last
-// 80-bit value, the next millisecond with fresh bits).
+// bits in a later millisecond (or after a step back of more than
+// maxIDClockBack), else the last id plus one (past the last 80-bit value,
+// the next millisecond with fresh bits). On an error nothing changes.
 func (c *idClock) next(ms uint64, b *[16]byte, random func([]byte) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.issued && ms <= c.ms {
+	hi, lo := c.hi, c.lo
+	fresh := !c.issued || ms > c.ms || c.ms-ms > maxIDClockBack
+	if !fresh {
 		ms = c.ms
-		c.lo++
-		if c.lo == 0 {
-			c.hi++
-		}
-		if c.hi == 0 && c.lo == 0 {
-			ms++
+		if lo++; lo == 0 {
+			if hi++; hi == 0 {
+				ms, fresh = ms+1, true
+			}
 		}
 	}
-	if !c.issued || ms > c.ms {
+	if fresh {
 		if err := random(b[6:]); err != nil {
 			return err
 		}
-		c.hi, c.lo = binary.BigEndian.Uint16(b[6:8]), binary.BigEndian.Uint64(b[8:])
+		hi, lo = binary.BigEndian.Uint16(b[6:8]), binary.BigEndian.Uint64(b[8:])
 	}
-	c.ms, c.issued = ms, true
+	c.ms, c.hi, c.lo, c.issued = ms, hi, lo, true
 	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	binary.BigEndian.PutUint16(b[6:8], c.hi)
-	binary.BigEndian.PutUint64(b[8:], c.lo)
+	binary.BigEndian.PutUint16(b[6:8], hi)
+	binary.BigEndian.PutUint64(b[8:], lo)
 	return nil
 }
 

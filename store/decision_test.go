@@ -368,9 +368,36 @@ func TestDecisionIDsRiseStrictly(t *testing.T) {
 	if x, y := appendDecisionID(nil, &a), appendDecisionID(nil, &b); string(y) <= string(x) || binary.BigEndian.Uint16(b[4:6]) != 1001 {
 		t.Fatalf("after %s: %s (%x)", x, y, b)
 	}
-	// A failing source of randomness is reported, not papered over.
+	// A failing source of randomness is reported, not papered over, and
+	// leaves the clock as it was: here it fails in the wrap to the next
+	// millisecond, after which the next id must still rise.
+	fail := func([]byte) error { return errors.New("no entropy") }
 	var ck2 idClock
-	if err := ck2.next(1, &a, func([]byte) error { return errors.New("no entropy") }); err == nil {
+	if err := ck2.next(1, &a, fail); err == nil {
 		t.Fatal("a failed random read made an id")
+	}
+	var c0, c1, c2 [16]byte
+	check(t, ck2.next(7, &c0, ones))
+	if err := ck2.next(7, &c1, fail); err == nil {
+		t.Fatal("the wrap made an id without random bits")
+	}
+	check(t, ck2.next(7, &c2, ones))
+	if x, y := appendDecisionID(nil, &c0), appendDecisionID(nil, &c2); string(y) <= string(x) {
+		t.Fatalf("after a failed wrap: %s after %s", y, x)
+	}
+
+	// A step back of more than a second restarts at the clock's time, so
+	// one reading far ahead does not date the ids that follow it.
+	msOf := func(b *[16]byte) uint64 { return binary.BigEndian.Uint64(append([]byte{0, 0}, b[:6]...)) }
+	zeros := func(p []byte) error { clear(p); return nil }
+	var ck3 idClock
+	check(t, ck3.next(100_000, &a, zeros))
+	check(t, ck3.next(100_000-maxIDClockBack, &b, zeros))
+	if msOf(&b) != 100_000 {
+		t.Fatalf("a step back of a second moved the time to %d", msOf(&b))
+	}
+	check(t, ck3.next(100_000-maxIDClockBack-1, &b, zeros))
+	if got := msOf(&b); got != 100_000-maxIDClockBack-1 {
+		t.Fatalf("after a larger step back the id's time is %d", got)
 	}
 }
