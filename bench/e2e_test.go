@@ -94,7 +94,7 @@ func TestSuiteEndToEnd(t *testing.T) {
 	// The ceiling's open loop runs at validate's 50% rate and is headlined
 	// beside validate's; both open loops were timed by the precise clock.
 	if open, co := r.Phases[3], r.Phases[5]; co.Rate != open.Rate || co.Fraction != 0.5 || h.CeilingOpenP99Us["0.5"] <= 0 ||
-		open.Pacing != "timerfd" || co.Pacing != "timerfd" {
+		open.Pacing != "timerfd" || co.Pacing != "timerfd" || len(r.Settings.CeilingOpenFractions) != 1 {
 		t.Fatalf("ceiling open loop %+v against %+v; headline %+v", co, open, h)
 	}
 	md, _ := os.ReadFile(filepath.Join(out, "latest.md"))

@@ -99,12 +99,14 @@ type Phase struct {
 	// intended time because no worker was free: a sign the rate is past
 	// what the server (or the generator) sustains.
 	Late int64 `json:"late,omitempty"`
-	// RetryWaits counts measured 429 and 503 answers whose Retry-After the
-	// worker waited out before its next request, as a client should.
+	// RetryWaits counts, in a closed loop, measured 429 and 503 answers
+	// whose Retry-After the worker waited out before its next request, as
+	// a client should (an open loop's next slot is another client's).
 	RetryWaits int64 `json:"retryWaits,omitempty"`
 	// Pacing says, for an open loop, what timed the sends: "timerfd" (the
-	// kernel's high-resolution timer) or "go-timer" (where there is no
-	// timerfd; sends may leave up to a millisecond late when idle).
+	// kernel's high-resolution timer), "go-timer" (where there is no
+	// timerfd; sends may leave up to a millisecond late when idle), or
+	// "mixed" (some workers could not get one).
 	Pacing string `json:"pacing,omitempty"`
 	// Usage is the CPU and memory of each watched process.
 	Usage []Usage `json:"usage,omitempty"`
@@ -226,9 +228,20 @@ func Run(ctx context.Context, l Load) (*Phase, error) {
 		Usage:       usage,
 	}
 	if open {
-		ph.Loop, ph.Pacing = "open", "go-timer"
-		if workers[0].pace != nil && workers[0].pace.precise() {
+		ph.Loop = "open"
+		precise := 0
+		for _, w := range workers {
+			if w.pace != nil && w.pace.precise() {
+				precise++
+			}
+		}
+		switch precise {
+		case len(workers):
 			ph.Pacing = "timerfd"
+		case 0:
+			ph.Pacing = "go-timer"
+		default:
+			ph.Pacing = "mixed" // some workers got no timerfd (descriptors short?)
 		}
 	}
 	measured := l.Duration
@@ -337,11 +350,13 @@ func (w *worker) run(ctx context.Context) {
 		}
 		err := w.hc.Do(req, w.resp)
 		done := time.Now()
-		// A client told to come back later waits, as the SDK does: a
-		// generator that re-sends at once measures how fast the server
-		// refuses, not what it sustains.
+		// In a closed loop a worker is a client, and a client told to come
+		// back later waits, as the SDK does: one that re-sends at once
+		// measures how fast the server refuses, not what it sustains. In
+		// an open loop the next slot is another client's request, which
+		// arrives on schedule regardless.
 		var hold time.Duration
-		if err == nil {
+		if err == nil && !r.open {
 			hold = retryAfter(w.resp)
 		}
 		if intended.Before(r.measure) {

@@ -88,8 +88,9 @@ func TestRecorderResult(t *testing.T) {
 	a.merge(b)
 	op := &Op{Name: "events", Frames: 3}
 	r := a.result(op, 1000*time.Millisecond, 250*time.Millisecond)
-	if r.Requests != 20 || r.RPS != 20 || r.FramesPerSec != 60 {
-		t.Fatalf("requests %d rps %v frames/s %v", r.Requests, r.RPS, r.FramesPerSec)
+	// Answers are the 20 successes and the two 503s; a timeout is none.
+	if r.Requests != 20 || r.RPS != 20 || r.FramesPerSec != 60 || r.AnswersPerSec != 22 {
+		t.Fatalf("requests %d rps %v frames/s %v answers/s %v", r.Requests, r.RPS, r.FramesPerSec, r.AnswersPerSec)
 	}
 	if r.Errors["HTTP 503"] != 2 || r.Errors["timeout"] != 1 || r.ErrorCount() != 3 {
 		t.Fatalf("errors %v", r.Errors)
@@ -206,21 +207,24 @@ func TestErrorsByStatus(t *testing.T) {
 	}
 }
 
-// A 503 or 429 with Retry-After makes the worker wait that long before its
-// next request, as a client should; without the header, or with one that is
-// not a number of seconds, it goes on at once.
+// In a closed loop a 503 or 429 with Retry-After makes the worker wait that
+// long before its next request, as a client should; without the header, or
+// with one that is not a number of seconds, it goes on at once. An open
+// loop keeps its schedule.
 func TestRetryAfterIsWaitedOut(t *testing.T) {
 	for _, c := range []struct {
 		status     int
 		header     string
+		rate       float64 // an open loop's: its next slot is not held
 		wantWaits  int64
 		manyMore   bool // requests follow the refusal at once
 		wantStatus string
 	}{
-		{503, "1", 1, false, "HTTP 503"},
-		{429, "1", 1, false, "HTTP 429"},
-		{503, "", 0, true, "HTTP 503"},
-		{503, "soon", 0, true, "HTTP 503"},
+		{503, "1", 0, 1, false, "HTTP 503"},
+		{429, "1", 0, 1, false, "HTTP 429"},
+		{503, "", 0, 0, true, "HTTP 503"},
+		{503, "soon", 0, 0, true, "HTTP 503"},
+		{503, "1", 1000, 0, true, "HTTP 503"},
 	} {
 		// One refusal, well inside the measured window.
 		var refused atomic.Bool
@@ -239,14 +243,14 @@ func TestRetryAfterIsWaitedOut(t *testing.T) {
 		})
 		p, err := Run(context.Background(), Load{
 			Addr: "bench.test", Dial: dial, Ops: []Share{{Op: staticOp("events", 200)}},
-			Connections: 1, Duration: 300 * time.Millisecond,
+			Connections: 1, Rate: c.rate, Duration: 300 * time.Millisecond,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		op := p.Ops[0]
 		if op.Errors[c.wantStatus] != 1 || p.RetryWaits != c.wantWaits || (after.Load() > 10) != c.manyMore {
-			t.Errorf("%d Retry-After %q: %d requests after it, errors %v, %d waits", c.status, c.header, after.Load(), op.Errors, p.RetryWaits)
+			t.Errorf("%d Retry-After %q at rate %v: %d requests after it, errors %v, %d waits", c.status, c.header, c.rate, after.Load(), op.Errors, p.RetryWaits)
 		}
 	}
 }
@@ -456,10 +460,12 @@ func TestProc(t *testing.T) {
 	}
 }
 
-// CPU per request sums the phase's operations, since the server's CPU
-// served all of them, and says nothing when there is nothing to divide.
+// CPU per request divides by every answer of the phase's operations, since
+// the server's CPU served all of them, and says nothing when there is
+// nothing to divide.
 func TestFormatCPUPerRequest(t *testing.T) {
-	p := &Phase{Ops: []OpResult{{RPS: 6000}, {RPS: 4000}}}
+	// Refusals count: RPS (successes) is not the divisor.
+	p := &Phase{Ops: []OpResult{{RPS: 5000, AnswersPerSec: 6000}, {RPS: 0, AnswersPerSec: 4000}}}
 	for _, c := range []struct {
 		u    *Usage
 		p    *Phase
@@ -473,5 +479,27 @@ func TestFormatCPUPerRequest(t *testing.T) {
 		if got := formatCPUPerRequest(c.u, c.p); got != c.want {
 			t.Errorf("%+v over %+v: %q, want %q", c.u, c.p.Ops, got, c.want)
 		}
+	}
+}
+
+// The ceiling's open-loop p99 is headlined beside validate's at the same
+// fraction, and on a line of its own at a fraction validate did not run.
+func TestMarkdownCeilingOpenLines(t *testing.T) {
+	r := &Report{Headline: Headline{
+		OpenP99Us:        map[string]float64{"0.5": 9000},
+		CeilingOpenP99Us: map[string]float64{"0.5": 2000, "0.3": 1500},
+	}}
+	var b bytes.Buffer
+	r.WriteMarkdown(&b)
+	for _, want := range []string{
+		"- open loop at 50% of the maximum: p99 9.00ms (from the intended send time); the ceiling at the same rate: p99 2.00ms\n",
+		"- the ceiling, open loop at 30% of validate's maximum: p99 1.50ms (from the intended send time)\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, b.String())
+		}
+	}
+	if n := strings.Count(b.String(), "2.00ms"); n != 1 {
+		t.Errorf("the 50%% ceiling said %d times:\n%s", n, b.String())
 	}
 }

@@ -57,8 +57,8 @@ type Settings struct {
 	Warmup        float64   `json:"warmupSec"`
 	Rate          float64   `json:"rate,omitempty"`
 	OpenFractions []float64 `json:"openFractions,omitempty"`
-	// CeilingOpenFractions are the open loops' fractions at which the
-	// ceiling also ran.
+	// CeilingOpenFractions are the fractions of validate's maximum at which
+	// the ceiling ran an open loop.
 	CeilingOpenFractions []float64 `json:"ceilingOpenFractions,omitempty"`
 	Sessions             int       `json:"sessions"`
 	EventSessions        int       `json:"eventSessions,omitempty"`
@@ -185,14 +185,17 @@ func (r *Report) finish(loadCPUs int) {
 				case op.Op == "events" && op.Errors["HTTP 503"] > 0:
 					hint = "; 503: the frame scoring queue was full, ingestion outpaced scoring"
 					if p.RetryWaits > 0 {
-						hint += fmt.Sprintf("; each connection waited out Retry-After before its next post (%d waits)", p.RetryWaits)
+						hint += fmt.Sprintf("; connections waited out Retry-After %d times before their next post", p.RetryWaits)
 					}
 				}
 				r.Notes = append(r.Notes, fmt.Sprintf("%s: %d %s errors (%s)%s", p.Name, e, op.Op, formatErrors(op.Errors), hint))
 			}
 		}
-		if p.Pacing == "go-timer" {
+		switch p.Pacing {
+		case "go-timer":
 			r.Notes = append(r.Notes, fmt.Sprintf("%s: sends were timed by the Go timer (no timerfd here), which wakes an idle generator up to 1 ms late: the open loop's latencies include that", p.Name))
+		case "mixed":
+			r.Notes = append(r.Notes, fmt.Sprintf("%s: some connections could not get a timerfd (out of file descriptors?) and timed their sends by the Go timer, up to 1 ms late when idle: the open loop's latencies include that", p.Name))
 		}
 		if p.Loop == "open" && total > 0 && p.Late*100 > total {
 			r.Notes = append(r.Notes, fmt.Sprintf("%s: %d of %d requests were sent more than 1 ms after their scheduled time (every connection busy, or the generator itself late): latency includes that wait",
@@ -290,6 +293,13 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	for _, k := range sortedKeys(h.CeilingOpenP99Us) {
+		if _, ok := h.OpenP99Us[k]; ok {
+			continue // said beside validate's
+		}
+		f, _ := strconv.ParseFloat(k, 64)
+		fmt.Fprintf(w, "- the ceiling, open loop at %.0f%% of validate's maximum: p99 %s (from the intended send time)\n", 100*f, FormatUs(h.CeilingOpenP99Us[k]))
+	}
 	if h.EventsFramesPerSec > 0 {
 		fmt.Fprintf(w, "- events ingestion: %s frames/s (%d-d embeddings, gzip bodies of %d frames)\n", formatCount(h.EventsFramesPerSec), r.Settings.Dim, r.Settings.FramesPerPost)
 	}
@@ -385,13 +395,14 @@ func formatCPU(u *Usage) string {
 	return strconv.FormatFloat(u.CPU, 'f', 2, 64)
 }
 
-// formatCPUPerRequest is the server's CPU time per answered request of the
-// phase (all its operations): the cost figure that stays comparable across
-// rates, where throughput at a fixed rate says nothing.
+// formatCPUPerRequest is the server's CPU time per HTTP answer of the phase
+// (all its operations, refusals included, since each cost the server its
+// work): the cost figure that stays comparable across rates, where
+// throughput at a fixed rate says nothing.
 func formatCPUPerRequest(u *Usage, p *Phase) string {
 	var rps float64
 	for i := range p.Ops {
-		rps += p.Ops[i].RPS
+		rps += p.Ops[i].AnswersPerSec
 	}
 	if u == nil || u.Error != "" || rps <= 0 {
 		return "-"

@@ -151,6 +151,9 @@ type OpResult struct {
 	Requests int64 `json:"requests"`
 	// RPS is Requests per second of the measured window.
 	RPS float64 `json:"rps"`
+	// AnswersPerSec is every HTTP answer per second of the measured window,
+	// refusals (429, 503, ...) included: each cost the server its work.
+	AnswersPerSec float64 `json:"answersPerSec"`
 	// FramesPerSec is the frames accepted per second (events only).
 	FramesPerSec float64 `json:"framesPerSec,omitempty"`
 	// Errors counts every other outcome: "HTTP 503", "timeout", ...
@@ -182,6 +185,11 @@ func (r *recorder) result(op *Op, measured, step time.Duration) OpResult {
 	out := OpResult{Op: op.Name, Requests: r.ok, Latency: summarize(r.latency)}
 	if secs := measured.Seconds(); secs > 0 {
 		out.RPS = float64(r.ok) / secs
+		answers := r.ok
+		for _, v := range r.status {
+			answers += v
+		}
+		out.AnswersPerSec = float64(answers) / secs
 		if op.Frames > 0 {
 			out.FramesPerSec = out.RPS * float64(op.Frames)
 		}

@@ -66,7 +66,7 @@ type Options struct {
 	Warmup        time.Duration // default 1s
 	Step          time.Duration // timeline resolution; default 250ms
 	Timeout       time.Duration // one request; default 10s
-	Rate          float64       // validate/events/mixed: open loop at this rate; 0 closed loop
+	Rate          float64       // validate/events/mixed/ceiling: open loop at this rate; 0 closed loop
 	OpenFractions []float64     // suite: open loops at these fractions of the max; default 0.5, 0.8
 	// CeilingOpenFractions are, in the suite, the fractions of validate's
 	// closed-loop maximum at which the ceiling also runs an open loop, so
@@ -190,7 +190,6 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.Scenario == ScenarioSuite {
 		r.Settings.OpenFractions = o.OpenFractions
-		r.Settings.CeilingOpenFractions = o.CeilingOpenFractions
 	}
 	if o.Spawn {
 		logf("starting countersign serve (durability %s, %s)", o.Durability, pinText(o.Pin))
@@ -354,6 +353,7 @@ func execute(ctx context.Context, o Options, r *Report, logf func(string, ...any
 				return err
 			}
 			p.Fraction = f
+			r.Settings.CeilingOpenFractions = append(r.Settings.CeilingOpenFractions, f)
 		}
 
 		l = base

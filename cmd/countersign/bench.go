@@ -23,9 +23,10 @@ func cmdBench(args []string, e *env) error {
 			"--cid and --apikey. It seeds sessions through the public API (enrolled users; genuine, impostor, replay "+
 			"and values-only sessions, every frame scored), then runs the scenario's phases with one connection per "+
 			"worker. Closed loops send as fast as answers come; open loops (--rate, or the suite's fractions of the "+
-			"maximum) schedule requests at a fixed rate, timed by the kernel's high-resolution timer (timerfd), and "+
-			"measure latency from each request's intended send time, so coordinated omission is corrected. A worker "+
-			"answered 429 or 503 with Retry-After waits that long, as the SDK does. The ceiling is fasthttp answering "+
+			"maximum) schedule requests at a fixed rate, timed by the kernel's high-resolution timer (timerfd; the Go timer where "+
+			"there is none, with a note), and "+
+			"measure latency from each request's intended send time, so coordinated omission is corrected. A "+
+			"closed-loop worker answered 429 or 503 with Retry-After waits that long, as the SDK does. The ceiling is fasthttp answering "+
 			"the bytes of a real validate "+
 			"answer, measured by the same generator in the same run. Scenarios: suite (ceiling, validate at "+
 			"--connections, validate c=1, open loops at --open-fractions of the maximum, the ceiling's open loops at "+
