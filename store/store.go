@@ -429,7 +429,8 @@ func (db *DB) random(p []byte) error {
 // a read that reaches the LSM's lower levels, which every read does in
 // steady state, costs one allocation per table. An iterator's level
 // iterators bring their own scratch, and SeekPrefixGE consults the same
-// bloom filters Get does, at about Get's cost (BenchmarkPointRead).
+// bloom filters Get would (the store builds none: PERF.md, "Tried and not
+// kept: bloom filters"), at about Get's cost (BenchmarkPointRead).
 func (db *DB) read(key []byte) ([]byte, io.Closer, error) {
 	it, err := db.pdb.NewIter(nil)
 	if err != nil {
