@@ -5,13 +5,16 @@ package store
 import "testing"
 
 // TestAllocations pins what the per-request store calls allocate. The
-// validate path's reads (SessionInPlace, SessionFields, TemplateInto) and
-// its write (AssignDecisionID, PutDecision) allocate nothing once the
-// caller's values and buffers have grown; the reads that return strings a
-// caller keeps (SessionInto, NewDecisionID) allocate exactly those.
+// validate path's reads (through a Reader: SessionInPlace, SessionFields,
+// TemplateInto) and its write (AssignDecisionID, PutDecision) allocate
+// nothing once the caller's values and buffers have grown; the reads that
+// return strings a caller keeps (SessionInto, NewDecisionID) allocate
+// exactly those. A session read without a Reader (the events path's) stops
+// at the newest version with pebble.DB.Get, which allocates once per table
+// it consults (db.readNewest): here one.
 //
 // The records are flushed to sstables first: that is where a long-running
-// server finds them, and where pebble.DB.Get would allocate (see db.read).
+// server finds them, and where pebble.DB.Get allocates.
 func TestAllocations(t *testing.T) {
 	db, _ := openMem(t)
 	o, key := newOrg(t, db, "acme")
@@ -30,6 +33,7 @@ func TestAllocations(t *testing.T) {
 	var tmpl []byte
 	var d Decision
 	idem := []byte("idem-00000000")
+	rd := db.NewReader()
 	i := 0
 
 	for _, c := range []struct {
@@ -37,16 +41,31 @@ func TestAllocations(t *testing.T) {
 		max  float64
 		fn   func()
 	}{
-		// UserID and Action; the aggregate goes into dst's buffer.
-		{"SessionInto", 2, func() {
+		// UserID and Action, and Get's one; the aggregate goes into dst's
+		// buffer.
+		{"SessionInto", 3, func() {
 			if err := db.SessionInto(o.ID, "csid-allocs", &dst); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"SessionInPlace", 0, func() {
+		{"SessionInPlace", 1, func() {
 			if err := db.SessionInPlace(o.ID, "csid-allocs", &dst); err != nil || dst.UserID != "user-12345" {
 				t.Fatal(err, dst.UserID)
 			}
+		}},
+		// The validate path: one Reader per request, closed after its reads.
+		{"Reader.SessionInPlace+SessionFields+TemplateInto", 0, func() {
+			var err error
+			if err = rd.SessionInPlace(o.ID, "csid-allocs", &dst); err != nil || dst.UserID != "user-12345" {
+				t.Fatal(err, dst.UserID)
+			}
+			if fv, err = rd.SessionFields(&dst, fv[:0]); err != nil || len(fv) != 2 {
+				t.Fatal(err, len(fv))
+			}
+			if tmpl, err = rd.TemplateInto(o.ID, "user-12345", tmpl[:0]); err != nil || len(tmpl) == 0 {
+				t.Fatal(err)
+			}
+			check(t, rd.Close())
 		}},
 		{"SessionFields", 0, func() {
 			var err error

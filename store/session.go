@@ -296,7 +296,16 @@ func viewString(b []byte) string {
 func (db *DB) readSession(rd *Reader, s *scratch, org orgID, csid string, r *sessionRec) (io.Closer, error) {
 	s.key = appendSessionKey(s.key[:0], org, csid)
 	now := db.nowMs()
-	v, closer, err := db.readVia(rd, s.key)
+	var v []byte
+	var closer io.Closer
+	var err error
+	if rd == nil {
+		// Sessions are rewritten by every events post and every scoring
+		// pass: stop at the newest version.
+		v, closer, err = db.readNewest(s.key)
+	} else {
+		v, closer, err = db.readVia(rd, s.key)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/klauspost/compress/zstd"
 )
@@ -295,6 +296,13 @@ func Open(o Options) (*DB, error) {
 	// Set apart from the literal above (which is being tuned separately):
 	// the logger must mark this DB dead before Fatalf panics.
 	po.Logger = deadOnFatal{pebbleLogger: pebbleLogger{db.log}, dead: &db.dead}
+	// Bloom filters on every level (Pebble builds none by default), for the
+	// reads that look for keys usually absent (has: a frame's re-delivery
+	// record, a new csid) through readNewest: a table that cannot hold the
+	// key then costs a filter probe instead of an index and a data block.
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	applyPebbleOptions(po, db, o.WALSyncInterval)
 	// Table writers must not pause while Pebble holds writes back for them
 	// (yield.go).
@@ -429,8 +437,9 @@ func (db *DB) random(p []byte) error {
 // a read that reaches the LSM's lower levels, which every read does in
 // steady state, costs one allocation per table. An iterator's level
 // iterators bring their own scratch, and SeekPrefixGE consults the same
-// bloom filters Get would (the store builds none: PERF.md, "Tried and not
-// kept: bloom filters"), at about Get's cost (BenchmarkPointRead).
+// bloom filters Get does, at about Get's cost (BenchmarkPointRead). But an
+// iterator positions itself in every level, where Get stops at the newest
+// version: readNewest is for records rewritten often.
 func (db *DB) read(key []byte) ([]byte, io.Closer, error) {
 	it, err := db.pdb.NewIter(nil)
 	if err != nil {
@@ -448,6 +457,24 @@ func (db *DB) read(key []byte) ([]byte, io.Closer, error) {
 		return nil, nil, err
 	}
 	return v, it, nil
+}
+
+// readNewest is read done with pebble.DB.Get: the memtables, then the
+// tables newest first, stopping at the first that holds key. An iterator
+// positions itself in every level, so for a record rewritten often (an
+// active session's, rewritten by every events post) it reads a block of
+// each table still holding an old version; and with the bloom filters
+// (Open) a table that cannot hold an absent key costs Get only a probe. Get
+// allocates one small slice per table it consults, so the validate path,
+// which allocates nothing, reads through iterators instead (read, Reader);
+// the events path and the workers read here (PERF.md, "Reads that stop at
+// the newest version").
+func (db *DB) readNewest(key []byte) ([]byte, io.Closer, error) {
+	v, closer, err := db.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil, ErrNotFound
+	}
+	return v, closer, err
 }
 
 // get copies out the value of key through fn, so that Pebble's buffer is
@@ -471,11 +498,14 @@ func (db *DB) getVia(rd *Reader, key []byte, fn func(v []byte) error) error {
 
 // has says whether key exists.
 func (db *DB) has(key []byte) (bool, error) {
-	err := db.get(key, func([]byte) error { return nil })
+	_, closer, err := db.readNewest(key)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	return true, closer.Close()
 }
 
 // commit applies b with the store's durability and releases it.

@@ -500,3 +500,26 @@ func TestAggregateSaveIsNotSynced(t *testing.T) {
 		check(t, db.Close())
 	}
 }
+
+// Tables carry bloom filters, and a lookup of an absent key (has) probes
+// them instead of searching each table's blocks.
+func TestAbsentKeysProbeBloomFilters(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-present")
+	check(t, db.pdb.Flush())
+	org, _ := parseOrgID(o.ID)
+	before := db.Metrics().Filter.Hits
+	for i := 0; i < 10; i++ {
+		ok, err := db.has(appendSessionKey(nil, org, "csid-absent-"+string(rune('a'+i))))
+		if err != nil || ok {
+			t.Fatal(ok, err)
+		}
+	}
+	if ok, err := db.has(appendSessionKey(nil, org, "csid-present")); err != nil || !ok {
+		t.Fatal("the present session is not found", ok, err)
+	}
+	if hits := db.Metrics().Filter.Hits - before; hits < 10 {
+		t.Fatalf("%d filter hits for 10 absent keys", hits)
+	}
+}
