@@ -2,7 +2,11 @@
 
 package store
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
 
 // TestAllocations pins what the per-request store calls allocate. The
 // validate path's reads (through a Reader: SessionInPlace, SessionFields,
@@ -14,9 +18,14 @@ import "testing"
 // it consults (db.readNewest): here one.
 //
 // The records are flushed to sstables first: that is where a long-running
-// server finds them, and where pebble.DB.Get allocates.
+// server finds them, and where pebble.DB.Get allocates. The session cache
+// is off, so a Reader's reads reach Pebble through its iterator, as they do
+// for a session the cache does not hold; TestAllocationsCachedReader pins
+// the cached path.
 func TestAllocations(t *testing.T) {
-	db, _ := openMem(t)
+	db, err := Open(Options{Dir: "db", FS: vfs.NewMem(), Now: newClock().Now, SessionCacheBytes: -1})
+	check(t, err)
+	t.Cleanup(func() { _ = db.Close() })
 	o, key := newOrg(t, db, "acme")
 	s, token, err := db.CreateSession(o.ID, "csid-allocs", "user-12345", "wire-transfer")
 	check(t, err)
@@ -64,6 +73,9 @@ func TestAllocations(t *testing.T) {
 			}
 			if tmpl, err = rd.TemplateInto(o.ID, "user-12345", tmpl[:0]); err != nil || len(tmpl) == 0 {
 				t.Fatal(err)
+			}
+			if rd.it == nil {
+				t.Fatal("the reads did not reach Pebble's iterator")
 			}
 			check(t, rd.Close())
 		}},
@@ -113,5 +125,46 @@ func TestAllocations(t *testing.T) {
 		if n := testing.AllocsPerRun(200, c.fn); n > c.max {
 			t.Errorf("%s: %.1f allocs per call, want <= %.0f", c.name, n, c.max)
 		}
+	}
+}
+
+// TestAllocationsCachedReader pins validate's reads of a session the cache
+// holds: views of the cached snapshot, no Pebble read, nothing allocated.
+func TestAllocationsCachedReader(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	_, _, err := db.CreateSession(o.ID, "csid-allocs", "user-12345", "wire-transfer")
+	check(t, err)
+	fields := []FieldValue{{Key: []byte("amount"), Value: []byte(`"35.00"`), TS: 1}}
+	_, err = db.AppendEvents(o.ID, "csid-allocs", fields, nil, false)
+	check(t, err)
+	check(t, db.PutTemplate(o.ID, "user-12345", []byte("template bytes")))
+	check(t, db.pdb.Flush())
+	rd := db.NewReader()
+	dst := Session{Aggregate: make([]byte, 0, 64)}
+	var fv []FieldValue
+	var tmpl []byte
+	opened := false // a read reached Pebble
+	read := func() {
+		var err error
+		if err = rd.SessionInPlace(o.ID, "csid-allocs", &dst); err != nil || dst.UserID != "user-12345" {
+			t.Fatal(err, dst.UserID)
+		}
+		if fv, err = rd.SessionFields(&dst, fv[:0]); err != nil || len(fv) != 1 {
+			t.Fatal(err, len(fv))
+		}
+		if tmpl, err = rd.TemplateInto(o.ID, "user-12345", tmpl[:0]); err != nil || len(tmpl) == 0 {
+			t.Fatal(err)
+		}
+		opened = opened || rd.it != nil
+		check(t, rd.Close())
+	}
+	read() // fills the cache
+	opened = false
+	if n := testing.AllocsPerRun(200, read); n > 0 {
+		t.Errorf("%.1f allocs per cached validate read, want 0", n)
+	}
+	if opened {
+		t.Fatal("a cached read opened an iterator")
 	}
 }

@@ -78,9 +78,11 @@
 // SessionInPlace, SessionFields, TemplateInto and AssignDecisionID fill
 // values and buffers the caller reuses, and PutDecision's batch comes from
 // Pebble's pool. The copying reads (Session, Fields, Template,
-// NewDecisionID) remain for callers that keep what they read. Point reads go
-// through an iterator rather than pebble.DB.Get, which allocates for every
-// sstable it consults (see read). Organizations are not read per request at
+// NewDecisionID) remain for callers that keep what they read. A Reader's
+// point reads go through its iterator rather than pebble.DB.Get, which
+// allocates for every sstable it consults (see read); reads made without
+// a Reader, off the validate path, use Get, which stops at a record's
+// newest version (readNewest). Organizations are not read per request at
 // all: the server caches what a credential resolves to, and OrgGeneration
 // tells it when the cache is stale. Through a Reader, sessions with their
 // fields, and templates, come from the session cache when it has them

@@ -175,11 +175,12 @@ func (db *DB) SessionInto(orgIDs, csid string, dst *Session) error {
 }
 
 // SessionInPlace is SessionInto without a copy: UserID and Action are not
-// new strings but views of a buffer dst keeps and reuses, so reading a
-// session allocates nothing once dst has grown. They are valid until the
-// next read into dst (or until dst is overwritten); a caller that keeps
-// either longer must copy it (strings.Clone). This is validate's read: it
-// compares the user id and looks up the template, then forgets both.
+// new strings but views of a buffer dst keeps and reuses. They are valid
+// until the next read into dst (or until dst is overwritten); a caller that
+// keeps either longer must copy it (strings.Clone). Validate reads so
+// through a Reader (Reader.SessionInPlace), which allocates nothing once dst
+// has grown; without one the record is read with pebble.DB.Get (readNewest),
+// which allocates once per table it consults.
 //
 // Read through a Reader that finds the session cached, UserID, Action and
 // Aggregate are views of the cached snapshot, which is never modified: no
@@ -195,8 +196,8 @@ const (
 	readInPlace        // reusing dst's buffers, strings viewed: SessionInPlace
 )
 
-// sessionInto reads through rd, or (nil) an iterator of its own. Through
-// rd it reads the session cache first (sessioncache.go).
+// sessionInto reads through rd, or (nil) with readNewest. Through rd it
+// reads the session cache first (sessioncache.go).
 func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode int) error {
 	// Until this read succeeds, dst names no session for SessionFields: a
 	// caller that ignores an error must not get the previous one's fields.
@@ -291,8 +292,9 @@ func viewString(b []byte) string {
 // readSession parses a live session's record into r, whose slices alias
 // Pebble's buffer until the returned closer is closed. Tombstones and
 // sessions past their expiry are ErrExpired. s.key is left holding the
-// session key. It reads through rd, or (nil) an iterator of its own. (A closer rather than a callback, as db.get takes: r passed
-// to an unknown function would escape to the heap on every read.)
+// session key. It reads through rd, or (nil) with readNewest. (A closer
+// rather than a callback, as db.get takes: r passed to an unknown function
+// would escape to the heap on every read.)
 func (db *DB) readSession(rd *Reader, s *scratch, org orgID, csid string, r *sessionRec) (io.Closer, error) {
 	s.key = appendSessionKey(s.key[:0], org, csid)
 	now := db.nowMs()

@@ -296,13 +296,17 @@ func Open(o Options) (*DB, error) {
 	// Set apart from the literal above (which is being tuned separately):
 	// the logger must mark this DB dead before Fatalf panics.
 	po.Logger = deadOnFatal{pebbleLogger: pebbleLogger{db.log}, dead: &db.dead}
-	// Bloom filters on every level (Pebble builds none by default), for the
-	// reads that look for keys usually absent (has: a frame's re-delivery
-	// record, a new csid) through readNewest: a table that cannot hold the
-	// key then costs a filter probe instead of an index and a data block.
+	// Bloom filters (Pebble builds none by default), for the reads that look
+	// for keys usually absent (has: a frame's re-delivery record, a new
+	// csid) through readNewest: a table that cannot hold the key then costs
+	// a filter probe instead of an index and a data block. Not on the last
+	// level: Pebble consults L6 filters only for iterators that ask
+	// (IterOptions.UseL6Filters), which Get cannot, so there they would cost
+	// 10 bits a key and build time for nothing.
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	po.Levels[len(po.Levels)-1].FilterPolicy = pebble.NoFilterPolicy
 	applyPebbleOptions(po, db, o.WALSyncInterval)
 	// Table writers must not pause while Pebble holds writes back for them
 	// (yield.go).
@@ -464,7 +468,8 @@ func (db *DB) read(key []byte) ([]byte, io.Closer, error) {
 // positions itself in every level, so for a record rewritten often (an
 // active session's, rewritten by every events post) it reads a block of
 // each table still holding an old version; and with the bloom filters
-// (Open) a table that cannot hold an absent key costs Get only a probe. Get
+// (Open) a table above the last level that cannot hold an absent key costs
+// Get only a probe. Get
 // allocates one small slice per table it consults, so the validate path,
 // which allocates nothing, reads through iterators instead (read, Reader);
 // the events path and the workers read here (PERF.md, "Reads that stop at
