@@ -64,16 +64,7 @@ func TestAllocations(t *testing.T) {
 		}},
 		// The validate path: one Reader per request, closed after its reads.
 		{"Reader.SessionInPlace+SessionFields+TemplateInto", 0, func() {
-			var err error
-			if err = rd.SessionInPlace(o.ID, "csid-allocs", &dst); err != nil || dst.UserID != "user-12345" {
-				t.Fatal(err, dst.UserID)
-			}
-			if fv, err = rd.SessionFields(&dst, fv[:0]); err != nil || len(fv) != 2 {
-				t.Fatal(err, len(fv))
-			}
-			if tmpl, err = rd.TemplateInto(o.ID, "user-12345", tmpl[:0]); err != nil || len(tmpl) == 0 {
-				t.Fatal(err)
-			}
+			fv, tmpl = validateReads(t, rd, o.ID, &dst, fv, tmpl, 2)
 			if rd.it == nil {
 				t.Fatal("the reads did not reach Pebble's iterator")
 			}
@@ -146,16 +137,7 @@ func TestAllocationsCachedReader(t *testing.T) {
 	var tmpl []byte
 	opened := false // a read reached Pebble
 	read := func() {
-		var err error
-		if err = rd.SessionInPlace(o.ID, "csid-allocs", &dst); err != nil || dst.UserID != "user-12345" {
-			t.Fatal(err, dst.UserID)
-		}
-		if fv, err = rd.SessionFields(&dst, fv[:0]); err != nil || len(fv) != 1 {
-			t.Fatal(err, len(fv))
-		}
-		if tmpl, err = rd.TemplateInto(o.ID, "user-12345", tmpl[:0]); err != nil || len(tmpl) == 0 {
-			t.Fatal(err)
-		}
+		fv, tmpl = validateReads(t, rd, o.ID, &dst, fv, tmpl, 1)
 		opened = opened || rd.it != nil
 		check(t, rd.Close())
 	}
@@ -167,4 +149,21 @@ func TestAllocationsCachedReader(t *testing.T) {
 	if opened {
 		t.Fatal("a cached read opened an iterator")
 	}
+}
+
+// validateReads makes validate's reads of session "csid-allocs" (with
+// fields fields) and user "user-12345"'s template through rd, into dst and
+// the buffers fv and tmpl, which it returns grown.
+func validateReads(t *testing.T, rd *Reader, org string, dst *Session, fv []FieldValue, tmpl []byte, fields int) ([]FieldValue, []byte) {
+	var err error
+	if err = rd.SessionInPlace(org, "csid-allocs", dst); err != nil || dst.UserID != "user-12345" {
+		t.Fatal(err, dst.UserID)
+	}
+	if fv, err = rd.SessionFields(dst, fv[:0]); err != nil || len(fv) != fields {
+		t.Fatal(err, len(fv))
+	}
+	if tmpl, err = rd.TemplateInto(org, "user-12345", tmpl[:0]); err != nil || len(tmpl) == 0 {
+		t.Fatal(err)
+	}
+	return fv, tmpl
 }
