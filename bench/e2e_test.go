@@ -62,11 +62,15 @@ func TestSuiteEndToEnd(t *testing.T) {
 		Connections: 4, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Step: 100 * time.Millisecond,
 		Sessions: 18, EventSessions: 4, EventBodies: 4,
 		OutDir: out, ValidateBodies: filepath.Join(out, "bodies.jsonl"), Log: &log,
+		DiskProbe: 100 * time.Millisecond, DiskProbeDir: t.TempDir(),
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	t.Logf("progress:\n%s", log.String())
+	if r.Disk == nil || r.Disk.Latency.Count == 0 {
+		t.Fatalf("disk probe %+v, notes %q", r.Disk, r.Notes)
+	}
 
 	if s := r.Seed; s == nil || len(s.Sessions) != 18 || s.Failed != 0 || s.Unexpected != 0 || len(s.EventSessions) != 4 {
 		t.Fatalf("seed %+v", r.Seed)
@@ -98,7 +102,8 @@ func TestSuiteEndToEnd(t *testing.T) {
 		t.Fatalf("ceiling open loop %+v against %+v; headline %+v", co, open, h)
 	}
 	md, _ := os.ReadFile(filepath.Join(out, "latest.md"))
-	if !bytes.Contains(md, []byte("; the ceiling at the same rate: p99 ")) || !bytes.Contains(md, []byte("| CPU per request |")) {
+	if !bytes.Contains(md, []byte("; the ceiling at the same rate: p99 ")) || !bytes.Contains(md, []byte("| CPU per request |")) ||
+		!bytes.Contains(md, []byte("\n- disk: ")) {
 		t.Fatalf("markdown:\n%s", md)
 	}
 	if u := r.Phases[1].UsageOf("server"); u == nil || u.CPU <= 0 {

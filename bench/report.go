@@ -24,6 +24,8 @@ type Report struct {
 	Seed     *Seeded   `json:"seed,omitempty"`
 	Phases   []*Phase  `json:"phases"`
 	Headline Headline  `json:"headline"`
+	// Disk is the disk-sync probe's result, when one ran.
+	Disk *DiskSync `json:"diskSync,omitempty"`
 	// Notes are warnings a reader must see next to the figures: a
 	// saturated load generator, an open loop behind schedule, errors.
 	Notes []string `json:"notes,omitempty"`
@@ -310,6 +312,10 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 		fmt.Fprintf(w, "- seeded %d sessions (%s; %d frames scored; %d unexpected decisions, %d failed) in %.1fs\n",
 			len(s.Sessions), strings.Join(parts, ", "), s.Frames, s.Unexpected, s.Failed, s.Seconds)
+	}
+	if d := r.Disk; d != nil && d.Latency.Count > 0 {
+		fmt.Fprintf(w, "- disk: %d fdatasyncs of %d-byte writes in %s before the load, one at a time: p50 %s, p99 %s, max %s (each synced answer waits for at least one)\n",
+			d.Latency.Count, d.WriteBytes, d.Dir, FormatUs(d.Latency.P50), FormatUs(d.Latency.P99), FormatUs(d.Latency.Max))
 	}
 	fmt.Fprintf(w, "- method: %s\n", r.method())
 	for _, n := range r.Notes {

@@ -86,6 +86,12 @@ type Options struct {
 	// ValidateBodies, when set, receives the validate bodies of the seeded
 	// sessions, one per line (bench/wrk/compare.sh feeds them to wrk).
 	ValidateBodies string
+	// DiskProbe, when positive, is how long to measure the disk's syncs
+	// (ProbeDiskSync) before any load, in DiskProbeDir or, without one, the
+	// spawned server's directory; a server at Addr with no DiskProbeDir is
+	// not probed (its disk may not be this machine's).
+	DiskProbe    time.Duration
+	DiskProbeDir string
 	// OutDir receives the JSON, Markdown and SVG results; "" writes none.
 	OutDir string
 	// Command is the command line, recorded in the report.
@@ -203,6 +209,9 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 			}
 		}()
 		o.Addr, o.CID, o.APIKey, o.ServerPID = s.Addr, s.CID, s.APIKey, s.PID
+		if o.DiskProbeDir == "" {
+			o.DiskProbeDir = s.Dir // the data directory's parent: same file system
+		}
 		r.Server = Server{Addr: s.Addr, Spawned: true, PID: s.PID, Durability: o.Durability, Ceiling: o.Ceiling}
 	}
 	if strings.HasPrefix(o.Addr, "https://") {
@@ -210,6 +219,17 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	}
 	o.Addr = strings.TrimSuffix(strings.TrimPrefix(o.Addr, "http://"), "/")
 	r.Server.Addr = o.Addr
+	if o.DiskProbe > 0 && o.DiskProbeDir != "" {
+		// Before the seeding, while the server is idle: the disk alone.
+		logf("measuring the disk's syncs in %s for %v", o.DiskProbeDir, o.DiskProbe)
+		ds, err := ProbeDiskSync(ctx, o.DiskProbeDir, o.DiskProbe)
+		if err != nil {
+			r.Notes = append(r.Notes, "the disk-sync probe failed: "+err.Error())
+		} else {
+			r.Disk = ds
+			logf("  fdatasync p50 %s, p99 %s, max %s", FormatUs(ds.Latency.P50), FormatUs(ds.Latency.P99), FormatUs(ds.Latency.Max))
+		}
+	}
 
 	err := execute(ctx, o, r, logf)
 	r.finish(cpuCount(o.Pin.LoadCPUs))

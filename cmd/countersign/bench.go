@@ -64,6 +64,8 @@ func cmdBench(args []string, e *env) error {
 	serverProcs := c.Int("server-gomaxprocs", "N", 1, "GOMAXPROCS of the spawned server and the ceiling when pinned")
 	step := c.Duration("step", "DURATION", 250*time.Millisecond, "resolution of the throughput-over-time series")
 	timeout := c.Duration("timeout", "DURATION", 10*time.Second, "timeout of one request")
+	diskProbe := c.Duration("disk-probe", "DURATION", 2*time.Second, "before the load, measure fdatasync latency of small writes (one at a time) in --disk-probe-dir or the spawned server's directory, and report it (0 for none)")
+	diskProbeDir := c.String("disk-probe-dir", "DIR", "", "directory on the server's disk for --disk-probe (a server at --addr is probed only with it)")
 	out := c.String("out", "DIR", "bench/results", "directory for the JSON, Markdown and SVG results (\"\" writes none)")
 	bodies := c.String("validate-bodies", "FILE", "", "also write the seeded sessions' validate bodies there, one per line (for wrk)")
 	ceilingAddr := c.String("ceiling-addr", "HOST:PORT", "", "measure the ceiling already serving there (countersign bench --serve-ceiling) instead of starting one")
@@ -98,8 +100,8 @@ func cmdBench(args []string, e *env) error {
 		return usagef("give --spawn, or --addr, --cid and --apikey of a running server")
 	case *connections < 1 || *connections > 512:
 		return usagef("--connections must be between 1 and 512 (the server's per-IP connection cap)")
-	case *duration <= 0 || *warmup < 0 || *rate < 0 || *sessions < 1 || *dim < 1:
-		return usagef("--duration, --sessions and --embedding-dim must be positive; --warmup and --rate not negative")
+	case *duration <= 0 || *warmup < 0 || *rate < 0 || *sessions < 1 || *dim < 1 || *diskProbe < 0:
+		return usagef("--duration, --sessions and --embedding-dim must be positive; --warmup, --rate and --disk-probe not negative")
 	case *durability != "sync" && *durability != "relaxed":
 		return usagef("--durability %q: want sync or relaxed", *durability)
 	case *ceiling != bench.CeilingProcess && *ceiling != bench.CeilingInproc && *ceiling != bench.CeilingOff:
@@ -163,6 +165,8 @@ func cmdBench(args []string, e *env) error {
 		Dim:                  *dim,
 		Seed:                 uint64(*seed),
 		ValidateBodies:       *bodies,
+		DiskProbe:            *diskProbe,
+		DiskProbeDir:         *diskProbeDir,
 		OutDir:               *out,
 		Command:              strings.TrimSpace(e.prog + " bench " + strings.Join(args, " ")),
 		Log:                  e.stderr,
