@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // framesOf reads the session's stored frames in arrival order.
@@ -220,5 +223,93 @@ func TestEventsHeld(t *testing.T) {
 	clk.Advance(DefaultSessionTTL + time.Second)
 	if _, err := db.EventsHeld(o.ID, "csid-held", fields, frames); !errors.Is(err, ErrExpired) {
 		t.Errorf("expired session: %v", err)
+	}
+}
+
+// TestNewFramesSkipTheRedeliveryLookup: a session this process created and
+// fed knows the highest seq it holds, so a frame above it is stored without
+// looking up its re-delivery record, while a retry, a late frame and a
+// session whose snapshot came from Pebble are looked up as before, with the
+// same answers.
+func TestNewFramesSkipTheRedeliveryLookup(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-floor")
+	lookups := func() uint64 { return db.redeliveryLookups.Load() }
+	appendOnce := func(in ...FrameIn) int {
+		t.Helper()
+		_, stored, err := db.AppendEventsOnce(o.ID, "csid-floor", nil, in, false, 0)
+		check(t, err)
+		return stored
+	}
+	step := func(what string, wantStored int, wantLookups uint64, in ...FrameIn) {
+		t.Helper()
+		before := lookups()
+		if stored := appendOnce(in...); stored != wantStored {
+			t.Fatalf("%s: stored %d, want %d", what, stored, wantStored)
+		}
+		if got := lookups() - before; got != wantLookups {
+			t.Fatalf("%s: %d re-delivery lookups, want %d", what, got, wantLookups)
+		}
+	}
+	step("new frames", 3, 0, FrameIn{1, []byte("f1")}, FrameIn{2, []byte("f2")}, FrameIn{3, []byte("f3")})
+	step("more new frames", 2, 0, FrameIn{4, []byte("f4")}, FrameIn{5, []byte("f5")})
+	step("a retry", 0, 2, FrameIn{2, []byte("f2")}, FrameIn{5, []byte("f5")})
+	step("seq 2 with other bytes, and a new one", 2, 1, FrameIn{2, []byte("other")}, FrameIn{10, []byte("f10")})
+	step("a late frame below the floor", 1, 1, FrameIn{7, []byte("f7")})
+	step("the late frame again", 0, 1, FrameIn{7, []byte("f7")})
+	// A scoring pass republishes the snapshot; the floor survives it.
+	check(t, db.SaveAggregate(o.ID, "csid-floor", []byte("agg"), 3))
+	step("after a saved aggregate", 1, 0, FrameIn{11, []byte("f11")})
+
+	// Evicted, then filled from Pebble by a Reader: the floor is unknown,
+	// so every frame is looked up, and re-deliveries are still caught.
+	org, _ := parseOrgID(o.ID)
+	key := appendSessionKey(nil, org, "csid-floor")
+	db.sc.write(key, func(*cachedSession) *cachedSession { return nil })
+	rd := db.NewReader()
+	var sess Session
+	check(t, rd.SessionInPlace(o.ID, "csid-floor", &sess))
+	if _, err := rd.SessionFields(&sess, nil); err != nil {
+		t.Fatal(err)
+	}
+	check(t, rd.Close())
+	if e := db.sc.get(key); e == nil || e.seqKnown {
+		t.Fatalf("a snapshot filled from Pebble: %+v", e)
+	}
+	step("after a fill", 1, 2, FrameIn{11, []byte("f11")}, FrameIn{12, []byte("f12")})
+
+	// The highest seq there is leaves no floor above it.
+	newSession(t, db, o.ID, "csid-top")
+	_, stored, err := db.AppendEventsOnce(o.ID, "csid-top", nil, []FrameIn{{math.MaxUint64, []byte("top")}}, false, 0)
+	check(t, err)
+	key = appendSessionKey(nil, org, "csid-top")
+	if e := db.sc.get(key); stored != 1 || e == nil || e.seqKnown {
+		t.Fatalf("after seq MaxUint64: stored %d, snapshot %+v", stored, e)
+	}
+	before := lookups()
+	if _, stored, err = db.AppendEventsOnce(o.ID, "csid-top", nil, []FrameIn{{math.MaxUint64, []byte("top")}, {0, []byte("zero")}}, false, 0); err != nil || stored != 1 || lookups()-before != 2 {
+		t.Fatalf("retry of seq MaxUint64 with seq 0: stored %d, %d lookups, %v", stored, lookups()-before, err)
+	}
+}
+
+// TestRedeliveryWithoutTheCache: with the session cache off every frame is
+// looked up, and the answers are the same.
+func TestRedeliveryWithoutTheCache(t *testing.T) {
+	db, err := Open(Options{Dir: "db", FS: vfs.NewMem(), Now: newClock().Now, SessionCacheBytes: -1})
+	check(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-nocache")
+	in := []FrameIn{{1, []byte("f1")}, {2, []byte("f2")}}
+	for i, want := range []int{2, 0} {
+		_, stored, err := db.AppendEventsOnce(o.ID, "csid-nocache", nil, in, false, 0)
+		check(t, err)
+		if stored != want {
+			t.Fatalf("append %d: stored %d, want %d", i, stored, want)
+		}
+	}
+	if n := db.redeliveryLookups.Load(); n != 4 {
+		t.Fatalf("%d lookups without the cache, want 4", n)
 	}
 }

@@ -145,7 +145,11 @@ func (db *DB) CreateSession(orgIDs, csid, userID, action string) (Session, strin
 		return Session{}, "", err
 	}
 	if db.sc != nil {
-		db.sc.write(s.key, func(*cachedSession) *cachedSession { return newCachedSession(s.val, nil) })
+		db.sc.write(s.key, func(*cachedSession) *cachedSession {
+			e := newCachedSession(s.val, nil)
+			e.seqKnown = true // no frames yet: every seq is new
+			return e
+		})
 	}
 	return Session{
 		OrgID:            orgIDs,
@@ -461,19 +465,35 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 	stored = len(raws)
 	var digests [][32]byte
 	var skip []bool
+	var maxSeq uint64
 	if ins != nil {
+		// A frame at or above the session's seq floor is new without a
+		// lookup (a lookup of an absent key opens every L0 table); the floor
+		// is known when this process wrote all of the session's frames.
+		var floor uint64
+		floorKnown := false
+		if db.sc != nil {
+			floor, floorKnown = db.sc.seqFloorOf(s.key)
+		}
 		digests, skip = make([][32]byte, len(ins)), make([]bool, len(ins))
 		for i := range ins {
 			digests[i] = sha256.Sum256(ins[i].Raw)
 			if skip[i] = repeatsEarlier(ins, digests, i); skip[i] {
 				continue
 			}
+			if floorKnown && ins[i].Seq >= floor {
+				maxSeq = max(maxSeq, ins[i].Seq)
+				stored++
+				continue
+			}
+			db.redeliveryLookups.Add(1)
 			s.key2 = appendFrameSeqKey(s.key2[:0], org, csid, ins[i].Seq, &digests[i])
 			held, err := db.has(s.key2)
 			if err != nil {
 				return 0, 0, err
 			}
 			if skip[i] = held; !held {
+				maxSeq = max(maxSeq, ins[i].Seq)
 				stored++
 			}
 		}
@@ -527,7 +547,11 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 			if old == nil {
 				return nil // no complete snapshot to apply the fields to
 			}
-			return old.withWrite(s.zbuf, fields)
+			e := old.withWrite(s.zbuf, fields)
+			if stored > len(raws) { // frames of ins were stored, with their seq records
+				e = e.withFramesFrom(maxSeq)
+			}
+			return e
 		})
 	}
 	return firstIndex, stored, nil

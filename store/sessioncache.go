@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"hash/maphash"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,15 @@ type cachedSession struct {
 	fields []FieldValue
 	absent bool
 	size   int
+	// seqFloor, when seqKnown, is one more than the highest frame seq the
+	// session holds a re-delivery record for (0: none). It is known only
+	// when this process created the session and published every write of
+	// it since (a snapshot filled from Pebble does not know it), so a frame
+	// at or above it cannot be a re-delivery and appendEvents skips the
+	// lookup that would say so (PERF.md, "New frames skip the re-delivery
+	// lookup").
+	seqFloor uint64
+	seqKnown bool
 }
 
 // newCachedTemplate is the entry of a template (absent: the user has none).
@@ -228,5 +238,29 @@ func (old *cachedSession) withWrite(rec []byte, fields []FieldValue) *cachedSess
 			merged = slices.Insert(merged, j, f)
 		}
 	}
-	return ownSnapshot(rec, merged)
+	e := ownSnapshot(rec, merged)
+	e.seqFloor, e.seqKnown = old.seqFloor, old.seqKnown
+	return e
+}
+
+// withFramesFrom is e after frames up to seq maxSeq got re-delivery
+// records: the floor rises past maxSeq, or is no longer known if it cannot.
+func (e *cachedSession) withFramesFrom(maxSeq uint64) *cachedSession {
+	switch {
+	case e == nil || !e.seqKnown:
+	case maxSeq == math.MaxUint64:
+		e.seqKnown = false // no floor above it to keep
+	case maxSeq >= e.seqFloor:
+		e.seqFloor = maxSeq + 1
+	}
+	return e
+}
+
+// seqFloorOf returns the floor of the cached snapshot of key (see
+// cachedSession), and whether it is known.
+func (c *sessionCache) seqFloorOf(key []byte) (uint64, bool) {
+	if e := c.get(key); e != nil && !e.absent {
+		return e.seqFloor, e.seqKnown
+	}
+	return 0, false
 }

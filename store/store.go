@@ -212,6 +212,10 @@ type DB struct {
 	// orgGen counts changes to organizations and their credentials (see
 	// OrgGeneration).
 	orgGen atomic.Uint64
+	// redeliveryLookups counts the frame re-delivery records appendEvents
+	// looked up (a frame below its session's known seq floor needs one);
+	// the tests read it.
+	redeliveryLookups atomic.Uint64
 
 	zenc *zstd.Encoder
 	zdec *zstd.Decoder
