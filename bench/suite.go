@@ -225,9 +225,9 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 		ds, err := ProbeDiskSync(ctx, o.DiskProbeDir, o.DiskProbe)
 		if err != nil {
 			r.Notes = append(r.Notes, "the disk-sync probe failed: "+err.Error())
-		} else {
+		} else if ds.Latency.Count > 0 {
 			r.Disk = ds
-			logf("  fdatasync p50 %s, p99 %s, max %s", FormatUs(ds.Latency.P50), FormatUs(ds.Latency.P99), FormatUs(ds.Latency.Max))
+			logf("  %s p50 %s, p99 %s, max %s", ds.Call, FormatUs(ds.Latency.P50), FormatUs(ds.Latency.P99), FormatUs(ds.Latency.Max))
 		}
 	}
 

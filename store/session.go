@@ -468,8 +468,10 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 	var maxSeq uint64
 	if ins != nil {
 		// A frame at or above the session's seq floor is new without a
-		// lookup (a lookup of an absent key opens every L0 table); the floor
-		// is known when this process wrote all of the session's frames.
+		// lookup (a lookup of an absent key opens every L0 table). The floor
+		// is known only while this process created the session and
+		// published every write of it since to the cache (no eviction, no
+		// snapshot over maxSnapshotBytes): sessioncache.go.
 		var floor uint64
 		floorKnown := false
 		if db.sc != nil {
@@ -493,8 +495,7 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 				return 0, 0, err
 			}
 			if skip[i] = held; !held {
-				maxSeq = max(maxSeq, ins[i].Seq)
-				stored++
+				stored++ // below a known floor, or the floor is unknown: it stays
 			}
 		}
 	}
@@ -540,6 +541,11 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 	s.zbuf = appendSessionRec(s.zbuf[:0], &r)
 	_ = b.Set(s.key, s.zbuf, nil)
 	if err := db.commit(b); err != nil {
+		if db.sc != nil {
+			// Whatever the commit left behind, the snapshot's floor may no
+			// longer hold (sessioncache.go).
+			db.sc.write(s.key, func(*cachedSession) *cachedSession { return nil })
+		}
 		return 0, 0, err
 	}
 	if db.sc != nil {
@@ -548,7 +554,7 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 				return nil // no complete snapshot to apply the fields to
 			}
 			e := old.withWrite(s.zbuf, fields)
-			if stored > len(raws) { // frames of ins were stored, with their seq records
+			if stored > len(raws) { // frames of ins were stored, with their re-delivery records
 				e = e.withFramesFrom(maxSeq)
 			}
 			return e

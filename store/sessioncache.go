@@ -41,7 +41,19 @@ import (
 // Snapshots are never modified once published: a reader holds one while
 // the writers publish others. Entries are evicted at random once a shard
 // passes its share of the byte budget; an evicted session is read from
-// Pebble again. Nothing durable depends on the cache.
+// Pebble again.
+//
+// One thing written depends on the cache: a snapshot's seq floor
+// (cachedSession) lets appendEvents store a frame without looking up its
+// re-delivery record, so a floor must never be known while the session
+// holds a record at or above it. That rests on these rules: the floor is
+// known only from CreateSession, which runs under the stripe for a csid
+// never used (csids are unique per organization forever, and the sweep
+// leaves a tombstone); a fill from Pebble never knows it; appendEvents is
+// the only writer of re-delivery records, holds the stripe from reading the
+// floor to publishing the raised one, and drops the snapshot if its commit
+// fails; and an evicted snapshot comes back only by a fill. Otherwise
+// nothing durable depends on the cache.
 type sessionCache struct {
 	gen      atomic.Uint64 // session writes so far (see above)
 	seed     maphash.Seed
@@ -245,6 +257,8 @@ func (old *cachedSession) withWrite(rec []byte, fields []FieldValue) *cachedSess
 
 // withFramesFrom is e after frames up to seq maxSeq got re-delivery
 // records: the floor rises past maxSeq, or is no longer known if it cannot.
+// It sets e's floor in place, so e must be a snapshot not yet published
+// (withWrite's result).
 func (e *cachedSession) withFramesFrom(maxSeq uint64) *cachedSession {
 	switch {
 	case e == nil || !e.seqKnown:

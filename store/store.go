@@ -184,11 +184,18 @@ type DB struct {
 	// an RWMutex: entering never blocks, so a callback that calls back into
 	// the store while Close waits gets ErrClosed instead of a deadlock, and
 	// concurrent calls never exclude each other.
-	inflight    atomic.Int64
-	drained     chan struct{}
-	drainedOnce sync.Once
-	closeOnce   sync.Once
-	closeErr    error
+	inflight atomic.Int64
+	// redeliveryLookups counts the frame re-delivery records appendEvents
+	// looked up: one per frame of AppendEventsOnce, except repeats within
+	// the call and frames at or above a known seq floor (sessioncache.go);
+	// the tests read it. Beside inflight,
+	// which every call writes anyway, rather than on orgGen's line, which
+	// every authenticated request reads.
+	redeliveryLookups atomic.Uint64
+	drained           chan struct{}
+	drainedOnce       sync.Once
+	closeOnce         sync.Once
+	closeErr          error
 
 	// yield makes background table writers give way to requests; every
 	// call entering the store tells it one is being served (yield.go).
@@ -212,10 +219,6 @@ type DB struct {
 	// orgGen counts changes to organizations and their credentials (see
 	// OrgGeneration).
 	orgGen atomic.Uint64
-	// redeliveryLookups counts the frame re-delivery records appendEvents
-	// looked up (a frame below its session's known seq floor needs one);
-	// the tests read it.
-	redeliveryLookups atomic.Uint64
 
 	zenc *zstd.Encoder
 	zdec *zstd.Decoder

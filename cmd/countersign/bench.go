@@ -102,6 +102,8 @@ func cmdBench(args []string, e *env) error {
 		return usagef("--connections must be between 1 and 512 (the server's per-IP connection cap)")
 	case *duration <= 0 || *warmup < 0 || *rate < 0 || *sessions < 1 || *dim < 1 || *diskProbe < 0:
 		return usagef("--duration, --sessions and --embedding-dim must be positive; --warmup, --rate and --disk-probe not negative")
+	case *diskProbeDir != "" && *diskProbe == 0:
+		return usagef("--disk-probe-dir needs a --disk-probe duration above 0")
 	case *durability != "sync" && *durability != "relaxed":
 		return usagef("--durability %q: want sync or relaxed", *durability)
 	case *ceiling != bench.CeilingProcess && *ceiling != bench.CeilingInproc && *ceiling != bench.CeilingOff:

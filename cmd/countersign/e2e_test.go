@@ -601,3 +601,21 @@ func TestServePprof(t *testing.T) {
 		t.Errorf("--pprof on an address in use: exit %d %s", res.code, res.stderr)
 	}
 }
+
+// TestBenchSpawn runs the harness as make bench does, shortened: it spawns
+// its own server from the binary, measures the disk in the server's
+// directory before the load, and prints the table with the disk's line.
+func TestBenchSpawn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a server and loads it")
+	}
+	r := countersign(t, nil, "bench", "--spawn", "--scenario", "validate", "--sessions", "9", "--connections", "4",
+		"--duration", "300ms", "--warmup", "100ms", "--ceiling", "off", "--pin", "off", "--out", "", "--disk-probe", "200ms")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "| validate c=4 | closed |") || !strings.Contains(r.stdout, "\n- disk: ") ||
+		!strings.Contains(r.stdout, "countersign-bench-") || !strings.Contains(r.stdout, "(each synced answer waits for at least one)") {
+		t.Fatalf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	}
+}

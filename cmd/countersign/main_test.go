@@ -264,6 +264,8 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"serve", "--data", data, "--wal-sync-interval", "-1ms"}, "--wal-sync-interval must not be negative"},
 		{[]string{"serve", "--data", data, "--idempotency-ttl", "-1h"}, "--idempotency-ttl must not be negative"},
 		{[]string{"serve", "--data", data, "--log-format", "xml"}, "--log-format"},
+		{[]string{"bench", "--spawn", "--disk-probe", "0", "--disk-probe-dir", data}, "--disk-probe-dir needs a --disk-probe duration"},
+		{[]string{"bench", "--spawn", "--disk-probe", "-1s"}, "--disk-probe not negative"},
 		{[]string{"simulate"}, "--cid and --apikey are required"},
 		{[]string{"simulate", "--cid", "c", "--apikey", "k", "--scenario", "heist"}, `unknown scenario "heist"`},
 		{[]string{"simulate", "--cid", "c", "--apikey", "k", "--n", "0"}, "must be positive"},
