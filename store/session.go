@@ -495,7 +495,7 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 				return 0, 0, err
 			}
 			if skip[i] = held; !held {
-				stored++ // below a known floor, or the floor is unknown: it stays
+				stored++ // below a known floor, which need not move; or no floor is known
 			}
 		}
 	}
