@@ -261,7 +261,7 @@ func appendValidateAnswer(dst, rec []byte, decisionID string) ([]byte, error) {
 			dst = append(dst, ',')
 		}
 		kind := biometric.Kind(r.byte1())
-		if kind >= biometric.NumKinds {
+		if kind >= biometric.NumReportedKinds {
 			r.bad = true
 		}
 		dst = append(dst, `{"type":"`...)

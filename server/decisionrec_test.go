@@ -203,7 +203,7 @@ func TestDecisionRecordDamage(t *testing.T) {
 		{"matched/field flags", 6, 0x04},
 		{"reason", 9, 3},
 		{"violations count", 10, 0x7f},
-		{"kind", 11, byte(biometric.NumKinds)},
+		{"kind", 11, byte(biometric.NumReportedKinds)},
 	} {
 		b := bytes.Clone(rec)
 		b[c.at] = c.val

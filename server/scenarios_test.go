@@ -277,6 +277,39 @@ func TestBiometricScenarios(t *testing.T) {
 			t.Error("user mismatch enrolled the requested user")
 		}
 	})
+	t.Run("action mismatch", func(t *testing.T) {
+		// A genuine session collected for a wire transfer, validated as a
+		// payee change: what the user approved was not this action.
+		e := b.e
+		s := b.session("alice")
+		if r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, b.face, 1, ts0, 8)})); r.status != 202 {
+			t.Fatalf("events: %s", r)
+		}
+		body := bytes.Replace(e.validateBody(s, false, seedItems()...), []byte(`"action":"wire_transfer"`), []byte(`"action":"payee_change"`), 1)
+		v := parseVerdict(t, e.validateWhenScored(body))
+		in := v.Indicators
+		if v.VerifiedAction || v.violation("action_mismatch") != 1 || !in.Violations.HasViolations ||
+			!in.ValuesMatch || !in.BiometricsMatch {
+			t.Errorf("action mismatch: score %d %+v", v.IVScore, in)
+		}
+		// The same session validated for its own action is verified.
+		v = parseVerdict(t, e.validateWhenScored(e.validateBody(s, false, seedItems()...)))
+		if !v.VerifiedAction || v.Indicators.Violations.HasViolations {
+			t.Errorf("own action: %+v", v.Indicators)
+		}
+		// Nor does such a session enroll anyone.
+		s = b.session("carol")
+		if r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, b.face, 1, ts0, 8)})); r.status != 202 {
+			t.Fatalf("events: %s", r)
+		}
+		body = bytes.Replace(e.validateBody(s, true, seedItems()...), []byte(`"action":"wire_transfer"`), []byte(`"action":"payee_change"`), 1)
+		if v = parseVerdict(t, e.validateWhenScored(body)); v.Indicators.UserEnrolled || v.violation("action_mismatch") != 1 {
+			t.Errorf("enrollment with another action: %+v", v.Indicators)
+		}
+		if _, err := e.db.Template(e.org.ID, "carol"); err == nil {
+			t.Error("a session of another action enrolled its user")
+		}
+	})
 	t.Run("tampered amount", func(t *testing.T) {
 		items := seedItems()
 		items[0]["value"] = 3500

@@ -121,9 +121,12 @@ func (s *Server) validate(c *reqCtx) {
 			enrolled = true
 		}
 	}
+	// A session collected for another action is a violation of its own
+	// (action_mismatch), so, like any violation, it enrolls no one.
+	actionMismatch := r.Action != sess.Action
 	hadTemplate := enrolled
 	newTemplate := false
-	if e.compiled.WantsEnrollment(r.IsEnrollment, enrolled) && !userMismatch &&
+	if e.compiled.WantsEnrollment(r.IsEnrollment, enrolled) && !userMismatch && !actionMismatch &&
 		(len(c.items) == 0 || c.mres.Matched) && sess.FramesReceived > 0 {
 		if tmpl == nil {
 			if tmpl, ok = s.decodeTemplate(c, enrolled); !ok {
@@ -159,6 +162,7 @@ func (s *Server) validate(c *reqCtx) {
 		Agg:             c.agg,
 		Enrolled:        enrolled,
 		UserMismatch:    userMismatch,
+		ActionMismatch:  actionMismatch,
 		// An enrollment of a user who had no template establishes identity,
 		// it does not prove it: the frames match the template built from
 		// them. (Re-enrolling an existing template needs a session that

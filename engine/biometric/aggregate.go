@@ -29,19 +29,34 @@ const (
 	// UserMismatch: validate's userID differs from the session's. Added by
 	// engine/policy, never by Fold.
 	UserMismatch
-	// NumKinds is the number of violation kinds.
+	// NumKinds is the number of violation kinds an aggregate counts.
 	NumKinds
 )
+
+// ActionMismatch: validate's action differs from the session's. Like
+// UserMismatch a property of the request, added by engine/policy, never by
+// Fold; it comes after NumKinds because an aggregate has a slot for each of
+// the NumKinds kinds (its encoding would change with another) and never
+// counts this one.
+const ActionMismatch = NumKinds
+
+// NumReportedKinds is the number of kinds a verdict may report: every
+// kind, ActionMismatch included.
+const NumReportedKinds = ActionMismatch + 1
 
 var kindNames = [NumKinds]string{
 	"no_face", "multiple_faces", "liveness_failed", "face_mismatch", "replayed_frame",
 	"static_stream", "frame_gap", "out_of_order", "user_mismatch",
 }
 
-// String returns the wire name of k ("no_face", ... "user_mismatch"), or "unknown".
+// String returns the wire name of k ("no_face", ... "user_mismatch",
+// "action_mismatch"), or "unknown".
 func (k Kind) String() string {
-	if k < NumKinds {
+	switch {
+	case k < NumKinds:
 		return kindNames[k]
+	case k == ActionMismatch:
+		return "action_mismatch"
 	}
 	return "unknown"
 }

@@ -96,7 +96,8 @@ func TestNames(t *testing.T) {
 			t.Errorf("ParseDocType(%q) ok", bad)
 		}
 	}
-	if FrameType(0).String() != "unknown" || DocType(9).String() != "unknown" || NumKinds.String() != "unknown" {
+	if FrameType(0).String() != "unknown" || DocType(9).String() != "unknown" || NumReportedKinds.String() != "unknown" ||
+		ActionMismatch.String() != "action_mismatch" {
 		t.Error("out-of-range names")
 	}
 	want := []string{"no_face", "multiple_faces", "liveness_failed", "face_mismatch", "replayed_frame",

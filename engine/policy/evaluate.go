@@ -12,6 +12,7 @@ type Input struct {
 	Agg                          *biometric.Aggregate // never nil (an empty aggregate when no frames)
 	Enrolled                     bool                 // the user named in the request has a template (after any enrollment in this request)
 	UserMismatch                 bool                 // validate's userID differs from the session's
+	ActionMismatch               bool                 // validate's action differs from the session's
 	// FreshTemplate: the template was created from this very session (the
 	// user had none before), so a match against it proves nothing.
 	FreshTemplate bool
@@ -73,7 +74,8 @@ var emptyAgg biometric.Aggregate
 //   - idlive_liveness: a document frame with liveness >= t.Liveness.
 //   - idv_matching: the cosine of the best document frame to the mean of the
 //     verified face frames is at least t.IDVMatch (false without either).
-//   - has_violations: any violation, user_mismatch (in.UserMismatch) included.
+//   - has_violations: any violation, user_mismatch (in.UserMismatch) and
+//     action_mismatch (in.ActionMismatch) included.
 //
 // ivScore adds each true indicator's weight; "no violations" counts only when
 // there is at least one face frame, so that a session without biometrics
@@ -116,8 +118,13 @@ func (c *Compiled) Evaluate(in *Input, out *Verdict) {
 	}
 	if in.UserMismatch && a.Violations[biometric.UserMismatch].Count == 0 {
 		// A property of the request, not of a frame: count 1, no seq. (Kind
-		// order holds: user_mismatch is the last kind.)
+		// order holds: user_mismatch is the last kind an aggregate counts.)
 		out.Violations = append(out.Violations, ViolationCount{Kind: biometric.UserMismatch, Count: 1})
+	}
+	if in.ActionMismatch {
+		// The session was collected for another action: what the user saw
+		// and approved was not this. Like user_mismatch, and after it.
+		out.Violations = append(out.Violations, ViolationCount{Kind: biometric.ActionMismatch, Count: 1})
 	}
 	out.HasViolations = len(out.Violations) > 0
 

@@ -62,6 +62,7 @@ func TestFixtures(t *testing.T) {
 					ValuesCollected: d.HasArg("values-collected"),
 					ValuesMatch:     d.HasArg("values-match"),
 					UserMismatch:    d.HasArg("user-mismatch"),
+					ActionMismatch:  d.HasArg("action-mismatch"),
 					FreshTemplate:   d.HasArg("fresh-template"),
 					Agg:             w.Agg,
 					Enrolled:        w.Template != nil,
