@@ -147,6 +147,31 @@ func TestTwentyDigitValues(t *testing.T) {
 	}
 }
 
+// TestFieldSpelledAnew: the SDK sent a field as TOTAL, then as Total with
+// another value. Names compare case-insensitively, so they are one name
+// whose latest value is Total's: the old value no longer matches.
+func TestFieldSpelledAnew(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("spelled-anew-1", "u1")
+	for _, body := range []string{
+		`{"fields":[{"key":"TOTAL","value":35,"ts":1763800000100}]}`,
+		`{"fields":[{"key":"Total","value":3500,"ts":1763800000900}]}`,
+	} {
+		if r := e.postEvents(s, []byte(body)); r.status != 202 {
+			t.Fatalf("events: %s", r)
+		}
+	}
+	item := func(v int) map[string]any { return map[string]any{"key": "amount", "value": v, "synonyms": []string{"total"}} }
+	old := parseVerdict(t, e.validate(e.validateBody(s, false, item(35))))
+	latest := parseVerdict(t, e.validate(e.validateBody(s, false, item(3500))))
+	if d := old.Indicators.Details["amount"]; old.Indicators.ValuesMatch || d.Reason != "mismatch" || d.Field == nil || *d.Field != "Total" {
+		t.Errorf("the older spelling's value: %+v", d)
+	}
+	if !latest.Indicators.ValuesMatch {
+		t.Errorf("the latest value: %+v", latest.Indicators.Details)
+	}
+}
+
 // biometricScenario is a user with an enrolled face.
 type biometricScenario struct {
 	e    *testEnv

@@ -325,7 +325,7 @@ func (s *Server) matchValues(c *reqCtx) bool {
 	}
 	c.mfields = c.mfields[:0]
 	for i := range c.fields {
-		c.mfields = append(c.mfields, match.Field{Key: c.fields[i].Key, Value: c.fields[i].Value})
+		c.mfields = append(c.mfields, match.Field{Key: c.fields[i].Key, Value: c.fields[i].Value, TS: c.fields[i].TS})
 	}
 	data := c.validateReq.AdditionalData.SessionData
 	c.synonyms = c.synonyms[:0]

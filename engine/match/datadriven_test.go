@@ -206,10 +206,18 @@ func runMatch(t *testing.T, d *datadriven.TestData, shared *Matcher) string {
 			}
 			switch verb {
 			case "field", "fields":
-				if len(names) != 1 {
-					d.Fatalf(t, "field lines take one name: %q", l)
+				var ts int64
+				if len(names) == 2 && bytes.HasPrefix(names[1], []byte("ts=")) {
+					var err error
+					if ts, err = strconv.ParseInt(string(names[1][3:]), 10, 64); err != nil {
+						d.Fatalf(t, "bad ts in %q", l)
+					}
+					names = names[:1]
 				}
-				fields = append(fields, Field{Key: key, Value: value})
+				if len(names) != 1 {
+					d.Fatalf(t, "field lines take one name (and ts=N): %q", l)
+				}
+				fields = append(fields, Field{Key: key, Value: value, TS: ts})
 			case "item", "items":
 				items = append(items, Item{Key: key, Value: value, Synonyms: names[1:]})
 			default:

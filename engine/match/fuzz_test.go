@@ -451,6 +451,7 @@ func FuzzMatch(f *testing.F) {
 			fields = append(fields, Field{
 				Key:   []byte(fuzzNames[next()%len(fuzzNames)]),
 				Value: []byte(fuzzValues[next()%len(fuzzValues)]),
+				TS:    int64(next() % 3), // few distinct times: ties and order both
 			})
 		}
 		for i := 0; i < nItems; i++ {
@@ -468,7 +469,7 @@ func FuzzMatch(f *testing.F) {
 		err := m.Match(items, fields, &res)
 		want, wantItem, wantErr := refMatch(items, fields)
 		if err != wantErr || res.ErrItem != wantItem {
-			t.Fatalf("error %v at %d, reference %v at %d\nitems %q\nfields %q", err, res.ErrItem, wantErr, wantItem, items, fields)
+			t.Fatalf("error %v at %d, reference %v at %d\nitems %q\nfields %v", err, res.ErrItem, wantErr, wantItem, items, fields)
 		}
 		if err != nil {
 			return
@@ -478,7 +479,7 @@ func FuzzMatch(f *testing.F) {
 			got += fmt.Sprintf(" %q:%v:%q", d.Key, d.Reason, d.Field)
 		}
 		if got != want {
-			t.Fatalf("Match\n%s\nreference\n%s\nitems %q\nfields %q", got, want, items, fields)
+			t.Fatalf("Match\n%s\nreference\n%s\nitems %q\nfields %v", got, want, items, fields)
 		}
 	})
 }
@@ -532,13 +533,21 @@ func refMatch(items []Item, fields []Field) (string, int, error) {
 		vals[i] = v
 	}
 	find := func(name []byte) int {
+		// The latest TS among the names equal up to case; among those,
+		// the exact spelling, else the first.
+		latest, seen := int64(0), false
+		for _, f := range fields {
+			if refEqualName(f.Key, name) && (!seen || f.TS > latest) {
+				latest, seen = f.TS, true
+			}
+		}
 		for j, f := range fields {
-			if bytes.Equal(f.Key, name) {
+			if f.TS == latest && bytes.Equal(f.Key, name) {
 				return j
 			}
 		}
 		for j, f := range fields {
-			if refEqualName(f.Key, name) {
+			if f.TS == latest && refEqualName(f.Key, name) {
 				return j
 			}
 		}

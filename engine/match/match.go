@@ -44,8 +44,14 @@ var (
 	ErrKeyTooLong      = errors.New("match: key too long")       // a key or synonym over MaxKeyBytes
 )
 
-// Field is one value the client SDK collected: its name and the raw JSON token of its latest value.
-type Field struct{ Key, Value []byte }
+// Field is one value the client SDK collected: its name, the raw JSON token of its latest
+// value, and when the SDK collected that value (its ts, ms). Names equal up to case are one
+// name: an SDK that spelled it differently over time sent several fields, and the one
+// collected last is the name's value.
+type Field struct {
+	Key, Value []byte
+	TS         int64
+}
 
 // Item is one sessionData entry of a validate request. Value is a raw JSON token; Key and
 // Synonyms are already-unescaped UTF-8 names.
@@ -232,11 +238,13 @@ func (m *Matcher) indexFields(fields []Field) {
 	}
 }
 
-// lookup returns the index of the field called name (h is its hashName), or -1: the
-// field spelled exactly like name if there is one, else the first equal up to case.
+// lookup returns the index of the field called name (h is its hashName), or -1. Of the
+// fields equal to name up to case, the one collected last (greatest TS) wins; at equal TS
+// the one spelled exactly like name, else the first (fields of one hash lie along the
+// probe sequence in the order they were indexed).
 func (m *Matcher) lookup(fields []Field, name []byte, h uint64) int {
 	mask := uint64(len(m.fieldTab) - 1)
-	found := -1
+	found, foundExact := -1, false
 	for slot := h & mask; ; slot = (slot + 1) & mask {
 		e := m.fieldTab[slot]
 		if e == 0 {
@@ -246,11 +254,10 @@ func (m *Matcher) lookup(fields []Field, name []byte, h uint64) int {
 		if m.fieldHash[j] != h || !equalName(fields[j].Key, name) {
 			continue
 		}
-		if bytes.Equal(fields[j].Key, name) {
-			return j
-		}
-		if found < 0 {
-			found = j
+		exact := bytes.Equal(fields[j].Key, name)
+		if found < 0 || fields[j].TS > fields[found].TS ||
+			fields[j].TS == fields[found].TS && exact && !foundExact {
+			found, foundExact = j, exact
 		}
 	}
 }
