@@ -140,6 +140,7 @@ func TestBadInputs(t *testing.T) {
 		{name: "events: unknown frame type", route: "events", body: `{"frames":[` + frameSet("type", `"selfie"`) + `]}`, status: 400, code: "invalid_field", says: `frames[0].type must be "face" or "document"`},
 		{name: "events: unknown docType", route: "events", body: `{"frames":[` + frameSet("docType", `"visa"`) + `]}`, status: 400, code: "invalid_field", says: "docType"},
 		{name: "events: negative seq", route: "events", body: `{"frames":[` + frameSet("seq", "-1") + `]}`, status: 400, code: "invalid_field", says: "frames[0].seq must be a non-negative integer"},
+		{name: "events: seq -0", route: "events", body: `{"frames":[` + frameSet("seq", "-0") + `]}`, status: 400, code: "invalid_field", says: "frames[0].seq must be a non-negative integer"},
 		{name: "events: fractional ts", route: "events", body: `{"frames":[` + frameSet("ts", "1.5") + `]}`, status: 400, code: "wrong_type", says: "frames[0].ts must be an integer"},
 		{name: "events: 200-digit ts", route: "events", body: `{"frames":[` + frameSet("ts", digits200) + `]}`, status: 400, code: "invalid_field", says: "frames[0].ts"},
 		{name: "events: 65 frames", route: "events", body: `{"frames":[` + strings.Repeat(okFrame+",", 64) + okFrame + `]}`, status: 400, code: "too_many_items", says: "frames has more than 64 items"},

@@ -522,7 +522,9 @@ func (c *jsonChecker) shapeInt(i int, s *shape) (int, bool) {
 	if neg {
 		limit = s.negMax
 	}
-	if overflow || mag > limit {
+	// A sign on an unsigned field is refused even on zero: "-0" is not
+	// an unsigned integer to the decoder that binds it.
+	if overflow || mag > limit || neg && s.negMax == 0 {
 		return i, c.fail(errInvalidField, "must be "+s.desc)
 	}
 	return end, true

@@ -130,7 +130,7 @@ func TestCheckShape(t *testing.T) {
 		{shapeUint64, "18446744073709551615", ""},
 		{shapeUint64, "18446744073709551616", "invalid_field"},
 		{shapeUint64, "-1", "invalid_field"},
-		{shapeUint64, "-0", ""},
+		{shapeUint64, "-0", "invalid_field"}, // sonic does not bind -0 to an unsigned field
 		{shapeUint64, "1e3", "wrong_type"},
 		{shapeUint64, "1.0", "wrong_type"},
 	}
