@@ -175,14 +175,18 @@ func validCSID[S string | []byte](s S) bool {
 }
 
 // validID reports whether s is a usable userID or action: 1 to maxIDBytes
-// bytes, no control characters (the JSON checks already ensured UTF-8).
+// bytes, no control characters, C0, DEL or C1 (the JSON checks already
+// ensured UTF-8, in which U+0080..U+009F are 0xC2 0x80..0x9F).
 func validID(s string) bool {
 	if len(s) == 0 || len(s) > maxIDBytes {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
+		switch c := s[i]; {
+		case c < 0x20 || c == 0x7f:
 			return false
+		case c == 0xc2 && i+1 < len(s) && s[i+1] <= 0x9f:
+			return false // a C1 control (the next byte is a continuation, >= 0x80)
 		}
 	}
 	return true
