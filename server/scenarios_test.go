@@ -161,7 +161,9 @@ func TestFieldSpelledAnew(t *testing.T) {
 			t.Fatalf("events: %s", r)
 		}
 	}
-	item := func(v int) map[string]any { return map[string]any{"key": "amount", "value": v, "synonyms": []string{"total"}} }
+	item := func(v int) map[string]any {
+		return map[string]any{"key": "amount", "value": v, "synonyms": []string{"total"}}
+	}
 	old := parseVerdict(t, e.validate(e.validateBody(s, false, item(35))))
 	latest := parseVerdict(t, e.validate(e.validateBody(s, false, item(3500))))
 	if d := old.Indicators.Details["amount"]; old.Indicators.ValuesMatch || d.Reason != "mismatch" || d.Field == nil || *d.Field != "Total" {
