@@ -56,6 +56,16 @@ func TestBadInputs(t *testing.T) {
 	deep := strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
 	bomb := gzipBytes(bytes.Repeat([]byte(" "), 20<<20))
 	zbomb := zstdBytes(bytes.Repeat([]byte(" "), 20<<20))
+	// A valid frame that declares a 16 MiB window (as zstd --ultra -22 or
+	// --long write), over the 8 MiB the server decodes: magic, a header
+	// with no content size and window descriptor 14<<3 (2^(10+14) bytes),
+	// then the body in one raw, last block.
+	zwide := func() []byte {
+		body := []byte(`{"cid":"c","csid":"abcdefgh","userID":"u","action":"a"}`)
+		hdr := uint32(1) | uint32(len(body))<<3 // last block, raw
+		f := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 14 << 3, byte(hdr), byte(hdr >> 8), byte(hdr >> 16)}
+		return append(f, body...)
+	}()
 	digits200 := "1" + strings.Repeat("0", 199)
 	items257 := make([]string, 257)
 	for i := range items257 {
@@ -125,6 +135,7 @@ func TestBadInputs(t *testing.T) {
 		{name: "corrupt zstd", body: "\x28\xb5\x2f\xfdjunkjunk", headers: []string{"Content-Encoding", "zstd"}, status: 400, code: "bad_encoding", says: "zstd"},
 		{name: "gzip bomb", raw: bomb, headers: []string{"Content-Encoding", "gzip"}, status: 413, code: "body_too_large", says: "decompresses to more than 1 MiB"},
 		{name: "zstd bomb", raw: zbomb, headers: []string{"Content-Encoding", "zstd"}, status: 413, code: "body_too_large"},
+		{name: "zstd window over 8 MiB", raw: zwide, headers: []string{"Content-Encoding", "zstd"}, status: 413, code: "body_too_large", says: "window larger than 8 MiB"},
 		{name: "oversize body", body: `{"cid":"` + strings.Repeat("a", 2<<20) + `"}`, rawConn: true, status: 413, code: "body_too_large"},
 		{name: "bad idempotency key", body: good, headers: []string{"Idempotency-Key", "has space"}, status: 400, code: "invalid_header", says: "Idempotency-Key"},
 		{name: "idempotency key too long", body: good, headers: []string{"Idempotency-Key", strings.Repeat("k", 256)}, status: 400, code: "invalid_header"},

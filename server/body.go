@@ -95,7 +95,7 @@ func (c *reqCtx) readBody(ctx *fasthttp.RequestCtx, limit int) bool {
 			zr, err := zstd.NewReader(nil,
 				zstd.WithDecoderConcurrency(1),
 				zstd.WithDecoderLowmem(true),
-				zstd.WithDecoderMaxWindow(8<<20))
+				zstd.WithDecoderMaxWindow(maxZstdWindow))
 			if err != nil {
 				return c.fail(errInternal, nil)
 			}
@@ -113,10 +113,20 @@ func (c *reqCtx) readBody(ctx *fasthttp.RequestCtx, limit int) bool {
 	}
 }
 
+// maxZstdWindow is the largest zstd window a body may need: the decoder
+// holds that much per request being decoded. zstd's levels up to 19 stay
+// within it; --ultra levels and --long ask for more.
+const maxZstdWindow = 8 << 20
+
 func (c *reqCtx) decodeResult(err error, enc string, limit int) bool {
 	switch {
 	case err == nil:
 		return true
+	case errors.Is(err, zstd.ErrWindowSizeExceeded):
+		c.msg = append(c.msg[:0], "The zstd request body was compressed with a window larger than "...)
+		c.msg = appendSize(c.msg, maxZstdWindow)
+		c.msg = append(c.msg, ", the most this server decodes: compress it at level 19 or below, without --long."...)
+		return c.fail(errBodyTooLarge, c.msg)
 	case err == errTooLarge:
 		c.msg = append(c.msg[:0], "The "...)
 		c.msg = append(c.msg, enc...)
