@@ -165,6 +165,8 @@ func TestBadInputs(t *testing.T) {
 		{name: "sessions: short csid", route: "sessions", body: `{"csid":"short","userID":"u","action":"a"}`, status: 400, code: "invalid_field", says: "csid"},
 		{name: "sessions: csid with a slash", route: "sessions", body: `{"csid":"abc/defgh","userID":"u","action":"a"}`, status: 400, code: "invalid_field", says: "csid"},
 		{name: "sessions: control character in userID", route: "sessions", body: `{"csid":"abcdefgh","userID":"u\u0000","action":"a"}`, status: 400, code: "invalid_field", says: "userID"},
+		{name: "sessions: lone surrogate in userID", route: "sessions", body: `{"csid":"abcdefgh","userID":"u\ud800","action":"a"}`, status: 400, code: "invalid_utf8", says: "lone UTF-16 surrogate"},
+		{name: "events: lone surrogate in a value", route: "events", body: `{"fields":[{"key":"memo","value":"\udfff"}]}`, status: 400, code: "invalid_utf8", says: "lone UTF-16 surrogate"},
 		{name: "sessions: C1 control character in userID", route: "sessions", body: `{"csid":"abcdefgh","userID":"user\u0085x","action":"a"}`, status: 400, code: "invalid_field", says: "userID"},
 		{name: "sessions: C1 control character in action", route: "sessions", body: `{"csid":"abcdefgh","userID":"u","action":"transfer\u009b"}`, status: 400, code: "invalid_field", says: "action"},
 		{name: "sessions: userID too long", route: "sessions", body: `{"csid":"abcdefgh","userID":"` + strings.Repeat("u", 257) + `","action":"a"}`, status: 400, code: "invalid_field", says: "userID"},

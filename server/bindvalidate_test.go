@@ -23,7 +23,7 @@ var validateBodies = []string{
 	`{"cid":"c","csid":"s","userID":"u","action":"a","additionalData":{}}`,
 	`{"cid":"c","csid":"s","userID":"u","action":"a","additionalData":{"sessionData":null}}`,
 	`{"cid":"c","csid":"s","userID":"u","action":"a","additionalData":{"sessionData":[]}}`,
-	"{\"c\\u0069d\":\"\\u00e9t\\u00E9 \\ud83d\\ude00 \\ud800 x\\udc00\",\"csid\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"," +
+	"{\"c\\u0069d\":\"\\u00e9t\\u00E9 \\ud83d\\ude00 x\\u00ff\",\"csid\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"," +
 		"\"userID\":\"Jos\\u00e9\",\"action\":\"\\u0000\",\"additionalData\":{\"session\\u0044ata\":[" +
 		"{\"k\\u0065y\":\"\\u0041mount\",\"value\":\"\\u0033\\u0035\",\"synonyms\":[\"\\u0074otal\",\"plain\"]}]}}",
 	"{\"cid\":\"caf\u00e9 \U0001F600\",\"csid\":\"s\",\"userID\":\"u\",\"action\":\"a\"}",

@@ -291,10 +291,23 @@ func (c *jsonChecker) syntaxString(i int) (int, bool) {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
-				if len(b)-i < 6 || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+				if !isHex4Escape(b, i) {
 					return i, c.failAt(errInvalidJSON, i, "invalid \\u escape in a string")
 				}
-				i += 6
+				// A UTF-16 surrogate must come as a pair, high then low:
+				// a lone half is no character, and decoders would each
+				// turn it into something else (U+FFFD, an error).
+				switch u := hex4(b[i+2:]); {
+				case u >= 0xd800 && u < 0xdc00:
+					if !isHex4Escape(b, i+6) || hex4(b[i+8:]) < 0xdc00 || hex4(b[i+8:]) >= 0xe000 {
+						return i, c.failAt(errInvalidUTF8, i, "a \\u escape of a lone UTF-16 surrogate (a high half without its low half) in a string")
+					}
+					i += 12
+				case u >= 0xdc00 && u < 0xe000:
+					return i, c.failAt(errInvalidUTF8, i, "a \\u escape of a lone UTF-16 surrogate (a low half without its high half) in a string")
+				default:
+					i += 6
+				}
 			default:
 				return i, c.failAt(errInvalidJSON, i, "invalid escape in a string")
 			}
@@ -635,7 +648,8 @@ func (c *jsonChecker) unescapeKey(raw []byte, escaped bool) []byte {
 
 // appendUnescaped appends the JSON string contents raw (between the quotes,
 // well formed) to dst with its escapes decoded. A \u escape of a lone
-// surrogate decodes as U+FFFD, as encoding/json and sonic decode it.
+// surrogate decodes as U+FFFD, as encoding/json and sonic decode it
+// (checkSyntax refuses bodies with one, so requests never bring one here).
 func appendUnescaped(dst, raw []byte) []byte {
 	dst, _ = appendUnescapedMax(dst, raw, math.MaxInt)
 	return dst
@@ -683,6 +697,13 @@ func appendUnescapedMax(dst, raw []byte, limit int) ([]byte, bool) {
 		i += 2
 	}
 	return dst, true
+}
+
+// isHex4Escape reports whether b[i:] starts with a \u escape and its four
+// hex digits.
+func isHex4Escape(b []byte, i int) bool {
+	return len(b)-i >= 6 && b[i] == '\\' && b[i+1] == 'u' &&
+		isHex(b[i+2]) && isHex(b[i+3]) && isHex(b[i+4]) && isHex(b[i+5])
 }
 
 func hex4(b []byte) uint32 {

@@ -39,6 +39,15 @@ func TestCheckSyntax(t *testing.T) {
 		{`"\a"`, "invalid_json", "invalid escape"},
 		{"\"a\x00\"", "invalid_json", "control character"},
 		{"\"a\xff\"", "invalid_utf8", "at byte 2"},
+		{`"\ud83d\ude00"`, "", ""},
+		{`"x\uD83D\uDE00y"`, "", ""},
+		{`{"k":"a\ud800"}`, "invalid_utf8", "lone UTF-16 surrogate (a high half without its low half) in a string at byte 7 (in k)"},
+		{`"\ud800x"`, "invalid_utf8", "high half without its low half"},
+		{`"\ud800\u0041"`, "invalid_utf8", "high half without its low half"},
+		{`"\ud800\ud800"`, "invalid_utf8", "high half without its low half"},
+		{`"\ude00\ud83d"`, "invalid_utf8", "low half without its high half) in a string at byte 1"},
+		{`"\udfff"`, "invalid_utf8", "low half"},
+		{`"\ud800\u12"`, "invalid_utf8", "high half"},
 		{`{} {}`, "trailing_data", "at byte 3"},
 		{strings.Repeat("[", 16) + strings.Repeat("]", 16), "", ""},
 		{strings.Repeat("[", 17) + strings.Repeat("]", 17), "nesting_too_deep", "16 levels"},
@@ -77,6 +86,14 @@ func FuzzCheckSyntax(f *testing.F) {
 			return
 		}
 		if c.err == errNestingDepth {
+			return
+		}
+		if c.err == errInvalidUTF8 {
+			// On valid UTF-8 only a lone surrogate escape, which
+			// encoding/json accepts (and decodes as U+FFFD).
+			if !bytes.Contains(b, []byte(`\u`)) {
+				t.Fatalf("invalid_utf8 for %q without a \\u escape: %s", b, c.msg)
+			}
 			return
 		}
 		if ok != json.Valid(b) && !(c.err == errEmptyBody && !json.Valid(b)) {
