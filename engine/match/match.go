@@ -32,12 +32,12 @@ const (
 // Errors returned by AppendCanonical, ValidateValue and Match. Match also says which
 // item caused them in Result.ErrItem.
 var (
-	ErrDuplicateKey    = errors.New("match: duplicate key")                // case-insensitive duplicate in sessionData
-	ErrTooManyItems    = errors.New("match: too many items")               // more than MaxItems
-	ErrTooManySynonyms = errors.New("match: too many synonyms")            // more than MaxSynonyms on one item
-	ErrValueTooLong    = errors.New("match: value too long")               // token longer than MaxValueBytes
-	ErrNumberTooLong   = errors.New("match: number too long")              // more than MaxDigits digits
-	ErrExponentRange   = errors.New("match: number exponent out of range") // beyond ±MaxExponent
+	ErrDuplicateKey    = errors.New("match: duplicate key")                                                                  // case-insensitive duplicate in sessionData
+	ErrTooManyItems    = errors.New("match: too many items")                                                                 // more than MaxItems
+	ErrTooManySynonyms = errors.New("match: too many synonyms")                                                              // more than MaxSynonyms on one item
+	ErrValueTooLong    = errors.New("match: value longer than 4096 bytes as sent (its JSON text: quotes and escapes count)") // token longer than MaxValueBytes
+	ErrNumberTooLong   = errors.New("match: number of more than 100 digits")                                                 // more than MaxDigits digits
+	ErrExponentRange   = errors.New("match: number exponent beyond +-9999")                                                  // beyond ±MaxExponent
 	ErrNotScalar       = errors.New("match: value is not a string, number, boolean or null")
 	ErrInvalidToken    = errors.New("match: invalid JSON value") // malformed token, bad escape, invalid UTF-8
 	ErrEmptyKey        = errors.New("match: empty key")          // an empty key or synonym
