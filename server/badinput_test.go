@@ -256,3 +256,33 @@ func TestBadInputsOverSocket(t *testing.T) {
 		t.Fatalf("not serving: %s", r)
 	}
 }
+
+// TestOversizedBodyAnswerArrives: a client that sends its whole request,
+// body over the limit included, before it reads (as Python's http.client
+// does) gets the 413. Closed at once with the body unread, the connection
+// was reset and the answer lost with it.
+func TestOversizedBodyAnswerArrives(t *testing.T) {
+	e := newEnv(t)
+	addr := e.serveTCP()
+	for _, size := range []int{2 << 20, 6 << 20} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		body := bytes.Repeat([]byte(" "), size)
+		req := fmt.Sprintf("POST /v1/validate HTTP/1.1\r\nHost: x\r\napikey: k\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", size)
+		if _, err := c.Write(append([]byte(req), body...)); err != nil {
+			t.Fatalf("%d bytes: writing the request: %v", size, err)
+		}
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%d bytes: reading the answer: %v", size, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		c.Close()
+		if res.StatusCode != 413 || !bytes.Contains(b, []byte("body_too_large")) {
+			t.Errorf("%d bytes: %d %s", size, res.StatusCode, b)
+		}
+	}
+}

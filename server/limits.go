@@ -2,17 +2,21 @@ package server
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// perIPListener caps concurrent connections per remote address. fasthttp's
-// own MaxConnsPerIP answers in plain text and only counts IPv4, so the cap is
-// applied here instead: a connection over it is answered 429 in the native
-// envelope (through TLS when the listener is TLS) and closed.
+// perIPListener caps concurrent connections per remote address (max > 0;
+// otherwise it only wraps them). fasthttp's own MaxConnsPerIP answers in
+// plain text and only counts IPv4, so the cap is applied here instead: a
+// connection over it is answered 429 in the native envelope (through TLS
+// when the listener is TLS) and closed. The connections it returns can also
+// be closed gently (closeLingering).
 type perIPListener struct {
 	net.Listener
 	max     int
@@ -45,6 +49,9 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 		if !ip.IsValid() { // not an IP connection (in-memory, unix): not limited
 			return c, nil
 		}
+		if l.max <= 0 {
+			return wrapConn(c, func() {}), nil
+		}
 		l.mu.Lock()
 		n := l.conns[ip] + 1
 		if n <= l.max {
@@ -56,13 +63,18 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 			go refuse(c)
 			continue
 		}
-		release := func() { l.release(ip) }
-		if tc, ok := c.(*tls.Conn); ok {
-			// Keep *tls.Conn's methods visible to fasthttp (TLSConnectionState).
-			return &limitedTLSConn{Conn: tc, done: sync.OnceFunc(release)}, nil
-		}
-		return &limitedConn{Conn: c, done: sync.OnceFunc(release)}, nil
+		return wrapConn(c, func() { l.release(ip) }), nil
 	}
+}
+
+// wrapConn wraps an accepted connection so that release runs once when it
+// closes, and so that it can be closed gently.
+func wrapConn(c net.Conn, release func()) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		// Keep *tls.Conn's methods visible to fasthttp (TLSConnectionState).
+		return &limitedTLSConn{Conn: tc, done: sync.OnceFunc(release)}
+	}
+	return &limitedConn{Conn: c, done: sync.OnceFunc(release)}
 }
 
 func (l *perIPListener) release(ip netip.Addr) {
@@ -99,10 +111,16 @@ func remoteIP(c net.Conn) netip.Addr {
 
 type limitedConn struct {
 	net.Conn
-	done func()
+	done   func()
+	linger atomic.Bool
 }
 
+func (c *limitedConn) lingerOnClose() { c.linger.Store(true) }
+
 func (c *limitedConn) Close() error {
+	if c.linger.Swap(false) {
+		return closeLingering(c.Conn, c.done)
+	}
 	err := c.Conn.Close()
 	c.done()
 	return err
@@ -110,11 +128,56 @@ func (c *limitedConn) Close() error {
 
 type limitedTLSConn struct {
 	*tls.Conn
-	done func()
+	done   func()
+	linger atomic.Bool
 }
 
+func (c *limitedTLSConn) lingerOnClose() { c.linger.Store(true) }
+
 func (c *limitedTLSConn) Close() error {
+	if c.linger.Swap(false) {
+		return closeLingering(c.Conn, c.done)
+	}
 	err := c.Conn.Close()
 	c.done()
 	return err
+}
+
+// Lingering closes: a connection refused mid-request (a body over the
+// limit, a malformed request) is closed while the client may still be
+// sending. Closing a socket with unread data makes the kernel reset the
+// connection, and a reset discards what the client has not read yet: the
+// answer. So the write side is shut first, then what arrives is read and
+// dropped, for at most lingerTime and lingerBytes, before the close. At
+// most lingerSlots connections linger at once; past that they close at
+// once, so slow senders cannot hold more than that.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 8 << 20
+	lingerSlots = 64
+)
+
+var lingering = make(chan struct{}, lingerSlots)
+
+// closeLingering closes c gently in the background (see above), then runs
+// done; it returns at once.
+func closeLingering(c net.Conn, done func()) error {
+	select {
+	case lingering <- struct{}{}:
+	default:
+		err := c.Close()
+		done()
+		return err
+	}
+	go func() {
+		defer func() { <-lingering }()
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite() // FIN (TCP), close_notify (TLS): the answer is complete
+		}
+		_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+		_, _ = io.CopyN(io.Discard, c, lingerBytes)
+		_ = c.Close()
+		done()
+	}()
+	return nil
 }

@@ -216,9 +216,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.tlsConf != nil {
 		ln = tls.NewListener(ln, s.tlsConf)
 	}
-	if s.cfg.MaxConnsPerIP > 0 {
-		ln = newPerIPListener(ln, s.cfg.MaxConnsPerIP, s.metrics)
-	}
+	// Always wrapped, capped or not: the wrapper also closes a connection
+	// refused mid-request gently (closeLingering).
+	ln = newPerIPListener(ln, s.cfg.MaxConnsPerIP, s.metrics)
 	return s.hs.Serve(ln)
 }
 
@@ -391,6 +391,16 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.SetContentType("application/json")
 	ctx.SetBody(appendError(nil, e, msg))
 	s.metrics.observe(r, e.status, time.Now())
+	if e != errRequestTimeout {
+		// fasthttp closes the connection after this answer, perhaps with
+		// the client still sending (a body over the limit): drain before
+		// closing, or the kernel resets the connection and the client
+		// loses the answer (closeLingering). A silent client is not
+		// waited for again.
+		if lc, ok := ctx.Conn().(interface{ lingerOnClose() }); ok {
+			lc.lingerOnClose()
+		}
+	}
 }
 
 // handleExpect answers "Expect: 100-continue" before the body is sent: an
