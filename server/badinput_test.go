@@ -257,6 +257,23 @@ func TestBadInputsOverSocket(t *testing.T) {
 	}
 }
 
+// TestTransportRefusalsSayWhy: a request fasthttp cannot parse is answered
+// 400 with fasthttp's reason, not only "could not be parsed".
+func TestTransportRefusalsSayWhy(t *testing.T) {
+	e := newEnv(t)
+	addr := e.serveTCP()
+	for _, c := range []struct{ raw, says string }{
+		{"POST /v1/validate HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n{}", "duplicate content-length header"},
+		{"POST /v1/validate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "unsupported transfer-encoding"},
+		{"POST /v1/validate HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "could not be parsed: "},
+	} {
+		resp, body := rawExchange(t, addr, c.raw)
+		if resp.StatusCode != 400 || !bytes.Contains(body, []byte(c.says)) || bytes.Contains(body, []byte("buffer size")) {
+			t.Errorf("%q: %d %s", c.raw, resp.StatusCode, body)
+		}
+	}
+}
+
 // TestOversizedBodyAnswerArrives: a client that sends its whole request,
 // body over the limit included, before it reads (as Python's http.client
 // does) gets the 413. Closed at once with the body unread, the connection

@@ -23,6 +23,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -385,6 +386,11 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 		e = errRequestTimeout
 	default:
 		e = errBadRequest
+		if why := transportReason(err); why != "" {
+			msg = append(msg, "The request could not be parsed: "...)
+			msg = append(msg, why...)
+			msg = append(msg, '.')
+		}
 	}
 	ctx.Response.Reset()
 	ctx.SetStatusCode(e.status)
@@ -401,6 +407,25 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 			lc.lingerOnClose()
 		}
 	}
+}
+
+// transportReason is what fasthttp said was wrong with a request, without
+// its wrapping ("error when reading request headers: ...: buffer size=N";
+// the server sets SecureErrorLogMessage, so no request bytes follow), at
+// most 200 bytes: "duplicate content-length header".
+func transportReason(err error) string {
+	why := err.Error()
+	for _, p := range []string{"error when reading request headers: ", "fasthttp: "} {
+		why = strings.TrimPrefix(why, p)
+	}
+	if i := strings.Index(why, ": buffer size="); i >= 0 {
+		why = why[:i]
+	}
+	why = strings.TrimPrefix(strings.TrimSpace(why), "fasthttp: ")
+	if len(why) > 200 {
+		why = strings.ToValidUTF8(why[:200], "") + "..."
+	}
+	return why
 }
 
 // handleExpect answers "Expect: 100-continue" before the body is sent: an
