@@ -303,3 +303,42 @@ func TestOversizedBodyAnswerArrives(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatedCredentialHeaders: apikey, x-client-id, x-collect-token and
+// Idempotency-Key sent twice are refused by name (400 invalid_header)
+// rather than the first one winning; an empty Idempotency-Key is refused,
+// not taken for none.
+func TestRepeatedCredentialHeaders(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("repeated-hdr-1", "u1")
+	vbody := string(e.validateBody(s, false))
+	post := func(path, headers, body string) string {
+		return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + headers +
+			"Content-Length: " + fmt.Sprint(len(body)) + "\r\n\r\n" + body
+	}
+	key := "apikey: " + e.apiKey + "\r\n"
+	for _, c := range []struct{ name, raw, says string }{
+		{"apikey twice", post("/v1/validate", key+key, vbody), "apikey is given more than once"},
+		{"apikey twice, one other", post("/v1/validate", key+"apikey: csk_other\r\n", vbody), "apikey is given more than once"},
+		{"Idempotency-Key twice", post("/v1/validate", key+"Idempotency-Key: a\r\nIdempotency-Key: b\r\n", vbody), "Idempotency-Key is given more than once"},
+		{"Idempotency-Key empty", post("/v1/validate", key+"Idempotency-Key: \r\n", vbody), "Idempotency-Key must be 1 to 255"},
+		{"x-client-id twice", post("/v1/sessions", "x-client-id: "+e.org.CID+"\r\nx-client-id: "+e.org.CID+"\r\n",
+			`{"csid":"repeated-hdr-2","userID":"u","action":"a"}`), "x-client-id is given more than once"},
+		{"x-collect-token twice", post("/v1/sessions/"+s.csid+"/events", "x-client-id: "+e.org.CID+"\r\nx-collect-token: "+s.token+
+			"\r\nx-collect-token: "+s.token+"\r\n", `{"fields":[{"key":"a","value":1}]}`), "x-collect-token is given more than once"},
+	} {
+		r := e.rawInmem(c.raw)
+		if r.status != 400 || r.errorCode() != "invalid_header" || !strings.Contains(r.errorMessage(), c.says) {
+			t.Errorf("%s: %s", c.name, r)
+		}
+	}
+	if _, err := e.db.Session(e.org.ID, "repeated-hdr-2"); err == nil {
+		t.Error("a session was created with a repeated x-client-id")
+	}
+	if got, _ := e.db.Session(e.org.ID, s.csid); len(got.UserID) == 0 {
+		t.Fatal("the session is gone")
+	}
+	if f, _ := e.db.Fields(e.org.ID, s.csid, nil); len(f) != 0 {
+		t.Errorf("fields stored with a repeated x-collect-token: %v", f)
+	}
+}

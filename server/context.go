@@ -221,6 +221,22 @@ const decodeOptions = decoder.OptionDisableUnknown | decoder.OptionCaseSensitive
 
 // decode checks c.body against sh and binds it into v (a pointer to one of
 // c's request structs, already reset).
+// oneHeader returns the value of the request header name and whether it
+// was sent. A header sent more than once fails the request (400
+// invalid_header, ok false): a credential or a key given twice has no one
+// meaning, and taking the first would let a proxy's header and a client's
+// disagree unseen.
+func (c *reqCtx) oneHeader(name string) (v []byte, sent, ok bool) {
+	all := c.ctx.Request.Header.PeekAll(name)
+	switch len(all) {
+	case 0:
+		return nil, false, true
+	case 1:
+		return all[0], true, true
+	}
+	return nil, true, c.failf(errInvalidHeader, name, " is given more than once")
+}
+
 func (c *reqCtx) decode(sh *shape, v any) bool {
 	if !c.check.checkSyntax(c.body) {
 		return c.fail(c.check.err, c.check.msg)

@@ -255,7 +255,11 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 	if !s.readSession(c, nil, csid) {
 		return
 	}
-	if !s.db.CheckCollectToken(&c.sess, c.ctx.Request.Header.Peek("x-collect-token")) {
+	token, _, ok := c.oneHeader("x-collect-token")
+	if !ok {
+		return
+	}
+	if !s.db.CheckCollectToken(&c.sess, token) {
 		c.fail(errInvalidCollectToken, nil)
 		return
 	}

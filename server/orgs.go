@@ -227,7 +227,10 @@ func (oc *orgCache) byID(id string) (*orgEntry, error) {
 // organization's client certificate binding, and leaves the organization in
 // c.org.
 func (s *Server) authAPIKey(c *reqCtx) (*orgEntry, bool) {
-	key := c.ctx.Request.Header.Peek("apikey")
+	key, _, ok := c.oneHeader("apikey")
+	if !ok {
+		return nil, false
+	}
 	if len(key) == 0 {
 		return nil, c.fail(errInvalidAPIKey, nil)
 	}
@@ -253,7 +256,10 @@ func (s *Server) authAPIKey(c *reqCtx) (*orgEntry, bool) {
 
 // authClientID resolves the publishable client id of an SDK call into c.org.
 func (s *Server) authClientID(c *reqCtx) bool {
-	cid := c.ctx.Request.Header.Peek("x-client-id")
+	cid, _, ok := c.oneHeader("x-client-id")
+	if !ok {
+		return false
+	}
 	if len(cid) == 0 {
 		return c.fail(errInvalidClientID, nil)
 	}

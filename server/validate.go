@@ -29,9 +29,12 @@ func (s *Server) validate(c *reqCtx) {
 	if !ok || !c.readBody(c.ctx, limitValidate) {
 		return
 	}
-	idem := c.ctx.Request.Header.Peek("Idempotency-Key")
-	if len(idem) > 0 {
-		if !validIdempotencyKey(idem) {
+	idem, sent, ok := c.oneHeader("Idempotency-Key")
+	if !ok {
+		return
+	}
+	if sent {
+		if !validIdempotencyKey(idem) { // an empty one too: sent, it must mean something
 			c.failf(errInvalidHeader, "Idempotency-Key must be 1 to 255 printable ASCII characters")
 			return
 		}
