@@ -35,7 +35,7 @@ func (s *Server) validate(c *reqCtx) {
 	}
 	if sent {
 		if !validIdempotencyKey(idem) { // an empty one too: sent, it must mean something
-			c.failf(errInvalidHeader, "Idempotency-Key must be 1 to 255 printable ASCII characters")
+			c.failf(errInvalidHeader, "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
 			return
 		}
 		c.hashBody()
@@ -220,7 +220,7 @@ func (s *Server) validate(c *reqCtx) {
 	c.status = fasthttp.StatusOK
 }
 
-// validIdempotencyKey: 1 to 255 printable ASCII characters.
+// validIdempotencyKey: 1 to 255 printable ASCII characters, no spaces (0x21-0x7E).
 func validIdempotencyKey(k []byte) bool {
 	if len(k) == 0 || len(k) > maxIdemKey {
 		return false
