@@ -66,6 +66,21 @@ func TestBadInputs(t *testing.T) {
 		f := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 14 << 3, byte(hdr), byte(hdr >> 8), byte(hdr >> 16)}
 		return append(f, body...)
 	}()
+	// A frame with a 1 KiB window and a 2000-byte raw block: corrupt (a
+	// block may not exceed the window), whatever the decoder calls it.
+	zcorrupt := func() []byte {
+		hdr := uint32(1) | uint32(2000)<<3
+		f := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x00, byte(hdr), byte(hdr >> 8), byte(hdr >> 16)}
+		return append(f, bytes.Repeat([]byte(" "), 2000)...)
+	}()
+	// A single-segment frame declaring 16 MiB of content (what zstd writes
+	// for a 16 MiB input at --ultra -22): over the limit, not corrupt.
+	zdeclared := func() []byte {
+		body := []byte(`{}`)
+		hdr := uint32(1) | uint32(len(body))<<3
+		f := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0, 0, 0, 1, byte(hdr), byte(hdr >> 8), byte(hdr >> 16)}
+		return append(f, body...)
+	}()
 	digits200 := "1" + strings.Repeat("0", 199)
 	items257 := make([]string, 257)
 	for i := range items257 {
@@ -135,6 +150,8 @@ func TestBadInputs(t *testing.T) {
 		{name: "corrupt zstd", body: "\x28\xb5\x2f\xfdjunkjunk", headers: []string{"Content-Encoding", "zstd"}, status: 400, code: "bad_encoding", says: "zstd"},
 		{name: "gzip bomb", raw: bomb, headers: []string{"Content-Encoding", "gzip"}, status: 413, code: "body_too_large", says: "decompresses to more than 1 MiB"},
 		{name: "zstd bomb", raw: zbomb, headers: []string{"Content-Encoding", "zstd"}, status: 413, code: "body_too_large"},
+		{name: "zstd block over its window", raw: zcorrupt, headers: []string{"Content-Encoding", "zstd"}, status: 400, code: "bad_encoding", says: "corrupt"},
+		{name: "zstd declaring 16 MiB", raw: zdeclared, headers: []string{"Content-Encoding", "zstd"}, status: 413, code: "body_too_large", says: "decompresses to more than 1 MiB"},
 		{name: "zstd window over 8 MiB", raw: zwide, headers: []string{"Content-Encoding", "zstd"}, status: 413, code: "body_too_large", says: "window larger than 8 MiB"},
 		{name: "oversize body", body: `{"cid":"` + strings.Repeat("a", 2<<20) + `"}`, rawConn: true, status: 413, code: "body_too_large"},
 		{name: "bad idempotency key", body: good, headers: []string{"Idempotency-Key", "has space"}, status: 400, code: "invalid_header", says: "Idempotency-Key"},
@@ -263,12 +280,16 @@ func TestTransportRefusalsSayWhy(t *testing.T) {
 	e := newEnv(t)
 	addr := e.serveTCP()
 	for _, c := range []struct{ raw, says string }{
-		{"POST /v1/validate HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n{}", "duplicate content-length header"},
-		{"POST /v1/validate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "unsupported transfer-encoding"},
-		{"POST /v1/validate HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "could not be parsed: "},
+		{"POST /v1/validate HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n{}", "Content-Length is given more than once"},
+		{"POST /v1/validate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "Transfer-Encoding is not supported"},
+		{"POST /v1/validate HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "could not be parsed."},
+		// fasthttp's own message would quote the request, key included.
+		{"POST /v1/validate\r\nHost: x\r\napikey: SECRETKEY123\r\n\r\n", "could not be parsed."},
+		{"POST /v1/validate HTTP/1.1\r\nHost: x\r\nX-A: SECRET\x01KEY\r\n\r\n", "could not be parsed."},
 	} {
 		resp, body := rawExchange(t, addr, c.raw)
-		if resp.StatusCode != 400 || !bytes.Contains(body, []byte(c.says)) || bytes.Contains(body, []byte("buffer size")) {
+		if resp.StatusCode != 400 || !bytes.Contains(body, []byte(c.says)) || bytes.Contains(body, []byte("buffer size")) ||
+			bytes.Contains(body, []byte("SECRET")) {
 			t.Errorf("%q: %d %s", c.raw, resp.StatusCode, body)
 		}
 	}
@@ -281,14 +302,20 @@ func TestTransportRefusalsSayWhy(t *testing.T) {
 func TestOversizedBodyAnswerArrives(t *testing.T) {
 	e := newEnv(t)
 	addr := e.serveTCP()
-	for _, size := range []int{2 << 20, 6 << 20} {
+	for _, size := range []int{2 << 20, 6 << 20, -(2 << 20), -(6 << 20)} {
+		// A negative size: the same with "Expect: 100-continue", the body
+		// sent without waiting for the 100 (the refusal comes first).
+		expect := ""
+		if size < 0 {
+			size, expect = -size, "Expect: 100-continue\r\n"
+		}
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		body := bytes.Repeat([]byte(" "), size)
-		req := fmt.Sprintf("POST /v1/validate HTTP/1.1\r\nHost: x\r\napikey: k\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", size)
+		req := fmt.Sprintf("POST /v1/validate HTTP/1.1\r\nHost: x\r\napikey: k\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n", expect, size)
 		if _, err := c.Write(append([]byte(req), body...)); err != nil {
 			t.Fatalf("%d bytes: writing the request: %v", size, err)
 		}
@@ -340,5 +367,32 @@ func TestRepeatedCredentialHeaders(t *testing.T) {
 	}
 	if f, _ := e.db.Fields(e.org.ID, s.csid, nil); len(f) != 0 {
 		t.Errorf("fields stored with a repeated x-collect-token: %v", f)
+	}
+}
+
+// TestCredentialInTrailer: fasthttp merges a chunked body's trailer into
+// the headers; an apikey or Idempotency-Key that comes only there is
+// refused, since proxies that check headers never see it.
+func TestCredentialInTrailer(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("trailer-key-1", "u1")
+	body := string(e.validateBody(s, false))
+	chunked := func(headers, trailer string) string {
+		return "POST /v1/validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n" + headers +
+			"\r\n" + fmt.Sprintf("%x\r\n%s\r\n0\r\n", len(body), body) + trailer + "\r\n"
+	}
+	key := "apikey: " + e.apiKey + "\r\n"
+	for _, c := range []struct{ name, raw, says string }{
+		{"apikey in the trailer", chunked("Trailer: apikey\r\n", key), "apikey must come with the request's headers"},
+		{"undeclared apikey trailer", chunked("", key), "apikey must come with the request's headers"},
+		{"Idempotency-Key in the trailer", chunked(key, "Idempotency-Key: k1\r\n"), "Idempotency-Key must come with the request's headers"},
+	} {
+		if r := e.rawInmem(c.raw); r.status != 400 || r.errorCode() != "invalid_header" || !strings.Contains(r.errorMessage(), c.says) {
+			t.Errorf("%s: %s", c.name, r)
+		}
+	}
+	// The same request with its key among the headers is answered.
+	if r := e.rawInmem(chunked(key, "")); r.status != 200 {
+		t.Errorf("chunked, key in the headers: %s", r)
 	}
 }

@@ -101,6 +101,18 @@ func (c *reqCtx) readBody(ctx *fasthttp.RequestCtx, limit int) bool {
 			}
 			c.zsr = zr
 		}
+		// The frame header says what the decoder would only find out
+		// midway (and then report vaguely): a window it will not hold, or
+		// a declared size over the limit.
+		var zh zstd.Header
+		if zh.Decode(raw) == nil && !zh.Skippable {
+			switch {
+			case !zh.SingleSegment && zh.WindowSize > maxZstdWindow:
+				return c.zstdWindowTooLarge()
+			case zh.HasFCS && zh.FrameContentSize > uint64(limit):
+				return c.decodeResult(errTooLarge, "zstd", limit)
+			}
+		}
 		c.br.Reset(raw)
 		err := c.zsr.Reset(&c.br)
 		if err == nil {
@@ -118,15 +130,23 @@ func (c *reqCtx) readBody(ctx *fasthttp.RequestCtx, limit int) bool {
 // within it; --ultra levels and --long ask for more.
 const maxZstdWindow = 8 << 20
 
+// zstdWindowTooLarge refuses a zstd body whose frame needs a window over
+// maxZstdWindow.
+func (c *reqCtx) zstdWindowTooLarge() bool {
+	c.msg = append(c.msg[:0], "The zstd request body was compressed with a window larger than "...)
+	c.msg = appendSize(c.msg, maxZstdWindow)
+	c.msg = append(c.msg, ", the most this server decodes: compress it at level 19 or below, without --long."...)
+	return c.fail(errBodyTooLarge, c.msg)
+}
+
 func (c *reqCtx) decodeResult(err error, enc string, limit int) bool {
 	switch {
 	case err == nil:
 		return true
-	case errors.Is(err, zstd.ErrWindowSizeExceeded):
-		c.msg = append(c.msg[:0], "The zstd request body was compressed with a window larger than "...)
-		c.msg = appendSize(c.msg, maxZstdWindow)
-		c.msg = append(c.msg, ", the most this server decodes: compress it at level 19 or below, without --long."...)
-		return c.fail(errBodyTooLarge, c.msg)
+	case errors.Is(err, zstd.ErrDecoderSizeExceeded):
+		// A frame that must be decoded whole, declaring more than the
+		// decoder takes: too large, not corrupt.
+		return c.decodeResult(errTooLarge, enc, limit)
 	case err == errTooLarge:
 		c.msg = append(c.msg[:0], "The "...)
 		c.msg = append(c.msg, enc...)

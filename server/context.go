@@ -219,24 +219,67 @@ var contentTypeJSON = []byte("application/json")
 // refer into c.body for the duration of the request.
 const decodeOptions = decoder.OptionDisableUnknown | decoder.OptionCaseSensitive | decoder.OptionValidateString
 
-// decode checks c.body against sh and binds it into v (a pointer to one of
-// c's request structs, already reset).
 // oneHeader returns the value of the request header name and whether it
 // was sent. A header sent more than once fails the request (400
 // invalid_header, ok false): a credential or a key given twice has no one
 // meaning, and taking the first would let a proxy's header and a client's
-// disagree unseen.
+// disagree unseen. So does one sent only in a chunked body's trailer,
+// which fasthttp merges into the headers: proxies that check headers do
+// not see trailers.
 func (c *reqCtx) oneHeader(name string) (v []byte, sent, ok bool) {
 	all := c.ctx.Request.Header.PeekAll(name)
 	switch len(all) {
 	case 0:
 		return nil, false, true
 	case 1:
+		if raw := c.ctx.Request.Header.RawHeaders(); len(raw) > 0 && !rawHasHeader(raw, name) {
+			return nil, true, c.failf(errInvalidHeader, name, " must come with the request's headers, not in a trailer")
+		}
 		return all[0], true, true
 	}
 	return nil, true, c.failf(errInvalidHeader, name, " is given more than once")
 }
 
+// rawHasHeader reports whether the raw header block (fasthttp's
+// RawHeaders: "Name: value" lines) has a line for name, compared without
+// regard to ASCII case.
+func rawHasHeader(raw []byte, name string) bool {
+	for start := 0; start < len(raw); {
+		line := raw[start:]
+		if end := bytes.IndexByte(line, '\n'); end >= 0 {
+			line, start = line[:end], start+end+1
+		} else {
+			start = len(raw)
+		}
+		if len(line) > len(name) && line[len(name)] == ':' && asciiEqualFold(line[:len(name)], name) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiEqualFold is bytes.EqualFold for ASCII names, without allocating.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// decode checks c.body against sh and binds it into v (a pointer to one of
+// c's request structs, already reset).
 func (c *reqCtx) decode(sh *shape, v any) bool {
 	if !c.check.checkSyntax(c.body) {
 		return c.fail(c.check.err, c.check.msg)

@@ -23,7 +23,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -409,23 +408,31 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
-// transportReason is what fasthttp said was wrong with a request, without
-// its wrapping ("error when reading request headers: ...: buffer size=N";
-// the server sets SecureErrorLogMessage, so no request bytes follow), at
-// most 200 bytes: "duplicate content-length header".
+// transportReason names what fasthttp refused in a request, for the
+// answer: one of the fixed texts of its known refusals, or "" (the
+// catalog's sentence then). Not fasthttp's message itself: several quote
+// the request, credentials included.
 func transportReason(err error) string {
-	why := err.Error()
-	for _, p := range []string{"error when reading request headers: ", "fasthttp: "} {
-		why = strings.TrimPrefix(why, p)
+	for _, r := range transportReasons {
+		if errors.Is(err, r.err) {
+			return r.why
+		}
 	}
-	if i := strings.Index(why, ": buffer size="); i >= 0 {
-		why = why[:i]
-	}
-	why = strings.TrimPrefix(strings.TrimSpace(why), "fasthttp: ")
-	if len(why) > 200 {
-		why = strings.ToValidUTF8(why[:200], "") + "..."
-	}
-	return why
+	return ""
+}
+
+var transportReasons = []struct {
+	err error
+	why string
+}{
+	{fasthttp.ErrDuplicateContentLength, "Content-Length is given more than once"},
+	{fasthttp.ErrUnsupportedTransferEncoding, "the Transfer-Encoding is not supported (only chunked)"},
+	{fasthttp.ErrNonNumericChars, "a number (Content-Length, a chunk size) has non-numeric characters"},
+	{fasthttp.ErrMissingRequestMethod, "the request line has no method"},
+	{fasthttp.ErrUnsupportedRequestMethod, "the request method is not supported"},
+	{fasthttp.ErrExtraWhitespaceInRequestLine, "the request line has extra whitespace"},
+	{fasthttp.ErrEmptyRequestURI, "the request line has no URI"},
+	{fasthttp.ErrBadTrailer, "a chunked trailer names a field that may not be a trailer"},
 }
 
 // handleExpect answers "Expect: 100-continue" before the body is sent: an
@@ -442,6 +449,11 @@ func (s *Server) handleExpect(ctx *fasthttp.RequestCtx) int {
 	ctx.SetContentType("application/json")
 	ctx.SetBody(appendError(nil, errBodyTooLarge, msg))
 	s.metrics.observe(r, errBodyTooLarge.status, time.Now())
+	// A client may send its body without waiting for the 100: drain it
+	// before the close, as after any refusal mid-request.
+	if lc, ok := ctx.Conn().(interface{ lingerOnClose() }); ok {
+		lc.lingerOnClose()
+	}
 	return errBodyTooLarge.status
 }
 
