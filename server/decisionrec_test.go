@@ -26,7 +26,7 @@ func randomDecision(r *rand.Rand) (policy.Verdict, []match.Detail) {
 		&v.IDLiveLiveness, &v.RegularLiveness, &v.HasViolations, &v.VerifiedAction} {
 		*b = r.IntN(2) == 1
 	}
-	for k := biometric.Kind(0); k < biometric.NumKinds; k++ {
+	for k := biometric.Kind(0); k < biometric.NumReportedKinds; k++ {
 		if r.IntN(3) == 0 {
 			v.Violations = append(v.Violations, policy.ViolationCount{Kind: k, Count: r.Uint32(), FirstSeq: r.Uint64()})
 		}

@@ -1,6 +1,8 @@
 package match
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"unicode"
 	"unicode/utf8"
@@ -113,5 +115,22 @@ func TestResultReset(t *testing.T) {
 	items = append(items, Item{Key: []byte("A"), Value: []byte("1")})
 	if err := m.Match(items, fields, &res); err != ErrDuplicateKey || res.Matched || res.Collected || len(res.Details) != 0 || res.ErrItem != 1 {
 		t.Fatalf("duplicate: %v %+v", err, res)
+	}
+}
+
+// TestLimitErrorsStateTheLimits: the limit errors' texts, which clients
+// read, say the limits the constants set.
+func TestLimitErrorsStateTheLimits(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		says string
+	}{
+		{ErrValueTooLong, strconv.Itoa(MaxValueBytes) + " bytes"},
+		{ErrNumberTooLong, strconv.Itoa(MaxDigits) + " digits"},
+		{ErrExponentRange, "+-" + strconv.Itoa(MaxExponent)},
+	} {
+		if !strings.Contains(c.err.Error(), c.says) {
+			t.Errorf("%q does not say %q", c.err, c.says)
+		}
 	}
 }
