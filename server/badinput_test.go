@@ -396,3 +396,29 @@ func TestCredentialInTrailer(t *testing.T) {
 		t.Errorf("chunked, key in the headers: %s", r)
 	}
 }
+
+// TestTLSOnPlainPort: a TLS ClientHello sent to the plain-HTTP port is
+// answered at once (400, in plain HTTP, which a TLS client reports as not
+// TLS), not after the 10 s read timeout with "not received in time".
+func TestTLSOnPlainPort(t *testing.T) {
+	e := newEnv(t)
+	addr := e.serveTCP()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second)) // half the server's read timeout
+	// The start of a TLS 1.2 ClientHello record: handshake (0x16), version, length.
+	if _, err := c.Write([]byte{0x16, 0x03, 0x01, 0x00, 0xf1, 0x01, 0x00, 0x00, 0xed, 0x03, 0x03}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 400 || !bytes.Contains(b, []byte("plain HTTP")) {
+		t.Errorf("%d %s", res.StatusCode, b)
+	}
+}

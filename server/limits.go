@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -113,9 +114,28 @@ type limitedConn struct {
 	net.Conn
 	done   func()
 	linger atomic.Bool
+	read   bool // a byte has been read (by the serving goroutine, the only reader)
 }
 
 func (c *limitedConn) lingerOnClose() { c.linger.Store(true) }
+
+// errTLSOnPlainPort: the client began a TLS handshake on a plain-HTTP
+// connection. fasthttp would wait for a request line until the read
+// timeout, then answer 408; refused at once instead.
+var errTLSOnPlainPort = errors.New("a TLS handshake on a plain-HTTP port")
+
+// Read refuses a connection whose first byte opens a TLS handshake record
+// (0x16), which no HTTP request line starts with.
+func (c *limitedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if !c.read && n > 0 {
+		c.read = true
+		if p[0] == 0x16 {
+			return 0, errTLSOnPlainPort
+		}
+	}
+	return n, err
+}
 
 func (c *limitedConn) Close() error {
 	if c.linger.Swap(false) {

@@ -433,6 +433,7 @@ var transportReasons = []struct {
 	{fasthttp.ErrExtraWhitespaceInRequestLine, "the request line has extra whitespace"},
 	{fasthttp.ErrEmptyRequestURI, "the request line has no URI"},
 	{fasthttp.ErrBadTrailer, "a chunked trailer names a field that may not be a trailer"},
+	{errTLSOnPlainPort, "this port speaks plain HTTP, and the client began a TLS handshake"},
 }
 
 // handleExpect answers "Expect: 100-continue" before the body is sent: an
