@@ -308,12 +308,18 @@ func TestBiometricScenarios(t *testing.T) {
 		// A genuine session collected for a wire transfer, validated as a
 		// payee change: what the user approved was not this action.
 		e := b.e
-		s := b.session("alice")
-		if r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, b.face, 1, ts0, 8)})); r.status != 202 {
-			t.Fatalf("events: %s", r)
+		genuine := func(user string) session {
+			s := b.session(user)
+			if r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, b.face, 1, ts0, 8)})); r.status != 202 {
+				t.Fatalf("events: %s", r)
+			}
+			return s
 		}
-		body := bytes.Replace(e.validateBody(s, false, seedItems()...), []byte(`"action":"wire_transfer"`), []byte(`"action":"payee_change"`), 1)
-		v := parseVerdict(t, e.validateWhenScored(body))
+		asPayeeChange := func(body []byte) []byte {
+			return bytes.Replace(body, []byte(`"action":"wire_transfer"`), []byte(`"action":"payee_change"`), 1)
+		}
+		s := genuine("alice")
+		v := parseVerdict(t, e.validateWhenScored(asPayeeChange(e.validateBody(s, false, seedItems()...))))
 		in := v.Indicators
 		if v.VerifiedAction || v.violation("action_mismatch") != 1 || !in.Violations.HasViolations ||
 			!in.ValuesMatch || !in.BiometricsMatch {
@@ -325,12 +331,8 @@ func TestBiometricScenarios(t *testing.T) {
 			t.Errorf("own action: %+v", v.Indicators)
 		}
 		// Nor does such a session enroll anyone.
-		s = b.session("carol")
-		if r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, b.face, 1, ts0, 8)})); r.status != 202 {
-			t.Fatalf("events: %s", r)
-		}
-		body = bytes.Replace(e.validateBody(s, true, seedItems()...), []byte(`"action":"wire_transfer"`), []byte(`"action":"payee_change"`), 1)
-		if v = parseVerdict(t, e.validateWhenScored(body)); v.Indicators.UserEnrolled || v.violation("action_mismatch") != 1 {
+		s = genuine("carol")
+		if v = parseVerdict(t, e.validateWhenScored(asPayeeChange(e.validateBody(s, true, seedItems()...)))); v.Indicators.UserEnrolled || v.violation("action_mismatch") != 1 {
 			t.Errorf("enrollment with another action: %+v", v.Indicators)
 		}
 		if _, err := e.db.Template(e.org.ID, "carol"); err == nil {
