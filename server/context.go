@@ -251,7 +251,11 @@ func rawHasHeader(raw []byte, name string) bool {
 		} else {
 			start = len(raw)
 		}
-		if len(line) > len(name) && line[len(name)] == ':' && asciiEqualFold(line[:len(name)], name) {
+		if len(line) <= len(name) || !asciiEqualFold(line[:len(name)], name) {
+			continue
+		}
+		rest := bytes.TrimLeft(line[len(name):], " \t") // fasthttp takes "Name :" for "Name:"
+		if len(rest) > 0 && rest[0] == ':' {
 			return true
 		}
 	}
