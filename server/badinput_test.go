@@ -73,14 +73,19 @@ func TestBadInputs(t *testing.T) {
 		f := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x00, byte(hdr), byte(hdr >> 8), byte(hdr >> 16)}
 		return append(f, bytes.Repeat([]byte(" "), 2000)...)
 	}()
-	// A single-segment frame declaring 16 MiB of content (what zstd writes
-	// for a 16 MiB input at --ultra -22): over the limit, not corrupt.
-	zdeclared := func() []byte {
+	// A single-segment frame declaring n bytes of content (what zstd writes
+	// for an n-byte input at --ultra -22): over the limit, not corrupt.
+	zdeclaring := func(n uint32) []byte {
 		body := []byte(`{}`)
 		hdr := uint32(1) | uint32(len(body))<<3
-		f := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0, 0, 0, 1, byte(hdr), byte(hdr >> 8), byte(hdr >> 16)}
+		f := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xa0, byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24), byte(hdr), byte(hdr >> 8), byte(hdr >> 16)}
 		return append(f, body...)
-	}()
+	}
+	zdeclared := zdeclaring(16 << 20) // over the decoder's 8 MiB too
+	zdeclared2 := zdeclaring(2 << 20) // over validate's 1 MiB only: the header says so first
+	// A valid frame, then one that declares 16 MiB: only the decoder sees
+	// the second frame's header.
+	zsecond := append(zstdBytes([]byte(`{"cid":"c",`)), zdeclared...)
 	digits200 := "1" + strings.Repeat("0", 199)
 	items257 := make([]string, 257)
 	for i := range items257 {
@@ -152,6 +157,8 @@ func TestBadInputs(t *testing.T) {
 		{name: "zstd bomb", raw: zbomb, headers: []string{"Content-Encoding", "zstd"}, status: 413, code: "body_too_large"},
 		{name: "zstd block over its window", raw: zcorrupt, headers: []string{"Content-Encoding", "zstd"}, status: 400, code: "bad_encoding", says: "corrupt"},
 		{name: "zstd declaring 16 MiB", raw: zdeclared, headers: []string{"Content-Encoding", "zstd"}, status: 413, code: "body_too_large", says: "decompresses to more than 1 MiB"},
+		{name: "zstd declaring 2 MiB", raw: zdeclared2, headers: []string{"Content-Encoding", "zstd"}, status: 413, code: "body_too_large", says: "decompresses to more than 1 MiB"},
+		{name: "zstd, a second frame declaring 16 MiB", raw: zsecond, headers: []string{"Content-Encoding", "zstd"}, status: 413, code: "body_too_large", says: "decompresses to more than 1 MiB"},
 		{name: "zstd window over 8 MiB", raw: zwide, headers: []string{"Content-Encoding", "zstd"}, status: 413, code: "body_too_large", says: "window larger than 8 MiB"},
 		{name: "oversize body", body: `{"cid":"` + strings.Repeat("a", 2<<20) + `"}`, rawConn: true, status: 413, code: "body_too_large"},
 		{name: "bad idempotency key", body: good, headers: []string{"Idempotency-Key", "has space"}, status: 400, code: "invalid_header", says: "Idempotency-Key"},
@@ -300,7 +307,14 @@ func TestTransportRefusalsSayWhy(t *testing.T) {
 // does) gets the 413. Closed at once with the body unread, the connection
 // was reset and the answer lost with it.
 func TestOversizedBodyAnswerArrives(t *testing.T) {
-	e := newEnv(t)
+	t.Run("capped", func(t *testing.T) { oversizedBodyAnswerArrives(t, newEnv(t)) })
+	// With no per-IP cap the connections are wrapped all the same.
+	t.Run("uncapped", func(t *testing.T) {
+		oversizedBodyAnswerArrives(t, newEnv(t, withConfig(func(c *Config) { c.MaxConnsPerIP = -1 })))
+	})
+}
+
+func oversizedBodyAnswerArrives(t *testing.T, e *testEnv) {
 	addr := e.serveTCP()
 	for _, size := range []int{2 << 20, 6 << 20, -(2 << 20), -(6 << 20)} {
 		// A negative size: the same with "Expect: 100-continue", the body

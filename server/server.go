@@ -216,8 +216,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.tlsConf != nil {
 		ln = tls.NewListener(ln, s.tlsConf)
 	}
-	// Always wrapped, capped or not: the wrapper also closes a connection
-	// refused mid-request gently (closeLingering).
+	// IP connections are always wrapped, capped or not: the wrapper also
+	// closes a connection refused mid-request gently (closeLingering) and
+	// refuses TLS on a plain port. (In-memory and unix ones are not.)
 	ln = newPerIPListener(ln, s.cfg.MaxConnsPerIP, s.metrics)
 	return s.hs.Serve(ln)
 }
@@ -427,10 +428,9 @@ var transportReasons = []struct {
 }{
 	{fasthttp.ErrDuplicateContentLength, "Content-Length is given more than once"},
 	{fasthttp.ErrUnsupportedTransferEncoding, "the Transfer-Encoding is not supported (only chunked)"},
-	{fasthttp.ErrNonNumericChars, "a number (Content-Length, a chunk size) has non-numeric characters"},
+	{fasthttp.ErrNonNumericChars, "Content-Length has non-numeric characters"},
 	{fasthttp.ErrMissingRequestMethod, "the request line has no method"},
 	{fasthttp.ErrUnsupportedRequestMethod, "the request method is not supported"},
-	{fasthttp.ErrExtraWhitespaceInRequestLine, "the request line has extra whitespace"},
 	{fasthttp.ErrEmptyRequestURI, "the request line has no URI"},
 	{fasthttp.ErrBadTrailer, "a chunked trailer names a field that may not be a trailer"},
 	{errTLSOnPlainPort, "this port speaks plain HTTP, and the client began a TLS handshake"},

@@ -188,9 +188,9 @@ type DB struct {
 	// redeliveryLookups counts the frame re-delivery records appendEvents
 	// looked up: one per frame of AppendEventsOnce, except repeats within
 	// the call and frames at or above a known seq floor (sessioncache.go);
-	// the tests read it. Beside inflight,
-	// which every call writes anyway, rather than on orgGen's line, which
-	// every authenticated request reads.
+	// the tests read it. It sits beside inflight, which every call writes
+	// anyway, rather than on orgGen's line, which every authenticated
+	// request reads.
 	redeliveryLookups atomic.Uint64
 	drained           chan struct{}
 	drainedOnce       sync.Once

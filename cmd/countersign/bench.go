@@ -64,7 +64,7 @@ func cmdBench(args []string, e *env) error {
 	serverProcs := c.Int("server-gomaxprocs", "N", 1, "GOMAXPROCS of the spawned server and the ceiling when pinned")
 	step := c.Duration("step", "DURATION", 250*time.Millisecond, "resolution of the throughput-over-time series")
 	timeout := c.Duration("timeout", "DURATION", 10*time.Second, "timeout of one request")
-	diskProbe := c.Duration("disk-probe", "DURATION", 2*time.Second, "before the load, measure fdatasync latency of small writes (one at a time) in --disk-probe-dir or the spawned server's directory, and report it (0 for none)")
+	diskProbe := c.Duration("disk-probe", "DURATION", 2*time.Second, "before the load, measure the sync latency (fdatasync; fsync off Linux) of small writes (one at a time) in --disk-probe-dir or the spawned server's directory, and report it (0 for none)")
 	diskProbeDir := c.String("disk-probe-dir", "DIR", "", "directory on the server's disk for --disk-probe (a server at --addr is probed only with it)")
 	out := c.String("out", "DIR", "bench/results", "directory for the JSON, Markdown and SVG results (\"\" writes none)")
 	bodies := c.String("validate-bodies", "FILE", "", "also write the seeded sessions' validate bodies there, one per line (for wrk)")
