@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 	"sync"
@@ -720,5 +721,38 @@ func TestRawHasHeader(t *testing.T) {
 		if got := rawHasHeader(raw, name); got != want {
 			t.Errorf("rawHasHeader(%q) = %v", name, got)
 		}
+	}
+}
+
+// TestLingeringSlotsFull: with every lingering slot taken, a connection
+// refused mid-request closes at once (and is released at once) rather
+// than waiting for a slot; with a slot free it lingers in the background.
+func TestLingeringSlotsFull(t *testing.T) {
+	for range lingerSlots {
+		lingering <- struct{}{}
+	}
+	a, b := net.Pipe()
+	defer b.Close()
+	released := false
+	if err := closeLingering(a, func() { released = true }); err != nil || !released {
+		t.Fatalf("all slots busy: err %v, released %v", err, released)
+	}
+	if _, err := a.Write([]byte("x")); err == nil {
+		t.Fatal("the connection is still open")
+	}
+	for range lingerSlots {
+		<-lingering
+	}
+	c, d := net.Pipe()
+	done := make(chan struct{})
+	if err := closeLingering(c, func() { close(done) }); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = d.Write([]byte("the rest of a body")) // read and dropped by the lingering close
+	d.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lingering close never released the connection")
 	}
 }
