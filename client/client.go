@@ -1,4 +1,13 @@
-package bench
+// Package client is the Go client of countersign's HTTP surfaces, as a
+// client SDK and a backend speak them: sessions and their events with the
+// client id and collect token, validate and the decision reads with the API
+// key. It encodes request bodies by appending, decodes answers into typed
+// structs, and retries the answers that say "ask again later" (202
+// processing, 429, 503) after the delay the server advertises. It imports no
+// countersign package, so whatever uses it (the load harness, the
+// simulators, tests of the server) sees countersign only over HTTP, as a
+// customer does.
+package client
 
 import (
 	"bytes"
@@ -17,8 +26,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Config says where countersign runs and as which organization the simulated
-// client SDK and backend speak.
+// Config says where countersign runs and as which organization the client
+// SDK and backend speak.
 type Config struct {
 	// Addr is the server's base URL ("http://127.0.0.1:8080") or host:port.
 	Addr string
@@ -54,7 +63,7 @@ type Client struct {
 
 // ErrWaitExceeded is returned when a call was still answered 202 processing,
 // 429 or 503 after Config.MaxWait.
-var ErrWaitExceeded = errors.New("bench: server still busy after the maximum wait")
+var ErrWaitExceeded = errors.New("client: server still busy after the maximum wait")
 
 // APIError is an answer other than the route's success status. Code and
 // Message come from countersign's error envelope when the body is one.
@@ -72,11 +81,14 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("HTTP %d: %.200s", e.Status, e.Body)
 }
 
+// ErrNoAddress is returned by NewClient when Config.Addr is empty.
+var ErrNoAddress = errors.New("client: no server address")
+
 // NewClient returns a client for cfg.
 func NewClient(cfg Config) (*Client, error) {
 	base := strings.TrimRight(cfg.Addr, "/")
 	if base == "" {
-		return nil, errors.New("bench: no server address")
+		return nil, ErrNoAddress
 	}
 	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
 		base = "http://" + base
