@@ -123,14 +123,7 @@ var Scenarios = []*Scenario{
 			fr[4].Embedding = fr[1].Embedding
 			return fr
 		},
-		Expect: func(d *client.Decision) error {
-			var c checks
-			c.violation(d, "replayed_frame")
-			c.want(d.Indicators.SpoofDetected, "iv_spoof_detected")
-			c.want(!d.Indicators.Liveness, "iv_liveness false")
-			c.want(!d.VerifiedAction, "verifiedAction false")
-			return c.err()
-		},
+		Expect: spoofed("replayed_frame"),
 	},
 	{
 		Name:            "photo",
@@ -143,14 +136,7 @@ var Scenarios = []*Scenario{
 			}
 			return fr
 		},
-		Expect: func(d *client.Decision) error {
-			var c checks
-			c.violation(d, "static_stream")
-			c.want(d.Indicators.SpoofDetected, "iv_spoof_detected")
-			c.want(!d.Indicators.Liveness, "iv_liveness false")
-			c.want(!d.VerifiedAction, "verifiedAction false")
-			return c.err()
-		},
+		Expect: spoofed("static_stream"),
 	},
 	{
 		Name:            "multiple_faces",
@@ -263,6 +249,19 @@ func (f *Faces) LiveFrame(id []float32, seq uint64, ts0 int64, faces int) client
 		Quality:   genuineQuality,
 		Liveness:  genuineLiveness,
 		Embedding: f.Genuine(id),
+	}
+}
+
+// spoofed expects what countersign concludes of a stream that is not a live
+// face: the violation kind, a spoof detected, no liveness, no verified action.
+func spoofed(kind string) func(d *client.Decision) error {
+	return func(d *client.Decision) error {
+		var c checks
+		c.violation(d, kind)
+		c.want(d.Indicators.SpoofDetected, "iv_spoof_detected")
+		c.want(!d.Indicators.Liveness, "iv_liveness false")
+		c.want(!d.VerifiedAction, "verifiedAction false")
+		return c.err()
 	}
 }
 

@@ -81,3 +81,26 @@ func TestScenarioFrames(t *testing.T) {
 		prev = fr.TS
 	}
 }
+
+// TestExpectationsNameWhatIsMissing: a decision that is not what a scenario
+// expects is refused with every missing piece of evidence named, and the
+// decision it expects passes.
+func TestExpectationsNameWhatIsMissing(t *testing.T) {
+	photo, _ := ScenarioByName("photo")
+	var lax client.Decision
+	lax.VerifiedAction, lax.Indicators.Liveness = true, true
+	err := photo.Expect(&lax)
+	want := "expected violation static_stream, iv_spoof_detected, iv_liveness false, verifiedAction false"
+	if err == nil || err.Error() != want {
+		t.Fatalf("photo on a verified live decision: %v, want %q", err, want)
+	}
+	var refused client.Decision
+	refused.Indicators.SpoofDetected = true
+	refused.Indicators.PolicyViolations.Violations = []client.Violation{{Type: "static_stream", Count: 7, FirstSeq: 2}}
+	if err := photo.Expect(&refused); err != nil {
+		t.Fatalf("photo on the decision it expects: %v", err)
+	}
+	if replay, _ := ScenarioByName("replay"); replay.Expect(&refused) == nil {
+		t.Fatal("replay accepts a static stream's decision")
+	}
+}
