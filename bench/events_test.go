@@ -9,6 +9,9 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/valyala/fasthttp"
+
+	"github.com/countersign/countersign/client"
+	"github.com/countersign/countersign/simulate"
 )
 
 // TestEventsOpPostsFreshFrames: once a session's pre-built bodies are used,
@@ -16,12 +19,12 @@ import (
 // a re-delivery the server acknowledges without storing, and the events phase
 // would measure retries instead of ingestion.
 func TestEventsOpPostsFreshFrames(t *testing.T) {
-	faces := NewFaces(8, 1)
+	faces := simulate.NewFaces(8, 1)
 	id := faces.Identity(1)
 	s := EventSession{CSID: "ev-0001", CollectToken: "tok", TS0: 1763800000000,
 		Bodies: [][]byte{[]byte("first body")}}
 	for seq := uint64(1); seq <= 3; seq++ {
-		s.Frames = append(s.Frames, Frame{Seq: seq, Type: "face", Faces: 1, Quality: 0.9, Liveness: 0.95, Embedding: faces.Genuine(id)})
+		s.Frames = append(s.Frames, client.Frame{Seq: seq, Type: "face", Faces: 1, Quality: 0.9, Liveness: 0.95, Embedding: faces.Genuine(id)})
 	}
 	op := EventsOp("127.0.0.1:1", "cid", []EventSession{s}, 3)
 	var req fasthttp.Request

@@ -13,6 +13,9 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/valyala/fasthttp"
+
+	"github.com/countersign/countersign/client"
+	"github.com/countersign/countersign/simulate"
 )
 
 // SeedMix is the scenario of each seeded session in a cycle, after each
@@ -32,9 +35,10 @@ type SeedOptions struct {
 	// EventSessions is the number of extra sessions, without frames, created
 	// for the events ingestion load; each gets EventBodies pre-built posts.
 	EventSessions, EventBodies int
-	// FramesPerPost is the number of frames in each events post; 0 means 3.
+	// FramesPerPost is the number of frames in each events post; 0 means
+	// simulate.FramesPerPost.
 	FramesPerPost int
-	// Dim is the embedding dimension; 0 means DefaultDim.
+	// Dim is the embedding dimension; 0 means simulate.DefaultDim.
 	Dim int
 	// Seed makes the frames reproducible.
 	Seed uint64
@@ -67,7 +71,7 @@ type EventSession struct {
 	// sequence numbers: a body posted twice is a re-delivery that the server
 	// acknowledges without storing or scoring, so re-posting would measure
 	// retries, not ingestion.
-	Frames []Frame
+	Frames []client.Frame
 	// TS0 is the device time of sequence number 0.
 	TS0 int64
 }
@@ -103,7 +107,7 @@ var ErrSeed = errors.New("bench: seeding failed")
 // session's values and frames posted (gzip) and validated, polling while the
 // server answers 202 processing, so that every frame is scored when Seed
 // returns. It then creates the events sessions and pre-builds their bodies.
-func Seed(ctx context.Context, cfg Config, o SeedOptions) (*Seeded, error) {
+func Seed(ctx context.Context, cfg client.Config, o SeedOptions) (*Seeded, error) {
 	start := time.Now()
 	if o.Parallel <= 0 {
 		o.Parallel = 8
@@ -112,10 +116,10 @@ func Seed(ctx context.Context, cfg Config, o SeedOptions) (*Seeded, error) {
 		o.Mix = SeedMix
 	}
 	if o.Dim <= 0 {
-		o.Dim = DefaultDim
+		o.Dim = simulate.DefaultDim
 	}
 	if o.FramesPerPost <= 0 {
-		o.FramesPerPost = framesPerPost
+		o.FramesPerPost = simulate.FramesPerPost
 	}
 	if o.RunID == "" {
 		o.RunID = "bench" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -123,16 +127,16 @@ func Seed(ctx context.Context, cfg Config, o SeedOptions) (*Seeded, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	plan := []*Scenario{mustScenario("enroll")}
+	plan := []*simulate.Scenario{mustScenario("enroll")}
 	for _, name := range o.Mix {
-		sc, ok := ScenarioByName(name)
+		sc, ok := simulate.ScenarioByName(name)
 		if !ok {
 			return nil, fmt.Errorf("bench: unknown seed scenario %q", name)
 		}
 		plan = append(plan, sc)
 	}
 	cfg.Gzip = true
-	client, err := NewClient(cfg)
+	sdk, err := client.NewClient(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +153,7 @@ func Seed(ctx context.Context, cfg Config, o SeedOptions) (*Seeded, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sim := NewSimulator(client, o.RunID+"-s"+strconv.Itoa(w), o.Dim, o.Seed+uint64(w))
+			sim := simulate.NewSimulator(sdk, o.RunID+"-s"+strconv.Itoa(w), o.Dim, o.Seed+uint64(w))
 			for ctx.Err() == nil {
 				u := int(next.Add(1))
 				if u > users {
@@ -185,7 +189,7 @@ func Seed(ctx context.Context, cfg Config, o SeedOptions) (*Seeded, error) {
 		if len(enrolled) == 0 {
 			enrolled = []string{o.RunID + "-events"}
 		}
-		if err := out.seedEvents(client, o, enrolled); err != nil {
+		if err := out.seedEvents(sdk, o, enrolled); err != nil {
 			return out, err
 		}
 		fmt.Fprintf(o.Log, "created %d events sessions with %d bodies of %d frames each\n",
@@ -202,8 +206,8 @@ func first(notes []string) string {
 	return notes[0]
 }
 
-func mustScenario(name string) *Scenario {
-	sc, ok := ScenarioByName(name)
+func mustScenario(name string) *simulate.Scenario {
+	sc, ok := simulate.ScenarioByName(name)
 	if !ok {
 		panic("bench: no scenario " + name)
 	}
@@ -211,7 +215,7 @@ func mustScenario(name string) *Scenario {
 }
 
 // add records one seeding outcome.
-func (s *Seeded) add(sc *Scenario, res Outcome, cid string) {
+func (s *Seeded) add(sc *simulate.Scenario, res simulate.Outcome, cid string) {
 	note := func(err error) {
 		if len(s.Notes) < 5 {
 			s.Notes = append(s.Notes, fmt.Sprintf("%s %s: %v", sc.Name, res.CSID, err))
@@ -230,11 +234,11 @@ func (s *Seeded) add(sc *Scenario, res Outcome, cid string) {
 	if sc.Frames != nil {
 		s.Frames += d.Indicators.PolicyViolations.TotalFrames
 	}
-	items := SeedSessionData()
+	items := simulate.SeedSessionData()
 	if sc.SessionData != nil {
 		items = sc.SessionData()
 	}
-	req := ValidateRequest{CSID: res.CSID, UserID: res.User, Action: "transfer", SessionData: items}
+	req := client.ValidateRequest{CSID: res.CSID, UserID: res.User, Action: "transfer", SessionData: items}
 	if sc.OtherUser {
 		req.UserID = res.User + ".other"
 	}
@@ -251,32 +255,29 @@ func (s *Seeded) add(sc *Scenario, res Outcome, cid string) {
 
 // seedEvents creates the events sessions, each for one of users, and builds
 // their bodies.
-func (s *Seeded) seedEvents(client *Client, o SeedOptions, users []string) error {
+func (s *Seeded) seedEvents(sdk *client.Client, o SeedOptions, users []string) error {
 	if o.EventBodies <= 0 {
 		o.EventBodies = 16
 	}
-	faces := NewFaces(o.Dim, o.Seed^0xe7e57)
+	faces := simulate.NewFaces(o.Dim, o.Seed^0xe7e57)
 	ts0 := time.Now().UnixMilli()
 	var zb bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&zb, gzip.DefaultCompression)
 	for k := range o.EventSessions {
 		user := users[k%len(users)]
 		csid := o.RunID + "-ev-" + strconv.Itoa(k)
-		sess, err := client.CreateSession(csid, user, "transfer")
+		sess, err := sdk.CreateSession(csid, user, "transfer")
 		if err != nil {
 			return fmt.Errorf("%w: events session: %v", ErrSeed, err)
 		}
 		es := EventSession{CSID: csid, UserID: user, CollectToken: sess.CollectToken, TS0: ts0}
-		id := faces.Identity(IdentitySeed(user))
+		id := faces.Identity(simulate.IdentitySeed(user))
 		seq := uint64(0)
 		for range o.EventBodies {
-			ev := Events{Frames: make([]Frame, o.FramesPerPost)}
+			ev := client.Events{Frames: make([]client.Frame, o.FramesPerPost)}
 			for j := range ev.Frames {
 				seq++
-				ev.Frames[j] = Frame{
-					Seq: seq, TS: ts0 + int64(seq)*frameStepMS, Type: "face", Faces: 1,
-					Quality: genuineQuality, Liveness: genuineLiveness, Embedding: faces.Genuine(id),
-				}
+				ev.Frames[j] = faces.LiveFrame(id, seq, ts0, 1)
 			}
 			zb.Reset()
 			zw.Reset(&zb)
@@ -322,7 +323,7 @@ func ValidateOp(name, addr, apiKey string, sessions []SeededSession) *Op {
 
 // ValidateBody is the documented validate body for one session.
 func ValidateBody(cid, csid string) []byte {
-	r := ValidateRequest{CSID: csid, UserID: "user", Action: "transfer", SessionData: SeedSessionData()}
+	r := client.ValidateRequest{CSID: csid, UserID: "user", Action: "transfer", SessionData: simulate.SeedSessionData()}
 	return r.AppendJSON(nil, cid)
 }
 
@@ -364,7 +365,7 @@ func EventsOp(addr, cid string, sessions []EventSession, framesPerPost int) *Op 
 
 // eventsScratch is what freshEventsBody reuses across posts.
 type eventsScratch struct {
-	ev   Events
+	ev   client.Events
 	js   []byte
 	zb   bytes.Buffer
 	zw   *gzip.Writer
@@ -386,7 +387,7 @@ func freshEventsBody(req *fasthttp.Request, s *EventSession, p uint64, framesPer
 	for j := range framesPerPost {
 		seq := p*uint64(framesPerPost) + uint64(j) + 1
 		f := s.Frames[int(seq-1)%len(s.Frames)]
-		f.Seq, f.TS = seq, s.TS0+int64(seq)*frameStepMS
+		f.Seq, f.TS = seq, s.TS0+int64(seq)*simulate.FrameStepMS
 		sc.ev.Frames = append(sc.ev.Frames, f)
 	}
 	sc.js = sc.ev.AppendJSON(sc.js[:0])

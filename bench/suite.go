@@ -11,6 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/countersign/countersign/client"
+	"github.com/countersign/countersign/simulate"
 )
 
 // Scenarios of a harness run.
@@ -139,13 +142,13 @@ func (o *Options) defaults() error {
 		o.EventBodies = 16
 	}
 	if o.FramesPerPost <= 0 {
-		o.FramesPerPost = framesPerPost
+		o.FramesPerPost = simulate.FramesPerPost
 	}
 	if o.MixEvents <= 0 || o.MixEvents >= 1 {
 		o.MixEvents = 0.2
 	}
 	if o.Dim <= 0 {
-		o.Dim = DefaultDim
+		o.Dim = simulate.DefaultDim
 	}
 	if o.Durability == "" {
 		o.Durability = "sync"
@@ -270,7 +273,7 @@ func execute(ctx context.Context, o Options, r *Report, logf func(string, ...any
 			r.Settings.EventSessions, r.Settings.FramesPerPost = o.EventSessions, o.FramesPerPost
 		}
 		logf("seeding %d sessions through the API (and %d events sessions)", so.Sessions, so.EventSessions)
-		s, err := Seed(ctx, Config{Addr: o.Addr, CID: o.CID, APIKey: o.APIKey}, so)
+		s, err := Seed(ctx, client.Config{Addr: o.Addr, CID: o.CID, APIKey: o.APIKey}, so)
 		if s != nil {
 			r.Seed = s
 			seeded = s

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/countersign/countersign/bench"
+	"github.com/countersign/countersign/simulate"
 )
 
 // cmdBench runs the load harness (package bench) and prints its table.
@@ -55,7 +56,7 @@ func cmdBench(args []string, e *env) error {
 	eventBodies := c.Int("event-bodies", "N", 16, "pre-built gzip events bodies per events session (frame numbers rise across them)")
 	framesPerPost := c.Int("frames-per-post", "N", 3, "frames in each events post")
 	mixEvents := c.String("mix-events", "FRACTION", "0.2", "mixed scenario: share of requests that are events posts (in tenths)")
-	dim := c.Int("embedding-dim", "D", bench.DefaultDim, "components of every face embedding (the server's --embedding-dim; given to a spawned server)")
+	dim := c.Int("embedding-dim", "D", simulate.DefaultDim, "components of every face embedding (the server's --embedding-dim; given to a spawned server)")
 	seed := c.Int("seed", "N", 1, "seed of the synthetic faces")
 	ceiling := c.String("ceiling", "process|inproc|off", bench.CeilingProcess, "where the ceiling server runs: a child process pinned like the server (fair), inside the harness (shares the load generator's CPU), or not at all")
 	pin := c.String("pin", "auto|on|off", "auto", "pin with taskset (when available and there are 2 CPUs) the server and the ceiling to --server-cpus and this process to --load-cpus; auto pins only with --spawn, on also for a server at --addr (pin that server yourself), off never")

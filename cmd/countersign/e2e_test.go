@@ -19,7 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/countersign/countersign/bench"
+	"github.com/countersign/countersign/client"
+	"github.com/countersign/countersign/simulate"
 )
 
 // These tests run the real binary: 'countersign serve' on a free loopback
@@ -86,7 +87,7 @@ func serve(t *testing.T, data, addr string, args ...string) *proc {
 			t.Logf("server log:\n%s", p.logs.String())
 		}
 	})
-	c := p.client(bench.Config{})
+	c := p.client(client.Config{})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
@@ -105,9 +106,9 @@ func serve(t *testing.T, data, addr string, args ...string) *proc {
 }
 
 // client returns an SDK client for this server, with cfg's credentials.
-func (p *proc) client(cfg bench.Config) *bench.Client {
+func (p *proc) client(cfg client.Config) *client.Client {
 	cfg.Addr = "http://" + p.addr
-	c, err := bench.NewClient(cfg)
+	c, err := client.NewClient(cfg)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func sameJSON(t *testing.T, got []byte, want string) {
 func TestServeDocumentedExample(t *testing.T) {
 	data, cred := newOrg(t)
 	p := serve(t, data, freeAddr(t))
-	c := p.client(bench.Config{CID: cred.CID, APIKey: cred.APIKey})
+	c := p.client(client.Config{CID: cred.CID, APIKey: cred.APIKey})
 
 	s, err := c.CreateSession("readme-0001", "user-1", "transfer")
 	if err != nil {
@@ -192,26 +193,26 @@ func TestServeDocumentedExample(t *testing.T) {
 	}
 	fields := `{"fields":[{"key":"total","value":"35.00"},{"key":"payee","value":"6"},{"key":"account","value":66666666},{"key":"memo","value":"Wire transfer"}],"final":true}`
 	r, err := c.Do("POST", "/v1/sessions/readme-0001/events", []byte(fields),
-		bench.Header{Name: "x-client-id", Value: cred.CID}, bench.Header{Name: "x-collect-token", Value: s.CollectToken})
+		client.Header{Name: "x-client-id", Value: cred.CID}, client.Header{Name: "x-collect-token", Value: s.CollectToken})
 	if err != nil || r.Status != 202 {
 		t.Fatalf("events: %v %d %s", err, r.Status, r.Body)
 	}
 	body := `{"cid":"` + cred.CID + `","csid":"readme-0001","userID":"user-1","action":"transfer","additionalData":{"sessionData":[{"key":"amount","value":35,"synonyms":["total","sum"]},{"key":"payeeID","value":6,"synonyms":["payee"]},{"key":"accountNumber","value":"66666666","synonyms":["account"]},{"key":"notes","value":"Wire transfer","synonyms":["memo"]}]},"isEnrollment":false}`
-	r, err = c.Do("POST", "/v1/validate", []byte(body), bench.Header{Name: "apikey", Value: cred.APIKey})
+	r, err = c.Do("POST", "/v1/validate", []byte(body), client.Header{Name: "apikey", Value: cred.APIKey})
 	if err != nil || r.Status != 200 {
 		t.Fatalf("validate: %v %d %s", err, r.Status, r.Body)
 	}
 	sameJSON(t, r.Body, documentedAnswer)
 
 	// The older path answers the same.
-	r2, err := c.Do("POST", "/api/v1/validate", []byte(body), bench.Header{Name: "apikey", Value: cred.APIKey})
+	r2, err := c.Do("POST", "/api/v1/validate", []byte(body), client.Header{Name: "apikey", Value: cred.APIKey})
 	if err != nil || r2.Status != 200 {
 		t.Fatalf("/api/v1/validate: %v %d %s", err, r2.Status, r2.Body)
 	}
 	sameJSON(t, r2.Body, documentedAnswer)
 
 	// The decision is stored and readable.
-	var d bench.Decision
+	var d client.Decision
 	json.Unmarshal(r.Body, &d)
 	g, err := c.GetDecision(d.DecisionID)
 	if err != nil || g.Status != 200 {
@@ -280,7 +281,7 @@ func TestServeSimulate(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("simulate: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	for _, name := range bench.ScenarioNames() {
+	for _, name := range simulate.ScenarioNames() {
 		if !strings.Contains(r.stdout, "\n"+name+" ") {
 			t.Errorf("no %s row in:\n%s", name, r.stdout)
 		}
@@ -301,10 +302,10 @@ func TestServeSimulate(t *testing.T) {
 func TestServeSimulateInProcess(t *testing.T) {
 	data, cred := newOrg(t)
 	p := serve(t, data, freeAddr(t))
-	c := p.client(bench.Config{CID: cred.CID, APIKey: cred.APIKey})
-	sim := bench.NewSimulator(c, "inproc", bench.DefaultDim, 7)
-	outs := sim.RunAll(context.Background(), bench.Scenarios, 1)
-	byName := map[string]*bench.Decision{}
+	c := p.client(client.Config{CID: cred.CID, APIKey: cred.APIKey})
+	sim := simulate.NewSimulator(c, "inproc", simulate.DefaultDim, 7)
+	outs := sim.RunAll(context.Background(), simulate.Scenarios, 1)
+	byName := map[string]*client.Decision{}
 	for _, o := range outs {
 		if o.Err != nil {
 			t.Errorf("%s: %v\n%s", o.Scenario, o.Err, raw(o.Decision))
@@ -334,7 +335,7 @@ func TestServeSimulateInProcess(t *testing.T) {
 	}
 }
 
-func raw(d *bench.Decision) []byte {
+func raw(d *client.Decision) []byte {
 	if d == nil {
 		return nil
 	}
@@ -348,14 +349,14 @@ func TestServeDurability(t *testing.T) {
 	data, cred := newOrg(t)
 	addr := freeAddr(t)
 	p := serve(t, data, addr)
-	c := p.client(bench.Config{CID: cred.CID, APIKey: cred.APIKey})
+	c := p.client(client.Config{CID: cred.CID, APIKey: cred.APIKey})
 	ctx := context.Background()
-	faces := bench.NewFaces(bench.DefaultDim, 11)
+	faces := simulate.NewFaces(simulate.DefaultDim, 11)
 
 	type session struct {
 		csid           string
 		fields, frames int
-		decision       *bench.Decision
+		decision       *client.Decision
 	}
 	var sessions []session
 	for i := range 6 {
@@ -365,18 +366,18 @@ func TestServeDurability(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := faces.Identity(uint64(i))
-		var frames []bench.Frame
+		var frames []client.Frame
 		for j := range 1 + i {
-			frames = append(frames, bench.Frame{Seq: uint64(j + 1), TS: time.Now().UnixMilli() + int64(j)*100, Type: "face", Faces: 1,
+			frames = append(frames, client.Frame{Seq: uint64(j + 1), TS: time.Now().UnixMilli() + int64(j)*100, Type: "face", Faces: 1,
 				Quality: 0.9, Liveness: 0.95, Embedding: faces.Genuine(id)})
 		}
-		fields := bench.SeedFields(time.Now().UnixMilli())[:1+i%4]
-		if _, err := c.SendEvents(ctx, s, &bench.Events{Fields: fields, Frames: frames}); err != nil {
+		fields := simulate.SeedFields(time.Now().UnixMilli())[:1+i%4]
+		if _, err := c.SendEvents(ctx, s, &client.Events{Fields: fields, Frames: frames}); err != nil {
 			t.Fatal(err)
 		}
 		ss := session{csid: csid, fields: len(fields), frames: len(frames)}
 		if i%2 == 0 { // half the sessions are decided; the others end on acknowledged events
-			d, err := c.Validate(ctx, &bench.ValidateRequest{CSID: csid, UserID: s.UserID, Action: "transfer", SessionData: bench.SeedSessionData()})
+			d, err := c.Validate(ctx, &client.ValidateRequest{CSID: csid, UserID: s.UserID, Action: "transfer", SessionData: simulate.SeedSessionData()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -391,7 +392,7 @@ func TestServeDurability(t *testing.T) {
 	}
 
 	p2 := serve(t, data, addr)
-	c2 := p2.client(bench.Config{CID: cred.CID, APIKey: cred.APIKey})
+	c2 := p2.client(client.Config{CID: cred.CID, APIKey: cred.APIKey})
 	for _, ss := range sessions {
 		r, err := c2.GetSession(ss.csid)
 		if err != nil || r.Status != 200 {
@@ -422,7 +423,7 @@ func TestServeDurability(t *testing.T) {
 	// The restarted server still decides: frames acknowledged before the kill
 	// are scored (or rescored) and validate ends with every frame counted.
 	odd := sessions[1]
-	d, err := c2.Validate(ctx, &bench.ValidateRequest{CSID: odd.csid, UserID: "user-1", Action: "transfer", SessionData: bench.SeedSessionData()})
+	d, err := c2.Validate(ctx, &client.ValidateRequest{CSID: odd.csid, UserID: "user-1", Action: "transfer", SessionData: simulate.SeedSessionData()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,9 +467,9 @@ func TestServeFailures(t *testing.T) {
 func TestServeProcessing(t *testing.T) {
 	data, cred := newOrg(t)
 	p := serve(t, data, freeAddr(t), "--workers", "1")
-	c := p.client(bench.Config{CID: cred.CID, APIKey: cred.APIKey})
+	c := p.client(client.Config{CID: cred.CID, APIKey: cred.APIKey})
 	ctx := context.Background()
-	faces := bench.NewFaces(bench.DefaultDim, 3)
+	faces := simulate.NewFaces(simulate.DefaultDim, 3)
 	id := faces.Identity(3)
 	var seen atomic.Int32
 	for try := 0; try < 5 && seen.Load() == 0; try++ {
@@ -477,7 +478,7 @@ func TestServeProcessing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := &bench.ValidateRequest{CSID: csid, UserID: "user-p", Action: "transfer"}
+		req := &client.ValidateRequest{CSID: csid, UserID: "user-p", Action: "transfer"}
 		body := req.AppendJSON(nil, cred.CID)
 		stop := make(chan struct{})
 		asked := make(chan error, 1)
@@ -489,7 +490,7 @@ func TestServeProcessing(t *testing.T) {
 					return
 				default:
 				}
-				r, err := c.Do("POST", "/v1/validate", body, bench.Header{Name: "apikey", Value: cred.APIKey})
+				r, err := c.Do("POST", "/v1/validate", body, client.Header{Name: "apikey", Value: cred.APIKey})
 				if err != nil {
 					asked <- err
 					return
@@ -516,12 +517,12 @@ func TestServeProcessing(t *testing.T) {
 		total := 0
 		ts := time.Now().UnixMilli()
 		for k := 0; k < 4; k++ {
-			var frames []bench.Frame
+			var frames []client.Frame
 			for j := range 64 {
-				frames = append(frames, bench.Frame{Seq: uint64(total + j + 1), TS: ts + int64(total+j)*100, Type: "face", Faces: 1,
+				frames = append(frames, client.Frame{Seq: uint64(total + j + 1), TS: ts + int64(total+j)*100, Type: "face", Faces: 1,
 					Quality: 0.9, Liveness: 0.95, Embedding: faces.Genuine(id)})
 			}
-			if _, err := c.SendEvents(ctx, s, &bench.Events{Frames: frames}); err != nil {
+			if _, err := c.SendEvents(ctx, s, &client.Events{Frames: frames}); err != nil {
 				t.Fatal(err)
 			}
 			total += len(frames)
@@ -557,9 +558,9 @@ func TestServeValuesOnlyPolicy(t *testing.T) {
 		cred     credentials
 		verified bool
 	}{{full, false}, {vo, true}} {
-		c := p.client(bench.Config{CID: org.cred.CID, APIKey: org.cred.APIKey})
-		sim := bench.NewSimulator(c, "policy-"+org.cred.Org, bench.DefaultDim, 1)
-		sc, _ := bench.ScenarioByName("values-only")
+		c := p.client(client.Config{CID: org.cred.CID, APIKey: org.cred.APIKey})
+		sim := simulate.NewSimulator(c, "policy-"+org.cred.Org, simulate.DefaultDim, 1)
+		sc, _ := simulate.ScenarioByName("values-only")
 		o := sim.Run(ctx, sc, "user-1")
 		if o.Decision == nil {
 			t.Fatalf("%s: %v", org.cred.Org, o.Err)
@@ -585,7 +586,7 @@ func TestServePprof(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "goroutine") {
 		t.Errorf("pprof index: %d %.200s", resp.StatusCode, body)
 	}
-	r, err := p.client(bench.Config{}).Do("GET", "/debug/pprof/", nil)
+	r, err := p.client(client.Config{}).Do("GET", "/debug/pprof/", nil)
 	if err != nil || r.Status != 404 {
 		t.Errorf("API address serves /debug/pprof/: %v %v", r, err)
 	}

@@ -13,7 +13,8 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
-	"github.com/countersign/countersign/bench"
+	"github.com/countersign/countersign/client"
+	"github.com/countersign/countersign/simulate"
 )
 
 // conformance checks real answers of the binary against the OpenAPI
@@ -21,13 +22,13 @@ import (
 type conformance struct {
 	t      *testing.T
 	p      *proc
-	c      *bench.Client
+	c      *client.Client
 	router routers.Router
 }
 
 func newConformance(t *testing.T, p *proc) *conformance {
 	t.Helper()
-	c := p.client(bench.Config{})
+	c := p.client(client.Config{})
 	r, err := c.Do("GET", "/openapi.json", nil)
 	if err != nil || r.Status != 200 {
 		t.Fatalf("GET /openapi.json: %v %d", err, r.Status)
@@ -49,11 +50,11 @@ func newConformance(t *testing.T, p *proc) *conformance {
 	return &conformance{t: t, p: p, c: c, router: router}
 }
 
-func hdr(name, value string) bench.Header { return bench.Header{Name: name, Value: value} }
+func hdr(name, value string) client.Header { return client.Header{Name: name, Value: value} }
 
 // check sends one request, wants status, and validates the answer against
 // the document (status documented, content type, body schema).
-func (cf *conformance) check(want int, method, path string, body []byte, headers ...bench.Header) bench.Response {
+func (cf *conformance) check(want int, method, path string, body []byte, headers ...client.Header) client.Response {
 	t := cf.t
 	t.Helper()
 	r, err := cf.c.Do(method, path, body, headers...)
@@ -113,8 +114,8 @@ func TestServeConformsToOpenAPI(t *testing.T) {
 	cf.check(413, "POST", "/v1/sessions", bytes.Repeat([]byte(" "), 64<<10), cid)
 
 	// Events.
-	f := bench.NewFaces(bench.DefaultDim, 1)
-	ev := bench.Events{Fields: bench.SeedFields(time.Now().UnixMilli()), Frames: []bench.Frame{
+	f := simulate.NewFaces(simulate.DefaultDim, 1)
+	ev := client.Events{Fields: simulate.SeedFields(time.Now().UnixMilli()), Frames: []client.Frame{
 		{Seq: 1, TS: time.Now().UnixMilli(), Type: "face", Faces: 1, Quality: 0.9, Liveness: 0.9, Embedding: f.Genuine(f.Identity(1))},
 		{Seq: 2, TS: time.Now().UnixMilli() + 100, Type: "document", DocType: "driver_license", Quality: 0.9, Liveness: 0.9, Embedding: f.Identity(2)},
 	}}
@@ -133,7 +134,7 @@ func TestServeConformsToOpenAPI(t *testing.T) {
 	cf.check(401, "GET", "/v1/sessions/conform-0001", nil, badKey)
 
 	// Validate, on both paths, until the frames are scored.
-	req := bench.ValidateRequest{CSID: "conform-0001", UserID: "u1", Action: "transfer", SessionData: bench.SeedSessionData()}
+	req := client.ValidateRequest{CSID: "conform-0001", UserID: "u1", Action: "transfer", SessionData: simulate.SeedSessionData()}
 	body := req.AppendJSON(nil, cred.CID)
 	var decision []byte
 	for _, path := range []string{"/v1/validate", "/api/v1/validate"} {
@@ -189,6 +190,6 @@ func TestServeExpiredSession(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	cf.check(410, "POST", "/v1/sessions/expiring-0001/events", []byte(`{"final":true}`), cid, token)
 	cf.check(410, "GET", "/v1/sessions/expiring-0001", nil, key)
-	req := bench.ValidateRequest{CSID: "expiring-0001", UserID: "u1", Action: "transfer"}
+	req := client.ValidateRequest{CSID: "expiring-0001", UserID: "u1", Action: "transfer"}
 	cf.check(410, "POST", "/v1/validate", req.AppendJSON(nil, cred.CID), key)
 }

@@ -10,7 +10,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/countersign/countersign/bench"
+	"github.com/countersign/countersign/client"
+	"github.com/countersign/countersign/simulate"
 )
 
 // cmdSimulate plays client SDK scenarios against a running server and
@@ -19,7 +20,7 @@ func cmdSimulate(args []string, e *env) error {
 	c := newCommand("simulate", "countersign simulate --cid CID --apikey KEY [--addr URL] [--scenario NAME|all] [--n N] [--gzip]",
 		"Plays a client SDK and a backend against a running server: each scenario starts a session, sends the "+
 			"form values and synthetic 512-d face frames, validates, and checks that countersign concluded what "+
-			"it should. Scenarios: "+strings.Join(bench.ScenarioNames(), ", ")+". A scenario about an enrolled "+
+			"it should. Scenarios: "+strings.Join(simulate.ScenarioNames(), ", ")+". A scenario about an enrolled "+
 			"user enrolls the user first. Prints one row per decision (verifiedAction, ivScore, violations) and "+
 			"exits 1 if any decision is not the expected one.")
 	c.examples = "  countersign simulate --cid cid_... --apikey csk_...                 # every scenario once\n" +
@@ -30,7 +31,7 @@ func cmdSimulate(args []string, e *env) error {
 	scenario := c.String("scenario", "NAME|all", "all", "scenario to play, or a comma-separated list, or all")
 	n := c.Int("n", "N", 1, "rounds; each round uses a new user")
 	gz := c.Bool("gzip", false, "gzip the event bodies")
-	dim := c.Int("embedding-dim", "D", bench.DefaultDim, "embedding components (the server's --embedding-dim)")
+	dim := c.Int("embedding-dim", "D", simulate.DefaultDim, "embedding components (the server's --embedding-dim)")
 	seed := c.Int("seed", "N", 1, "seed of the synthetic frames")
 	runID := c.String("run-id", "ID", "", "prefix of the simulated csids and user ids (default: from the clock)")
 	wait := c.Duration("wait", "DURATION", 30*time.Second, "how long to keep asking while validate answers processing")
@@ -45,32 +46,32 @@ func cmdSimulate(args []string, e *env) error {
 	if *n < 1 || *dim < 1 {
 		return usagef("--n and --embedding-dim must be positive")
 	}
-	var scenarios []*bench.Scenario
+	var scenarios []*simulate.Scenario
 	if *scenario == "all" {
-		scenarios = bench.Scenarios
+		scenarios = simulate.Scenarios
 	} else {
 		for _, name := range strings.Split(*scenario, ",") {
-			s, ok := bench.ScenarioByName(strings.TrimSpace(name))
+			s, ok := simulate.ScenarioByName(strings.TrimSpace(name))
 			if !ok {
-				return usagef("unknown scenario %q (known: %s, all)", name, strings.Join(bench.ScenarioNames(), ", "))
+				return usagef("unknown scenario %q (known: %s, all)", name, strings.Join(simulate.ScenarioNames(), ", "))
 			}
 			scenarios = append(scenarios, s)
 		}
 	}
-	cfg := bench.Config{Addr: *addr, CID: *cid, APIKey: *apiKey, Gzip: *gz, Timeout: *timeout, MaxWait: *wait}
+	cfg := client.Config{Addr: *addr, CID: *cid, APIKey: *apiKey, Gzip: *gz, Timeout: *timeout, MaxWait: *wait}
 	if *insecure {
 		cfg.TLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for explicitly, for dev certificates
 	}
-	client, err := bench.NewClient(cfg)
+	sdk, err := client.NewClient(cfg)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sim := bench.NewSimulator(client, *runID, *dim, uint64(*seed))
+	sim := simulate.NewSimulator(sdk, *runID, *dim, uint64(*seed))
 	start := time.Now()
 	outs := sim.RunAll(ctx, scenarios, *n)
-	if err := bench.WriteTable(e.stdout, outs); err != nil {
+	if err := simulate.WriteTable(e.stdout, outs); err != nil {
 		return err
 	}
 	failed := 0

@@ -1,12 +1,6 @@
-// Package bench drives countersign over HTTP the way real clients do: a client
-// SDK that starts sessions and streams form values and face frames, a backend
-// that calls /v1/validate, and the load harness. It imports no
-// countersign package: it sees the service only through its HTTP surface.
-package bench
+package simulate
 
 import (
-	"encoding/base64"
-	"encoding/binary"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -123,30 +117,4 @@ func Cosine(a, b []float32) float64 {
 		return 0
 	}
 	return dot / math.Sqrt(na*nb)
-}
-
-// AppendEmbedding appends v as the wire form of an embedding: little-endian
-// float32 components, base64 (standard alphabet, padded).
-func AppendEmbedding(dst []byte, v []float32) []byte {
-	raw := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(x))
-	}
-	return base64.StdEncoding.AppendEncode(dst, raw)
-}
-
-// DecodeEmbedding is the inverse of AppendEmbedding.
-func DecodeEmbedding(b64 []byte) ([]float32, error) {
-	raw, err := base64.StdEncoding.AppendDecode(nil, b64)
-	if err != nil {
-		return nil, err
-	}
-	if len(raw)%4 != 0 {
-		return nil, base64.CorruptInputError(len(b64))
-	}
-	v := make([]float32, len(raw)/4)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-	}
-	return v, nil
 }

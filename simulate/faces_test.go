@@ -1,9 +1,11 @@
-package bench
+package simulate
 
 import (
 	"bytes"
 	"math"
 	"testing"
+
+	"github.com/countersign/countersign/client"
 )
 
 func TestIdentityDeterministicUnit(t *testing.T) {
@@ -12,7 +14,7 @@ func TestIdentityDeterministicUnit(t *testing.T) {
 	if len(a) != DefaultDim {
 		t.Fatalf("dim %d", len(a))
 	}
-	if !bytes.Equal(AppendEmbedding(nil, a), AppendEmbedding(nil, b)) {
+	if !bytes.Equal(client.AppendEmbedding(nil, a), client.AppendEmbedding(nil, b)) {
 		t.Fatal("an identity depends on the generator seed, want only on the identity seed")
 	}
 	if n := norm(a); math.Abs(n-1) > 1e-5 {
@@ -26,7 +28,7 @@ func TestFramesDeterministic(t *testing.T) {
 		id := f.Identity(7)
 		var out []byte
 		for range 3 {
-			out = AppendEmbedding(out, f.Genuine(id))
+			out = client.AppendEmbedding(out, f.Genuine(id))
 		}
 		return out
 	}
@@ -84,35 +86,13 @@ func TestCosines(t *testing.T) {
 		if c := Cosine(s, prev); c < 0.9999 {
 			t.Errorf("static consecutive cosine %.7f, want >= 0.9999", c)
 		}
-		if bytes.Equal(AppendEmbedding(nil, s), AppendEmbedding(nil, prev)) {
+		if bytes.Equal(client.AppendEmbedding(nil, s), client.AppendEmbedding(nil, prev)) {
 			t.Error("static frame repeats its predecessor's bytes: that is a replay, not a photo")
 		}
 		if c := Cosine(s, id); c < 0.85 {
 			t.Errorf("photo vs identity %.4f: a photo of the user still matches", c)
 		}
 		prev = s
-	}
-}
-
-func TestEmbeddingEncoding(t *testing.T) {
-	f := NewFaces(DefaultDim, 5)
-	v := f.Genuine(f.Identity(1))
-	enc := AppendEmbedding(nil, v)
-	if want := (4*DefaultDim + 2) / 3 * 4; len(enc) != want {
-		t.Fatalf("base64 length %d, want %d", len(enc), want)
-	}
-	back, err := DecodeEmbedding(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range v {
-		if math.Float32bits(v[i]) != math.Float32bits(back[i]) {
-			t.Fatalf("component %d: %v != %v", i, v[i], back[i])
-		}
-	}
-	// Little-endian: 1.0 is 00 00 80 3f.
-	if got := string(AppendEmbedding(nil, []float32{1})); got != "AACAPw==" {
-		t.Fatalf("1.0 encodes as %q, want AACAPw==", got)
 	}
 }
 

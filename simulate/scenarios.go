@@ -1,20 +1,16 @@
-package bench
+package simulate
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"io"
-	"strconv"
 	"strings"
-	"text/tabwriter"
-	"time"
+
+	"github.com/countersign/countersign/client"
 )
 
 // SeedSessionData is the sessionData of the documented validate example: the
 // values the backend is about to act on.
-func SeedSessionData() []Item {
-	return []Item{
+func SeedSessionData() []client.Item {
+	return []client.Item{
 		{Key: "amount", Value: `35`, Synonyms: []string{"total", "sum"}},
 		{Key: "payeeID", Value: `6`, Synonyms: []string{"payee"}},
 		{Key: "accountNumber", Value: `"66666666"`, Synonyms: []string{"account"}},
@@ -25,8 +21,8 @@ func SeedSessionData() []Item {
 // SeedFields are the same values as the SDK collects them from the form the
 // user saw: other field names (the synonyms) and other JSON types, which
 // countersign's type-agnostic matching must still find equal.
-func SeedFields(ts int64) []Field {
-	return []Field{
+func SeedFields(ts int64) []client.Field {
+	return []client.Field{
 		{Key: "total", Value: `"35.00"`, TS: ts},
 		{Key: "payee", Value: `"6"`, TS: ts},
 		{Key: "account", Value: `66666666`, TS: ts},
@@ -34,12 +30,17 @@ func SeedFields(ts int64) []Field {
 	}
 }
 
+// The device's rhythm: a frame every FrameStepMS of device time, sent
+// FramesPerPost frames to an events post.
+const (
+	FrameStepMS   = 250
+	FramesPerPost = 3
+)
+
 // Frame evidence of a good camera on a live face.
 const (
-	frameStepMS     = 250
 	genuineQuality  = 0.92
 	genuineLiveness = 0.96
-	framesPerPost   = 3
 )
 
 // Scenario is one thing a client can do, and what countersign must conclude.
@@ -56,11 +57,11 @@ type Scenario struct {
 	// OtherUser makes validate name a user other than the session's.
 	OtherUser bool
 	// Frames returns the frames the SDK streams; nil sends none.
-	Frames func(f *Faces, user string, ts0 int64) []Frame
+	Frames func(f *Faces, user string, ts0 int64) []client.Frame
 	// SessionData is what the backend validates (default: SeedSessionData).
-	SessionData func() []Item
+	SessionData func() []client.Item
 	// Expect says what is wrong with the decision, or nil.
-	Expect func(d *Decision) error
+	Expect func(d *client.Decision) error
 }
 
 // Scenarios are every scenario the simulator plays, enrollment first.
@@ -70,7 +71,7 @@ var Scenarios = []*Scenario{
 		About:      "six live frames of the user with isEnrollment:true create the face template (not verified by them)",
 		Enrollment: true,
 		Frames:     genuineFrames(6, 1),
-		Expect: func(d *Decision) error {
+		Expect: func(d *client.Decision) error {
 			var c checks
 			c.want(d.Indicators.UserEnrolled, "iv_user_enrolled")
 			// Enrollment establishes identity, it does not prove it: the
@@ -87,7 +88,7 @@ var Scenarios = []*Scenario{
 		About:           "the enrolled user, live, approves exactly the values",
 		NeedsEnrollment: true,
 		Frames:          genuineFrames(6, 1),
-		Expect: func(d *Decision) error {
+		Expect: func(d *client.Decision) error {
 			var c checks
 			c.want(d.VerifiedAction, "verifiedAction")
 			c.want(d.IVScore >= 8000, "ivScore >= 8000")
@@ -102,10 +103,10 @@ var Scenarios = []*Scenario{
 		Name:            "impostor",
 		About:           "another person's face in the enrolled user's session",
 		NeedsEnrollment: true,
-		Frames: func(f *Faces, user string, ts0 int64) []Frame {
+		Frames: func(f *Faces, user string, ts0 int64) []client.Frame {
 			return genuineFrames(6, 1)(f, user+"/impostor", ts0)
 		},
-		Expect: func(d *Decision) error {
+		Expect: func(d *client.Decision) error {
 			var c checks
 			c.violation(d, "face_mismatch")
 			c.want(!d.Indicators.BiometricsMatch, "iv_is_biometrics_match false")
@@ -117,46 +118,32 @@ var Scenarios = []*Scenario{
 		Name:            "replay",
 		About:           "a recorded frame sent again, byte for byte",
 		NeedsEnrollment: true,
-		Frames: func(f *Faces, user string, ts0 int64) []Frame {
+		Frames: func(f *Faces, user string, ts0 int64) []client.Frame {
 			fr := genuineFrames(6, 1)(f, user, ts0)
 			fr[4].Embedding = fr[1].Embedding
 			return fr
 		},
-		Expect: func(d *Decision) error {
-			var c checks
-			c.violation(d, "replayed_frame")
-			c.want(d.Indicators.SpoofDetected, "iv_spoof_detected")
-			c.want(!d.Indicators.Liveness, "iv_liveness false")
-			c.want(!d.VerifiedAction, "verifiedAction false")
-			return c.err()
-		},
+		Expect: spoofed("replayed_frame"),
 	},
 	{
 		Name:            "photo",
 		About:           "a photo of the user held to the camera: a static stream",
 		NeedsEnrollment: true,
-		Frames: func(f *Faces, user string, ts0 int64) []Frame {
+		Frames: func(f *Faces, user string, ts0 int64) []client.Frame {
 			fr := genuineFrames(8, 1)(f, user, ts0)
 			for i := 1; i < len(fr); i++ {
 				fr[i].Embedding = f.Static(fr[0].Embedding)
 			}
 			return fr
 		},
-		Expect: func(d *Decision) error {
-			var c checks
-			c.violation(d, "static_stream")
-			c.want(d.Indicators.SpoofDetected, "iv_spoof_detected")
-			c.want(!d.Indicators.Liveness, "iv_liveness false")
-			c.want(!d.VerifiedAction, "verifiedAction false")
-			return c.err()
-		},
+		Expect: spoofed("static_stream"),
 	},
 	{
 		Name:            "multiple_faces",
 		About:           "someone else is in the picture",
 		NeedsEnrollment: true,
 		Frames:          genuineFrames(6, 2),
-		Expect: func(d *Decision) error {
+		Expect: func(d *client.Decision) error {
 			var c checks
 			c.violation(d, "multiple_faces")
 			c.want(!d.VerifiedAction, "verifiedAction false")
@@ -169,7 +156,7 @@ var Scenarios = []*Scenario{
 		NeedsEnrollment: true,
 		OtherUser:       true,
 		Frames:          genuineFrames(6, 1),
-		Expect: func(d *Decision) error {
+		Expect: func(d *client.Decision) error {
 			var c checks
 			c.violation(d, "user_mismatch")
 			c.want(!d.VerifiedAction, "verifiedAction false")
@@ -186,12 +173,12 @@ var Scenarios = []*Scenario{
 		About:           "the user saw 35, the backend is asked to move 3500",
 		NeedsEnrollment: true,
 		Frames:          genuineFrames(6, 1),
-		SessionData: func() []Item {
+		SessionData: func() []client.Item {
 			items := SeedSessionData()
 			items[0].Value = `3500`
 			return items
 		},
-		Expect: func(d *Decision) error {
+		Expect: func(d *client.Decision) error {
 			var c checks
 			c.want(!d.Indicators.ValuesMatch, "iv_is_values_match false")
 			md := d.Indicators.MatchDetails["amount"]
@@ -205,7 +192,7 @@ var Scenarios = []*Scenario{
 		Name:      "values_only",
 		About:     "the documented example: values collected and matched, no frames, no template",
 		FreshUser: true,
-		Expect: func(d *Decision) error {
+		Expect: func(d *client.Decision) error {
 			var c checks
 			c.want(d.Indicators.ValuesCollected, "iv_is_values_collected")
 			c.want(d.Indicators.ValuesMatch, "iv_is_values_match")
@@ -239,22 +226,42 @@ func ScenarioByName(name string) (*Scenario, bool) {
 
 // genuineFrames returns a frame generator of n live frames of the user, each
 // showing faces faces.
-func genuineFrames(n, faces int) func(f *Faces, user string, ts0 int64) []Frame {
-	return func(f *Faces, user string, ts0 int64) []Frame {
+func genuineFrames(n, faces int) func(f *Faces, user string, ts0 int64) []client.Frame {
+	return func(f *Faces, user string, ts0 int64) []client.Frame {
 		id := f.Identity(IdentitySeed(user))
-		fr := make([]Frame, n)
+		fr := make([]client.Frame, n)
 		for i := range fr {
-			fr[i] = Frame{
-				Seq:       uint64(i + 1),
-				TS:        ts0 + int64(i+1)*frameStepMS,
-				Type:      "face",
-				Faces:     faces,
-				Quality:   genuineQuality,
-				Liveness:  genuineLiveness,
-				Embedding: f.Genuine(id),
-			}
+			fr[i] = f.LiveFrame(id, uint64(i+1), ts0, faces)
 		}
 		return fr
+	}
+}
+
+// LiveFrame is frame seq of a good camera on the live person whose identity
+// is id, with faces faces in the picture, taken at device time
+// ts0 + seq*FrameStepMS. Each call draws a new genuine embedding.
+func (f *Faces) LiveFrame(id []float32, seq uint64, ts0 int64, faces int) client.Frame {
+	return client.Frame{
+		Seq:       seq,
+		TS:        ts0 + int64(seq)*FrameStepMS,
+		Type:      "face",
+		Faces:     faces,
+		Quality:   genuineQuality,
+		Liveness:  genuineLiveness,
+		Embedding: f.Genuine(id),
+	}
+}
+
+// spoofed expects what countersign concludes of a stream that is not a live
+// face: the violation kind, a spoof detected, no liveness, no verified action.
+func spoofed(kind string) func(d *client.Decision) error {
+	return func(d *client.Decision) error {
+		var c checks
+		c.violation(d, kind)
+		c.want(d.Indicators.SpoofDetected, "iv_spoof_detected")
+		c.want(!d.Indicators.Liveness, "iv_liveness false")
+		c.want(!d.VerifiedAction, "verifiedAction false")
+		return c.err()
 	}
 }
 
@@ -267,7 +274,7 @@ func (c *checks) want(ok bool, what string) {
 	}
 }
 
-func (c *checks) violation(d *Decision, kind string) {
+func (c *checks) violation(d *client.Decision, kind string) {
 	_, ok := d.Violation(kind)
 	c.want(ok, "violation "+kind)
 }
@@ -277,160 +284,4 @@ func (c *checks) err() error {
 		return nil
 	}
 	return errors.New("expected " + strings.Join(c.missing, ", "))
-}
-
-// Outcome is what one scenario run produced.
-type Outcome struct {
-	Scenario string
-	User     string
-	CSID     string
-	Decision *Decision // nil when a request failed
-	// Err is a failed request, or the decision not being what the scenario
-	// expects.
-	Err     error
-	Elapsed time.Duration
-}
-
-// Simulator plays scenarios for one organization: the client SDK side
-// (sessions, fields, frames) and the backend side (validate). Not safe for
-// concurrent use.
-type Simulator struct {
-	Client *Client
-	Faces  *Faces
-	// Now is the device clock; nil means time.Now.
-	Now func() time.Time
-	// RunID prefixes csids and user ids so that runs against the same data
-	// never collide (a csid is unique per organization forever).
-	RunID string
-
-	seq      int
-	enrolled map[string]bool
-}
-
-// NewSimulator returns a simulator that speaks through c. seed makes the
-// frames reproducible; runID should differ between runs on the same data.
-func NewSimulator(c *Client, runID string, dim int, seed uint64) *Simulator {
-	if runID == "" {
-		runID = "sim" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	}
-	return &Simulator{Client: c, Faces: NewFaces(dim, seed), RunID: runID, enrolled: map[string]bool{}}
-}
-
-// User is the id of the simulator's i-th user.
-func (s *Simulator) User(i int) string { return s.RunID + "-u" + strconv.Itoa(i) }
-
-func (s *Simulator) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
-
-// Enrolled says whether the user enrolled during this simulator's life.
-func (s *Simulator) Enrolled(user string) bool { return s.enrolled[user] }
-
-// Run plays one scenario for user: start a session, send the form values
-// (as SeedFields), stream the frames a few per post (the last post final),
-// then validate and check the decision.
-func (s *Simulator) Run(ctx context.Context, sc *Scenario, user string) Outcome {
-	start := time.Now()
-	if sc.FreshUser {
-		user += ".fresh"
-	}
-	s.seq++
-	csid := fmt.Sprintf("%s-%s-%d", s.RunID, strings.ReplaceAll(sc.Name, "_", "-"), s.seq)
-	out := Outcome{Scenario: sc.Name, User: user, CSID: csid}
-	d, err := s.play(ctx, sc, user, csid)
-	out.Elapsed = time.Since(start)
-	out.Decision = d
-	if err != nil {
-		out.Err = err
-		return out
-	}
-	out.Err = sc.Expect(d)
-	if sc.Enrollment && out.Err == nil {
-		s.enrolled[user] = true
-	}
-	return out
-}
-
-func (s *Simulator) play(ctx context.Context, sc *Scenario, user, csid string) (*Decision, error) {
-	c := s.Client
-	sess, err := c.CreateSession(csid, user, "transfer")
-	if err != nil {
-		return nil, err
-	}
-	ts0 := s.now().UnixMilli()
-	var frames []Frame
-	if sc.Frames != nil {
-		frames = sc.Frames(s.Faces, user, ts0)
-	}
-	if _, err := c.SendEvents(ctx, sess, &Events{Fields: SeedFields(ts0), Final: len(frames) == 0}); err != nil {
-		return nil, err
-	}
-	for i := 0; i < len(frames); i += framesPerPost {
-		j := min(i+framesPerPost, len(frames))
-		if _, err := c.SendEvents(ctx, sess, &Events{Frames: frames[i:j], Final: j == len(frames)}); err != nil {
-			return nil, err
-		}
-	}
-	items := SeedSessionData()
-	if sc.SessionData != nil {
-		items = sc.SessionData()
-	}
-	req := &ValidateRequest{CSID: csid, UserID: user, Action: "transfer", SessionData: items, IsEnrollment: sc.Enrollment}
-	if sc.OtherUser {
-		req.UserID = user + ".other"
-	}
-	return c.Validate(ctx, req)
-}
-
-// RunAll plays the scenarios n times, each round with a new user; a
-// scenario about an enrolled user is preceded by the user's enrollment when
-// the user has not enrolled yet.
-func (s *Simulator) RunAll(ctx context.Context, scenarios []*Scenario, n int) []Outcome {
-	enroll, _ := ScenarioByName("enroll")
-	var outs []Outcome
-	for i := 1; i <= n; i++ {
-		user := s.User(i)
-		tried := false // enroll once per user, even if it fails
-		for _, sc := range scenarios {
-			if ctx.Err() != nil {
-				return outs
-			}
-			if sc.Enrollment {
-				tried = true
-			}
-			if sc.NeedsEnrollment && !s.enrolled[user] && !tried {
-				tried = true
-				outs = append(outs, s.Run(ctx, enroll, user))
-			}
-			outs = append(outs, s.Run(ctx, sc, user))
-		}
-	}
-	return outs
-}
-
-// WriteTable prints one row per outcome: the decision's verifiedAction,
-// ivScore and violations, and whether it is what the scenario expects.
-func WriteTable(w io.Writer, outs []Outcome) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tUSER\tVERIFIED\tIVSCORE\tVIOLATIONS\tPOLLS\tMS\tRESULT")
-	for _, o := range outs {
-		verified, score, viol, polls := "-", "-", "-", "-"
-		if d := o.Decision; d != nil {
-			verified = strconv.FormatBool(d.VerifiedAction)
-			score = strconv.Itoa(d.IVScore)
-			if viol = d.ViolationNames(); viol == "" {
-				viol = "none"
-			}
-			polls = strconv.Itoa(d.Polls)
-		}
-		result := "ok"
-		if o.Err != nil {
-			result = "FAIL: " + o.Err.Error()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", o.Scenario, o.User, verified, score, viol, polls, o.Elapsed.Milliseconds(), result)
-	}
-	return tw.Flush()
 }
