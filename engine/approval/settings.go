@@ -110,7 +110,7 @@ func ParseSettings(js []byte) (Settings, error) {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return Settings{}, fmt.Errorf("%w: %v", ErrSettingsJSON, err)
+			return Settings{}, syntaxError(err)
 		}
 		key, _ := tok.(string) // an object's tokens here are keys
 		for _, k := range seen {
@@ -121,14 +121,14 @@ func ParseSettings(js []byte) (Settings, error) {
 		seen = append(seen, key)
 		val, err := dec.Token()
 		if err != nil {
-			return Settings{}, fmt.Errorf("%w: %s%s: %v", ErrSettingsJSON, settingsPath, key, err)
+			return Settings{}, fmt.Errorf("%w (at %s%s)", syntaxError(err), settingsPath, key)
 		}
 		if err := setSetting(&s, key, val); err != nil {
 			return Settings{}, err
 		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing brace
-		return Settings{}, fmt.Errorf("%w: %v", ErrSettingsJSON, err)
+		return Settings{}, syntaxError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return Settings{}, fmt.Errorf("%w: data after the approvals object", ErrSettingsJSON)
@@ -137,6 +137,14 @@ func ParseSettings(js []byte) (Settings, error) {
 		return Settings{}, err
 	}
 	return s, nil
+}
+
+// syntaxError wraps a tokenizer error, naming the end of input plainly.
+func syntaxError(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return fmt.Errorf("%w: unexpected end of input", ErrSettingsJSON)
+	}
+	return fmt.Errorf("%w: %v", ErrSettingsJSON, err)
 }
 
 // setSetting stores one key's value, refusing a value of the wrong type.
