@@ -180,14 +180,14 @@ const (
 )
 
 // userCodeTries bounds the rejection sampling of the user code: a fair
-// source needs more than a few tries with probability (56/256)^n, so 64 tries
-// failing means the source is broken, not unlucky.
+// source needs more than n draws with probability (56/256)^n, below 1e-42
+// for 64, so 64 failed draws mean the source is broken, not unlucky.
 const userCodeTries = 64
 
-// New makes a a pending approval for r at now, with a challenge and (under
-// number matching) a user code drawn from rnd. It reuses a's slices and
-// copies r.Values, so r may be reused afterwards. On error a is left as it
-// was given to New, partly filled: the caller discards it.
+// New makes a into a pending approval for r at now, with a challenge and
+// (under number matching) a user code drawn from rnd. It reuses a's slices
+// and copies r.Values, so r may be reused afterwards. A request it refuses
+// leaves a untouched; a failing rnd leaves a partly filled, to be discarded.
 func New(a *Approval, r *Request, s *Settings, now time.Time, rnd io.Reader) error {
 	switch {
 	case r.ID == "":
