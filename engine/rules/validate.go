@@ -61,8 +61,8 @@ func (r *Rules) validateFences() error {
 				return err
 			}
 			if !(f.RadiusMeters > 0 && f.RadiusMeters <= MaxRadiusMeters) {
-				return fmt.Errorf("%w: %s.radiusMeters must be greater than 0 and at most %d, got %v",
-					ErrGeoFence, path, MaxRadiusMeters, f.RadiusMeters)
+				return fmt.Errorf("%w: %s.radiusMeters must be greater than 0 and at most %d, got %s",
+					ErrGeoFence, path, MaxRadiusMeters, num(f.RadiusMeters))
 			}
 			continue
 		}
@@ -85,13 +85,16 @@ func (r *Rules) validateFences() error {
 
 func validateCoord(latPath, lonPath string, lat, lon float64) error {
 	if !(lat >= -90 && lat <= 90) { // written so that NaN fails too
-		return fmt.Errorf("%w: %s must be a latitude between -90 and 90, got %v", ErrGeoFence, latPath, lat)
+		return fmt.Errorf("%w: %s must be a latitude between -90 and 90, got %s", ErrGeoFence, latPath, num(lat))
 	}
 	if !(lon >= -180 && lon <= 180) {
-		return fmt.Errorf("%w: %s must be a longitude between -180 and 180, got %v", ErrGeoFence, lonPath, lon)
+		return fmt.Errorf("%w: %s must be a longitude between -180 and 180, got %s", ErrGeoFence, lonPath, num(lon))
 	}
 	return nil
 }
+
+// num renders a number as the operator wrote it (1000001, not 1.000001e+06).
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
 func validatePolygon(path string, pts [][2]float64) error {
 	minLon, maxLon := math.Inf(1), math.Inf(-1)
