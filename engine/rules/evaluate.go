@@ -149,20 +149,26 @@ func (r *Result) AppendJSON(dst []byte) []byte {
 
 // appendQuoted appends s as a JSON string. Reasons are this package's ASCII
 // constants, so escaping quotes, backslashes and control bytes is all JSON
-// needs; other bytes pass through unchanged.
+// needs; other bytes pass through. Runs without escapes are copied whole,
+// which for a reason is all of it.
 func appendQuoted(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
+	start := 0
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			dst = append(dst, c)
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
 		}
+		dst = append(dst, s[start:i]...)
+		if c < 0x20 {
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		} else {
+			dst = append(dst, '\\', c)
+		}
+		start = i + 1
 	}
+	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
 
