@@ -107,10 +107,14 @@ func unknownKey(path string) error { return fmt.Errorf("%w: %s", ErrUnknownKey, 
 
 func missing(path string) error { return fmt.Errorf("%w: %s is required", ErrMissing, path) }
 
-// field is the path of key inside the object at path.
+// field is the path of key inside the object at path. The keys of users
+// are user ids, which may hold dots, spaces and quotes, so they are quoted.
 func field(path, key string) string {
-	if path == "" {
+	switch path {
+	case "":
 		return key
+	case "users":
+		return userPath(key)
 	}
 	return path + "." + key
 }
@@ -136,9 +140,6 @@ func (d *decoder) object(path string, each func(key, path string) error) error {
 		}
 		key, _ := tok.(string) // inside an object the tokenizer yields only string keys
 		p := field(path, key)
-		if path == "users" {
-			p = userPath(key)
-		}
 		if seen[key] {
 			return fmt.Errorf("%w: key %s", ErrDuplicate, p)
 		}

@@ -43,7 +43,8 @@ type Rules struct {
 // GeoFence is an area the device must be in: a circle (Lat, Lon,
 // RadiusMeters) or, when Polygon is not nil, a polygon whose vertices are
 // [lat, lon] pairs in degrees, as operators copy them from a map. A polygon's
-// ring may be given open or closed (last vertex equal to the first).
+// ring may be given open or closed (last vertex equal to the first); a ring
+// that crosses itself counts by the even-odd rule.
 type GeoFence struct {
 	ID   string
 	Name string
@@ -115,11 +116,11 @@ const (
 	maxIDLen         = 64
 	maxNameLen       = 200
 	maxUserIDLen     = 256 // as the native surface allows
-	maxPlatforms     = 2
+	maxPlatforms     = len(knownPlatforms)
 )
 
 // Platforms a device may report; DeviceRules.Platforms names some of them.
-var knownPlatforms = []string{"ios", "android"}
+var knownPlatforms = [...]string{"ios", "android"}
 
 // Errors of Parse, Validate and Compile. Each is wrapped with the path of the
 // field at fault (geoFences[2].radiusMeters) and what is wrong with it, so an

@@ -195,7 +195,7 @@ func (dev *DeviceRules) validate() error {
 	}
 	for i, p := range dev.Platforms {
 		path := "device.platforms[" + strconv.Itoa(i) + "]"
-		if !slices.Contains(knownPlatforms, p) {
+		if !slices.Contains(knownPlatforms[:], p) {
 			return fmt.Errorf("%w: %s must be \"ios\" or \"android\", got %q", ErrDevice, path, p)
 		}
 		if slices.Contains(dev.Platforms[:i], p) {
