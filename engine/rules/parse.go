@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -308,46 +309,48 @@ func (d *decoder) polygon(path string) ([][2]float64, error) {
 // dayNames are the document's names of the days, indexed by time.Weekday.
 var dayNames = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
 
+// windowKeys are a time window's keys, all required.
+var windowKeys = [...]string{"id", "zone", "days", "start", "end"}
+
 func (d *decoder) timeWindow(path string) (TimeWindow, error) {
 	var w TimeWindow
-	var has [5]bool // id, zone, days, start, end
+	var has [len(windowKeys)]bool
 	err := d.object(path, func(key, p string) error {
 		var err error
-		var s string
 		switch key {
 		case "id":
 			w.ID, err = d.str(p)
-			has[0] = true
 		case "zone":
 			w.Zone, err = d.str(p)
-			has[1] = true
 		case "days":
 			w.Days, err = d.days(p)
-			has[2] = true
-		case "start", "end":
-			if s, err = d.str(p); err != nil {
-				return err
-			}
-			var m int
-			if m, err = parseClock(p, s, key == "end"); key == "start" {
-				w.Start, has[3] = m, true
-			} else {
-				w.End, has[4] = m, true
-			}
+		case "start":
+			w.Start, err = d.clock(p, false)
+		case "end":
+			w.End, err = d.clock(p, true)
 		default:
-			err = unknownKey(p)
+			return unknownKey(p)
 		}
+		has[slices.Index(windowKeys[:], key)] = true
 		return err
 	})
 	if err != nil {
 		return w, err
 	}
-	for i, key := range [5]string{"id", "zone", "days", "start", "end"} {
+	for i, key := range windowKeys {
 		if !has[i] {
 			return w, missing(field(path, key))
 		}
 	}
 	return w, nil
+}
+
+func (d *decoder) clock(path string, isEnd bool) (int, error) {
+	s, err := d.str(path)
+	if err != nil {
+		return 0, err
+	}
+	return parseClock(path, s, isEnd)
 }
 
 func (d *decoder) days(path string) (Days, error) {
