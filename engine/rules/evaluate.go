@@ -35,7 +35,10 @@ type Location struct {
 }
 
 // Device is what the approving device reports about itself, and whether it
-// is a device registered to the user.
+// is a device registered to the user. Jailbroken is the app's own report, so
+// a device that says nothing counts as not jailbroken: the flag catches
+// honest apps on rooted phones, not a forged client (the device signature
+// and registration are what stop those).
 type Device struct {
 	Registered bool
 	Platform   []byte
