@@ -25,6 +25,7 @@ func TestEvaluateAllocs(t *testing.T) {
 			rules.Evaluate(c, in, busyNow, &res)
 			dst = res.AppendJSON(dst[:0])
 		})
+		t.Logf("input %d (user %s): %v allocations per Evaluate and AppendJSON", i, in.UserID, allocs)
 		if allocs != 0 {
 			t.Errorf("input %d: Evaluate and AppendJSON allocate %v times", i, allocs)
 		}
