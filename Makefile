@@ -37,7 +37,7 @@ bench-engine:
 
 # fuzz runs every fuzz target for FUZZTIME each; new interesting inputs land in testdata/fuzz.
 fuzz:
-	@for pkg in ./engine/match ./engine/biometric; do \
+	@for pkg in ./engine/match ./engine/biometric ./engine/rules ./engine/approval; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
