@@ -60,6 +60,10 @@ func Exchange(addr string, raw []byte, method string, timeout time.Duration) (*A
 		return nil, fmt.Errorf("httptranscript: reading the answer's body: %w", err)
 	}
 	a := &Answer{Status: res.Proto + " " + res.Status, Header: res.Header, Body: body}
+	if res.Close && res.ProtoAtLeast(1, 1) && a.Header.Get("Connection") == "" {
+		// net/http takes "Connection: close" out of the headers into Close.
+		a.Header.Set("Connection", "close")
+	}
 	switch enc := strings.ToLower(res.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
 	case "gzip", "zstd":
