@@ -67,8 +67,9 @@ var (
 // kind, organization id, record id), so a sealed value copied into another
 // record, or another organization's, does not open there.
 //
-// A Sealer is safe for concurrent use when its nonce source is (crypto/rand
-// is).
+// A Sealer may be shared by goroutines: the standard library's AES-GCM keeps
+// no state between calls and crypto/rand is safe for concurrent use; a nonce
+// source given to NewSealer must be too.
 type Sealer struct {
 	aead cipher.AEAD
 	id   [KeyIDSize]byte

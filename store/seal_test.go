@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -243,6 +245,33 @@ func TestSealRefused(t *testing.T) {
 	}
 	if ErrSealedOpen.Error() != "store: sealed value does not open: wrong key or altered" {
 		t.Errorf("ErrSealedOpen says %q", ErrSealedOpen)
+	}
+}
+
+// TestSealConcurrent shares one Sealer between goroutines, as the server's
+// request handlers will; under -race it shows the sharing is sound.
+func TestSealConcurrent(t *testing.T) {
+	s := newSealer(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			plain := []byte{byte(g), 's', 'e', 'e', 'd'}
+			for range 200 {
+				got, err := s.Open(nil, s.Seal(nil, plain, recordKey), recordKey)
+				if err != nil || !bytes.Equal(got, plain) {
+					errs <- fmt.Errorf("goroutine %d: %q, %v", g, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 
