@@ -15,12 +15,13 @@ import (
 // cmdInit creates the data directory, the store in it, and a first
 // organization, and prints the organization's credentials once.
 func cmdInit(args []string, e *env) error {
-	c := newCommand("init", "countersign init --data DIR [--org NAME] [--addr HOST:PORT] [--json]",
-		"Creates the store in DIR and a first organization, and prints the organization's client id (cid, "+
+	c := newCommand("init", "countersign init --data DIR [--org NAME] [--addr HOST:PORT] [--master-key-file FILE] [--json]",
+		"Creates the store in DIR, its master key file, and a first organization, and prints the organization's client id (cid, "+
 			"publishable) and API key (secret, shown only this once: the store keeps its SHA-256). "+
 			"Refuses a DIR that already holds a store. Without --json it also prints curl commands "+
 			"that try the API against a server started with 'countersign serve --data DIR --addr HOST:PORT'.")
 	data := c.String("data", "DIR", "", "data directory to create (required; must not hold a store)")
+	keyFile := c.String("master-key-file", "FILE", "", masterKeyUsage+"; init creates it (mode 0600), or uses it if it is already a valid key file")
 	org := c.String("org", "NAME", "default", "name of the first organization")
 	addr := c.String("addr", "HOST:PORT", "127.0.0.1:8080", "address the server will listen on, used in the printed curl commands")
 	asJSON := c.Bool("json", false, `print one JSON object {"org","cid","apiKey"} instead of text`)
@@ -37,8 +38,18 @@ func cmdInit(args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	o, key, err := createOrg(*data, *org, nil)
+	var o store.Org
+	var key string
+	// A failed init leaves nothing it made: a second try starts afresh.
+	keyPath := masterKeyPath(*data, *keyFile)
+	_, keyCreated, err := masterKey(keyPath, true)
+	if err == nil {
+		o, key, err = createOrg(*data, *org, nil)
+	}
 	if err != nil {
+		if keyCreated {
+			_ = os.Remove(keyPath)
+		}
 		if created {
 			_ = os.RemoveAll(*data)
 		}
@@ -49,7 +60,14 @@ func cmdInit(args []string, e *env) error {
 	}
 	fmt.Fprintf(e.stdout, "countersign: created the store in %s and the organization %q.\n\n", *data, o.Name)
 	printCredentials(e.stdout, o, key)
-	fmt.Fprintf(e.stdout, "\nStart the server (make run does this):\n\n  %s serve --data %s --addr %s\n\n", shellQuote(e.prog), shellQuote(*data), *addr)
+	fmt.Fprintf(e.stdout, "\nThe master key that seals stored secrets is in %s.\n"+
+		"Back it up with the data directory: without it sealed secrets cannot be read.\n", keyPath)
+	serveKey := ""
+	if *keyFile != "" {
+		// Without the flag serve would use (and create) DIR's own key file.
+		serveKey = " --master-key-file " + shellQuote(*keyFile)
+	}
+	fmt.Fprintf(e.stdout, "\nStart the server (make run does this):\n\n  %s serve --data %s --addr %s%s\n\n", shellQuote(e.prog), shellQuote(*data), *addr, serveKey)
 	fmt.Fprintf(e.stdout, "then try it from another shell:\n\n%s", curlExamples(e.prog, *addr, o.CID, key))
 	return nil
 }
@@ -126,6 +144,31 @@ func createOrg(dir, name string, policyJSON []byte) (store.Org, string, error) {
 		return store.Org{}, "", fmt.Errorf("create organization %q: %w", name, err)
 	}
 	return o, key, nil
+}
+
+// masterKeyUsage describes --master-key-file for init and serve alike.
+const masterKeyUsage = "file holding the master key that seals stored secrets (default DIR/" + store.MasterKeyFile + ")"
+
+// masterKeyPath is --master-key-file, or the data directory's key file.
+func masterKeyPath(dir, flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	return store.MasterKeyPath(dir)
+}
+
+// masterKey loads the master key file at path, first creating it when it is
+// missing and create is set, and reports whether it did.
+func masterKey(path string, create bool) (s *store.Sealer, created bool, err error) {
+	s, err = store.LoadMasterKey(path)
+	if create && errors.Is(err, store.ErrMasterKeyMissing) {
+		if err := store.CreateMasterKey(path, nil); err != nil {
+			return nil, false, err
+		}
+		s, err = store.LoadMasterKey(path)
+		return s, true, err
+	}
+	return s, false, err
 }
 
 // openError explains the usual reason a store does not open.

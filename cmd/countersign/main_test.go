@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -282,9 +283,9 @@ func TestHelp(t *testing.T) {
 		args  []string
 		flags []string
 	}{
-		{[]string{"init", "--help"}, []string{"data", "org", "addr", "json"}},
+		{[]string{"init", "--help"}, []string{"data", "org", "addr", "master-key-file", "json"}},
 		{[]string{"org", "create", "--help"}, []string{"data", "name", "policy", "json"}},
-		{[]string{"serve", "-h"}, []string{"data", "addr", "embedding-dim", "durability", "tls-cert", "tls-key",
+		{[]string{"serve", "-h"}, []string{"data", "addr", "master-key-file", "embedding-dim", "durability", "tls-cert", "tls-key",
 			"client-ca", "require-client-cert", "workers", "queue", "session-ttl", "shutdown-timeout"}},
 		{[]string{"simulate", "--help"}, []string{"addr", "cid", "apikey", "scenario", "n", "gzip"}},
 	} {
@@ -358,5 +359,126 @@ func TestReadmeAgrees(t *testing.T) {
 		if !strings.Contains(readme, "`"+m[1]+"`") {
 			t.Errorf("README's configuration table lacks %s", m[1])
 		}
+	}
+}
+
+// keyMode is the permission bits of a master key file, failing the test if
+// it is not there.
+func keyMode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("master key file: %v", err)
+	}
+	return st.Mode().Perm()
+}
+
+func TestInitMasterKey(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	r := countersign(t, nil, "init", "--data", data)
+	if r.code != 0 {
+		t.Fatalf("init: exit %d %s", r.code, r.stderr)
+	}
+	path := filepath.Join(data, "master.key")
+	if m := keyMode(t, path); m != 0o600 {
+		t.Fatalf("%s has mode %04o, want 0600", path, m)
+	}
+	if !strings.Contains(r.stdout, "is in "+path+".\nBack it up with the data directory: without it sealed secrets cannot be read.") {
+		t.Errorf("init does not say where the master key is and to back it up:\n%s", r.stdout)
+	}
+	b, _ := os.ReadFile(path)
+	if key := strings.TrimPrefix(strings.TrimSpace(string(b)), "countersign-master-key-v1 "); strings.Contains(r.stdout, key) {
+		t.Error("init printed the master key")
+	}
+
+	// --master-key-file puts the key elsewhere; the printed serve command
+	// names it, and the data directory holds no key of its own.
+	data2, elsewhere := filepath.Join(dir, "data2"), filepath.Join(dir, "keys", "countersign.key")
+	os.MkdirAll(filepath.Dir(elsewhere), 0o700)
+	r = countersign(t, nil, "init", "--data", data2, "--master-key-file", elsewhere)
+	if r.code != 0 {
+		t.Fatalf("init --master-key-file: exit %d %s", r.code, r.stderr)
+	}
+	if m := keyMode(t, elsewhere); m != 0o600 {
+		t.Fatalf("%s has mode %04o, want 0600", elsewhere, m)
+	}
+	if _, err := os.Stat(filepath.Join(data2, "master.key")); !os.IsNotExist(err) {
+		t.Errorf("init --master-key-file also made DIR/master.key (%v)", err)
+	}
+	if !strings.Contains(r.stdout, "serve --data "+data2+" --addr 127.0.0.1:8080 --master-key-file "+elsewhere) {
+		t.Errorf("the printed serve command lacks --master-key-file:\n%s", r.stdout)
+	}
+
+	// An existing key file is used, never replaced; an exposed one is
+	// refused and init leaves nothing behind.
+	before, _ := os.ReadFile(elsewhere)
+	data3 := filepath.Join(dir, "data3")
+	if r := countersign(t, []string{"COUNTERSIGN_MASTER_KEY_FILE=" + elsewhere}, "init", "--data", data3, "--json"); r.code != 0 {
+		t.Fatalf("init with an existing key file: exit %d %s", r.code, r.stderr)
+	}
+	if after, _ := os.ReadFile(elsewhere); string(after) != string(before) {
+		t.Fatal("init replaced an existing master key file")
+	}
+	os.Chmod(elsewhere, 0o644)
+	data4 := filepath.Join(dir, "data4")
+	r = countersign(t, nil, "init", "--data", data4, "--master-key-file", elsewhere)
+	if r.code != 1 || !strings.Contains(r.stderr, "accessible to group or others") || !strings.Contains(r.stderr, elsewhere) {
+		t.Errorf("init with a 0644 key file: exit %d %s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(data4); !os.IsNotExist(err) {
+		t.Errorf("a refused init left %s behind (%v)", data4, err)
+	}
+}
+
+func TestServeMasterKey(t *testing.T) {
+	data, _ := newOrg(t)
+	path := filepath.Join(data, "master.key")
+	addr := freeAddr(t)
+
+	os.Chmod(path, 0o644)
+	r := countersign(t, nil, "serve", "--data", data, "--addr", addr)
+	if r.code != 1 || !strings.Contains(r.stderr, "store: master key file is accessible to group or others: "+path+" has mode 0644") ||
+		!strings.Contains(r.stderr, "chmod 600") || strings.Contains(r.stderr, "opened store") {
+		t.Errorf("serve with a 0644 key: exit %d %s", r.code, r.stderr)
+	}
+	os.Chmod(path, 0o600)
+
+	missing := filepath.Join(t.TempDir(), "absent.key")
+	r = countersign(t, []string{"COUNTERSIGN_MASTER_KEY_FILE=" + missing}, "serve", "--data", data, "--addr", addr)
+	if r.code != 1 || !strings.Contains(r.stderr, "master key file does not exist: "+missing) ||
+		!strings.Contains(r.stderr, "COUNTERSIGN_MASTER_KEY_FILE") {
+		t.Errorf("serve with a missing --master-key-file: exit %d %s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("serve created the key file --master-key-file names (%v)", err)
+	}
+
+	os.WriteFile(path, []byte("0123456789abcdef0123456789abcdef"), 0o600)
+	r = countersign(t, nil, "serve", "--data", data, "--addr", addr)
+	if r.code != 1 || !strings.Contains(r.stderr, "not a countersign master key: "+path+" is 32 bytes") {
+		t.Errorf("serve with a raw 32-byte key: exit %d %s", r.code, r.stderr)
+	}
+
+	// A store made before master keys existed gets one, logged once
+	// without the key.
+	os.Remove(path)
+	p := serve(t, data, addr)
+	if m := keyMode(t, path); m != 0o600 {
+		t.Fatalf("serve made %s with mode %04o, want 0600", path, m)
+	}
+	if err := p.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("serve: %v\n%s", err, p.logs.String())
+	}
+	logs := p.logs.String()
+	b, _ := os.ReadFile(path)
+	key := strings.TrimPrefix(strings.TrimSpace(string(b)), "countersign-master-key-v1 ")
+	if strings.Count(logs, "created a master key file") != 1 || !strings.Contains(logs, "loaded master key") || strings.Contains(logs, key) {
+		t.Errorf("serve's log of the new master key:\n%s", logs)
+	}
+	p = serve(t, data, addr)
+	p.stop(syscall.SIGTERM)
+	if strings.Contains(p.logs.String(), "created a master key file") {
+		t.Errorf("serve made a master key again:\n%s", p.logs.String())
 	}
 }

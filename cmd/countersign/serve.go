@@ -28,6 +28,7 @@ func cmdServe(args []string, e *env) error {
 			"recovers the store from its log.")
 	data := c.String("data", "DIR", "", "data directory holding the store (required)")
 	addr := c.String("addr", "HOST:PORT", "127.0.0.1:8080", "listen address")
+	keyFile := c.String("master-key-file", "FILE", "", masterKeyUsage+"; refused if readable by group or others, or if a named file is missing")
 	dim := c.Int("embedding-dim", "D", 512, "components of every face embedding (one per deployment)")
 	durability := c.String("durability", "sync|relaxed", "sync", "sync: every acknowledged write is fsynced; relaxed: for experiments only")
 	tlsCert := c.String("tls-cert", "FILE", "", "PEM certificate chain; serve HTTPS (with --tls-key)")
@@ -105,6 +106,25 @@ func cmdServe(args []string, e *env) error {
 		return fmt.Errorf("%s holds no countersign store; create one with 'countersign init --data %s'", *data, shellQuote(*data))
 	}
 	t := time.Now()
+	// An explicit --master-key-file that is missing is refused: making a new
+	// key there would leave every secret sealed under the old one unreadable.
+	// DIR's own key file is created for stores made before it existed.
+	keyPath := masterKeyPath(*data, *keyFile)
+	sealer, keyCreated, err := masterKey(keyPath, *keyFile == "")
+	if err != nil {
+		if errors.Is(err, store.ErrMasterKeyMissing) {
+			return fmt.Errorf("%w (check --master-key-file, %s)", err, envName("master-key-file"))
+		}
+		return err
+	}
+	if keyCreated {
+		log.Warn("created a master key file for a store that had none; back it up with the data directory",
+			"path", keyPath, "keyID", sealer.KeyIDString())
+	}
+	log.Info("loaded master key", "path", keyPath, "keyID", sealer.KeyIDString(), "duration", time.Since(t))
+	_ = sealer // the approval engine's records (TOTP seeds, webhook secrets) are sealed with it
+
+	t = time.Now()
 	walSyncInterval := *walSync
 	if walSyncInterval == 0 {
 		walSyncInterval = -1 // the store reads zero as its default
