@@ -1,6 +1,9 @@
 package server
 
-import "github.com/countersign/countersign/engine/match"
+import (
+	"github.com/countersign/countersign/engine/match"
+	"github.com/countersign/countersign/internal/jsonstr"
+)
 
 // bindValidate binds a validate body into r without sonic, and reports
 // whether the body has the validate shape (shapeValidate); it runs after
@@ -218,7 +221,7 @@ func (c *reqCtx) bindString(i int) (string, int) {
 		return bytesToString(raw), end
 	}
 	start := len(c.strBuf)
-	c.strBuf = appendUnescaped(c.strBuf, raw)
+	c.strBuf, _ = jsonstr.Append(c.strBuf, raw) // checkSyntax accepted it
 	// A later append may move c.strBuf; this string keeps the array it was
 	// written in.
 	return bytesToString(c.strBuf[start:len(c.strBuf):len(c.strBuf)]), end

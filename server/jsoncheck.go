@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/countersign/countersign/internal/jsonstr"
 )
 
 // Request bodies are checked in two byte-level passes before sonic binds them
@@ -270,10 +272,6 @@ func (c *jsonChecker) syntaxArray(i int) (int, bool) {
 	}
 }
 
-func isHex(ch byte) bool {
-	return ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f' || ch >= 'A' && ch <= 'F'
-}
-
 // syntaxString checks the string starting at b[i] == '"' and returns the
 // offset after its closing quote.
 func (c *jsonChecker) syntaxString(i int) (int, bool) {
@@ -291,15 +289,16 @@ func (c *jsonChecker) syntaxString(i int) (int, bool) {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
-				if !isHex4Escape(b, i) {
+				u, ok := escapedRune(b, i)
+				if !ok {
 					return i, c.failAt(errInvalidJSON, i, "invalid \\u escape in a string")
 				}
 				// A UTF-16 surrogate must come as a pair, high then low:
 				// a lone half is no character, and decoders would each
 				// turn it into something else (U+FFFD, an error).
-				switch u := hex4(b[i+2:]); {
+				switch {
 				case u >= 0xd800 && u < 0xdc00:
-					if !isHex4Escape(b, i+6) || hex4(b[i+8:]) < 0xdc00 || hex4(b[i+8:]) >= 0xe000 {
+					if lo, ok := escapedRune(b, i+6); !ok || lo < 0xdc00 || lo >= 0xe000 {
 						return i, c.failAt(errInvalidUTF8, i, "a \\u escape of a lone UTF-16 surrogate (a high half without its low half) in a string")
 					}
 					i += 12
@@ -639,87 +638,20 @@ func (c *jsonChecker) unescapeKey(raw []byte, escaped bool) []byte {
 	if !escaped {
 		return raw
 	}
-	out, ok := appendUnescapedMax(c.keybuf[:0], raw, len(c.keybuf))
+	out, ok := jsonstr.AppendMax(c.keybuf[:0], raw, len(c.keybuf))
 	if !ok {
 		return raw
 	}
 	return out
 }
 
-// appendUnescaped appends the JSON string contents raw (between the quotes,
-// well formed) to dst with its escapes decoded. A \u escape of a lone
-// surrogate decodes as U+FFFD, as encoding/json and sonic decode it
-// (checkSyntax refuses bodies with one, so requests never bring one here).
-func appendUnescaped(dst, raw []byte) []byte {
-	dst, _ = appendUnescapedMax(dst, raw, math.MaxInt)
-	return dst
-}
-
-// appendUnescapedMax is appendUnescaped that gives up (false) before the
-// decoded contents would exceed limit bytes, so that dst with room for limit
-// is never grown.
-func appendUnescapedMax(dst, raw []byte, limit int) ([]byte, bool) {
-	start := len(dst)
-	for i := 0; i < len(raw); {
-		if len(dst)-start > limit-4 {
-			return dst, false
-		}
-		if raw[i] != '\\' {
-			dst = append(dst, raw[i])
-			i++
-			continue
-		}
-		switch raw[i+1] {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r := rune(hex4(raw[i+2:]))
-			i += 6
-			if r >= 0xd800 && r < 0xdc00 && i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
-				if r2 := rune(hex4(raw[i+2:])); r2 >= 0xdc00 && r2 < 0xe000 {
-					r = (r-0xd800)<<10 | (r2 - 0xdc00) + 0x10000
-					i += 6
-				}
-			}
-			dst = utf8.AppendRune(dst, r)
-			continue
-		default: // '"', '\\', '/'
-			dst = append(dst, raw[i+1])
-		}
-		i += 2
+// escapedRune decodes the \u escape at b[i:]; false when b[i:] does not
+// start with one (a backslash, 'u' and four hex digits).
+func escapedRune(b []byte, i int) (rune, bool) {
+	if len(b)-i < 6 || b[i] != '\\' || b[i+1] != 'u' {
+		return 0, false
 	}
-	return dst, true
-}
-
-// isHex4Escape reports whether b[i:] starts with a \u escape and its four
-// hex digits.
-func isHex4Escape(b []byte, i int) bool {
-	return len(b)-i >= 6 && b[i] == '\\' && b[i+1] == 'u' &&
-		isHex(b[i+2]) && isHex(b[i+3]) && isHex(b[i+4]) && isHex(b[i+5])
-}
-
-func hex4(b []byte) uint32 {
-	var v uint32
-	for _, ch := range b[:4] {
-		v <<= 4
-		switch {
-		case ch >= '0' && ch <= '9':
-			v |= uint32(ch - '0')
-		case ch >= 'a' && ch <= 'f':
-			v |= uint32(ch - 'a' + 10)
-		default:
-			v |= uint32(ch - 'A' + 10)
-		}
-	}
-	return v
+	return jsonstr.Hex4(b[i+2:])
 }
 
 // scanString is skipString that also reports whether the string has an
