@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/countersign/countersign/engine/biometric"
 )
 
 func TestCheckSyntax(t *testing.T) {
@@ -223,49 +221,4 @@ func TestAppendJSONFloat(t *testing.T) {
 			t.Errorf("%s is not JSON", got)
 		}
 	}
-}
-
-func TestFrameCodec(t *testing.T) {
-	emb := embBytes(unitVec(newRand(1), 16))
-	in := biometric.Frame{Seq: math.MaxUint64, TS: -5, Type: biometric.DocumentFrame, Faces: 3,
-		DocType: biometric.DocPassport, Quality: 0.5, Liveness: 1, Embedding: emb}
-	b := appendFrame(nil, &in)
-	if n := frameLen(b, len(emb)); n != len(b) {
-		t.Errorf("frameLen = %d, want %d", n, len(b))
-	}
-	var out biometric.Frame
-	if err := decodeFrame(b, &out); err != nil {
-		t.Fatal(err)
-	}
-	if out.Seq != in.Seq || out.TS != in.TS || out.Type != in.Type || out.Faces != in.Faces || out.DocType != in.DocType ||
-		out.Quality != in.Quality || out.Liveness != in.Liveness || !bytes.Equal(out.Embedding, emb) {
-		t.Errorf("round trip: %+v", out)
-	}
-	for i := range len(b) {
-		if err := decodeFrame(b[:i], &out); err == nil {
-			t.Errorf("truncated at %d decoded", i)
-		}
-	}
-	if err := decodeFrame(append(b, 0), &out); err == nil {
-		t.Error("a trailing byte decoded")
-	}
-	bad := append([]byte(nil), b...)
-	bad[0] = 9
-	if err := decodeFrame(bad, &out); err == nil {
-		t.Error("an unknown version decoded")
-	}
-}
-
-func FuzzDecodeFrame(f *testing.F) {
-	f.Add(appendFrame(nil, &biometric.Frame{Seq: 1, Type: biometric.FaceFrame, Embedding: []byte{1, 2, 3, 4}}))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var fr biometric.Frame
-		if decodeFrame(b, &fr) == nil {
-			again := appendFrame(nil, &fr)
-			var fr2 biometric.Frame
-			if err := decodeFrame(again, &fr2); err != nil {
-				t.Fatalf("re-encoding does not decode: %v", err)
-			}
-		}
-	})
 }

@@ -535,30 +535,16 @@ func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
 		if err := f.Validate(dim); err != nil {
 			return c.failf(errInvalidField, "frames[", idx, "]: ", engineMessage(err))
 		}
-		c.blobBuf = appendFrame(c.blobBuf, f)
+		c.blobBuf = biometric.AppendFrame(c.blobBuf, f)
 	}
 	// Slice the blobs only now: appending may have moved blobBuf.
 	c.frameIns = c.frameIns[:0]
 	for i, off := 0, 0; off < len(c.blobBuf); i++ {
-		n := frameLen(c.blobBuf[off:], embBytes)
+		n := biometric.FrameLen(c.blobBuf[off:], embBytes)
 		c.frameIns = append(c.frameIns, store.FrameIn{Seq: frames[i].Seq, Raw: c.blobBuf[off : off+n]})
 		off += n
 	}
 	return true
-}
-
-// frameLen is the length of the encoded frame at the start of b.
-func frameLen(b []byte, embBytes int) int {
-	// version, uvarint seq, varint ts, type, docType, uvarint faces, 8, uvarint len, embedding
-	n := 1
-	_, k := binary.Uvarint(b[n:])
-	n += k
-	_, k = binary.Varint(b[n:])
-	n += k + 2
-	_, k = binary.Uvarint(b[n:])
-	n += k + 8
-	_, k = binary.Uvarint(b[n:])
-	return n + k + embBytes
 }
 
 // engineMessage is an engine error's text without its package prefix.

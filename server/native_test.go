@@ -133,7 +133,7 @@ func TestEventsAndSessionStatus(t *testing.T) {
 	n := 0
 	err = e.db.Frames(e.org.ID, s.csid, 0, func(index uint32, raw []byte) error {
 		var f biometric.Frame
-		if err := decodeFrame(raw, &f); err != nil {
+		if err := biometric.DecodeFrame(raw, &f); err != nil {
 			return err
 		}
 		if f.Seq != uint64(index)+1 || f.Type != biometric.FaceFrame || f.Faces != 1 || len(f.Embedding) != 4*testDim {
@@ -250,7 +250,7 @@ func TestSessionFrameLimit(t *testing.T) {
 	var blobs [][]byte
 	for i := range biometric.MaxFrames - 2 {
 		f.Seq, f.TS = uint64(i+1), int64(i)*100
-		blobs = append(blobs, appendFrame(nil, &f))
+		blobs = append(blobs, biometric.AppendFrame(nil, &f))
 		if len(blobs) == 256 || i == biometric.MaxFrames-3 {
 			if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, false); err != nil {
 				t.Fatal(err)
@@ -283,7 +283,7 @@ func TestProcessingThenFinal(t *testing.T) {
 	var blobs [][]byte
 	for _, fj := range faceFrames(rng, face, 1, 1763800000100, 7) {
 		f := frameFromJSON(t, fj)
-		blobs = append(blobs, appendFrame(nil, &f))
+		blobs = append(blobs, biometric.AppendFrame(nil, &f))
 	}
 	if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, true); err != nil {
 		t.Fatal(err)
@@ -325,7 +325,7 @@ func TestRestartScoresAcknowledgedFrames(t *testing.T) {
 	var blobs [][]byte
 	for _, fj := range faceFrames(rng, face, 5, 1763800002000, 3) {
 		f := frameFromJSON(t, fj)
-		blobs = append(blobs, appendFrame(nil, &f))
+		blobs = append(blobs, biometric.AppendFrame(nil, &f))
 	}
 	if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, true); err != nil {
 		t.Fatal(err)
@@ -656,7 +656,7 @@ func TestConcurrentEventsKeepCaps(t *testing.T) {
 	var blobs [][]byte
 	for i := range biometric.MaxFrames - 4 {
 		f.Seq, f.TS = uint64(i+1), int64(i)*100
-		blobs = append(blobs, appendFrame(nil, &f))
+		blobs = append(blobs, biometric.AppendFrame(nil, &f))
 		if len(blobs) == 256 || i == biometric.MaxFrames-5 {
 			if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, false); err != nil {
 				t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/countersign/countersign/engine/biometric"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
@@ -157,7 +158,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	// Processing: frames stored without a job yet.
 	s3 := e.newSession("conform-0003", "u1")
 	f := frameFromJSON(t, faceFrames(rng, face, 1, 1, 1)[0])
-	if _, err := e.db.AppendEvents(e.org.ID, s3.csid, nil, [][]byte{appendFrame(nil, &f)}, false); err != nil {
+	if _, err := e.db.AppendEvents(e.org.ID, s3.csid, nil, [][]byte{biometric.AppendFrame(nil, &f)}, false); err != nil {
 		t.Fatal(err)
 	}
 	do(req{path: "/v1/validate", body: e.validateBody(s3, false), headers: e.withKey()})

@@ -140,7 +140,7 @@ func TestDamagedFrameReachesFinalAnswer(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		f := biometric.Frame{Seq: uint64(i + 1), TS: 1763800000100 + int64(i)*400, Type: biometric.FaceFrame, Faces: 1,
 			Quality: 0.93, Liveness: 0.97, Embedding: embBytes(noisy(rng, face, 0.3))}
-		raws = append(raws, appendFrame(nil, &f))
+		raws = append(raws, biometric.AppendFrame(nil, &f))
 	}
 	if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, raws, true); err != nil {
 		t.Fatal(err)
@@ -194,7 +194,7 @@ func damageFrame(t *testing.T, fs vfs.FS, seq uint64) {
 	for it.First(); it.Valid(); it.Next() {
 		raw, err := dec.DecodeAll(it.Value(), nil)
 		var f biometric.Frame
-		if err == nil && len(raw) > 0 && decodeFrame(raw, &f) == nil && f.Seq == seq {
+		if err == nil && len(raw) > 0 && biometric.DecodeFrame(raw, &f) == nil && f.Seq == seq {
 			key = bytes.Clone(it.Key())
 		}
 	}

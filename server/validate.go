@@ -388,7 +388,7 @@ func (s *Server) loadFrames(c *reqCtx) bool {
 			return nil // damaged in the store, which logged it
 		}
 		var f biometric.Frame
-		if err := decodeFrame(raw, &f); err != nil {
+		if err := biometric.DecodeFrame(raw, &f); err != nil {
 			s.log.Error("stored frame does not decode", "org", c.org.ID, "csid", c.sess.CSID, "index", index, "err", err)
 			return nil
 		}

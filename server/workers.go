@@ -335,7 +335,7 @@ func foldStored(s *Server, sc *biometric.Scorer, orgID, csid string, from uint32
 	err := s.db.Frames(orgID, csid, from, func(index uint32, raw []byte) error {
 		if raw == nil {
 			sc.FoldUnreadable(agg) // damaged in the store, which logged it
-		} else if err := decodeFrame(raw, f); err != nil {
+		} else if err := biometric.DecodeFrame(raw, f); err != nil {
 			s.log.Error("stored frame does not decode", "org", orgID, "csid", csid, "index", index, "err", err)
 			sc.FoldUnreadable(agg)
 		} else {
