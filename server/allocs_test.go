@@ -11,6 +11,7 @@ import (
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/engine/match"
 	"github.com/countersign/countersign/engine/policy"
+	"github.com/countersign/countersign/server/jsonwire"
 )
 
 // The server's own work on the validate path allocates nothing once its
@@ -104,10 +105,10 @@ func TestAllocsSendAndMetrics(t *testing.T) {
 
 func TestAllocsJSONCheck(t *testing.T) {
 	body := []byte(`{"cid":"c","csid":"abcdefgh","userID":"u","action":"a","additionalData":{"sessionData":[{"key":"amount","value":35,"synonyms":["total","sum"]},{"key":"n","value":"Wire \u00e9 transfer"}]},"isEnrollment":false}`)
-	var c jsonChecker
+	var c jsonwire.Checker
 	n := testing.AllocsPerRun(200, func() {
-		if !c.checkSyntax(body) || !c.checkShape(body, shapeValidate) {
-			t.Fatal(string(c.msg))
+		if !c.CheckSyntax(body) || !c.CheckShape(body, shapeValidate) {
+			t.Fatal(string(c.Msg))
 		}
 	})
 	if n != 0 {

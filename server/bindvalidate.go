@@ -3,6 +3,7 @@ package server
 import (
 	"github.com/countersign/countersign/engine/match"
 	"github.com/countersign/countersign/internal/jsonstr"
+	"github.com/countersign/countersign/server/jsonwire"
 )
 
 // bindValidate binds a validate body into r without sonic, and reports
@@ -22,7 +23,7 @@ import (
 // r must be reset (validateRequest.reset).
 func (c *reqCtx) bindValidate(r *validateRequest) bool {
 	b := c.body
-	i := skipWS(b, 0)
+	i := jsonwire.SkipWS(b, 0)
 	if b[i] != '{' {
 		return false
 	}
@@ -108,7 +109,7 @@ func (c *reqCtx) bindSessionData(r *validateRequest, i int) int {
 	b := c.body
 	items := r.AdditionalData.SessionData[:0]
 	defer func() { r.AdditionalData.SessionData = items }()
-	i = skipWS(b, i+1)
+	i = jsonwire.SkipWS(b, i+1)
 	if b[i] == ']' {
 		return i + 1
 	}
@@ -149,10 +150,10 @@ func (c *reqCtx) bindSessionData(r *validateRequest, i int) int {
 		if i < 0 || seen&(key|value) != key|value {
 			return -1
 		}
-		if i = skipWS(b, i); b[i] == ']' {
+		if i = jsonwire.SkipWS(b, i); b[i] == ']' {
 			return i + 1
 		}
-		i = skipWS(b, i+1) // past ','
+		i = jsonwire.SkipWS(b, i+1) // past ','
 	}
 }
 
@@ -169,7 +170,7 @@ func (c *reqCtx) bindSynonyms(it *sessionDataItem, i int) int {
 	default:
 		return -1
 	}
-	if i = skipWS(b, i+1); b[i] == ']' {
+	if i = jsonwire.SkipWS(b, i+1); b[i] == ']' {
 		return i + 1
 	}
 	for {
@@ -181,10 +182,10 @@ func (c *reqCtx) bindSynonyms(it *sessionDataItem, i int) int {
 			return -1
 		}
 		it.Synonyms = append(it.Synonyms, s)
-		if i = skipWS(b, i); b[i] == ']' {
+		if i = jsonwire.SkipWS(b, i); b[i] == ']' {
 			return i + 1
 		}
-		i = skipWS(b, i+1) // past ','
+		i = jsonwire.SkipWS(b, i+1) // past ','
 	}
 }
 
@@ -192,22 +193,22 @@ func (c *reqCtx) bindSynonyms(it *sessionDataItem, i int) int {
 // '{' with its unescaped name (valid during the call) and the offset of its
 // value; f returns the offset after the value, or -1 to stop. forEachMember
 // returns the offset after the object, or -1 when f stopped it.
-func forEachMember(b []byte, i int, chk *jsonChecker, f func(name []byte, v int) int) int {
-	i = skipWS(b, i+1)
+func forEachMember(b []byte, i int, chk *jsonwire.Checker, f func(name []byte, v int) int) int {
+	i = jsonwire.SkipWS(b, i+1)
 	if b[i] == '}' {
 		return i + 1
 	}
 	for {
-		end, escaped := scanString(b, i)
-		name := chk.unescapeKey(b[i+1:end-1], escaped)
-		i = skipWS(b, skipWS(b, end)+1) // past ':'
+		end, escaped := jsonwire.ScanString(b, i)
+		name := chk.UnescapeKey(b[i+1:end-1], escaped)
+		i = jsonwire.SkipWS(b, jsonwire.SkipWS(b, end)+1) // past ':'
 		if i = f(name, i); i < 0 {
 			return -1
 		}
-		if i = skipWS(b, i); b[i] == '}' {
+		if i = jsonwire.SkipWS(b, i); b[i] == '}' {
 			return i + 1
 		}
-		i = skipWS(b, i+1) // past ','
+		i = jsonwire.SkipWS(b, i+1) // past ','
 	}
 }
 
@@ -215,16 +216,16 @@ func forEachMember(b []byte, i int, chk *jsonChecker, f func(name []byte, v int)
 // after it: a view of the body, or of c.strBuf when it has escapes.
 func (c *reqCtx) bindString(i int) (string, int) {
 	b := c.body
-	end, escaped := scanString(b, i)
+	end, escaped := jsonwire.ScanString(b, i)
 	raw := b[i+1 : end-1]
 	if !escaped {
-		return bytesToString(raw), end
+		return jsonwire.BytesToString(raw), end
 	}
 	start := len(c.strBuf)
 	c.strBuf, _ = jsonstr.Append(c.strBuf, raw) // checkSyntax accepted it
 	// A later append may move c.strBuf; this string keeps the array it was
 	// written in.
-	return bytesToString(c.strBuf[start:len(c.strBuf):len(c.strBuf)]), end
+	return jsonwire.BytesToString(c.strBuf[start:len(c.strBuf):len(c.strBuf)]), end
 }
 
 // skipScalar returns the offset after the string, number or literal
@@ -232,11 +233,11 @@ func (c *reqCtx) bindString(i int) (string, int) {
 func skipScalar(b []byte, i int) int {
 	switch b[i] {
 	case '"':
-		return skipString(b, i)
+		return jsonwire.SkipString(b, i)
 	case 't', 'n':
 		return i + 4
 	case 'f':
 		return i + 5
 	}
-	return skipNumber(b, i)
+	return jsonwire.SkipNumber(b, i)
 }

@@ -33,14 +33,14 @@ var validateBodies = []string{
 // c (into got, reset first), after the checks validate runs. ok is false
 // when the checks refuse the body.
 func bindBoth(t testing.TB, c *reqCtx, body []byte) (want, got *validateRequest, ok bool) {
-	if !c.check.checkSyntax(body) {
+	if !c.check.CheckSyntax(body) {
 		return nil, nil, false
 	}
 	c.body = body
 	c.validateReq.reset()
 	bound := c.bindValidate(&c.validateReq)
-	if shaped := c.check.checkShape(body, shapeValidate); shaped != bound {
-		t.Fatalf("checkShape says %v (%s), bindValidate %v, of\n%q", shaped, c.check.msg, bound, body)
+	if shaped := c.check.CheckShape(body, shapeValidate); shaped != bound {
+		t.Fatalf("checkShape says %v (%s), bindValidate %v, of\n%q", shaped, c.check.Msg, bound, body)
 	}
 	if !bound {
 		return nil, nil, false
@@ -75,7 +75,7 @@ func TestBindValidateAgreesWithSonic(t *testing.T) {
 		for _, body := range order {
 			want, got, ok := bindBoth(t, c, []byte(body))
 			if !ok {
-				t.Fatalf("the checks refused %q: %s", body, c.check.msg)
+				t.Fatalf("the checks refused %q: %s", body, c.check.Msg)
 			}
 			if w, g := render(want), render(got); w != g {
 				t.Errorf("body %q\nsonic:  %s\nbinder: %s", body, w, g)
@@ -138,7 +138,7 @@ func TestBindValidateRefusesWhatCheckShapeRefuses(t *testing.T) {
 		`{` + head + `,"additionalData":{"sessionData":[` + many(match.MaxItems, `{"key":"k","value":1}`) + `]}}`,
 	} {
 		if _, _, ok := bindBoth(t, c, []byte(body)); !ok {
-			t.Errorf("refused %q: %s", body, c.check.msg)
+			t.Errorf("refused %q: %s", body, c.check.Msg)
 		}
 	}
 }

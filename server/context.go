@@ -13,6 +13,7 @@ import (
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/engine/match"
 	"github.com/countersign/countersign/engine/policy"
+	"github.com/countersign/countersign/server/jsonwire"
 	"github.com/countersign/countersign/store"
 )
 
@@ -41,7 +42,7 @@ type reqCtx struct {
 	zw  appendWriter // the gzip writer's output
 	mw  appendWriter // /metrics output
 
-	check  jsonChecker
+	check  jsonwire.Checker
 	dec    decoder.Decoder
 	strBuf []byte // strings of the body that had escapes (bindValidate)
 
@@ -119,7 +120,7 @@ func (c *reqCtx) release() {
 	c.br.Reset(nil)
 	// Drop every reference into the body (strings sonic decoded, path keys),
 	// so a large body dropped above is not kept alive by them.
-	c.check = jsonChecker{msg: c.check.msg[:0]}
+	c.check.Release()
 	c.createReq = createSessionRequest{}
 	c.eventsReq.reset()
 	c.validateReq.reset()
@@ -284,9 +285,9 @@ func asciiEqualFold(b []byte, s string) bool {
 
 // decode checks c.body against sh and binds it into v (a pointer to one of
 // c's request structs, already reset).
-func (c *reqCtx) decode(sh *shape, v any) bool {
-	if !c.check.checkSyntax(c.body) {
-		return c.fail(c.check.err, c.check.msg)
+func (c *reqCtx) decode(sh *jsonwire.Shape, v any) bool {
+	if !c.check.CheckSyntax(c.body) {
+		return c.fail(problemErrors[c.check.Problem], c.check.Msg)
 	}
 	if r, ok := v.(*validateRequest); ok && sh == shapeValidate {
 		// The hottest body is checked and bound in one walk
@@ -297,10 +298,10 @@ func (c *reqCtx) decode(sh *shape, v any) bool {
 		}
 		r.reset()
 	}
-	if !c.check.checkShape(c.body, sh) {
-		return c.fail(c.check.err, c.check.msg)
+	if !c.check.CheckShape(c.body, sh) {
+		return c.fail(problemErrors[c.check.Problem], c.check.Msg)
 	}
-	c.dec.Reset(bytesToString(c.body))
+	c.dec.Reset(jsonwire.BytesToString(c.body))
 	c.dec.SetOptions(decodeOptions)
 	if err := c.dec.Decode(v); err != nil {
 		// The checks above accept only what binds; reaching here is a gap

@@ -1,5 +1,7 @@
 package server
 
+import "github.com/countersign/countersign/server/jsonwire"
+
 // apiError is one entry of the API error catalog: the HTTP status, the stable
 // snake_case code a client switches on, and the default human sentence. Every
 // error the native surface answers comes from this table, so a code means the
@@ -92,11 +94,27 @@ var catalog = []*apiError{
 func appendError(dst []byte, e *apiError, msg []byte) []byte {
 	dst = append(dst, `{"success":false,"errorMessage":`...)
 	if len(msg) > 0 {
-		dst = appendJSONBytes(dst, msg)
+		dst = jsonwire.AppendBytes(dst, msg)
 	} else {
-		dst = appendJSONString(dst, e.message)
+		dst = jsonwire.AppendString(dst, e.message)
 	}
 	dst = append(dst, `,"errorCode":"`...)
 	dst = append(dst, e.code...)
 	return append(dst, `"}`...)
+}
+
+// problemErrors answers each problem the JSON checks report with the catalog
+// entry of the same code.
+var problemErrors = [jsonwire.NumProblems]*apiError{
+	jsonwire.EmptyBody:      errEmptyBody,
+	jsonwire.InvalidJSON:    errInvalidJSON,
+	jsonwire.InvalidUTF8:    errInvalidUTF8,
+	jsonwire.NestingTooDeep: errNestingDepth,
+	jsonwire.TrailingData:   errTrailingData,
+	jsonwire.DuplicateField: errDuplicateField,
+	jsonwire.UnknownField:   errUnknownField,
+	jsonwire.MissingField:   errMissingField,
+	jsonwire.WrongType:      errWrongType,
+	jsonwire.InvalidField:   errInvalidField,
+	jsonwire.TooManyItems:   errTooManyItems,
 }

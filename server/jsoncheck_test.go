@@ -1,104 +1,11 @@
 package server
 
 import (
-	"bytes"
-	"encoding/json"
-	"math"
 	"strings"
 	"testing"
-	"unicode/utf8"
+
+	"github.com/countersign/countersign/server/jsonwire"
 )
-
-func TestCheckSyntax(t *testing.T) {
-	cases := []struct {
-		in   string
-		code string // "" = accepted
-		says string
-	}{
-		{`{}`, "", ""},
-		{` {"a":[1,-2.5e+3,true,false,null,"x\"\\\/\b\f\n\r\t\u00e9"]} `, "", ""},
-		{`"\ud83d\ude00"`, "", ""},
-		{"\"\u00e9\U0001F600\"", "", ""},
-		{``, "empty_body", ""},
-		{`{`, "invalid_json", "unexpected end of the body at byte 1"},
-		{`{"a"}`, "invalid_json", "expected ':'"},
-		{`{"a":1,}`, "invalid_json", "expected a field name at byte 7"},
-		{`[1,]`, "invalid_json", "unexpected character at byte 3 (in [1])"},
-		{`{"a":{"b":[1,2,x]}}`, "invalid_json", "(in a.b[2])"},
-		{`[1 2]`, "invalid_json", "expected ',' or ']'"},
-		{`01`, "trailing_data", ""},
-		{`-`, "invalid_json", "invalid number"},
-		{`1.`, "invalid_json", "invalid number"},
-		{`1e`, "invalid_json", "invalid number"},
-		{`.5`, "invalid_json", "unexpected character"},
-		{`tru`, "invalid_json", "invalid literal"},
-		{`nul`, "invalid_json", "invalid literal"},
-		{`"\u12"`, "invalid_json", "\\u escape"},
-		{`"\a"`, "invalid_json", "invalid escape"},
-		{"\"a\x00\"", "invalid_json", "control character"},
-		{"\"a\xff\"", "invalid_utf8", "at byte 2"},
-		{`"\ud83d\ude00"`, "", ""},
-		{`"x\uD83D\uDE00y"`, "", ""},
-		{`{"k":"a\ud800"}`, "invalid_utf8", "lone UTF-16 surrogate (a high half without its low half) in a string at byte 7 (in k)"},
-		{`"\ud800x"`, "invalid_utf8", "high half without its low half"},
-		{`"\ud800\u0041"`, "invalid_utf8", "high half without its low half"},
-		{`"\ud800\ud800"`, "invalid_utf8", "high half without its low half"},
-		{`"\ude00\ud83d"`, "invalid_utf8", "low half without its high half) in a string at byte 1"},
-		{`"\udfff"`, "invalid_utf8", "low half"},
-		{`"\ud800\u12"`, "invalid_utf8", "high half"},
-		{`{} {}`, "trailing_data", "at byte 3"},
-		{strings.Repeat("[", 16) + strings.Repeat("]", 16), "", ""},
-		{strings.Repeat("[", 17) + strings.Repeat("]", 17), "nesting_too_deep", "16 levels"},
-		{strings.Repeat(`{"a":`, 17) + "1" + strings.Repeat("}", 17), "nesting_too_deep", "a.a.a"},
-	}
-	var c jsonChecker
-	for _, tc := range cases {
-		ok := c.checkSyntax([]byte(tc.in))
-		code := ""
-		if !ok {
-			code = c.err.code
-		}
-		if code != tc.code || !strings.Contains(string(c.msg), tc.says) {
-			t.Errorf("checkSyntax(%.40q) = %q %q, want %q containing %q", tc.in, code, c.msg, tc.code, tc.says)
-		}
-	}
-}
-
-// FuzzCheckSyntax: on valid UTF-8 within the nesting limit, checkSyntax
-// agrees with encoding/json.
-func FuzzCheckSyntax(f *testing.F) {
-	for _, s := range []string{`{}`, `{"a":[1,2,{"b":null}]}`, `"\u00e9"`, `[1e5,-0.5]`, `{"a":1,}`, `01`, `"\ud800"`} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var c jsonChecker
-		ok := c.checkSyntax(b)
-		if !ok && c.err == nil {
-			t.Fatal("refused without a problem")
-		}
-		if !utf8.Valid(b) {
-			if ok && json.Valid(b) {
-				// fine: the invalid bytes were outside strings? impossible: then json.Valid fails.
-				t.Fatalf("accepted invalid UTF-8 %q", b)
-			}
-			return
-		}
-		if c.err == errNestingDepth {
-			return
-		}
-		if c.err == errInvalidUTF8 {
-			// On valid UTF-8 only a lone surrogate escape, which
-			// encoding/json accepts (and decodes as U+FFFD).
-			if !bytes.Contains(b, []byte(`\u`)) {
-				t.Fatalf("invalid_utf8 for %q without a \\u escape: %s", b, c.msg)
-			}
-			return
-		}
-		if ok != json.Valid(b) && !(c.err == errEmptyBody && !json.Valid(b)) {
-			t.Fatalf("checkSyntax(%q) = %v (%s), json.Valid = %v", b, ok, c.msg, json.Valid(b))
-		}
-	})
-}
 
 func TestCheckShape(t *testing.T) {
 	cases := []struct {
@@ -118,107 +25,57 @@ func TestCheckShape(t *testing.T) {
 		{`{"cid":"c","csid":"s","userID":"u","action":"a","\u0063id":"d"}`, "duplicate_field", "appears twice"},
 		{`{"cid":"c","csid":"s","userID":"u","action":"a","x":1}`, "unknown_field", "unknown field x"},
 	}
-	var c jsonChecker
+	var c jsonwire.Checker
 	for _, tc := range cases {
-		if !c.checkSyntax([]byte(tc.in)) {
-			t.Fatalf("syntax %s: %s", tc.in, c.msg)
+		if !c.CheckSyntax([]byte(tc.in)) {
+			t.Fatalf("syntax %s: %s", tc.in, c.Msg)
 		}
-		ok := c.checkShape([]byte(tc.in), shapeValidate)
+		ok := c.CheckShape([]byte(tc.in), shapeValidate)
 		code := ""
 		if !ok {
-			code = c.err.code
+			code = c.Problem.String()
 		}
-		if code != tc.code || !strings.Contains(string(c.msg), tc.says) {
-			t.Errorf("checkShape(%s) = %q %q, want %q containing %q", tc.in, code, c.msg, tc.code, tc.says)
+		if code != tc.code || !strings.Contains(string(c.Msg), tc.says) {
+			t.Errorf("checkShape(%s) = %q %q, want %q containing %q", tc.in, code, c.Msg, tc.code, tc.says)
 		}
 	}
 	// Integer ranges.
 	ints := []struct {
-		sh   *shape
+		sh   *jsonwire.Shape
 		in   string
 		code string
 	}{
-		{shapeInt64, "9223372036854775807", ""},
-		{shapeInt64, "-9223372036854775808", ""},
-		{shapeInt64, "9223372036854775808", "invalid_field"},
-		{shapeInt64, "-9223372036854775809", "invalid_field"},
-		{shapeUint64, "18446744073709551615", ""},
-		{shapeUint64, "18446744073709551616", "invalid_field"},
-		{shapeUint64, "-1", "invalid_field"},
-		{shapeUint64, "-0", "invalid_field"}, // sonic does not bind -0 to an unsigned field
-		{shapeUint64, "1e3", "wrong_type"},
-		{shapeUint64, "1.0", "wrong_type"},
+		{jsonwire.ShapeInt64, "9223372036854775807", ""},
+		{jsonwire.ShapeInt64, "-9223372036854775808", ""},
+		{jsonwire.ShapeInt64, "9223372036854775808", "invalid_field"},
+		{jsonwire.ShapeInt64, "-9223372036854775809", "invalid_field"},
+		{jsonwire.ShapeUint64, "18446744073709551615", ""},
+		{jsonwire.ShapeUint64, "18446744073709551616", "invalid_field"},
+		{jsonwire.ShapeUint64, "-1", "invalid_field"},
+		{jsonwire.ShapeUint64, "-0", "invalid_field"}, // sonic does not bind -0 to an unsigned field
+		{jsonwire.ShapeUint64, "1e3", "wrong_type"},
+		{jsonwire.ShapeUint64, "1.0", "wrong_type"},
 	}
 	for _, tc := range ints {
-		obj := &shape{kind: kindObject, fields: []fieldShape{{name: "n", shape: tc.sh}}}
+		obj := &jsonwire.Shape{Kind: jsonwire.KindObject, Fields: []jsonwire.FieldShape{{Name: "n", Shape: tc.sh}}}
 		in := `{"n":` + tc.in + `}`
-		ok := c.checkShape([]byte(in), obj)
+		ok := c.CheckShape([]byte(in), obj)
 		code := ""
 		if !ok {
-			code = c.err.code
+			code = c.Problem.String()
 		}
 		if code != tc.code {
-			t.Errorf("%s as %s: %q %s", tc.in, tc.sh.desc, code, c.msg)
+			t.Errorf("%s as %s: %q %s", tc.in, tc.sh.Desc, code, c.Msg)
 		}
 	}
 }
 
-func TestAppendJSONString(t *testing.T) {
-	cases := map[string]string{
-		"":                   `""`,
-		"plain":              `"plain"`,
-		`q"b\`:               `"q\"b\\"`,
-		"\n\r\t\x00\x1f":     `"\n\r\t\u0000\u001f"`,
-		"é😀":                 `"é😀"`,
-		"\u2028\u2029":       `"\u2028\u2029"`,
-		"bad\xffutf8\xc3":    `"bad\ufffdutf8\ufffd"`,
-		"<script>&</script>": `"<script>&</script>"`,
-	}
-	for in, want := range cases {
-		if got := string(appendJSONString(nil, in)); got != want {
-			t.Errorf("appendJSONString(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
-func FuzzAppendJSONString(f *testing.F) {
-	f.Add("a\"b\\c\x00\u2028é\xff")
-	f.Fuzz(func(t *testing.T, s string) {
-		out := appendJSONString(nil, s)
-		var back string
-		if err := json.Unmarshal(out, &back); err != nil {
-			t.Fatalf("%q -> %s: %v", s, out, err)
-		}
-		if utf8.ValidString(s) && back != s {
-			t.Fatalf("%q -> %s -> %q", s, out, back)
-		}
-	})
-}
-
-func TestAppendJSONFloat(t *testing.T) {
-	cases := []struct {
-		f    float64
-		bits int
-		want string
-	}{
-		{0, 32, "0"},
-		{1, 32, "1"},
-		{float64(float32(0.83)), 32, "0.83"},
-		{float64(float32(0.9712345)), 32, "0.9712345"},
-		{-0.5, 64, "-0.5"},
-		{1e-7, 64, "1e-7"},
-		{1e21, 64, "1e+21"},
-		{123456789, 64, "123456789"},
-		{math.NaN(), 64, "0"},
-		{math.Inf(1), 32, "0"},
-	}
-	for _, c := range cases {
-		got := string(appendJSONFloat(nil, c.f, c.bits))
-		if got != c.want {
-			t.Errorf("appendJSONFloat(%v, %d) = %s, want %s", c.f, c.bits, got, c.want)
-		}
-		if !json.Valid([]byte(got)) {
-			t.Errorf("%s is not JSON", got)
+// TestProblemErrors: every problem the checks report is answered with the
+// catalog entry of its own code.
+func TestProblemErrors(t *testing.T) {
+	for p := jsonwire.EmptyBody; p < jsonwire.NumProblems; p++ {
+		if e := problemErrors[p]; e == nil || e.code != p.String() {
+			t.Errorf("problem %q is answered with %v", p, e)
 		}
 	}
 }

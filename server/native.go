@@ -12,13 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unsafe"
 
 	"github.com/bytedance/sonic"
 	"github.com/valyala/fasthttp"
 
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/engine/match"
+	"github.com/countersign/countersign/server/jsonwire"
 	"github.com/countersign/countersign/store"
 )
 
@@ -114,47 +114,47 @@ func (r *eventsRequest) reset() {
 
 // Shapes of the bodies, for the checks before binding.
 var (
-	shapeCreateSession = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "csid", shape: shapeString, required: true},
-		{name: "userID", shape: shapeString, required: true},
-		{name: "action", shape: shapeString, required: true},
+	shapeCreateSession = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "csid", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "userID", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "action", Shape: jsonwire.ShapeString, Required: true},
 	}}
 
-	shapeEventField = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "key", shape: shapeString, required: true},
-		{name: "value", shape: shapeScalar, required: true},
-		{name: "ts", shape: shapeInt64},
+	shapeEventField = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "key", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "value", Shape: jsonwire.ShapeScalar, Required: true},
+		{Name: "ts", Shape: jsonwire.ShapeInt64},
 	}}
-	shapeEventFrame = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "seq", shape: shapeUint64, required: true},
-		{name: "ts", shape: shapeInt64, required: true},
-		{name: "type", shape: shapeString, required: true},
-		{name: "faces", shape: &shape{kind: kindInt, posMax: biometric.MaxFaces, desc: "an integer from 0 to 64"}},
-		{name: "quality", shape: shapeUnit},
-		{name: "liveness", shape: shapeUnit},
-		{name: "docType", shape: shapeString},
-		{name: "embedding", shape: shapeString, required: true},
+	shapeEventFrame = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "seq", Shape: jsonwire.ShapeUint64, Required: true},
+		{Name: "ts", Shape: jsonwire.ShapeInt64, Required: true},
+		{Name: "type", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "faces", Shape: &jsonwire.Shape{Kind: jsonwire.KindInt, PosMax: biometric.MaxFaces, Desc: "an integer from 0 to 64"}},
+		{Name: "quality", Shape: jsonwire.ShapeUnit},
+		{Name: "liveness", Shape: jsonwire.ShapeUnit},
+		{Name: "docType", Shape: jsonwire.ShapeString},
+		{Name: "embedding", Shape: jsonwire.ShapeString, Required: true},
 	}}
-	shapeEvents = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "fields", shape: &shape{kind: kindArray, nullable: true, elem: shapeEventField, maxItems: maxEventFields, desc: "an array"}},
-		{name: "frames", shape: &shape{kind: kindArray, nullable: true, elem: shapeEventFrame, maxItems: maxEventFrames, desc: "an array"}},
-		{name: "final", shape: shapeBool},
+	shapeEvents = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "fields", Shape: &jsonwire.Shape{Kind: jsonwire.KindArray, Nullable: true, Elem: shapeEventField, MaxItems: maxEventFields, Desc: "an array"}},
+		{Name: "frames", Shape: &jsonwire.Shape{Kind: jsonwire.KindArray, Nullable: true, Elem: shapeEventFrame, MaxItems: maxEventFrames, Desc: "an array"}},
+		{Name: "final", Shape: jsonwire.ShapeBool},
 	}}
 
-	shapeSessionDataItem = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "key", shape: shapeString, required: true},
-		{name: "value", shape: shapeScalar, required: true},
-		{name: "synonyms", shape: &shape{kind: kindArray, nullable: true, elem: shapeString, maxItems: match.MaxSynonyms, desc: "an array of strings"}},
+	shapeSessionDataItem = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "key", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "value", Shape: jsonwire.ShapeScalar, Required: true},
+		{Name: "synonyms", Shape: &jsonwire.Shape{Kind: jsonwire.KindArray, Nullable: true, Elem: jsonwire.ShapeString, MaxItems: match.MaxSynonyms, Desc: "an array of strings"}},
 	}}
-	shapeValidate = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "cid", shape: shapeString, required: true},
-		{name: "csid", shape: shapeString, required: true},
-		{name: "userID", shape: shapeString, required: true},
-		{name: "action", shape: shapeString, required: true},
-		{name: "additionalData", shape: &shape{kind: kindObject, nullable: true, desc: "an object", fields: []fieldShape{
-			{name: "sessionData", shape: &shape{kind: kindArray, nullable: true, elem: shapeSessionDataItem, maxItems: match.MaxItems, desc: "an array"}},
+	shapeValidate = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "cid", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "csid", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "userID", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "action", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "additionalData", Shape: &jsonwire.Shape{Kind: jsonwire.KindObject, Nullable: true, Desc: "an object", Fields: []jsonwire.FieldShape{
+			{Name: "sessionData", Shape: &jsonwire.Shape{Kind: jsonwire.KindArray, Nullable: true, Elem: shapeSessionDataItem, MaxItems: match.MaxItems, Desc: "an array"}},
 		}}},
-		{name: "isEnrollment", shape: shapeBool},
+		{Name: "isEnrollment", Shape: jsonwire.ShapeBool},
 	}}
 )
 
@@ -192,11 +192,6 @@ func validID(s string) bool {
 	return true
 }
 
-// stringBytes views s as bytes without copying; the engine only reads them.
-func stringBytes(s string) []byte {
-	return unsafe.Slice(unsafe.StringData(s), len(s))
-}
-
 const (
 	msgCSID   = "csid must be 8 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
 	msgUserID = "userID must be 1 to 256 bytes without control characters"
@@ -230,9 +225,9 @@ func (s *Server) createSession(c *reqCtx) {
 	}
 	c.status = fasthttp.StatusCreated
 	c.out = append(c.out, `{"csid":`...)
-	c.out = appendJSONString(c.out, sess.CSID)
+	c.out = jsonwire.AppendString(c.out, sess.CSID)
 	c.out = append(c.out, `,"collectToken":`...)
-	c.out = appendJSONString(c.out, token)
+	c.out = jsonwire.AppendString(c.out, token)
 	c.out = append(c.out, `,"expiresAt":`...)
 	c.out = strconv.AppendInt(c.out, sess.ExpiresAt, 10)
 	c.out = append(c.out, '}')
@@ -247,7 +242,7 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 		c.fail(errSessionNotFound, nil)
 		return
 	}
-	csid := bytesToString(csidParam)
+	csid := jsonwire.BytesToString(csidParam)
 	// From the session read to the commit, so that the final flag and the
 	// per-session caps checked below still hold when the events are stored.
 	mu := s.sessionLocks.lock(c.org.ID, csid)
@@ -483,7 +478,7 @@ func (c *reqCtx) checkFields(fields []eventField) bool {
 		if err := match.ValidateValue(f.Value); err != nil {
 			return c.failf(errInvalidField, "fields[", strconv.Itoa(i), "].value: ", engineMessage(err))
 		}
-		c.storeFields = append(c.storeFields, store.FieldValue{Key: stringBytes(f.Key), Value: f.Value, TS: f.TS})
+		c.storeFields = append(c.storeFields, store.FieldValue{Key: jsonwire.StringBytes(f.Key), Value: f.Value, TS: f.TS})
 	}
 	return true
 }
@@ -502,13 +497,13 @@ func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
 	for i := range frames {
 		in := &frames[i]
 		idx := strconv.Itoa(i)
-		t, ok := biometric.ParseFrameType(stringBytes(in.Type))
+		t, ok := biometric.ParseFrameType(jsonwire.StringBytes(in.Type))
 		if !ok {
 			return c.failf(errInvalidField, "frames[", idx, `].type must be "face" or "document"`)
 		}
 		doc := biometric.DocOther
 		if in.DocType != "" {
-			if doc, ok = biometric.ParseDocType(stringBytes(in.DocType)); !ok {
+			if doc, ok = biometric.ParseDocType(jsonwire.StringBytes(in.DocType)); !ok {
 				return c.failf(errInvalidField, "frames[", idx, `].docType must be "driver_license", "passport", "id_card" or "other"`)
 			}
 		}
@@ -518,7 +513,7 @@ func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
 				strconv.Itoa(b64Len), " characters; got ", strconv.Itoa(len(in.Embedding)), " characters")
 		}
 		emb := c.embBuf[i*embBytes : (i+1)*embBytes]
-		n, err := base64.StdEncoding.Decode(emb, stringBytes(in.Embedding))
+		n, err := base64.StdEncoding.Decode(emb, jsonwire.StringBytes(in.Embedding))
 		if err != nil || n != embBytes {
 			return c.failf(errInvalidField, "frames[", idx, "].embedding is not valid standard base64")
 		}
@@ -565,7 +560,7 @@ func (s *Server) sessionStatus(c *reqCtx, csidParam []byte) {
 		c.fail(errSessionNotFound, nil)
 		return
 	}
-	csid := bytesToString(csidParam)
+	csid := jsonwire.BytesToString(csidParam)
 	if !s.readSession(c, nil, csid) {
 		return
 	}
@@ -581,11 +576,11 @@ func (s *Server) sessionStatus(c *reqCtx, csidParam []byte) {
 	sess := &c.sess
 	c.status = fasthttp.StatusOK
 	c.out = append(c.out, `{"csid":`...)
-	c.out = appendJSONString(c.out, sess.CSID)
+	c.out = jsonwire.AppendString(c.out, sess.CSID)
 	c.out = append(c.out, `,"userID":`...)
-	c.out = appendJSONString(c.out, sess.UserID)
+	c.out = jsonwire.AppendString(c.out, sess.UserID)
 	c.out = append(c.out, `,"action":`...)
-	c.out = appendJSONString(c.out, sess.Action)
+	c.out = jsonwire.AppendString(c.out, sess.Action)
 	c.out = append(c.out, `,"createdAt":`...)
 	c.out = strconv.AppendInt(c.out, sess.CreatedAt, 10)
 	c.out = append(c.out, `,"expiresAt":`...)
@@ -597,7 +592,7 @@ func (s *Server) sessionStatus(c *reqCtx, csidParam []byte) {
 	c.out = append(c.out, `,"framesScored":`...)
 	c.out = strconv.AppendUint(c.out, uint64(sess.FramesScored), 10)
 	c.out = append(c.out, `,"final":`...)
-	c.out = appendJSONBool(c.out, sess.Final)
+	c.out = jsonwire.AppendBool(c.out, sess.Final)
 	c.out = append(c.out, '}')
 }
 
@@ -626,7 +621,7 @@ func (s *Server) decision(c *reqCtx, idParam []byte) {
 		c.fail(errDecisionNotFound, nil)
 		return
 	}
-	d, err := s.db.Decision(c.org.ID, bytesToString(idParam))
+	d, err := s.db.Decision(c.org.ID, jsonwire.BytesToString(idParam))
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			c.fail(errDecisionNotFound, nil)
@@ -636,15 +631,15 @@ func (s *Server) decision(c *reqCtx, idParam []byte) {
 		return
 	}
 	c.out = append(c.out[:0], `{"decisionID":`...)
-	c.out = appendJSONString(c.out, d.ID)
+	c.out = jsonwire.AppendString(c.out, d.ID)
 	c.out = append(c.out, `,"csid":`...)
-	c.out = appendJSONString(c.out, d.CSID)
+	c.out = jsonwire.AppendString(c.out, d.CSID)
 	c.out = append(c.out, `,"userID":`...)
-	c.out = appendJSONString(c.out, d.UserID)
+	c.out = jsonwire.AppendString(c.out, d.UserID)
 	c.out = append(c.out, `,"createdAt":`...)
 	c.out = strconv.AppendInt(c.out, d.CreatedAt, 10)
 	c.out = append(c.out, `,"verifiedAction":`...)
-	c.out = appendJSONBool(c.out, d.Verified)
+	c.out = jsonwire.AppendBool(c.out, d.Verified)
 	c.out = append(c.out, `,"ivScore":`...)
 	c.out = strconv.AppendInt(c.out, int64(d.Score), 10)
 	c.out = append(c.out, `,"response":`...)

@@ -9,6 +9,7 @@ import (
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/engine/match"
 	"github.com/countersign/countersign/engine/policy"
+	"github.com/countersign/countersign/server/jsonwire"
 	"github.com/countersign/countersign/store"
 )
 
@@ -334,7 +335,7 @@ func (s *Server) matchValues(c *reqCtx) bool {
 	c.synonyms = c.synonyms[:0]
 	for i := range data {
 		for _, syn := range data[i].Synonyms {
-			c.synonyms = append(c.synonyms, stringBytes(syn))
+			c.synonyms = append(c.synonyms, jsonwire.StringBytes(syn))
 		}
 	}
 	c.items = c.items[:0]
@@ -343,7 +344,7 @@ func (s *Server) matchValues(c *reqCtx) bool {
 		it := &data[i]
 		n := len(it.Synonyms)
 		c.items = append(c.items, match.Item{
-			Key:      stringBytes(it.Key),
+			Key:      jsonwire.StringBytes(it.Key),
 			Value:    it.Value,
 			Synonyms: c.synonyms[next : next+n : next+n],
 		})
