@@ -121,11 +121,11 @@ func TestOpenAPIConformance(t *testing.T) {
 	do(req{path: "/v1/sessions/conform-nope/events", body: []byte(`{}`), headers: []string{"x-client-id", e.org.CID, "x-collect-token", s.token}})
 	ev([]byte(`{}`), "Content-Encoding", "br")
 	for range 64 {
-		e.srv.frames.reserve()
+		e.srv.native.Frames().Reserve()
 	}
 	ev(mustJSON(eventsJSON{Frames: faceFrames(rng, face, 100, 1763800100100, 1)}))
 	for range 64 {
-		e.srv.frames.unreserve()
+		e.srv.native.Frames().Unreserve()
 	}
 	// 409: a session past its cap or marked final accepts no more events.
 	sFinal := e.newSession("conform-final", "u1")

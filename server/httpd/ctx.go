@@ -190,10 +190,10 @@ func (c *Ctx) AppendFrom(write func(w io.Writer)) {
 	c.mw.b = nil
 }
 
-// decodeOptions make sonic as strict as the shape check: exact field names,
+// DecodeOptions make sonic as strict as the shape check: exact field names,
 // unknown fields refused, strings validated. Strings are not copied: they
 // refer into c.Body for the duration of the request.
-const decodeOptions = decoder.OptionDisableUnknown | decoder.OptionCaseSensitive | decoder.OptionValidateString
+const DecodeOptions = decoder.OptionDisableUnknown | decoder.OptionCaseSensitive | decoder.OptionValidateString
 
 // OneHeader returns the value of the request header name and whether it
 // was sent. A header sent more than once fails the request (400
@@ -281,7 +281,7 @@ func (c *Ctx) Bind(sh *jsonwire.Shape, v any) bool {
 		return c.Fail(problemErrors[c.Check.Problem], c.Check.Msg)
 	}
 	c.dec.Reset(jsonwire.BytesToString(c.Body))
-	c.dec.SetOptions(decodeOptions)
+	c.dec.SetOptions(DecodeOptions)
 	if err := c.dec.Decode(v); err != nil {
 		// The checks above accept only what binds; reaching here is a gap
 		// between them and sonic, answered as a bad request all the same.

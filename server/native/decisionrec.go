@@ -1,4 +1,4 @@
-package server
+package native
 
 import (
 	"encoding/binary"
@@ -202,11 +202,11 @@ func (r *recReader) count(min int) int {
 	return int(n)
 }
 
-// appendValidateAnswer renders the JSON answer of decision decisionID from
+// AppendValidateAnswer renders the JSON answer of decision decisionID from
 // its stored record rec (or copies a verbatim JSON answer) onto dst, exactly
 // in DESIGN's shape. On a record that does not decode it returns dst
 // unchanged and errDecisionRecord.
-func appendValidateAnswer(dst, rec []byte, decisionID string) ([]byte, error) {
+func AppendValidateAnswer(dst, rec []byte, decisionID string) ([]byte, error) {
 	if len(rec) > 0 && rec[0] == '{' {
 		return append(dst, rec...), nil
 	}

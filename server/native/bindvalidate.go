@@ -1,4 +1,4 @@
-package server
+package native
 
 import (
 	"github.com/countersign/countersign/engine/match"
@@ -22,7 +22,7 @@ import (
 // Values are the raw JSON token, as sonic.NoCopyRawMessage binds them.
 // r must be reset (validateRequest.reset).
 func (c *reqCtx) bindValidate(r *validateRequest) bool {
-	b := c.body
+	b := c.Body
 	i := jsonwire.SkipWS(b, 0)
 	if b[i] != '{' {
 		return false
@@ -30,7 +30,7 @@ func (c *reqCtx) bindValidate(r *validateRequest) bool {
 	c.strBuf = c.strBuf[:0]
 	const cid, csid, userID, action, additionalData, isEnrollment = 1, 2, 4, 8, 16, 32
 	var seen uint8
-	end := forEachMember(b, i, &c.check, func(name []byte, v int) int {
+	end := forEachMember(b, i, &c.Check, func(name []byte, v int) int {
 		var bit uint8
 		switch string(name) {
 		case "cid":
@@ -58,7 +58,7 @@ func (c *reqCtx) bindValidate(r *validateRequest) bool {
 				v += 4
 			case '{':
 				var sdSeen bool
-				v = forEachMember(b, v, &c.check, func(name []byte, v int) int {
+				v = forEachMember(b, v, &c.Check, func(name []byte, v int) int {
 					if string(name) != "sessionData" || sdSeen {
 						return -1
 					}
@@ -92,10 +92,10 @@ func once(seen *uint8, bit uint8, v int) int {
 	return v
 }
 
-// bindStringAt binds the string at c.body[i] into *dst and returns the
+// bindStringAt binds the string at c.Body[i] into *dst and returns the
 // offset after it, or -1 when the value there is not a string.
 func (c *reqCtx) bindStringAt(i int, dst *string) int {
-	if c.body[i] != '"' {
+	if c.Body[i] != '"' {
 		return -1
 	}
 	*dst, i = c.bindString(i)
@@ -106,7 +106,7 @@ func (c *reqCtx) bindStringAt(i int, dst *string) int {
 // returns the offset after it, or -1 when it is not an array of at most
 // match.MaxItems items of the sessionData item shape.
 func (c *reqCtx) bindSessionData(r *validateRequest, i int) int {
-	b := c.body
+	b := c.Body
 	items := r.AdditionalData.SessionData[:0]
 	defer func() { r.AdditionalData.SessionData = items }()
 	i = jsonwire.SkipWS(b, i+1)
@@ -128,7 +128,7 @@ func (c *reqCtx) bindSessionData(r *validateRequest, i int) int {
 		it.Synonyms = it.Synonyms[:0]
 		const key, value, synonyms = 1, 2, 4
 		var seen uint8
-		i = forEachMember(b, i, &c.check, func(name []byte, v int) int {
+		i = forEachMember(b, i, &c.Check, func(name []byte, v int) int {
 			var bit uint8
 			switch string(name) {
 			case "key":
@@ -157,11 +157,11 @@ func (c *reqCtx) bindSessionData(r *validateRequest, i int) int {
 	}
 }
 
-// bindSynonyms binds the synonyms value at c.body[i] (null, or an array of
+// bindSynonyms binds the synonyms value at c.Body[i] (null, or an array of
 // at most match.MaxSynonyms strings) into it, returning the offset after
 // it or -1.
 func (c *reqCtx) bindSynonyms(it *sessionDataItem, i int) int {
-	b := c.body
+	b := c.Body
 	switch b[i] {
 	case 'n':
 		it.Synonyms = nil
@@ -212,10 +212,10 @@ func forEachMember(b []byte, i int, chk *jsonwire.Checker, f func(name []byte, v
 	}
 }
 
-// bindString returns the string starting at c.body[i] == '"' and the offset
+// bindString returns the string starting at c.Body[i] == '"' and the offset
 // after it: a view of the body, or of c.strBuf when it has escapes.
 func (c *reqCtx) bindString(i int) (string, int) {
-	b := c.body
+	b := c.Body
 	end, escaped := jsonwire.ScanString(b, i)
 	raw := b[i+1 : end-1]
 	if !escaped {
