@@ -126,6 +126,29 @@ func TestRescoreSkipsUndecodableFrame(t *testing.T) {
 // worker scores past it, it counts as an unverified frame, and validate
 // answers.
 func TestDamagedFrameReachesFinalAnswer(t *testing.T) {
+	e, s := damagedSession(t, 3)
+	r := e.validateWhenScored(e.validateBody(s, false, seedItems()...))
+	if r.status != 200 {
+		t.Fatalf("validate of a session with a damaged frame: %s", r)
+	}
+	v := parseVerdict(t, r)
+	// The damaged frame counts, unverified: 6 frames, at most 5 verified.
+	if in := v.Indicators.Violations; in.TotalFrames != 6 || in.VerifiedFrames > 5 {
+		t.Errorf("damaged frame not counted as unverified: %+v", v.Indicators)
+	}
+	sess, err := e.db.Session(e.org.ID, s.csid)
+	if err != nil || sess.FramesScored != 6 {
+		t.Errorf("scored %d of %d, %v", sess.FramesScored, sess.FramesReceived, err)
+	}
+	if n := e.db.DamagedFrames(); n != 1 {
+		t.Errorf("damaged frames met %d times, want once", n)
+	}
+}
+
+// damagedSession stores six face frames of one session behind the server's
+// back, damages the one of seq damagedSeq in the closed store, and restarts
+// the server over it.
+func damagedSession(t *testing.T, damagedSeq uint64) (*testEnv, session) {
 	mem := vfs.NewMem()
 	e := newEnv(t, withStoreFS(mem))
 	rng := newRand(800)
@@ -149,7 +172,7 @@ func TestDamagedFrameReachesFinalAnswer(t *testing.T) {
 	if err := e.db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	damageFrame(t, mem, 3)
+	damageFrame(t, mem, damagedSeq)
 	db, err := store.Open(store.Options{Dir: "data", FS: mem, Now: e.clock})
 	if err != nil {
 		t.Fatal(err)
@@ -157,22 +180,7 @@ func TestDamagedFrameReachesFinalAnswer(t *testing.T) {
 	e.db = db
 	e.start()
 
-	r := e.validateWhenScored(e.validateBody(s, false, seedItems()...))
-	if r.status != 200 {
-		t.Fatalf("validate of a session with a damaged frame: %s", r)
-	}
-	v := parseVerdict(t, r)
-	// The damaged frame counts, unverified: 6 frames, at most 5 verified.
-	if in := v.Indicators.Violations; in.TotalFrames != 6 || in.VerifiedFrames > 5 {
-		t.Errorf("damaged frame not counted as unverified: %+v", v.Indicators)
-	}
-	sess, err := e.db.Session(e.org.ID, s.csid)
-	if err != nil || sess.FramesScored != 6 {
-		t.Errorf("scored %d of %d, %v", sess.FramesScored, sess.FramesReceived, err)
-	}
-	if n := e.db.DamagedFrames(); n != 1 {
-		t.Errorf("damaged frames met %d times, want once", n)
-	}
+	return e, s
 }
 
 // damageFrame overwrites, in the closed store on fs, the stored frame whose
@@ -203,5 +211,36 @@ func damageFrame(t *testing.T, fs vfs.FS, seq uint64) {
 	}
 	if err := pdb.Set(key, []byte{0xde, 0xad, 0xbe, 0xef}, pebble.Sync); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRescoreFoldsAsTheWorkers: validate's rescoring folds a session's stored
+// frames as the frame workers do, damaged ones included, in arrival order:
+// a rescore of what a worker scored gives the very same aggregate. (The
+// first frame damaged is where an in-memory fold that left damaged frames
+// for the end differed.)
+func TestRescoreFoldsAsTheWorkers(t *testing.T) {
+	e, s := damagedSession(t, 1)
+	body := e.validateBody(s, false, seedItems()...)
+	if r := e.validateWhenScored(body); r.status != 200 {
+		t.Fatalf("validate: %s", r)
+	}
+	scored, err := e.db.Session(e.org.ID, s.csid)
+	if err != nil || scored.FramesScored != 6 {
+		t.Fatalf("scored %d frames, %v", scored.FramesScored, err)
+	}
+	// An aggregate that does not decode makes the next validate rescore.
+	if err := e.db.SaveAggregate(e.org.ID, s.csid, []byte{0xff}, 6); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.validate(body); r.status != 200 {
+		t.Fatalf("validate that rescores: %s", r)
+	}
+	rescored, err := e.db.Session(e.org.ID, s.csid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rescored.Aggregate, scored.Aggregate) {
+		t.Errorf("rescoring gave another aggregate than the worker's:\n%x\n%x", rescored.Aggregate, scored.Aggregate)
 	}
 }

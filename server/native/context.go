@@ -53,7 +53,6 @@ type reqCtx struct {
 	frames    []biometric.Frame
 	framesBuf []byte
 	embOffs   []int
-	framesEnd uint32 // loadFrames: last arrival index read + 1
 	input     policy.Input
 	verdict   policy.Verdict
 	decision  store.Decision

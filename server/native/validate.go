@@ -91,7 +91,6 @@ func (s *Surface) validate(c *reqCtx) {
 	}
 	enrolled := tmplVersion != 0
 	var tmpl *biometric.Template
-	framesLoaded := false
 	// Only a policy reads the decoded aggregate (rescore resets it first).
 	aggOK := len(sess.Aggregate) > 0 && c.agg.DecodeForPolicy(sess.Aggregate) == nil
 	if !aggOK {
@@ -101,11 +100,9 @@ func (s *Surface) validate(c *reqCtx) {
 		if tmpl, ok = s.decodeTemplate(c, enrolled); !ok {
 			return
 		}
-		if !s.loadFrames(c) {
+		if !s.rescore(c, e, tmpl) {
 			return
 		}
-		framesLoaded = true
-		s.rescore(c, e, tmpl)
 	}
 
 	userMismatch := r.UserID != sess.UserID
@@ -139,10 +136,8 @@ func (s *Surface) validate(c *reqCtx) {
 				return
 			}
 		}
-		if !framesLoaded {
-			if !s.loadFrames(c) {
-				return
-			}
+		if !s.loadFrames(c) {
+			return
 		}
 		sc := e.Scorer()
 		refusal := sc.Enroll(c.frames, tmpl, c.newTemplateVersion(), &c.newTmpl)
@@ -158,7 +153,9 @@ func (s *Surface) validate(c *reqCtx) {
 			// The rescored aggregate may be saved before the decision; if
 			// the decision then fails, its template version matches no
 			// stored template and the next validate rescores again.
-			s.rescore(c, e, tmpl)
+			if !s.rescore(c, e, tmpl) {
+				return
+			}
 		}
 	}
 
@@ -373,20 +370,14 @@ func (s *Surface) matchValues(c *reqCtx) bool {
 	return true
 }
 
-// loadFrames reads every stored frame of the session into c.frames (their
-// embeddings copied into c.framesBuf: the store's bytes are only valid during
-// its callback), and sets c.framesEnd to the last arrival index read plus
-// one: frames that do not decode are left out of c.frames (rescore counts
-// them as unverified), not out of the count of frames received.
+// loadFrames reads every stored frame of the session into c.frames, for
+// enrolling (their embeddings copied into c.framesBuf: the store's bytes are
+// only valid during its callback). Frames that do not decode are left out.
 func (s *Surface) loadFrames(c *reqCtx) bool {
 	c.frames = c.frames[:0]
 	c.framesBuf = c.framesBuf[:0]
 	c.embOffs = c.embOffs[:0]
-	c.framesEnd = 0
 	err := s.db.Frames(c.org.ID, c.sess.CSID, 0, func(index uint32, raw []byte) error {
-		// Damaged frames are left out of c.frames but still covered: the
-		// aggregate saved by rescore spans up to the last arrival.
-		c.framesEnd = index + 1
 		if raw == nil {
 			return nil // damaged in the store, which logged it
 		}
@@ -417,26 +408,26 @@ func (s *Surface) loadFrames(c *reqCtx) bool {
 	return true
 }
 
-// rescore folds c.frames into a fresh aggregate against tmpl and saves it
-// (best effort: the decision is made from c.agg either way, and a save lost
-// to a race is redone by the next validate).
-func (s *Surface) rescore(c *reqCtx, e *tenant.Org, tmpl *biometric.Template) {
+// rescore folds every stored frame of the session into a fresh c.agg
+// against tmpl, as the frame workers fold (foldStored), and saves it (best
+// effort: the decision is made from c.agg either way, and a save lost to a
+// race is redone by the next validate). It answers an error (false) when the
+// frames cannot be read.
+func (s *Surface) rescore(c *reqCtx, e *tenant.Org, tmpl *biometric.Template) bool {
 	sc := e.Scorer()
 	c.agg.Reset(s.dim)
-	for i := range c.frames {
-		sc.Fold(c.agg, &c.frames[i], tmpl)
-	}
-	// Store.Frames visits every arrival index, so the ones missing from
-	// c.frames are the unreadable ones: they count, unverified.
-	for n := int(c.framesEnd) - len(c.frames); n > 0; n-- {
-		sc.FoldUnreadable(c.agg)
-	}
+	n, err := s.foldStored(sc, c.org.ID, c.sess.CSID, 0, c.agg, tmpl, &c.frame)
 	e.PutScorer(sc)
+	if err != nil {
+		if errors.Is(err, store.ErrExpired) {
+			return c.Fail(errSessionExpired, nil)
+		}
+		return c.StoreFailed(err)
+	}
 	c.aggBuf = c.agg.AppendBinary(c.aggBuf[:0])
-	// c.framesEnd, not len(c.frames): frames that did not decode are folded
-	// by no one, yet covered, as the worker's fold covers them.
-	err := s.db.SaveAggregate(c.org.ID, c.sess.CSID, c.aggBuf, c.framesEnd)
+	err = s.db.SaveAggregate(c.org.ID, c.sess.CSID, c.aggBuf, n)
 	if err != nil && !errors.Is(err, store.ErrStale) {
 		s.log.Warn("save rescored aggregate", "org", c.org.ID, "csid", c.sess.CSID, "err", err)
 	}
+	return true
 }

@@ -308,7 +308,7 @@ func (w *frameWorker) process(job frameJob) {
 		w.agg.Reset(s.dim)
 		from = 0
 	}
-	n, err := foldStored(s, w.scorer(e), job.orgID, job.csid, from, w.agg, tmpl, &w.frame)
+	n, err := s.foldStored(w.scorer(e), job.orgID, job.csid, from, w.agg, tmpl, &w.frame)
 	if err != nil {
 		s.metrics.frameJobErrors.Inc()
 		s.log.Error("frame job: read frames", "org", job.orgID, "csid", job.csid, "err", err)
@@ -331,8 +331,10 @@ func (w *frameWorker) process(job frameJob) {
 // that does not decompress or decode (it was validated before it was stored,
 // so this is damage) is logged and counted as an unverified face frame
 // (FoldUnreadable), so one bad record can neither hold a session in
-// "processing" forever nor raise its verified ratio.
-func foldStored(s *Surface, sc *biometric.Scorer, orgID, csid string, from uint32, agg *biometric.Aggregate, tmpl *biometric.Template, f *biometric.Frame) (uint32, error) {
+// "processing" forever nor raise its verified ratio. It is the one fold of
+// stored frames: the workers' (from the first unscored frame) and
+// validate's rescoring (from 0) alike, so both count damage the same way.
+func (s *Surface) foldStored(sc *biometric.Scorer, orgID, csid string, from uint32, agg *biometric.Aggregate, tmpl *biometric.Template, f *biometric.Frame) (uint32, error) {
 	n := from
 	err := s.db.Frames(orgID, csid, from, func(index uint32, raw []byte) error {
 		if raw == nil {
