@@ -8,9 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/countersign/countersign/engine/biometric"
-	"github.com/countersign/countersign/engine/match"
-	"github.com/countersign/countersign/engine/policy"
+	"github.com/countersign/countersign/server/httpd"
 )
 
 // The server's own work on the validate path allocates nothing once its
@@ -46,79 +44,22 @@ func TestAllocsValidateHandler(t *testing.T) {
 	}
 }
 
-func TestAllocsDecodeValidate(t *testing.T) {
-	e := newEnv(t)
-	s := e.newSession("allocs-00001", "u1")
-	body := e.validateBody(s, false, seedItems()...)
-	c := newReqCtx(e.srv)
-	c.ctx = &fasthttp.RequestCtx{}
-	n := testing.AllocsPerRun(200, func() {
-		c.body = append(c.body[:0], body...)
-		c.validateReq.reset()
-		if !c.decode(shapeValidate, &c.validateReq) {
-			t.Fatalf("decode: %s", c.out)
-		}
-	})
-	if n != 0 {
-		t.Errorf("decode validate: %v allocs", n)
-	}
-}
-
-func TestAllocsEncodeValidate(t *testing.T) {
-	e := newEnv(t)
-	c := newReqCtx(e.srv)
-	c.verdict = policy.Verdict{
-		Violations: []policy.ViolationCount{{Kind: biometric.FaceMismatch, Count: 2, FirstSeq: 3}},
-		Info:       []policy.TypeInfo{{Type: biometric.FaceFrame, Frames: 8, Verified: 6, MeanSimilarity: 0.8312, MeanLiveness: 0.97}},
-		Score:      8750,
-	}
-	c.mres.Details = append(c.mres.Details[:0], matchDetail("amount", "total"), matchDetail("notes", ""))
-	n := testing.AllocsPerRun(200, func() {
-		c.rec = appendDecisionRecord(c.rec[:0], &c.verdict, c.mres.Details)
-		c.out, _ = appendValidateAnswer(c.out[:0], c.rec, "01JBZ8Q3Y00000000000000000")
-	})
-	if n != 0 {
-		t.Errorf("encode validate: %v allocs", n)
-	}
-}
-
 func TestAllocsSendAndMetrics(t *testing.T) {
 	e := newEnv(t)
-	c := newReqCtx(e.srv)
+	var c httpd.Ctx
 	var ctx fasthttp.RequestCtx
-	c.ctx = &ctx
-	c.out = append(c.out[:0], openAPIDocument()[:2000]...)
+	c.Start(e.srv.core, &ctx, routeOpenAPI)
+	c.Out = append(c.Out[:0], openAPIDocument()[:2000]...)
 	for _, enc := range []string{"", "gzip", "zstd"} {
 		ctx.Request.Header.Set("Accept-Encoding", enc)
 		n := testing.AllocsPerRun(100, func() {
 			ctx.Response.Reset()
-			c.status = 200
-			c.send()
-			e.srv.metrics.observe(routeValidate, 200, time.Now())
+			c.Status = 200
+			c.Send()
+			e.srv.core.Metrics().Observe(routeOpenAPI, 200, time.Now())
 		})
 		if n != 0 {
 			t.Errorf("send with Accept-Encoding %q: %v allocs", enc, n)
 		}
 	}
-}
-
-func TestAllocsJSONCheck(t *testing.T) {
-	body := []byte(`{"cid":"c","csid":"abcdefgh","userID":"u","action":"a","additionalData":{"sessionData":[{"key":"amount","value":35,"synonyms":["total","sum"]},{"key":"n","value":"Wire \u00e9 transfer"}]},"isEnrollment":false}`)
-	var c jsonChecker
-	n := testing.AllocsPerRun(200, func() {
-		if !c.checkSyntax(body) || !c.checkShape(body, shapeValidate) {
-			t.Fatal(string(c.msg))
-		}
-	})
-	if n != 0 {
-		t.Errorf("json checks: %v allocs", n)
-	}
-}
-
-func matchDetail(key, field string) match.Detail {
-	d := match.Detail{Key: []byte(key), Matched: field != "", Reason: match.NotCollected}
-	if field != "" {
-		d.Field, d.Reason = []byte(field), match.Match
-	}
-	return d
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/countersign/countersign/server/native"
 	"github.com/countersign/countersign/store"
 )
 
@@ -143,7 +144,7 @@ func TestCrashRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatalf("decision after the crash: %v", err)
 	}
-	if answer, err := appendValidateAnswer(nil, d.Response, d.ID); err != nil || !bytes.Equal(answer, decision.body) {
+	if answer, err := native.AppendValidateAnswer(nil, d.Response, d.ID); err != nil || !bytes.Equal(answer, decision.body) {
 		t.Errorf("decision after the crash: %v\n%s\n%s", err, answer, decision.body)
 	}
 	// A new server over the same store answers the idempotent replay and

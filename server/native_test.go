@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"regexp"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/countersign/countersign/engine/biometric"
+	"github.com/countersign/countersign/server/native"
 	"github.com/countersign/countersign/store"
 )
 
@@ -133,7 +133,7 @@ func TestEventsAndSessionStatus(t *testing.T) {
 	n := 0
 	err = e.db.Frames(e.org.ID, s.csid, 0, func(index uint32, raw []byte) error {
 		var f biometric.Frame
-		if err := decodeFrame(raw, &f); err != nil {
+		if err := biometric.DecodeFrame(raw, &f); err != nil {
 			return err
 		}
 		if f.Seq != uint64(index)+1 || f.Type != biometric.FaceFrame || f.Faces != 1 || len(f.Embedding) != 4*testDim {
@@ -189,7 +189,7 @@ func TestQueueFullSheds(t *testing.T) {
 	s := e.newSession("queue-0001", "u1")
 	// Occupy the queue.
 	for range 2 {
-		if !e.srv.frames.reserve() {
+		if !e.srv.native.Frames().Reserve() {
 			t.Fatal("reserve")
 		}
 	}
@@ -207,8 +207,8 @@ func TestQueueFullSheds(t *testing.T) {
 	if r := e.postEvents(s, []byte(`{"fields":[{"key":"a","value":1}]}`)); r.status != 202 {
 		t.Errorf("fields with a full queue: %s", r)
 	}
-	e.srv.frames.unreserve()
-	e.srv.frames.unreserve()
+	e.srv.native.Frames().Unreserve()
+	e.srv.native.Frames().Unreserve()
 	if r := e.postEvents(s, body); r.status != 202 {
 		t.Errorf("after the queue drained: %s", r)
 	}
@@ -216,25 +216,25 @@ func TestQueueFullSheds(t *testing.T) {
 	// score, so no place is needed and none is taken. (The worker gives
 	// its place back just after the frames are scored.)
 	e.waitScored(s)
-	for deadline := time.Now().Add(5 * time.Second); e.srv.frames.depth() != 0; {
+	for deadline := time.Now().Add(5 * time.Second); e.srv.native.Frames().Depth() != 0; {
 		if time.Now().After(deadline) {
-			t.Fatalf("the queue still holds %d places", e.srv.frames.depth())
+			t.Fatalf("the queue still holds %d places", e.srv.native.Frames().Depth())
 		}
 		time.Sleep(time.Millisecond)
 	}
 	for range 2 {
-		if !e.srv.frames.reserve() {
+		if !e.srv.native.Frames().Reserve() {
 			t.Fatal("reserve")
 		}
 	}
 	if r := e.postEvents(s, body); r.status != 202 {
 		t.Errorf("a retry with a full queue: %s", r)
 	}
-	if n := e.srv.frames.depth(); n != 2 {
+	if n := e.srv.native.Frames().Depth(); n != 2 {
 		t.Errorf("the retry changed the queue to %d places", n)
 	}
-	e.srv.frames.unreserve()
-	e.srv.frames.unreserve()
+	e.srv.native.Frames().Unreserve()
+	e.srv.native.Frames().Unreserve()
 	m := e.do(req{path: "/metrics"})
 	if !bytes.Contains(m.body, []byte("countersign_frame_queue_rejections_total 1")) {
 		t.Error("rejection not counted")
@@ -250,7 +250,7 @@ func TestSessionFrameLimit(t *testing.T) {
 	var blobs [][]byte
 	for i := range biometric.MaxFrames - 2 {
 		f.Seq, f.TS = uint64(i+1), int64(i)*100
-		blobs = append(blobs, appendFrame(nil, &f))
+		blobs = append(blobs, biometric.AppendFrame(nil, &f))
 		if len(blobs) == 256 || i == biometric.MaxFrames-3 {
 			if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, false); err != nil {
 				t.Fatal(err)
@@ -283,7 +283,7 @@ func TestProcessingThenFinal(t *testing.T) {
 	var blobs [][]byte
 	for _, fj := range faceFrames(rng, face, 1, 1763800000100, 7) {
 		f := frameFromJSON(t, fj)
-		blobs = append(blobs, appendFrame(nil, &f))
+		blobs = append(blobs, biometric.AppendFrame(nil, &f))
 	}
 	if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, true); err != nil {
 		t.Fatal(err)
@@ -325,7 +325,7 @@ func TestRestartScoresAcknowledgedFrames(t *testing.T) {
 	var blobs [][]byte
 	for _, fj := range faceFrames(rng, face, 5, 1763800002000, 3) {
 		f := frameFromJSON(t, fj)
-		blobs = append(blobs, appendFrame(nil, &f))
+		blobs = append(blobs, biometric.AppendFrame(nil, &f))
 	}
 	if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, true); err != nil {
 		t.Fatal(err)
@@ -598,7 +598,7 @@ func (w *walFailure) MaybeError(op errorfs.Op) error {
 	return nil
 }
 
-// TestSessionFieldLimit: a session holds at most maxSessionFields distinct
+// TestSessionFieldLimit: a session holds at most native.MaxSessionFields distinct
 // field names; a later value of a stored name does not count again, nor
 // does a name repeated within one request.
 func TestSessionFieldLimit(t *testing.T) {
@@ -627,8 +627,8 @@ func TestSessionFieldLimit(t *testing.T) {
 	if r.status != 409 || r.errorCode() != "session_field_limit" || !strings.Contains(r.errorMessage(), "1024") {
 		t.Fatalf("a 1025th name: %s", r)
 	}
-	if fields, _ := e.db.Fields(e.org.ID, s.csid, nil); len(fields) != maxSessionFields {
-		t.Errorf("stored %d fields, want %d", len(fields), maxSessionFields)
+	if fields, _ := e.db.Fields(e.org.ID, s.csid, nil); len(fields) != native.MaxSessionFields {
+		t.Errorf("stored %d fields, want %d", len(fields), native.MaxSessionFields)
 	}
 	// Frames and updates still go in.
 	if r := e.postEvents(s, fieldsBody(0, 512)); r.status != 202 {
@@ -656,7 +656,7 @@ func TestConcurrentEventsKeepCaps(t *testing.T) {
 	var blobs [][]byte
 	for i := range biometric.MaxFrames - 4 {
 		f.Seq, f.TS = uint64(i+1), int64(i)*100
-		blobs = append(blobs, appendFrame(nil, &f))
+		blobs = append(blobs, biometric.AppendFrame(nil, &f))
 		if len(blobs) == 256 || i == biometric.MaxFrames-5 {
 			if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, blobs, false); err != nil {
 				t.Fatal(err)
@@ -666,7 +666,7 @@ func TestConcurrentEventsKeepCaps(t *testing.T) {
 	}
 	s2 := e.newSession("race-fields-1", "u1")
 	var fs []fieldJSON
-	for i := range maxSessionFields - 4 {
+	for i := range native.MaxSessionFields - 4 {
 		fs = append(fs, fieldJSON{Key: fmt.Sprintf("f%04d", i), Value: json.RawMessage(`1`)})
 	}
 	if r := e.postEvents(s2, mustJSON(eventsJSON{Fields: fs[:512]})); r.status != 202 {
@@ -693,66 +693,35 @@ func TestConcurrentEventsKeepCaps(t *testing.T) {
 	if sess, _ := e.db.Session(e.org.ID, s.csid); sess.FramesReceived > biometric.MaxFrames {
 		t.Errorf("session holds %d frames, cap %d", sess.FramesReceived, biometric.MaxFrames)
 	}
-	if fields, _ := e.db.Fields(e.org.ID, s2.csid, nil); len(fields) > maxSessionFields {
-		t.Errorf("session holds %d fields, cap %d", len(fields), maxSessionFields)
+	if fields, _ := e.db.Fields(e.org.ID, s2.csid, nil); len(fields) > native.MaxSessionFields {
+		t.Errorf("session holds %d fields, cap %d", len(fields), native.MaxSessionFields)
 	}
 }
 
-// TestValidIDControls: userID and action refuse C0, DEL and C1 controls,
-// and take every other character, those encoded after 0xC2 included.
-func TestValidIDControls(t *testing.T) {
-	for _, s := range []string{"u\x00", "u\x1f", "u\x7f", "u\u0080", "u\u0085x", "\u009b", "a\u009f"} {
-		if validID(s) {
-			t.Errorf("validID(%q) = true", s)
+// Served decisions: one stored by an older countersign (the JSON answer
+// itself) is answered as stored; a damaged record is a 500 that names no
+// detail, and the server logs it.
+func TestServedDecisionRecords(t *testing.T) {
+	e := newEnv(t)
+	legacy := `{"success":true,"verifiedAction":false,"decisionID":"01JBZ8Q3Y00000000000000001"}`
+	for _, c := range []struct{ id, resp, idem string }{
+		{"01JBZ8Q3Y00000000000000001", legacy, "legacy-key"},
+		{"01JBZ8Q3Y00000000000000002", "\x01\xff", "damaged-key"},
+	} {
+		d := store.Decision{ID: c.id, OrgID: e.org.ID, CSID: "c", UserID: "u", Response: []byte(c.resp)}
+		if err := e.db.PutDecision(&d, []byte(c.idem), [32]byte{}); err != nil {
+			t.Fatal(err)
 		}
 	}
-	for _, s := range []string{"user-1", "\u00a0", "caf\u00e9", "\u00bf?", "\u00c2", "\u0100", "wire transfer"} {
-		if !validID(s) {
-			t.Errorf("validID(%q) = false", s)
-		}
+	g := e.do(req{path: "/v1/decisions/01JBZ8Q3Y00000000000000001", headers: e.withKey()})
+	if g.status != 200 || !bytes.Contains(g.body, []byte(`"response":`+legacy+`}`)) {
+		t.Errorf("legacy decision: %s", g)
 	}
-}
-
-// TestRawHasHeader: a header's line is found whatever its case, and not
-// as the prefix of another name.
-func TestRawHasHeader(t *testing.T) {
-	raw := []byte("Host: x\r\nAPIKEY: k\r\nApikey-Extra: y\r\nx-client-id:c\r\n\r\n")
-	for name, want := range map[string]bool{"apikey": true, "X-Client-ID": true, "host": true, "idempotency-key": false, "apikey-extr": false, "Apikey-Extra": true} {
-		if got := rawHasHeader(raw, name); got != want {
-			t.Errorf("rawHasHeader(%q) = %v", name, got)
-		}
+	g = e.do(req{path: "/v1/decisions/01JBZ8Q3Y00000000000000002", headers: e.withKey()})
+	if g.status != 500 || g.errorCode() != "internal_error" || bytes.Contains(g.body, []byte("response")) {
+		t.Errorf("damaged decision: %s", g)
 	}
-}
-
-// TestLingeringSlotsFull: with every lingering slot taken, a connection
-// refused mid-request closes at once (and is released at once) rather
-// than waiting for a slot; with a slot free it lingers in the background.
-func TestLingeringSlotsFull(t *testing.T) {
-	for range lingerSlots {
-		lingering <- struct{}{}
-	}
-	a, b := net.Pipe()
-	defer b.Close()
-	released := false
-	if err := closeLingering(a, func() { released = true }); err != nil || !released {
-		t.Fatalf("all slots busy: err %v, released %v", err, released)
-	}
-	if _, err := a.Write([]byte("x")); err == nil {
-		t.Fatal("the connection is still open")
-	}
-	for range lingerSlots {
-		<-lingering
-	}
-	c, d := net.Pipe()
-	done := make(chan struct{})
-	if err := closeLingering(c, func() { close(done) }); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = d.Write([]byte("the rest of a body")) // read and dropped by the lingering close
-	d.Close()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the lingering close never released the connection")
+	if !strings.Contains(e.logs.String(), "stored decision does not render") {
+		t.Errorf("damage not logged:\n%s", e.logs.String())
 	}
 }

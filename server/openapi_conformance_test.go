@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/countersign/countersign/engine/biometric"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
@@ -120,11 +121,11 @@ func TestOpenAPIConformance(t *testing.T) {
 	do(req{path: "/v1/sessions/conform-nope/events", body: []byte(`{}`), headers: []string{"x-client-id", e.org.CID, "x-collect-token", s.token}})
 	ev([]byte(`{}`), "Content-Encoding", "br")
 	for range 64 {
-		e.srv.frames.reserve()
+		e.srv.native.Frames().Reserve()
 	}
 	ev(mustJSON(eventsJSON{Frames: faceFrames(rng, face, 100, 1763800100100, 1)}))
 	for range 64 {
-		e.srv.frames.unreserve()
+		e.srv.native.Frames().Unreserve()
 	}
 	// 409: a session past its cap or marked final accepts no more events.
 	sFinal := e.newSession("conform-final", "u1")
@@ -157,7 +158,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	// Processing: frames stored without a job yet.
 	s3 := e.newSession("conform-0003", "u1")
 	f := frameFromJSON(t, faceFrames(rng, face, 1, 1, 1)[0])
-	if _, err := e.db.AppendEvents(e.org.ID, s3.csid, nil, [][]byte{appendFrame(nil, &f)}, false); err != nil {
+	if _, err := e.db.AppendEvents(e.org.ID, s3.csid, nil, [][]byte{biometric.AppendFrame(nil, &f)}, false); err != nil {
 		t.Fatal(err)
 	}
 	do(req{path: "/v1/validate", body: e.validateBody(s3, false), headers: e.withKey()})

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/countersign/countersign/server/httpd"
 )
 
 // loadOpenAPIDocument parses and validates the embedded document the way the
@@ -153,8 +155,8 @@ func TestOpenAPIDocErrorCatalog(t *testing.T) {
 	for _, e := range doc.Components.Schemas["Error"].Value.Properties["errorCode"].Value.Enum {
 		inDoc = append(inDoc, e.(string))
 	}
-	for _, e := range catalog {
-		inCode = append(inCode, e.code)
+	for _, e := range httpd.Catalog() {
+		inCode = append(inCode, e.Code)
 	}
 	slices.Sort(inDoc)
 	slices.Sort(inCode)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/countersign/countersign/server/tenant"
 	"github.com/countersign/countersign/store"
 )
 
@@ -16,24 +17,23 @@ import (
 
 func TestOrgCacheAPIKey(t *testing.T) {
 	e := newEnv(t)
-	oc := &e.srv.orgs
+	oc := e.srv.orgs
 	key := []byte(e.apiKey)
-	resolve := func(k []byte) *credEntry {
+	resolve := func(k []byte) *tenant.Credential {
 		t.Helper()
-		ce, err := oc.apiKey(k)
+		ce, err := oc.APIKey(k)
 		if err != nil {
 			t.Fatalf("apiKey: %v", err)
 		}
 		return ce
 	}
 	cached := func() int {
-		oc.mu.RLock()
-		defer oc.mu.RUnlock()
-		return len(oc.byKey)
+		n, _ := oc.Len()
+		return n
 	}
 
 	a := resolve(key)
-	if a.org.ID != e.org.ID || a.e == nil || a.policyErr != nil {
+	if a.Stored.ID != e.org.ID || a.Org == nil || a.PolicyErr != nil {
 		t.Fatalf("resolved %+v", a)
 	}
 	if resolve(key) != a {
@@ -44,7 +44,7 @@ func TestOrgCacheAPIKey(t *testing.T) {
 	forged := bytes.Clone(key)
 	forged[10] ^= 1
 	for _, k := range [][]byte{forged, key[:20], []byte(e.org.CID), append(bytes.Clone(key), 'x')} {
-		if _, err := oc.apiKey(k); !errors.Is(err, store.ErrNotFound) {
+		if _, err := oc.APIKey(k); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("key %q: %v, want ErrNotFound", k, err)
 		}
 	}
@@ -57,35 +57,35 @@ func TestOrgCacheAPIKey(t *testing.T) {
 	orgCacheOK(t, err)
 	o3, key3, err := e.db.CreateOrg("globex", nil)
 	orgCacheOK(t, err)
-	if b := resolve([]byte(key2)); b.org.ID != e.org.ID {
-		t.Fatalf("second key resolved to %s", b.org.ID)
+	if b := resolve([]byte(key2)); b.Stored.ID != e.org.ID {
+		t.Fatalf("second key resolved to %s", b.Stored.ID)
 	}
-	if c := resolve([]byte(key3)); c.org.ID != o3.ID {
-		t.Fatalf("other org's key resolved to %s", c.org.ID)
+	if c := resolve([]byte(key3)); c.Stored.ID != o3.ID {
+		t.Fatalf("other org's key resolved to %s", c.Stored.ID)
 	}
 	// The store changed, so the first key was resolved afresh, but its
 	// policy did not: the compiled policy is reused.
 	b := resolve(key)
-	if b == a || b.e != a.e {
-		t.Fatalf("after unrelated changes: entry reused %v, policy reused %v", b == a, b.e == a.e)
+	if b == a || b.Org != a.Org {
+		t.Fatalf("after unrelated changes: entry reused %v, policy reused %v", b == a, b.Org == a.Org)
 	}
 
 	// A new policy is in force from the next lookup, for requests and for
 	// the frame workers (byID).
 	orgCacheOK(t, e.db.SetOrgPolicy(e.org.ID, []byte(`{"minScore":9000}`)))
 	c := resolve(key)
-	if c.e == a.e || c.e.compiled.Policy().MinScore != 9000 {
-		t.Fatalf("policy after SetOrgPolicy: %+v", c.e.compiled.Policy())
+	if c.Org == a.Org || c.Org.Compiled.Policy().MinScore != 9000 {
+		t.Fatalf("policy after SetOrgPolicy: %+v", c.Org.Compiled.Policy())
 	}
-	w, err := oc.byID(e.org.ID)
+	w, err := oc.ByID(e.org.ID)
 	orgCacheOK(t, err)
-	if w != c.e {
+	if w != c.Org {
 		t.Fatal("byID serves another policy than the requests")
 	}
 
 	// A policy that does not compile is reported, and not cached.
 	orgCacheOK(t, e.db.SetOrgPolicy(e.org.ID, []byte(`{"noSuchKey":1}`)))
-	if f := resolve(key); f.policyErr == nil || f.e != nil {
+	if f := resolve(key); f.PolicyErr == nil || f.Org != nil {
 		t.Fatalf("broken policy: %+v", f)
 	}
 	if n := cached(); n != 0 {
@@ -97,8 +97,8 @@ func TestOrgCacheAPIKey(t *testing.T) {
 
 	// So is a bound certificate, checked before the policy as before.
 	orgCacheOK(t, e.db.BindCert(e.org.ID, [32]byte{7}))
-	if d := resolve(key); len(d.org.CertFingerprints) != 1 || d.org.CertFingerprints[0] != ([32]byte{7}) {
-		t.Fatalf("certificates after BindCert: %v", d.org.CertFingerprints)
+	if d := resolve(key); len(d.Stored.CertFingerprints) != 1 || d.Stored.CertFingerprints[0] != ([32]byte{7}) {
+		t.Fatalf("certificates after BindCert: %v", d.Stored.CertFingerprints)
 	}
 	if r := e.do(req{method: "GET", path: "/v1/decisions/01JBZ8Q3Y00000000000000000", headers: e.withKey()}); r.errorCode() != "client_certificate_required" {
 		t.Fatalf("request after BindCert: %s", r)
@@ -107,26 +107,26 @@ func TestOrgCacheAPIKey(t *testing.T) {
 
 func TestOrgCacheClientID(t *testing.T) {
 	e := newEnv(t)
-	oc := &e.srv.orgs
-	a, err := oc.clientID([]byte(e.org.CID))
+	oc := e.srv.orgs
+	a, err := oc.ClientID([]byte(e.org.CID))
 	orgCacheOK(t, err)
-	if a.org.ID != e.org.ID {
-		t.Fatalf("cid resolved to %s", a.org.ID)
+	if a.Stored.ID != e.org.ID {
+		t.Fatalf("cid resolved to %s", a.Stored.ID)
 	}
-	if b, _ := oc.clientID([]byte(e.org.CID)); b != a {
+	if b, _ := oc.ClientID([]byte(e.org.CID)); b != a {
 		t.Fatal("second lookup did not come from the cache")
 	}
 	for _, cid := range []string{"cid_nope", "", e.apiKey} {
-		if _, err := oc.clientID([]byte(cid)); !errors.Is(err, store.ErrNotFound) {
+		if _, err := oc.ClientID([]byte(cid)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("cid %q: %v, want ErrNotFound", cid, err)
 		}
 	}
 	// A broken policy does not stop the SDK's calls: they need none.
 	orgCacheOK(t, e.db.SetOrgPolicy(e.org.ID, []byte(`{"noSuchKey":1}`)))
-	b, err := oc.clientID([]byte(e.org.CID))
+	b, err := oc.ClientID([]byte(e.org.CID))
 	orgCacheOK(t, err)
-	if b == a || string(b.org.Policy) != `{"noSuchKey":1}` {
-		t.Fatalf("after SetOrgPolicy: %+v", b.org)
+	if b == a || string(b.Stored.Policy) != `{"noSuchKey":1}` {
+		t.Fatalf("after SetOrgPolicy: %+v", b.Stored)
 	}
 }
 
@@ -141,7 +141,7 @@ func orgCacheOK(t testing.TB, err error) {
 // once the changes stop, every lookup sees the last one.
 func TestOrgCacheConcurrent(t *testing.T) {
 	e := newEnv(t)
-	oc := &e.srv.orgs
+	oc := e.srv.orgs
 	key := []byte(e.apiKey)
 	done := make(chan struct{})
 	errs := make(chan error, 4)
@@ -154,11 +154,11 @@ func TestOrgCacheConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				if _, err := oc.apiKey(key); err != nil {
+				if _, err := oc.APIKey(key); err != nil {
 					errs <- err
 					return
 				}
-				if _, err := oc.byID(e.org.ID); err != nil {
+				if _, err := oc.ByID(e.org.ID); err != nil {
 					errs <- err
 					return
 				}
@@ -172,11 +172,11 @@ func TestOrgCacheConcurrent(t *testing.T) {
 	for range 4 {
 		orgCacheOK(t, <-errs)
 	}
-	ce, err := oc.apiKey(key)
+	ce, err := oc.APIKey(key)
 	orgCacheOK(t, err)
-	w, err := oc.byID(e.org.ID)
+	w, err := oc.ByID(e.org.ID)
 	orgCacheOK(t, err)
-	if got := ce.e.compiled.Policy().MinScore; got != 5049 || w.compiled.Policy().MinScore != 5049 {
-		t.Fatalf("after the changes: minScore %d (requests), %d (workers), want 5049", got, w.compiled.Policy().MinScore)
+	if got := ce.Org.Compiled.Policy().MinScore; got != 5049 || w.Compiled.Policy().MinScore != 5049 {
+		t.Fatalf("after the changes: minScore %d (requests), %d (workers), want 5049", got, w.Compiled.Policy().MinScore)
 	}
 }

@@ -1,8 +1,10 @@
-// Package server is countersign's HTTP service: fasthttp, routing by a switch
-// on the path, one pooled context per request, strict JSON decoding (a
-// byte-level check, then sonic), responses encoded by appending, and the
-// frame-scoring worker pool. It serves the native /v1 surface over the
-// engine (engine/match, engine/biometric, engine/policy) and the store.
+// Package server is countersign's HTTP service: New, Serve and Shutdown,
+// and the one switch on the path's prefix that hands each request to its
+// surface (server/native today). The surfaces share the HTTP core
+// (server/httpd: pooled contexts, routes, the error catalog, the listener),
+// the JSON checks and encoders (server/jsonwire) and the compiled
+// organizations (server/tenant); the service routes (/healthz, /readyz,
+// /metrics, /openapi.json) are served here.
 //
 // Lifecycle: New (opens nothing: the caller owns the store), Serve or
 // ListenAndServe, then Shutdown, which drains in-flight requests and lets the
@@ -13,16 +15,12 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"net"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +28,10 @@ import (
 	"github.com/bytedance/sonic"
 	"github.com/valyala/fasthttp"
 
+	"github.com/countersign/countersign/engine/biometric"
+	"github.com/countersign/countersign/server/httpd"
+	"github.com/countersign/countersign/server/native"
+	"github.com/countersign/countersign/server/tenant"
 	"github.com/countersign/countersign/store"
 )
 
@@ -64,10 +66,6 @@ const (
 	DefaultReadTimeout   = 10 * time.Second
 	DefaultWriteTimeout  = 10 * time.Second
 	DefaultIdleTimeout   = 120 * time.Second
-
-	// headerBufferSize is fasthttp's read buffer, which also bounds the
-	// request line plus headers: larger headers are answered 431.
-	headerBufferSize = 8 << 10
 )
 
 // Errors returned by New.
@@ -77,29 +75,19 @@ var (
 
 // Server is the countersign HTTP service. It is safe for concurrent use.
 type Server struct {
-	cfg     Config
-	db      *store.DB
-	log     *slog.Logger
-	now     func() time.Time
-	dim     int
-	tlsConf *tls.Config
+	cfg Config
+	db  *store.DB
+	log *slog.Logger
+	dim int
 
-	hs           *fasthttp.Server
-	ctxPool      sync.Pool // *reqCtx
-	metrics      *serverMetrics
-	frames       *framePool
-	orgs         orgCache
-	sessionLocks sessionLocks
+	core    *httpd.Server
+	orgs    *tenant.Cache
+	native  *native.Surface
+	service service
 
 	ready    atomic.Bool // workers running
 	draining atomic.Bool // Shutdown called
 	shutOnce sync.Once
-
-	// storeDead is set, and failed closed, once the store has failed for
-	// good (see storeFatal and Failed).
-	storeDead     atomic.Bool
-	storeDeadOnce sync.Once
-	failed        chan struct{}
 
 	// testHook, when set by a test, runs before each request is routed (to
 	// make a handler panic or stall). Always nil in production.
@@ -118,8 +106,8 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 	if cfg.EmbeddingDim == 0 {
 		cfg.EmbeddingDim = DefaultEmbeddingDim
 	}
-	if cfg.EmbeddingDim < 1 || cfg.EmbeddingDim > maxEmbeddingDim {
-		return nil, fmt.Errorf("%w: embedding dimension %d is not in [1, %d]", ErrConfig, cfg.EmbeddingDim, maxEmbeddingDim)
+	if cfg.EmbeddingDim < 1 || cfg.EmbeddingDim > biometric.MaxDim {
+		return nil, fmt.Errorf("%w: embedding dimension %d is not in [1, %d]", ErrConfig, cfg.EmbeddingDim, biometric.MaxDim)
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
@@ -145,39 +133,35 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{
-		cfg:    cfg,
-		db:     db,
-		log:    cfg.Logger,
-		now:    cfg.Now,
-		dim:    cfg.EmbeddingDim,
-		failed: make(chan struct{}),
+	tlsConf, err := httpd.LoadTLS(httpd.TLSFiles{
+		Cert: cfg.TLSCert, Key: cfg.TLSKey, ClientCA: cfg.ClientCA, RequireClientCert: cfg.RequireClientCert,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	s.sessionLocks.seed = maphash.MakeSeed()
-	var err error
-	if s.tlsConf, err = loadTLS(&cfg); err != nil {
-		return nil, err
-	}
-	s.orgs.init(db, s.dim)
-	s.metrics = newServerMetrics(s)
-	s.ctxPool.New = func() any { return newReqCtx(s) }
-	s.hs = &fasthttp.Server{
-		Handler:                      s.handle,
-		ErrorHandler:                 s.handleTransportError,
-		HeaderReceived:               headerReceived,
-		ExpectHandler:                s.handleExpect,
-		Name:                         "countersign",
-		ReadBufferSize:               headerBufferSize,
-		ReadTimeout:                  cfg.ReadTimeout,
-		WriteTimeout:                 cfg.WriteTimeout,
-		IdleTimeout:                  cfg.IdleTimeout,
-		MaxRequestBodySize:           limitMax,
-		CloseOnShutdown:              true,
-		DisablePreParseMultipartForm: true,
-		SecureErrorLogMessage:        true,
-		Logger:                       fasthttpLogger{s.log},
-	}
-	s.frames = newFramePool(s, cfg.Workers, cfg.QueueSize)
+	s := &Server{cfg: cfg, db: db, log: cfg.Logger, dim: cfg.EmbeddingDim}
+	s.core = httpd.New(httpd.Config{
+		Surface:       s.surface,
+		Envelope:      native.AppendError,
+		Hook:          s.runTestHook,
+		TLS:           tlsConf,
+		MaxConnsPerIP: cfg.MaxConnsPerIP,
+		ReadTimeout:   cfg.ReadTimeout,
+		WriteTimeout:  cfg.WriteTimeout,
+		IdleTimeout:   cfg.IdleTimeout,
+		Logger:        cfg.Logger,
+	})
+	s.orgs = tenant.NewCache(db, s.dim)
+	s.service.init(s)
+	s.native = native.New(native.Deps{
+		Core:         s.core,
+		DB:           db,
+		Orgs:         s.orgs,
+		EmbeddingDim: s.dim,
+		Workers:      cfg.Workers,
+		QueueSize:    cfg.QueueSize,
+		Now:          cfg.Now,
+	})
 	s.ready.Store(true)
 	s.log.Info("server configured",
 		"json", sonicMode(),
@@ -185,9 +169,35 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		"workers", cfg.Workers,
 		"queueSize", cfg.QueueSize,
 		"durability", cfg.Durability.String(),
-		"tls", s.tlsConf != nil,
-		"clientAuth", clientAuthName(s.tlsConf))
+		"tls", tlsConf != nil,
+		"clientAuth", httpd.ClientAuthName(tlsConf))
 	return s, nil
+}
+
+// surface is the one switch on the path's prefix: the surface that serves
+// a path. A new surface plugs in here, as a package with a Route and a Serve
+// (httpd.Surface), built in New.
+func (s *Server) surface(path []byte) httpd.Surface {
+	switch {
+	case hasPrefix(path, "/v1/device"):
+		return &s.service // the device surface, to come: route_not_found meanwhile
+	case hasPrefix(path, "/ivalt"), hasPrefix(path, "/unloq/v1"), hasPrefix(path, "/admin/v1"):
+		return &s.service // surfaces to come: route_not_found meanwhile
+	case hasPrefix(path, "/v1/"), hasPrefix(path, "/api/v1/"):
+		return s.native
+	}
+	return &s.service // /healthz, /readyz, /metrics, /openapi.json, or nothing
+}
+
+// hasPrefix is bytes.HasPrefix for a constant prefix.
+func hasPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
+}
+
+func (s *Server) runTestHook(ctx *fasthttp.RequestCtx) {
+	if s.testHook != nil {
+		s.testHook(ctx)
+	}
 }
 
 // sonicMode says which JSON implementation sonic runs: its JIT decoder
@@ -207,21 +217,12 @@ func sonicMode() string {
 // caller manages (tests use fasthttputil's in-memory listener). Transport
 // level errors (oversized bodies and headers, timeouts) are answered by the
 // fasthttp.Server that Serve uses; use Serve to get them as JSON too.
-func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+func (s *Server) Handler() fasthttp.RequestHandler { return s.core.Handler() }
 
 // Serve accepts connections on ln until Shutdown. When the configuration has
 // a certificate, ln is wrapped in TLS (with client certificate verification
 // as configured); connections over MaxConnsPerIP are answered 429.
-func (s *Server) Serve(ln net.Listener) error {
-	if s.tlsConf != nil {
-		ln = tls.NewListener(ln, s.tlsConf)
-	}
-	// IP connections are always wrapped, capped or not: the wrapper also
-	// closes a connection refused mid-request gently (closeLingering) and
-	// refuses TLS on a plain port. (In-memory and unix ones are not.)
-	ln = newPerIPListener(ln, s.cfg.MaxConnsPerIP, s.metrics)
-	return s.hs.Serve(ln)
-}
+func (s *Server) Serve(ln net.Listener) error { return s.core.Serve(ln) }
 
 // ListenAndServe listens on Config.Addr and serves until Shutdown.
 func (s *Server) ListenAndServe() error {
@@ -229,7 +230,7 @@ func (s *Server) ListenAndServe() error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("listening", "addr", ln.Addr().String(), "tls", s.tlsConf != nil)
+	s.log.Info("listening", "addr", ln.Addr().String(), "tls", s.cfg.TLSCert != "")
 	return s.Serve(ln)
 }
 
@@ -242,10 +243,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutOnce.Do(func() {
 		s.draining.Store(true)
 		start := time.Now()
-		err = s.hs.ShutdownWithContext(ctx)
+		err = s.core.Shutdown(ctx)
 		s.log.Info("requests drained", "took", time.Since(start).String(), "err", err)
 		start = time.Now()
-		if werr := s.frames.stop(ctx); err == nil {
+		if werr := s.native.Stop(ctx); err == nil {
 			err = werr
 		}
 		s.ready.Store(false)
@@ -257,7 +258,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Ready reports whether the server accepts traffic: the workers run,
 // Shutdown has not been called, and the store is open and has not failed.
 func (s *Server) Ready() bool {
-	return s.ready.Load() && !s.draining.Load() && !s.storeDead.Load() && s.storeOpen()
+	return s.ready.Load() && !s.draining.Load() && !s.core.StoreDead() && s.storeOpen()
 }
 
 // Failed returns a channel that is closed when the store has failed for
@@ -268,25 +269,7 @@ func (s *Server) Ready() bool {
 // store, /readyz answers 503, and the frame workers stop. The process should
 // exit and be restarted, which recovers the store from its log: countersign
 // serve does exactly that.
-func (s *Server) Failed() <-chan struct{} { return s.failed }
-
-// storeFatal reports whether a recovered panic is the store giving up: the
-// store panics with an error wrapping store.ErrFatal when Pebble calls its
-// logger's Fatalf, the one panic that means the database must not be used
-// any more.
-func storeFatal(p any) bool {
-	err, ok := p.(error)
-	return ok && errors.Is(err, store.ErrFatal)
-}
-
-// markStoreDead records that the store failed for good (see Failed).
-func (s *Server) markStoreDead(p any) {
-	s.storeDeadOnce.Do(func() {
-		s.storeDead.Store(true)
-		s.log.Error("the store failed and must not be used again; answering 503 until restarted", "panic", fmt.Sprint(p))
-		close(s.failed)
-	})
-}
+func (s *Server) Failed() <-chan struct{} { return s.core.Failed() }
 
 // storeOpen probes the store with the cheapest read there is: an
 // organization that does not exist answers ErrNotFound while the store is
@@ -294,224 +277,4 @@ func (s *Server) markStoreDead(p any) {
 func (s *Server) storeOpen() bool {
 	_, err := s.db.OrgByID("0000000000000000")
 	return !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrFatal)
-}
-
-// handle is the fasthttp handler: it routes, and answers 500 (keeping the
-// server up) if a handler panics.
-func (s *Server) handle(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
-	c := s.ctxPool.Get().(*reqCtx)
-	c.ctx = ctx
-	ok := false
-	defer func() {
-		if ok {
-			return
-		}
-		p := recover()
-		s.metrics.panics.Inc()
-		s.log.Error("handler panic", "route", c.route.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-		ctx.Response.Reset()
-		ctx.SetContentType("application/json")
-		status, body := fasthttp.StatusInternalServerError, internalErrorBody
-		if storeFatal(p) {
-			// Not a bug in a handler: a write could not be made durable.
-			// Fail closed, as for any write the store refuses.
-			s.markStoreDead(p)
-			status, body = errStoreUnavailable.status, storeUnavailableBody
-			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
-		}
-		ctx.SetStatusCode(status)
-		ctx.SetBody(body)
-		s.metrics.observe(c.route, status, start)
-		// c is dropped, not pooled: its state is unknown.
-	}()
-	s.dispatch(c, ctx)
-	s.metrics.observe(c.route, ctx.Response.StatusCode(), start)
-	ok = true
-	c.release()
-	s.ctxPool.Put(c)
-}
-
-var (
-	internalErrorBody    = appendError(nil, errInternal, nil)
-	storeUnavailableBody = appendError(nil, errStoreUnavailable, nil)
-)
-
-// headerReceived applies the route's body limit as soon as the headers are
-// in, so that fasthttp answers an announced oversized body (through
-// handleTransportError) before reading it.
-func headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	return fasthttp.RequestConfig{MaxRequestBodySize: routeOfURI(h.RequestURI()).bodyLimit()}
-}
-
-// routeOfURI classifies a raw request URI (before percent-decoding) for its
-// body limit. A path that only matches a route after decoding gets limitMax
-// here, and the handler applies the route's limit once the body is read.
-func routeOfURI(uri []byte) route {
-	for i, ch := range uri {
-		if ch == '?' || ch == '#' {
-			uri = uri[:i]
-			break
-		}
-	}
-	r, _ := matchRoute(uri)
-	return r
-}
-
-// handleTransportError answers what fasthttp refused before the handler ran,
-// in the native error envelope. fasthttp closes the connection afterwards.
-func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
-	var e *apiError
-	var msg []byte
-	var small *fasthttp.ErrSmallBuffer
-	var netErr net.Error
-	r := routeOfURI(ctx.Request.Header.RequestURI())
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		e = errBodyTooLarge
-		// fasthttp resets the request when a chunked body runs over, so
-		// the route (and its limit) is unknown then: keep the catalog's
-		// sentence rather than name another route's limit.
-		if r != routeUnknown {
-			msg = append(msg, "The request body is larger than "...)
-			msg = appendSize(msg, r.bodyLimit())
-			msg = append(msg, ", the limit of this route."...)
-		}
-	case errors.As(err, &small):
-		e = errHeadersTooLarge
-		msg = append(msg, "The request line and headers are larger than "...)
-		msg = appendSize(msg, headerBufferSize)
-		msg = append(msg, '.')
-	case errors.As(err, &netErr) && netErr.Timeout():
-		e = errRequestTimeout
-	default:
-		e = errBadRequest
-		if why := transportReason(err); why != "" {
-			msg = append(msg, "The request could not be parsed: "...)
-			msg = append(msg, why...)
-			msg = append(msg, '.')
-		}
-	}
-	ctx.Response.Reset()
-	ctx.SetStatusCode(e.status)
-	ctx.SetContentType("application/json")
-	ctx.SetBody(appendError(nil, e, msg))
-	s.metrics.observe(r, e.status, time.Now())
-	if e != errRequestTimeout {
-		// fasthttp closes the connection after this answer, perhaps with
-		// the client still sending (a body over the limit): drain before
-		// closing, or the kernel resets the connection and the client
-		// loses the answer (closeLingering). A silent client is not
-		// waited for again.
-		if lc, ok := ctx.Conn().(interface{ lingerOnClose() }); ok {
-			lc.lingerOnClose()
-		}
-	}
-}
-
-// transportReason names what fasthttp refused in a request, for the
-// answer: one of the fixed texts of its known refusals, or "" (the
-// catalog's sentence then). Not fasthttp's message itself: several quote
-// the request, credentials included.
-func transportReason(err error) string {
-	for _, r := range transportReasons {
-		if errors.Is(err, r.err) {
-			return r.why
-		}
-	}
-	return ""
-}
-
-var transportReasons = []struct {
-	err error
-	why string
-}{
-	{fasthttp.ErrDuplicateContentLength, "Content-Length is given more than once"},
-	{fasthttp.ErrUnsupportedTransferEncoding, "the Transfer-Encoding is not supported (only chunked)"},
-	{fasthttp.ErrNonNumericChars, "Content-Length has non-numeric characters"},
-	{fasthttp.ErrMissingRequestMethod, "the request line has no method"},
-	{fasthttp.ErrUnsupportedRequestMethod, "the request method is not supported"},
-	{fasthttp.ErrEmptyRequestURI, "the request line has no URI"},
-	{fasthttp.ErrBadTrailer, "a chunked trailer names a field that may not be a trailer"},
-	{errTLSOnPlainPort, "this port speaks plain HTTP, and the client began a TLS handshake"},
-}
-
-// handleExpect answers "Expect: 100-continue" before the body is sent: an
-// announced body over the route's limit gets the JSON 413 at once (fasthttp
-// writes the response set here, without calling the handler, and closes the
-// connection); anything else is invited to send its body.
-func (s *Server) handleExpect(ctx *fasthttp.RequestCtx) int {
-	r := routeOfURI(ctx.Request.Header.RequestURI())
-	if ctx.Request.Header.ContentLength() <= r.bodyLimit() {
-		return fasthttp.StatusContinue
-	}
-	msg := append([]byte("The request body is larger than "), appendSize(nil, r.bodyLimit())...)
-	msg = append(msg, ", the limit of this route."...)
-	ctx.SetContentType("application/json")
-	ctx.SetBody(appendError(nil, errBodyTooLarge, msg))
-	s.metrics.observe(r, errBodyTooLarge.status, time.Now())
-	// A client may send its body without waiting for the 100: drain it
-	// before the close, as after any refusal mid-request.
-	if lc, ok := ctx.Conn().(interface{ lingerOnClose() }); ok {
-		lc.lingerOnClose()
-	}
-	return errBodyTooLarge.status
-}
-
-// fasthttpLogger sends fasthttp's own log lines to slog.
-type fasthttpLogger struct{ l *slog.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
-}
-
-// loadTLS builds the TLS configuration Serve wraps listeners with.
-func loadTLS(cfg *Config) (*tls.Config, error) {
-	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return nil, fmt.Errorf("%w: TLS needs both a certificate and a key", ErrConfig)
-	}
-	if cfg.TLSCert == "" {
-		if cfg.ClientCA != "" || cfg.RequireClientCert {
-			return nil, fmt.Errorf("%w: client certificates need TLS (a certificate and a key)", ErrConfig)
-		}
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	conf := &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-	}
-	switch {
-	case cfg.ClientCA != "":
-		pem, err := os.ReadFile(cfg.ClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrConfig, cfg.ClientCA)
-		}
-		conf.ClientCAs = pool
-		conf.ClientAuth = tls.VerifyClientCertIfGiven
-		if cfg.RequireClientCert {
-			conf.ClientAuth = tls.RequireAndVerifyClientCert
-		}
-	case cfg.RequireClientCert:
-		return nil, fmt.Errorf("%w: requiring client certificates needs a client CA bundle", ErrConfig)
-	}
-	return conf, nil
-}
-
-func clientAuthName(c *tls.Config) string {
-	switch {
-	case c == nil || c.ClientAuth == tls.NoClientCert:
-		return "none"
-	case c.ClientAuth == tls.RequireAndVerifyClientCert:
-		return "required"
-	default:
-		return "verified-if-given"
-	}
 }

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/countersign/countersign/server/httpd"
+	"github.com/countersign/countersign/server/native"
 )
 
 // serveTCP serves e's server on a loopback socket as well and returns its address.
@@ -103,23 +106,23 @@ func TestRouting(t *testing.T) {
 
 func TestErrorCatalog(t *testing.T) {
 	seen := map[string]bool{}
-	for _, e := range catalog {
-		if seen[e.code] {
-			t.Errorf("duplicate code %s", e.code)
+	for _, e := range httpd.Catalog() {
+		if seen[e.Code] {
+			t.Errorf("duplicate code %s", e.Code)
 		}
-		seen[e.code] = true
-		if e.status < 400 || e.status > 599 || e.message == "" {
-			t.Errorf("%s: status %d, message %q", e.code, e.status, e.message)
+		seen[e.Code] = true
+		if e.Status < 400 || e.Status > 599 || e.Message == "" {
+			t.Errorf("%s: status %d, message %q", e.Code, e.Status, e.Message)
 		}
-		for _, ch := range e.code {
+		for _, ch := range e.Code {
 			if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '_') {
-				t.Errorf("%s: not snake_case", e.code)
+				t.Errorf("%s: not snake_case", e.Code)
 			}
 		}
-		body := appendError(nil, e, nil)
+		body := native.AppendError(nil, e, nil)
 		m := jsonMap(t, body)
-		if m["success"] != false || m["errorCode"] != e.code || m["errorMessage"] != e.message || len(m) != 3 {
-			t.Errorf("%s: envelope %s", e.code, body)
+		if m["success"] != false || m["errorCode"] != e.Code || m["errorMessage"] != e.Message || len(m) != 3 {
+			t.Errorf("%s: envelope %s", e.Code, body)
 		}
 	}
 }
@@ -139,9 +142,9 @@ func TestReadmeListsErrorCodes(t *testing.T) {
 			}
 		}
 	}
-	for _, e := range catalog {
-		if !strings.Contains(rows[fmt.Sprint(e.status)], "`"+e.code+"`") {
-			t.Errorf("README's error table lacks %s on the %d row", e.code, e.status)
+	for _, e := range httpd.Catalog() {
+		if !strings.Contains(rows[fmt.Sprint(e.Status)], "`"+e.Code+"`") {
+			t.Errorf("README's error table lacks %s on the %d row", e.Code, e.Status)
 		}
 	}
 }
@@ -412,45 +415,6 @@ func TestShutdownDrains(t *testing.T) {
 			t.Error("served after shutdown")
 		}
 		c.Close()
-	}
-}
-
-func TestResponseEncodingNegotiation(t *testing.T) {
-	cases := map[string]string{
-		"":                        "",
-		"gzip":                    "gzip",
-		"GZIP":                    "gzip",
-		"x-gzip":                  "gzip",
-		"deflate, gzip, br, zstd": "zstd",
-		"zstd;q=0, gzip":          "gzip",
-		"gzip;q=0":                "",
-		"gzip; q=0.000":           "",
-		"gzip;q=0.5":              "gzip",
-		"br":                      "",
-		"*":                       "",
-		"identity":                "",
-	}
-	for in, want := range cases {
-		if got := responseEncoding([]byte(in)); got != want {
-			t.Errorf("responseEncoding(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestJSONContentType(t *testing.T) {
-	for in, want := range map[string]bool{
-		"application/json":                  true,
-		"Application/JSON":                  true,
-		"application/json; charset=utf-8":   true,
-		" application/json ;charset=UTF-8":  true,
-		"application/jsonx":                 false,
-		"text/plain":                        false,
-		"":                                  false,
-		"application/x-www-form-urlencoded": false,
-	} {
-		if got := isJSONContentType([]byte(in)); got != want {
-			t.Errorf("isJSONContentType(%q) = %v", in, got)
-		}
 	}
 }
 

@@ -126,37 +126,7 @@ func TestRescoreSkipsUndecodableFrame(t *testing.T) {
 // worker scores past it, it counts as an unverified frame, and validate
 // answers.
 func TestDamagedFrameReachesFinalAnswer(t *testing.T) {
-	mem := vfs.NewMem()
-	e := newEnv(t, withStoreFS(mem))
-	rng := newRand(800)
-	face := unitVec(rng, testDim)
-	s := e.newSession("damaged-0001", "dave")
-	if r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields()})); r.status != 202 {
-		t.Fatal(r)
-	}
-	// Frames written behind the server's back are scored only when a
-	// validate asks for them, so the damage below comes first.
-	var raws [][]byte
-	for i := 0; i < 6; i++ {
-		f := biometric.Frame{Seq: uint64(i + 1), TS: 1763800000100 + int64(i)*400, Type: biometric.FaceFrame, Faces: 1,
-			Quality: 0.93, Liveness: 0.97, Embedding: embBytes(noisy(rng, face, 0.3))}
-		raws = append(raws, appendFrame(nil, &f))
-	}
-	if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, raws, true); err != nil {
-		t.Fatal(err)
-	}
-	e.stop()
-	if err := e.db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	damageFrame(t, mem, 3)
-	db, err := store.Open(store.Options{Dir: "data", FS: mem, Now: e.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.db = db
-	e.start()
-
+	e, s := damagedSession(t, 3)
 	r := e.validateWhenScored(e.validateBody(s, false, seedItems()...))
 	if r.status != 200 {
 		t.Fatalf("validate of a session with a damaged frame: %s", r)
@@ -173,6 +143,44 @@ func TestDamagedFrameReachesFinalAnswer(t *testing.T) {
 	if n := e.db.DamagedFrames(); n != 1 {
 		t.Errorf("damaged frames met %d times, want once", n)
 	}
+}
+
+// damagedSession stores six face frames of one session behind the server's
+// back, damages the one of seq damagedSeq in the closed store, and restarts
+// the server over it.
+func damagedSession(t *testing.T, damagedSeq uint64) (*testEnv, session) {
+	mem := vfs.NewMem()
+	e := newEnv(t, withStoreFS(mem))
+	rng := newRand(800)
+	face := unitVec(rng, testDim)
+	s := e.newSession("damaged-0001", "dave")
+	if r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields()})); r.status != 202 {
+		t.Fatal(r)
+	}
+	// Frames written behind the server's back are scored only when a
+	// validate asks for them, so the damage below comes first.
+	var raws [][]byte
+	for i := 0; i < 6; i++ {
+		f := biometric.Frame{Seq: uint64(i + 1), TS: 1763800000100 + int64(i)*400, Type: biometric.FaceFrame, Faces: 1,
+			Quality: 0.93, Liveness: 0.97, Embedding: embBytes(noisy(rng, face, 0.3))}
+		raws = append(raws, biometric.AppendFrame(nil, &f))
+	}
+	if _, err := e.db.AppendEvents(e.org.ID, s.csid, nil, raws, true); err != nil {
+		t.Fatal(err)
+	}
+	e.stop()
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	damageFrame(t, mem, damagedSeq)
+	db, err := store.Open(store.Options{Dir: "data", FS: mem, Now: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.db = db
+	e.start()
+
+	return e, s
 }
 
 // damageFrame overwrites, in the closed store on fs, the stored frame whose
@@ -194,7 +202,7 @@ func damageFrame(t *testing.T, fs vfs.FS, seq uint64) {
 	for it.First(); it.Valid(); it.Next() {
 		raw, err := dec.DecodeAll(it.Value(), nil)
 		var f biometric.Frame
-		if err == nil && len(raw) > 0 && decodeFrame(raw, &f) == nil && f.Seq == seq {
+		if err == nil && len(raw) > 0 && biometric.DecodeFrame(raw, &f) == nil && f.Seq == seq {
 			key = bytes.Clone(it.Key())
 		}
 	}
@@ -203,5 +211,36 @@ func damageFrame(t *testing.T, fs vfs.FS, seq uint64) {
 	}
 	if err := pdb.Set(key, []byte{0xde, 0xad, 0xbe, 0xef}, pebble.Sync); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRescoreFoldsAsTheWorkers: validate's rescoring folds a session's stored
+// frames as the frame workers do, damaged ones included, in arrival order:
+// a rescore of what a worker scored gives the very same aggregate. (The
+// first frame damaged is where an in-memory fold that left damaged frames
+// for the end differed.)
+func TestRescoreFoldsAsTheWorkers(t *testing.T) {
+	e, s := damagedSession(t, 1)
+	body := e.validateBody(s, false, seedItems()...)
+	if r := e.validateWhenScored(body); r.status != 200 {
+		t.Fatalf("validate: %s", r)
+	}
+	scored, err := e.db.Session(e.org.ID, s.csid)
+	if err != nil || scored.FramesScored != 6 {
+		t.Fatalf("scored %d frames, %v", scored.FramesScored, err)
+	}
+	// An aggregate that does not decode makes the next validate rescore.
+	if err := e.db.SaveAggregate(e.org.ID, s.csid, []byte{0xff}, 6); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.validate(body); r.status != 200 {
+		t.Fatalf("validate that rescores: %s", r)
+	}
+	rescored, err := e.db.Session(e.org.ID, s.csid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rescored.Aggregate, scored.Aggregate) {
+		t.Errorf("rescoring gave another aggregate than the worker's:\n%x\n%x", rescored.Aggregate, scored.Aggregate)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/countersign/countersign/internal/jsonstr"
 )
 
 // Kind is the type a raw value canonicalises to. It is decided by the value, not by
@@ -210,7 +212,7 @@ func appendStringToken(dst, tok []byte, it *norm.Iter) ([]byte, Kind, error) {
 		}
 		switch {
 		case c == '\\':
-			// Skip the escaped byte: unescape validates it. A backslash in last
+			// Skip the escaped byte: jsonstr.Append validates it. A backslash in last
 			// position escapes the closing quote, so the string never ends.
 			escaped = true
 			i++
@@ -226,7 +228,7 @@ func appendStringToken(dst, tok []byte, it *norm.Iter) ([]byte, Kind, error) {
 		}
 	}
 	// Escapes are ASCII, so the raw body is valid UTF-8 exactly when the unescaped
-	// text is (lone surrogates are refused by unescape).
+	// text is (lone surrogates are refused by jsonstr.Append).
 	if cls != classASCII && !utf8.Valid(body) {
 		return dst, KindNull, ErrInvalidToken
 	}
@@ -234,11 +236,12 @@ func appendStringToken(dst, tok []byte, it *norm.Iter) ([]byte, Kind, error) {
 		return appendStringValue(dst, body, cls, it)
 	}
 	start := len(dst)
-	dst, cls, ok := appendUnescaped(dst, body, cls)
+	dst, ok := jsonstr.Append(dst, body)
 	if !ok {
 		return dst[:start], KindNull, ErrInvalidToken
 	}
 	end := len(dst)
+	cls = unescapedClass(dst[start:end], cls)
 	dst, kind, err := appendStringValue(dst, dst[start:end], cls, it)
 	if err != nil {
 		return dst[:start], KindNull, err
@@ -247,84 +250,23 @@ func appendStringToken(dst, tok []byte, it *norm.Iter) ([]byte, Kind, error) {
 	return dst[:start+n], kind, nil
 }
 
-// appendUnescaped appends the JSON string body s with its escapes decoded. cls is the
-// class of s's raw bytes; the result is the class of the output. It fails on an
-// unknown escape, a short or non-hex \u escape and a lone surrogate.
-func appendUnescaped(dst, s []byte, cls textClass) ([]byte, textClass, bool) {
-	for len(s) > 0 {
-		i := bytes.IndexByte(s, '\\')
-		if i < 0 {
-			return append(dst, s...), cls, true
-		}
-		dst = append(dst, s[:i]...)
-		// The scan in appendStringToken guarantees a byte after every backslash.
-		c := s[i+1]
-		s = s[i+2:]
-		switch c {
-		case '"', '\\', '/':
-			dst = append(dst, c)
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r, ok := hex4(s)
-			if !ok {
-				return dst, cls, false
-			}
-			s = s[4:]
-			if 0xD800 <= r && r < 0xE000 {
-				// A high surrogate must be followed by an escaped low one.
-				if r >= 0xDC00 || len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
-					return dst, cls, false
-				}
-				lo, ok := hex4(s[2:])
-				if !ok || lo < 0xDC00 || lo >= 0xE000 {
-					return dst, cls, false
-				}
-				r = 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00)
-				s = s[6:]
-			}
-			switch {
-			case r >= latinLimit:
-				cls = classOther
-			case r >= utf8.RuneSelf:
-				cls = max(cls, classLatin)
-			}
-			dst = utf8.AppendRune(dst, r)
-		default:
-			return dst, cls, false
-		}
+// unescapedClass raises cls, the class of a string's raw bytes, to the class of
+// its decoded text u: an escape may decode to a rune outside ASCII or Latin. The
+// lead bytes of UTF-8 classify runes exactly (runes below latinLimit have leads
+// below latinLead), so the bytes are enough.
+func unescapedClass(u []byte, cls textClass) textClass {
+	if cls == classOther {
+		return cls
 	}
-	return dst, cls, true
-}
-
-// hex4 decodes the four hex digits that start s.
-func hex4(s []byte) (rune, bool) {
-	if len(s) < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range s[:4] {
+	for _, c := range u {
 		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		case 'A' <= c && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
+		case c >= latinLead:
+			return classOther
+		case c >= utf8.RuneSelf:
+			cls = max(cls, classLatin)
 		}
-		r = r<<4 | rune(c)
 	}
-	return r, true
+	return cls
 }
 
 // appendStringValue canonicalises an unescaped, valid UTF-8 string of class cls. s

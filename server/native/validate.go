@@ -1,4 +1,4 @@
-package server
+package native
 
 import (
 	"errors"
@@ -9,6 +9,9 @@ import (
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/engine/match"
 	"github.com/countersign/countersign/engine/policy"
+	"github.com/countersign/countersign/server/httpd"
+	"github.com/countersign/countersign/server/jsonwire"
+	"github.com/countersign/countersign/server/tenant"
 	"github.com/countersign/countersign/store"
 )
 
@@ -23,37 +26,37 @@ import (
 // Every read before the decision write goes through c.rd, one read view
 // (store.Reader) for the request; it is closed before the write, and a
 // read after the write (a replay on ErrExists) goes to the store.
-func (s *Server) validate(c *reqCtx) {
+func (s *Surface) validate(c *reqCtx) {
 	defer c.rd.Close()
 	e, ok := s.authAPIKey(c)
-	if !ok || !c.readBody(c.ctx, limitValidate) {
+	if !ok || !c.ReadBody(httpd.LimitValidate) {
 		return
 	}
-	idem, sent, ok := c.oneHeader("Idempotency-Key")
+	idem, sent, ok := c.OneHeader("Idempotency-Key")
 	if !ok {
 		return
 	}
 	if sent {
 		if !validIdempotencyKey(idem) { // an empty one too: sent, it must mean something
-			c.failf(errInvalidHeader, "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
+			c.Failf(httpd.ErrInvalidHeader, "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
 			return
 		}
 		c.hashBody()
 		if s.replay(c, c.rd, idem) {
 			return
 		}
-		if c.status != 0 { // replay answered an error
+		if c.Status != 0 { // replay answered an error
 			return
 		}
 	}
 	r := &c.validateReq
 	r.reset()
-	if !c.decode(shapeValidate, r) {
+	if !c.decodeValidate(r) {
 		return
 	}
 	if r.CID != c.org.CID {
 		// Another organization's cid names no session of this one.
-		c.fail(errSessionNotFound, nil)
+		c.Fail(errSessionNotFound, nil)
 		return
 	}
 	if !c.checkSessionIDs(r.CSID, r.UserID, r.Action) {
@@ -88,7 +91,6 @@ func (s *Server) validate(c *reqCtx) {
 	}
 	enrolled := tmplVersion != 0
 	var tmpl *biometric.Template
-	framesLoaded := false
 	// Only a policy reads the decoded aggregate (rescore resets it first).
 	aggOK := len(sess.Aggregate) > 0 && c.agg.DecodeForPolicy(sess.Aggregate) == nil
 	if !aggOK {
@@ -98,11 +100,9 @@ func (s *Server) validate(c *reqCtx) {
 		if tmpl, ok = s.decodeTemplate(c, enrolled); !ok {
 			return
 		}
-		if !s.loadFrames(c) {
+		if !s.rescore(c, e, tmpl) {
 			return
 		}
-		framesLoaded = true
-		s.rescore(c, e, tmpl)
 	}
 
 	userMismatch := r.UserID != sess.UserID
@@ -118,7 +118,7 @@ func (s *Server) validate(c *reqCtx) {
 		case errors.Is(err, store.ErrNotFound):
 			enrolled = false
 		case err != nil:
-			c.storeFailed(err)
+			c.StoreFailed(err)
 			return
 		default:
 			enrolled = true
@@ -129,21 +129,19 @@ func (s *Server) validate(c *reqCtx) {
 	actionMismatch := r.Action != sess.Action
 	hadTemplate := enrolled
 	newTemplate := false
-	if e.compiled.WantsEnrollment(r.IsEnrollment, enrolled) && !userMismatch && !actionMismatch &&
+	if e.Compiled.WantsEnrollment(r.IsEnrollment, enrolled) && !userMismatch && !actionMismatch &&
 		(len(c.items) == 0 || c.mres.Matched) && sess.FramesReceived > 0 {
 		if tmpl == nil {
 			if tmpl, ok = s.decodeTemplate(c, enrolled); !ok {
 				return
 			}
 		}
-		if !framesLoaded {
-			if !s.loadFrames(c) {
-				return
-			}
+		if !s.loadFrames(c) {
+			return
 		}
-		sc := e.getScorer()
+		sc := e.Scorer()
 		refusal := sc.Enroll(c.frames, tmpl, c.newTemplateVersion(), &c.newTmpl)
-		e.putScorer(sc)
+		e.PutScorer(sc)
 		if refusal == biometric.Enrolled {
 			// The template is stored with the decision, in its batch
 			// (PutDecision): a decision that is not stored enrolls no one.
@@ -155,7 +153,9 @@ func (s *Server) validate(c *reqCtx) {
 			// The rescored aggregate may be saved before the decision; if
 			// the decision then fails, its template version matches no
 			// stored template and the next validate rescores again.
-			s.rescore(c, e, tmpl)
+			if !s.rescore(c, e, tmpl) {
+				return
+			}
 		}
 	}
 
@@ -172,7 +172,7 @@ func (s *Server) validate(c *reqCtx) {
 		// matched the old one, so that session was verified already.)
 		FreshTemplate: newTemplate && !hadTemplate,
 	}
-	e.compiled.Evaluate(&c.input, &c.verdict)
+	e.Compiled.Evaluate(&c.input, &c.verdict)
 
 	d := &c.decision
 	*d = store.Decision{
@@ -193,9 +193,9 @@ func (s *Server) validate(c *reqCtx) {
 	c.rec = appendDecisionRecord(c.rec[:0], &c.verdict, c.mres.Details)
 	d.Response = c.rec
 	var err error
-	if c.out, err = appendValidateAnswer(c.out[:0], c.rec, d.ID); err != nil {
+	if c.Out, err = AppendValidateAnswer(c.Out[:0], c.rec, d.ID); err != nil {
 		s.log.Error("decision record does not render", "org", c.org.ID, "err", err)
-		c.fail(errInternal, nil)
+		c.Fail(httpd.ErrInternal, nil)
 		return
 	}
 	_ = c.rd.Close() // its reads all happened; the write must not be read past
@@ -203,21 +203,21 @@ func (s *Server) validate(c *reqCtx) {
 		if errors.Is(err, store.ErrExists) && len(idem) > 0 {
 			// A concurrent request with the same key was stored first:
 			// answer what it answered (or 422 if it was another body).
-			c.out = c.out[:0]
-			if !s.replay(c, nil, idem) && c.status == 0 {
-				c.storeFailed(err)
+			c.Out = c.Out[:0]
+			if !s.replay(c, nil, idem) && c.Status == 0 {
+				c.StoreFailed(err)
 			}
 			return
 		}
 		// Fail closed: a decision that is not stored is not made.
-		c.storeFailed(err)
+		c.StoreFailed(err)
 		return
 	}
 	if newTemplate {
 		s.metrics.enrollments.Inc()
 	}
 	s.metrics.decision(c.verdict.VerifiedAction)
-	c.status = fasthttp.StatusOK
+	c.Status = fasthttp.StatusOK
 }
 
 // validIdempotencyKey: 1 to 255 printable ASCII characters, no spaces (0x21-0x7E).
@@ -235,10 +235,10 @@ func validIdempotencyKey(k []byte) bool {
 
 // replay answers a validate whose Idempotency-Key was used before: the stored
 // response byte for byte when the body hash matches, 422 when it does not.
-// It returns true when it answered 200; false with c.status set when it
-// answered an error; false with c.status 0 when the key is new. It reads
+// It returns true when it answered 200; false with c.Status set when it
+// answered an error; false with c.Status 0 when the key is new. It reads
 // through rd, or (nil) the store directly: after a write it must see.
-func (s *Server) replay(c *reqCtx, rd *store.Reader, idem []byte) bool {
+func (s *Surface) replay(c *reqCtx, rd *store.Reader, idem []byte) bool {
 	var d store.Decision
 	var hash [32]byte
 	var err error
@@ -251,43 +251,43 @@ func (s *Server) replay(c *reqCtx, rd *store.Reader, idem []byte) bool {
 	case errors.Is(err, store.ErrNotFound):
 		return false
 	case err != nil:
-		return c.storeFailed(err)
+		return c.StoreFailed(err)
 	case hash != c.reqHash:
-		return c.fail(errIdempotencyMismatch, nil)
+		return c.Fail(errIdempotencyMismatch, nil)
 	}
-	if c.out, err = appendValidateAnswer(c.out[:0], d.Response, d.ID); err != nil {
+	if c.Out, err = AppendValidateAnswer(c.Out[:0], d.Response, d.ID); err != nil {
 		s.log.Error("stored decision does not render", "org", c.org.ID, "decision", d.ID, "err", err)
-		return c.fail(errInternal, nil)
+		return c.Fail(httpd.ErrInternal, nil)
 	}
-	c.status = fasthttp.StatusOK
-	c.ctx.Response.Header.Set("Idempotent-Replayed", "true")
+	c.Status = fasthttp.StatusOK
+	c.RC.Response.Header.Set("Idempotent-Replayed", "true")
 	return true
 }
 
 // processing answers 202 while frames of the session are unscored, and makes
 // sure a job will score them (after a restart nothing else would).
-func (s *Server) processing(c *reqCtx) {
+func (s *Surface) processing(c *reqCtx) {
 	s.frames.catchUp(c.org.ID, c.sess.CSID)
 	ms := s.frames.retryAfterMS()
 	s.metrics.processing.Inc()
-	c.status = fasthttp.StatusAccepted
-	c.ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1") // seconds, rounded up
-	c.out = append(c.out[:0], `{"errorMessage":"processing","retryAfterMS":`...)
-	c.out = strconv.AppendInt(c.out, int64(ms), 10)
-	c.out = append(c.out, '}')
+	c.Status = fasthttp.StatusAccepted
+	c.RC.Response.Header.Set(fasthttp.HeaderRetryAfter, "1") // seconds, rounded up
+	c.Out = append(c.Out[:0], `{"errorMessage":"processing","retryAfterMS":`...)
+	c.Out = strconv.AppendInt(c.Out, int64(ms), 10)
+	c.Out = append(c.Out, '}')
 }
 
 // readTemplate reads the session user's template into c.tmplBuf and returns
 // its version: 0 when the user has none. A damaged template answers 500
 // (logged), as a read that fails does (false).
-func (s *Server) readTemplate(c *reqCtx) (version uint64, ok bool) {
+func (s *Surface) readTemplate(c *reqCtx) (version uint64, ok bool) {
 	var err error
 	c.tmplBuf, err = c.rd.TemplateInto(c.org.ID, c.sess.UserID, c.tmplBuf[:0])
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, true
 	}
 	if err != nil {
-		return 0, c.storeFailed(err)
+		return 0, c.StoreFailed(err)
 	}
 	if version, err = biometric.TemplateVersionOf(c.tmplBuf); err != nil {
 		return 0, s.templateCorrupt(c, err)
@@ -297,7 +297,7 @@ func (s *Server) readTemplate(c *reqCtx) (version uint64, ok bool) {
 
 // decodeTemplate decodes the template readTemplate read into c.tmpl, for
 // scoring or enrolling; nil when the user has none (enrolled false).
-func (s *Server) decodeTemplate(c *reqCtx, enrolled bool) (*biometric.Template, bool) {
+func (s *Surface) decodeTemplate(c *reqCtx, enrolled bool) (*biometric.Template, bool) {
 	if !enrolled {
 		return nil, true
 	}
@@ -307,24 +307,24 @@ func (s *Server) decodeTemplate(c *reqCtx, enrolled bool) (*biometric.Template, 
 	return &c.tmpl, true
 }
 
-func (s *Server) templateCorrupt(c *reqCtx, err error) bool {
+func (s *Surface) templateCorrupt(c *reqCtx, err error) bool {
 	s.log.Error("stored template does not decode", "org", c.org.ID, "user", c.sess.UserID, "err", err)
-	return c.fail(errInternal, nil)
+	return c.Fail(httpd.ErrInternal, nil)
 }
 
 // matchValues matches the request's sessionData against the session's
 // fields into c.mres, answering 400 for a bad item. The fields are those of
 // the session readSession just read, their bytes in c.sess's buffer.
-func (s *Server) matchValues(c *reqCtx) bool {
+func (s *Surface) matchValues(c *reqCtx) bool {
 	var err error
 	if c.fields, err = c.rd.SessionFields(&c.sess, c.fields[:0]); err != nil {
 		if errors.Is(err, store.ErrExpired) {
-			return c.fail(errSessionExpired, nil)
+			return c.Fail(errSessionExpired, nil)
 		}
 		if errors.Is(err, store.ErrNotFound) {
-			return c.fail(errSessionNotFound, nil)
+			return c.Fail(errSessionNotFound, nil)
 		}
-		return c.storeFailed(err)
+		return c.StoreFailed(err)
 	}
 	c.mfields = c.mfields[:0]
 	for i := range c.fields {
@@ -334,7 +334,7 @@ func (s *Server) matchValues(c *reqCtx) bool {
 	c.synonyms = c.synonyms[:0]
 	for i := range data {
 		for _, syn := range data[i].Synonyms {
-			c.synonyms = append(c.synonyms, stringBytes(syn))
+			c.synonyms = append(c.synonyms, jsonwire.StringBytes(syn))
 		}
 	}
 	c.items = c.items[:0]
@@ -343,7 +343,7 @@ func (s *Server) matchValues(c *reqCtx) bool {
 		it := &data[i]
 		n := len(it.Synonyms)
 		c.items = append(c.items, match.Item{
-			Key:      stringBytes(it.Key),
+			Key:      jsonwire.StringBytes(it.Key),
 			Value:    it.Value,
 			Synonyms: c.synonyms[next : next+n : next+n],
 		})
@@ -353,42 +353,36 @@ func (s *Server) matchValues(c *reqCtx) bool {
 		idx := strconv.Itoa(c.mres.ErrItem)
 		switch {
 		case errors.Is(err, match.ErrDuplicateKey):
-			return c.failf(errDuplicateKey, "additionalData.sessionData[", idx,
+			return c.Failf(errDuplicateKey, "additionalData.sessionData[", idx,
 				"].key repeats an earlier item's key (keys compare case-insensitively)")
 		case errors.Is(err, match.ErrTooManyItems):
-			return c.failf(errTooManyItems, "additionalData.sessionData has more than ",
+			return c.Failf(httpd.ErrTooManyItems, "additionalData.sessionData has more than ",
 				strconv.Itoa(match.MaxItems), " items")
 		case errors.Is(err, match.ErrEmptyKey), errors.Is(err, match.ErrKeyTooLong):
-			return c.failf(errInvalidField, "additionalData.sessionData[", idx,
+			return c.Failf(httpd.ErrInvalidField, "additionalData.sessionData[", idx,
 				"]: keys and synonyms must be 1 to ", strconv.Itoa(match.MaxKeyBytes), " bytes")
 		case errors.Is(err, match.ErrTooManySynonyms):
-			return c.failf(errTooManyItems, "additionalData.sessionData[", idx, "].synonyms has more than ",
+			return c.Failf(httpd.ErrTooManyItems, "additionalData.sessionData[", idx, "].synonyms has more than ",
 				strconv.Itoa(match.MaxSynonyms), " items")
 		}
-		return c.failf(errInvalidField, "additionalData.sessionData[", idx, "].value: ", engineMessage(err))
+		return c.Failf(httpd.ErrInvalidField, "additionalData.sessionData[", idx, "].value: ", engineMessage(err))
 	}
 	return true
 }
 
-// loadFrames reads every stored frame of the session into c.frames (their
-// embeddings copied into c.framesBuf: the store's bytes are only valid during
-// its callback), and sets c.framesEnd to the last arrival index read plus
-// one: frames that do not decode are left out of c.frames (rescore counts
-// them as unverified), not out of the count of frames received.
-func (s *Server) loadFrames(c *reqCtx) bool {
+// loadFrames reads every stored frame of the session into c.frames, for
+// enrolling (their embeddings copied into c.framesBuf: the store's bytes are
+// only valid during its callback). Frames that do not decode are left out.
+func (s *Surface) loadFrames(c *reqCtx) bool {
 	c.frames = c.frames[:0]
 	c.framesBuf = c.framesBuf[:0]
 	c.embOffs = c.embOffs[:0]
-	c.framesEnd = 0
 	err := s.db.Frames(c.org.ID, c.sess.CSID, 0, func(index uint32, raw []byte) error {
-		// Damaged frames are left out of c.frames but still covered: the
-		// aggregate saved by rescore spans up to the last arrival.
-		c.framesEnd = index + 1
 		if raw == nil {
 			return nil // damaged in the store, which logged it
 		}
 		var f biometric.Frame
-		if err := decodeFrame(raw, &f); err != nil {
+		if err := biometric.DecodeFrame(raw, &f); err != nil {
 			s.log.Error("stored frame does not decode", "org", c.org.ID, "csid", c.sess.CSID, "index", index, "err", err)
 			return nil
 		}
@@ -400,9 +394,9 @@ func (s *Server) loadFrames(c *reqCtx) bool {
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrExpired) {
-			return c.fail(errSessionExpired, nil)
+			return c.Fail(errSessionExpired, nil)
 		}
-		return c.storeFailed(err)
+		return c.StoreFailed(err)
 	}
 	for i := range c.frames {
 		end := len(c.framesBuf)
@@ -414,26 +408,26 @@ func (s *Server) loadFrames(c *reqCtx) bool {
 	return true
 }
 
-// rescore folds c.frames into a fresh aggregate against tmpl and saves it
-// (best effort: the decision is made from c.agg either way, and a save lost
-// to a race is redone by the next validate).
-func (s *Server) rescore(c *reqCtx, e *orgEntry, tmpl *biometric.Template) {
-	sc := e.getScorer()
+// rescore folds every stored frame of the session into a fresh c.agg
+// against tmpl, as the frame workers fold (foldStored), and saves it (best
+// effort: the decision is made from c.agg either way, and a save lost to a
+// race is redone by the next validate). It answers an error (false) when the
+// frames cannot be read.
+func (s *Surface) rescore(c *reqCtx, e *tenant.Org, tmpl *biometric.Template) bool {
+	sc := e.Scorer()
 	c.agg.Reset(s.dim)
-	for i := range c.frames {
-		sc.Fold(c.agg, &c.frames[i], tmpl)
+	n, err := s.foldStored(sc, c.org.ID, c.sess.CSID, 0, c.agg, tmpl, &c.frame)
+	e.PutScorer(sc)
+	if err != nil {
+		if errors.Is(err, store.ErrExpired) {
+			return c.Fail(errSessionExpired, nil)
+		}
+		return c.StoreFailed(err)
 	}
-	// Store.Frames visits every arrival index, so the ones missing from
-	// c.frames are the unreadable ones: they count, unverified.
-	for n := int(c.framesEnd) - len(c.frames); n > 0; n-- {
-		sc.FoldUnreadable(c.agg)
-	}
-	e.putScorer(sc)
 	c.aggBuf = c.agg.AppendBinary(c.aggBuf[:0])
-	// c.framesEnd, not len(c.frames): frames that did not decode are folded
-	// by no one, yet covered, as the worker's fold covers them.
-	err := s.db.SaveAggregate(c.org.ID, c.sess.CSID, c.aggBuf, c.framesEnd)
+	err = s.db.SaveAggregate(c.org.ID, c.sess.CSID, c.aggBuf, n)
 	if err != nil && !errors.Is(err, store.ErrStale) {
 		s.log.Warn("save rescored aggregate", "org", c.org.ID, "csid", c.sess.CSID, "err", err)
 	}
+	return true
 }

@@ -1,4 +1,4 @@
-package server
+package native
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/countersign/countersign/engine/biometric"
+	"github.com/countersign/countersign/server/httpd"
+	"github.com/countersign/countersign/server/tenant"
 	"github.com/countersign/countersign/store"
 )
 
@@ -20,7 +22,7 @@ type frameJob struct {
 	orgID, csid string // owned copies: a job outlives its request
 }
 
-// framePool is the bounded frame-scoring worker pool.
+// FramePool is the bounded frame-scoring worker pool.
 //
 // Capacity is reserved before an events request stores anything (reserve),
 // so a full queue is answered 503 without storing, and a stored batch always
@@ -30,8 +32,8 @@ type frameJob struct {
 // the pool as a whole (one shard may hold every job), so each worker's queue
 // is a slice that grows with what it holds rather than a channel sized for
 // the worst case.
-type framePool struct {
-	srv      *Server
+type FramePool struct {
+	srv      *Surface
 	queues   []*jobQueue
 	capacity int64
 	queued   atomic.Int64 // reserved, queued or being processed
@@ -85,8 +87,8 @@ func (q *jobQueue) close() {
 	q.cond.Broadcast()
 }
 
-func newFramePool(s *Server, workers, capacity int) *framePool {
-	p := &framePool{
+func newFramePool(s *Surface, workers, capacity int) *FramePool {
+	p := &FramePool{
 		srv:      s,
 		queues:   make([]*jobQueue, workers),
 		capacity: int64(capacity),
@@ -105,10 +107,10 @@ func newFramePool(s *Server, workers, capacity int) *framePool {
 }
 
 // depth is the number of jobs reserved, queued or being processed.
-func (p *framePool) depth() int64 { return p.queued.Load() }
+func (p *FramePool) Depth() int64 { return p.queued.Load() }
 
 // reserve takes one place in the queue, or reports that it is full.
-func (p *framePool) reserve() bool {
+func (p *FramePool) Reserve() bool {
 	if !p.tryReserve() {
 		p.srv.metrics.queueRejections.Inc()
 		return false
@@ -118,7 +120,7 @@ func (p *framePool) reserve() bool {
 
 // tryReserve is reserve for a caller that decides itself whether a full
 // queue is a rejection (and counts it: the metric counts refusals).
-func (p *framePool) tryReserve() bool {
+func (p *FramePool) tryReserve() bool {
 	for {
 		n := p.queued.Load()
 		if n >= p.capacity {
@@ -131,15 +133,15 @@ func (p *framePool) tryReserve() bool {
 }
 
 // unreserve gives back a place that will not be used.
-func (p *framePool) unreserve() { p.queued.Add(-1) }
+func (p *FramePool) Unreserve() { p.queued.Add(-1) }
 
 // enqueue queues a job in a reserved place. orgID and csid are copied.
-func (p *framePool) enqueue(orgID, csid string) {
+func (p *FramePool) enqueue(orgID, csid string) {
 	job := frameJob{orgID: strings.Clone(orgID), csid: strings.Clone(csid)}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		p.unreserve()
+		p.Unreserve()
 		return
 	}
 	p.inflight[job]++
@@ -148,7 +150,7 @@ func (p *framePool) enqueue(orgID, csid string) {
 }
 
 // busy reports whether a job of the session is queued or running.
-func (p *framePool) busy(orgID, csid string) bool {
+func (p *FramePool) busy(orgID, csid string) bool {
 	p.mu.Lock()
 	n := p.inflight[frameJob{orgID, csid}]
 	p.mu.Unlock()
@@ -157,14 +159,14 @@ func (p *framePool) busy(orgID, csid string) bool {
 
 // catchUp queues a job for a session whose frames are unscored with no job in
 // flight (after a restart, or a job that failed), if the queue has room.
-func (p *framePool) catchUp(orgID, csid string) {
-	if p.busy(orgID, csid) || !p.reserve() {
+func (p *FramePool) catchUp(orgID, csid string) {
+	if p.busy(orgID, csid) || !p.Reserve() {
 		return
 	}
 	p.enqueue(orgID, csid)
 }
 
-func (p *framePool) shard(j frameJob) int {
+func (p *FramePool) shard(j frameJob) int {
 	var h maphash.Hash
 	h.SetSeed(p.seed)
 	h.WriteString(j.orgID)
@@ -173,7 +175,7 @@ func (p *framePool) shard(j frameJob) int {
 	return int(h.Sum64() % uint64(len(p.queues)))
 }
 
-func (p *framePool) done(j frameJob) {
+func (p *FramePool) done(j frameJob) {
 	p.mu.Lock()
 	if n := p.inflight[j] - 1; n > 0 {
 		p.inflight[j] = n
@@ -186,14 +188,14 @@ func (p *framePool) done(j frameJob) {
 
 // retryAfterMS estimates when a session's pending frames will be scored, from
 // the queue depth per worker: 10 ms with an idle queue, at most a second.
-func (p *framePool) retryAfterMS() int {
-	ms := 10 + int(p.depth())*20/len(p.queues)
+func (p *FramePool) retryAfterMS() int {
+	ms := 10 + int(p.Depth())*20/len(p.queues)
 	return min(max(ms, 10), 1000)
 }
 
 // stop closes the queues and waits until the workers have processed every
 // queued job, or ctx ends.
-func (p *framePool) stop(ctx context.Context) error {
+func (p *FramePool) stop(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
@@ -218,7 +220,7 @@ func (p *framePool) stop(ctx context.Context) error {
 // frameWorker folds sessions' frames. Its scratch (aggregate, template,
 // frame, scorers) is its own, so folding does not allocate in steady state.
 type frameWorker struct {
-	pool    *framePool
+	pool    *FramePool
 	agg     *biometric.Aggregate
 	tmpl    biometric.Template
 	frame   biometric.Frame
@@ -239,14 +241,14 @@ func (w *frameWorker) run(q *jobQueue) {
 	}
 }
 
-func (w *frameWorker) scorer(e *orgEntry) *biometric.Scorer {
+func (w *frameWorker) scorer(e *tenant.Org) *biometric.Scorer {
 	if w.scorers == nil {
 		w.scorers = make(map[string]*biometric.Scorer)
 	}
-	sc := w.scorers[e.id]
-	if sc == nil || sc.Thresholds() != e.thresholds {
-		sc = biometric.NewScorer(e.thresholds, e.dim)
-		w.scorers[e.id] = sc
+	sc := w.scorers[e.ID]
+	if sc == nil || sc.Thresholds() != e.Thresholds {
+		sc = biometric.NewScorer(e.Thresholds, e.Dim)
+		w.scorers[e.ID] = sc
 	}
 	return sc
 }
@@ -261,18 +263,18 @@ func (w *frameWorker) process(job frameJob) {
 		if p := recover(); p != nil {
 			s.metrics.frameJobErrors.Inc()
 			s.log.Error("frame job panic", "org", job.orgID, "csid", job.csid, "panic", p)
-			if storeFatal(p) {
-				s.markStoreDead(p)
+			if httpd.StoreFatal(p) {
+				s.core.MarkStoreDead(p)
 			}
 		}
 	}()
-	if s.storeDead.Load() {
+	if s.core.StoreDead() {
 		return // the frames stay unscored; a restart scores them
 	}
 	s.metrics.frameJobs.Inc()
 	if err := s.db.SessionInto(job.orgID, job.csid, &w.sess); err != nil {
 		if errors.Is(err, store.ErrFatal) {
-			s.markStoreDead(err)
+			s.core.MarkStoreDead(err)
 			return
 		}
 		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExpired) {
@@ -284,7 +286,7 @@ func (w *frameWorker) process(job frameJob) {
 	if w.sess.FramesScored >= w.sess.FramesReceived {
 		return
 	}
-	e, err := s.orgs.byID(job.orgID)
+	e, err := s.orgs.ByID(job.orgID)
 	if err != nil {
 		s.metrics.frameJobErrors.Inc()
 		s.log.Error("frame job: organization", "org", job.orgID, "err", err)
@@ -306,7 +308,7 @@ func (w *frameWorker) process(job frameJob) {
 		w.agg.Reset(s.dim)
 		from = 0
 	}
-	n, err := foldStored(s, w.scorer(e), job.orgID, job.csid, from, w.agg, tmpl, &w.frame)
+	n, err := s.foldStored(w.scorer(e), job.orgID, job.csid, from, w.agg, tmpl, &w.frame)
 	if err != nil {
 		s.metrics.frameJobErrors.Inc()
 		s.log.Error("frame job: read frames", "org", job.orgID, "csid", job.csid, "err", err)
@@ -329,13 +331,15 @@ func (w *frameWorker) process(job frameJob) {
 // that does not decompress or decode (it was validated before it was stored,
 // so this is damage) is logged and counted as an unverified face frame
 // (FoldUnreadable), so one bad record can neither hold a session in
-// "processing" forever nor raise its verified ratio.
-func foldStored(s *Server, sc *biometric.Scorer, orgID, csid string, from uint32, agg *biometric.Aggregate, tmpl *biometric.Template, f *biometric.Frame) (uint32, error) {
+// "processing" forever nor raise its verified ratio. It is the one fold of
+// stored frames: the workers' (from the first unscored frame) and
+// validate's rescoring (from 0) alike, so both count damage the same way.
+func (s *Surface) foldStored(sc *biometric.Scorer, orgID, csid string, from uint32, agg *biometric.Aggregate, tmpl *biometric.Template, f *biometric.Frame) (uint32, error) {
 	n := from
 	err := s.db.Frames(orgID, csid, from, func(index uint32, raw []byte) error {
 		if raw == nil {
 			sc.FoldUnreadable(agg) // damaged in the store, which logged it
-		} else if err := decodeFrame(raw, f); err != nil {
+		} else if err := biometric.DecodeFrame(raw, f); err != nil {
 			s.log.Error("stored frame does not decode", "org", orgID, "csid", csid, "index", index, "err", err)
 			sc.FoldUnreadable(agg)
 		} else {

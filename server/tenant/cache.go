@@ -1,57 +1,67 @@
-package server
+// Package tenant is the compiled per-organization view every surface
+// authenticates and decides with: credentials (API keys, client ids)
+// resolved to their organization without a store read per request, and each
+// organization's policy compiled once, with a pool of scorers for its
+// thresholds. It reads the store and knows no HTTP header: a surface finds
+// the credential in its own request and asks here what it names.
+package tenant
 
 import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/engine/policy"
 	"github.com/countersign/countersign/store"
 )
 
-// orgEntry is an organization's compiled policy, shared read-only by every
+// Org is an organization's compiled policy, shared read-only by every
 // request and worker of the organization: compile once, evaluate many.
-type orgEntry struct {
-	id         string
-	policyJSON []byte // the policy the entry was compiled from
-	compiled   *policy.Compiled
-	thresholds biometric.Thresholds
-	dim        int
+type Org struct {
+	ID         string
+	Compiled   *policy.Compiled
+	Thresholds biometric.Thresholds
+	Dim        int // the embedding dimension its scorers score
+
+	policyJSON []byte    // the policy the entry was compiled from
 	scorers    sync.Pool // *biometric.Scorer for the request path (rescoring, enrollment)
 	// gen is the store's org generation at which the entry was last known
-	// to match the stored organization (byID's check).
+	// to match the stored organization (ByID's check).
 	gen atomic.Uint64
 }
 
-func (e *orgEntry) getScorer() *biometric.Scorer {
+// Scorer takes a scorer of the organization's thresholds from its pool;
+// give it back with PutScorer.
+func (e *Org) Scorer() *biometric.Scorer {
 	if sc, _ := e.scorers.Get().(*biometric.Scorer); sc != nil {
 		return sc
 	}
-	return biometric.NewScorer(e.thresholds, e.dim)
+	return biometric.NewScorer(e.Thresholds, e.Dim)
 }
 
-func (e *orgEntry) putScorer(sc *biometric.Scorer) { e.scorers.Put(sc) }
+// PutScorer returns a scorer taken with Scorer.
+func (e *Org) PutScorer(sc *biometric.Scorer) { e.scorers.Put(sc) }
 
-// credEntry is what a credential (an API key or a client id) resolved to:
+// Credential is what a credential (an API key or a client id) resolved to:
 // the organization as the store had it, and, for an API key, its compiled
-// policy (nil with policyErr when the stored policy does not compile; such
-// an entry is not cached).
-type credEntry struct {
-	keyHash   [32]byte // SHA-256 of the API key; zero for a client id
-	org       store.Org
-	e         *orgEntry
-	policyErr error
+// policy (nil with PolicyErr when the stored policy does not compile; such
+// a credential is not cached). It is shared: no request writes to it.
+type Credential struct {
+	Stored    store.Org
+	Org       *Org
+	PolicyErr error
+
+	keyHash [32]byte // SHA-256 of the API key; zero for a client id
 }
 
-// orgCache resolves credentials to organizations and compiled policies
+// Cache resolves credentials to organizations and compiled policies
 // without reading the store on every request: an API key (by its SHA-256,
 // as the store indexes it) or a client id maps to the organization it
 // named when it was first used.
@@ -66,30 +76,42 @@ type credEntry struct {
 //
 // Only credentials that resolved are cached: an unknown key costs a store
 // lookup each time, as before, and cannot grow the cache.
-type orgCache struct {
+type Cache struct {
 	db  *store.DB
 	dim int
 
 	mu    sync.RWMutex
-	gen   uint64                  // the generation byKey and byCID were filled under
-	byKey map[[32]byte]*credEntry // SHA-256 of an API key
-	byCID map[string]*credEntry
-	byOrg map[string]*orgEntry // organization id; kept across generations
+	gen   uint64                   // the generation byKey and byCID were filled under
+	byKey map[[32]byte]*Credential // SHA-256 of an API key
+	byCID map[string]*Credential
+	byOrg map[string]*Org // organization id; kept across generations
 }
 
-var errPolicy = errors.New("server: organization policy does not compile")
+// ErrPolicy: an organization's stored policy does not compile.
+var ErrPolicy = errors.New("tenant: organization policy does not compile")
 
-func (oc *orgCache) init(db *store.DB, dim int) {
-	oc.db = db
-	oc.dim = dim
-	oc.gen = db.OrgGeneration()
-	oc.byKey = make(map[[32]byte]*credEntry)
-	oc.byCID = make(map[string]*credEntry)
-	oc.byOrg = make(map[string]*orgEntry)
+// NewCache returns an empty cache over db, for scorers of embeddings of
+// dimension dim.
+func NewCache(db *store.DB, dim int) *Cache {
+	return &Cache{
+		db:    db,
+		dim:   dim,
+		gen:   db.OrgGeneration(),
+		byKey: make(map[[32]byte]*Credential),
+		byCID: make(map[string]*Credential),
+		byOrg: make(map[string]*Org),
+	}
 }
 
-// apiKey resolves an API key. ErrNotFound means no such key.
-func (oc *orgCache) apiKey(key []byte) (*credEntry, error) {
+// Len is the number of API keys and client ids cached.
+func (oc *Cache) Len() (apiKeys, clientIDs int) {
+	oc.mu.RLock()
+	defer oc.mu.RUnlock()
+	return len(oc.byKey), len(oc.byCID)
+}
+
+// APIKey resolves an API key. ErrNotFound means no such key.
+func (oc *Cache) APIKey(key []byte) (*Credential, error) {
 	// The format is public, so refusing a malformed key before hashing it
 	// leaks nothing (the store does the same).
 	if len(key) != store.APIKeyLen || !bytes.HasPrefix(key, []byte(store.APIKeyPrefix)) {
@@ -113,10 +135,10 @@ func (oc *orgCache) apiKey(key []byte) (*credEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	ce = &credEntry{keyHash: hash, org: org}
-	ce.e, ce.policyErr = oc.entry(&ce.org, gen)
+	ce = &Credential{keyHash: hash, Stored: org}
+	ce.Org, ce.PolicyErr = oc.entry(&ce.Stored, gen)
 	if oc.lockToInsert(gen) {
-		if ce.policyErr == nil {
+		if ce.PolicyErr == nil {
 			oc.byKey[hash] = ce
 		}
 		oc.mu.Unlock()
@@ -124,9 +146,9 @@ func (oc *orgCache) apiKey(key []byte) (*credEntry, error) {
 	return ce, nil
 }
 
-// clientID resolves a publishable client id. The SDK's calls need no
+// ClientID resolves a publishable client id. The SDK's calls need no
 // policy, so none is compiled.
-func (oc *orgCache) clientID(cid []byte) (*credEntry, error) {
+func (oc *Cache) ClientID(cid []byte) (*Credential, error) {
 	gen := oc.db.OrgGeneration()
 	oc.mu.RLock()
 	ce := oc.byCID[string(cid)] // no copy: a map index by a converted []byte
@@ -141,7 +163,7 @@ func (oc *orgCache) clientID(cid []byte) (*credEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	ce = &credEntry{org: org}
+	ce = &Credential{Stored: org}
 	if oc.lockToInsert(gen) {
 		oc.byCID[string(cid)] = ce
 		oc.mu.Unlock()
@@ -153,7 +175,7 @@ func (oc *orgCache) clientID(cid []byte) (*credEntry, error) {
 // gen may be cached: if so the lock stays held for the caller to insert and
 // unlock. A newer gen than the cache's empties the cache first; an older
 // one means the entry may already be stale, so it is used once, not kept.
-func (oc *orgCache) lockToInsert(gen uint64) bool {
+func (oc *Cache) lockToInsert(gen uint64) bool {
 	oc.mu.Lock()
 	switch {
 	case gen > oc.gen:
@@ -170,7 +192,7 @@ func (oc *orgCache) lockToInsert(gen uint64) bool {
 // entry returns the compiled policy of org, as read from the store under
 // generation gen, compiling it unless the cached one was compiled from the
 // same policy bytes.
-func (oc *orgCache) entry(org *store.Org, gen uint64) (*orgEntry, error) {
+func (oc *Cache) entry(org *store.Org, gen uint64) (*Org, error) {
 	oc.mu.RLock()
 	e := oc.byOrg[org.ID]
 	oc.mu.RUnlock()
@@ -184,31 +206,31 @@ func (oc *orgCache) entry(org *store.Org, gen uint64) (*orgEntry, error) {
 	if len(org.Policy) > 0 {
 		var err error
 		if p, err = policy.Parse(org.Policy); err != nil {
-			return nil, fmt.Errorf("%w: org %s: %v", errPolicy, org.ID, err)
+			return nil, fmt.Errorf("%w: org %s: %v", ErrPolicy, org.ID, err)
 		}
 	}
 	compiled, err := policy.Compile(p)
 	if err != nil {
-		return nil, fmt.Errorf("%w: org %s: %v", errPolicy, org.ID, err)
+		return nil, fmt.Errorf("%w: org %s: %v", ErrPolicy, org.ID, err)
 	}
-	e = &orgEntry{
-		id:         strings.Clone(org.ID),
+	e = &Org{
+		ID:         strings.Clone(org.ID),
 		policyJSON: bytes.Clone(org.Policy),
-		compiled:   compiled,
-		thresholds: compiled.Thresholds(),
-		dim:        oc.dim,
+		Compiled:   compiled,
+		Thresholds: compiled.Thresholds(),
+		Dim:        oc.dim,
 	}
 	e.gen.Store(gen)
 	oc.mu.Lock()
-	oc.byOrg[e.id] = e
+	oc.byOrg[e.ID] = e
 	oc.mu.Unlock()
 	return e, nil
 }
 
-// byID returns the compiled policy of the organization with id (frame
+// ByID returns the compiled policy of the organization with id (frame
 // workers), reading the organization from the store when it is not cached
 // or may have changed since.
-func (oc *orgCache) byID(id string) (*orgEntry, error) {
+func (oc *Cache) ByID(id string) (*Org, error) {
 	gen := oc.db.OrgGeneration()
 	oc.mu.RLock()
 	e := oc.byOrg[id]
@@ -223,64 +245,15 @@ func (oc *orgCache) byID(id string) (*orgEntry, error) {
 	return oc.entry(&org, gen)
 }
 
-// authAPIKey authenticates a backend call by its apikey header, enforcing the
-// organization's client certificate binding, and leaves the organization in
-// c.org.
-func (s *Server) authAPIKey(c *reqCtx) (*orgEntry, bool) {
-	key, _, ok := c.oneHeader("apikey")
-	if !ok {
-		return nil, false
+// CertAllowed reports whether a request over a connection in TLS state st
+// (nil when not TLS) may use the credential: always, unless the organization
+// bound client certificates, when the connection's client certificate must
+// be one of them (by the SHA-256 of its SubjectPublicKeyInfo).
+func (ce *Credential) CertAllowed(st *tls.ConnectionState) bool {
+	fps := ce.Stored.CertFingerprints
+	if len(fps) == 0 {
+		return true
 	}
-	if len(key) == 0 {
-		return nil, c.fail(errInvalidAPIKey, nil)
-	}
-	ce, err := s.orgs.apiKey(key)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, c.fail(errInvalidAPIKey, nil)
-		}
-		return nil, c.storeFailed(err)
-	}
-	if len(ce.org.CertFingerprints) > 0 && !certBound(c.ctx, ce.org.CertFingerprints) {
-		return nil, c.fail(errCertRequired, nil)
-	}
-	if ce.policyErr != nil {
-		s.log.Error("organization policy", "org", ce.org.ID, "err", ce.policyErr)
-		return nil, c.fail(errInternal, nil)
-	}
-	// A copy of the cached Org: its strings and slices are shared, and no
-	// request writes to them.
-	c.org = ce.org
-	return ce.e, true
-}
-
-// authClientID resolves the publishable client id of an SDK call into c.org.
-func (s *Server) authClientID(c *reqCtx) bool {
-	cid, _, ok := c.oneHeader("x-client-id")
-	if !ok {
-		return false
-	}
-	if len(cid) == 0 {
-		return c.fail(errInvalidClientID, nil)
-	}
-	ce, err := s.orgs.clientID(cid)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return c.fail(errInvalidClientID, nil)
-		}
-		return c.storeFailed(err)
-	}
-	c.org = ce.org
-	return true
-}
-
-// certBound reports whether the connection is TLS with a client certificate
-// whose SubjectPublicKeyInfo SHA-256 is one of fps.
-func certBound(ctx *fasthttp.RequestCtx, fps [][32]byte) bool {
-	if !ctx.IsTLS() {
-		return false
-	}
-	st := ctx.TLSConnectionState()
 	if st == nil || len(st.PeerCertificates) == 0 {
 		return false
 	}

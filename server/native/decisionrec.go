@@ -1,4 +1,4 @@
-package server
+package native
 
 import (
 	"encoding/binary"
@@ -9,6 +9,7 @@ import (
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/engine/match"
 	"github.com/countersign/countersign/engine/policy"
+	"github.com/countersign/countersign/server/jsonwire"
 )
 
 // Decision records.
@@ -201,11 +202,11 @@ func (r *recReader) count(min int) int {
 	return int(n)
 }
 
-// appendValidateAnswer renders the JSON answer of decision decisionID from
+// AppendValidateAnswer renders the JSON answer of decision decisionID from
 // its stored record rec (or copies a verbatim JSON answer) onto dst, exactly
 // in DESIGN's shape. On a record that does not decode it returns dst
 // unchanged and errDecisionRecord.
-func appendValidateAnswer(dst, rec []byte, decisionID string) ([]byte, error) {
+func AppendValidateAnswer(dst, rec []byte, decisionID string) ([]byte, error) {
 	if len(rec) > 0 && rec[0] == '{' {
 		return append(dst, rec...), nil
 	}
@@ -216,12 +217,12 @@ func appendValidateAnswer(dst, rec []byte, decisionID string) ([]byte, error) {
 	}
 	f := binary.LittleEndian.Uint16(r.b)
 	r.b = r.b[2:]
-	flag := func(dst []byte, bit uint16) []byte { return appendJSONBool(dst, f&bit != 0) }
+	flag := func(dst []byte, bit uint16) []byte { return jsonwire.AppendBool(dst, f&bit != 0) }
 
 	dst = append(dst, `{"success":true,"verifiedAction":`...)
 	dst = flag(dst, recVerified)
 	dst = append(dst, `,"decisionID":`...)
-	dst = appendJSONString(dst, decisionID)
+	dst = jsonwire.AppendString(dst, decisionID)
 	dst = append(dst, `,"indicators":{"iv_is_values_collected":`...)
 	dst = flag(dst, recValuesCollected)
 	dst = append(dst, `,"iv_is_values_match":`...)
@@ -231,13 +232,13 @@ func appendValidateAnswer(dst, rec []byte, decisionID string) ([]byte, error) {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONBytes(dst, r.bytes())
+		dst = jsonwire.AppendBytes(dst, r.bytes())
 		m := r.byte1()
 		dst = append(dst, `:{"matched":`...)
-		dst = appendJSONBool(dst, m&1 != 0)
+		dst = jsonwire.AppendBool(dst, m&1 != 0)
 		dst = append(dst, `,"field":`...)
 		if m&2 != 0 {
-			dst = appendJSONBytes(dst, r.bytes())
+			dst = jsonwire.AppendBytes(dst, r.bytes())
 		} else {
 			dst = append(dst, "null"...)
 		}
@@ -294,9 +295,9 @@ func appendValidateAnswer(dst, rec []byte, decisionID string) ([]byte, error) {
 		dst = append(dst, `,"verified":`...)
 		dst = strconv.AppendUint(dst, r.u32(), 10)
 		dst = append(dst, `,"meanSimilarity":`...)
-		dst = appendJSONFloat(dst, float64(math.Float32frombits(r.fixed32())), 32)
+		dst = jsonwire.AppendFloat(dst, float64(math.Float32frombits(r.fixed32())), 32)
 		dst = append(dst, `,"meanLiveness":`...)
-		dst = appendJSONFloat(dst, float64(math.Float32frombits(r.fixed32())), 32)
+		dst = jsonwire.AppendFloat(dst, float64(math.Float32frombits(r.fixed32())), 32)
 		dst = append(dst, `,"firstTs":`...)
 		dst = strconv.AppendInt(dst, r.varint(), 10)
 		dst = append(dst, `,"lastTs":`...)

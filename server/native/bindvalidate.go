@@ -1,6 +1,10 @@
-package server
+package native
 
-import "github.com/countersign/countersign/engine/match"
+import (
+	"github.com/countersign/countersign/engine/match"
+	"github.com/countersign/countersign/internal/jsonstr"
+	"github.com/countersign/countersign/server/jsonwire"
+)
 
 // bindValidate binds a validate body into r without sonic, and reports
 // whether the body has the validate shape (shapeValidate); it runs after
@@ -18,15 +22,15 @@ import "github.com/countersign/countersign/engine/match"
 // Values are the raw JSON token, as sonic.NoCopyRawMessage binds them.
 // r must be reset (validateRequest.reset).
 func (c *reqCtx) bindValidate(r *validateRequest) bool {
-	b := c.body
-	i := skipWS(b, 0)
+	b := c.Body
+	i := jsonwire.SkipWS(b, 0)
 	if b[i] != '{' {
 		return false
 	}
 	c.strBuf = c.strBuf[:0]
 	const cid, csid, userID, action, additionalData, isEnrollment = 1, 2, 4, 8, 16, 32
 	var seen uint8
-	end := forEachMember(b, i, &c.check, func(name []byte, v int) int {
+	end := forEachMember(b, i, &c.Check, func(name []byte, v int) int {
 		var bit uint8
 		switch string(name) {
 		case "cid":
@@ -54,7 +58,7 @@ func (c *reqCtx) bindValidate(r *validateRequest) bool {
 				v += 4
 			case '{':
 				var sdSeen bool
-				v = forEachMember(b, v, &c.check, func(name []byte, v int) int {
+				v = forEachMember(b, v, &c.Check, func(name []byte, v int) int {
 					if string(name) != "sessionData" || sdSeen {
 						return -1
 					}
@@ -88,10 +92,10 @@ func once(seen *uint8, bit uint8, v int) int {
 	return v
 }
 
-// bindStringAt binds the string at c.body[i] into *dst and returns the
+// bindStringAt binds the string at c.Body[i] into *dst and returns the
 // offset after it, or -1 when the value there is not a string.
 func (c *reqCtx) bindStringAt(i int, dst *string) int {
-	if c.body[i] != '"' {
+	if c.Body[i] != '"' {
 		return -1
 	}
 	*dst, i = c.bindString(i)
@@ -102,10 +106,10 @@ func (c *reqCtx) bindStringAt(i int, dst *string) int {
 // returns the offset after it, or -1 when it is not an array of at most
 // match.MaxItems items of the sessionData item shape.
 func (c *reqCtx) bindSessionData(r *validateRequest, i int) int {
-	b := c.body
+	b := c.Body
 	items := r.AdditionalData.SessionData[:0]
 	defer func() { r.AdditionalData.SessionData = items }()
-	i = skipWS(b, i+1)
+	i = jsonwire.SkipWS(b, i+1)
 	if b[i] == ']' {
 		return i + 1
 	}
@@ -124,7 +128,7 @@ func (c *reqCtx) bindSessionData(r *validateRequest, i int) int {
 		it.Synonyms = it.Synonyms[:0]
 		const key, value, synonyms = 1, 2, 4
 		var seen uint8
-		i = forEachMember(b, i, &c.check, func(name []byte, v int) int {
+		i = forEachMember(b, i, &c.Check, func(name []byte, v int) int {
 			var bit uint8
 			switch string(name) {
 			case "key":
@@ -146,18 +150,18 @@ func (c *reqCtx) bindSessionData(r *validateRequest, i int) int {
 		if i < 0 || seen&(key|value) != key|value {
 			return -1
 		}
-		if i = skipWS(b, i); b[i] == ']' {
+		if i = jsonwire.SkipWS(b, i); b[i] == ']' {
 			return i + 1
 		}
-		i = skipWS(b, i+1) // past ','
+		i = jsonwire.SkipWS(b, i+1) // past ','
 	}
 }
 
-// bindSynonyms binds the synonyms value at c.body[i] (null, or an array of
+// bindSynonyms binds the synonyms value at c.Body[i] (null, or an array of
 // at most match.MaxSynonyms strings) into it, returning the offset after
 // it or -1.
 func (c *reqCtx) bindSynonyms(it *sessionDataItem, i int) int {
-	b := c.body
+	b := c.Body
 	switch b[i] {
 	case 'n':
 		it.Synonyms = nil
@@ -166,7 +170,7 @@ func (c *reqCtx) bindSynonyms(it *sessionDataItem, i int) int {
 	default:
 		return -1
 	}
-	if i = skipWS(b, i+1); b[i] == ']' {
+	if i = jsonwire.SkipWS(b, i+1); b[i] == ']' {
 		return i + 1
 	}
 	for {
@@ -178,10 +182,10 @@ func (c *reqCtx) bindSynonyms(it *sessionDataItem, i int) int {
 			return -1
 		}
 		it.Synonyms = append(it.Synonyms, s)
-		if i = skipWS(b, i); b[i] == ']' {
+		if i = jsonwire.SkipWS(b, i); b[i] == ']' {
 			return i + 1
 		}
-		i = skipWS(b, i+1) // past ','
+		i = jsonwire.SkipWS(b, i+1) // past ','
 	}
 }
 
@@ -189,39 +193,39 @@ func (c *reqCtx) bindSynonyms(it *sessionDataItem, i int) int {
 // '{' with its unescaped name (valid during the call) and the offset of its
 // value; f returns the offset after the value, or -1 to stop. forEachMember
 // returns the offset after the object, or -1 when f stopped it.
-func forEachMember(b []byte, i int, chk *jsonChecker, f func(name []byte, v int) int) int {
-	i = skipWS(b, i+1)
+func forEachMember(b []byte, i int, chk *jsonwire.Checker, f func(name []byte, v int) int) int {
+	i = jsonwire.SkipWS(b, i+1)
 	if b[i] == '}' {
 		return i + 1
 	}
 	for {
-		end, escaped := scanString(b, i)
-		name := chk.unescapeKey(b[i+1:end-1], escaped)
-		i = skipWS(b, skipWS(b, end)+1) // past ':'
+		end, escaped := jsonwire.ScanString(b, i)
+		name := chk.UnescapeKey(b[i+1:end-1], escaped)
+		i = jsonwire.SkipWS(b, jsonwire.SkipWS(b, end)+1) // past ':'
 		if i = f(name, i); i < 0 {
 			return -1
 		}
-		if i = skipWS(b, i); b[i] == '}' {
+		if i = jsonwire.SkipWS(b, i); b[i] == '}' {
 			return i + 1
 		}
-		i = skipWS(b, i+1) // past ','
+		i = jsonwire.SkipWS(b, i+1) // past ','
 	}
 }
 
-// bindString returns the string starting at c.body[i] == '"' and the offset
+// bindString returns the string starting at c.Body[i] == '"' and the offset
 // after it: a view of the body, or of c.strBuf when it has escapes.
 func (c *reqCtx) bindString(i int) (string, int) {
-	b := c.body
-	end, escaped := scanString(b, i)
+	b := c.Body
+	end, escaped := jsonwire.ScanString(b, i)
 	raw := b[i+1 : end-1]
 	if !escaped {
-		return bytesToString(raw), end
+		return jsonwire.BytesToString(raw), end
 	}
 	start := len(c.strBuf)
-	c.strBuf = appendUnescaped(c.strBuf, raw)
+	c.strBuf, _ = jsonstr.Append(c.strBuf, raw) // checkSyntax accepted it
 	// A later append may move c.strBuf; this string keeps the array it was
 	// written in.
-	return bytesToString(c.strBuf[start:len(c.strBuf):len(c.strBuf)]), end
+	return jsonwire.BytesToString(c.strBuf[start:len(c.strBuf):len(c.strBuf)]), end
 }
 
 // skipScalar returns the offset after the string, number or literal
@@ -229,11 +233,11 @@ func (c *reqCtx) bindString(i int) (string, int) {
 func skipScalar(b []byte, i int) int {
 	switch b[i] {
 	case '"':
-		return skipString(b, i)
+		return jsonwire.SkipString(b, i)
 	case 't', 'n':
 		return i + 4
 	case 'f':
 		return i + 5
 	}
-	return skipNumber(b, i)
+	return jsonwire.SkipNumber(b, i)
 }

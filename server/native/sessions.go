@@ -1,4 +1,4 @@
-package server
+package native
 
 import (
 	"bytes"
@@ -12,33 +12,33 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unsafe"
 
 	"github.com/bytedance/sonic"
 	"github.com/valyala/fasthttp"
 
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/engine/match"
+	"github.com/countersign/countersign/server/httpd"
+	"github.com/countersign/countersign/server/jsonwire"
 	"github.com/countersign/countersign/store"
 )
 
 // Limits of the native surface beyond the engine's own (match.Max*,
 // biometric.MaxFrames).
 const (
-	maxEventFields  = 512 // fields in one events request
-	maxEventFrames  = 64  // frames in one events request
-	maxIDBytes      = 256 // userID and action
-	minCSID         = 8
-	maxCSID         = 128
-	maxIdemKey      = 255 // Idempotency-Key header
-	maxEmbeddingDim = biometric.MaxDim
+	maxEventFields = 512 // fields in one events request
+	maxEventFrames = 64  // frames in one events request
+	maxIDBytes     = 256 // userID and action
+	minCSID        = 8
+	maxCSID        = 128
+	maxIdemKey     = 255 // Idempotency-Key header
 
-	// maxSessionFields caps the distinct field names one session collects.
+	// MaxSessionFields caps the distinct field names one session collects.
 	// Every validate reads and matches all of its session's fields, and
 	// anyone with the publishable cid can open a session, so without a cap
 	// one client could make every validate of its session arbitrarily slow
 	// and its stored fields arbitrarily large.
-	maxSessionFields = 1024
+	MaxSessionFields = 1024
 )
 
 // Request bodies. Field names are exactly the wire names (sonic is case
@@ -114,47 +114,47 @@ func (r *eventsRequest) reset() {
 
 // Shapes of the bodies, for the checks before binding.
 var (
-	shapeCreateSession = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "csid", shape: shapeString, required: true},
-		{name: "userID", shape: shapeString, required: true},
-		{name: "action", shape: shapeString, required: true},
+	shapeCreateSession = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "csid", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "userID", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "action", Shape: jsonwire.ShapeString, Required: true},
 	}}
 
-	shapeEventField = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "key", shape: shapeString, required: true},
-		{name: "value", shape: shapeScalar, required: true},
-		{name: "ts", shape: shapeInt64},
+	shapeEventField = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "key", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "value", Shape: jsonwire.ShapeScalar, Required: true},
+		{Name: "ts", Shape: jsonwire.ShapeInt64},
 	}}
-	shapeEventFrame = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "seq", shape: shapeUint64, required: true},
-		{name: "ts", shape: shapeInt64, required: true},
-		{name: "type", shape: shapeString, required: true},
-		{name: "faces", shape: &shape{kind: kindInt, posMax: biometric.MaxFaces, desc: "an integer from 0 to 64"}},
-		{name: "quality", shape: shapeUnit},
-		{name: "liveness", shape: shapeUnit},
-		{name: "docType", shape: shapeString},
-		{name: "embedding", shape: shapeString, required: true},
+	shapeEventFrame = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "seq", Shape: jsonwire.ShapeUint64, Required: true},
+		{Name: "ts", Shape: jsonwire.ShapeInt64, Required: true},
+		{Name: "type", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "faces", Shape: &jsonwire.Shape{Kind: jsonwire.KindInt, PosMax: biometric.MaxFaces, Desc: "an integer from 0 to 64"}},
+		{Name: "quality", Shape: jsonwire.ShapeUnit},
+		{Name: "liveness", Shape: jsonwire.ShapeUnit},
+		{Name: "docType", Shape: jsonwire.ShapeString},
+		{Name: "embedding", Shape: jsonwire.ShapeString, Required: true},
 	}}
-	shapeEvents = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "fields", shape: &shape{kind: kindArray, nullable: true, elem: shapeEventField, maxItems: maxEventFields, desc: "an array"}},
-		{name: "frames", shape: &shape{kind: kindArray, nullable: true, elem: shapeEventFrame, maxItems: maxEventFrames, desc: "an array"}},
-		{name: "final", shape: shapeBool},
+	shapeEvents = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "fields", Shape: &jsonwire.Shape{Kind: jsonwire.KindArray, Nullable: true, Elem: shapeEventField, MaxItems: maxEventFields, Desc: "an array"}},
+		{Name: "frames", Shape: &jsonwire.Shape{Kind: jsonwire.KindArray, Nullable: true, Elem: shapeEventFrame, MaxItems: maxEventFrames, Desc: "an array"}},
+		{Name: "final", Shape: jsonwire.ShapeBool},
 	}}
 
-	shapeSessionDataItem = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "key", shape: shapeString, required: true},
-		{name: "value", shape: shapeScalar, required: true},
-		{name: "synonyms", shape: &shape{kind: kindArray, nullable: true, elem: shapeString, maxItems: match.MaxSynonyms, desc: "an array of strings"}},
+	shapeSessionDataItem = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "key", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "value", Shape: jsonwire.ShapeScalar, Required: true},
+		{Name: "synonyms", Shape: &jsonwire.Shape{Kind: jsonwire.KindArray, Nullable: true, Elem: jsonwire.ShapeString, MaxItems: match.MaxSynonyms, Desc: "an array of strings"}},
 	}}
-	shapeValidate = &shape{kind: kindObject, desc: "an object", fields: []fieldShape{
-		{name: "cid", shape: shapeString, required: true},
-		{name: "csid", shape: shapeString, required: true},
-		{name: "userID", shape: shapeString, required: true},
-		{name: "action", shape: shapeString, required: true},
-		{name: "additionalData", shape: &shape{kind: kindObject, nullable: true, desc: "an object", fields: []fieldShape{
-			{name: "sessionData", shape: &shape{kind: kindArray, nullable: true, elem: shapeSessionDataItem, maxItems: match.MaxItems, desc: "an array"}},
+	shapeValidate = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
+		{Name: "cid", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "csid", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "userID", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "action", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "additionalData", Shape: &jsonwire.Shape{Kind: jsonwire.KindObject, Nullable: true, Desc: "an object", Fields: []jsonwire.FieldShape{
+			{Name: "sessionData", Shape: &jsonwire.Shape{Kind: jsonwire.KindArray, Nullable: true, Elem: shapeSessionDataItem, MaxItems: match.MaxItems, Desc: "an array"}},
 		}}},
-		{name: "isEnrollment", shape: shapeBool},
+		{Name: "isEnrollment", Shape: jsonwire.ShapeBool},
 	}}
 )
 
@@ -192,11 +192,6 @@ func validID(s string) bool {
 	return true
 }
 
-// stringBytes views s as bytes without copying; the engine only reads them.
-func stringBytes(s string) []byte {
-	return unsafe.Slice(unsafe.StringData(s), len(s))
-}
-
 const (
 	msgCSID   = "csid must be 8 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
 	msgUserID = "userID must be 1 to 256 bytes without control characters"
@@ -204,13 +199,13 @@ const (
 )
 
 // createSession answers POST /v1/sessions.
-func (s *Server) createSession(c *reqCtx) {
-	if !s.authClientID(c) || !c.readBody(c.ctx, limitSmall) {
+func (s *Surface) createSession(c *reqCtx) {
+	if !s.authClientID(c) || !c.ReadBody(httpd.LimitSmall) {
 		return
 	}
 	r := &c.createReq
 	*r = createSessionRequest{}
-	if !c.decode(shapeCreateSession, r) {
+	if !c.Decode(shapeCreateSession, r) {
 		return
 	}
 	if !c.checkSessionIDs(r.CSID, r.UserID, r.Action) {
@@ -220,34 +215,34 @@ func (s *Server) createSession(c *reqCtx) {
 	if err != nil {
 		switch {
 		case errors.Is(err, store.ErrExists):
-			c.fail(errCSIDInUse, nil)
+			c.Fail(errCSIDInUse, nil)
 		case errors.Is(err, store.ErrNotFound): // the organization is gone
-			c.fail(errInvalidClientID, nil)
+			c.Fail(errInvalidClientID, nil)
 		default:
-			c.storeFailed(err)
+			c.StoreFailed(err)
 		}
 		return
 	}
-	c.status = fasthttp.StatusCreated
-	c.out = append(c.out, `{"csid":`...)
-	c.out = appendJSONString(c.out, sess.CSID)
-	c.out = append(c.out, `,"collectToken":`...)
-	c.out = appendJSONString(c.out, token)
-	c.out = append(c.out, `,"expiresAt":`...)
-	c.out = strconv.AppendInt(c.out, sess.ExpiresAt, 10)
-	c.out = append(c.out, '}')
+	c.Status = fasthttp.StatusCreated
+	c.Out = append(c.Out, `{"csid":`...)
+	c.Out = jsonwire.AppendString(c.Out, sess.CSID)
+	c.Out = append(c.Out, `,"collectToken":`...)
+	c.Out = jsonwire.AppendString(c.Out, token)
+	c.Out = append(c.Out, `,"expiresAt":`...)
+	c.Out = strconv.AppendInt(c.Out, sess.ExpiresAt, 10)
+	c.Out = append(c.Out, '}')
 }
 
 // appendEvents answers POST /v1/sessions/{csid}/events.
-func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
+func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 	if !s.authClientID(c) {
 		return
 	}
 	if !validCSID(csidParam) {
-		c.fail(errSessionNotFound, nil)
+		c.Fail(errSessionNotFound, nil)
 		return
 	}
-	csid := bytesToString(csidParam)
+	csid := jsonwire.BytesToString(csidParam)
 	// From the session read to the commit, so that the final flag and the
 	// per-session caps checked below still hold when the events are stored.
 	mu := s.sessionLocks.lock(c.org.ID, csid)
@@ -255,20 +250,20 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 	if !s.readSession(c, nil, csid) {
 		return
 	}
-	token, _, ok := c.oneHeader("x-collect-token")
+	token, _, ok := c.OneHeader("x-collect-token")
 	if !ok {
 		return
 	}
 	if !s.db.CheckCollectToken(&c.sess, token) {
-		c.fail(errInvalidCollectToken, nil)
+		c.Fail(errInvalidCollectToken, nil)
 		return
 	}
-	if !c.readBody(c.ctx, limitEvents) {
+	if !c.ReadBody(httpd.LimitEvents) {
 		return
 	}
 	r := &c.eventsReq
 	r.reset()
-	if !c.decode(shapeEvents, r) {
+	if !c.Decode(shapeEvents, r) {
 		return
 	}
 	if !c.checkFields(r.Fields) || !c.checkFrames(r.Frames, s.dim) {
@@ -284,7 +279,7 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 		case err != nil:
 			c.eventsStoreFailed(err)
 		case !held:
-			c.fail(errSessionFinal, nil)
+			c.Fail(errSessionFinal, nil)
 		default:
 			c.eventsAccepted(r, c.sess.FramesReceived)
 		}
@@ -308,19 +303,19 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 			return
 		case !held:
 			s.metrics.queueRejections.Inc()
-			c.fail(errQueueFull, nil)
+			c.Fail(errQueueFull, nil)
 			return
 		}
 		queued = false
 	}
 	first, stored, err := s.db.AppendEventsOnce(c.org.ID, csid, c.storeFields, c.frameIns, r.Final, biometric.MaxFrames)
 	if queued && (err != nil || stored == 0) {
-		s.frames.unreserve()
+		s.frames.Unreserve()
 	}
 	if err != nil {
 		if errors.Is(err, store.ErrTooManyFrames) {
 			n := uint64(first) + uint64(stored)
-			c.failf(errSessionFrames, "The session would have ", strconv.FormatUint(n, 10),
+			c.Failf(errSessionFrames, "The session would have ", strconv.FormatUint(n, 10),
 				" frames; a session holds at most ", strconv.Itoa(biometric.MaxFrames), ".")
 			return
 		}
@@ -337,11 +332,11 @@ func (s *Server) appendEvents(c *reqCtx, csidParam []byte) {
 func (c *reqCtx) eventsStoreFailed(err error) {
 	switch {
 	case errors.Is(err, store.ErrExpired):
-		c.fail(errSessionExpired, nil)
+		c.Fail(errSessionExpired, nil)
 	case errors.Is(err, store.ErrNotFound):
-		c.fail(errSessionNotFound, nil)
+		c.Fail(errSessionNotFound, nil)
 	default:
-		c.storeFailed(err)
+		c.StoreFailed(err)
 	}
 }
 
@@ -352,21 +347,21 @@ func (c *reqCtx) eventsAccepted(r *eventsRequest, received uint32) {
 	if received > c.sess.FramesScored {
 		pending = received - c.sess.FramesScored
 	}
-	c.status = fasthttp.StatusAccepted
-	c.out = append(c.out, `{"accepted":{"fields":`...)
-	c.out = strconv.AppendInt(c.out, int64(len(r.Fields)), 10)
-	c.out = append(c.out, `,"frames":`...)
-	c.out = strconv.AppendInt(c.out, int64(len(r.Frames)), 10)
-	c.out = append(c.out, `},"pending":`...)
-	c.out = strconv.AppendUint(c.out, uint64(pending), 10)
-	c.out = append(c.out, '}')
+	c.Status = fasthttp.StatusAccepted
+	c.Out = append(c.Out, `{"accepted":{"fields":`...)
+	c.Out = strconv.AppendInt(c.Out, int64(len(r.Fields)), 10)
+	c.Out = append(c.Out, `,"frames":`...)
+	c.Out = strconv.AppendInt(c.Out, int64(len(r.Frames)), 10)
+	c.Out = append(c.Out, `},"pending":`...)
+	c.Out = strconv.AppendUint(c.Out, uint64(pending), 10)
+	c.Out = append(c.Out, '}')
 }
 
 // checkFieldCap answers 409 when storing c.storeFields would give the session
-// more than maxSessionFields distinct field names (names compare as the store
+// more than MaxSessionFields distinct field names (names compare as the store
 // keys them: exact bytes). A request without fields cannot, so it costs
 // nothing; one with fields reads the session's fields, as every validate does.
-func (s *Server) checkFieldCap(c *reqCtx, csid string) bool {
+func (s *Surface) checkFieldCap(c *reqCtx, csid string) bool {
 	if len(c.storeFields) == 0 {
 		return true
 	}
@@ -374,14 +369,14 @@ func (s *Server) checkFieldCap(c *reqCtx, csid string) bool {
 	if c.fields, err = s.db.Fields(c.org.ID, csid, c.fields[:0]); err != nil {
 		switch {
 		case errors.Is(err, store.ErrExpired):
-			return c.fail(errSessionExpired, nil)
+			return c.Fail(errSessionExpired, nil)
 		case errors.Is(err, store.ErrNotFound):
-			return c.fail(errSessionNotFound, nil)
+			return c.Fail(errSessionNotFound, nil)
 		}
-		return c.storeFailed(err)
+		return c.StoreFailed(err)
 	}
 	n := len(c.fields)
-	if n+len(c.storeFields) <= maxSessionFields {
+	if n+len(c.storeFields) <= MaxSessionFields {
 		return true
 	}
 	// Count the names that are new: not stored (c.fields is sorted by name)
@@ -396,9 +391,9 @@ func (s *Server) checkFieldCap(c *reqCtx, csid string) bool {
 		if slices.ContainsFunc(c.storeFields[:i], func(f store.FieldValue) bool { return bytes.Equal(f.Key, key) }) {
 			continue
 		}
-		if n++; n > maxSessionFields {
-			return c.failf(errSessionFields, "The session would have more than ", strconv.Itoa(maxSessionFields),
-				" distinct fields; a session holds at most ", strconv.Itoa(maxSessionFields), ".")
+		if n++; n > MaxSessionFields {
+			return c.Failf(errSessionFields, "The session would have more than ", strconv.Itoa(MaxSessionFields),
+				" distinct fields; a session holds at most ", strconv.Itoa(MaxSessionFields), ".")
 		}
 	}
 	return true
@@ -439,11 +434,11 @@ func (l *sessionLocks) lock(orgID, csid string) *sync.Mutex {
 func (c *reqCtx) checkSessionIDs(csid, userID, action string) bool {
 	switch {
 	case !validCSID(csid):
-		return c.failf(errInvalidField, msgCSID)
+		return c.Failf(httpd.ErrInvalidField, msgCSID)
 	case !validID(userID):
-		return c.failf(errInvalidField, msgUserID)
+		return c.Failf(httpd.ErrInvalidField, msgUserID)
 	case !validID(action):
-		return c.failf(errInvalidField, msgAction)
+		return c.Failf(httpd.ErrInvalidField, msgAction)
 	}
 	return true
 }
@@ -453,7 +448,7 @@ func (c *reqCtx) checkSessionIDs(csid, userID, action string) bool {
 // action are views of c.sess's buffer (store.SessionInPlace), valid for this
 // request only: every caller uses them while it answers and keeps nothing.
 // It reads through rd, or (nil) the store directly.
-func (s *Server) readSession(c *reqCtx, rd *store.Reader, csid string) bool {
+func (s *Surface) readSession(c *reqCtx, rd *store.Reader, csid string) bool {
 	var err error
 	if rd != nil {
 		err = rd.SessionInPlace(c.org.ID, csid, &c.sess)
@@ -464,11 +459,11 @@ func (s *Server) readSession(c *reqCtx, rd *store.Reader, csid string) bool {
 	case err == nil:
 		return true
 	case errors.Is(err, store.ErrNotFound):
-		return c.fail(errSessionNotFound, nil)
+		return c.Fail(errSessionNotFound, nil)
 	case errors.Is(err, store.ErrExpired):
-		return c.fail(errSessionExpired, nil)
+		return c.Fail(errSessionExpired, nil)
 	}
-	return c.storeFailed(err)
+	return c.StoreFailed(err)
 }
 
 // checkFields validates the fields of an events request and fills c.storeFields.
@@ -477,13 +472,13 @@ func (c *reqCtx) checkFields(fields []eventField) bool {
 	for i := range fields {
 		f := &fields[i]
 		if len(f.Key) == 0 || len(f.Key) > match.MaxKeyBytes {
-			return c.failf(errInvalidField, "fields[", strconv.Itoa(i), "].key must be 1 to ",
+			return c.Failf(httpd.ErrInvalidField, "fields[", strconv.Itoa(i), "].key must be 1 to ",
 				strconv.Itoa(match.MaxKeyBytes), " bytes")
 		}
 		if err := match.ValidateValue(f.Value); err != nil {
-			return c.failf(errInvalidField, "fields[", strconv.Itoa(i), "].value: ", engineMessage(err))
+			return c.Failf(httpd.ErrInvalidField, "fields[", strconv.Itoa(i), "].value: ", engineMessage(err))
 		}
-		c.storeFields = append(c.storeFields, store.FieldValue{Key: stringBytes(f.Key), Value: f.Value, TS: f.TS})
+		c.storeFields = append(c.storeFields, store.FieldValue{Key: jsonwire.StringBytes(f.Key), Value: f.Value, TS: f.TS})
 	}
 	return true
 }
@@ -502,25 +497,25 @@ func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
 	for i := range frames {
 		in := &frames[i]
 		idx := strconv.Itoa(i)
-		t, ok := biometric.ParseFrameType(stringBytes(in.Type))
+		t, ok := biometric.ParseFrameType(jsonwire.StringBytes(in.Type))
 		if !ok {
-			return c.failf(errInvalidField, "frames[", idx, `].type must be "face" or "document"`)
+			return c.Failf(httpd.ErrInvalidField, "frames[", idx, `].type must be "face" or "document"`)
 		}
 		doc := biometric.DocOther
 		if in.DocType != "" {
-			if doc, ok = biometric.ParseDocType(stringBytes(in.DocType)); !ok {
-				return c.failf(errInvalidField, "frames[", idx, `].docType must be "driver_license", "passport", "id_card" or "other"`)
+			if doc, ok = biometric.ParseDocType(jsonwire.StringBytes(in.DocType)); !ok {
+				return c.Failf(httpd.ErrInvalidField, "frames[", idx, `].docType must be "driver_license", "passport", "id_card" or "other"`)
 			}
 		}
 		if len(in.Embedding) != b64Len {
-			return c.failf(errInvalidField, "frames[", idx, "].embedding must be standard base64 of ",
+			return c.Failf(httpd.ErrInvalidField, "frames[", idx, "].embedding must be standard base64 of ",
 				strconv.Itoa(embBytes), " bytes (", strconv.Itoa(dim), " little-endian float32), ",
 				strconv.Itoa(b64Len), " characters; got ", strconv.Itoa(len(in.Embedding)), " characters")
 		}
 		emb := c.embBuf[i*embBytes : (i+1)*embBytes]
-		n, err := base64.StdEncoding.Decode(emb, stringBytes(in.Embedding))
+		n, err := base64.StdEncoding.Decode(emb, jsonwire.StringBytes(in.Embedding))
 		if err != nil || n != embBytes {
-			return c.failf(errInvalidField, "frames[", idx, "].embedding is not valid standard base64")
+			return c.Failf(httpd.ErrInvalidField, "frames[", idx, "].embedding is not valid standard base64")
 		}
 		*f = biometric.Frame{
 			Seq:       in.Seq,
@@ -533,32 +528,18 @@ func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
 			Embedding: emb,
 		}
 		if err := f.Validate(dim); err != nil {
-			return c.failf(errInvalidField, "frames[", idx, "]: ", engineMessage(err))
+			return c.Failf(httpd.ErrInvalidField, "frames[", idx, "]: ", engineMessage(err))
 		}
-		c.blobBuf = appendFrame(c.blobBuf, f)
+		c.blobBuf = biometric.AppendFrame(c.blobBuf, f)
 	}
 	// Slice the blobs only now: appending may have moved blobBuf.
 	c.frameIns = c.frameIns[:0]
 	for i, off := 0, 0; off < len(c.blobBuf); i++ {
-		n := frameLen(c.blobBuf[off:], embBytes)
+		n := biometric.FrameLen(c.blobBuf[off:], embBytes)
 		c.frameIns = append(c.frameIns, store.FrameIn{Seq: frames[i].Seq, Raw: c.blobBuf[off : off+n]})
 		off += n
 	}
 	return true
-}
-
-// frameLen is the length of the encoded frame at the start of b.
-func frameLen(b []byte, embBytes int) int {
-	// version, uvarint seq, varint ts, type, docType, uvarint faces, 8, uvarint len, embedding
-	n := 1
-	_, k := binary.Uvarint(b[n:])
-	n += k
-	_, k = binary.Varint(b[n:])
-	n += k + 2
-	_, k = binary.Uvarint(b[n:])
-	n += k + 8
-	_, k = binary.Uvarint(b[n:])
-	return n + k + embBytes
 }
 
 // engineMessage is an engine error's text without its package prefix.
@@ -571,15 +552,15 @@ func engineMessage(err error) string {
 }
 
 // sessionStatus answers GET /v1/sessions/{csid}.
-func (s *Server) sessionStatus(c *reqCtx, csidParam []byte) {
+func (s *Surface) sessionStatus(c *reqCtx, csidParam []byte) {
 	if _, ok := s.authAPIKey(c); !ok {
 		return
 	}
 	if !validCSID(csidParam) {
-		c.fail(errSessionNotFound, nil)
+		c.Fail(errSessionNotFound, nil)
 		return
 	}
-	csid := bytesToString(csidParam)
+	csid := jsonwire.BytesToString(csidParam)
 	if !s.readSession(c, nil, csid) {
 		return
 	}
@@ -589,30 +570,30 @@ func (s *Server) sessionStatus(c *reqCtx, csidParam []byte) {
 			s.readSession(c, nil, csid)
 			return
 		}
-		c.storeFailed(err)
+		c.StoreFailed(err)
 		return
 	}
 	sess := &c.sess
-	c.status = fasthttp.StatusOK
-	c.out = append(c.out, `{"csid":`...)
-	c.out = appendJSONString(c.out, sess.CSID)
-	c.out = append(c.out, `,"userID":`...)
-	c.out = appendJSONString(c.out, sess.UserID)
-	c.out = append(c.out, `,"action":`...)
-	c.out = appendJSONString(c.out, sess.Action)
-	c.out = append(c.out, `,"createdAt":`...)
-	c.out = strconv.AppendInt(c.out, sess.CreatedAt, 10)
-	c.out = append(c.out, `,"expiresAt":`...)
-	c.out = strconv.AppendInt(c.out, sess.ExpiresAt, 10)
-	c.out = append(c.out, `,"fields":`...)
-	c.out = strconv.AppendInt(c.out, int64(len(c.fields)), 10)
-	c.out = append(c.out, `,"framesReceived":`...)
-	c.out = strconv.AppendUint(c.out, uint64(sess.FramesReceived), 10)
-	c.out = append(c.out, `,"framesScored":`...)
-	c.out = strconv.AppendUint(c.out, uint64(sess.FramesScored), 10)
-	c.out = append(c.out, `,"final":`...)
-	c.out = appendJSONBool(c.out, sess.Final)
-	c.out = append(c.out, '}')
+	c.Status = fasthttp.StatusOK
+	c.Out = append(c.Out, `{"csid":`...)
+	c.Out = jsonwire.AppendString(c.Out, sess.CSID)
+	c.Out = append(c.Out, `,"userID":`...)
+	c.Out = jsonwire.AppendString(c.Out, sess.UserID)
+	c.Out = append(c.Out, `,"action":`...)
+	c.Out = jsonwire.AppendString(c.Out, sess.Action)
+	c.Out = append(c.Out, `,"createdAt":`...)
+	c.Out = strconv.AppendInt(c.Out, sess.CreatedAt, 10)
+	c.Out = append(c.Out, `,"expiresAt":`...)
+	c.Out = strconv.AppendInt(c.Out, sess.ExpiresAt, 10)
+	c.Out = append(c.Out, `,"fields":`...)
+	c.Out = strconv.AppendInt(c.Out, int64(len(c.fields)), 10)
+	c.Out = append(c.Out, `,"framesReceived":`...)
+	c.Out = strconv.AppendUint(c.Out, uint64(sess.FramesReceived), 10)
+	c.Out = append(c.Out, `,"framesScored":`...)
+	c.Out = strconv.AppendUint(c.Out, uint64(sess.FramesScored), 10)
+	c.Out = append(c.Out, `,"final":`...)
+	c.Out = jsonwire.AppendBool(c.Out, sess.Final)
+	c.Out = append(c.Out, '}')
 }
 
 // validDecisionID reports whether id can be a store decision id (Crockford
@@ -632,44 +613,44 @@ func validDecisionID(id []byte) bool {
 // decision answers GET /v1/decisions/{id}: the answer validate gave, byte
 // for byte (rendered from the stored record by the function validate
 // rendered it with), with what it was about.
-func (s *Server) decision(c *reqCtx, idParam []byte) {
+func (s *Surface) decision(c *reqCtx, idParam []byte) {
 	if _, ok := s.authAPIKey(c); !ok {
 		return
 	}
 	if !validDecisionID(idParam) {
-		c.fail(errDecisionNotFound, nil)
+		c.Fail(errDecisionNotFound, nil)
 		return
 	}
-	d, err := s.db.Decision(c.org.ID, bytesToString(idParam))
+	d, err := s.db.Decision(c.org.ID, jsonwire.BytesToString(idParam))
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			c.fail(errDecisionNotFound, nil)
+			c.Fail(errDecisionNotFound, nil)
 			return
 		}
-		c.storeFailed(err)
+		c.StoreFailed(err)
 		return
 	}
-	c.out = append(c.out[:0], `{"decisionID":`...)
-	c.out = appendJSONString(c.out, d.ID)
-	c.out = append(c.out, `,"csid":`...)
-	c.out = appendJSONString(c.out, d.CSID)
-	c.out = append(c.out, `,"userID":`...)
-	c.out = appendJSONString(c.out, d.UserID)
-	c.out = append(c.out, `,"createdAt":`...)
-	c.out = strconv.AppendInt(c.out, d.CreatedAt, 10)
-	c.out = append(c.out, `,"verifiedAction":`...)
-	c.out = appendJSONBool(c.out, d.Verified)
-	c.out = append(c.out, `,"ivScore":`...)
-	c.out = strconv.AppendInt(c.out, int64(d.Score), 10)
-	c.out = append(c.out, `,"response":`...)
-	if c.out, err = appendValidateAnswer(c.out, d.Response, d.ID); err != nil {
+	c.Out = append(c.Out[:0], `{"decisionID":`...)
+	c.Out = jsonwire.AppendString(c.Out, d.ID)
+	c.Out = append(c.Out, `,"csid":`...)
+	c.Out = jsonwire.AppendString(c.Out, d.CSID)
+	c.Out = append(c.Out, `,"userID":`...)
+	c.Out = jsonwire.AppendString(c.Out, d.UserID)
+	c.Out = append(c.Out, `,"createdAt":`...)
+	c.Out = strconv.AppendInt(c.Out, d.CreatedAt, 10)
+	c.Out = append(c.Out, `,"verifiedAction":`...)
+	c.Out = jsonwire.AppendBool(c.Out, d.Verified)
+	c.Out = append(c.Out, `,"ivScore":`...)
+	c.Out = strconv.AppendInt(c.Out, int64(d.Score), 10)
+	c.Out = append(c.Out, `,"response":`...)
+	if c.Out, err = AppendValidateAnswer(c.Out, d.Response, d.ID); err != nil {
 		s.log.Error("stored decision does not render", "org", c.org.ID, "decision", d.ID, "err", err)
-		c.out = c.out[:0]
-		c.fail(errInternal, nil)
+		c.Out = c.Out[:0]
+		c.Fail(httpd.ErrInternal, nil)
 		return
 	}
-	c.out = append(c.out, '}')
-	c.status = fasthttp.StatusOK
+	c.Out = append(c.Out, '}')
+	c.Status = fasthttp.StatusOK
 }
 
 // newTemplateVersion draws a random template version: nonzero and never
@@ -686,5 +667,5 @@ func (c *reqCtx) newTemplateVersion() uint64 {
 
 // hashBody is the idempotency hash of the decompressed request body.
 func (c *reqCtx) hashBody() {
-	c.reqHash = sha256.Sum256(c.body)
+	c.reqHash = sha256.Sum256(c.Body)
 }

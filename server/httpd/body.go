@@ -1,4 +1,4 @@
-package server
+package httpd
 
 import (
 	"bytes"
@@ -9,24 +9,6 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/valyala/fasthttp"
-)
-
-// Request body limits, per route, in bytes. They bound both what is read from
-// the connection (an announced Content-Length above the limit is answered 413
-// before the body is read) and what a compressed body may decompress to.
-const (
-	// limitSmall is for session creation and bodiless routes: three short strings.
-	limitSmall = 4 << 10
-	// limitValidate fits the largest sessionData match.* allows in practice
-	// (256 items of realistic size); pathological 4 KiB values on all 256
-	// items do not fit, and are refused with 413.
-	limitValidate = 1 << 20
-	// limitEvents fits maxEventFields fields of ordinary size and maxEventFrames
-	// frames of 512-d embeddings (64 x ~2.8 KiB of base64) with ample room.
-	limitEvents = 4 << 20
-	// limitMax is the largest of the above: fasthttp's own cap for a request
-	// whose path could not be classified when its headers arrived.
-	limitMax = limitEvents
 )
 
 // compressMin is the smallest response body worth compressing.
@@ -56,25 +38,26 @@ var zstdEncoder = func() *zstd.Encoder {
 	return e
 }()
 
-var errTooLarge = errors.New("server: decoded body too large")
+var errTooLarge = errors.New("httpd: decoded body too large")
 
-// readBody checks the Content-Type and Content-Encoding of a JSON request
-// and leaves the decoded body in c.body. It never aliases fasthttp's request
-// buffer: c.body belongs to the pooled context, so sonic may refer into it
-// for the duration of the request.
-func (c *reqCtx) readBody(ctx *fasthttp.RequestCtx, limit int) bool {
+// ReadBody checks the Content-Type and Content-Encoding of a JSON request
+// and leaves the decoded body, at most limit bytes, in c.Body. It never
+// aliases fasthttp's request buffer: c.Body belongs to the pooled context,
+// so decoded strings may refer into it for the duration of the request.
+func (c *Ctx) ReadBody(limit int) bool {
+	ctx := c.RC
 	if !isJSONContentType(ctx.Request.Header.ContentType()) {
-		return c.fail(errUnsupportedMediaType, nil)
+		return c.Fail(ErrUnsupportedMediaType, nil)
 	}
 	raw := ctx.PostBody()
 	if len(raw) > limit {
 		return c.failTooLarge(limit)
 	}
-	c.body = c.body[:0]
+	c.Body = c.Body[:0]
 	enc := bytes.TrimSpace(ctx.Request.Header.ContentEncoding())
 	switch {
 	case len(enc) == 0 || bytes.EqualFold(enc, []byte("identity")):
-		c.body = append(c.body, raw...)
+		c.Body = append(c.Body, raw...)
 		return true
 	case bytes.EqualFold(enc, []byte("gzip")):
 		c.br.Reset(raw)
@@ -85,7 +68,7 @@ func (c *reqCtx) readBody(ctx *fasthttp.RequestCtx, limit int) bool {
 			err = c.gzr.Reset(&c.br)
 		}
 		if err == nil {
-			c.body, err = readLimited(c.body, c.gzr, limit)
+			c.Body, err = readLimited(c.Body, c.gzr, limit)
 		}
 		return c.decodeResult(err, "gzip", limit)
 	case bytes.EqualFold(enc, []byte("zstd")):
@@ -97,7 +80,7 @@ func (c *reqCtx) readBody(ctx *fasthttp.RequestCtx, limit int) bool {
 				zstd.WithDecoderLowmem(true),
 				zstd.WithDecoderMaxWindow(maxZstdWindow))
 			if err != nil {
-				return c.fail(errInternal, nil)
+				return c.Fail(ErrInternal, nil)
 			}
 			c.zsr = zr
 		}
@@ -116,12 +99,12 @@ func (c *reqCtx) readBody(ctx *fasthttp.RequestCtx, limit int) bool {
 		c.br.Reset(raw)
 		err := c.zsr.Reset(&c.br)
 		if err == nil {
-			c.body, err = readLimited(c.body, c.zsr, limit)
+			c.Body, err = readLimited(c.Body, c.zsr, limit)
 		}
 		_ = c.zsr.Reset(nil)
 		return c.decodeResult(err, "zstd", limit)
 	default:
-		return c.fail(errUnsupportedEncoding, nil)
+		return c.Fail(ErrUnsupportedEncoding, nil)
 	}
 }
 
@@ -132,14 +115,14 @@ const maxZstdWindow = 8 << 20
 
 // zstdWindowTooLarge refuses a zstd body whose frame needs a window over
 // maxZstdWindow.
-func (c *reqCtx) zstdWindowTooLarge() bool {
-	c.msg = append(c.msg[:0], "The zstd request body was compressed with a window larger than "...)
-	c.msg = appendSize(c.msg, maxZstdWindow)
-	c.msg = append(c.msg, ", the most this server decodes: compress it at level 19 or below, without --long."...)
-	return c.fail(errBodyTooLarge, c.msg)
+func (c *Ctx) zstdWindowTooLarge() bool {
+	c.Msg = append(c.Msg[:0], "The zstd request body was compressed with a window larger than "...)
+	c.Msg = AppendSize(c.Msg, maxZstdWindow)
+	c.Msg = append(c.Msg, ", the most this server decodes: compress it at level 19 or below, without --long."...)
+	return c.Fail(ErrBodyTooLarge, c.Msg)
 }
 
-func (c *reqCtx) decodeResult(err error, enc string, limit int) bool {
+func (c *Ctx) decodeResult(err error, enc string, limit int) bool {
 	switch {
 	case err == nil:
 		return true
@@ -148,17 +131,17 @@ func (c *reqCtx) decodeResult(err error, enc string, limit int) bool {
 		// decoder takes: too large, not corrupt.
 		return c.decodeResult(errTooLarge, enc, limit)
 	case err == errTooLarge:
-		c.msg = append(c.msg[:0], "The "...)
-		c.msg = append(c.msg, enc...)
-		c.msg = append(c.msg, " body decompresses to more than "...)
-		c.msg = appendSize(c.msg, limit)
-		c.msg = append(c.msg, ", the limit of this route."...)
-		return c.fail(errBodyTooLarge, c.msg)
+		c.Msg = append(c.Msg[:0], "The "...)
+		c.Msg = append(c.Msg, enc...)
+		c.Msg = append(c.Msg, " body decompresses to more than "...)
+		c.Msg = AppendSize(c.Msg, limit)
+		c.Msg = append(c.Msg, ", the limit of this route."...)
+		return c.Fail(ErrBodyTooLarge, c.Msg)
 	default:
-		c.msg = append(c.msg[:0], "The "...)
-		c.msg = append(c.msg, enc...)
-		c.msg = append(c.msg, " request body is corrupt and could not be decompressed."...)
-		return c.fail(errBadEncoding, c.msg)
+		c.Msg = append(c.Msg[:0], "The "...)
+		c.Msg = append(c.Msg, enc...)
+		c.Msg = append(c.Msg, " request body is corrupt and could not be decompressed."...)
+		return c.Fail(ErrBadEncoding, c.Msg)
 	}
 }
 
@@ -187,7 +170,9 @@ func readLimited(dst []byte, r io.Reader, limit int) ([]byte, error) {
 	}
 }
 
-func appendSize(dst []byte, n int) []byte {
+// AppendSize appends n bytes in the largest unit that divides it (MiB,
+// KiB, bytes), for sentences that name a limit.
+func AppendSize(dst []byte, n int) []byte {
 	switch {
 	case n >= 1<<20 && n%(1<<20) == 0:
 		dst = fasthttp.AppendUint(dst, n>>20)
@@ -263,7 +248,7 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 }
 
 // compress appends body compressed with enc ("gzip" or "zstd") to dst.
-func (c *reqCtx) compress(dst []byte, enc string, body []byte) []byte {
+func (c *Ctx) compress(dst []byte, enc string, body []byte) []byte {
 	if enc == "zstd" {
 		return zstdEncoder.EncodeAll(body, dst)
 	}

@@ -1,4 +1,4 @@
-package server
+package jsonwire
 
 import (
 	"math"
@@ -21,11 +21,11 @@ var safeASCII = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
-// appendJSONString appends s as a JSON string literal. Control characters,
+// AppendString appends s as a JSON string literal. Control characters,
 // quotes and backslashes are escaped, and so are U+2028 and U+2029 (which
 // break JavaScript that embeds JSON); invalid UTF-8 becomes U+FFFD, so the
 // output is always valid JSON whatever s holds.
-func appendJSONString(dst []byte, s string) []byte {
+func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -73,24 +73,24 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// appendJSONBytes is appendJSONString for a byte slice, without copying it.
-func appendJSONBytes(dst, b []byte) []byte {
-	return appendJSONString(dst, bytesToString(b))
+// AppendBytes is AppendString for a byte slice, without copying it.
+func AppendBytes(dst, b []byte) []byte {
+	return AppendString(dst, BytesToString(b))
 }
 
-// bytesToString views b as a string without copying. The string must not
+// BytesToString views b as a string without copying. The string must not
 // outlive b's contents: only use it for the duration of a call that does not
 // retain it.
-func bytesToString(b []byte) string {
+func BytesToString(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// appendJSONFloat appends f compactly (the shortest representation that
+// AppendFloat appends f compactly (the shortest representation that
 // reads back as the same value at the given bit size), switching to an
 // exponent for very small or very large magnitudes the way encoding/json
 // does. JSON has no NaN or infinity; they are written as 0, which no engine
 // value ever produces.
-func appendJSONFloat(dst []byte, f float64, bits int) []byte {
+func AppendFloat(dst []byte, f float64, bits int) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(dst, '0')
 	}
@@ -113,20 +113,16 @@ func appendJSONFloat(dst []byte, f float64, bits int) []byte {
 	return dst
 }
 
-func appendJSONBool(dst []byte, b bool) []byte {
+// AppendBool appends the JSON literal true or false.
+func AppendBool(dst []byte, b bool) []byte {
 	if b {
 		return append(dst, "true"...)
 	}
 	return append(dst, "false"...)
 }
 
-// appendKey appends `"name":` for a name known to need no escaping, with a
-// leading comma unless the object has just been opened.
-func appendKey(dst []byte, name string) []byte {
-	if n := len(dst); n > 0 && dst[n-1] != '{' && dst[n-1] != '[' {
-		dst = append(dst, ',')
-	}
-	dst = append(dst, '"')
-	dst = append(dst, name...)
-	return append(dst, '"', ':')
+// StringBytes views s as a byte slice without copying, for APIs that take
+// bytes and only read them. The slice must never be written to.
+func StringBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }

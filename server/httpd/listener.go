@@ -1,4 +1,4 @@
-package server
+package httpd
 
 import (
 	"crypto/tls"
@@ -15,30 +15,33 @@ import (
 // perIPListener caps concurrent connections per remote address (max > 0;
 // otherwise it only wraps them). fasthttp's own MaxConnsPerIP answers in
 // plain text and only counts IPv4, so the cap is applied here instead: a
-// connection over it is answered 429 in the native envelope (through TLS
+// connection over it is answered 429 in the default envelope (through TLS
 // when the listener is TLS) and closed. The connections it returns can also
 // be closed gently (closeLingering).
 type perIPListener struct {
 	net.Listener
 	max     int
-	metrics *serverMetrics
+	metrics *Metrics
+	refusal []byte // the 429 response, in the server's default envelope
 
 	mu    sync.Mutex
 	conns map[netip.Addr]int
 }
 
-func newPerIPListener(ln net.Listener, max int, m *serverMetrics) *perIPListener {
-	return &perIPListener{Listener: ln, max: max, metrics: m, conns: make(map[netip.Addr]int)}
+func newPerIPListener(ln net.Listener, max int, m *Metrics, env Envelope) *perIPListener {
+	return &perIPListener{Listener: ln, max: max, metrics: m, refusal: tooManyConnsResponse(env), conns: make(map[netip.Addr]int)}
 }
 
-// tooManyConnsResponse is written to a refused connection.
-var tooManyConnsResponse = func() []byte {
-	body := appendError(nil, errTooManyConnections, nil)
+// tooManyConnsResponse is what a refused connection is written: it is
+// refused before any request is read, so no route (and no surface) is
+// known, and the default envelope renders it.
+func tooManyConnsResponse(env Envelope) []byte {
+	body := env(nil, ErrTooManyConnections, nil)
 	b := []byte("HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: ")
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n\r\n"...)
 	return append(b, body...)
-}()
+}
 
 func (l *perIPListener) Accept() (net.Conn, error) {
 	for {
@@ -61,7 +64,7 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 		l.mu.Unlock()
 		if n > l.max {
 			l.metrics.perIPRejections.Inc()
-			go refuse(c)
+			go refuse(c, l.refusal)
 			continue
 		}
 		return wrapConn(c, func() { l.release(ip) }), nil
@@ -93,11 +96,11 @@ func (l *perIPListener) release(ip netip.Addr) {
 // sends (its request, usually) so that the answer is not "unsolicited", and
 // a close with unread data does not reset the connection before the client
 // has read the answer.
-func refuse(c net.Conn) {
+func refuse(c net.Conn, response []byte) {
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	var buf [4096]byte
 	_, _ = c.Read(buf[:])
-	_, _ = c.Write(tooManyConnsResponse)
+	_, _ = c.Write(response)
 	_ = c.Close()
 }
 

@@ -1,4 +1,4 @@
-package server
+package native
 
 import (
 	"bytes"
@@ -6,13 +6,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/engine/match"
 	"github.com/countersign/countersign/engine/policy"
-	"github.com/countersign/countersign/store"
 )
 
 // randomDecision draws a verdict and value details covering every field of
@@ -115,7 +113,7 @@ func TestDecisionRecordRendersTheAnswer(t *testing.T) {
 	for i := range 2000 {
 		v, details := randomDecision(r)
 		rec := appendDecisionRecord(nil, &v, details)
-		out, err := appendValidateAnswer([]byte("prefix"), rec, "01JBZ8Q3Y00000000000000000")
+		out, err := AppendValidateAnswer([]byte("prefix"), rec, "01JBZ8Q3Y00000000000000000")
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
@@ -148,7 +146,7 @@ func TestDecisionRecordIsCompact(t *testing.T) {
 		details = append(details, match.Detail{Key: []byte(kv[0]), Field: []byte(kv[1]), Matched: true, Reason: match.Match})
 	}
 	rec := appendDecisionRecord(nil, &v, details)
-	out, err := appendValidateAnswer(nil, rec, "01M81AM6Z4K6HTWJNGAXMN7SMG")
+	out, err := AppendValidateAnswer(nil, rec, "01M81AM6Z4K6HTWJNGAXMN7SMG")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +159,7 @@ func TestDecisionRecordIsCompact(t *testing.T) {
 // itself; it is answered as stored.
 func TestDecisionRecordVerbatimAnswer(t *testing.T) {
 	stored := []byte(`{"success":true,"verifiedAction":true}`)
-	out, err := appendValidateAnswer([]byte("x"), stored, "ignored")
+	out, err := AppendValidateAnswer([]byte("x"), stored, "ignored")
 	if err != nil || string(out) != "x"+string(stored) {
 		t.Fatalf("%q %v", out, err)
 	}
@@ -179,7 +177,7 @@ func TestDecisionRecordDamage(t *testing.T) {
 	rec := appendDecisionRecord(nil, &v, details)
 	bad := func(name string, b []byte) {
 		t.Helper()
-		out, err := appendValidateAnswer([]byte("dst"), b, "id")
+		out, err := AppendValidateAnswer([]byte("dst"), b, "id")
 		if err == nil || string(out) != "dst" {
 			t.Errorf("%s: %q %v", name, out, err)
 		}
@@ -214,7 +212,7 @@ func TestDecisionRecordDamage(t *testing.T) {
 		for _, x := range []byte{0x01, 0x80, 0xff} {
 			b := bytes.Clone(rec)
 			b[i] ^= x
-			out, err := appendValidateAnswer(nil, b, "id")
+			out, err := AppendValidateAnswer(nil, b, "id")
 			if err == nil && !json.Valid(out) {
 				t.Errorf("byte %d ^ %#x: invalid JSON %s", i, x, out)
 			}
@@ -234,7 +232,7 @@ func FuzzDecisionRecord(f *testing.F) {
 		if len(rec) > 0 && rec[0] == '{' {
 			return // a verbatim answer from an older log is trusted as stored
 		}
-		out, err := appendValidateAnswer(nil, rec, "id")
+		out, err := AppendValidateAnswer(nil, rec, "id")
 		if err == nil && !json.Valid(out) {
 			t.Fatalf("rendered invalid JSON from %x: %s", rec, out)
 		}
@@ -242,32 +240,4 @@ func FuzzDecisionRecord(f *testing.F) {
 			t.Fatalf("error with output %q", out)
 		}
 	})
-}
-
-// Served decisions: one stored by an older countersign (the JSON answer
-// itself) is answered as stored; a damaged record is a 500 that names no
-// detail, and the server logs it.
-func TestServedDecisionRecords(t *testing.T) {
-	e := newEnv(t)
-	legacy := `{"success":true,"verifiedAction":false,"decisionID":"01JBZ8Q3Y00000000000000001"}`
-	for _, c := range []struct{ id, resp, idem string }{
-		{"01JBZ8Q3Y00000000000000001", legacy, "legacy-key"},
-		{"01JBZ8Q3Y00000000000000002", "\x01\xff", "damaged-key"},
-	} {
-		d := store.Decision{ID: c.id, OrgID: e.org.ID, CSID: "c", UserID: "u", Response: []byte(c.resp)}
-		if err := e.db.PutDecision(&d, []byte(c.idem), [32]byte{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	g := e.do(req{path: "/v1/decisions/01JBZ8Q3Y00000000000000001", headers: e.withKey()})
-	if g.status != 200 || !bytes.Contains(g.body, []byte(`"response":`+legacy+`}`)) {
-		t.Errorf("legacy decision: %s", g)
-	}
-	g = e.do(req{path: "/v1/decisions/01JBZ8Q3Y00000000000000002", headers: e.withKey()})
-	if g.status != 500 || g.errorCode() != "internal_error" || bytes.Contains(g.body, []byte("response")) {
-		t.Errorf("damaged decision: %s", g)
-	}
-	if !strings.Contains(e.logs.String(), "stored decision does not render") {
-		t.Errorf("damage not logged:\n%s", e.logs.String())
-	}
 }

@@ -1,4 +1,4 @@
-package server
+package native
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"github.com/bytedance/sonic/decoder"
 
 	"github.com/countersign/countersign/engine/match"
+	"github.com/countersign/countersign/server/httpd"
 )
 
 // validateBodies are validate bodies of every form the shape accepts:
@@ -33,14 +34,14 @@ var validateBodies = []string{
 // c (into got, reset first), after the checks validate runs. ok is false
 // when the checks refuse the body.
 func bindBoth(t testing.TB, c *reqCtx, body []byte) (want, got *validateRequest, ok bool) {
-	if !c.check.checkSyntax(body) {
+	if !c.Check.CheckSyntax(body) {
 		return nil, nil, false
 	}
-	c.body = body
+	c.Body = body
 	c.validateReq.reset()
 	bound := c.bindValidate(&c.validateReq)
-	if shaped := c.check.checkShape(body, shapeValidate); shaped != bound {
-		t.Fatalf("checkShape says %v (%s), bindValidate %v, of\n%q", shaped, c.check.msg, bound, body)
+	if shaped := c.Check.CheckShape(body, shapeValidate); shaped != bound {
+		t.Fatalf("checkShape says %v (%s), bindValidate %v, of\n%q", shaped, c.Check.Msg, bound, body)
 	}
 	if !bound {
 		return nil, nil, false
@@ -48,7 +49,7 @@ func bindBoth(t testing.TB, c *reqCtx, body []byte) (want, got *validateRequest,
 	want = new(validateRequest)
 	var dec decoder.Decoder
 	dec.Reset(string(body))
-	dec.SetOptions(decodeOptions)
+	dec.SetOptions(httpd.DecodeOptions)
 	if err := dec.Decode(want); err != nil {
 		t.Fatalf("sonic refused a checked body: %v\n%q", err, body)
 	}
@@ -75,7 +76,7 @@ func TestBindValidateAgreesWithSonic(t *testing.T) {
 		for _, body := range order {
 			want, got, ok := bindBoth(t, c, []byte(body))
 			if !ok {
-				t.Fatalf("the checks refused %q: %s", body, c.check.msg)
+				t.Fatalf("the checks refused %q: %s", body, c.Check.Msg)
 			}
 			if w, g := render(want), render(got); w != g {
 				t.Errorf("body %q\nsonic:  %s\nbinder: %s", body, w, g)
@@ -138,7 +139,7 @@ func TestBindValidateRefusesWhatCheckShapeRefuses(t *testing.T) {
 		`{` + head + `,"additionalData":{"sessionData":[` + many(match.MaxItems, `{"key":"k","value":1}`) + `]}}`,
 	} {
 		if _, _, ok := bindBoth(t, c, []byte(body)); !ok {
-			t.Errorf("refused %q: %s", body, c.check.msg)
+			t.Errorf("refused %q: %s", body, c.Check.Msg)
 		}
 	}
 }

@@ -1,0 +1,383 @@
+// Package httpd is the HTTP core every countersign surface uses: the pooled
+// per-request context (Ctx) each surface embeds in its own, the route
+// descriptions (Route: method, body limit, store use, envelope), the error
+// catalog (Register) rendered by each surface in its own envelope, the
+// listener with its per-IP limit and TLS, request metrics, panic recovery,
+// and the answers to what fasthttp refuses before a handler runs. It knows
+// no surface: the server hands it the one prefix switch that picks the
+// surface of a path.
+package httpd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/countersign/countersign/store"
+)
+
+// HeaderBufferSize is fasthttp's read buffer, which also bounds the request
+// line plus headers: larger headers are answered 431.
+const HeaderBufferSize = 8 << 10
+
+// Config configures a Server.
+type Config struct {
+	// Surface is the prefix switch: the surface that owns path. It is
+	// called for every request, and for the body limit of a request whose
+	// headers just arrived.
+	Surface func(path []byte) Surface
+	// Envelope renders errors of requests that match no route, and of
+	// connections refused before a request is read.
+	Envelope Envelope
+	// Hook, when set (by a test), runs before each request is served, inside
+	// the panic recovery. Always nil in production.
+	Hook func(*fasthttp.RequestCtx)
+
+	TLS           *tls.Config // nil: plain HTTP
+	MaxConnsPerIP int         // negative for no limit
+
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	Logger                                 *slog.Logger
+}
+
+// Server is the core of the HTTP service: fasthttp, configured once, in
+// front of the surfaces. It is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	hs      *fasthttp.Server
+
+	// storeDead is set, and failed closed, once the store has failed for
+	// good (see StoreFatal and Failed).
+	storeDead     atomic.Bool
+	storeDeadOnce sync.Once
+	failed        chan struct{}
+}
+
+// New prepares the core; it does not listen.
+func New(cfg Config) *Server {
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), failed: make(chan struct{})}
+	s.hs = &fasthttp.Server{
+		Handler:                      s.handle,
+		ErrorHandler:                 s.handleTransportError,
+		HeaderReceived:               s.headerReceived,
+		ExpectHandler:                s.handleExpect,
+		Name:                         "countersign",
+		ReadBufferSize:               HeaderBufferSize,
+		ReadTimeout:                  cfg.ReadTimeout,
+		WriteTimeout:                 cfg.WriteTimeout,
+		IdleTimeout:                  cfg.IdleTimeout,
+		MaxRequestBodySize:           LimitMax,
+		CloseOnShutdown:              true,
+		DisablePreParseMultipartForm: true,
+		SecureErrorLogMessage:        true,
+		Logger:                       fasthttpLogger{s.log},
+	}
+	return s
+}
+
+// Log is the server's logger.
+func (s *Server) Log() *slog.Logger { return s.log }
+
+// Metrics are the server's metrics, on which surfaces register theirs.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Handler returns the request handler, for serving over a listener the
+// caller manages.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+
+// Serve accepts connections on ln until Shutdown. When the configuration has
+// TLS, ln is wrapped in it; connections over MaxConnsPerIP are answered 429.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	// IP connections are always wrapped, capped or not: the wrapper also
+	// closes a connection refused mid-request gently (closeLingering) and
+	// refuses TLS on a plain port. (In-memory and unix ones are not.)
+	ln = newPerIPListener(ln, s.cfg.MaxConnsPerIP, s.metrics, s.cfg.Envelope)
+	return s.hs.Serve(ln)
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests to
+// be answered, or ctx to end.
+func (s *Server) Shutdown(ctx context.Context) error { return s.hs.ShutdownWithContext(ctx) }
+
+// Failed returns a channel that is closed when the store has failed for
+// good (MarkStoreDead).
+func (s *Server) Failed() <-chan struct{} { return s.failed }
+
+// StoreDead reports whether the store has failed for good.
+func (s *Server) StoreDead() bool { return s.storeDead.Load() }
+
+// StoreFatal reports whether a recovered panic is the store giving up: the
+// store panics with an error wrapping store.ErrFatal when Pebble calls its
+// logger's Fatalf, the one panic that means the database must not be used
+// any more.
+func StoreFatal(p any) bool {
+	err, ok := p.(error)
+	return ok && errors.Is(err, store.ErrFatal)
+}
+
+// MarkStoreDead records that the store failed for good (see Failed): from
+// then on every route that uses the store answers 503.
+func (s *Server) MarkStoreDead(p any) {
+	s.storeDeadOnce.Do(func() {
+		s.storeDead.Store(true)
+		s.log.Error("the store failed and must not be used again; answering 503 until restarted", "panic", fmt.Sprint(p))
+		close(s.failed)
+	})
+}
+
+// envelope is the envelope r's errors are rendered in.
+func (s *Server) envelope(r *Route) Envelope {
+	if r.Envelope != nil {
+		return r.Envelope
+	}
+	return s.cfg.Envelope
+}
+
+// route classifies a path: the surface that owns it, its route there and
+// the path parameter.
+func (s *Server) route(path []byte) (Surface, *Route, []byte) {
+	sf := s.cfg.Surface(path)
+	r, param := sf.Route(path)
+	return sf, r, param
+}
+
+// handle is the fasthttp handler: it routes, and answers 500 (keeping the
+// server up) if a handler panics.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	sf, r, param := s.route(ctx.Path())
+	ok := false
+	defer func() {
+		if ok {
+			return
+		}
+		p := recover()
+		s.metrics.panics.Inc()
+		s.log.Error("handler panic", "route", r.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		ctx.Response.Reset()
+		ctx.SetContentType("application/json")
+		e := ErrInternal
+		if StoreFatal(p) {
+			// Not a bug in a handler: a write could not be made durable.
+			// Fail closed, as for any write the store refuses.
+			s.MarkStoreDead(p)
+			e = ErrStoreUnavailable
+			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		}
+		ctx.SetStatusCode(e.Status)
+		ctx.SetBody(s.envelope(r)(nil, e, nil))
+		s.metrics.Observe(r, e.Status, start)
+		// The surface's context is dropped, not pooled: its state is unknown.
+	}()
+	if s.cfg.Hook != nil {
+		s.cfg.Hook(ctx)
+	}
+	sf.Serve(ctx, r, param)
+	s.metrics.Observe(r, ctx.Response.StatusCode(), start)
+	ok = true
+}
+
+// headerReceived applies the route's body limit as soon as the headers are
+// in, so that fasthttp answers an announced oversized body (through
+// handleTransportError) before reading it.
+func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	return fasthttp.RequestConfig{MaxRequestBodySize: s.routeOfURI(h.RequestURI()).BodyLimit}
+}
+
+// routeOfURI classifies a raw request URI (before percent-decoding) for its
+// body limit. A path that only matches a route after decoding gets
+// RouteUnknown's LimitMax here, and the handler applies the route's limit
+// once the body is read.
+func (s *Server) routeOfURI(uri []byte) *Route {
+	for i, ch := range uri {
+		if ch == '?' || ch == '#' {
+			uri = uri[:i]
+			break
+		}
+	}
+	_, r, _ := s.route(uri)
+	return r
+}
+
+// handleTransportError answers what fasthttp refused before the handler ran,
+// in the envelope of the route. fasthttp closes the connection afterwards.
+func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
+	var e *Error
+	var msg []byte
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	r := s.routeOfURI(ctx.Request.Header.RequestURI())
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e = ErrBodyTooLarge
+		// fasthttp resets the request when a chunked body runs over, so
+		// the route (and its limit) is unknown then: keep the catalog's
+		// sentence rather than name another route's limit.
+		if r != RouteUnknown {
+			msg = appendTooLarge(msg, r.BodyLimit)
+		}
+	case errors.As(err, &small):
+		e = ErrHeadersTooLarge
+		msg = append(msg, "The request line and headers are larger than "...)
+		msg = AppendSize(msg, HeaderBufferSize)
+		msg = append(msg, '.')
+	case errors.As(err, &netErr) && netErr.Timeout():
+		e = ErrRequestTimeout
+	default:
+		e = ErrBadRequest
+		if why := transportReason(err); why != "" {
+			msg = append(msg, "The request could not be parsed: "...)
+			msg = append(msg, why...)
+			msg = append(msg, '.')
+		}
+	}
+	ctx.Response.Reset()
+	ctx.SetStatusCode(e.Status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(s.envelope(r)(nil, e, msg))
+	s.metrics.Observe(r, e.Status, time.Now())
+	if e != ErrRequestTimeout {
+		// fasthttp closes the connection after this answer, perhaps with
+		// the client still sending (a body over the limit): drain before
+		// closing, or the kernel resets the connection and the client
+		// loses the answer (closeLingering). A silent client is not
+		// waited for again.
+		lingerOnClose(ctx)
+	}
+}
+
+// lingerOnClose makes the request's connection close gently, when it is one
+// the listener wrapped.
+func lingerOnClose(ctx *fasthttp.RequestCtx) {
+	if lc, ok := ctx.Conn().(interface{ lingerOnClose() }); ok {
+		lc.lingerOnClose()
+	}
+}
+
+// transportReason names what fasthttp refused in a request, for the
+// answer: one of the fixed texts of its known refusals, or "" (the
+// catalog's sentence then). Not fasthttp's message itself: several quote
+// the request, credentials included.
+func transportReason(err error) string {
+	for _, r := range transportReasons {
+		if errors.Is(err, r.err) {
+			return r.why
+		}
+	}
+	return ""
+}
+
+var transportReasons = []struct {
+	err error
+	why string
+}{
+	{fasthttp.ErrDuplicateContentLength, "Content-Length is given more than once"},
+	{fasthttp.ErrUnsupportedTransferEncoding, "the Transfer-Encoding is not supported (only chunked)"},
+	{fasthttp.ErrNonNumericChars, "Content-Length has non-numeric characters"},
+	{fasthttp.ErrMissingRequestMethod, "the request line has no method"},
+	{fasthttp.ErrUnsupportedRequestMethod, "the request method is not supported"},
+	{fasthttp.ErrEmptyRequestURI, "the request line has no URI"},
+	{fasthttp.ErrBadTrailer, "a chunked trailer names a field that may not be a trailer"},
+	{errTLSOnPlainPort, "this port speaks plain HTTP, and the client began a TLS handshake"},
+}
+
+// handleExpect answers "Expect: 100-continue" before the body is sent: an
+// announced body over the route's limit gets the JSON 413 at once (fasthttp
+// writes the response set here, without calling the handler, and closes the
+// connection); anything else is invited to send its body.
+func (s *Server) handleExpect(ctx *fasthttp.RequestCtx) int {
+	r := s.routeOfURI(ctx.Request.Header.RequestURI())
+	if ctx.Request.Header.ContentLength() <= r.BodyLimit {
+		return fasthttp.StatusContinue
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(s.envelope(r)(nil, ErrBodyTooLarge, appendTooLarge(nil, r.BodyLimit)))
+	s.metrics.Observe(r, ErrBodyTooLarge.Status, time.Now())
+	// A client may send its body without waiting for the 100: drain it
+	// before the close, as after any refusal mid-request.
+	lingerOnClose(ctx)
+	return ErrBodyTooLarge.Status
+}
+
+// fasthttpLogger sends fasthttp's own log lines to slog.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
+}
+
+// TLSFiles names the PEM files of the server's TLS configuration.
+type TLSFiles struct {
+	Cert, Key         string // both or neither
+	ClientCA          string // the bundle client certificates must chain to
+	RequireClientCert bool   // refuse handshakes without a valid client certificate
+}
+
+// LoadTLS builds the TLS configuration Serve wraps listeners with: nil
+// without a certificate. Its errors say what is wrong with the files.
+func LoadTLS(f TLSFiles) (*tls.Config, error) {
+	if (f.Cert == "") != (f.Key == "") {
+		return nil, errors.New("TLS needs both a certificate and a key")
+	}
+	if f.Cert == "" {
+		if f.ClientCA != "" || f.RequireClientCert {
+			return nil, errors.New("client certificates need TLS (a certificate and a key)")
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return nil, err
+	}
+	conf := &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+	}
+	switch {
+	case f.ClientCA != "":
+		pem, err := os.ReadFile(f.ClientCA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", f.ClientCA)
+		}
+		conf.ClientCAs = pool
+		conf.ClientAuth = tls.VerifyClientCertIfGiven
+		if f.RequireClientCert {
+			conf.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	case f.RequireClientCert:
+		return nil, errors.New("requiring client certificates needs a client CA bundle")
+	}
+	return conf, nil
+}
+
+// ClientAuthName says how c verifies client certificates, for the log.
+func ClientAuthName(c *tls.Config) string {
+	switch {
+	case c == nil || c.ClientAuth == tls.NoClientCert:
+		return "none"
+	case c.ClientAuth == tls.RequireAndVerifyClientCert:
+		return "required"
+	default:
+		return "verified-if-given"
+	}
+}
