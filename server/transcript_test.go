@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/internal/httptranscript"
+	"github.com/countersign/countersign/server/httpd"
 )
 
 // The glue between the native transcripts and this package's server, kept
@@ -62,10 +62,11 @@ func newTranscriptRunner(t *testing.T) *httptranscript.Runner {
 	r.Set("otherCID", other.CID, false)
 	r.Set("otherKey", otherKey, false)
 
-	var held []*jobQueue // the workers' own queues while held
+	frames := e.srv.native.Frames()
+	held := false // the workers paused by hold-workers
 	t.Cleanup(func() {
-		if held != nil {
-			e.releaseWorkers(held, 0)
+		if held {
+			frames.Resume()
 		}
 	})
 	reserved := 0
@@ -82,27 +83,27 @@ func newTranscriptRunner(t *testing.T) *httptranscript.Runner {
 			return "now " + e.clock().UTC().Format(time.RFC3339)
 		},
 		"hold-workers": func(t testing.TB, d *datadriven.TestData) string {
-			if held == nil {
-				held = e.holdWorkers()
-			}
+			frames.Pause()
+			held = true
 			return "held"
 		},
 		"release-workers": func(t testing.TB, d *datadriven.TestData) string {
-			e.releaseWorkers(held, int64(reserved))
-			held = nil
+			frames.Resume()
+			held = false
+			e.waitQueue(int64(reserved))
 			return "every queued job done"
 		},
 		"fill-queue": func(t testing.TB, d *datadriven.TestData) string {
-			for e.srv.frames.tryReserve() {
+			for frames.Depth() < frames.Capacity() && frames.Reserve() {
 				reserved++
 			}
-			return fmt.Sprintf("%d of %d places taken", e.srv.frames.depth(), e.srv.frames.capacity)
+			return fmt.Sprintf("%d of %d places taken", frames.Depth(), frames.Capacity())
 		},
 		"drain-queue": func(t testing.TB, d *datadriven.TestData) string {
 			for ; reserved > 0; reserved-- {
-				e.srv.frames.unreserve()
+				frames.Unreserve()
 			}
-			return fmt.Sprintf("%d of %d places taken", e.srv.frames.depth(), e.srv.frames.capacity)
+			return fmt.Sprintf("%d of %d places taken", frames.Depth(), frames.Capacity())
 		},
 		"embedding": func(t testing.TB, d *datadriven.TestData) string {
 			var name string
@@ -134,7 +135,7 @@ func newTranscriptRunner(t *testing.T) *httptranscript.Runner {
 			var blobs [][]byte
 			for i := range n {
 				f.Seq, f.TS = uint64(i+1), 1763800000000+int64(i)*100
-				blobs = append(blobs, appendFrame(nil, &f))
+				blobs = append(blobs, biometric.AppendFrame(nil, &f))
 				if len(blobs) == 256 || i == n-1 {
 					if _, err := e.db.AppendEvents(e.org.ID, csid, nil, blobs, false); err != nil {
 						d.Fatalf(t, "store-frames: %v", err)
@@ -153,44 +154,13 @@ func newTranscriptRunner(t *testing.T) *httptranscript.Runner {
 	return r
 }
 
-// holdWorkers gives the scoring pool fresh queues that no worker reads, and
-// returns the workers' own: jobs are then queued (and counted) as usual but
-// not taken, so frames stay unscored for as long as a transcript needs.
-func (e *testEnv) holdWorkers() []*jobQueue {
-	p := e.srv.frames
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	own := p.queues
-	p.queues = make([]*jobQueue, len(own))
-	for i := range p.queues {
-		q := &jobQueue{}
-		q.cond.L = &q.mu
-		p.queues[i] = q
-	}
-	return own
-}
-
-// releaseWorkers moves the held jobs (if own is not nil), in order and to
-// the same shard, onto the workers' own queues, and waits until every job is
-// done: the queue holds only the places a transcript took itself (reserved).
-func (e *testEnv) releaseWorkers(own []*jobQueue, reserved int64) {
-	p := e.srv.frames
-	if own != nil {
-		p.mu.Lock()
-		for i, q := range p.queues {
-			q.mu.Lock()
-			jobs := slices.Clone(q.jobs[q.head:])
-			q.mu.Unlock()
-			for _, j := range jobs {
-				own[i].push(j)
-			}
-		}
-		p.queues = own
-		p.mu.Unlock()
-	}
-	for deadline := time.Now().Add(20 * time.Second); p.depth() > reserved; time.Sleep(time.Millisecond) {
+// waitQueue waits until every queued job is done: the queue then holds
+// only the places a transcript took itself (reserved).
+func (e *testEnv) waitQueue(reserved int64) {
+	frames := e.srv.native.Frames()
+	for deadline := time.Now().Add(20 * time.Second); frames.Depth() > reserved; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			e.t.Fatalf("the scoring queue still holds %d jobs", p.depth())
+			e.t.Fatalf("the scoring queue still holds %d jobs", frames.Depth())
 		}
 	}
 }
@@ -254,22 +224,22 @@ func TestTranscriptsCoverCatalog(t *testing.T) {
 		return body, true
 	}
 	known := map[string]bool{}
-	for _, e := range catalog {
-		known[e.code] = true
-		answered := strings.Contains(all.String(), `"errorCode":"`+e.code+`"`)
-		test, listed := elsewhere[e.code]
+	for _, e := range httpd.Catalog() {
+		known[e.Code] = true
+		answered := strings.Contains(all.String(), `"errorCode":"`+e.Code+`"`)
+		test, listed := elsewhere[e.Code]
 		switch {
 		case answered && listed:
-			t.Errorf("%s is answered in a transcript and also listed in errors.txt as covered by %s", e.code, test)
+			t.Errorf("%s is answered in a transcript and also listed in errors.txt as covered by %s", e.Code, test)
 		case !answered && !listed:
 			t.Errorf("%s (%d) has no transcript under %s and is not listed in errors.txt with the test that covers it",
-				e.code, e.status, transcriptDir)
+				e.Code, e.Status, transcriptDir)
 		case listed:
 			body, ok := testBody(test)
 			if !ok {
-				t.Errorf("errors.txt says %s covers %s, but there is no such test", test, e.code)
-			} else if !strings.Contains(body, e.code) {
-				t.Errorf("errors.txt says %s covers %s, but that test does not name the code", test, e.code)
+				t.Errorf("errors.txt says %s covers %s, but there is no such test", test, e.Code)
+			} else if !strings.Contains(body, e.Code) {
+				t.Errorf("errors.txt says %s covers %s, but that test does not name the code", test, e.Code)
 			}
 		}
 	}

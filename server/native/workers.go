@@ -52,6 +52,7 @@ type jobQueue struct {
 	jobs   []frameJob
 	head   int
 	closed bool
+	paused bool // Pause: jobs are queued and counted but not taken
 }
 
 func (q *jobQueue) push(j frameJob) {
@@ -65,7 +66,7 @@ func (q *jobQueue) push(j frameJob) {
 func (q *jobQueue) pop() (frameJob, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.head == len(q.jobs) && !q.closed {
+	for (q.head == len(q.jobs) || q.paused) && !q.closed {
 		q.cond.Wait()
 	}
 	if q.head == len(q.jobs) {
@@ -78,6 +79,13 @@ func (q *jobQueue) pop() (frameJob, bool) {
 		q.jobs, q.head = q.jobs[:0], 0
 	}
 	return j, true
+}
+
+func (q *jobQueue) setPaused(paused bool) {
+	q.mu.Lock()
+	q.paused = paused
+	q.mu.Unlock()
+	q.cond.Broadcast()
 }
 
 func (q *jobQueue) close() {
@@ -106,7 +114,27 @@ func newFramePool(s *Surface, workers, capacity int) *FramePool {
 	return p
 }
 
-// depth is the number of jobs reserved, queued or being processed.
+// Pause stops the workers from taking jobs (a job being scored finishes):
+// events are still stored, queued and counted, so their frames stay unscored
+// and validate answers processing until Resume. The HTTP transcripts use it
+// to pin the processing answer; Shutdown still drains a paused pool.
+func (p *FramePool) Pause() {
+	for _, q := range p.queues {
+		q.setPaused(true)
+	}
+}
+
+// Resume lets the workers take jobs again.
+func (p *FramePool) Resume() {
+	for _, q := range p.queues {
+		q.setPaused(false)
+	}
+}
+
+// Capacity is the number of places in the queue.
+func (p *FramePool) Capacity() int64 { return p.capacity }
+
+// Depth is the number of jobs reserved, queued or being processed.
 func (p *FramePool) Depth() int64 { return p.queued.Load() }
 
 // reserve takes one place in the queue, or reports that it is full.
