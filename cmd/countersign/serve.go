@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bytedance/sonic"
 	"github.com/countersign/countersign/server"
 	"github.com/countersign/countersign/store"
 )
@@ -98,7 +97,7 @@ func cmdServe(args []string, e *env) error {
 
 	start := time.Now()
 	log.Info("starting countersign", "go", runtime.Version(), "gomaxprocs", runtime.GOMAXPROCS(0),
-		"sonic", sonicMode(), "pid", os.Getpid())
+		"sonic", server.JSONMode(), "pid", os.Getpid())
 
 	if ok, err := hasStore(*data); err != nil {
 		return err
@@ -238,16 +237,6 @@ func sessionCacheBytes(mb int) int {
 		return -1
 	}
 	return mb << 20
-}
-
-// sonicMode says whether sonic runs its JIT/SIMD implementation or falls
-// back to encoding/json (unsupported CPU or Go version): the throughput of
-// the service differs a lot between the two.
-func sonicMode() string {
-	if sonic.APIKind == sonic.UseSonicJSON {
-		return "native"
-	}
-	return "fallback (encoding/json)"
 }
 
 func newLogger(e *env, format, level string) (*slog.Logger, error) {

@@ -112,7 +112,7 @@ var wait = clock.After
 		rule: ruleWireAtEdge, pkg: "store"},
 	{name: "simulate imports fasthttp", plant: plant("simulate", fasthttp),
 		rule: ruleWireAtEdge, pkg: "simulate"},
-	{name: "cmd imports fasthttp beside its sonic exception", plant: plant("cmd/countersign", fasthttp),
+	{name: "cmd imports sonic", plant: plant("cmd/countersign", sonic),
 		rule: ruleWireAtEdge, pkg: "cmd/countersign"},
 	{name: "a surface imports another", plant: plant("server/native", cs("server/device")),
 		rule: ruleSurfacesApart, pkg: "server/native"},

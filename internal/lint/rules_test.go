@@ -2,7 +2,6 @@ package lint
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -71,13 +70,6 @@ var (
 	pebble = []string{"github.com/cockroachdb/pebble/..."}
 	wire   = []string{"github.com/valyala/fasthttp/...", "github.com/bytedance/sonic/..."}
 )
-
-// wireExceptions are the direct imports of fasthttp or sonic outside the edge
-// that another part of DESIGN.md asks for: `serve` logs at start whether sonic
-// runs natively or in its fallback mode ("Stack"), which takes sonic's APIKind.
-var wireExceptions = map[string][]string{
-	"cmd/countersign": {"github.com/bytedance/sonic"},
-}
 
 // matches reports whether path is one of patterns, where "x/..." stands for x
 // and every package below it.
@@ -151,7 +143,6 @@ func check(g *graph) []violation {
 	}
 
 	for _, p := range g.local {
-		r, _ := rel(p)
 		if pure[p] {
 			n := len(vs)
 			transitive(ruleEnginePure, p, func(d string) bool { return matches(d, engineForbiddenDeps) }, everything, "depends on")
@@ -173,7 +164,7 @@ func check(g *graph) []violation {
 		}
 		if !under(p, "server", "client", "bench") {
 			direct(ruleWireAtEdge, p, func(d string) bool {
-				return matches(d, wire) && !slices.Contains(wireExceptions[r], d)
+				return matches(d, wire)
 			}, "imports")
 		}
 		if s := surfaceOf(p); s != "" {
