@@ -40,7 +40,7 @@ func TestEventsRedelivery(t *testing.T) {
 	once := b.session("alice")
 	postEventsOK(t, e, once, body)
 	want := parseVerdict(t, e.validateWhenScored(e.validateBody(once, false, seedItems()...)))
-	if want.violation("replayed_frame") != 0 || want.Indicators.Violations.TotalFrames != 6 {
+	if violationCount(want, "replayed_frame") != 0 || want.Indicators.PolicyViolations.TotalFrames != 6 {
 		t.Fatalf("sent once: %+v", want.Indicators)
 	}
 
@@ -48,8 +48,8 @@ func TestEventsRedelivery(t *testing.T) {
 		t.Helper()
 		v := parseVerdict(t, e.validateWhenScored(e.validateBody(s, false, seedItems()...)))
 		in := v.Indicators
-		if v.violation("replayed_frame") != 0 || in.SpoofDetected || in.Violations.TotalFrames != 6 ||
-			v.IVScore != want.IVScore || v.VerifiedAction != want.VerifiedAction || in.Violations.HasViolations {
+		if violationCount(v, "replayed_frame") != 0 || in.SpoofDetected || in.PolicyViolations.TotalFrames != 6 ||
+			v.IVScore != want.IVScore || v.VerifiedAction != want.VerifiedAction || in.PolicyViolations.HasViolations {
 			t.Errorf("re-delivered: score %d (want %d) %+v", v.IVScore, want.IVScore, in)
 		}
 	}
@@ -85,8 +85,8 @@ func TestEventsRedelivery(t *testing.T) {
 		replay.Seq, replay.TS = 7, ts0+6*400
 		postEventsOK(t, e, s, mustJSON(eventsJSON{Frames: []frameJSON{replay}}))
 		v := parseVerdict(t, e.validateWhenScored(e.validateBody(s, false, seedItems()...)))
-		if v.VerifiedAction || !v.Indicators.SpoofDetected || v.violation("replayed_frame") != 1 ||
-			v.Indicators.Violations.TotalFrames != 7 {
+		if v.VerifiedAction || !v.Indicators.SpoofDetected || violationCount(v, "replayed_frame") != 1 ||
+			v.Indicators.PolicyViolations.TotalFrames != 7 {
 			t.Errorf("replay: %+v", v.Indicators)
 		}
 	})
@@ -100,7 +100,7 @@ func TestEventsRedelivery(t *testing.T) {
 			t.Fatalf("FramesReceived %d, %v; want 7", sess.FramesReceived, err)
 		}
 		v := parseVerdict(t, e.validateWhenScored(e.validateBody(s, false, seedItems()...)))
-		if v.VerifiedAction || !v.Indicators.Violations.HasViolations || v.Indicators.Violations.TotalFrames != 7 {
+		if v.VerifiedAction || !v.Indicators.PolicyViolations.HasViolations || v.Indicators.PolicyViolations.TotalFrames != 7 {
 			t.Errorf("changed frame under a used seq: %+v", v.Indicators)
 		}
 	})

@@ -9,60 +9,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/countersign/countersign/client"
 	"github.com/countersign/countersign/engine/biometric"
 )
 
-// verdictView is the parts of a validate answer the scenarios check.
-type verdictView struct {
-	Success        bool   `json:"success"`
-	VerifiedAction bool   `json:"verifiedAction"`
-	DecisionID     string `json:"decisionID"`
-	IVScore        int    `json:"ivScore"`
-	Indicators     struct {
-		ValuesCollected bool `json:"iv_is_values_collected"`
-		ValuesMatch     bool `json:"iv_is_values_match"`
-		Details         map[string]struct {
-			Matched bool    `json:"matched"`
-			Field   *string `json:"field"`
-			Reason  string  `json:"reason"`
-		} `json:"iv_values_match_details"`
-		BiometricsCollected bool `json:"iv_is_biometrics_collected"`
-		BiometricsMatch     bool `json:"iv_is_biometrics_match"`
-		Liveness            bool `json:"iv_liveness"`
-		Violations          struct {
-			Violations []struct {
-				Type     string `json:"type"`
-				Count    int    `json:"count"`
-				FirstSeq uint64 `json:"firstSeq"`
-			} `json:"violations"`
-			HasViolations  bool `json:"has_violations"`
-			TotalFrames    int  `json:"total_frames"`
-			VerifiedFrames int  `json:"verified_frames"`
-		} `json:"iv_policy_violations"`
-		Info []struct {
-			Type           string  `json:"type"`
-			Frames         int     `json:"frames"`
-			Verified       int     `json:"verified"`
-			MeanSimilarity float64 `json:"meanSimilarity"`
-			MeanLiveness   float64 `json:"meanLiveness"`
-			FirstTs        int64   `json:"firstTs"`
-			LastTs         int64   `json:"lastTs"`
-		} `json:"iv_biometrics_info"`
-		UserEnrolled           bool `json:"iv_user_enrolled"`
-		SpoofDetected          bool `json:"iv_spoof_detected"`
-		IDVMatching            bool `json:"idv_matching"`
-		DriverLicenseCollected bool `json:"driverLicenseCollected"`
-		IDLiveLiveness         bool `json:"idlive_liveness"`
-		RegularLiveness        bool `json:"regular_liveness"`
-	} `json:"indicators"`
-}
-
-func parseVerdict(t *testing.T, r response) verdictView {
+// parseVerdict decodes a validate answer into the client's Decision,
+// refusing any field the client does not know.
+func parseVerdict(t *testing.T, r response) client.Decision {
 	t.Helper()
 	if r.status != 200 {
 		t.Fatalf("validate: %s", r)
 	}
-	var v verdictView
+	var v client.Decision
 	dec := json.NewDecoder(bytes.NewReader(r.body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
@@ -71,13 +29,10 @@ func parseVerdict(t *testing.T, r response) verdictView {
 	return v
 }
 
-func (v verdictView) violation(kind string) int {
-	for _, x := range v.Indicators.Violations.Violations {
-		if x.Type == kind {
-			return x.Count
-		}
-	}
-	return 0
+// violationCount is the count of the decision's violation of kind (0: none).
+func violationCount(v client.Decision, kind string) int {
+	x, _ := v.Violation(kind)
+	return x.Count
 }
 
 // TestDocumentedExample: the seed's documented body against a session whose
@@ -123,10 +78,10 @@ func TestDocumentedExample(t *testing.T) {
 	if v.Indicators.ValuesMatch || !v.Indicators.ValuesCollected {
 		t.Errorf("tampered amount: %+v", v.Indicators)
 	}
-	if d := v.Indicators.Details["amount"]; d.Matched || d.Reason != "mismatch" || d.Field == nil || *d.Field != "total" {
+	if d := v.Indicators.MatchDetails["amount"]; d.Matched || d.Reason != "mismatch" || d.Field == nil || *d.Field != "total" {
 		t.Errorf("amount detail: %+v", d)
 	}
-	if d := v.Indicators.Details["reference"]; d.Matched || d.Reason != "not_collected" || d.Field != nil {
+	if d := v.Indicators.MatchDetails["reference"]; d.Matched || d.Reason != "not_collected" || d.Field != nil {
 		t.Errorf("reference detail: %+v", d)
 	}
 	if v.IVScore != 1000 || v.VerifiedAction {
@@ -166,11 +121,11 @@ func TestFieldSpelledAnew(t *testing.T) {
 	}
 	old := parseVerdict(t, e.validate(e.validateBody(s, false, item(35))))
 	latest := parseVerdict(t, e.validate(e.validateBody(s, false, item(3500))))
-	if d := old.Indicators.Details["amount"]; old.Indicators.ValuesMatch || d.Reason != "mismatch" || d.Field == nil || *d.Field != "Total" {
+	if d := old.Indicators.MatchDetails["amount"]; old.Indicators.ValuesMatch || d.Reason != "mismatch" || d.Field == nil || *d.Field != "Total" {
 		t.Errorf("the older spelling's value: %+v", d)
 	}
 	if !latest.Indicators.ValuesMatch {
-		t.Errorf("the latest value: %+v", latest.Indicators.Details)
+		t.Errorf("the latest value: %+v", latest.Indicators.MatchDetails)
 	}
 }
 
@@ -196,8 +151,8 @@ func newBiometricScenario(t *testing.T) *biometricScenario {
 	// (all verified, with a similarity), yet the session is not verified by
 	// its own frames: enrollment establishes identity, it does not prove it.
 	in := v.Indicators
-	if in.BiometricsMatch || v.VerifiedAction || v.IVScore != 6750 || in.Violations.TotalFrames != 8 ||
-		in.Violations.VerifiedFrames != 8 || len(in.Info) != 1 || in.Info[0].MeanSimilarity < 0.6 {
+	if in.BiometricsMatch || v.VerifiedAction || v.IVScore != 6750 || in.PolicyViolations.TotalFrames != 8 ||
+		in.PolicyViolations.VerifiedFrames != 8 || len(in.BiometricsInfo) != 1 || in.BiometricsInfo[0].MeanSimilarity < 0.6 {
 		t.Errorf("enrollment session after rescoring: score %d verified %v %+v", v.IVScore, v.VerifiedAction, in)
 	}
 	return b
@@ -210,7 +165,7 @@ func (b *biometricScenario) session(user string) session {
 
 // run posts frames (and the seed's fields) to a new session of user and
 // validates it as validateUser.
-func (b *biometricScenario) run(t *testing.T, user, validateUser string, frames []frameJSON, items []map[string]any) verdictView {
+func (b *biometricScenario) run(t *testing.T, user, validateUser string, frames []frameJSON, items []map[string]any) client.Decision {
 	t.Helper()
 	e := b.e
 	s := b.session(user)
@@ -236,13 +191,13 @@ func TestBiometricScenarios(t *testing.T) {
 	t.Run("genuine", func(t *testing.T) {
 		v := b.run(t, "alice", "alice", faceFrames(rng, b.face, 1, ts0, 8), seedItems())
 		in := v.Indicators
-		if !v.VerifiedAction || v.IVScore < 8000 || !in.BiometricsMatch || !in.Liveness || in.Violations.HasViolations ||
-			in.Violations.TotalFrames != 8 || in.Violations.VerifiedFrames != 8 || !in.UserEnrolled || in.SpoofDetected {
+		if !v.VerifiedAction || v.IVScore < 8000 || !in.BiometricsMatch || !in.Liveness || in.PolicyViolations.HasViolations ||
+			in.PolicyViolations.TotalFrames != 8 || in.PolicyViolations.VerifiedFrames != 8 || !in.UserEnrolled || in.SpoofDetected {
 			t.Errorf("genuine: score %d verified %v %+v", v.IVScore, v.VerifiedAction, in)
 		}
-		if len(in.Info) != 1 || in.Info[0].Type != "face" || in.Info[0].Frames != 8 || in.Info[0].MeanSimilarity < 0.6 ||
-			in.Info[0].FirstTs != ts0 || in.Info[0].LastTs != ts0+7*400 {
-			t.Errorf("biometrics info: %+v", in.Info)
+		if len(in.BiometricsInfo) != 1 || in.BiometricsInfo[0].Type != "face" || in.BiometricsInfo[0].Frames != 8 || in.BiometricsInfo[0].MeanSimilarity < 0.6 ||
+			in.BiometricsInfo[0].FirstTs != ts0 || in.BiometricsInfo[0].LastTs != ts0+7*400 {
+			t.Errorf("biometrics info: %+v", in.BiometricsInfo)
 		}
 	})
 	t.Run("genuine with driver license", func(t *testing.T) {
@@ -252,14 +207,14 @@ func TestBiometricScenarios(t *testing.T) {
 		v := b.run(t, "alice", "alice", frames, seedItems())
 		in := v.Indicators
 		if !v.VerifiedAction || v.IVScore != 10000 || !in.DriverLicenseCollected || !in.IDVMatching || !in.IDLiveLiveness ||
-			len(in.Info) != 2 || in.Info[1].Type != "document" {
+			len(in.BiometricsInfo) != 2 || in.BiometricsInfo[1].Type != "document" {
 			t.Errorf("with document: score %d %+v", v.IVScore, in)
 		}
 	})
 	t.Run("impostor", func(t *testing.T) {
 		other := unitVec(newRand(300), testDim)
 		v := b.run(t, "alice", "alice", faceFrames(rng, other, 1, ts0, 8), seedItems())
-		if v.VerifiedAction || v.Indicators.BiometricsMatch || v.violation("face_mismatch") != 8 {
+		if v.VerifiedAction || v.Indicators.BiometricsMatch || violationCount(v, "face_mismatch") != 8 {
 			t.Errorf("impostor: %+v", v)
 		}
 	})
@@ -267,7 +222,7 @@ func TestBiometricScenarios(t *testing.T) {
 		frames := faceFrames(rng, b.face, 1, ts0, 6)
 		frames[4].Embedding = frames[1].Embedding
 		v := b.run(t, "alice", "alice", frames, seedItems())
-		if v.VerifiedAction || !v.Indicators.SpoofDetected || v.violation("replayed_frame") != 1 || v.Indicators.Liveness {
+		if v.VerifiedAction || !v.Indicators.SpoofDetected || violationCount(v, "replayed_frame") != 1 || v.Indicators.Liveness {
 			t.Errorf("replay: %+v", v.Indicators)
 		}
 	})
@@ -278,7 +233,7 @@ func TestBiometricScenarios(t *testing.T) {
 			frames[i].Embedding = embB64(noisy(rng, photo, 0.001))
 		}
 		v := b.run(t, "alice", "alice", frames, seedItems())
-		if v.VerifiedAction || !v.Indicators.SpoofDetected || v.violation("static_stream") == 0 {
+		if v.VerifiedAction || !v.Indicators.SpoofDetected || violationCount(v, "static_stream") == 0 {
 			t.Errorf("static stream: %+v", v.Indicators)
 		}
 	})
@@ -286,7 +241,7 @@ func TestBiometricScenarios(t *testing.T) {
 		frames := faceFrames(rng, b.face, 1, ts0, 8)
 		frames[2].Faces, frames[3].Faces = 2, 3
 		v := b.run(t, "alice", "alice", frames, seedItems())
-		if v.VerifiedAction || v.violation("multiple_faces") != 2 {
+		if v.VerifiedAction || violationCount(v, "multiple_faces") != 2 {
 			t.Errorf("multiple faces: %+v", v.Indicators)
 		}
 	})
@@ -296,7 +251,7 @@ func TestBiometricScenarios(t *testing.T) {
 		// biometric match, and mallory is not enrolled (nor enrolled now).
 		v := b.run(t, "alice", "mallory", faceFrames(rng, b.face, 1, ts0, 8), seedItems())
 		in := v.Indicators
-		if v.VerifiedAction || v.violation("user_mismatch") == 0 || !in.Violations.HasViolations ||
+		if v.VerifiedAction || violationCount(v, "user_mismatch") == 0 || !in.PolicyViolations.HasViolations ||
 			in.BiometricsMatch || in.UserEnrolled || v.IVScore != 5250 {
 			t.Errorf("user mismatch: score %d %+v", v.IVScore, in)
 		}
@@ -321,18 +276,18 @@ func TestBiometricScenarios(t *testing.T) {
 		s := genuine("alice")
 		v := parseVerdict(t, e.validateWhenScored(asPayeeChange(e.validateBody(s, false, seedItems()...))))
 		in := v.Indicators
-		if v.VerifiedAction || v.violation("action_mismatch") != 1 || !in.Violations.HasViolations ||
+		if v.VerifiedAction || violationCount(v, "action_mismatch") != 1 || !in.PolicyViolations.HasViolations ||
 			!in.ValuesMatch || !in.BiometricsMatch {
 			t.Errorf("action mismatch: score %d %+v", v.IVScore, in)
 		}
 		// The same session validated for its own action is verified.
 		v = parseVerdict(t, e.validateWhenScored(e.validateBody(s, false, seedItems()...)))
-		if !v.VerifiedAction || v.Indicators.Violations.HasViolations {
+		if !v.VerifiedAction || v.Indicators.PolicyViolations.HasViolations {
 			t.Errorf("own action: %+v", v.Indicators)
 		}
 		// Nor does such a session enroll anyone.
 		s = genuine("carol")
-		if v = parseVerdict(t, e.validateWhenScored(asPayeeChange(e.validateBody(s, true, seedItems()...)))); v.Indicators.UserEnrolled || v.violation("action_mismatch") != 1 {
+		if v = parseVerdict(t, e.validateWhenScored(asPayeeChange(e.validateBody(s, true, seedItems()...)))); v.Indicators.UserEnrolled || violationCount(v, "action_mismatch") != 1 {
 			t.Errorf("enrollment with another action: %+v", v.Indicators)
 		}
 		if _, err := e.db.Template(e.org.ID, "carol"); err == nil {
@@ -343,7 +298,7 @@ func TestBiometricScenarios(t *testing.T) {
 		items := seedItems()
 		items[0]["value"] = 3500
 		v := b.run(t, "alice", "alice", faceFrames(rng, b.face, 1, ts0, 8), items)
-		if v.VerifiedAction || v.Indicators.ValuesMatch || v.Indicators.Details["amount"].Reason != "mismatch" ||
+		if v.VerifiedAction || v.Indicators.ValuesMatch || v.Indicators.MatchDetails["amount"].Reason != "mismatch" ||
 			!v.Indicators.BiometricsMatch {
 			t.Errorf("tampered amount: %+v", v.Indicators)
 		}
@@ -354,14 +309,14 @@ func TestBiometricScenarios(t *testing.T) {
 		frames[6].TS, frames[7].TS = frames[5].TS+100, frames[5].TS+200
 		frames[3].Seq = 1
 		v := b.run(t, "alice", "alice", frames, seedItems())
-		if v.VerifiedAction || v.violation("frame_gap") != 1 || v.violation("out_of_order") != 1 {
-			t.Errorf("gap and order: %+v", v.Indicators.Violations)
+		if v.VerifiedAction || violationCount(v, "frame_gap") != 1 || violationCount(v, "out_of_order") != 1 {
+			t.Errorf("gap and order: %+v", v.Indicators.PolicyViolations)
 		}
 	})
 	t.Run("many frames across requests", func(t *testing.T) {
 		v := b.run(t, "alice", "alice", faceFrames(rng, b.face, 1, ts0, 150), seedItems())
-		if !v.VerifiedAction || v.Indicators.Violations.TotalFrames != 150 {
-			t.Errorf("150 frames: %+v", v.Indicators.Violations)
+		if !v.VerifiedAction || v.Indicators.PolicyViolations.TotalFrames != 150 {
+			t.Errorf("150 frames: %+v", v.Indicators.PolicyViolations)
 		}
 	})
 }
@@ -388,7 +343,7 @@ func TestReenrollmentRescores(t *testing.T) {
 		t.Fatalf("re-enrollment: %+v", v.Indicators)
 	}
 	v := parseVerdict(t, e.validate(e.validateBody(s, false, seedItems()...)))
-	if !v.VerifiedAction || v.Indicators.Violations.VerifiedFrames != 8 {
+	if !v.VerifiedAction || v.Indicators.PolicyViolations.VerifiedFrames != 8 {
 		t.Errorf("old session after re-enrollment: %+v", v.Indicators)
 	}
 	sess, _ = e.db.Session(e.org.ID, s.csid)

@@ -102,7 +102,7 @@ func TestRescoreSkipsUndecodableFrame(t *testing.T) {
 	body := e.validateBody(s, false, seedItems()...)
 	v := parseVerdict(t, e.validate(body))
 	// 9 arrivals: 8 verified frames and the undecodable one, counted unverified.
-	if in := v.Indicators.Violations; in.TotalFrames != 9 || in.VerifiedFrames != 8 || in.HasViolations {
+	if in := v.Indicators.PolicyViolations; in.TotalFrames != 9 || in.VerifiedFrames != 8 || in.HasViolations {
 		t.Errorf("rescored session: %+v", v.Indicators)
 	}
 	sess, err := e.db.Session(e.org.ID, s.csid)
@@ -116,7 +116,7 @@ func TestRescoreSkipsUndecodableFrame(t *testing.T) {
 		t.Error("the rescored aggregate was not saved")
 	}
 	v = parseVerdict(t, e.validateWhenScored(body))
-	if in := v.Indicators.Violations; in.TotalFrames != 9 || in.HasViolations || !v.VerifiedAction {
+	if in := v.Indicators.PolicyViolations; in.TotalFrames != 9 || in.HasViolations || !v.VerifiedAction {
 		t.Errorf("validate after the rescore: %+v", v.Indicators)
 	}
 }
@@ -133,7 +133,7 @@ func TestDamagedFrameReachesFinalAnswer(t *testing.T) {
 	}
 	v := parseVerdict(t, r)
 	// The damaged frame counts, unverified: 6 frames, at most 5 verified.
-	if in := v.Indicators.Violations; in.TotalFrames != 6 || in.VerifiedFrames > 5 {
+	if in := v.Indicators.PolicyViolations; in.TotalFrames != 6 || in.VerifiedFrames > 5 {
 		t.Errorf("damaged frame not counted as unverified: %+v", v.Indicators)
 	}
 	sess, err := e.db.Session(e.org.ID, s.csid)
