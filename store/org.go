@@ -2,10 +2,7 @@ package store
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base32"
-	"encoding/base64"
+	"encoding/binary"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -18,36 +15,6 @@ type Org struct {
 	Policy           []byte     // policy JSON (engine/policy.Parse); empty: defaults
 	CertFingerprints [][32]byte // SPKI SHA-256 of bound client certificates
 	CreatedAt        int64      // unix ms
-}
-
-// Credential formats. The prefixes make a leaked secret recognisable to
-// secret scanners and to a person reading a log; the 32 random bytes behind
-// them are what makes it a secret.
-const (
-	APIKeyPrefix       = "csk_"
-	CollectTokenPrefix = "cst_"
-	CIDPrefix          = "cid_"
-
-	secretBytes = 32
-	// APIKeyLen and CollectTokenLen are the lengths of the whole strings.
-	APIKeyLen       = len(APIKeyPrefix) + 43 // base64url(32 bytes), unpadded
-	CollectTokenLen = len(CollectTokenPrefix) + 43
-	cidRandomBytes  = 15 // 24 base32 chars, 120 bits: unguessable is not needed, unique is
-)
-
-var cidEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// newSecret returns prefix + base64url(32 random bytes) and its SHA-256,
-// which is all the store keeps of it.
-func (db *DB) newSecret(prefix string) (string, [32]byte, error) {
-	var raw [secretBytes]byte
-	if err := db.random(raw[:]); err != nil {
-		return "", [32]byte{}, err
-	}
-	buf := make([]byte, len(prefix)+base64.RawURLEncoding.EncodedLen(secretBytes))
-	copy(buf, prefix)
-	base64.RawURLEncoding.Encode(buf[len(prefix):], raw[:])
-	return string(buf), sha256.Sum256(buf), nil
 }
 
 // CreateOrg creates an organization with a fresh id, client id and first API
@@ -112,42 +79,6 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 		Policy:    bytes.Clone(policyJSON),
 		CreatedAt: now,
 	}, key, nil
-}
-
-// AddAPIKey issues another API key for the organization (to rotate keys
-// without downtime). Like CreateOrg's, it is returned once.
-func (db *DB) AddAPIKey(orgIDs string) (string, error) {
-	org, ok := parseOrgID(orgIDs)
-	if !ok {
-		return "", ErrNotFound
-	}
-	if err := db.enter(); err != nil {
-		return "", err
-	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	s.key = appendOrgKey(s.key[:0], org)
-	if ok, err := db.has(s.key); err != nil || !ok {
-		if err == nil {
-			err = ErrNotFound
-		}
-		return "", err
-	}
-	key, hash, err := db.newSecret(APIKeyPrefix)
-	if err != nil {
-		return "", err
-	}
-	s.key = appendAPIKeyKey(s.key[:0], &hash)
-	s.val = appendAPIKeyRec(s.val[:0], org, &hash, db.nowMs())
-	b := db.pdb.NewBatch()
-	_ = b.Set(s.key, s.val, nil)
-	err = db.commit(b)
-	db.orgChanged()
-	if err != nil {
-		return "", err
-	}
-	return key, nil
 }
 
 // OrgByID returns the organization with id. ErrNotFound if there is none.
@@ -215,43 +146,6 @@ func (db *DB) OrgByCID(cid []byte) (Org, error) {
 			return ErrCorrupt
 		}
 		copy(org[:], v)
-		return nil
-	})
-	if err != nil {
-		return Org{}, err
-	}
-	return db.orgByID(s, org)
-}
-
-// OrgByAPIKey returns the organization an API key belongs to. The key is
-// looked up by its SHA-256 and the stored hash is compared in constant time;
-// a malformed or unknown key is ErrNotFound, with no hint which.
-func (db *DB) OrgByAPIKey(key []byte) (Org, error) {
-	// The format is public, so refusing a malformed key early leaks nothing.
-	if len(key) != APIKeyLen || !bytes.HasPrefix(key, []byte(APIKeyPrefix)) {
-		return Org{}, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
-		return Org{}, err
-	}
-	defer db.exit()
-	hash := sha256.Sum256(key)
-	s := acquireScratch()
-	defer releaseScratch(s)
-	var org orgID
-	s.key = appendAPIKeyKey(s.key[:0], &hash)
-	err := db.get(s.key, func(v []byte) error {
-		o, stored, err := parseAPIKeyRec(v)
-		if err != nil {
-			return err
-		}
-		// The index lookup already matched the hash; comparing the stored
-		// copy again, in constant time, keeps the check explicit and
-		// independent of how the index compares keys.
-		if subtle.ConstantTimeCompare(stored, hash[:]) != 1 {
-			return ErrNotFound
-		}
-		org = o
 		return nil
 	})
 	if err != nil {
@@ -357,4 +251,44 @@ func (db *DB) updateOrg(orgIDs string, fn func(r *orgRec) bool) error {
 	err = db.commit(b)
 	db.orgChanged()
 	return err
+}
+
+// orgRec is an org record; slices alias the value.
+type orgRec struct {
+	createdAt int64
+	name      []byte
+	cid       []byte
+	policy    []byte
+	certs     []byte // n × 32 bytes
+}
+
+func appendOrgRec(dst []byte, r *orgRec) []byte {
+	dst = append(dst, tagV1)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(r.createdAt))
+	dst = appendLP(dst, r.name)
+	dst = appendLP(dst, r.cid)
+	dst = appendLP(dst, r.policy)
+	dst = binary.AppendUvarint(dst, uint64(len(r.certs)/32))
+	return append(dst, r.certs...)
+}
+
+func parseOrgRec(v []byte, r *orgRec) error {
+	*r = orgRec{}
+	p := parser{b: v}
+	if p.byte1() != tagV1 {
+		return ErrCorrupt
+	}
+	r.createdAt = p.i64()
+	r.name = p.lp()
+	r.cid = p.lp()
+	r.policy = p.lp()
+	n := p.uvarint()
+	if n > uint64(len(p.b))/32 {
+		return ErrCorrupt
+	}
+	r.certs = p.take(int(n) * 32)
+	if !p.done() {
+		return ErrCorrupt
+	}
+	return nil
 }
