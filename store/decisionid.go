@@ -35,17 +35,12 @@ func (db *DB) NewDecisionID() string {
 // AppendDecisionID appends a new decision id (NewDecisionID's format) to
 // dst and returns it. It allocates nothing when dst has room.
 func (db *DB) AppendDecisionID(dst []byte) []byte {
-	// The random bytes are read into a pooled buffer: a local array handed
-	// to an io.Reader would escape to the heap on every call.
-	s := acquireScratch()
-	defer releaseScratch(s)
-	s.val = append(s.val[:0], make([]byte, 16)...)
-	b := (*[16]byte)(s.val)
+	var b [16]byte
 	ms := uint64(db.nowMs())
-	if err := db.lastID.next(ms, b, db.random); err != nil {
+	if err := db.lastID.next(ms, &b, db.random); err != nil {
 		panic(err)
 	}
-	return appendDecisionID(dst, b)
+	return appendDecisionID(dst, &b)
 }
 
 // AssignDecisionID gives d a new id (NewDecisionID's format) without
@@ -117,6 +112,9 @@ type idClock struct {
 	hi     uint16 // and its 80 low bits
 	lo     uint64
 	issued bool
+	// rnd receives the random bits under mu: the caller's array handed to
+	// an io.Reader would escape to the heap on every id.
+	rnd [10]byte
 }
 
 // maxIDClockBack is how far, in milliseconds, the clock may step back while
@@ -143,10 +141,10 @@ func (c *idClock) next(ms uint64, b *[16]byte, random func([]byte) error) error 
 		}
 	}
 	if fresh {
-		if err := random(b[6:]); err != nil {
+		if err := random(c.rnd[:]); err != nil {
 			return err
 		}
-		hi, lo = binary.BigEndian.Uint16(b[6:8]), binary.BigEndian.Uint64(b[8:])
+		hi, lo = binary.BigEndian.Uint16(c.rnd[:2]), binary.BigEndian.Uint64(c.rnd[2:])
 	}
 	c.ms, c.hi, c.lo, c.issued = ms, hi, lo, true
 	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
