@@ -42,18 +42,13 @@ func (db *DB) newSecret(prefix string) (string, [32]byte, error) {
 // AddAPIKey issues another API key for the organization (to rotate keys
 // without downtime). Like CreateOrg's, it is returned once.
 func (db *DB) AddAPIKey(orgIDs string) (string, error) {
-	org, ok := parseOrgID(orgIDs)
-	if !ok {
-		return "", ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, nil)
+	if err != nil {
 		return "", err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	s.key = appendOrgKey(s.key[:0], org)
-	if ok, err := db.has(s.key); err != nil || !ok {
+	defer c.end()
+	c.key = appendOrgKey(c.key[:0], c.org)
+	if ok, err := db.has(c.key); err != nil || !ok {
 		if err == nil {
 			err = ErrNotFound
 		}
@@ -63,10 +58,10 @@ func (db *DB) AddAPIKey(orgIDs string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s.key = appendAPIKeyKey(s.key[:0], &hash)
-	s.val = appendAPIKeyRec(s.val[:0], org, &hash, db.nowMs())
+	c.key = appendAPIKeyKey(c.key[:0], &hash)
+	c.val = appendAPIKeyRec(c.val[:0], c.org, &hash, db.nowMs())
 	b := db.pdb.NewBatch()
-	_ = b.Set(s.key, s.val, nil)
+	_ = b.Set(c.key, c.val, nil)
 	err = db.commit(b)
 	db.orgChanged()
 	if err != nil {
@@ -79,20 +74,15 @@ func (db *DB) AddAPIKey(orgIDs string) (string, error) {
 // looked up by its SHA-256 and the stored hash is compared in constant time;
 // a malformed or unknown key is ErrNotFound, with no hint which.
 func (db *DB) OrgByAPIKey(key []byte) (Org, error) {
-	// The format is public, so refusing a malformed key early leaks nothing.
-	if len(key) != APIKeyLen || !bytes.HasPrefix(key, []byte(APIKeyPrefix)) {
-		return Org{}, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.admit(apiKeyFormat(key))
+	if err != nil {
 		return Org{}, err
 	}
-	defer db.exit()
+	defer c.end()
 	hash := sha256.Sum256(key)
-	s := acquireScratch()
-	defer releaseScratch(s)
 	var org orgID
-	s.key = appendAPIKeyKey(s.key[:0], &hash)
-	err := db.get(s.key, func(v []byte) error {
+	c.key = appendAPIKeyKey(c.key[:0], &hash)
+	err = db.get(c.key, func(v []byte) error {
 		o, stored, err := parseAPIKeyRec(v)
 		if err != nil {
 			return err
@@ -109,7 +99,17 @@ func (db *DB) OrgByAPIKey(key []byte) (Org, error) {
 	if err != nil {
 		return Org{}, err
 	}
-	return db.orgByID(s, org)
+	return db.orgByID(&c.scratch, org)
+}
+
+// apiKeyFormat is OrgByAPIKey's argErr: ErrNotFound for a key not in the
+// API key format. The format is public, so refusing a malformed key before
+// any lookup leaks nothing.
+func apiKeyFormat(key []byte) error {
+	if len(key) != APIKeyLen || !bytes.HasPrefix(key, []byte(APIKeyPrefix)) {
+		return ErrNotFound
+	}
+	return nil
 }
 
 func appendAPIKeyRec(dst []byte, org orgID, hash *[32]byte, createdAt int64) []byte {

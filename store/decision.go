@@ -37,10 +37,49 @@ type Decision struct {
 // nil the batch also stores it as d.TemplateUser's template, so that
 // nothing is enrolled by a decision that was not stored.
 func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) error {
-	org, ok := parseOrgID(d.OrgID)
-	if !ok {
-		return ErrNotFound
+	c, err := db.begin(d.OrgID, decisionArgs(d, idemKey))
+	if err != nil {
+		return err
 	}
+	defer c.end()
+
+	b := db.pdb.NewBatch()
+	if len(idemKey) > 0 {
+		// The stripe makes check-then-write atomic for one key, so of two
+		// concurrent requests with the same key exactly one is stored.
+		st := db.lockBytes(domainIdem, c.org, idemKey)
+		defer st.Unlock()
+		c.key = appendIdempotencyKey(c.key[:0], c.org, idemKey)
+		if taken, err := db.idemTaken(c.key); err != nil || taken {
+			_ = b.Close()
+			if err == nil {
+				err = ErrExists
+			}
+			return err
+		}
+		c.val = appendIdempotencyRec(c.val[:0], &requestHash, d.ID)
+		_ = b.Set(c.key, c.val, nil)
+		if at, ok := idemExpiryOf(db, d.ID); ok {
+			c.key2 = appendIdemExpiryKey(c.key2[:0], at, c.org, idemKey)
+			_ = b.Set(c.key2, nil, nil)
+		}
+	}
+	c.key = appendDecisionKey(c.key[:0], c.org, d.ID)
+	c.val = appendDecisionFields(c.val[:0], d.CreatedAt, d.Verified, d.Score, d.CSID, d.UserID, d.Response)
+	_ = b.Set(c.key, c.val, nil)
+	if d.Template != nil {
+		c.key = appendTemplateKey(c.key[:0], c.org, d.TemplateUser)
+		_ = b.Set(c.key, d.Template, nil)
+	}
+	err = db.commit(b)
+	if err == nil && d.Template != nil {
+		db.dropTemplate(c.key)
+	}
+	return err
+}
+
+// decisionArgs is PutDecision's argErr.
+func decisionArgs(d *Decision, idemKey []byte) error {
 	switch {
 	case d.ID == "", d.Template != nil && d.TemplateUser == "":
 		return ErrEmptyID
@@ -50,69 +89,25 @@ func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) err
 	case len(d.Response) > MaxValueBytes, len(d.Template) > MaxValueBytes:
 		return ErrTooLarge
 	}
-	if err := db.enter(); err != nil {
-		return err
-	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-
-	b := db.pdb.NewBatch()
-	if len(idemKey) > 0 {
-		// The stripe makes check-then-write atomic for one key, so of two
-		// concurrent requests with the same key exactly one is stored.
-		st := db.lockBytes(domainIdem, org, idemKey)
-		defer st.Unlock()
-		s.key = appendIdempotencyKey(s.key[:0], org, idemKey)
-		if taken, err := db.idemTaken(s.key); err != nil || taken {
-			_ = b.Close()
-			if err == nil {
-				err = ErrExists
-			}
-			return err
-		}
-		s.val = appendIdempotencyRec(s.val[:0], &requestHash, d.ID)
-		_ = b.Set(s.key, s.val, nil)
-		if at, ok := idemExpiryOf(db, d.ID); ok {
-			s.key2 = appendIdemExpiryKey(s.key2[:0], at, org, idemKey)
-			_ = b.Set(s.key2, nil, nil)
-		}
-	}
-	s.key = appendDecisionKey(s.key[:0], org, d.ID)
-	s.val = appendDecisionFields(s.val[:0], d.CreatedAt, d.Verified, d.Score, d.CSID, d.UserID, d.Response)
-	_ = b.Set(s.key, s.val, nil)
-	if d.Template != nil {
-		s.key = appendTemplateKey(s.key[:0], org, d.TemplateUser)
-		_ = b.Set(s.key, d.Template, nil)
-	}
-	err := db.commit(b)
-	if err == nil && d.Template != nil {
-		db.dropTemplate(s.key)
-	}
-	return err
+	return nil
 }
 
 // Decision returns the organization's decision id. ErrNotFound if there is
 // none, including when another organization has one with that id.
 func (db *DB) Decision(orgIDs, id string) (Decision, error) {
-	org, ok := parseOrgID(orgIDs)
-	if !ok || id == "" || len(id) > MaxKeyBytes {
-		return Decision{}, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, lookupID(id))
+	if err != nil {
 		return Decision{}, err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	return db.decision(nil, s, org, orgIDs, id)
+	defer c.end()
+	return db.decision(nil, c, orgIDs, id)
 }
 
 // decision reads through rd, or (nil) an iterator of its own.
-func (db *DB) decision(rd *Reader, s *scratch, org orgID, orgIDs, id string) (Decision, error) {
+func (db *DB) decision(rd *Reader, c *call, orgIDs, id string) (Decision, error) {
 	var d Decision
-	s.key = appendDecisionKey(s.key[:0], org, id)
-	err := db.getVia(rd, s.key, func(v []byte) error {
+	c.key = appendDecisionKey(c.key[:0], c.org, id)
+	err := db.getVia(rd, c.key, func(v []byte) error {
 		var r decisionRec
 		if err := parseDecisionRec(v, &r); err != nil {
 			return err

@@ -60,50 +60,25 @@ func (db *DB) AppendEventsOnce(orgIDs, csid string, fields []FieldValue, frames 
 // appendEvents is AppendEvents (frames in raws, seq-less) and
 // AppendEventsOnce (frames in ins, not nil).
 func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]byte, ins []FrameIn, final bool, maxFrames uint32) (firstIndex uint32, stored int, err error) {
-	org, ok := parseOrgID(orgIDs)
-	if !ok || csid == "" || len(csid) > MaxKeyBytes {
-		return 0, 0, ErrNotFound
-	}
-	for i := range fields {
-		switch f := &fields[i]; {
-		case len(f.Key) == 0:
-			return 0, 0, ErrEmptyID
-		case len(f.Key) > MaxKeyBytes:
-			return 0, 0, ErrKeyTooLong
-		case len(f.Value) > MaxValueBytes:
-			return 0, 0, ErrTooLarge
-		}
-	}
-	for _, f := range raws {
-		if len(f) > MaxFrameBytes {
-			return 0, 0, ErrTooLarge
-		}
-	}
-	for i := range ins {
-		if len(ins[i].Raw) > MaxFrameBytes {
-			return 0, 0, ErrTooLarge
-		}
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, eventsArgs(csid, fields, raws, ins))
+	if err != nil {
 		return 0, 0, err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
+	defer c.end()
 
-	st := db.lock(domainSession, org, csid)
+	st := db.lock(domainSession, c.org, csid)
 	defer st.Unlock()
 	var r sessionRec
-	closer, err := db.readSession(nil, s, org, csid, &r)
+	closer, err := db.readSession(nil, c, csid, &r)
 	if err != nil {
 		return 0, 0, err
 	}
 	// Keep a copy to re-encode: r aliases Pebble's buffer until Close.
-	s.val = appendSessionRec(s.val[:0], &r)
+	c.val = appendSessionRec(c.val[:0], &r)
 	if err := closer.Close(); err != nil {
 		return 0, 0, err
 	}
-	if err := parseSessionRec(s.val, &r); err != nil {
+	if err := parseSessionRec(c.val, &r); err != nil {
 		return 0, 0, err
 	}
 	firstIndex = r.received
@@ -123,7 +98,7 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 		var floor uint64
 		floorKnown := false
 		if db.sc != nil {
-			floor, floorKnown = db.sc.seqFloorOf(s.key)
+			floor, floorKnown = db.sc.seqFloorOf(c.key)
 		}
 		digests, skip = make([][32]byte, len(ins)), make([]bool, len(ins))
 		for i := range ins {
@@ -137,8 +112,8 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 				continue
 			}
 			db.redeliveryLookups.Add(1)
-			s.key2 = appendFrameSeqKey(s.key2[:0], org, csid, ins[i].Seq, &digests[i])
-			held, err := db.has(s.key2)
+			c.key2 = appendFrameSeqKey(c.key2[:0], c.org, csid, ins[i].Seq, &digests[i])
+			held, err := db.has(c.key2)
 			if err != nil {
 				return 0, 0, err
 			}
@@ -160,48 +135,48 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 	b := db.pdb.NewBatch()
 	for i := range fields {
 		f := &fields[i]
-		s.key2 = appendFieldKey(s.key2[:0], org, csid, f.Key)
-		s.zbuf = appendFieldRec(s.zbuf[:0], f.TS, f.Value)
-		_ = b.Set(s.key2, s.zbuf, nil)
+		c.key2 = appendFieldKey(c.key2[:0], c.org, csid, f.Key)
+		c.zbuf = appendFieldRec(c.zbuf[:0], f.TS, f.Value)
+		_ = b.Set(c.key2, c.zbuf, nil)
 	}
 	index := firstIndex
 	for _, raw := range raws {
-		s.key2 = appendFrameKey(s.key2[:0], org, csid, index)
-		s.zbuf = db.zenc.EncodeAll(raw, s.zbuf[:0])
-		_ = b.Set(s.key2, s.zbuf, nil)
+		c.key2 = appendFrameKey(c.key2[:0], c.org, csid, index)
+		c.zbuf = db.zenc.EncodeAll(raw, c.zbuf[:0])
+		_ = b.Set(c.key2, c.zbuf, nil)
 		index++
 	}
 	for i := range ins {
 		if skip[i] {
 			continue
 		}
-		s.key2 = appendFrameKey(s.key2[:0], org, csid, index)
-		s.zbuf = db.zenc.EncodeAll(ins[i].Raw, s.zbuf[:0])
-		_ = b.Set(s.key2, s.zbuf, nil)
-		s.key2 = appendFrameSeqKey(s.key2[:0], org, csid, ins[i].Seq, &digests[i])
-		s.zbuf = binary.BigEndian.AppendUint32(s.zbuf[:0], index)
-		_ = b.Set(s.key2, s.zbuf, nil)
+		c.key2 = appendFrameKey(c.key2[:0], c.org, csid, index)
+		c.zbuf = db.zenc.EncodeAll(ins[i].Raw, c.zbuf[:0])
+		_ = b.Set(c.key2, c.zbuf, nil)
+		c.key2 = appendFrameSeqKey(c.key2[:0], c.org, csid, ins[i].Seq, &digests[i])
+		c.zbuf = binary.BigEndian.AppendUint32(c.zbuf[:0], index)
+		_ = b.Set(c.key2, c.zbuf, nil)
 		index++
 	}
 	r.received += uint32(stored)
 	r.final = r.final || final
-	// r aliases s.val, so encode into zbuf (free again) rather than in place.
-	s.zbuf = appendSessionRec(s.zbuf[:0], &r)
-	_ = b.Set(s.key, s.zbuf, nil)
+	// r aliases c.val, so encode into zbuf (free again) rather than in place.
+	c.zbuf = appendSessionRec(c.zbuf[:0], &r)
+	_ = b.Set(c.key, c.zbuf, nil)
 	if err := db.commit(b); err != nil {
 		if db.sc != nil {
 			// Whatever the commit left behind, the snapshot's floor may no
 			// longer hold (sessioncache.go).
-			db.sc.write(s.key, func(*cachedSession) *cachedSession { return nil })
+			db.sc.write(c.key, func(*cachedSession) *cachedSession { return nil })
 		}
 		return 0, 0, err
 	}
 	if db.sc != nil {
-		db.sc.write(s.key, func(old *cachedSession) *cachedSession {
+		db.sc.write(c.key, func(old *cachedSession) *cachedSession {
 			if old == nil {
 				return nil // no complete snapshot to apply the fields to
 			}
-			e := old.withWrite(s.zbuf, fields)
+			e := old.withWrite(c.zbuf, fields)
 			if stored > len(raws) { // frames of ins were stored, with their re-delivery records
 				e = e.withFramesFrom(maxSeq)
 			}
@@ -209,6 +184,34 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 		})
 	}
 	return firstIndex, stored, nil
+}
+
+// eventsArgs is appendEvents' argErr.
+func eventsArgs(csid string, fields []FieldValue, raws [][]byte, ins []FrameIn) error {
+	if err := lookupID(csid); err != nil {
+		return err
+	}
+	for i := range fields {
+		switch f := &fields[i]; {
+		case len(f.Key) == 0:
+			return ErrEmptyID
+		case len(f.Key) > MaxKeyBytes:
+			return ErrKeyTooLong
+		case len(f.Value) > MaxValueBytes:
+			return ErrTooLarge
+		}
+	}
+	for _, f := range raws {
+		if len(f) > MaxFrameBytes {
+			return ErrTooLarge
+		}
+	}
+	for i := range ins {
+		if len(ins[i].Raw) > MaxFrameBytes {
+			return ErrTooLarge
+		}
+	}
+	return nil
 }
 
 // repeatsEarlier reports whether ins[i] has the seq and digest of an
@@ -233,17 +236,12 @@ func repeatsEarlier(ins []FrameIn, digests [][32]byte, i int) bool {
 // new). It reads without the session's lock: the caller serialises the
 // session's events calls. ErrNotFound and ErrExpired as for the session.
 func (db *DB) EventsHeld(orgIDs, csid string, fields []FieldValue, frames []FrameIn) (bool, error) {
-	org, ok := parseOrgID(orgIDs)
-	if !ok || csid == "" || len(csid) > MaxKeyBytes {
-		return false, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, lookupID(csid))
+	if err != nil {
 		return false, err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	if err := db.checkSession(s, org, csid); err != nil {
+	defer c.end()
+	if err := db.checkSession(c, csid); err != nil {
 		return false, err
 	}
 	for i := range fields {
@@ -252,8 +250,8 @@ func (db *DB) EventsHeld(orgIDs, csid string, fields []FieldValue, frames []Fram
 			continue // not storable (the call would fail), or replaced later in the call
 		}
 		held := false
-		s.key2 = appendFieldKey(s.key2[:0], org, csid, f.Key)
-		err := db.get(s.key2, func(v []byte) error {
+		c.key2 = appendFieldKey(c.key2[:0], c.org, csid, f.Key)
+		err := db.get(c.key2, func(v []byte) error {
 			ts, value, err := parseFieldRec(v)
 			held = err == nil && ts == f.TS && bytes.Equal(value, f.Value)
 			return err
@@ -267,8 +265,8 @@ func (db *DB) EventsHeld(orgIDs, csid string, fields []FieldValue, frames []Fram
 	}
 	for i := range frames {
 		digest := sha256.Sum256(frames[i].Raw)
-		s.key2 = appendFrameSeqKey(s.key2[:0], org, csid, frames[i].Seq, &digest)
-		if held, err := db.has(s.key2); err != nil || !held {
+		c.key2 = appendFrameSeqKey(c.key2[:0], c.org, csid, frames[i].Seq, &digest)
+		if held, err := db.has(c.key2); err != nil || !held {
 			return false, err
 		}
 	}

@@ -16,25 +16,20 @@ type FieldValue struct {
 // Fields appends the session's fields to dst, sorted by name (bytewise),
 // and returns it. Keys and values are fresh copies the caller may keep.
 func (db *DB) Fields(orgIDs, csid string, dst []FieldValue) ([]FieldValue, error) {
-	org, ok := parseOrgID(orgIDs)
-	if !ok || csid == "" || len(csid) > MaxKeyBytes {
-		return dst, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, lookupID(csid))
+	if err != nil {
 		return dst, err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	if err := db.checkSession(s, org, csid); err != nil {
+	defer c.end()
+	if err := db.checkSession(c, csid); err != nil {
 		return dst, err
 	}
-	s.key = appendSessionPart(s.key[:0], kindField, org, csid)
-	s.key2 = prefixEnd(s.key2[:0], s.key)
+	c.key = appendSessionPart(c.key[:0], kindField, c.org, csid)
+	c.key2 = prefixEnd(c.key2[:0], c.key)
 	// One arena for every key and value, rather than two allocations per
 	// field.
 	var a arena
-	return db.scanFields(nil, s.key, s.key2, dst, a.copy)
+	return db.scanFields(nil, c.key, c.key2, dst, a.copy)
 }
 
 // maxFieldArena is the largest field buffer a Session keeps between reads:
@@ -63,24 +58,23 @@ func (db *DB) sessionFields(rd *Reader, s *Session, dst []FieldValue) ([]FieldVa
 	if !u.read {
 		return dst, ErrNotFound
 	}
-	if err := db.enter(); err != nil {
+	c, err := db.admit(nil)
+	if err != nil {
 		return dst, err
 	}
-	defer db.exit()
+	defer c.end()
 	if u.cached != nil {
 		// The snapshot is never modified: its bytes can be shared.
 		return append(dst, u.cached.fields...), nil
 	}
-	sc := acquireScratch()
-	defer releaseScratch(sc)
-	sc.key = appendSessionPart(sc.key[:0], kindField, u.org, u.ids[:u.csidLen])
-	sc.key2 = prefixEnd(sc.key2[:0], sc.key)
+	c.key = appendSessionPart(c.key[:0], kindField, u.org, u.ids[:u.csidLen])
+	c.key2 = prefixEnd(c.key2[:0], c.key)
 	if cap(u.arena) > maxFieldArena {
 		u.arena = nil
 	}
 	a := u.arena[:0]
 	start := len(dst)
-	dst, err := db.scanFields(rd, sc.key, sc.key2, dst, func(b []byte) []byte {
+	dst, err = db.scanFields(rd, c.key, c.key2, dst, func(b []byte) []byte {
 		start := len(a)
 		a = append(a, b...)
 		return a[start:len(a):len(a)]
@@ -90,8 +84,8 @@ func (db *DB) sessionFields(rd *Reader, s *Session, dst []FieldValue) ([]FieldVa
 	// from an older view must not be published beside a newer record.
 	if err == nil && u.fill && rd != nil && db.sc != nil && rd.gen == u.fillGen {
 		u.fill = false
-		sc.key = appendSessionPart(sc.key[:0], kindSession, u.org, u.ids[:u.csidLen])
-		db.sc.fill(sc.key, u.fillGen, newCachedSession(u.fillRec, dst[start:]))
+		c.key = appendSessionPart(c.key[:0], kindSession, u.org, u.ids[:u.csidLen])
+		db.sc.fill(c.key, u.fillGen, newCachedSession(u.fillRec, dst[start:]))
 	}
 	return dst, err
 }

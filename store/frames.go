@@ -25,23 +25,18 @@ type StoredFrame struct {
 // must treat it as a frame that can never verify, and can still advance
 // past its index.
 func (db *DB) Frames(orgIDs, csid string, from uint32, fn func(index uint32, raw []byte) error) error {
-	org, ok := parseOrgID(orgIDs)
-	if !ok || csid == "" || len(csid) > MaxKeyBytes {
-		return ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, lookupID(csid))
+	if err != nil {
 		return err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	if err := db.checkSession(s, org, csid); err != nil {
+	defer c.end()
+	if err := db.checkSession(c, csid); err != nil {
 		return err
 	}
-	s.key = appendFrameKey(s.key[:0], org, csid, from)
-	prefix := s.key[:len(s.key)-4]
-	s.key2 = prefixEnd(s.key2[:0], prefix)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: s.key, UpperBound: s.key2})
+	c.key = appendFrameKey(c.key[:0], c.org, csid, from)
+	prefix := c.key[:len(c.key)-4]
+	c.key2 = prefixEnd(c.key2[:0], prefix)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: c.key, UpperBound: c.key2})
 	if err != nil {
 		return err
 	}
@@ -57,7 +52,7 @@ func (db *DB) Frames(orgIDs, csid string, from uint32, fn func(index uint32, raw
 			_ = it.Close()
 			return err
 		}
-		raw, err := db.zdec.DecodeAll(z, s.zbuf[:0])
+		raw, err := db.zdec.DecodeAll(z, c.zbuf[:0])
 		if err != nil {
 			// One damaged frame must not stop the session for good: the
 			// callers count it as received but never verified, and go on.
@@ -66,7 +61,7 @@ func (db *DB) Frames(orgIDs, csid string, from uint32, fn func(index uint32, raw
 				"org", orgIDs, "csid", csid, "index", index, "err", err)
 			raw = nil
 		} else {
-			s.zbuf = raw
+			c.zbuf = raw
 			if raw == nil {
 				raw = noBytes // an empty frame is not a damaged one
 			}

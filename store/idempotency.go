@@ -18,21 +18,16 @@ func (db *DB) Idempotent(orgIDs string, key []byte) (Decision, [32]byte, error) 
 
 // idempotent reads through rd, or (nil) an iterator per read.
 func (db *DB) idempotent(rd *Reader, orgIDs string, key []byte) (Decision, [32]byte, error) {
-	org, ok := parseOrgID(orgIDs)
-	if !ok || len(key) == 0 || len(key) > MaxKeyBytes {
-		return Decision{}, [32]byte{}, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, lookupID(key))
+	if err != nil {
 		return Decision{}, [32]byte{}, err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
+	defer c.end()
 	var hash [32]byte
 	var id string
-	s.key = appendIdempotencyKey(s.key[:0], org, key)
+	c.key = appendIdempotencyKey(c.key[:0], c.org, key)
 	expired := false
-	err := db.getVia(rd, s.key, func(v []byte) error {
+	err = db.getVia(rd, c.key, func(v []byte) error {
 		h, did, err := parseIdempotencyRec(v)
 		hash, id = h, string(did)
 		at, ok := idemExpiryOf(db, did)
@@ -45,7 +40,7 @@ func (db *DB) idempotent(rd *Reader, orgIDs string, key []byte) (Decision, [32]b
 	if expired {
 		return Decision{}, [32]byte{}, ErrNotFound
 	}
-	d, err := db.decision(rd, s, org, orgIDs, id)
+	d, err := db.decision(rd, c, orgIDs, id)
 	if errors.Is(err, ErrNotFound) {
 		// Both records are written in one batch, so this is damage.
 		err = ErrCorrupt

@@ -20,13 +20,11 @@ type Org struct {
 // CreateOrg creates an organization with a fresh id, client id and first API
 // key. The key is returned once and only its SHA-256 is stored.
 func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
-	if len(name) > MaxKeyBytes || len(policyJSON) > MaxValueBytes {
-		return Org{}, "", ErrTooLarge
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.admit(orgArgs(name, policyJSON))
+	if err != nil {
 		return Org{}, "", err
 	}
-	defer db.exit()
+	defer c.end()
 
 	var org orgID
 	var cidRaw [cidRandomBytes]byte
@@ -43,15 +41,13 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 	}
 	now := db.nowMs()
 
-	s := acquireScratch()
-	defer releaseScratch(s)
 	st := db.lock(domainOrg, org, "")
 	defer st.Unlock()
 	// Ids are random and wide enough never to collide; checking costs two
 	// reads on a rare path and turns "never" into "cannot".
-	s.key = appendOrgKey(s.key[:0], org)
-	s.key2 = appendCIDKey(s.key2[:0], cid)
-	for _, k := range [][]byte{s.key, s.key2} {
+	c.key = appendOrgKey(c.key[:0], org)
+	c.key2 = appendCIDKey(c.key2[:0], cid)
+	for _, k := range [][]byte{c.key, c.key2} {
 		if ok, err := db.has(k); err != nil || ok {
 			if err == nil {
 				err = ErrExists
@@ -61,12 +57,12 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 	}
 
 	b := db.pdb.NewBatch()
-	s.val = appendOrgRec(s.val[:0], &orgRec{createdAt: now, name: []byte(name), cid: []byte(cid), policy: policyJSON})
-	_ = b.Set(s.key, s.val, nil)
-	_ = b.Set(s.key2, org[:], nil)
-	s.key = appendAPIKeyKey(s.key[:0], &hash)
-	s.val = appendAPIKeyRec(s.val[:0], org, &hash, now)
-	_ = b.Set(s.key, s.val, nil)
+	c.val = appendOrgRec(c.val[:0], &orgRec{createdAt: now, name: []byte(name), cid: []byte(cid), policy: policyJSON})
+	_ = b.Set(c.key, c.val, nil)
+	_ = b.Set(c.key2, org[:], nil)
+	c.key = appendAPIKeyKey(c.key[:0], &hash)
+	c.val = appendAPIKeyRec(c.val[:0], org, &hash, now)
+	_ = b.Set(c.key, c.val, nil)
 	err = db.commit(b)
 	db.orgChanged() // even on error: the batch may have been applied
 	if err != nil {
@@ -81,19 +77,22 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 	}, key, nil
 }
 
+// orgArgs is CreateOrg's argErr.
+func orgArgs(name string, policyJSON []byte) error {
+	if len(name) > MaxKeyBytes || len(policyJSON) > MaxValueBytes {
+		return ErrTooLarge
+	}
+	return nil
+}
+
 // OrgByID returns the organization with id. ErrNotFound if there is none.
 func (db *DB) OrgByID(id string) (Org, error) {
-	org, ok := parseOrgID(id)
-	if !ok {
-		return Org{}, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(id, nil)
+	if err != nil {
 		return Org{}, err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	return db.orgByID(s, org)
+	defer c.end()
+	return db.orgByID(&c.scratch, c.org)
 }
 
 func (db *DB) orgByID(s *scratch, org orgID) (Org, error) {
@@ -131,17 +130,13 @@ func decodeOrg(org orgID, v []byte, o *Org) error {
 
 // OrgByCID returns the organization a publishable client id belongs to.
 func (db *DB) OrgByCID(cid []byte) (Org, error) {
-	if len(cid) == 0 || len(cid) > MaxKeyBytes {
-		return Org{}, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.admit(lookupID(cid))
+	if err != nil {
 		return Org{}, err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
+	defer c.end()
 	var org orgID
-	err := db.get(appendCIDKey(s.key[:0], cid), func(v []byte) error {
+	err = db.get(appendCIDKey(c.key[:0], cid), func(v []byte) error {
 		if len(v) != len(org) {
 			return ErrCorrupt
 		}
@@ -151,15 +146,16 @@ func (db *DB) OrgByCID(cid []byte) (Org, error) {
 	if err != nil {
 		return Org{}, err
 	}
-	return db.orgByID(s, org)
+	return db.orgByID(&c.scratch, org)
 }
 
 // Orgs lists every organization, ordered by id.
 func (db *DB) Orgs() ([]Org, error) {
-	if err := db.enter(); err != nil {
+	c, err := db.admit(nil)
+	if err != nil {
 		return nil, err
 	}
-	defer db.exit()
+	defer c.end()
 	it, err := db.pdb.NewIter(&pebble.IterOptions{
 		LowerBound: []byte{kindOrg},
 		UpperBound: []byte{kindOrg + 1},
@@ -219,27 +215,22 @@ func (db *DB) BindCert(orgIDs string, spki [32]byte) error {
 // updateOrg is the read-modify-write of an org record, serialised per
 // organization. fn returns false when there is nothing to write.
 func (db *DB) updateOrg(orgIDs string, fn func(r *orgRec) bool) error {
-	org, ok := parseOrgID(orgIDs)
-	if !ok {
-		return ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, nil)
+	if err != nil {
 		return err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	st := db.lock(domainOrg, org, "")
+	defer c.end()
+	st := db.lock(domainOrg, c.org, "")
 	defer st.Unlock()
-	s.key = appendOrgKey(s.key[:0], org)
+	c.key = appendOrgKey(c.key[:0], c.org)
 	write := false
-	err := db.get(s.key, func(v []byte) error {
+	err = db.get(c.key, func(v []byte) error {
 		var r orgRec
 		if err := parseOrgRec(v, &r); err != nil {
 			return err
 		}
 		if write = fn(&r); write {
-			s.val = appendOrgRec(s.val[:0], &r)
+			c.val = appendOrgRec(c.val[:0], &r)
 		}
 		return nil
 	})
@@ -247,7 +238,7 @@ func (db *DB) updateOrg(orgIDs string, fn func(r *orgRec) bool) error {
 		return err
 	}
 	b := db.pdb.NewBatch()
-	_ = b.Set(s.key, s.val, nil)
+	_ = b.Set(c.key, c.val, nil)
 	err = db.commit(b)
 	db.orgChanged()
 	return err

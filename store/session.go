@@ -64,38 +64,24 @@ func (s *Session) Pending() uint32 { return s.FramesReceived - s.FramesScored }
 // organization, even if that session expired and was swept. ErrNotFound if
 // the organization does not exist.
 func (db *DB) CreateSession(orgIDs, csid, userID, action string) (Session, string, error) {
-	org, ok := parseOrgID(orgIDs)
-	if !ok {
-		return Session{}, "", ErrNotFound
-	}
-	if csid == "" {
-		return Session{}, "", ErrEmptyID
-	}
-	if len(csid) > MaxKeyBytes || len(userID) > MaxKeyBytes {
-		return Session{}, "", ErrKeyTooLong
-	}
-	if len(action) > MaxKeyBytes {
-		return Session{}, "", ErrTooLarge
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, sessionArgs(csid, userID, action))
+	if err != nil {
 		return Session{}, "", err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
+	defer c.end()
 
-	s.key = appendOrgKey(s.key[:0], org)
-	if ok, err := db.has(s.key); err != nil || !ok {
+	c.key = appendOrgKey(c.key[:0], c.org)
+	if ok, err := db.has(c.key); err != nil || !ok {
 		if err == nil {
 			err = ErrNotFound
 		}
 		return Session{}, "", err
 	}
 
-	st := db.lock(domainSession, org, csid)
+	st := db.lock(domainSession, c.org, csid)
 	defer st.Unlock()
-	s.key = appendSessionKey(s.key[:0], org, csid)
-	if ok, err := db.has(s.key); err != nil || ok {
+	c.key = appendSessionKey(c.key[:0], c.org, csid)
+	if ok, err := db.has(c.key); err != nil || ok {
 		if err == nil {
 			err = ErrExists
 		}
@@ -113,17 +99,17 @@ func (db *DB) CreateSession(orgIDs, csid, userID, action string) (Session, strin
 		userID:    []byte(userID),
 		action:    []byte(action),
 	}
-	s.val = appendSessionRec(s.val[:0], &r)
+	c.val = appendSessionRec(c.val[:0], &r)
 	b := db.pdb.NewBatch()
-	_ = b.Set(s.key, s.val, nil)
-	s.key2 = appendExpiryKey(s.key2[:0], r.expiresAt, org, csid)
-	_ = b.Set(s.key2, nil, nil)
+	_ = b.Set(c.key, c.val, nil)
+	c.key2 = appendExpiryKey(c.key2[:0], r.expiresAt, c.org, csid)
+	_ = b.Set(c.key2, nil, nil)
 	if err := db.commit(b); err != nil {
 		return Session{}, "", err
 	}
 	if db.sc != nil {
-		db.sc.write(s.key, func(*cachedSession) *cachedSession {
-			e := newCachedSession(s.val, nil)
+		db.sc.write(c.key, func(*cachedSession) *cachedSession {
+			e := newCachedSession(c.val, nil)
 			e.seqKnown = true // no frames yet: every seq is new
 			return e
 		})
@@ -137,6 +123,19 @@ func (db *DB) CreateSession(orgIDs, csid, userID, action string) (Session, strin
 		CreatedAt:        r.createdAt,
 		ExpiresAt:        r.expiresAt,
 	}, token, nil
+}
+
+// sessionArgs is CreateSession's argErr.
+func sessionArgs(csid, userID, action string) error {
+	switch {
+	case csid == "":
+		return ErrEmptyID
+	case len(csid) > MaxKeyBytes || len(userID) > MaxKeyBytes:
+		return ErrKeyTooLong
+	case len(action) > MaxKeyBytes:
+		return ErrTooLarge
+	}
+	return nil
 }
 
 // Session returns the session. ErrNotFound if it does not exist in this
@@ -183,22 +182,17 @@ func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode in
 	// Until this read succeeds, dst names no session for SessionFields: a
 	// caller that ignores an error must not get the previous one's fields.
 	dst.reuse.read, dst.reuse.cached, dst.reuse.fill = false, nil, false
-	org, ok := parseOrgID(orgIDs)
-	if !ok || csid == "" || len(csid) > MaxKeyBytes {
-		return ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, lookupID(csid))
+	if err != nil {
 		return err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
+	defer c.end()
 	var r sessionRec
 	var cached *cachedSession
 	closer := io.Closer(noClose{})
 	if rd != nil && db.sc != nil {
-		s.key = appendSessionKey(s.key[:0], org, csid)
-		if cached = db.sc.get(s.key); cached != nil {
+		c.key = appendSessionKey(c.key[:0], c.org, csid)
+		if cached = db.sc.get(c.key); cached != nil {
 			if err := db.checkSessionRec(cached.rec, &r); err != nil {
 				return err
 			}
@@ -206,7 +200,7 @@ func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode in
 	}
 	if cached == nil {
 		var err error
-		if closer, err = db.readSession(rd, s, org, csid, &r); err != nil {
+		if closer, err = db.readSession(rd, c, csid, &r); err != nil {
 			return err
 		}
 	}
@@ -238,7 +232,7 @@ func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode in
 		agg, reuse.aggView = reuse.agg, false
 	}
 	if mode != readPlain {
-		reuse.read, reuse.org, reuse.csidLen = true, org, len(csid)
+		reuse.read, reuse.org, reuse.csidLen = true, c.org, len(csid)
 	}
 	if rd != nil && db.sc != nil && cached == nil {
 		reuse.fill, reuse.fillGen = true, rd.gen
@@ -276,8 +270,8 @@ func viewString(b []byte) string {
 // session key. It reads through rd, or (nil) with readNewest. (A closer
 // rather than a callback, as db.get takes: r passed to an unknown function
 // would escape to the heap on every read.)
-func (db *DB) readSession(rd *Reader, s *scratch, org orgID, csid string, r *sessionRec) (io.Closer, error) {
-	s.key = appendSessionKey(s.key[:0], org, csid)
+func (db *DB) readSession(rd *Reader, c *call, csid string, r *sessionRec) (io.Closer, error) {
+	c.key = appendSessionKey(c.key[:0], c.org, csid)
 	now := db.nowMs()
 	var v []byte
 	var closer io.Closer
@@ -285,9 +279,9 @@ func (db *DB) readSession(rd *Reader, s *scratch, org orgID, csid string, r *ses
 	if rd == nil {
 		// Sessions are rewritten by every events post and every scoring
 		// pass: stop at the newest version.
-		v, closer, err = db.readNewest(s.key)
+		v, closer, err = db.readNewest(c.key)
 	} else {
-		v, closer, err = db.readVia(rd, s.key)
+		v, closer, err = db.readVia(rd, c.key)
 	}
 	if err != nil {
 		return nil, err
@@ -317,9 +311,9 @@ func (db *DB) checkSessionRecAt(v []byte, r *sessionRec, now int64) error {
 
 // checkSession answers readSession's errors for callers that need only to
 // know the session is live.
-func (db *DB) checkSession(s *scratch, org orgID, csid string) error {
+func (db *DB) checkSession(c *call, csid string) error {
 	var r sessionRec
-	closer, err := db.readSession(nil, s, org, csid, &r)
+	closer, err := db.readSession(nil, c, csid, &r)
 	if err != nil {
 		return err
 	}
@@ -352,24 +346,16 @@ func (db *DB) CheckCollectToken(s *Session, token []byte) bool {
 // never received is ErrUnreceived. Equal counts replace the stored aggregate,
 // which is how a rescore against a new template is saved.
 func (db *DB) SaveAggregate(orgIDs, csid string, agg []byte, scored uint32) error {
-	org, ok := parseOrgID(orgIDs)
-	if !ok || csid == "" || len(csid) > MaxKeyBytes {
-		return ErrNotFound
-	}
-	if len(agg) > MaxValueBytes {
-		return ErrTooLarge
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, aggregateArgs(csid, agg))
+	if err != nil {
 		return err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
+	defer c.end()
 
-	st := db.lock(domainSession, org, csid)
+	st := db.lock(domainSession, c.org, csid)
 	defer st.Unlock()
 	var r sessionRec
-	closer, err := db.readSession(nil, s, org, csid, &r)
+	closer, err := db.readSession(nil, c, csid, &r)
 	if err != nil {
 		return err
 	}
@@ -381,7 +367,7 @@ func (db *DB) SaveAggregate(orgIDs, csid string, agg []byte, scored uint32) erro
 	}
 	r.scored = scored
 	r.aggregate = agg
-	s.val = appendSessionRec(s.val[:0], &r)
+	c.val = appendSessionRec(c.val[:0], &r)
 	if cerr := closer.Close(); err == nil {
 		err = cerr
 	}
@@ -389,20 +375,31 @@ func (db *DB) SaveAggregate(orgIDs, csid string, agg []byte, scored uint32) erro
 		return err
 	}
 	b := db.pdb.NewBatch()
-	_ = b.Set(s.key, s.val, nil)
+	_ = b.Set(c.key, c.val, nil)
 	err = b.Commit(pebble.NoSync)
 	if cerr := b.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil && db.sc != nil {
-		db.sc.write(s.key, func(old *cachedSession) *cachedSession {
+		db.sc.write(c.key, func(old *cachedSession) *cachedSession {
 			if old == nil {
 				return nil
 			}
-			return old.withWrite(s.val, nil)
+			return old.withWrite(c.val, nil)
 		})
 	}
 	return err
+}
+
+// aggregateArgs is SaveAggregate's argErr.
+func aggregateArgs(csid string, agg []byte) error {
+	if err := lookupID(csid); err != nil {
+		return err
+	}
+	if len(agg) > MaxValueBytes {
+		return ErrTooLarge
+	}
+	return nil
 }
 
 // sessionRec is a session record or tombstone; its slices alias the value it

@@ -113,12 +113,11 @@ func (db *DB) sweepOne(s *scratch, expiryKey []byte, now int64) (bool, error) {
 // that count. Damage (ErrCorrupt) does not stop it; the first is returned
 // after the rest is done.
 func (db *DB) sweepDue(kind byte, limit int, one func(s *scratch, entry []byte, now int64) (bool, error)) (int, error) {
-	if err := db.enter(); err != nil {
+	c, err := db.admit(nil)
+	if err != nil {
 		return 0, err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
+	defer c.end()
 	now := db.nowMs()
 	var upper [9]byte
 	upper[0] = kind
@@ -137,7 +136,7 @@ func (db *DB) sweepDue(kind byte, limit int, one func(s *scratch, entry []byte, 
 			return swept, err
 		}
 		for _, k := range due {
-			ok, err := one(s, k, now)
+			ok, err := one(&c.scratch, k, now)
 			if err != nil {
 				if !errors.Is(err, ErrCorrupt) {
 					return swept, err

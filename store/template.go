@@ -26,31 +26,26 @@ func (db *DB) TemplateInto(orgIDs, userID string, dst []byte) ([]byte, error) {
 // rd it reads the cache first (templates are kept there beside sessions,
 // whole, absences included; every template write drops its entry).
 func (db *DB) templateInto(rd *Reader, orgIDs, userID string, dst []byte) ([]byte, error) {
-	org, ok := parseOrgID(orgIDs)
-	if !ok || userID == "" || len(userID) > MaxKeyBytes {
-		return dst, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, lookupID(userID))
+	if err != nil {
 		return dst, err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	s.key = appendTemplateKey(s.key[:0], org, userID)
+	defer c.end()
+	c.key = appendTemplateKey(c.key[:0], c.org, userID)
 	useCache := rd != nil && db.sc != nil
 	if useCache {
-		if e := db.sc.get(s.key); e != nil {
+		if e := db.sc.get(c.key); e != nil {
 			if e.absent {
 				return dst, ErrNotFound
 			}
 			return append(dst, e.rec...), nil
 		}
 	}
-	v, closer, err := db.readVia(rd, s.key)
+	v, closer, err := db.readVia(rd, c.key)
 	if useCache && (err == nil || errors.Is(err, ErrNotFound)) {
 		// rd.gen was noted when its view was opened, by this read or an
 		// earlier one.
-		db.sc.fill(s.key, rd.gen, newCachedTemplate(v, err != nil))
+		db.sc.fill(c.key, rd.gen, newCachedTemplate(v, err != nil))
 	}
 	if err != nil {
 		return dst, err
@@ -68,10 +63,24 @@ func (db *DB) dropTemplate(key []byte) {
 
 // PutTemplate stores (replacing) the user's template, synced.
 func (db *DB) PutTemplate(orgIDs, userID string, tmpl []byte) error {
-	org, ok := parseOrgID(orgIDs)
+	c, err := db.begin(orgIDs, templateArgs(userID, tmpl))
+	if err != nil {
+		return err
+	}
+	defer c.end()
+	b := db.pdb.NewBatch()
+	c.key = appendTemplateKey(c.key[:0], c.org, userID)
+	_ = b.Set(c.key, tmpl, nil)
+	err = db.commit(b)
+	if err == nil {
+		db.dropTemplate(c.key)
+	}
+	return err
+}
+
+// templateArgs is PutTemplate's argErr.
+func templateArgs(userID string, tmpl []byte) error {
 	switch {
-	case !ok:
-		return ErrNotFound
 	case userID == "":
 		return ErrEmptyID
 	case len(userID) > MaxKeyBytes:
@@ -79,47 +88,29 @@ func (db *DB) PutTemplate(orgIDs, userID string, tmpl []byte) error {
 	case len(tmpl) > MaxValueBytes:
 		return ErrTooLarge
 	}
-	if err := db.enter(); err != nil {
-		return err
-	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	b := db.pdb.NewBatch()
-	s.key = appendTemplateKey(s.key[:0], org, userID)
-	_ = b.Set(s.key, tmpl, nil)
-	err := db.commit(b)
-	if err == nil {
-		db.dropTemplate(s.key)
-	}
-	return err
+	return nil
 }
 
 // DeleteTemplate removes the user's template (an operator's reset, after
 // which the user enrolls afresh), synced. ErrNotFound if there was none.
 func (db *DB) DeleteTemplate(orgIDs, userID string) error {
-	org, ok := parseOrgID(orgIDs)
-	if !ok || userID == "" || len(userID) > MaxKeyBytes {
-		return ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, lookupID(userID))
+	if err != nil {
 		return err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	s.key = appendTemplateKey(s.key[:0], org, userID)
-	if ok, err := db.has(s.key); err != nil || !ok {
+	defer c.end()
+	c.key = appendTemplateKey(c.key[:0], c.org, userID)
+	if ok, err := db.has(c.key); err != nil || !ok {
 		if err == nil {
 			err = ErrNotFound
 		}
 		return err
 	}
 	b := db.pdb.NewBatch()
-	_ = b.Delete(s.key, nil)
-	err := db.commit(b)
+	_ = b.Delete(c.key, nil)
+	err = db.commit(b)
 	if err == nil {
-		db.dropTemplate(s.key)
+		db.dropTemplate(c.key)
 	}
 	return err
 }
