@@ -11,6 +11,9 @@ import "sync"
 type call struct {
 	db  *DB
 	org orgID // zero for a call that names no organization (admit)
+	// held is the stripe the call serialises its read-modify-write by,
+	// unlocked when it ends.
+	held *stripe
 	scratch
 }
 
@@ -58,6 +61,10 @@ func (db *DB) admit(argErr error) (*call, error) {
 // flight. The call must not be used after.
 func (c *call) end() {
 	db := c.db
+	if c.held != nil {
+		c.held.Unlock()
+		c.held = nil
+	}
 	s := &c.scratch
 	// Do not keep huge buffers alive in the pool because of one big frame.
 	if cap(s.val) > 1<<20 {
@@ -71,6 +78,11 @@ func (c *call) end() {
 	callPool.Put(c)
 	db.exit()
 }
+
+// hold keeps st, which the caller has locked (DB.lock, DB.lockBytes),
+// until the call ends. A call holds one stripe at most: two, taken in no
+// fixed order, could deadlock.
+func (c *call) hold(st *stripe) { c.held = st }
 
 // lookupID is the argErr of a call that reads the record id names:
 // ErrNotFound for an id no record can have (empty, or longer than

@@ -47,8 +47,7 @@ func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) err
 	if len(idemKey) > 0 {
 		// The stripe makes check-then-write atomic for one key, so of two
 		// concurrent requests with the same key exactly one is stored.
-		st := db.lockBytes(domainIdem, c.org, idemKey)
-		defer st.Unlock()
+		c.hold(db.lockBytes(domainIdem, c.org, idemKey))
 		c.key = appendIdempotencyKey(c.key[:0], c.org, idemKey)
 		if taken, err := db.idemTaken(c.key); err != nil || taken {
 			_ = b.Close()

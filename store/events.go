@@ -66,10 +66,8 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 	}
 	defer c.end()
 
-	st := db.lock(domainSession, c.org, csid)
-	defer st.Unlock()
 	var r sessionRec
-	closer, err := db.readSession(nil, c, csid, &r)
+	closer, err := db.lockSession(c, csid, &r)
 	if err != nil {
 		return 0, 0, err
 	}

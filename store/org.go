@@ -41,8 +41,7 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 	}
 	now := db.nowMs()
 
-	st := db.lock(domainOrg, org, "")
-	defer st.Unlock()
+	c.hold(db.lock(domainOrg, org, ""))
 	// Ids are random and wide enough never to collide; checking costs two
 	// reads on a rare path and turns "never" into "cannot".
 	c.key = appendOrgKey(c.key[:0], org)
@@ -220,8 +219,7 @@ func (db *DB) updateOrg(orgIDs string, fn func(r *orgRec) bool) error {
 		return err
 	}
 	defer c.end()
-	st := db.lock(domainOrg, c.org, "")
-	defer st.Unlock()
+	c.hold(db.lock(domainOrg, c.org, ""))
 	c.key = appendOrgKey(c.key[:0], c.org)
 	write := false
 	err = db.get(c.key, func(v []byte) error {

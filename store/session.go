@@ -78,8 +78,7 @@ func (db *DB) CreateSession(orgIDs, csid, userID, action string) (Session, strin
 		return Session{}, "", err
 	}
 
-	st := db.lock(domainSession, c.org, csid)
-	defer st.Unlock()
+	c.hold(db.lock(domainSession, c.org, csid))
 	c.key = appendSessionKey(c.key[:0], c.org, csid)
 	if ok, err := db.has(c.key); err != nil || ok {
 		if err == nil {
@@ -293,6 +292,15 @@ func (db *DB) readSession(rd *Reader, c *call, csid string, r *sessionRec) (io.C
 	return closer, nil
 }
 
+// lockSession begins a read-modify-write of the session: it locks the
+// session's stripe until c ends, so calls on one session are serialised,
+// and reads its record as readSession does without a Reader (the newest
+// version, which the write replaces).
+func (db *DB) lockSession(c *call, csid string, r *sessionRec) (io.Closer, error) {
+	c.hold(db.lock(domainSession, c.org, csid))
+	return db.readSession(nil, c, csid, r)
+}
+
 // checkSessionRec parses a session record into r and answers ErrExpired for
 // a tombstone or a session past its expiry.
 func (db *DB) checkSessionRec(v []byte, r *sessionRec) error {
@@ -352,10 +360,8 @@ func (db *DB) SaveAggregate(orgIDs, csid string, agg []byte, scored uint32) erro
 	}
 	defer c.end()
 
-	st := db.lock(domainSession, c.org, csid)
-	defer st.Unlock()
 	var r sessionRec
-	closer, err := db.readSession(nil, c, csid, &r)
+	closer, err := db.lockSession(c, csid, &r)
 	if err != nil {
 		return err
 	}
