@@ -136,11 +136,7 @@ type decisionRec struct {
 	response  []byte
 }
 
-func appendDecisionRec(dst []byte, r *decisionRec) []byte {
-	return appendDecisionFields(dst, r.createdAt, r.verified, r.score, r.csid, r.userID, r.response)
-}
-
-// appendDecisionFields is appendDecisionRec from the parts, so that
+// appendDecisionFields encodes a decision record from its parts, so that
 // PutDecision encodes a Decision's strings without converting them.
 func appendDecisionFields[T string | []byte](dst []byte, createdAt int64, verified bool, score int32, csid, userID T, response []byte) []byte {
 	dst = append(dst, tagV1)

@@ -3,8 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // Org is an organization: a tenant. Every other record belongs to one.
@@ -146,42 +144,6 @@ func (db *DB) OrgByCID(cid []byte) (Org, error) {
 		return Org{}, err
 	}
 	return db.orgByID(&c.scratch, org)
-}
-
-// Orgs lists every organization, ordered by id.
-func (db *DB) Orgs() ([]Org, error) {
-	c, err := db.admit(nil)
-	if err != nil {
-		return nil, err
-	}
-	defer c.end()
-	it, err := db.pdb.NewIter(&pebble.IterOptions{
-		LowerBound: []byte{kindOrg},
-		UpperBound: []byte{kindOrg + 1},
-	})
-	if err != nil {
-		return nil, err
-	}
-	var orgs []Org
-	for it.First(); it.Valid(); it.Next() {
-		p, ok := decodeKey(it.Key())
-		if !ok {
-			_ = it.Close()
-			return nil, ErrCorrupt
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			_ = it.Close()
-			return nil, err
-		}
-		var o Org
-		if err := decodeOrg(p.org, v, &o); err != nil {
-			_ = it.Close()
-			return nil, err
-		}
-		orgs = append(orgs, o)
-	}
-	return orgs, it.Close()
 }
 
 // SetOrgPolicy replaces the organization's policy JSON (empty: defaults).

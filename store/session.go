@@ -56,9 +56,6 @@ type sessionReuse struct {
 	fillRec []byte
 }
 
-// Pending is the number of received frames not yet folded into Aggregate.
-func (s *Session) Pending() uint32 { return s.FramesReceived - s.FramesScored }
-
 // CreateSession stores a new session and returns its collect token, shown
 // once and stored as SHA-256. ErrExists if the csid was ever used in this
 // organization, even if that session expired and was swept. ErrNotFound if
