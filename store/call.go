@@ -24,12 +24,14 @@ type scratch struct {
 
 var callPool = sync.Pool{New: func() any { return new(call) }}
 
-// begin admits a call for the organization orgIDs. Its answers come in the
-// order callers have always been told: ErrNotFound when orgIDs names no
-// organization, whatever else is wrong with the call; then argErr, the
-// caller's verdict on its other arguments (lookupID's for a record id);
-// then ErrClosed or ErrFatal from the store. A nil call comes with every
-// error; every call begin returns must end.
+// begin admits a call for the organization orgIDs. Its errors come in a
+// fixed order: ErrNotFound when orgIDs names no organization, whatever else
+// is wrong with the call; then argErr, the caller's verdict on its other
+// arguments (lookupID's for a record id), so that a bad argument is
+// answered as such even by a closed store; then ErrClosed or ErrFatal. The
+// verdict is a value rather than a check begin runs, so that it costs
+// nothing to pass. A nil call comes with every error; every call begin
+// returns must end.
 func (db *DB) begin(orgIDs string, argErr error) (*call, error) {
 	org, ok := parseOrgID(orgIDs)
 	if !ok {
@@ -43,8 +45,9 @@ func (db *DB) begin(orgIDs string, argErr error) (*call, error) {
 	return c, nil
 }
 
-// admit is begin for the calls that name no organization by id (those that
-// resolve a credential to one, list them, sweep or report).
+// admit is begin for the calls that name no organization by id: those
+// that resolve a credential to one, create one, sweep or report, and
+// SessionFields, which reads the session an earlier call found.
 func (db *DB) admit(argErr error) (*call, error) {
 	if argErr != nil {
 		return nil, argErr
@@ -57,8 +60,8 @@ func (db *DB) admit(argErr error) (*call, error) {
 	return c, nil
 }
 
-// end returns the call's buffers to the pool and leaves the calls in
-// flight. The call must not be used after.
+// end unlocks the stripe the call holds, returns the call to the pool and
+// leaves the calls in flight. The call must not be used after.
 func (c *call) end() {
 	db := c.db
 	if c.held != nil {

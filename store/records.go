@@ -18,6 +18,10 @@ import (
 //
 // Integers are big-endian two's complement. "..." runs to the end of the
 // value. Flags: session bit 0 final; decision bit 0 verified.
+//
+// Each format's encoder and decoder sit with the rest of its family
+// (session.go, org.go, credentials.go, fields.go, decision.go,
+// idempotency.go); the tags and the parser below are theirs to share.
 const (
 	tagV1        byte = 0x01
 	tagTombstone byte = 0x02
