@@ -2,12 +2,7 @@ package store
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base32"
-	"encoding/base64"
-
-	"github.com/cockroachdb/pebble/v2"
+	"encoding/binary"
 )
 
 // Org is an organization: a tenant. Every other record belongs to one.
@@ -20,46 +15,14 @@ type Org struct {
 	CreatedAt        int64      // unix ms
 }
 
-// Credential formats. The prefixes make a leaked secret recognisable to
-// secret scanners and to a person reading a log; the 32 random bytes behind
-// them are what makes it a secret.
-const (
-	APIKeyPrefix       = "csk_"
-	CollectTokenPrefix = "cst_"
-	CIDPrefix          = "cid_"
-
-	secretBytes = 32
-	// APIKeyLen and CollectTokenLen are the lengths of the whole strings.
-	APIKeyLen       = len(APIKeyPrefix) + 43 // base64url(32 bytes), unpadded
-	CollectTokenLen = len(CollectTokenPrefix) + 43
-	cidRandomBytes  = 15 // 24 base32 chars, 120 bits: unguessable is not needed, unique is
-)
-
-var cidEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// newSecret returns prefix + base64url(32 random bytes) and its SHA-256,
-// which is all the store keeps of it.
-func (db *DB) newSecret(prefix string) (string, [32]byte, error) {
-	var raw [secretBytes]byte
-	if err := db.random(raw[:]); err != nil {
-		return "", [32]byte{}, err
-	}
-	buf := make([]byte, len(prefix)+base64.RawURLEncoding.EncodedLen(secretBytes))
-	copy(buf, prefix)
-	base64.RawURLEncoding.Encode(buf[len(prefix):], raw[:])
-	return string(buf), sha256.Sum256(buf), nil
-}
-
 // CreateOrg creates an organization with a fresh id, client id and first API
 // key. The key is returned once and only its SHA-256 is stored.
 func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
-	if len(name) > MaxKeyBytes || len(policyJSON) > MaxValueBytes {
-		return Org{}, "", ErrTooLarge
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.admit(orgArgs(name, policyJSON))
+	if err != nil {
 		return Org{}, "", err
 	}
-	defer db.exit()
+	defer c.end()
 
 	var org orgID
 	var cidRaw [cidRandomBytes]byte
@@ -76,15 +39,12 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 	}
 	now := db.nowMs()
 
-	s := acquireScratch()
-	defer releaseScratch(s)
-	st := db.lock(domainOrg, org, "")
-	defer st.Unlock()
+	c.hold(db.lock(domainOrg, org, ""))
 	// Ids are random and wide enough never to collide; checking costs two
 	// reads on a rare path and turns "never" into "cannot".
-	s.key = appendOrgKey(s.key[:0], org)
-	s.key2 = appendCIDKey(s.key2[:0], cid)
-	for _, k := range [][]byte{s.key, s.key2} {
+	c.key = appendOrgKey(c.key[:0], org)
+	c.key2 = appendCIDKey(c.key2[:0], cid)
+	for _, k := range [][]byte{c.key, c.key2} {
 		if ok, err := db.has(k); err != nil || ok {
 			if err == nil {
 				err = ErrExists
@@ -94,12 +54,12 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 	}
 
 	b := db.pdb.NewBatch()
-	s.val = appendOrgRec(s.val[:0], &orgRec{createdAt: now, name: []byte(name), cid: []byte(cid), policy: policyJSON})
-	_ = b.Set(s.key, s.val, nil)
-	_ = b.Set(s.key2, org[:], nil)
-	s.key = appendAPIKeyKey(s.key[:0], &hash)
-	s.val = appendAPIKeyRec(s.val[:0], org, &hash, now)
-	_ = b.Set(s.key, s.val, nil)
+	c.val = appendOrgRec(c.val[:0], &orgRec{createdAt: now, name: []byte(name), cid: []byte(cid), policy: policyJSON})
+	_ = b.Set(c.key, c.val, nil)
+	_ = b.Set(c.key2, org[:], nil)
+	c.key = appendAPIKeyKey(c.key[:0], &hash)
+	c.val = appendAPIKeyRec(c.val[:0], org, &hash, now)
+	_ = b.Set(c.key, c.val, nil)
 	err = db.commit(b)
 	db.orgChanged() // even on error: the batch may have been applied
 	if err != nil {
@@ -114,55 +74,22 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 	}, key, nil
 }
 
-// AddAPIKey issues another API key for the organization (to rotate keys
-// without downtime). Like CreateOrg's, it is returned once.
-func (db *DB) AddAPIKey(orgIDs string) (string, error) {
-	org, ok := parseOrgID(orgIDs)
-	if !ok {
-		return "", ErrNotFound
+// orgArgs is CreateOrg's argErr.
+func orgArgs(name string, policyJSON []byte) error {
+	if len(name) > MaxKeyBytes || len(policyJSON) > MaxValueBytes {
+		return ErrTooLarge
 	}
-	if err := db.enter(); err != nil {
-		return "", err
-	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	s.key = appendOrgKey(s.key[:0], org)
-	if ok, err := db.has(s.key); err != nil || !ok {
-		if err == nil {
-			err = ErrNotFound
-		}
-		return "", err
-	}
-	key, hash, err := db.newSecret(APIKeyPrefix)
-	if err != nil {
-		return "", err
-	}
-	s.key = appendAPIKeyKey(s.key[:0], &hash)
-	s.val = appendAPIKeyRec(s.val[:0], org, &hash, db.nowMs())
-	b := db.pdb.NewBatch()
-	_ = b.Set(s.key, s.val, nil)
-	err = db.commit(b)
-	db.orgChanged()
-	if err != nil {
-		return "", err
-	}
-	return key, nil
+	return nil
 }
 
 // OrgByID returns the organization with id. ErrNotFound if there is none.
 func (db *DB) OrgByID(id string) (Org, error) {
-	org, ok := parseOrgID(id)
-	if !ok {
-		return Org{}, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(id, nil)
+	if err != nil {
 		return Org{}, err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	return db.orgByID(s, org)
+	defer c.end()
+	return db.orgByID(&c.scratch, c.org)
 }
 
 func (db *DB) orgByID(s *scratch, org orgID) (Org, error) {
@@ -200,17 +127,13 @@ func decodeOrg(org orgID, v []byte, o *Org) error {
 
 // OrgByCID returns the organization a publishable client id belongs to.
 func (db *DB) OrgByCID(cid []byte) (Org, error) {
-	if len(cid) == 0 || len(cid) > MaxKeyBytes {
-		return Org{}, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.admit(lookupID(cid))
+	if err != nil {
 		return Org{}, err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
+	defer c.end()
 	var org orgID
-	err := db.get(appendCIDKey(s.key[:0], cid), func(v []byte) error {
+	err = db.get(appendCIDKey(c.key[:0], cid), func(v []byte) error {
 		if len(v) != len(org) {
 			return ErrCorrupt
 		}
@@ -220,79 +143,7 @@ func (db *DB) OrgByCID(cid []byte) (Org, error) {
 	if err != nil {
 		return Org{}, err
 	}
-	return db.orgByID(s, org)
-}
-
-// OrgByAPIKey returns the organization an API key belongs to. The key is
-// looked up by its SHA-256 and the stored hash is compared in constant time;
-// a malformed or unknown key is ErrNotFound, with no hint which.
-func (db *DB) OrgByAPIKey(key []byte) (Org, error) {
-	// The format is public, so refusing a malformed key early leaks nothing.
-	if len(key) != APIKeyLen || !bytes.HasPrefix(key, []byte(APIKeyPrefix)) {
-		return Org{}, ErrNotFound
-	}
-	if err := db.enter(); err != nil {
-		return Org{}, err
-	}
-	defer db.exit()
-	hash := sha256.Sum256(key)
-	s := acquireScratch()
-	defer releaseScratch(s)
-	var org orgID
-	s.key = appendAPIKeyKey(s.key[:0], &hash)
-	err := db.get(s.key, func(v []byte) error {
-		o, stored, err := parseAPIKeyRec(v)
-		if err != nil {
-			return err
-		}
-		// The index lookup already matched the hash; comparing the stored
-		// copy again, in constant time, keeps the check explicit and
-		// independent of how the index compares keys.
-		if subtle.ConstantTimeCompare(stored, hash[:]) != 1 {
-			return ErrNotFound
-		}
-		org = o
-		return nil
-	})
-	if err != nil {
-		return Org{}, err
-	}
-	return db.orgByID(s, org)
-}
-
-// Orgs lists every organization, ordered by id.
-func (db *DB) Orgs() ([]Org, error) {
-	if err := db.enter(); err != nil {
-		return nil, err
-	}
-	defer db.exit()
-	it, err := db.pdb.NewIter(&pebble.IterOptions{
-		LowerBound: []byte{kindOrg},
-		UpperBound: []byte{kindOrg + 1},
-	})
-	if err != nil {
-		return nil, err
-	}
-	var orgs []Org
-	for it.First(); it.Valid(); it.Next() {
-		p, ok := decodeKey(it.Key())
-		if !ok {
-			_ = it.Close()
-			return nil, ErrCorrupt
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			_ = it.Close()
-			return nil, err
-		}
-		var o Org
-		if err := decodeOrg(p.org, v, &o); err != nil {
-			_ = it.Close()
-			return nil, err
-		}
-		orgs = append(orgs, o)
-	}
-	return orgs, it.Close()
+	return db.orgByID(&c.scratch, org)
 }
 
 // SetOrgPolicy replaces the organization's policy JSON (empty: defaults).
@@ -325,27 +176,21 @@ func (db *DB) BindCert(orgIDs string, spki [32]byte) error {
 // updateOrg is the read-modify-write of an org record, serialised per
 // organization. fn returns false when there is nothing to write.
 func (db *DB) updateOrg(orgIDs string, fn func(r *orgRec) bool) error {
-	org, ok := parseOrgID(orgIDs)
-	if !ok {
-		return ErrNotFound
-	}
-	if err := db.enter(); err != nil {
+	c, err := db.begin(orgIDs, nil)
+	if err != nil {
 		return err
 	}
-	defer db.exit()
-	s := acquireScratch()
-	defer releaseScratch(s)
-	st := db.lock(domainOrg, org, "")
-	defer st.Unlock()
-	s.key = appendOrgKey(s.key[:0], org)
+	defer c.end()
+	c.hold(db.lock(domainOrg, c.org, ""))
+	c.key = appendOrgKey(c.key[:0], c.org)
 	write := false
-	err := db.get(s.key, func(v []byte) error {
+	err = db.get(c.key, func(v []byte) error {
 		var r orgRec
 		if err := parseOrgRec(v, &r); err != nil {
 			return err
 		}
 		if write = fn(&r); write {
-			s.val = appendOrgRec(s.val[:0], &r)
+			c.val = appendOrgRec(c.val[:0], &r)
 		}
 		return nil
 	})
@@ -353,8 +198,48 @@ func (db *DB) updateOrg(orgIDs string, fn func(r *orgRec) bool) error {
 		return err
 	}
 	b := db.pdb.NewBatch()
-	_ = b.Set(s.key, s.val, nil)
+	_ = b.Set(c.key, c.val, nil)
 	err = db.commit(b)
 	db.orgChanged()
 	return err
+}
+
+// orgRec is an org record; slices alias the value.
+type orgRec struct {
+	createdAt int64
+	name      []byte
+	cid       []byte
+	policy    []byte
+	certs     []byte // n × 32 bytes
+}
+
+func appendOrgRec(dst []byte, r *orgRec) []byte {
+	dst = append(dst, tagV1)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(r.createdAt))
+	dst = appendLP(dst, r.name)
+	dst = appendLP(dst, r.cid)
+	dst = appendLP(dst, r.policy)
+	dst = binary.AppendUvarint(dst, uint64(len(r.certs)/32))
+	return append(dst, r.certs...)
+}
+
+func parseOrgRec(v []byte, r *orgRec) error {
+	*r = orgRec{}
+	p := parser{b: v}
+	if p.byte1() != tagV1 {
+		return ErrCorrupt
+	}
+	r.createdAt = p.i64()
+	r.name = p.lp()
+	r.cid = p.lp()
+	r.policy = p.lp()
+	n := p.uvarint()
+	if n > uint64(len(p.b))/32 {
+		return ErrCorrupt
+	}
+	r.certs = p.take(int(n) * 32)
+	if !p.done() {
+		return ErrCorrupt
+	}
+	return nil
 }

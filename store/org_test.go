@@ -83,21 +83,6 @@ func TestOrgLookupMisses(t *testing.T) {
 	wantErr(t, err, ErrTooLarge)
 }
 
-func TestAPIKeys(t *testing.T) {
-	db, _ := openMem(t)
-	o, key1 := newOrg(t, db, "acme")
-	key2 := must[string](t)(db.AddAPIKey(o.ID))
-	if key2 == key1 || !apiKeyRE.MatchString(key2) {
-		t.Fatalf("second key %q", key2)
-	}
-	other, otherKey := newOrg(t, db, "globex")
-	for k, want := range map[string]string{key1: o.ID, key2: o.ID, otherKey: other.ID} {
-		if g := must[Org](t)(db.OrgByAPIKey([]byte(k))); g.ID != want {
-			t.Errorf("key %s -> %s, want %s", k, g.ID, want)
-		}
-	}
-}
-
 func TestOrgUpdates(t *testing.T) {
 	db, _ := openMem(t)
 	o, _ := newOrg(t, db, "acme")
@@ -114,4 +99,37 @@ func TestOrgUpdates(t *testing.T) {
 	if g := must[Org](t)(db.OrgByID(o.ID)); g.Policy != nil || len(g.CertFingerprints) != 2 || g.Name != "acme" || g.CID != o.CID {
 		t.Fatalf("after clearing policy: %+v", g)
 	}
+}
+
+func TestOrgGeneration(t *testing.T) {
+	db, _ := openMem(t)
+	gen := db.OrgGeneration()
+	changed := func(what string) {
+		t.Helper()
+		if g := db.OrgGeneration(); g <= gen {
+			t.Fatalf("%s: generation %d, was %d", what, g, gen)
+		} else {
+			gen = g
+		}
+	}
+	same := func(what string) {
+		t.Helper()
+		if g := db.OrgGeneration(); g != gen {
+			t.Fatalf("%s: generation %d, was %d", what, g, gen)
+		}
+	}
+	o, key := newOrg(t, db, "acme")
+	changed("CreateOrg")
+	must[string](t)(db.AddAPIKey(o.ID))
+	changed("AddAPIKey")
+	check(t, db.SetOrgPolicy(o.ID, []byte(`{"minScore":9000}`)))
+	changed("SetOrgPolicy")
+	check(t, db.BindCert(o.ID, [32]byte{1}))
+	changed("BindCert")
+	must[Org](t)(db.OrgByAPIKey([]byte(key)))
+	must[Org](t)(db.OrgByCID([]byte(o.CID)))
+	must[Org](t)(db.OrgByID(o.ID))
+	must[[]Org](t)(db.Orgs())
+	newSession(t, db, o.ID, "csid-0001")
+	same("reads and sessions")
 }

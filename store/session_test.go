@@ -1,15 +1,13 @@
 package store
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 var collectTokenRE = regexp.MustCompile(`^cst_[A-Za-z0-9_-]{43}$`)
@@ -116,188 +114,6 @@ func TestExpiryOnRead(t *testing.T) {
 	}
 }
 
-func TestAppendEventsFields(t *testing.T) {
-	db, _ := openMem(t)
-	o, _ := newOrg(t, db, "acme")
-	newSession(t, db, o.ID, "csid-0001")
-	fv := func(k, v string, ts int64) FieldValue { return FieldValue{Key: []byte(k), Value: []byte(v), TS: ts} }
-
-	must[uint32](t)(db.AppendEvents(o.ID, "csid-0001", []FieldValue{
-		fv("total", `"35.00"`, 1), fv("Total", `"1"`, 1), fv("payee", `6`, 2), fv("total", `"36.00"`, 3),
-	}, nil, false))
-	must[uint32](t)(db.AppendEvents(o.ID, "csid-0001", []FieldValue{fv("payee", `7`, 4), fv("notes", `null`, 5)}, nil, false))
-
-	got := must[[]FieldValue](t)(db.Fields(o.ID, "csid-0001", nil))
-	want := []FieldValue{fv("Total", `"1"`, 1), fv("notes", `null`, 5), fv("payee", `7`, 4), fv("total", `"36.00"`, 3)}
-	if fmtFields(got) != fmtFields(want) {
-		t.Fatalf("fields = %s\nwant     %s", fmtFields(got), fmtFields(want))
-	}
-	// Copies are independent: appending to one does not touch its neighbour.
-	got[0].Key = append(got[0].Key, "XX"...)
-	if string(got[0].Value) != `"1"` {
-		t.Fatalf("arena copies overlap: %s", fmtFields(got))
-	}
-	// dst is appended to.
-	two := must[[]FieldValue](t)(db.Fields(o.ID, "csid-0001", want[:1:1]))
-	if len(two) != 5 || string(two[1].Key) != "Total" {
-		t.Fatalf("append to dst: %s", fmtFields(two))
-	}
-
-	s := must[Session](t)(db.Session(o.ID, "csid-0001"))
-	if s.FramesReceived != 0 || s.Final {
-		t.Fatalf("session %+v", s)
-	}
-	// final alone is a change; it stays set.
-	must[uint32](t)(db.AppendEvents(o.ID, "csid-0001", nil, nil, true))
-	must[uint32](t)(db.AppendEvents(o.ID, "csid-0001", []FieldValue{fv("x", "1", 6)}, nil, false))
-	if s := must[Session](t)(db.Session(o.ID, "csid-0001")); !s.Final {
-		t.Fatal("final not sticky")
-	}
-
-	// Guards.
-	_, err := db.AppendEvents(o.ID, "csid-0001", []FieldValue{fv("", "1", 0)}, nil, false)
-	wantErr(t, err, ErrEmptyID)
-	_, err = db.AppendEvents(o.ID, "csid-0001", []FieldValue{{Key: make([]byte, MaxKeyBytes+1), Value: []byte("1")}}, nil, false)
-	wantErr(t, err, ErrKeyTooLong)
-	_, err = db.AppendEvents(o.ID, "csid-0001", []FieldValue{{Key: []byte("k"), Value: make([]byte, MaxValueBytes+1)}}, nil, false)
-	wantErr(t, err, ErrTooLarge)
-	_, err = db.AppendEvents(o.ID, "csid-0001", nil, [][]byte{make([]byte, MaxFrameBytes+1)}, false)
-	wantErr(t, err, ErrTooLarge)
-	_, err = db.AppendEvents(o.ID, "csid-none", nil, [][]byte{[]byte("f")}, false)
-	wantErr(t, err, ErrNotFound)
-}
-
-func TestFramesRoundTrip(t *testing.T) {
-	db, _ := openMem(t)
-	o, _ := newOrg(t, db, "acme")
-	newSession(t, db, o.ID, "csid-0001")
-	rng := rand.New(rand.NewPCG(1, 2))
-	var want [][]byte
-	for post := 0; post < 5; post++ {
-		var frames [][]byte
-		for i := 0; i < post; i++ {
-			f := make([]byte, 2048+rng.IntN(2048)) // a 512-d embedding plus header: incompressible
-			for j := range f {
-				f[j] = byte(rng.Uint32())
-			}
-			if i%2 == 1 {
-				f = bytes.Repeat([]byte{byte(post)}, 3000) // compressible
-			}
-			frames = append(frames, f)
-		}
-		first := must[uint32](t)(db.AppendEvents(o.ID, "csid-0001", nil, frames, false))
-		if int(first) != len(want) {
-			t.Fatalf("first index %d, want %d", first, len(want))
-		}
-		want = append(want, frames...)
-	}
-	want = append(want, make([]byte, MaxFrameBytes)) // the largest allowed frame
-	must[uint32](t)(db.AppendEvents(o.ID, "csid-0001", nil, want[len(want)-1:], false))
-
-	for _, from := range []uint32{0, 3, uint32(len(want) - 1), uint32(len(want)), 1000} {
-		next := from
-		check(t, db.Frames(o.ID, "csid-0001", from, func(i uint32, raw []byte) error {
-			if i != next || !bytes.Equal(raw, want[i]) {
-				t.Fatalf("from %d: frame %d (want %d) differs", from, i, next)
-			}
-			next++
-			return nil
-		}))
-		if int(next) < len(want) && from < uint32(len(want)) {
-			t.Fatalf("from %d: stopped at %d of %d", from, next, len(want))
-		}
-	}
-	stop := errors.New("stop")
-	n := 0
-	err := db.Frames(o.ID, "csid-0001", 0, func(uint32, []byte) error { n++; return stop })
-	if !errors.Is(err, stop) || n != 1 {
-		t.Fatalf("callback error: %v after %d", err, n)
-	}
-	if s := must[Session](t)(db.Session(o.ID, "csid-0001")); int(s.FramesReceived) != len(want) || s.Pending() != s.FramesReceived {
-		t.Fatalf("session %+v", s)
-	}
-}
-
-// TestConcurrentAppendEvents: many goroutines posting to one session at
-// once lose no count and share no index.
-func TestConcurrentAppendEvents(t *testing.T) {
-	db, _ := openMem(t)
-	o, _ := newOrg(t, db, "acme")
-	newSession(t, db, o.ID, "csid-0001")
-	const workers, posts = 16, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, workers*posts)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for p := 0; p < posts; p++ {
-				frames := [][]byte{fmt.Appendf(nil, "w%d-p%d-a", w, p), fmt.Appendf(nil, "w%d-p%d-b", w, p)}
-				fields := []FieldValue{{Key: fmt.Appendf(nil, "w%d", w), Value: fmt.Appendf(nil, "%d", p)}}
-				first, err := db.AppendEvents(o.ID, "csid-0001", fields, frames, false)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if first%2 != 0 {
-					errs <- fmt.Errorf("first index %d splits a post", first)
-				}
-			}
-		}()
-	}
-	// Meanwhile a scorer saves aggregates, also a read-modify-write.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < posts; i++ {
-			s, err := db.Session(o.ID, "csid-0001")
-			if err == nil {
-				err = db.SaveAggregate(o.ID, "csid-0001", []byte("agg"), s.FramesReceived)
-			}
-			if err != nil && !errors.Is(err, ErrStale) {
-				errs <- err
-				return
-			}
-		}
-	}()
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-
-	s := must[Session](t)(db.Session(o.ID, "csid-0001"))
-	if s.FramesReceived != workers*posts*2 {
-		t.Fatalf("FramesReceived = %d, want %d", s.FramesReceived, workers*posts*2)
-	}
-	seen := map[string]bool{}
-	next := uint32(0)
-	check(t, db.Frames(o.ID, "csid-0001", 0, func(i uint32, raw []byte) error {
-		if i != next {
-			t.Fatalf("index %d, want %d", i, next)
-		}
-		next++
-		// A post's two frames are adjacent.
-		if i%2 == 1 && !seen[string(raw[:len(raw)-1])+"a"] {
-			t.Fatalf("frame %d %q not after its pair", i, raw)
-		}
-		seen[string(raw)] = true
-		return nil
-	}))
-	if len(seen) != workers*posts*2 {
-		t.Fatalf("%d distinct frames", len(seen))
-	}
-	fields := must[[]FieldValue](t)(db.Fields(o.ID, "csid-0001", nil))
-	if len(fields) != workers {
-		t.Fatalf("%d fields", len(fields))
-	}
-	for _, f := range fields {
-		if string(f.Value) != fmt.Sprint(posts-1) {
-			t.Fatalf("field %s = %s, want the last post's", f.Key, f.Value)
-		}
-	}
-}
-
 func TestSaveAggregate(t *testing.T) {
 	db, _ := openMem(t)
 	o, _ := newOrg(t, db, "acme")
@@ -329,98 +145,87 @@ func TestSaveAggregate(t *testing.T) {
 	wantErr(t, db.SaveAggregate(o.ID, "csid-none", nil, 0), ErrNotFound)
 }
 
-func TestSweepExpired(t *testing.T) {
+// The request path reads into reused values: SessionInPlace here, and
+// SessionFields, TemplateInto and AssignDecisionID beside their families.
+// They must answer exactly what the copying reads answer, keep tenancy,
+// and reuse their buffers.
+func TestSessionInPlace(t *testing.T) {
 	db, c := openMem(t)
 	o, _ := newOrg(t, db, "acme")
-	post := func(csid string) {
-		t.Helper()
-		must[uint32](t)(db.AppendEvents(o.ID, csid, []FieldValue{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Value: []byte("2")}},
-			[][]byte{[]byte("f0"), []byte("f1")}, false))
-		check(t, db.SaveAggregate(o.ID, csid, []byte("agg"), 1))
-	}
-	for i := 0; i < 5; i++ {
-		newSession(t, db, o.ID, fmt.Sprintf("old-%04d", i))
-		post(fmt.Sprintf("old-%04d", i))
-	}
-	c.Advance(DefaultSessionTTL / 2)
-	newSession(t, db, o.ID, "young-0001")
-	post("young-0001")
-	if n := must[int](t)(db.SweepExpired(0)); n != 0 {
-		t.Fatalf("swept %d live sessions", n)
-	}
-
-	c.Advance(DefaultSessionTTL / 2) // the old ones expire, the young one does not
-	if n := must[int](t)(db.SweepExpired(2)); n != 2 {
-		t.Fatalf("limit 2: swept %d", n)
-	}
-	if n := must[int](t)(db.SweepExpired(0)); n != 3 {
-		t.Fatalf("rest: swept %d", n)
-	}
-	if n := must[int](t)(db.SweepExpired(0)); n != 0 {
-		t.Fatalf("again: swept %d", n)
-	}
-	// Only the young session's records remain; every csid is still taken.
-	if f, fr, e, s := countKind(t, db, kindField), countKind(t, db, kindFrame), countKind(t, db, kindExpiry), countKind(t, db, kindSession); f != 2 || fr != 2 || e != 1 || s != 6 {
-		t.Fatalf("after sweep: %d fields, %d frames, %d expiry entries, %d session records", f, fr, e, s)
-	}
-	if countAggregates(t, db) != 1 {
-		t.Fatal("swept aggregate kept")
-	}
-	_, err := db.Session(o.ID, "old-0000")
-	wantErr(t, err, ErrExpired)
-	s := must[Session](t)(db.Session(o.ID, "young-0001"))
-	if string(s.Aggregate) != "agg" || s.FramesReceived != 2 {
-		t.Fatalf("young session %+v", s)
-	}
-	if fs := must[[]FieldValue](t)(db.Fields(o.ID, "young-0001", nil)); len(fs) != 2 {
-		t.Fatalf("young fields %s", fmtFields(fs))
-	}
-}
-
-// countAggregates counts live session records with a non-empty aggregate.
-func countAggregates(t testing.TB, db *DB) int {
-	t.Helper()
-	it, err := db.pdb.NewIter(nil)
+	other, _ := newOrg(t, db, "globex")
+	_, _, err := db.CreateSession(o.ID, "csid-0001", "user-1", "wire")
 	check(t, err)
-	defer it.Close()
-	n := 0
-	for it.First(); it.Valid(); it.Next() {
-		if it.Key()[0] != kindSession {
-			continue
-		}
-		var r sessionRec
-		check(t, parseSessionRec(it.Value(), &r))
-		if len(r.aggregate) > 0 {
-			n++
+	_, _, err = db.CreateSession(o.ID, "csid-0002", "a-much-longer-user-id-2", "payee-change")
+	check(t, err)
+	check(t, db.SaveAggregate(o.ID, "csid-0001", nil, 0))
+
+	var s Session
+	for _, csid := range []string{"csid-0001", "csid-0002", "csid-0001"} {
+		check(t, db.SessionInPlace(o.ID, csid, &s))
+		want := must[Session](t)(db.Session(o.ID, csid))
+		got := s
+		got.reuse = sessionReuse{}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("in place %+v\nwant     %+v", got, want)
 		}
 	}
-	return n
+	// The views share s's buffer: the next read overwrites them.
+	check(t, db.SessionInPlace(o.ID, "csid-0001", &s))
+	user := s.UserID
+	check(t, db.SessionInPlace(o.ID, "csid-0002", &s))
+	if user == "user-1" {
+		t.Fatal("the user id survived the next read: not a view of the reused buffer")
+	}
+	// SessionInto's strings are the caller's to keep.
+	check(t, db.SessionInto(o.ID, "csid-0001", &s))
+	user = s.UserID
+	check(t, db.SessionInto(o.ID, "csid-0002", &s))
+	if user != "user-1" {
+		t.Fatalf("SessionInto's user id changed to %q", user)
+	}
+
+	wantErr(t, db.SessionInPlace(other.ID, "csid-0001", &s), ErrNotFound)
+	wantErr(t, db.SessionInPlace(o.ID, "csid-none", &s), ErrNotFound)
+	wantErr(t, db.SessionInPlace("not-an-org", "csid-0001", &s), ErrNotFound)
+	c.Advance(DefaultSessionTTL)
+	wantErr(t, db.SessionInPlace(o.ID, "csid-0001", &s), ErrExpired)
 }
 
-func TestRunSweeper(t *testing.T) {
-	db, c := openMem(t)
+// TestAggregateSaveIsNotSynced: an aggregate is derived data, saved without
+// waiting for an fsync (SaveAggregate). A crash right after loses it and
+// leaves the session's frames, which were synced, unscored; a synced write
+// after the save carries it through, since the log is written in order.
+func TestAggregateSaveIsNotSynced(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	c := newClock()
+	db, err := Open(Options{Dir: "db", FS: fs, Now: c.Now})
+	check(t, err)
 	o, _ := newOrg(t, db, "acme")
-	for i := 0; i < sweepChunk+10; i++ { // more than one chunk
-		newSession(t, db, o.ID, fmt.Sprintf("csid-%04d", i))
-		d := Decision{ID: db.NewDecisionID(), OrgID: o.ID}
-		check(t, db.PutDecision(&d, fmt.Appendf(nil, "idem-%04d", i), [32]byte{}))
+	for _, csid := range []string{"csid-lost", "csid-kept"} {
+		_, _, err = db.CreateSession(o.ID, csid, "alice", "pay")
+		check(t, err)
+		_, err = db.AppendEvents(o.ID, csid, nil, [][]byte{[]byte("f1"), []byte("f2")}, true)
+		check(t, err)
 	}
-	c.Advance(DefaultIdempotencyTTL) // longer than the sessions' TTL
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() { db.RunSweeper(stop, time.Millisecond); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for countKind(t, db, kindExpiry) > 0 || countKind(t, db, kindIdemExpiry) > 0 || countKind(t, db, kindIdempotency) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("sweeper did not sweep")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	close(stop)
-	<-done
-
-	// It also stops when the store closes.
-	done = make(chan struct{})
-	go func() { db.RunSweeper(make(chan struct{}), time.Millisecond); close(done) }()
+	check(t, db.SaveAggregate(o.ID, "csid-lost", []byte("agg"), 2))
+	lost := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	check(t, db.SaveAggregate(o.ID, "csid-kept", []byte("agg"), 2))
+	check(t, db.PutTemplate(o.ID, "alice", []byte("t"))) // synced
+	kept := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
 	check(t, db.Close())
-	<-done
+
+	for _, tc := range []struct {
+		fs     *vfs.MemFS
+		csid   string
+		scored uint32
+	}{{lost, "csid-lost", 0}, {kept, "csid-kept", 2}} {
+		db, err := Open(Options{Dir: "db", FS: tc.fs, Now: c.Now})
+		check(t, err)
+		s, err := db.Session(o.ID, tc.csid)
+		check(t, err)
+		if s.FramesReceived != 2 || s.FramesScored != tc.scored {
+			t.Errorf("%s after the crash: received %d scored %d, want 2 and %d", tc.csid, s.FramesReceived, s.FramesScored, tc.scored)
+		}
+		check(t, db.Close())
+	}
 }

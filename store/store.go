@@ -371,38 +371,14 @@ func (db *DB) Close() error {
 	return db.closeErr
 }
 
-// closingBias is subtracted from inflight by Close; far more than calls can
-// ever be in flight, so the count stays negative until Close is done.
-const closingBias = 1 << 62
-
-// enter admits a call unless the store is closing (ErrClosed) or Pebble has
-// given up (ErrFatal); every admitted call must call db.exit.
-func (db *DB) enter() error {
-	db.yield.touch()
-	if db.inflight.Add(1) < 0 {
-		db.exit()
-		return ErrClosed
-	}
-	if db.dead.Load() {
-		db.exit()
-		return ErrFatal
-	}
-	return nil
-}
-
-func (db *DB) exit() {
-	if db.inflight.Add(-1) == -closingBias {
-		db.drainedOnce.Do(func() { close(db.drained) })
-	}
-}
-
 // Metrics returns Pebble's metrics for /metrics: compactions, cache hit
 // rates, WAL and disk usage. Nil once the store is closed.
 func (db *DB) Metrics() *pebble.Metrics {
-	if db.enter() != nil {
+	c, err := db.admit(nil)
+	if err != nil {
 		return nil
 	}
-	defer db.exit()
+	defer c.end()
 	return db.pdb.Metrics()
 }
 
@@ -574,29 +550,6 @@ func stripeOf[T string | []byte](domain byte, org orgID, id T) uint64 {
 		h = (h ^ uint64(id[i])) * prime
 	}
 	return h % numStripes
-}
-
-// scratch holds the buffers one call encodes keys and values into; pooled
-// so the hot paths do not allocate them per call. Pebble copies keys and
-// values into its batch, so they are free again once a call returns.
-type scratch struct {
-	key, key2, val, zbuf []byte
-}
-
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
-
-func acquireScratch() *scratch { return scratchPool.Get().(*scratch) }
-
-func releaseScratch(s *scratch) {
-	// Do not keep huge buffers alive in the pool because of one big frame.
-	if cap(s.val) > 1<<20 {
-		s.val = nil
-	}
-	if cap(s.zbuf) > 1<<20 {
-		s.zbuf = nil
-	}
-	s.key, s.key2, s.val, s.zbuf = s.key[:0], s.key2[:0], s.val[:0], s.zbuf[:0]
-	scratchPool.Put(s)
 }
 
 // pebbleLogger sends Pebble's log lines to the store's slog.Logger instead

@@ -206,3 +206,54 @@ func BenchmarkMissingKeyRead(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkValidateReads makes validate's reads through a Reader (the
+// session, its fields, the user's template) of a session the cache holds
+// and, with the cache off, of one read from Pebble's tables. The cached
+// reads touch no Pebble, so the store's own per-call work is most of what
+// they cost.
+func BenchmarkValidateReads(b *testing.B) {
+	for _, bc := range []struct {
+		name       string
+		cacheBytes int
+	}{{"cached", 0}, {"pebble", -1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			db, err := Open(Options{Dir: b.TempDir(), Now: newClock().Now, SessionCacheBytes: bc.cacheBytes})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = db.Close() })
+			o, _ := newOrg(b, db, "bench")
+			newSession(b, db, o.ID, "csid-bench")
+			fields := []FieldValue{{Key: []byte("amount"), Value: []byte(`"35.00"`), TS: 1}, {Key: []byte("payee"), Value: []byte(`"ACME Ltd"`), TS: 2}}
+			if _, err := db.AppendEvents(o.ID, "csid-bench", fields, nil, false); err != nil {
+				b.Fatal(err)
+			}
+			if err := db.PutTemplate(o.ID, "u", []byte("template bytes")); err != nil {
+				b.Fatal(err)
+			}
+			if err := db.pdb.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			rd := db.NewReader()
+			dst := Session{Aggregate: make([]byte, 0, 64)}
+			var fv []FieldValue
+			var tmpl []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := rd.SessionInPlace(o.ID, "csid-bench", &dst); err != nil {
+					b.Fatal(err)
+				}
+				if fv, err = rd.SessionFields(&dst, fv[:0]); err != nil || len(fv) != 2 {
+					b.Fatal(err, len(fv))
+				}
+				if tmpl, err = rd.TemplateInto(o.ID, dst.UserID, tmpl[:0]); err != nil {
+					b.Fatal(err)
+				}
+				if err := rd.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -12,6 +12,137 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
+func TestAppendEventsFields(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-0001")
+	fv := func(k, v string, ts int64) FieldValue { return FieldValue{Key: []byte(k), Value: []byte(v), TS: ts} }
+
+	must[uint32](t)(db.AppendEvents(o.ID, "csid-0001", []FieldValue{
+		fv("total", `"35.00"`, 1), fv("Total", `"1"`, 1), fv("payee", `6`, 2), fv("total", `"36.00"`, 3),
+	}, nil, false))
+	must[uint32](t)(db.AppendEvents(o.ID, "csid-0001", []FieldValue{fv("payee", `7`, 4), fv("notes", `null`, 5)}, nil, false))
+
+	got := must[[]FieldValue](t)(db.Fields(o.ID, "csid-0001", nil))
+	want := []FieldValue{fv("Total", `"1"`, 1), fv("notes", `null`, 5), fv("payee", `7`, 4), fv("total", `"36.00"`, 3)}
+	if fmtFields(got) != fmtFields(want) {
+		t.Fatalf("fields = %s\nwant     %s", fmtFields(got), fmtFields(want))
+	}
+	// Copies are independent: appending to one does not touch its neighbour.
+	got[0].Key = append(got[0].Key, "XX"...)
+	if string(got[0].Value) != `"1"` {
+		t.Fatalf("arena copies overlap: %s", fmtFields(got))
+	}
+	// dst is appended to.
+	two := must[[]FieldValue](t)(db.Fields(o.ID, "csid-0001", want[:1:1]))
+	if len(two) != 5 || string(two[1].Key) != "Total" {
+		t.Fatalf("append to dst: %s", fmtFields(two))
+	}
+
+	s := must[Session](t)(db.Session(o.ID, "csid-0001"))
+	if s.FramesReceived != 0 || s.Final {
+		t.Fatalf("session %+v", s)
+	}
+	// final alone is a change; it stays set.
+	must[uint32](t)(db.AppendEvents(o.ID, "csid-0001", nil, nil, true))
+	must[uint32](t)(db.AppendEvents(o.ID, "csid-0001", []FieldValue{fv("x", "1", 6)}, nil, false))
+	if s := must[Session](t)(db.Session(o.ID, "csid-0001")); !s.Final {
+		t.Fatal("final not sticky")
+	}
+
+	// Guards.
+	_, err := db.AppendEvents(o.ID, "csid-0001", []FieldValue{fv("", "1", 0)}, nil, false)
+	wantErr(t, err, ErrEmptyID)
+	_, err = db.AppendEvents(o.ID, "csid-0001", []FieldValue{{Key: make([]byte, MaxKeyBytes+1), Value: []byte("1")}}, nil, false)
+	wantErr(t, err, ErrKeyTooLong)
+	_, err = db.AppendEvents(o.ID, "csid-0001", []FieldValue{{Key: []byte("k"), Value: make([]byte, MaxValueBytes+1)}}, nil, false)
+	wantErr(t, err, ErrTooLarge)
+	_, err = db.AppendEvents(o.ID, "csid-0001", nil, [][]byte{make([]byte, MaxFrameBytes+1)}, false)
+	wantErr(t, err, ErrTooLarge)
+	_, err = db.AppendEvents(o.ID, "csid-none", nil, [][]byte{[]byte("f")}, false)
+	wantErr(t, err, ErrNotFound)
+}
+
+// TestConcurrentAppendEvents: many goroutines posting to one session at
+// once lose no count and share no index.
+func TestConcurrentAppendEvents(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-0001")
+	const workers, posts = 16, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*posts)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := 0; p < posts; p++ {
+				frames := [][]byte{fmt.Appendf(nil, "w%d-p%d-a", w, p), fmt.Appendf(nil, "w%d-p%d-b", w, p)}
+				fields := []FieldValue{{Key: fmt.Appendf(nil, "w%d", w), Value: fmt.Appendf(nil, "%d", p)}}
+				first, err := db.AppendEvents(o.ID, "csid-0001", fields, frames, false)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if first%2 != 0 {
+					errs <- fmt.Errorf("first index %d splits a post", first)
+				}
+			}
+		}()
+	}
+	// Meanwhile a scorer saves aggregates, also a read-modify-write.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < posts; i++ {
+			s, err := db.Session(o.ID, "csid-0001")
+			if err == nil {
+				err = db.SaveAggregate(o.ID, "csid-0001", []byte("agg"), s.FramesReceived)
+			}
+			if err != nil && !errors.Is(err, ErrStale) {
+				errs <- err
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	s := must[Session](t)(db.Session(o.ID, "csid-0001"))
+	if s.FramesReceived != workers*posts*2 {
+		t.Fatalf("FramesReceived = %d, want %d", s.FramesReceived, workers*posts*2)
+	}
+	seen := map[string]bool{}
+	next := uint32(0)
+	check(t, db.Frames(o.ID, "csid-0001", 0, func(i uint32, raw []byte) error {
+		if i != next {
+			t.Fatalf("index %d, want %d", i, next)
+		}
+		next++
+		// A post's two frames are adjacent.
+		if i%2 == 1 && !seen[string(raw[:len(raw)-1])+"a"] {
+			t.Fatalf("frame %d %q not after its pair", i, raw)
+		}
+		seen[string(raw)] = true
+		return nil
+	}))
+	if len(seen) != workers*posts*2 {
+		t.Fatalf("%d distinct frames", len(seen))
+	}
+	fields := must[[]FieldValue](t)(db.Fields(o.ID, "csid-0001", nil))
+	if len(fields) != workers {
+		t.Fatalf("%d fields", len(fields))
+	}
+	for _, f := range fields {
+		if string(f.Value) != fmt.Sprint(posts-1) {
+			t.Fatalf("field %s = %s, want the last post's", f.Key, f.Value)
+		}
+	}
+}
+
 // framesOf reads the session's stored frames in arrival order.
 func framesOf(t testing.TB, db *DB, org, csid string) [][]byte {
 	t.Helper()
@@ -147,35 +278,6 @@ func TestAppendEventsOnceConcurrent(t *testing.T) {
 	wg.Wait()
 	if s := must[Session](t)(db.Session(o.ID, "csid-race")); total != 3 || s.FramesReceived != 3 {
 		t.Fatalf("stored %d in all, FramesReceived %d; want 3", total, s.FramesReceived)
-	}
-}
-
-// TestSweepFrameSeq: the sweep deletes a session's frame-seq records with
-// its frames, and only the expired session's.
-func TestSweepFrameSeq(t *testing.T) {
-	db, c := openMem(t)
-	o, _ := newOrg(t, db, "acme")
-	in := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}}
-	newSession(t, db, o.ID, "csid-old1")
-	_, _, err := db.AppendEventsOnce(o.ID, "csid-old1", nil, in, false, 0)
-	check(t, err)
-	c.Advance(DefaultSessionTTL / 2)
-	newSession(t, db, o.ID, "csid-new1")
-	_, _, err = db.AppendEventsOnce(o.ID, "csid-new1", nil, in[:1], false, 0)
-	check(t, err)
-	if n := countKind(t, db, kindFrameSeq); n != 3 {
-		t.Fatalf("%d frame-seq records before the sweep, want 3", n)
-	}
-	c.Advance(DefaultSessionTTL/2 + 1)
-	if n, err := db.SweepExpired(0); err != nil || n != 1 {
-		t.Fatalf("swept %d, %v", n, err)
-	}
-	if fs, fr := countKind(t, db, kindFrameSeq), countKind(t, db, kindFrame); fs != 1 || fr != 1 {
-		t.Fatalf("after the sweep: %d frame-seq records, %d frames; want 1 and 1", fs, fr)
-	}
-	// The survivor still knows its frame.
-	if _, stored, err := db.AppendEventsOnce(o.ID, "csid-new1", nil, in[:1], false, 0); err != nil || stored != 0 {
-		t.Fatalf("survivor: stored %d, %v", stored, err)
 	}
 }
 

@@ -1,0 +1,282 @@
+package store
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"math"
+)
+
+// AppendEvents durably appends fields and frames to a live session in one
+// synced batch. A field replaces any earlier value of the same name (exact
+// bytes: "Total" and "total" are two fields; matching is the matcher's
+// business), later fields in one call replacing earlier ones. Frames are
+// stored zstd-compressed under consecutive arrival indexes; firstIndex is the
+// first one's (or, with no frames, the index the next frame will get).
+// FramesReceived grows by len(frames), and final, once true, stays true.
+//
+// These frames carry no seq, so every one is stored, and none is known to
+// AppendEventsOnce as a re-delivery later: a caller that may re-send frames
+// uses AppendEventsOnce.
+//
+// Calls on one session are serialised, so concurrent posts neither lose
+// counts nor share an index.
+func (db *DB) AppendEvents(orgIDs, csid string, fields []FieldValue, frames [][]byte, final bool) (firstIndex uint32, err error) {
+	firstIndex, _, err = db.appendEvents(orgIDs, csid, fields, frames, nil, final, 0)
+	return firstIndex, err
+}
+
+// FrameIn is a frame for AppendEventsOnce: Raw is the caller's encoding of
+// it (as for AppendEvents) and Seq the seq the client gave it.
+type FrameIn struct {
+	Seq uint64
+	Raw []byte
+}
+
+// AppendEventsOnce is AppendEvents for frames a client may deliver more
+// than once (a retry after a lost response). A frame whose seq the session
+// already holds with byte-identical Raw, or that repeats an earlier frame of
+// this call, is a re-delivery: it is skipped, neither stored nor counted in
+// FramesReceived. A frame whose seq the session holds with different bytes
+// is stored like any other (that is the scorer's evidence, not the store's
+// business). stored is how many frames were stored, under arrival indexes
+// firstIndex, firstIndex+1, ...; which frames those are, in order, is the
+// caller's to tell from the seqs. The knowledge of what was stored is
+// updated in the same batch as the frames, under the session's lock, so
+// concurrent retries store a frame once.
+//
+// maxFrames, when not 0, caps the frames a session holds: if the session's
+// frames plus those this call would store exceed it, nothing is written and
+// the error is ErrTooManyFrames, with firstIndex and stored saying how many
+// frames the session would have had (firstIndex + stored).
+func (db *DB) AppendEventsOnce(orgIDs, csid string, fields []FieldValue, frames []FrameIn, final bool, maxFrames uint32) (firstIndex uint32, stored int, err error) {
+	if frames == nil {
+		frames = []FrameIn{} // not nil: nil is AppendEvents' seq-less frames
+	}
+	return db.appendEvents(orgIDs, csid, fields, nil, frames, final, maxFrames)
+}
+
+// appendEvents is AppendEvents (frames in raws, seq-less) and
+// AppendEventsOnce (frames in ins, not nil).
+func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]byte, ins []FrameIn, final bool, maxFrames uint32) (firstIndex uint32, stored int, err error) {
+	c, err := db.begin(orgIDs, eventsArgs(csid, fields, raws, ins))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.end()
+
+	var r sessionRec
+	closer, err := db.lockSession(c, csid, &r)
+	if err != nil {
+		return 0, 0, err
+	}
+	// Keep a copy to re-encode: r aliases Pebble's buffer until Close.
+	c.val = appendSessionRec(c.val[:0], &r)
+	if err := closer.Close(); err != nil {
+		return 0, 0, err
+	}
+	if err := parseSessionRec(c.val, &r); err != nil {
+		return 0, 0, err
+	}
+	firstIndex = r.received
+
+	// The frames to store: all of raws; those of ins that are not
+	// re-deliveries, with their digests for the frame-seq records.
+	stored = len(raws)
+	var digests [][32]byte
+	var skip []bool
+	var maxSeq uint64
+	if ins != nil {
+		// A frame at or above the session's seq floor is new without a
+		// lookup (a lookup of an absent key opens every L0 table). The floor
+		// is known only while this process created the session and
+		// published every write of it since to the cache (no eviction, no
+		// snapshot over maxSnapshotBytes): sessioncache.go.
+		var floor uint64
+		floorKnown := false
+		if db.sc != nil {
+			floor, floorKnown = db.sc.seqFloorOf(c.key)
+		}
+		digests, skip = make([][32]byte, len(ins)), make([]bool, len(ins))
+		for i := range ins {
+			digests[i] = sha256.Sum256(ins[i].Raw)
+			if skip[i] = repeatsEarlier(ins, digests, i); skip[i] {
+				continue
+			}
+			if floorKnown && ins[i].Seq >= floor {
+				maxSeq = max(maxSeq, ins[i].Seq)
+				stored++
+				continue
+			}
+			db.redeliveryLookups.Add(1)
+			c.key2 = appendFrameSeqKey(c.key2[:0], c.org, csid, ins[i].Seq, &digests[i])
+			held, err := db.has(c.key2)
+			if err != nil {
+				return 0, 0, err
+			}
+			if skip[i] = held; !held {
+				stored++ // below a known floor, which need not move; or no floor is known
+			}
+		}
+	}
+	if uint64(r.received)+uint64(stored) > math.MaxUint32 {
+		return 0, 0, ErrTooLarge
+	}
+	if maxFrames > 0 && uint64(r.received)+uint64(stored) > uint64(maxFrames) {
+		return firstIndex, stored, ErrTooManyFrames
+	}
+	if len(fields) == 0 && stored == 0 && (!final || r.final) {
+		return firstIndex, 0, nil // nothing would change
+	}
+
+	b := db.pdb.NewBatch()
+	for i := range fields {
+		f := &fields[i]
+		c.key2 = appendFieldKey(c.key2[:0], c.org, csid, f.Key)
+		c.zbuf = appendFieldRec(c.zbuf[:0], f.TS, f.Value)
+		_ = b.Set(c.key2, c.zbuf, nil)
+	}
+	index := firstIndex
+	for _, raw := range raws {
+		c.key2 = appendFrameKey(c.key2[:0], c.org, csid, index)
+		c.zbuf = db.zenc.EncodeAll(raw, c.zbuf[:0])
+		_ = b.Set(c.key2, c.zbuf, nil)
+		index++
+	}
+	for i := range ins {
+		if skip[i] {
+			continue
+		}
+		c.key2 = appendFrameKey(c.key2[:0], c.org, csid, index)
+		c.zbuf = db.zenc.EncodeAll(ins[i].Raw, c.zbuf[:0])
+		_ = b.Set(c.key2, c.zbuf, nil)
+		c.key2 = appendFrameSeqKey(c.key2[:0], c.org, csid, ins[i].Seq, &digests[i])
+		c.zbuf = binary.BigEndian.AppendUint32(c.zbuf[:0], index)
+		_ = b.Set(c.key2, c.zbuf, nil)
+		index++
+	}
+	r.received += uint32(stored)
+	r.final = r.final || final
+	// r aliases c.val, so encode into zbuf (free again) rather than in place.
+	c.zbuf = appendSessionRec(c.zbuf[:0], &r)
+	_ = b.Set(c.key, c.zbuf, nil)
+	if err := db.commit(b); err != nil {
+		if db.sc != nil {
+			// Whatever the commit left behind, the snapshot's floor may no
+			// longer hold (sessioncache.go).
+			db.sc.write(c.key, func(*cachedSession) *cachedSession { return nil })
+		}
+		return 0, 0, err
+	}
+	if db.sc != nil {
+		db.sc.write(c.key, func(old *cachedSession) *cachedSession {
+			if old == nil {
+				return nil // no complete snapshot to apply the fields to
+			}
+			e := old.withWrite(c.zbuf, fields)
+			if stored > len(raws) { // frames of ins were stored, with their re-delivery records
+				e = e.withFramesFrom(maxSeq)
+			}
+			return e
+		})
+	}
+	return firstIndex, stored, nil
+}
+
+// eventsArgs is appendEvents' argErr.
+func eventsArgs(csid string, fields []FieldValue, raws [][]byte, ins []FrameIn) error {
+	if err := lookupID(csid); err != nil {
+		return err
+	}
+	for i := range fields {
+		switch f := &fields[i]; {
+		case len(f.Key) == 0:
+			return ErrEmptyID
+		case len(f.Key) > MaxKeyBytes:
+			return ErrKeyTooLong
+		case len(f.Value) > MaxValueBytes:
+			return ErrTooLarge
+		}
+	}
+	for _, f := range raws {
+		if len(f) > MaxFrameBytes {
+			return ErrTooLarge
+		}
+	}
+	for i := range ins {
+		if len(ins[i].Raw) > MaxFrameBytes {
+			return ErrTooLarge
+		}
+	}
+	return nil
+}
+
+// repeatsEarlier reports whether ins[i] has the seq and digest of an
+// earlier frame of ins. Quadratic, but only over frames with equal seqs,
+// which a well-behaved client never sends.
+func repeatsEarlier(ins []FrameIn, digests [][32]byte, i int) bool {
+	for j := range i {
+		if ins[j].Seq == ins[i].Seq && digests[j] == digests[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// EventsHeld reports whether the session already holds everything an
+// events call would store: each of fields with the same value and
+// timestamp (for a name given more than once, its last occurrence, the one
+// that would be stored) and each of frames with the same seq and bytes.
+// A client retrying a post whose answer it lost sends exactly that, and
+// the caller can then answer as the first post was answered rather than
+// refuse it (a final session takes no new events, but a repeat is not
+// new). It reads without the session's lock: the caller serialises the
+// session's events calls. ErrNotFound and ErrExpired as for the session.
+func (db *DB) EventsHeld(orgIDs, csid string, fields []FieldValue, frames []FrameIn) (bool, error) {
+	c, err := db.begin(orgIDs, lookupID(csid))
+	if err != nil {
+		return false, err
+	}
+	defer c.end()
+	if err := db.checkSession(c, csid); err != nil {
+		return false, err
+	}
+	for i := range fields {
+		f := &fields[i]
+		if len(f.Key) == 0 || len(f.Key) > MaxKeyBytes || laterField(fields, i) {
+			continue // not storable (the call would fail), or replaced later in the call
+		}
+		held := false
+		c.key2 = appendFieldKey(c.key2[:0], c.org, csid, f.Key)
+		err := db.get(c.key2, func(v []byte) error {
+			ts, value, err := parseFieldRec(v)
+			held = err == nil && ts == f.TS && bytes.Equal(value, f.Value)
+			return err
+		})
+		if errors.Is(err, ErrNotFound) || (err == nil && !held) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	for i := range frames {
+		digest := sha256.Sum256(frames[i].Raw)
+		c.key2 = appendFrameSeqKey(c.key2[:0], c.org, csid, frames[i].Seq, &digest)
+		if held, err := db.has(c.key2); err != nil || !held {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// laterField says whether a field after fields[i] has its name.
+func laterField(fields []FieldValue, i int) bool {
+	for j := i + 1; j < len(fields); j++ {
+		if bytes.Equal(fields[j].Key, fields[i].Key) {
+			return true
+		}
+	}
+	return false
+}
