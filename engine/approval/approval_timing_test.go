@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/countersign/countersign/engine/approval"
+	"github.com/countersign/countersign/engine/rules"
 )
 
 // BenchmarkVerifyAnswer is the engine's share of one device answer: the
@@ -19,7 +20,7 @@ func BenchmarkVerifyAnswer(b *testing.B) {
 	}
 	a.Values = append(a.Values, approval.Value{Key: "amount", Value: "35.00"}, approval.Value{Key: "payee", Value: "NL91ABNA0417164300"})
 	now := a.CreatedAt.Add(5 * time.Second)
-	ans := approval.Answer{Decision: approval.DecisionApprove, Biometric: approval.BiometricPass,
+	ans := approval.DeviceAnswer{Decision: approval.DecisionApprove, Biometric: rules.BiometricPass,
 		Timestamp: now.Format(time.RFC3339), Number: a.UserCodeString()}
 	ans.Signature = signAnswer(key, a, &ans, a.Values)
 	b.ReportAllocs()
