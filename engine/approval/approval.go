@@ -299,11 +299,15 @@ func (r *Request) check() error {
 	}
 	for i := range r.Values {
 		v := &r.Values[i]
-		if len(v.Key) == 0 || len(v.Key) > MaxKeyLen || hasNUL(v.Key) {
-			return fmt.Errorf("%w: values[%d] has key %q", ErrValueKey, i, v.Key)
-		}
-		if len(v.Value) > MaxValueLen || hasNUL(v.Value) {
+		switch {
+		case len(v.Key) == 0 || len(v.Key) > MaxKeyLen:
+			return fmt.Errorf("%w: values[%d] has a key of %d bytes", ErrValueKey, i, len(v.Key))
+		case hasNUL(v.Key):
+			return fmt.Errorf("%w: values[%d] has key %q, with a NUL", ErrValueKey, i, v.Key)
+		case len(v.Value) > MaxValueLen:
 			return fmt.Errorf("%w: values[%d] (%q) is %d bytes", ErrValue, i, v.Key, len(v.Value))
+		case hasNUL(v.Value):
+			return fmt.Errorf("%w: values[%d] (%q) has a NUL", ErrValue, i, v.Key)
 		}
 		for j := range i {
 			if r.Values[j].Key == v.Key {

@@ -27,12 +27,16 @@ import (
 // and a user u1 with a clean slate. Ids and values may use Go escapes
 // (\x00, \n).
 //
-//	settings [zero]              parse the input as the "approvals" settings object (empty:
-//	                             the defaults; zero: the zero Settings, which are invalid)
-//	                             and use it from now on
+//	settings [zero] [window=N/Mm]
+//	                             parse the input as the "approvals" settings object (empty:
+//	                             the defaults; zero: the zero Settings, which are invalid;
+//	                             window: the push-bombing window, not in the document) and
+//	                             use it from now on
 //	new [id=a1] [user=u1] at=T [values=k:v,...] [method=push] [expires=30s] [number-match]
-//	    [ip=ADDR]                create an approval (the last one created is the default id);
-//	                             an email approval gets its link token
+//	    [ip=ADDR] [message-bytes=N] [value-count=N] [key-bytes=N] [value-bytes=N]
+//	                             create an approval (the last one created is the default id);
+//	                             an email approval gets its link token; the sizes build a
+//	                             message, N values, or one value of that key and value size
 //	answer [id=] decision=approve|deny biometric=PASS|FAIL [ts=T|literal] at=T
 //	       [sign=ok|bad|altered-values|garbled] [number=47] [rules=pass|fail]
 //	       [device=d1|d2|small-order]
@@ -158,6 +162,13 @@ func (w *world) run(t *testing.T, d *datadriven.TestData) string {
 		s, err := approval.ParseSettings([]byte(d.Input))
 		if err != nil {
 			return "error: " + err.Error() + "\n"
+		}
+		if d.HasArg("window") {
+			var arg string
+			d.ScanArgs(t, "window", &arg)
+			if _, err := fmt.Sscanf(arg, "%d/%dm", &s.RateLimit, &s.RateWindowMinutes); err != nil {
+				d.Fatalf(t, "window=%s: %v", arg, err)
+			}
 		}
 		w.settings = s
 		return fmt.Sprintf("%s window=%d/%dm\n", s.AppendJSON(nil), s.RateLimit, s.RateWindowMinutes)
@@ -560,7 +571,7 @@ func (w *world) describe(a *approval.Approval) string {
 	if len(a.Values) > 0 {
 		b.WriteString("  values:")
 		for _, v := range a.Values {
-			fmt.Fprintf(&b, " %s=%s", v.Key, v.Value)
+			fmt.Fprintf(&b, " %s=%s", shown(v.Key), shown(v.Value))
 		}
 		b.WriteByte('\n')
 	}
@@ -595,6 +606,18 @@ func (w *world) describe(a *approval.Approval) string {
 		}
 	}
 	return b.String()
+}
+
+// shown is s as the fixtures print it: quoted when it has a control
+// character, its length when it is long.
+func shown(s string) string {
+	switch {
+	case len(s) > 40:
+		return fmt.Sprintf("<%d bytes>", len(s))
+	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 }):
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 func base32NoPad(b []byte) string {
