@@ -298,7 +298,7 @@ func Answer(a *Approval, u *UserState, s *Settings, dev *Device, ans *DeviceAnsw
 	}
 	switch {
 	case a.Method != MethodPush:
-		return Effect{Status: a.Status}, fmt.Errorf("%w: a device answer to a %s approval", ErrWrongMethod, a.Method)
+		return Effect{Status: a.Status}, fmt.Errorf("%w: a device answer to method %s", ErrWrongMethod, a.Method)
 	case dev.UserID != a.UserID:
 		return Effect{Status: a.Status}, fmt.Errorf("%w: device %q", ErrDeviceUser, dev.ID)
 	}

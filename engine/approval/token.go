@@ -113,7 +113,7 @@ func DecideLink(a *Approval, u *UserState, token string, now time.Time) (Effect,
 		return Effect{Status: a.Status, LockedUntil: until}, ErrLocked
 	}
 	if a.Method != MethodEmail {
-		return Effect{Status: a.Status}, fmt.Errorf("%w: a link for a %s approval", ErrWrongMethod, a.Method)
+		return Effect{Status: a.Status}, fmt.Errorf("%w: a link to method %s", ErrWrongMethod, a.Method)
 	}
 	if err := a.pendingAt(now); err != nil {
 		return Effect{Status: a.Status}, err

@@ -82,7 +82,7 @@ func DecideOTP(a *Approval, u *UserState, s *Settings, secret []byte, code strin
 		return Effect{Status: a.Status, LockedUntil: until}, ErrLocked
 	}
 	if a.Method != MethodOTP {
-		return Effect{Status: a.Status}, fmt.Errorf("%w: an OTP code for a %s approval", ErrWrongMethod, a.Method)
+		return Effect{Status: a.Status}, fmt.Errorf("%w: an OTP code to method %s", ErrWrongMethod, a.Method)
 	}
 	if err := a.answerableAt(now); err != nil {
 		return refused(a, u, s, now, err)
