@@ -344,11 +344,7 @@ func Answer(a *Approval, u *UserState, s *Settings, dev *Device, ans *DeviceAnsw
 
 // rulesMatch says whether res is a Result for an answer with biometric b.
 func rulesMatch(res *rules.Result, b Biometric) bool {
-	want := rules.Fail
-	if b == rules.BiometricPass {
-		want = rules.Pass
-	}
-	return res.Factors[rules.FactorBiometric].Outcome == want
+	return res.Factors[rules.FactorBiometric] == rules.BiometricFactor(b)
 }
 
 // refused records a refusal: one that CountsAsFailure counts.

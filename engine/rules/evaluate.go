@@ -253,7 +253,7 @@ const (
 // biometric factor (and a request's own fence) is decided.
 func Evaluate(c *Compiled, in *Input, now time.Time, out *Result) {
 	*out = Result{}
-	out.Factors[FactorBiometric] = evalBiometric(in.Biometric)
+	out.Factors[FactorBiometric] = BiometricFactor(in.Biometric)
 	if c == nil {
 		out.Factors[FactorGeoFence] = evalGeo(nil, nil, &in.Location, &in.RequestFence)
 		out.Factors[FactorTimeWindow] = FactorResult{Reason: reasonTimeSkipped}
@@ -272,7 +272,10 @@ func Evaluate(c *Compiled, in *Input, now time.Time, out *Result) {
 	out.Factors[FactorDevice] = c.device.eval(&in.Device)
 }
 
-func evalBiometric(b Biometric) FactorResult {
+// BiometricFactor is the biometric factor Evaluate decides for b, so that
+// a caller holding a Result can check it was evaluated for the biometric
+// result it has (engine/approval checks it against the signed one).
+func BiometricFactor(b Biometric) FactorResult {
 	switch b {
 	case BiometricPass:
 		return FactorResult{Outcome: Pass, Reason: reasonBiometricPass}
