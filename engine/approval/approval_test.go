@@ -126,37 +126,45 @@ func ruleResult(t testing.TB, b rules.Biometric, inside bool) *rules.Result {
 	return &res
 }
 
-func TestApprovalCodecRoundTrip(t *testing.T) {
-	full, key := decided(t)
-	pending, _ := newApproval(t, newStream("p"), false)
-	// A cancelled EMAIL approval with its link, and an approved one whose
-	// result token was issued and spent.
+// emailApprovals are an EMAIL approval cancelled with its link issued, and
+// one approved by its link whose result token was issued and spent: the
+// records with both one-time tokens.
+func emailApprovals(t testing.TB) (cancelled, approved *approval.Approval) {
+	t.Helper()
 	s := approval.DefaultSettings()
-	email := &approval.Approval{}
+	cancelled = &approval.Approval{}
 	r := approval.Request{ID: "x", UserID: "u1", Method: approval.MethodEmail}
-	if err := approval.New(email, &r, &s, fixtureDay, newStream("e")); err != nil {
+	if err := approval.New(cancelled, &r, &s, fixtureDay, newStream("e")); err != nil {
 		t.Fatal(err)
 	}
-	link, err := approval.IssueLinkToken(email, newStream("link"))
+	link, err := approval.IssueLinkToken(cancelled, newStream("link"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	approved := *email
-	if err := email.Cancel(fixtureDay.Add(time.Second)); err != nil {
+	a := *cancelled
+	approved = &a
+	if err := cancelled.Cancel(fixtureDay.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	var u approval.UserState
-	if _, err := approval.DecideLink(&approved, &u, link, fixtureDay.Add(time.Second)); err != nil {
+	if _, err := approval.DecideLink(approved, &u, link, fixtureDay.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	token, err := approval.IssueResultToken(&approved, newStream("result"), fixtureDay.Add(time.Second))
+	token, err := approval.IssueResultToken(approved, newStream("result"), fixtureDay.Add(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := approval.RedeemToken(&approved, token, fixtureDay.Add(2*time.Second)); err != nil {
+	if err := approval.RedeemToken(approved, token, fixtureDay.Add(2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []*approval.Approval{full, pending, email, &approved} {
+	return cancelled, approved
+}
+
+func TestApprovalCodecRoundTrip(t *testing.T) {
+	full, key := decided(t)
+	pending, _ := newApproval(t, newStream("p"), false)
+	email, approved := emailApprovals(t)
+	for _, a := range []*approval.Approval{full, pending, email, approved} {
 		enc := approval.AppendApproval([]byte("prefix"), a)
 		if string(enc[:6]) != "prefix" {
 			t.Fatal("AppendApproval overwrote dst")

@@ -54,3 +54,31 @@ func BenchmarkDecodeApproval(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAnswer is a device answer applied end to end: VerifyAnswer's
+// work plus recording the receipt, the factors and the user's state.
+func BenchmarkAnswer(b *testing.B) {
+	key := ed25519.NewKeyFromSeed(seed32("device d1"))
+	dev := approval.Device{ID: "d1", UserID: "u1", PublicKey: key.Public().(ed25519.PublicKey)}
+	s := approval.DefaultSettings()
+	pending, err := newApproval(b, newStream("bench"), true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := pending.CreatedAt.Add(5 * time.Second)
+	ans := approval.DeviceAnswer{Decision: approval.DecisionApprove, Biometric: rules.BiometricPass,
+		Timestamp: now.Format(time.RFC3339), Number: pending.UserCodeString()}
+	ans.Signature = signAnswer(key, pending, &ans, pending.Values)
+	res := ruleResult(b, rules.BiometricPass, true)
+	var a approval.Approval
+	var u approval.UserState
+	b.ReportAllocs()
+	for b.Loop() {
+		factors := a.Factors[:0]
+		a = *pending
+		a.Factors = factors
+		if _, err := approval.Answer(&a, &u, &s, &dev, &ans, res, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

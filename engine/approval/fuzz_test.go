@@ -14,7 +14,8 @@ import (
 func FuzzDecodeApproval(f *testing.F) {
 	full, _ := decided(f)
 	pending, _ := newApproval(f, newStream("fuzz"), true)
-	for _, a := range []*approval.Approval{full, pending, {}} {
+	cancelled, approved := emailApprovals(f)
+	for _, a := range []*approval.Approval{full, pending, cancelled, approved, {}} {
 		enc := approval.AppendApproval(nil, a)
 		f.Add(enc)
 		f.Add(enc[:len(enc)/2])
