@@ -121,13 +121,12 @@ const ChallengeSize = 32
 // value, a key given twice); the sizes keep an approval small enough to
 // show on a phone and to hold per user.
 const (
-	MaxIDLen       = 128
-	MaxValues      = 32
-	MaxKeyLen      = 64
-	MaxValueLen    = 1024
-	MaxMessageLen  = 1024
-	MaxUserIDLen   = 256
-	MaxDeviceIDLen = 128
+	MaxIDLen      = 128
+	MaxValues     = 32
+	MaxKeyLen     = 64
+	MaxValueLen   = 1024
+	MaxMessageLen = 1024
+	MaxUserIDLen  = 256
 )
 
 // Approval is one request for the user's consent and, once decided, its
