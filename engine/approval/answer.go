@@ -262,7 +262,8 @@ func decodeSignature(sig *[SignatureSize]byte, s string) error {
 // Effect is what a transition did beyond the approval itself, for the
 // caller to store and act on.
 type Effect struct {
-	// Status is the approval's status after the transition.
+	// Status is the approval's status after the transition; zero for
+	// CheckTOTP, which has no approval.
 	Status Status
 	// Failure: the transition counted one of the user's consecutive failures.
 	Failure bool
