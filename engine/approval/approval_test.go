@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/countersign/countersign/engine/approval"
+	"github.com/countersign/countersign/engine/rules"
 )
 
 // bytesThen is randomness that yields the given bytes, then fails.
@@ -83,32 +85,86 @@ func TestNewCopiesValues(t *testing.T) {
 	}
 }
 
-// decided is an approval with every field of the record set.
+// decided is an approval with every field of the record set: a failed
+// push under number matching, from an IP, with every factor and a receipt.
 func decided(t testing.TB) (*approval.Approval, ed25519.PrivateKey) {
 	t.Helper()
 	key := ed25519.NewKeyFromSeed(seed32("device d1"))
 	s := approval.DefaultSettings()
 	r := approval.Request{ID: "apr_1", UserID: "u1", Message: "Pay Acme?", Method: approval.MethodPush,
-		NumberMatch: true, Values: []approval.Value{{Key: "amount", Value: "35.00"}, {Key: "payee", Value: "NL01"}}}
-	a := &approval.Approval{}
+		NumberMatch: true, Values: []approval.Value{{Key: "amount", Value: "35.00"}, {Key: "payee", Value: "NL01"}},
+		SourceIP: netip.MustParseAddr("192.0.2.7")}
+	a := &approval.Approval{Version: 3}
 	if err := approval.New(a, &r, &s, fixtureDay, newStream("decided")); err != nil {
 		t.Fatal(err)
 	}
-	ans := approval.Answer{DeviceID: "d1", Decision: approval.DecisionApprove, Biometric: approval.BiometricPass,
+	a.Version = 3
+	ans := approval.DeviceAnswer{Decision: approval.DecisionApprove, Biometric: rules.BiometricPass,
 		Timestamp: fixtureDay.Add(3 * time.Second).Format(time.RFC3339), Number: a.UserCodeString()}
 	ans.Signature = signAnswer(key, a, &ans, a.Values)
-	st, err := a.Decide(key.Public().(ed25519.PublicKey), &ans, fixtureDay.Add(4*time.Second), true)
-	if err != nil || st != approval.StatusFailed {
-		t.Fatalf("decide: %v %v", st, err)
+	res := ruleResult(t, rules.BiometricPass, false)
+	var u approval.UserState
+	dev := approval.Device{ID: "d1", UserID: "u1", PublicKey: key.Public().(ed25519.PublicKey)}
+	eff, err := approval.Answer(a, &u, &s, &dev, &ans, res, fixtureDay.Add(4*time.Second))
+	if err != nil || eff.Status != approval.StatusFailed || !eff.Failure {
+		t.Fatalf("answer: %+v %v", eff, err)
 	}
-	a.Factors = append(a.Factors, "geo_fence", "time_window")
 	return a, key
+}
+
+// ruleResult evaluates real rules (one fence) for an answer with biometric
+// b, inside the fence or, with outside, in Paris.
+func ruleResult(t testing.TB, b rules.Biometric, inside bool) *rules.Result {
+	t.Helper()
+	c := compileWorldRules(t)
+	in := rules.Input{Biometric: b, Location: rules.Location{Present: true, Lat: 48.8566, Lon: 2.3522}}
+	if inside {
+		in.Location.Lat, in.Location.Lon = 52.3702, 4.8952
+	}
+	var res rules.Result
+	rules.Evaluate(c, &in, fixtureDay, &res)
+	return &res
+}
+
+// emailApprovals are an EMAIL approval cancelled with its link issued, and
+// one approved by its link whose result token was issued and spent: the
+// records with both one-time tokens.
+func emailApprovals(t testing.TB) (cancelled, approved *approval.Approval) {
+	t.Helper()
+	s := approval.DefaultSettings()
+	cancelled = &approval.Approval{}
+	r := approval.Request{ID: "x", UserID: "u1", Method: approval.MethodEmail}
+	if err := approval.New(cancelled, &r, &s, fixtureDay, newStream("e")); err != nil {
+		t.Fatal(err)
+	}
+	link, err := approval.IssueLinkToken(cancelled, newStream("link"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := *cancelled
+	approved = &a
+	if err := cancelled.Cancel(fixtureDay.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var u approval.UserState
+	if _, err := approval.DecideLink(approved, &u, link, fixtureDay.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	token, err := approval.IssueResultToken(approved, newStream("result"), fixtureDay.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := approval.RedeemToken(approved, token, fixtureDay.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return cancelled, approved
 }
 
 func TestApprovalCodecRoundTrip(t *testing.T) {
 	full, key := decided(t)
 	pending, _ := newApproval(t, newStream("p"), false)
-	for _, a := range []*approval.Approval{full, pending, {ID: "x", Method: approval.MethodEmail, Status: approval.StatusCancelled}} {
+	email, approved := emailApprovals(t)
+	for _, a := range []*approval.Approval{full, pending, email, approved} {
 		enc := approval.AppendApproval([]byte("prefix"), a)
 		if string(enc[:6]) != "prefix" {
 			t.Fatal("AppendApproval overwrote dst")
@@ -175,7 +231,7 @@ func TestApprovalCodecRefusesWhatItCannotWrite(t *testing.T) {
 	for name, mutate := range map[string]func([]byte) []byte{
 		"version":        func(b []byte) []byte { b[0] = 2; return b },
 		"overlong count": func(b []byte) []byte { return append([]byte{1, 0x85, 0x00}, b[2:]...) },
-		"huge length":    func(b []byte) []byte { return append([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f}, b[2:]...) },
+		"huge length":    func(b []byte) []byte { return append([]byte{1, b[1], 0xff, 0xff, 0xff, 0xff, 0x0f}, b[3:]...) },
 	} {
 		if err := approval.DecodeApproval(mutate(bytes.Clone(enc)), &back); !errors.Is(err, approval.ErrCorrupt) {
 			t.Errorf("%s: %v", name, err)
@@ -188,8 +244,28 @@ func TestApprovalCodecRefusesWhatItCannotWrite(t *testing.T) {
 		"user code": func(a *approval.Approval) { a.UserCode = [2]byte{'4', 'x'} },
 		"decision":  func(a *approval.Approval) { a.Receipt.Decision = 7 },
 		"biometric": func(a *approval.Approval) { a.Receipt.Biometric = 0 },
+		"factor":    func(a *approval.Approval) { a.Factors = append(a.Factors, approval.FactorOutcome{Factor: 99}) },
+		"outcome":   func(a *approval.Approval) { a.Factors = append(a.Factors, approval.FactorOutcome{Outcome: 3}) },
+		"reason":    func(a *approval.Approval) { a.Factors = append(a.Factors, approval.FactorOutcome{Reason: "\xff"}) },
+		// Records that decode but that no transition can leave.
+		"pending with a receipt": func(a *approval.Approval) { a.Status = approval.StatusPending; a.DecidedAt = time.Time{} },
+		"pending with a decision time": func(a *approval.Approval) {
+			a.Status, a.Receipt, a.DeviceID, a.Factors, a.RulesVersion = approval.StatusPending, approval.Receipt{}, "", nil, 0
+		},
+		"decided without a decision time": func(a *approval.Approval) { a.DecidedAt = time.Time{} },
+		"denied by an approve":            func(a *approval.Approval) { a.Status = approval.StatusDenied },
+		"approved by a deny":              func(a *approval.Approval) { a.Receipt.Decision = approval.DecisionDeny },
+		"receipt on an OTP approval":      func(a *approval.Approval) { a.Method, a.NumberMatch = approval.MethodOTP, false },
+		"receipt without a device":        func(a *approval.Approval) { a.DeviceID = "" },
+		"number match on an email":        func(a *approval.Approval) { a.Method, a.Receipt = approval.MethodEmail, approval.Receipt{} },
+		"expiry before creation":          func(a *approval.Approval) { a.ExpiresAt = a.CreatedAt },
+		"result token of a failed one": func(a *approval.Approval) {
+			a.ResultToken = approval.OneTimeToken{ExpiresAt: a.DecidedAt.Add(time.Minute)}
+		},
+		"link on a push": func(a *approval.Approval) { a.LinkToken = approval.OneTimeToken{ExpiresAt: a.ExpiresAt} },
 	} {
 		b := *a
+		b.Factors = append([]approval.FactorOutcome{}, a.Factors...)
 		mutate(&b)
 		err := approval.DecodeApproval(approval.AppendApproval(nil, &b), &back)
 		if !errors.Is(err, approval.ErrCorrupt) || back.ID != "" || len(back.Values) != 0 {
@@ -201,7 +277,7 @@ func TestApprovalCodecRefusesWhatItCannotWrite(t *testing.T) {
 func TestUserStateCodecRoundTrip(t *testing.T) {
 	for _, u := range []approval.UserState{
 		{},
-		{Failures: 4, LockedUntil: fixtureDay.Add(time.Hour), TokenRequired: true, LastTOTPStep: 59876841,
+		{Version: 9, Failures: 4, LockedUntil: fixtureDay.Add(time.Hour), TokenRequired: true, LastTOTPStep: 59876841,
 			Recent: []time.Time{fixtureDay, fixtureDay.Add(time.Second)}},
 	} {
 		enc := approval.AppendUserState(nil, &u)
@@ -221,6 +297,18 @@ func TestUserStateCodecRoundTrip(t *testing.T) {
 			}
 		}
 	}
+	// States no transition leaves: a lock without failures, a window out
+	// of order, a zero time in it.
+	for name, u := range map[string]approval.UserState{
+		"lock without failures": {LockedUntil: fixtureDay},
+		"window out of order":   {Recent: []time.Time{fixtureDay.Add(time.Second), fixtureDay}},
+		"zero time in window":   {Recent: []time.Time{{}}},
+	} {
+		var back approval.UserState
+		if err := approval.DecodeUserState(approval.AppendUserState(nil, &u), &back); !errors.Is(err, approval.ErrCorruptUserState) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }
 
 func TestVerifyAnswerRefusesABadKeyWithoutPanicking(t *testing.T) {
@@ -228,7 +316,7 @@ func TestVerifyAnswerRefusesABadKeyWithoutPanicking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ans := approval.Answer{Decision: approval.DecisionApprove, Biometric: approval.BiometricPass,
+	ans := approval.DeviceAnswer{Decision: approval.DecisionApprove, Biometric: rules.BiometricPass,
 		Timestamp: fixtureDay.Format(time.RFC3339), Signature: strings.Repeat("A", 86)}
 	for _, pub := range []ed25519.PublicKey{nil, make([]byte, 31), make([]byte, 33)} {
 		if err := approval.VerifyAnswer(pub, a, &ans, fixtureDay); !errors.Is(err, approval.ErrPublicKey) {
@@ -240,7 +328,8 @@ func TestVerifyAnswerRefusesABadKeyWithoutPanicking(t *testing.T) {
 	}
 	// An answer of no known decision or biometric result is malformed, not a failure.
 	pub := ed25519.NewKeyFromSeed(seed32("k")).Public().(ed25519.PublicKey)
-	for _, bad := range []approval.Answer{{Biometric: approval.BiometricPass}, {Decision: approval.DecisionDeny, Biometric: 3}} {
+	for _, bad := range []approval.DeviceAnswer{{Biometric: rules.BiometricPass}, {Decision: approval.DecisionDeny, Biometric: 3},
+		{Decision: approval.DecisionDeny, Biometric: rules.BiometricAbsent}} {
 		bad.Timestamp, bad.Signature = ans.Timestamp, ans.Signature
 		err := approval.VerifyAnswer(pub, a, &bad, fixtureDay)
 		if !(errors.Is(err, approval.ErrDecision) || errors.Is(err, approval.ErrBiometric)) || approval.CountsAsFailure(err) {
@@ -326,16 +415,27 @@ func TestProvisioningURI(t *testing.T) {
 		t.Fatal(err)
 	}
 	var u approval.UserState
-	if err := approval.CheckTOTP(totpSecret, code, now, &u); err != nil {
+	s := approval.DefaultSettings()
+	if _, err := approval.CheckTOTP(&u, &s, totpSecret, code, now); err != nil {
 		t.Fatalf("the app's code %s: %v", code, err)
 	}
-	for _, c := range [][3]string{{"", "Demo Bank", "a"}, {"s", "", "a"}, {"s", "Demo Bank", ""}} {
+	for _, c := range [][3]string{{"", "Demo Bank", "a"}, {string(totpSecret), "", "a"}, {string(totpSecret), "Demo Bank", ""},
+		{"fifteen bytes!!", "Demo Bank", "a"}} {
 		if _, err := approval.ProvisioningURI([]byte(c[0]), c[1], c[2]); err == nil {
 			t.Errorf("%q: no error", c)
 		}
 	}
-	if err := approval.CheckTOTP(nil, code, now, &u); !errors.Is(err, approval.ErrOTPSecret) {
-		t.Errorf("empty secret: %v", err)
+	// RFC 4226 asks for 128 bits at least; one SHA-1 block at most here.
+	for _, n := range []int{0, 15, 65} {
+		eff, err := approval.CheckTOTP(&u, &s, bytes.Repeat([]byte{7}, n), code, now)
+		if !errors.Is(err, approval.ErrOTPSecret) || eff.Failure {
+			t.Errorf("%d-byte secret: %v %+v", n, err, eff)
+		}
+	}
+	for _, n := range []int{16, 64} {
+		if _, err := approval.CheckTOTP(&u, &s, bytes.Repeat([]byte{7}, n), "000000", now); !errors.Is(err, approval.ErrOTPWrong) {
+			t.Errorf("%d-byte secret: %v", n, err)
+		}
 	}
 }
 
@@ -354,7 +454,7 @@ func ExampleAppendSignedBytes() {
 	values := []approval.Value{{Key: "amount", Value: "35.00"}, {Key: "payee", Value: "NL91ABNA0417164300"}}
 	digest := approval.ValuesDigest(values)
 	msg := approval.AppendSignedBytes(nil, "apr_01JEXAMPLE", &challenge, approval.DecisionApprove,
-		approval.BiometricPass, "2026-12-03T13:00:05Z", &digest)
+		rules.BiometricPass, "2026-12-03T13:00:05Z", &digest)
 	sig := ed25519.Sign(key, msg)
 	empty := approval.ValuesDigest(nil)
 

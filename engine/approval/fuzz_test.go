@@ -14,7 +14,8 @@ import (
 func FuzzDecodeApproval(f *testing.F) {
 	full, _ := decided(f)
 	pending, _ := newApproval(f, newStream("fuzz"), true)
-	for _, a := range []*approval.Approval{full, pending, {}} {
+	cancelled, approved := emailApprovals(f)
+	for _, a := range []*approval.Approval{full, pending, cancelled, approved, {}} {
 		enc := approval.AppendApproval(nil, a)
 		f.Add(enc)
 		f.Add(enc[:len(enc)/2])
@@ -27,7 +28,7 @@ func FuzzDecodeApproval(f *testing.F) {
 			if !errors.Is(err, approval.ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
 			}
-			if a.ID != "" || len(a.Values) != 0 || a.Status != 0 || a.HasReceipt() {
+			if a.ID != "" || len(a.Values) != 0 || len(a.Factors) != 0 || a.Status != 0 || a.HasReceipt() {
 				t.Fatalf("a refused decode left %+v", a)
 			}
 			return
@@ -41,7 +42,7 @@ func FuzzDecodeApproval(f *testing.F) {
 // FuzzDecodeUserState is FuzzDecodeApproval for the user's state.
 func FuzzDecodeUserState(f *testing.F) {
 	f.Add(approval.AppendUserState(nil, &approval.UserState{}))
-	u := approval.UserState{Failures: 3, LockedUntil: fixtureDay, TokenRequired: true, LastTOTPStep: 1 << 40}
+	u := approval.UserState{Version: 1 << 33, Failures: 3, LockedUntil: fixtureDay, TokenRequired: true, LastTOTPStep: 1 << 40}
 	u.Recent = append(u.Recent, fixtureDay, fixtureDay)
 	f.Add(approval.AppendUserState(nil, &u))
 	f.Add([]byte{1, 0, 0x80, 0x00})

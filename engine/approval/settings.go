@@ -12,7 +12,9 @@ import (
 // Settings are an organization's approval settings: the "approvals" object
 // of the admin settings document, plus the push-bombing window, which DESIGN
 // fixes at 10 approvals per user per 10 minutes and the document does not
-// carry. The zero value is not valid; start from DefaultSettings.
+// carry. The zero value is not valid; start from DefaultSettings. The
+// transitions take settings that do not Validate as DefaultSettings, so
+// that a zero or broken value fails closed.
 type Settings struct {
 	ExpirySeconds    int  // expirySeconds: how long an approval stays pending, 10..3600
 	UnloqWaitSeconds int  // unloqWaitSeconds: how long UNLOQ's authenticate holds, 10..40
@@ -79,15 +81,39 @@ const settingsPath = "approvals."
 
 // Validate reports the first field out of its bounds, naming it.
 func (s *Settings) Validate() error {
-	for _, group := range [][]settingField{intSettings[:], windowSettings[:]} {
-		for _, f := range group {
-			if v := *f.get(s); v < f.min || v > f.max {
-				return fmt.Errorf("%w: %s%s must be between %d and %d, got %d",
-					ErrSettingRange, settingsPath, f.name, f.min, f.max, v)
-			}
-		}
+	if f, v, bad := s.firstInvalid(); bad {
+		return fmt.Errorf("%w: %s%s must be between %d and %d, got %d",
+			ErrSettingRange, settingsPath, f.name, f.min, f.max, v)
 	}
 	return nil
+}
+
+// firstInvalid is Validate without the message, so that the request path
+// can check settings without allocating.
+func (s *Settings) firstInvalid() (settingField, int, bool) {
+	for _, f := range intSettings {
+		if v := *f.get(s); v < f.min || v > f.max {
+			return f, v, true
+		}
+	}
+	for _, f := range windowSettings {
+		if v := *f.get(s); v < f.min || v > f.max {
+			return f, v, true
+		}
+	}
+	return settingField{}, 0, false
+}
+
+// orDefaults is s, or DefaultSettings when s is nil or does not Validate:
+// zero or broken settings fail closed, with the lockout and the limits on.
+func (s *Settings) orDefaults() Settings {
+	if s == nil {
+		return DefaultSettings()
+	}
+	if _, _, bad := s.firstInvalid(); bad {
+		return DefaultSettings()
+	}
+	return *s
 }
 
 // ParseSettings reads the value of the settings document's "approvals" key.

@@ -11,16 +11,31 @@ import (
 	"github.com/paulmach/orb/planar"
 )
 
-// Biometric is the result of the biometric step the device reports.
+// Biometric is the result of the biometric step the device reports. It is
+// the one biometric type of countersign: engine/approval signs and stores
+// it, so the value a device signed is the value the rules decide on.
 type Biometric uint8
 
 const (
 	// BiometricAbsent: the device sent no result. It fails: an approval
 	// without a biometric check is not the user's.
 	BiometricAbsent Biometric = iota
+	// BiometricPass: the device recognised its user.
 	BiometricPass
+	// BiometricFail: it did not; an approval fails on it.
 	BiometricFail
 )
+
+var biometricNames = [...]string{"absent", "PASS", "FAIL"}
+
+// String returns the wire name of b ("PASS", "FAIL", as a device signs
+// them), "absent" for BiometricAbsent, or "unknown".
+func (b Biometric) String() string {
+	if int(b) < len(biometricNames) {
+		return biometricNames[b]
+	}
+	return "unknown"
+}
 
 // Location is where the device says it is, in degrees. Evaluate ignores
 // AccuracyM: a fix is taken at its centre, so a poor fix near a fence's edge
@@ -46,6 +61,13 @@ type Device struct {
 	Jailbroken bool
 }
 
+// Circle is a geo-fence a request brings with it (iVALT's latitude,
+// longitude and radius_meters), in degrees and metres.
+type Circle struct {
+	Present                bool
+	Lat, Lon, RadiusMeters float64
+}
+
 // Input is one approval's evidence. The byte slices are borrowed (they may
 // point into a request or a stored record) and not kept: a caller holding
 // strings appends them into a pooled scratch buffer rather than converting.
@@ -53,6 +75,12 @@ type Input struct {
 	UserID    []byte
 	Biometric Biometric
 	Location  Location
+	// RequestFence, when Present, is a circle the location must be inside
+	// as well as inside one of the organization's fences that apply: it
+	// narrows the rules, never widens them, so a requester cannot move a
+	// user's fence by sending its own. Without organization fences it is
+	// the only fence. A circle out of range fails the factor.
+	RequestFence Circle
 	// IP is the approval's source IP; the zero Addr means none was known.
 	IP     netip.Addr
 	Device Device
@@ -139,15 +167,23 @@ func (r *Result) AppendJSON(dst []byte) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, `{"factor":"`...)
-		dst = append(dst, factorNames[i]...)
-		dst = append(dst, `","result":"`...)
-		dst = append(dst, r.Factors[i].Outcome.String()...)
-		dst = append(dst, `","reason":`...)
-		dst = appendQuoted(dst, r.Factors[i].Reason)
-		dst = append(dst, '}')
+		dst = AppendFactorJSON(dst, factorNames[i], r.Factors[i].Outcome, r.Factors[i].Reason)
 	}
 	return append(dst, ']')
+}
+
+// AppendFactorJSON appends one factor as the APIs render it,
+// {"factor":name,"result":"PASS","reason":"..."}: the shape of every factor
+// list, so that a stored approval's factors (engine/approval, which adds its
+// own such as number_match) render exactly as a fresh Result's.
+func AppendFactorJSON(dst []byte, name string, o Outcome, reason string) []byte {
+	dst = append(dst, `{"factor":`...)
+	dst = appendQuoted(dst, name)
+	dst = append(dst, `,"result":"`...)
+	dst = append(dst, o.String()...)
+	dst = append(dst, `","reason":`...)
+	dst = appendQuoted(dst, reason)
+	return append(dst, '}')
 }
 
 // appendQuoted appends s as a JSON string. Reasons are this package's ASCII
@@ -186,6 +222,9 @@ const (
 	reasonGeoOutside  = "the device is outside every geofencing area assigned to the user"
 	reasonGeoNoFix    = "the device sent no location, so geofencing cannot pass"
 	reasonGeoBadFix   = "the device sent a location that is not a valid coordinate, so geofencing cannot pass"
+	reasonGeoRequest  = "the device is inside the geofencing area of the request"
+	reasonGeoOutReq   = "the device is outside the geofencing area of the request"
+	reasonGeoBadReq   = "the request's geofencing area is not a valid circle, so geofencing cannot pass"
 	reasonTimeSkipped = "no time windows apply to the user"
 	reasonTimePass    = "the time is inside a window allowed for the user, in the window's timezone"
 	reasonTimeOutside = "the time is outside every window allowed for the user, in each window's timezone"
@@ -206,14 +245,17 @@ const (
 )
 
 // Evaluate decides every factor of in at time now under c into out, without
-// allocating. A user listed in the rules' users gets exactly the fences and
-// windows assigned there; everybody else gets the org-wide ones. A nil c is
-// an organization without rules: only the biometric factor is decided.
+// allocating. now is the server's clock, never the device's timestamp: the
+// time window is a rule about when the server saw the answer, and a device
+// could claim any time it likes. A user listed in the rules' users gets
+// exactly the fences and windows assigned there; everybody else gets the
+// org-wide ones. A nil c is an organization without rules: only the
+// biometric factor (and a request's own fence) is decided.
 func Evaluate(c *Compiled, in *Input, now time.Time, out *Result) {
 	*out = Result{}
-	out.Factors[FactorBiometric] = evalBiometric(in.Biometric)
+	out.Factors[FactorBiometric] = BiometricFactor(in.Biometric)
 	if c == nil {
-		out.Factors[FactorGeoFence] = FactorResult{Reason: reasonGeoSkipped}
+		out.Factors[FactorGeoFence] = evalGeo(nil, nil, &in.Location, &in.RequestFence)
 		out.Factors[FactorTimeWindow] = FactorResult{Reason: reasonTimeSkipped}
 		out.Factors[FactorIP] = FactorResult{Reason: reasonIPSkipped}
 		out.Factors[FactorDevice] = FactorResult{Reason: reasonDeviceSkipped}
@@ -224,13 +266,16 @@ func Evaluate(c *Compiled, in *Input, now time.Time, out *Result) {
 	if u, ok := c.users[string(in.UserID)]; ok { // the conversion in a map index does not allocate
 		a = u
 	}
-	out.Factors[FactorGeoFence] = c.evalGeo(c.fenceIdx[a.fences.lo:a.fences.hi], &in.Location)
+	out.Factors[FactorGeoFence] = evalGeo(c.fences, c.fenceIdx[a.fences.lo:a.fences.hi], &in.Location, &in.RequestFence)
 	out.Factors[FactorTimeWindow] = c.evalTime(c.windowIdx[a.windows.lo:a.windows.hi], now)
 	out.Factors[FactorIP] = c.evalIP(in.IP)
 	out.Factors[FactorDevice] = c.device.eval(&in.Device)
 }
 
-func evalBiometric(b Biometric) FactorResult {
+// BiometricFactor is the biometric factor Evaluate decides for b, so that
+// a caller holding a Result can check it was evaluated for the biometric
+// result it has (engine/approval checks it against the signed one).
+func BiometricFactor(b Biometric) FactorResult {
 	switch b {
 	case BiometricPass:
 		return FactorResult{Outcome: Pass, Reason: reasonBiometricPass}
@@ -240,27 +285,49 @@ func evalBiometric(b Biometric) FactorResult {
 	return FactorResult{Outcome: Fail, Reason: reasonBiometricAbsent}
 }
 
-// evalGeo passes when the location is inside any of the fences (inclusive
-// at the edge). Fences configured and no location fails: a missing location
-// must not walk around a fence.
-func (c *Compiled) evalGeo(idx []int32, loc *Location) FactorResult {
-	if len(idx) == 0 {
+// evalGeo passes when the location is inside any of the fences idx names
+// (inclusive at the edge) and inside the request's fence when there is one.
+// Fences configured and no location fails: a missing location must not walk
+// around a fence.
+func evalGeo(fences []fence, idx []int32, loc *Location, req *Circle) FactorResult {
+	if len(idx) == 0 && !req.Present {
 		return FactorResult{Reason: reasonGeoSkipped}
 	}
 	if !loc.Present {
 		return FactorResult{Outcome: Fail, Reason: reasonGeoNoFix}
 	}
-	if !(loc.Lat >= -90 && loc.Lat <= 90 && loc.Lon >= -180 && loc.Lon <= 180) { // NaN fails too
+	if !validLatLon(loc.Lat, loc.Lon) {
 		return FactorResult{Outcome: Fail, Reason: reasonGeoBadFix}
 	}
 	pt := orb.Point{loc.Lon, loc.Lat}
-	for _, i := range idx {
-		f := &c.fences[i]
-		if f.contains(pt) {
-			return FactorResult{Outcome: Pass, Reason: reasonGeoPass, Match: f.id}
+	pass := FactorResult{Outcome: Pass, Reason: reasonGeoRequest}
+	if len(idx) > 0 {
+		pass = FactorResult{Outcome: Fail, Reason: reasonGeoOutside}
+		for _, i := range idx {
+			if f := &fences[i]; f.contains(pt) {
+				pass = FactorResult{Outcome: Pass, Reason: reasonGeoPass, Match: f.id}
+				break
+			}
+		}
+		if pass.Outcome == Fail {
+			return pass
 		}
 	}
-	return FactorResult{Outcome: Fail, Reason: reasonGeoOutside}
+	if req.Present {
+		if !validLatLon(req.Lat, req.Lon) || !(req.RadiusMeters > 0 && req.RadiusMeters <= MaxRadiusMeters) {
+			return FactorResult{Outcome: Fail, Reason: reasonGeoBadReq}
+		}
+		circle := fence{center: orb.Point{req.Lon, req.Lat}, radius: req.RadiusMeters}
+		if !circle.contains(pt) {
+			return FactorResult{Outcome: Fail, Reason: reasonGeoOutReq}
+		}
+	}
+	return pass
+}
+
+// validLatLon is written so that NaN fails too.
+func validLatLon(lat, lon float64) bool {
+	return lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180
 }
 
 // contains measures circles by the haversine distance on orb's sphere

@@ -24,8 +24,10 @@ var defaultTime = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 //	                         the canonical JSON (checked to round-trip) or the error;
 //	                         later evals use it (after an error, the previous rules)
 //	eval [user=ID] [bio=PASS|FAIL|absent] [lat=.. lon=.. [acc=..]] [ip=ADDR]
-//	     [time=RFC3339] [registered] [platform=P] [version=V] [jailbroken] [json]
+//	     [time=RFC3339] [registered] [platform=P] [version=V] [jailbroken]
+//	     [fence=(LAT,LON,RADIUS)] [json]
 //	                         evaluate the rules; one line per factor, then failed=;
+//	                         fence: the request's own circle (iVALT's radius_meters);
 //	                         json: also the factors as the APIs render them.
 //	                         bio defaults to PASS, time to 2026-03-02T10:00:00Z (a Monday)
 //	distance lat=.. lon=.. to=LAT,LON
@@ -139,6 +141,12 @@ func scanEval(t *testing.T, d *datadriven.TestData, in *rules.Input) time.Time {
 			in.Device.AppVersion = []byte(val)
 		case "jailbroken":
 			in.Device.Jailbroken = true
+		case "fence":
+			a.ExpectNumVals(t, 3)
+			in.RequestFence.Present = true
+			a.Scan(t, 0, &in.RequestFence.Lat)
+			a.Scan(t, 1, &in.RequestFence.Lon)
+			a.Scan(t, 2, &in.RequestFence.RadiusMeters)
 		case "json":
 		default:
 			err = fmt.Errorf("unknown argument")

@@ -51,8 +51,10 @@ func busyInputs() []rules.Input {
 		{
 			UserID: []byte("alice"), Biometric: rules.BiometricPass,
 			Location: rules.Location{Present: true, Lat: 52.10, Lon: 5.12, AccuracyM: 12},
-			IP:       netip.MustParseAddr("::ffff:10.1.2.3"),
-			Device:   rules.Device{Registered: true, Platform: []byte("iOS"), AppVersion: []byte("2.10.1")},
+			// The request's own circle, so that the allocation test walks it too.
+			RequestFence: rules.Circle{Present: true, Lat: 52.10, Lon: 5.12, RadiusMeters: 500},
+			IP:           netip.MustParseAddr("::ffff:10.1.2.3"),
+			Device:       rules.Device{Registered: true, Platform: []byte("iOS"), AppVersion: []byte("2.10.1")},
 		},
 		{
 			UserID: []byte("dave"), Biometric: rules.BiometricPass,

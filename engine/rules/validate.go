@@ -16,7 +16,8 @@ import (
 // of at most 200 bytes without control characters; latitudes in [-90, 90] and
 // longitudes in [-180, 180]; radii in (0, MaxRadiusMeters]; polygons of at
 // least 3 distinct vertices spanning at most 180 degrees of longitude (one
-// that crosses the antimeridian must be split there); zones that load
+// that crosses the antimeridian must be split there) and enclosing a
+// non-zero signed area; zones that load
 // (not "Local", which would depend on the host); at least one day; times of
 // day in range with start != end; CIDR prefixes without host bits; known
 // platforms; a minimum app version that parses; user ids of 1 to 256 bytes
@@ -76,7 +77,7 @@ func (r *Rules) validateFences() error {
 		if total > MaxTotalPoints {
 			return fmt.Errorf("%w: the polygons up to %s have more than %d vertices in all", ErrTooMany, path, MaxTotalPoints)
 		}
-		if err := validatePolygon(path+".polygon", f.Polygon); err != nil {
+		if err := validatePolygon(path+".polygon", f.ID, f.Polygon); err != nil {
 			return err
 		}
 	}
@@ -96,7 +97,7 @@ func validateCoord(latPath, lonPath string, lat, lon float64) error {
 // num renders a number as the operator wrote it (1000001, not 1.000001e+06).
 func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
-func validatePolygon(path string, pts [][2]float64) error {
+func validatePolygon(path, id string, pts [][2]float64) error {
 	minLon, maxLon := math.Inf(1), math.Inf(-1)
 	var distinct [][2]float64
 	for j, pt := range pts {
@@ -116,7 +117,30 @@ func validatePolygon(path string, pts [][2]float64) error {
 		return fmt.Errorf("%w: %s spans more than 180 degrees of longitude; split a polygon that crosses the antimeridian into two fences",
 			ErrGeoFence, path)
 	}
+	if !hasArea(pts) {
+		return fmt.Errorf("%w: %s (fence %q) encloses no area: its vertices lie on one line, or its ring crosses itself so that its parts cancel out",
+			ErrGeoFence, path, id)
+	}
 	return nil
+}
+
+// hasArea reports whether the ring's signed (shoelace) area is not zero. A
+// ring of collinear vertices contains nothing but its own line, on which
+// orb's boundary rule would still let a device pass: a fence that looks
+// like a fence and is not one. The vertices are taken relative to the first
+// so that rounding scales with the polygon, not with its distance from
+// (0, 0), and the area is compared with the size of its terms so that a
+// small real fence is not mistaken for a flat one.
+func hasArea(pts [][2]float64) bool {
+	var sum, scale float64
+	o := pts[0]
+	for i := range pts {
+		a, b := pts[i], pts[(i+1)%len(pts)]
+		x1, y1, x2, y2 := a[1]-o[1], a[0]-o[0], b[1]-o[1], b[0]-o[0]
+		sum += x1*y2 - x2*y1
+		scale += math.Abs(x1*y2) + math.Abs(x2*y1)
+	}
+	return math.Abs(sum) > 1e-9*scale
 }
 
 func (r *Rules) validateWindows() error {
