@@ -179,7 +179,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 // (httpd.Surface), built in New.
 func (s *Server) surface(path []byte) httpd.Surface {
 	switch {
-	case hasPrefix(path, "/v1/device"):
+	case string(path) == "/v1/device", hasPrefix(path, "/v1/device/"):
 		return &s.service // the device surface, to come: route_not_found meanwhile
 	case hasPrefix(path, "/ivalt"), hasPrefix(path, "/unloq/v1"), hasPrefix(path, "/admin/v1"):
 		return &s.service // surfaces to come: route_not_found meanwhile
