@@ -195,7 +195,8 @@ func TestBadInputs(t *testing.T) {
 		{name: "sessions: C1 control character in userID", route: "sessions", body: `{"csid":"abcdefgh","userID":"user\u0085x","action":"a"}`, status: 400, code: "invalid_field", says: "userID"},
 		{name: "sessions: C1 control character in action", route: "sessions", body: `{"csid":"abcdefgh","userID":"u","action":"transfer\u009b"}`, status: 400, code: "invalid_field", says: "action"},
 		{name: "sessions: userID too long", route: "sessions", body: `{"csid":"abcdefgh","userID":"` + strings.Repeat("u", 257) + `","action":"a"}`, status: 400, code: "invalid_field", says: "userID"},
-		{name: "sessions: missing action", route: "sessions", body: `{"csid":"abcdefgh","userID":"u"}`, status: 400, code: "missing_field", says: "action is required"},
+		{name: "sessions: action too long", route: "sessions", body: `{"csid":"abcdefgh","userID":"u","action":"` + strings.Repeat("a", 257) + `"}`, status: 400, code: "invalid_field", says: "action, when given, must be at most 256 bytes"},
+		{name: "sessions: action null", route: "sessions", body: `{"csid":"abcdefgh","userID":"u","action":null}`, status: 400, code: "wrong_type", says: "action"},
 	}
 	if len(cases) < 30 {
 		t.Fatalf("only %d cases", len(cases))

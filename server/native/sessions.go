@@ -117,7 +117,7 @@ var (
 	shapeCreateSession = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
 		{Name: "csid", Shape: jsonwire.ShapeString, Required: true},
 		{Name: "userID", Shape: jsonwire.ShapeString, Required: true},
-		{Name: "action", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "action", Shape: jsonwire.ShapeString},
 	}}
 
 	shapeEventField = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
@@ -150,7 +150,7 @@ var (
 		{Name: "cid", Shape: jsonwire.ShapeString, Required: true},
 		{Name: "csid", Shape: jsonwire.ShapeString, Required: true},
 		{Name: "userID", Shape: jsonwire.ShapeString, Required: true},
-		{Name: "action", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "action", Shape: jsonwire.ShapeString},
 		{Name: "additionalData", Shape: &jsonwire.Shape{Kind: jsonwire.KindObject, Nullable: true, Desc: "an object", Fields: []jsonwire.FieldShape{
 			{Name: "sessionData", Shape: &jsonwire.Shape{Kind: jsonwire.KindArray, Nullable: true, Elem: shapeSessionDataItem, MaxItems: match.MaxItems, Desc: "an array"}},
 		}}},
@@ -178,7 +178,14 @@ func validCSID[S string | []byte](s S) bool {
 // bytes, no control characters, C0, DEL or C1 (the JSON checks already
 // ensured UTF-8, in which U+0080..U+009F are 0xC2 0x80..0x9F).
 func validID(s string) bool {
-	if len(s) == 0 || len(s) > maxIDBytes {
+	return len(s) > 0 && validOptionalID(s)
+}
+
+// validOptionalID is validID allowing the empty string: an action is
+// optional, and the empty one means none (the session status answers
+// "action":"" for a session opened without one).
+func validOptionalID(s string) bool {
+	if len(s) > maxIDBytes {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -195,7 +202,7 @@ func validID(s string) bool {
 const (
 	msgCSID   = "csid must be 8 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
 	msgUserID = "userID must be 1 to 256 bytes without control characters"
-	msgAction = "action must be 1 to 256 bytes without control characters"
+	msgAction = "action, when given, must be at most 256 bytes without control characters"
 )
 
 // createSession answers POST /v1/sessions.
@@ -430,14 +437,15 @@ func (l *sessionLocks) lock(orgID, csid string) *sync.Mutex {
 }
 
 // checkSessionIDs answers 400 naming the first of csid, userID and action
-// that is malformed; session creation and validate take the same three.
+// that is malformed; session creation and validate take the same three, the
+// action being optional on both (as IronVest documents validate).
 func (c *reqCtx) checkSessionIDs(csid, userID, action string) bool {
 	switch {
 	case !validCSID(csid):
 		return c.Failf(httpd.ErrInvalidField, msgCSID)
 	case !validID(userID):
 		return c.Failf(httpd.ErrInvalidField, msgUserID)
-	case !validID(action):
+	case !validOptionalID(action):
 		return c.Failf(httpd.ErrInvalidField, msgAction)
 	}
 	return true
