@@ -39,6 +39,20 @@ const (
 	// one client could make every validate of its session arbitrarily slow
 	// and its stored fields arbitrarily large.
 	MaxSessionFields = 1024
+
+	// An event's ts (Unix milliseconds, the device's clock) must lie from
+	// MinEventTS to MaxEventTSAhead past the server's clock. The latest ts
+	// decides which value of a field counts (of names equal up to case) and
+	// the frames' order, so one far in the future would outrank every later
+	// correction for good; the floor refuses negative and zero times and a
+	// ts sent in seconds instead of milliseconds (1.7e9 ms is January 1970),
+	// the ceiling one sent in microseconds. A day ahead, not less, because
+	// devices' clocks are wrong by hours more often than by minutes (a time
+	// zone set by hand is up to 14 h off), and refusing such a device
+	// outright costs more than a value that outranks corrections for the
+	// one session (30 minutes by default) it was collected in.
+	MinEventTS      = 1577836800000 // 2020-01-01T00:00:00Z
+	MaxEventTSAhead = 24 * 60 * 60 * 1000
 )
 
 // Request bodies. Field names are exactly the wire names (sonic is case
@@ -117,7 +131,7 @@ var (
 	shapeCreateSession = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
 		{Name: "csid", Shape: jsonwire.ShapeString, Required: true},
 		{Name: "userID", Shape: jsonwire.ShapeString, Required: true},
-		{Name: "action", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "action", Shape: jsonwire.ShapeString},
 	}}
 
 	shapeEventField = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
@@ -150,7 +164,7 @@ var (
 		{Name: "cid", Shape: jsonwire.ShapeString, Required: true},
 		{Name: "csid", Shape: jsonwire.ShapeString, Required: true},
 		{Name: "userID", Shape: jsonwire.ShapeString, Required: true},
-		{Name: "action", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "action", Shape: jsonwire.ShapeString},
 		{Name: "additionalData", Shape: &jsonwire.Shape{Kind: jsonwire.KindObject, Nullable: true, Desc: "an object", Fields: []jsonwire.FieldShape{
 			{Name: "sessionData", Shape: &jsonwire.Shape{Kind: jsonwire.KindArray, Nullable: true, Elem: shapeSessionDataItem, MaxItems: match.MaxItems, Desc: "an array"}},
 		}}},
@@ -178,7 +192,14 @@ func validCSID[S string | []byte](s S) bool {
 // bytes, no control characters, C0, DEL or C1 (the JSON checks already
 // ensured UTF-8, in which U+0080..U+009F are 0xC2 0x80..0x9F).
 func validID(s string) bool {
-	if len(s) == 0 || len(s) > maxIDBytes {
+	return len(s) > 0 && validOptionalID(s)
+}
+
+// validOptionalID is validID allowing the empty string: an action is
+// optional, and the empty one means none (the session status answers
+// "action":"" for a session opened without one).
+func validOptionalID(s string) bool {
+	if len(s) > maxIDBytes {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -195,7 +216,7 @@ func validID(s string) bool {
 const (
 	msgCSID   = "csid must be 8 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
 	msgUserID = "userID must be 1 to 256 bytes without control characters"
-	msgAction = "action must be 1 to 256 bytes without control characters"
+	msgAction = "action, when given, must be at most 256 bytes without control characters"
 )
 
 // createSession answers POST /v1/sessions.
@@ -266,7 +287,8 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 	if !c.Decode(shapeEvents, r) {
 		return
 	}
-	if !c.checkFields(r.Fields) || !c.checkFrames(r.Frames, s.dim) {
+	now := s.now().UnixMilli()
+	if !c.checkFields(r.Fields, now) || !c.checkFrames(r.Frames, s.dim, now) {
 		return
 	}
 	if c.sess.Final {
@@ -430,14 +452,15 @@ func (l *sessionLocks) lock(orgID, csid string) *sync.Mutex {
 }
 
 // checkSessionIDs answers 400 naming the first of csid, userID and action
-// that is malformed; session creation and validate take the same three.
+// that is malformed; session creation and validate take the same three, the
+// action being optional on both (as IronVest documents validate).
 func (c *reqCtx) checkSessionIDs(csid, userID, action string) bool {
 	switch {
 	case !validCSID(csid):
 		return c.Failf(httpd.ErrInvalidField, msgCSID)
 	case !validID(userID):
 		return c.Failf(httpd.ErrInvalidField, msgUserID)
-	case !validID(action):
+	case !validOptionalID(action):
 		return c.Failf(httpd.ErrInvalidField, msgAction)
 	}
 	return true
@@ -466,14 +489,31 @@ func (s *Surface) readSession(c *reqCtx, rd *store.Reader, csid string) bool {
 	return c.StoreFailed(err)
 }
 
-// checkFields validates the fields of an events request and fills c.storeFields.
-func (c *reqCtx) checkFields(fields []eventField) bool {
+// checkTS answers 400 naming list[i].ts when ts is outside MinEventTS to
+// MaxEventTSAhead past now (Unix milliseconds, the server's clock).
+func (c *reqCtx) checkTS(list string, i int, ts, now int64) bool {
+	if ts >= MinEventTS && ts <= now+MaxEventTSAhead {
+		return true
+	}
+	return c.Failf(httpd.ErrInvalidField, list, "[", strconv.Itoa(i), "].ts must be Unix milliseconds from ",
+		strconv.FormatInt(MinEventTS, 10), " (2020-01-01T00:00:00Z) to 24 h past the server's clock, ",
+		strconv.FormatInt(now+MaxEventTSAhead, 10), " now; got ", strconv.FormatInt(ts, 10))
+}
+
+// checkFields validates the fields of an events request and fills
+// c.storeFields; now is the server's clock in Unix milliseconds. A field's
+// ts is optional: absent (0) it is not checked, and the value ranks below
+// any with a ts.
+func (c *reqCtx) checkFields(fields []eventField, now int64) bool {
 	c.storeFields = c.storeFields[:0]
 	for i := range fields {
 		f := &fields[i]
 		if len(f.Key) == 0 || len(f.Key) > match.MaxKeyBytes {
 			return c.Failf(httpd.ErrInvalidField, "fields[", strconv.Itoa(i), "].key must be 1 to ",
 				strconv.Itoa(match.MaxKeyBytes), " bytes")
+		}
+		if f.TS != 0 && !c.checkTS("fields", i, f.TS, now) {
+			return false
 		}
 		if err := match.ValidateValue(f.Value); err != nil {
 			return c.Failf(httpd.ErrInvalidField, "fields[", strconv.Itoa(i), "].value: ", engineMessage(err))
@@ -484,8 +524,9 @@ func (c *reqCtx) checkFields(fields []eventField) bool {
 }
 
 // checkFrames validates the frames of an events request, base64-decodes
-// their embeddings and fills c.frameIns with their seqs and stored encoding.
-func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
+// their embeddings and fills c.frameIns with their seqs and stored encoding;
+// now is the server's clock in Unix milliseconds.
+func (c *reqCtx) checkFrames(frames []eventFrame, dim int, now int64) bool {
 	embBytes := 4 * dim
 	b64Len := base64.StdEncoding.EncodedLen(embBytes)
 	if need := len(frames) * embBytes; cap(c.embBuf) < need {
@@ -496,6 +537,9 @@ func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
 	f := &c.frame
 	for i := range frames {
 		in := &frames[i]
+		if !c.checkTS("frames", i, in.TS, now) {
+			return false
+		}
 		idx := strconv.Itoa(i)
 		t, ok := biometric.ParseFrameType(jsonwire.StringBytes(in.Type))
 		if !ok {

@@ -125,8 +125,11 @@ func (s *Surface) validate(c *reqCtx) {
 		}
 	}
 	// A session collected for another action is a violation of its own
-	// (action_mismatch), so, like any violation, it enrolls no one.
-	actionMismatch := r.Action != sess.Action
+	// (action_mismatch), so, like any violation, it enrolls no one. Either
+	// side may leave the action out (IronVest documents it as optional on
+	// validate); only two named actions that differ are a mismatch, since
+	// one missing says nothing about what the user saw.
+	actionMismatch := actionsDiffer(r.Action, sess.Action)
 	hadTemplate := enrolled
 	newTemplate := false
 	if e.Compiled.WantsEnrollment(r.IsEnrollment, enrolled) && !userMismatch && !actionMismatch &&
@@ -218,6 +221,12 @@ func (s *Surface) validate(c *reqCtx) {
 	}
 	s.metrics.decision(c.verdict.VerifiedAction)
 	c.Status = fasthttp.StatusOK
+}
+
+// actionsDiffer reports whether validate's action and the session's are
+// both named ("" is none) and differ.
+func actionsDiffer(validate, session string) bool {
+	return validate != "" && session != "" && validate != session
 }
 
 // validIdempotencyKey: 1 to 255 printable ASCII characters, no spaces (0x21-0x7E).
