@@ -42,7 +42,7 @@ func TestArgumentErrorsBeforeClosed(t *testing.T) {
 			return err
 		}},
 		{"AppendEventsOnce huge frame", ErrTooLarge, func() error {
-			_, _, err := db.AppendEventsOnce(o.ID, "csid", nil, []FrameIn{{Raw: huge[:MaxFrameBytes+1]}}, false, 0)
+			_, _, err := db.AppendEventsOnce(o.ID, "csid", nil, []FrameIn{{Raw: huge[:MaxFrameBytes+1]}}, false, 0, 0)
 			return err
 		}},
 		{"SaveAggregate huge aggregate", ErrTooLarge, func() error {

@@ -91,9 +91,17 @@ var (
 	// ErrTooLarge: a value exceeds MaxFrameBytes or MaxValueBytes, or a
 	// session would exceed 2^32-1 frames.
 	ErrTooLarge = errors.New("store: value too large")
-	// ErrTooManyFrames is AppendEventsOnce's answer when the frames it
-	// would store take the session past the caller's maxFrames.
-	ErrTooManyFrames = errors.New("store: session frame limit")
+	// ErrFrameLimit is AppendEventsOnce's answer (as a *LimitError) when
+	// the frames it would store take the session past the caller's
+	// maxFrames.
+	ErrFrameLimit = errors.New("store: session frame limit")
+	// ErrFieldLimit is AppendEventsOnce's answer (as a *LimitError) when
+	// the field names it would add take the session past the caller's
+	// maxFields.
+	ErrFieldLimit = errors.New("store: session field limit")
+	// ErrFinal is AppendEventsOnce's answer for a session marked final
+	// when the call would add anything it does not already hold.
+	ErrFinal = errors.New("store: session is final")
 	// ErrStale is SaveAggregate's answer to an aggregate covering fewer
 	// frames than the stored one: it would move the session backwards.
 	ErrStale = errors.New("store: aggregate older than the stored one")
