@@ -128,8 +128,13 @@ var (
 // Options configures Open. The zero value plus Dir is a production
 // configuration.
 type Options struct {
-	Dir        string        // data directory, created if missing
-	FS         vfs.FS        // nil: the OS; tests pass vfs.NewMem()
+	Dir string // data directory, created if missing
+	// FS is the file system the store runs on: nil means the OS; tests
+	// pass vfs.NewMem(), or an errorfs wrapping one to make the disk fail
+	// or stall. It is the one Pebble type in the store's API, kept because
+	// those tests inject faults through it; it goes with the other
+	// Pebble-specific options when they are split out of Options.
+	FS         vfs.FS
 	Durability Durability    // Sync unless the operator asked otherwise
 	SessionTTL time.Duration // default 30m
 	// IdempotencyTTL is how long an idempotency key is remembered after
@@ -377,17 +382,6 @@ func (db *DB) Close() error {
 		db.zdec.Close()
 	})
 	return db.closeErr
-}
-
-// Metrics returns Pebble's metrics for /metrics: compactions, cache hit
-// rates, WAL and disk usage. Nil once the store is closed.
-func (db *DB) Metrics() *pebble.Metrics {
-	c, err := db.admit(nil)
-	if err != nil {
-		return nil
-	}
-	defer c.end()
-	return db.pdb.Metrics()
 }
 
 // OrgGeneration counts the changes this DB has made to organizations and
