@@ -26,8 +26,8 @@ import (
 //
 // Calls on one session are serialised, so concurrent posts neither lose
 // counts nor share an index.
-func (db *DB) AppendEvents(orgIDs, csid string, fields []FieldValue, frames [][]byte, final bool) (firstIndex uint32, err error) {
-	firstIndex, _, err = db.appendEvents(orgIDs, csid, fields, frames, nil, final, 0, 0)
+func (db *DB) AppendEvents(org OrgID, csid string, fields []FieldValue, frames [][]byte, final bool) (firstIndex uint32, err error) {
+	firstIndex, _, err = db.appendEvents(org, csid, fields, frames, nil, final, 0, 0)
 	return firstIndex, err
 }
 
@@ -64,11 +64,11 @@ type FrameIn struct {
 // call would store exceed it, nothing is written and the error is a
 // *LimitError for ErrFrameLimit, with firstIndex and stored also saying
 // how many frames the session would have had (firstIndex + stored).
-func (db *DB) AppendEventsOnce(orgIDs, csid string, fields []FieldValue, frames []FrameIn, final bool, maxFields int, maxFrames uint32) (firstIndex uint32, stored int, err error) {
+func (db *DB) AppendEventsOnce(org OrgID, csid string, fields []FieldValue, frames []FrameIn, final bool, maxFields int, maxFrames uint32) (firstIndex uint32, stored int, err error) {
 	if frames == nil {
 		frames = []FrameIn{} // not nil: nil is AppendEvents' seq-less frames
 	}
-	return db.appendEvents(orgIDs, csid, fields, nil, frames, final, maxFields, maxFrames)
+	return db.appendEvents(org, csid, fields, nil, frames, final, maxFields, maxFrames)
 }
 
 // LimitError is an events call refused because it would take a session
@@ -89,8 +89,8 @@ func (e *LimitError) Unwrap() error { return e.Limit }
 
 // appendEvents is AppendEvents (frames in raws, seq-less) and
 // AppendEventsOnce (frames in ins, not nil).
-func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]byte, ins []FrameIn, final bool, maxFields int, maxFrames uint32) (firstIndex uint32, stored int, err error) {
-	c, err := db.begin(orgIDs, eventsArgs(csid, fields, raws, ins))
+func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][]byte, ins []FrameIn, final bool, maxFields int, maxFrames uint32) (firstIndex uint32, stored int, err error) {
+	c, err := db.begin(org, eventsArgs(csid, fields, raws, ins))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -280,8 +280,8 @@ func repeatsEarlier(ins []FrameIn, digests [][32]byte, i int) bool {
 // date unless the session is final (AppendEventsOnce adds nothing to a
 // final session), and AppendEventsOnce asks again under the lock.
 // ErrNotFound and ErrExpired as for the session.
-func (db *DB) EventsHeld(orgIDs, csid string, fields []FieldValue, frames []FrameIn) (bool, error) {
-	c, err := db.begin(orgIDs, lookupID(csid))
+func (db *DB) EventsHeld(org OrgID, csid string, fields []FieldValue, frames []FrameIn) (bool, error) {
+	c, err := db.begin(org, lookupID(csid))
 	if err != nil {
 		return false, err
 	}

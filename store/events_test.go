@@ -145,7 +145,7 @@ func TestConcurrentAppendEvents(t *testing.T) {
 }
 
 // framesOf reads the session's stored frames in arrival order.
-func framesOf(t testing.TB, db *DB, org, csid string) [][]byte {
+func framesOf(t testing.TB, db *DB, org OrgID, csid string) [][]byte {
 	t.Helper()
 	var out [][]byte
 	check(t, db.Frames(org, csid, 0, func(_ uint32, raw []byte) error {
@@ -235,7 +235,10 @@ func TestAppendEventsOnceTenancy(t *testing.T) {
 	a, _ := newOrg(t, db, "acme")
 	b, _ := newOrg(t, db, "bank")
 	in := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}}
-	for _, sc := range []struct{ org, csid string }{{a.ID, "csid-aaaa"}, {a.ID, "csid-aaab"}, {b.ID, "csid-aaaa"}} {
+	for _, sc := range []struct {
+		org  OrgID
+		csid string
+	}{{a.ID, "csid-aaaa"}, {a.ID, "csid-aaab"}, {b.ID, "csid-aaaa"}} {
 		newSession(t, db, sc.org, sc.csid)
 		if _, stored, err := db.AppendEventsOnce(sc.org, sc.csid, nil, in, false, 0, 0); err != nil || stored != 2 {
 			t.Fatalf("%s/%s: stored %d, %v", sc.org, sc.csid, stored, err)
@@ -251,7 +254,7 @@ func TestAppendEventsOnceTenancy(t *testing.T) {
 	// Unknown and expired sessions.
 	_, _, err = db.AppendEventsOnce(a.ID, "csid-none", nil, in, false, 0, 0)
 	wantErr(t, err, ErrNotFound)
-	_, _, err = db.AppendEventsOnce("zz", "csid-aaaa", nil, in, false, 0, 0)
+	_, _, err = db.AppendEventsOnce(OrgID{}, "csid-aaaa", nil, in, false, 0, 0)
 	wantErr(t, err, ErrNotFound)
 }
 
@@ -367,7 +370,7 @@ func TestNewFramesSkipTheRedeliveryLookup(t *testing.T) {
 
 	// Evicted, then filled from Pebble by a Reader: the floor is unknown,
 	// so every frame is looked up, and re-deliveries are still caught.
-	org, _ := parseOrgID(o.ID)
+	org := o.ID
 	key := appendSessionKey(nil, org, "csid-floor")
 	db.sc.write(key, func(*cachedSession) *cachedSession { return nil })
 	rd := db.NewReader()

@@ -527,7 +527,7 @@ const (
 )
 
 // lock takes the stripe of (domain, org, id) and returns it for Unlock.
-func (db *DB) lock(domain byte, org orgID, id string) *stripe {
+func (db *DB) lock(domain byte, org OrgID, id string) *stripe {
 	s := &db.stripes[stripeOf(domain, org, id)]
 	s.Lock()
 	return s
@@ -535,13 +535,13 @@ func (db *DB) lock(domain byte, org orgID, id string) *stripe {
 
 // lockBytes is lock for an id held in bytes, which a conversion to string
 // would copy to the heap when it is longer than 32 bytes.
-func (db *DB) lockBytes(domain byte, org orgID, id []byte) *stripe {
+func (db *DB) lockBytes(domain byte, org OrgID, id []byte) *stripe {
 	s := &db.stripes[stripeOf(domain, org, id)]
 	s.Lock()
 	return s
 }
 
-func stripeOf[T string | []byte](domain byte, org orgID, id T) uint64 {
+func stripeOf[T string | []byte](domain byte, org OrgID, id T) uint64 {
 	// FNV-1a: allocation-free and good enough to spread ids over stripes.
 	const prime = 1099511628211
 	h := (uint64(14695981039346656037) ^ uint64(domain)) * prime

@@ -83,7 +83,7 @@ func newOrg(t testing.TB, db *DB, name string) (Org, string) {
 }
 
 // newSession creates a session for user "u" and returns it with its token.
-func newSession(t testing.TB, db *DB, org, csid string) (Session, string) {
+func newSession(t testing.TB, db *DB, org OrgID, csid string) (Session, string) {
 	t.Helper()
 	s, token, err := db.CreateSession(org, csid, "u", "a")
 	if err != nil {
@@ -458,7 +458,7 @@ func TestAbsentKeysProbeBloomFilters(t *testing.T) {
 	o, _ := newOrg(t, db, "acme")
 	newSession(t, db, o.ID, "csid-present")
 	check(t, db.pdb.Flush())
-	org, _ := parseOrgID(o.ID)
+	org := o.ID
 	before := db.pdb.Metrics().Filter.Hits
 	for i := 0; i < 10; i++ {
 		ok, err := db.has(appendSessionKey(nil, org, "csid-absent-"+string(rune('a'+i))))

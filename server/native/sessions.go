@@ -571,7 +571,7 @@ func (s *Surface) decision(c *reqCtx, idParam []byte) {
 	c.Out = strconv.AppendInt(c.Out, int64(d.Score), 10)
 	c.Out = append(c.Out, `,"response":`...)
 	if c.Out, err = AppendValidateAnswer(c.Out, d.Response, d.ID); err != nil {
-		s.log.Error("stored decision does not render", "org", c.org.ID, "decision", d.ID, "err", err)
+		s.log.Error("stored decision does not render", "org", c.org.ID.String(), "decision", d.ID, "err", err)
 		c.Out = c.Out[:0]
 		c.Fail(httpd.ErrInternal, nil)
 		return
