@@ -194,6 +194,8 @@ func TestMetrics(t *testing.T) {
 		`countersign_store_disk_bytes `,
 		`countersign_store_read_amplification `,
 		`countersign_store_background_yields_total 0`,
+		`countersign_store_damaged_frames_total 0`,
+		`countersign_store_wal_written_bytes_total `,
 		`go_goroutines `,
 	} {
 		if !bytes.Contains(r.body, []byte(want)) {

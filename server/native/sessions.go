@@ -1,17 +1,13 @@
 package native
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"hash/maphash"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/bytedance/sonic"
 	"github.com/valyala/fasthttp"
@@ -264,10 +260,6 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		return
 	}
 	csid := jsonwire.BytesToString(csidParam)
-	// From the session read to the commit, so that the final flag and the
-	// per-session caps checked below still hold when the events are stored.
-	mu := s.sessionLocks.lock(c.org.ID, csid)
-	defer mu.Unlock()
 	if !s.readSession(c, nil, csid) {
 		return
 	}
@@ -295,7 +287,11 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		// A final session takes no new events, but a post it holds in
 		// full is a client retrying one whose answer it lost: answer it
 		// as it was answered, not with a refusal the client cannot tell
-		// from losing its last events.
+		// from losing its last events. Final never reverts and a final
+		// session gains nothing, so this read needs no lock; a session
+		// made final after the read above is the store's to refuse, under
+		// its lock (store.ErrFinal). Answered here, before the queue is
+		// asked for a place, so a full queue does not hide the refusal.
 		held, err := s.db.EventsHeld(c.org.ID, csid, c.storeFields, c.frameIns)
 		switch {
 		case err != nil:
@@ -307,13 +303,12 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		}
 		return
 	}
-	if !s.checkFieldCap(c, csid) {
-		return
-	}
 	// A frame the session already holds (same seq, same bytes: the client
 	// retrying after a lost response) is accepted again but neither stored
-	// nor scored again; the store decides, under its own lock, and counts
-	// only the frames it stores against the session's frame cap.
+	// nor scored again. The store decides that, and checks the final flag
+	// and the session's field and frame caps, under its lock on the
+	// session, so concurrent requests cannot together get past them; it
+	// counts only the frames it stores against the frame cap.
 	queued := len(r.Frames) > 0
 	if queued && !s.frames.tryReserve() {
 		// A full queue refuses frames to score, not a retry of frames the
@@ -330,17 +325,12 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		}
 		queued = false
 	}
-	first, stored, err := s.db.AppendEventsOnce(c.org.ID, csid, c.storeFields, c.frameIns, r.Final, biometric.MaxFrames)
+	first, stored, err := s.db.AppendEventsOnce(c.org.ID, csid, c.storeFields, c.frameIns, r.Final,
+		MaxSessionFields, biometric.MaxFrames)
 	if queued && (err != nil || stored == 0) {
 		s.frames.Unreserve()
 	}
 	if err != nil {
-		if errors.Is(err, store.ErrTooManyFrames) {
-			n := uint64(first) + uint64(stored)
-			c.Failf(errSessionFrames, "The session would have ", strconv.FormatUint(n, 10),
-				" frames; a session holds at most ", strconv.Itoa(biometric.MaxFrames), ".")
-			return
-		}
 		c.eventsStoreFailed(err)
 		return
 	}
@@ -352,7 +342,16 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 
 // eventsStoreFailed answers a store error of an events call.
 func (c *reqCtx) eventsStoreFailed(err error) {
+	var limit *store.LimitError
 	switch {
+	case errors.As(err, &limit) && errors.Is(limit.Limit, store.ErrFieldLimit):
+		c.Failf(errSessionFields, "The session would have more than ", strconv.FormatUint(limit.Max, 10),
+			" distinct fields; a session holds at most ", strconv.FormatUint(limit.Max, 10), ".")
+	case errors.As(err, &limit):
+		c.Failf(errSessionFrames, "The session would have ", strconv.FormatUint(limit.Would, 10),
+			" frames; a session holds at most ", strconv.FormatUint(limit.Max, 10), ".")
+	case errors.Is(err, store.ErrFinal):
+		c.Fail(errSessionFinal, nil)
 	case errors.Is(err, store.ErrExpired):
 		c.Fail(errSessionExpired, nil)
 	case errors.Is(err, store.ErrNotFound):
@@ -377,78 +376,6 @@ func (c *reqCtx) eventsAccepted(r *eventsRequest, received uint32) {
 	c.Out = append(c.Out, `},"pending":`...)
 	c.Out = strconv.AppendUint(c.Out, uint64(pending), 10)
 	c.Out = append(c.Out, '}')
-}
-
-// checkFieldCap answers 409 when storing c.storeFields would give the session
-// more than MaxSessionFields distinct field names (names compare as the store
-// keys them: exact bytes). A request without fields cannot, so it costs
-// nothing; one with fields reads the session's fields, as every validate does.
-func (s *Surface) checkFieldCap(c *reqCtx, csid string) bool {
-	if len(c.storeFields) == 0 {
-		return true
-	}
-	var err error
-	if c.fields, err = s.db.Fields(c.org.ID, csid, c.fields[:0]); err != nil {
-		switch {
-		case errors.Is(err, store.ErrExpired):
-			return c.Fail(errSessionExpired, nil)
-		case errors.Is(err, store.ErrNotFound):
-			return c.Fail(errSessionNotFound, nil)
-		}
-		return c.StoreFailed(err)
-	}
-	n := len(c.fields)
-	if n+len(c.storeFields) <= MaxSessionFields {
-		return true
-	}
-	// Count the names that are new: not stored (c.fields is sorted by name)
-	// and not already counted earlier in this request.
-	for i := range c.storeFields {
-		key := c.storeFields[i].Key
-		if _, stored := slices.BinarySearchFunc(c.fields, key, func(f store.FieldValue, k []byte) int {
-			return bytes.Compare(f.Key, k)
-		}); stored {
-			continue
-		}
-		if slices.ContainsFunc(c.storeFields[:i], func(f store.FieldValue) bool { return bytes.Equal(f.Key, key) }) {
-			continue
-		}
-		if n++; n > MaxSessionFields {
-			return c.Failf(errSessionFields, "The session would have more than ", strconv.Itoa(MaxSessionFields),
-				" distinct fields; a session holds at most ", strconv.Itoa(MaxSessionFields), ".")
-		}
-	}
-	return true
-}
-
-// sessionLocks serialise the events requests of one session, from reading
-// the session to storing the events. The store serialises the write itself,
-// but the final flag and the per-session caps (frames, fields) are checked
-// here, against a session read before the write: without the lock two
-// concurrent requests could both pass a cap, or both slip in beside a final
-// one. Sessions share a stripe by hash, which costs only waiting.
-type sessionLocks struct {
-	seed    maphash.Seed
-	stripes [numSessionStripes]struct {
-		sync.Mutex
-		_ [64 - 8]byte // one cache line each
-	}
-}
-
-// numSessionStripes is large enough that unrelated sessions rarely wait for
-// each other's commit.
-const numSessionStripes = 1024
-
-// lock locks the stripe of (orgID, csid) and returns it for Unlock.
-func (l *sessionLocks) lock(orgID, csid string) *sync.Mutex {
-	var h maphash.Hash
-	h.SetSeed(l.seed)
-	h.WriteString(orgID)
-	h.WriteByte(0)
-	h.WriteString(csid)
-	mu := &l.stripes[h.Sum64()%numSessionStripes].Mutex
-	mu.Lock()
-	return mu
 }
 
 // checkSessionIDs answers 400 naming the first of csid, userID and action
@@ -688,7 +615,7 @@ func (s *Surface) decision(c *reqCtx, idParam []byte) {
 	c.Out = strconv.AppendInt(c.Out, int64(d.Score), 10)
 	c.Out = append(c.Out, `,"response":`...)
 	if c.Out, err = AppendValidateAnswer(c.Out, d.Response, d.ID); err != nil {
-		s.log.Error("stored decision does not render", "org", c.org.ID, "decision", d.ID, "err", err)
+		s.log.Error("stored decision does not render", "org", c.org.ID.String(), "decision", d.ID, "err", err)
 		c.Out = c.Out[:0]
 		c.Fail(httpd.ErrInternal, nil)
 		return
