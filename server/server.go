@@ -49,6 +49,11 @@ type Config struct {
 	// MaxConnsPerIP caps concurrent connections from one address; default 512,
 	// negative for no limit. A connection over the cap is answered 429 and closed.
 	MaxConnsPerIP int
+	// MaxInFlight bounds the requests of the API routes served at once;
+	// past it a request is answered 503 overloaded with Retry-After before
+	// its body is read. Default httpd.DefaultMaxInFlight, negative for no
+	// bound.
+	MaxInFlight int
 	// ReadTimeout bounds reading one request (headers and body), WriteTimeout
 	// writing one response, IdleTimeout a keep-alive connection waiting for
 	// its next request. Defaults 10s, 10s and 120s.
@@ -146,6 +151,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		Hook:          s.runTestHook,
 		TLS:           tlsConf,
 		MaxConnsPerIP: cfg.MaxConnsPerIP,
+		MaxInFlight:   cfg.MaxInFlight,
 		ReadTimeout:   cfg.ReadTimeout,
 		WriteTimeout:  cfg.WriteTimeout,
 		IdleTimeout:   cfg.IdleTimeout,

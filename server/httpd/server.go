@@ -46,6 +46,9 @@ type Config struct {
 
 	TLS           *tls.Config // nil: plain HTTP
 	MaxConnsPerIP int         // negative for no limit
+	// MaxInFlight bounds the requests of store routes served at once
+	// (Admission); 0 is DefaultMaxInFlight, negative no bound.
+	MaxInFlight int
 
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	Logger                                 *slog.Logger
@@ -57,6 +60,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *Metrics
+	admit   *Admission
 	hs      *fasthttp.Server
 
 	// storeDead is set, and failed closed, once the store has failed for
@@ -69,6 +73,7 @@ type Server struct {
 // New prepares the core; it does not listen.
 func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), failed: make(chan struct{})}
+	s.admit = newAdmission(cfg.MaxInFlight, s.envelope, s.metrics.Set)
 	s.hs = &fasthttp.Server{
 		Handler:                      s.handle,
 		ErrorHandler:                 s.handleTransportError,
@@ -87,6 +92,9 @@ func New(cfg Config) *Server {
 	}
 	return s
 }
+
+// Admission is the server's bound on requests in flight.
+func (s *Server) Admission() *Admission { return s.admit }
 
 // Log is the server's logger.
 func (s *Server) Log() *slog.Logger { return s.log }
@@ -157,16 +165,27 @@ func (s *Server) route(path []byte) (Surface, *Route, []byte) {
 	return sf, r, param
 }
 
-// handle is the fasthttp handler: it routes, and answers 500 (keeping the
-// server up) if a handler panics.
+// handle is the fasthttp handler: it routes, refuses ambiguous framing and
+// what Admission sheds, and answers 500 (keeping the server up) if a
+// handler panics.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	sf, r, param := s.route(ctx.Path())
+	if why := framingProblem(&ctx.Request.Header); why != "" {
+		s.refuseFraming(ctx, r, why, start)
+		return
+	}
+	if !s.admit.enter(r) {
+		s.admit.refuse(ctx, r)
+		s.metrics.Observe(r, fasthttp.StatusServiceUnavailable, start)
+		return
+	}
 	ok := false
 	defer func() {
 		if ok {
 			return
 		}
+		s.admit.leave(r)
 		p := recover()
 		s.metrics.panics.Inc()
 		s.log.Error("handler panic", "route", r.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -189,8 +208,25 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.cfg.Hook(ctx)
 	}
 	sf.Serve(ctx, r, param)
+	s.admit.leave(r)
 	s.metrics.Observe(r, ctx.Response.StatusCode(), start)
 	ok = true
+}
+
+// refuseFraming answers a request whose framing is ambiguous
+// (framingProblem) 400 and closes its connection: what follows its body
+// on the connection may be a request smuggled past a proxy, and is not
+// read.
+func (s *Server) refuseFraming(ctx *fasthttp.RequestCtx, r *Route, why string, start time.Time) {
+	msg := append([]byte("The request could not be parsed: "), why...)
+	msg = append(msg, '.')
+	ctx.Response.Reset()
+	ctx.SetStatusCode(ErrBadRequest.Status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(s.envelope(r)(nil, ErrBadRequest, msg))
+	ctx.SetConnectionClose()
+	s.metrics.Observe(r, ErrBadRequest.Status, start)
+	lingerOnClose(ctx)
 }
 
 // headerReceived applies the route's body limit as soon as the headers are
