@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,12 @@ import (
 
 	"github.com/countersign/countersign/store"
 )
+
+// DefaultMaxWaitingPerIP is the default bound on one address's
+// connections whose first request has not arrived whole: far more than a
+// NAT's clients open at the same instant, few enough that one address
+// holds little of the server while it waits.
+const DefaultMaxWaitingPerIP = 64
 
 // HeaderBufferSize is fasthttp's read buffer, which also bounds the request
 // line plus headers: larger headers are answered 431.
@@ -45,7 +52,11 @@ type Config struct {
 	Hook func(*fasthttp.RequestCtx)
 
 	TLS           *tls.Config // nil: plain HTTP
-	MaxConnsPerIP int         // negative for no limit
+	MaxConnsPerIP int         // connections per address; negative for no limit
+	// MaxWaitingPerIP bounds the connections of one address whose first
+	// request has not arrived whole; one more evicts the oldest
+	// (perIPListener). 0 is DefaultMaxWaitingPerIP, negative no bound.
+	MaxWaitingPerIP int
 	// MaxInFlight bounds the requests of store routes served at once
 	// (Admission); 0 is DefaultMaxInFlight, negative no bound.
 	MaxInFlight int
@@ -60,6 +71,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *Metrics
+	abuse   *abuseLog
 	admit   *Admission
 	hs      *fasthttp.Server
 
@@ -72,7 +84,7 @@ type Server struct {
 
 // New prepares the core; it does not listen.
 func New(cfg Config) *Server {
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), failed: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), abuse: newAbuseLog(cfg.Logger), failed: make(chan struct{})}
 	s.admit = newAdmission(cfg.MaxInFlight, s.envelope, s.metrics.Set)
 	s.hs = &fasthttp.Server{
 		Handler:                      s.handle,
@@ -88,7 +100,7 @@ func New(cfg Config) *Server {
 		CloseOnShutdown:              true,
 		DisablePreParseMultipartForm: true,
 		SecureErrorLogMessage:        true,
-		Logger:                       fasthttpLogger{s.log},
+		Logger:                       fasthttpLogger{s.abuse},
 	}
 	return s
 }
@@ -115,7 +127,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	// IP connections are always wrapped, capped or not: the wrapper also
 	// closes a connection refused mid-request gently (closeLingering) and
 	// refuses TLS on a plain port. (In-memory and unix ones are not.)
-	ln = newPerIPListener(ln, s.cfg.MaxConnsPerIP, s.metrics, s.cfg.Envelope)
+	waiting := s.cfg.MaxWaitingPerIP
+	if waiting == 0 {
+		waiting = DefaultMaxWaitingPerIP
+	}
+	ln = newPerIPListener(ln, s.cfg.MaxConnsPerIP, waiting, s.metrics, s.cfg.Envelope, s.abuse)
 	return s.hs.Serve(ln)
 }
 
@@ -170,6 +186,9 @@ func (s *Server) route(path []byte) (Surface, *Route, []byte) {
 // handler panics.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	if a, ok := ctx.Conn().(interface{ requestArrived() }); ok {
+		a.requestArrived()
+	}
 	sf, r, param := s.route(ctx.Path())
 	if why := framingProblem(&ctx.Request.Header); why != "" {
 		s.refuseFraming(ctx, r, why, start)
@@ -351,11 +370,29 @@ func (s *Server) handleExpect(ctx *fasthttp.RequestCtx) int {
 	return ErrBodyTooLarge.Status
 }
 
-// fasthttpLogger sends fasthttp's own log lines to slog.
-type fasthttpLogger struct{ l *slog.Logger }
+// fasthttpLogger sends fasthttp's own log lines to the abuse log: fasthttp
+// logs one line per connection it could not serve (a malformed request, a
+// failed TLS handshake), which is a number clients choose.
+type fasthttpLogger struct{ a *abuseLog }
 
 func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
+	kind := abuseTransport
+	for _, arg := range args {
+		if err, ok := arg.(error); ok && isTLSHandshakeError(err) {
+			kind = abuseTLS
+		}
+	}
+	f.a.notef(kind, format, args...)
+}
+
+// isTLSHandshakeError reports whether err is a failed TLS handshake (the
+// handshake runs in the connection's first read, so fasthttp reports it as
+// a failure to serve the connection).
+// crypto/tls's handshake errors are of several types, some unexported, and
+// all say "tls: "; fasthttp may wrap them without %w.
+func isTLSHandshakeError(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh) || strings.Contains(err.Error(), "tls: ")
 }
 
 // TLSFiles names the PEM files of the server's TLS configuration.
