@@ -95,7 +95,7 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 			a.total++
 			if l.maxWaiting > 0 {
 				if a.waiting.n >= l.maxWaiting {
-					evict = a.waiting.popOldest()
+					evict = a.waiting.popOldestStalled()
 				}
 				a.waiting.push(st)
 			}
@@ -162,6 +162,14 @@ type connState struct {
 	listed     bool // on the waiting list (guarded by l.mu)
 
 	requested atomic.Bool // its first request arrived (requestArrived ran)
+	// reading is set while the serving goroutine is blocked reading the
+	// first request: the server waits for the client. A connection whose
+	// bytes wait for the server (its goroutine not yet run, under load)
+	// is not stalled, and is never evicted for it.
+	reading atomic.Bool
+	// headerEnd counts the bytes of "\r\n\r\n" matched at the end of
+	// what was read so far (the serving goroutine's only).
+	headerEnd int
 	evicted   atomic.Bool
 	linger    atomic.Bool
 	closed    sync.Once
@@ -173,6 +181,33 @@ func (st *connState) requestArrived() {
 	if !st.requested.Swap(true) {
 		st.l.arrived(st)
 	}
+}
+
+// read reads from r (the connection, TLS or not) the first request, noting while it blocks and
+// when the header block has arrived whole (requestArrived): from then on
+// the connection no longer waits on its client.
+func (st *connState) read(r io.Reader, p []byte) (int, error) {
+	if st.requested.Load() {
+		return r.Read(p)
+	}
+	st.reading.Store(true)
+	n, err := r.Read(p)
+	st.reading.Store(false)
+	for _, b := range p[:n] {
+		switch {
+		case b == "\r\n\r\n"[st.headerEnd]:
+			st.headerEnd++
+		case b == '\r':
+			st.headerEnd = 1
+		default:
+			st.headerEnd = 0
+		}
+		if st.headerEnd == 4 {
+			st.requestArrived()
+			break
+		}
+	}
+	return n, err
 }
 
 // evict makes the connection's pending read fail now, as if its read
@@ -251,12 +286,16 @@ func (q *connList) remove(st *connState) {
 	q.n--
 }
 
-func (q *connList) popOldest() *connState {
-	st := q.head
-	if st != nil {
-		q.remove(st)
+// popOldestStalled removes and returns the oldest connection the server
+// is blocked reading from (stalled), or nil when there is none.
+func (q *connList) popOldestStalled() *connState {
+	for st := q.head; st != nil; st = st.next {
+		if st.reading.Load() {
+			q.remove(st)
+			return st
+		}
 	}
-	return st
+	return nil
 }
 
 // refuse answers 429 and closes c, off the accept loop (over TLS the
@@ -284,7 +323,7 @@ func remoteIP(c net.Conn) netip.Addr {
 type limitedConn struct {
 	net.Conn
 	*connState
-	read bool // a byte has been read (by the serving goroutine, the only reader)
+	started bool // a byte has been read (by the serving goroutine, the only reader)
 }
 
 // errTLSOnPlainPort: the client began a TLS handshake on a plain-HTTP
@@ -295,9 +334,9 @@ var errTLSOnPlainPort = errors.New("a TLS handshake on a plain-HTTP port")
 // Read refuses a connection whose first byte opens a TLS handshake record
 // (0x16), which no HTTP request line starts with.
 func (c *limitedConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if !c.read && n > 0 {
-		c.read = true
+	n, err := c.connState.read(c.Conn, p)
+	if !c.started && n > 0 {
+		c.started = true
 		if p[0] == 0x16 {
 			return 0, errTLSOnPlainPort
 		}
@@ -313,6 +352,8 @@ type limitedTLSConn struct {
 	*tls.Conn
 	*connState
 }
+
+func (c *limitedTLSConn) Read(p []byte) (int, error) { return c.connState.read(c.Conn, p) }
 
 func (c *limitedTLSConn) SetReadDeadline(t time.Time) error { return c.setReadDeadline(t) }
 func (c *limitedTLSConn) SetDeadline(t time.Time) error     { return c.setDeadline(t) }
