@@ -49,11 +49,12 @@ type Config struct {
 	// MaxConnsPerIP caps concurrent connections from one address; default 512,
 	// negative for no limit. A connection over the cap is answered 429 and closed.
 	MaxConnsPerIP int
-	// MaxWaitingPerIP caps the connections of one address whose first
-	// request has not arrived whole (slow or silent clients); one more
-	// closes the oldest of them with 408, so a slow client cannot fill
-	// MaxConnsPerIP and shut out its neighbours. Default
-	// httpd.DefaultMaxWaitingPerIP (64), negative for no limit.
+	// MaxWaitingPerIP caps the connections of one address stalled before
+	// their first request header block (slow or silent clients): one
+	// more closes the oldest of them that is a second old with 408, and
+	// at MaxConnsPerIP a newcomer closes the oldest of any age, so a slow
+	// client cannot fill MaxConnsPerIP and shut out its neighbours.
+	// Default httpd.DefaultMaxWaitingPerIP (64), negative for no limit.
 	MaxWaitingPerIP int
 	// MaxInFlight bounds the requests of the API routes served at once;
 	// past it a request is answered 503 overloaded with Retry-After before

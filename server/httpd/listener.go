@@ -18,18 +18,19 @@ import (
 // in-memory and unix, pass through unwrapped). Two bounds, each per remote
 // address:
 //
-//   - waiting: connections whose first request has not arrived whole (the
-//     TLS handshake, the request line, headers and body). At most
-//     maxWaiting wait at once; one more closes the address's oldest
-//     waiting connection (answered 408 by the read timeout path) to make
-//     room. A slow client thus cannot shut out a prompt one at the same
+//   - waiting: connections whose first request header block has not
+//     arrived whole (TLS handshake included). When maxWaiting wait and
+//     one more connects, the address's oldest stalled one (the server is
+//     blocked reading it, so the client is what is slow, and it is at
+//     least minStall old) is closed, answered 408 by the read timeout
+//     path. A slow client thus cannot shut out a prompt one at the same
 //     address (a NAT, a TLS-terminating balancer): the prompt one is the
-//     newest, and its request arrives before maxWaiting more connections
-//     do. The read timeout bounds how long any one waits.
-//   - total: at most max connections (max > 0) of any state; one more is
-//     answered 429 in the default envelope (through TLS when the listener
-//     is TLS) and closed. Only connections that sent a whole request count
-//     toward it for long, since waiting ones are evicted first.
+//     newest and not stalled. The read timeout bounds how long any waits.
+//   - total: at most max connections (max > 0) of any state; one more
+//     closes the oldest stalled connection of the address, of any age,
+//     or, when none is stalled, is answered 429 in the default envelope
+//     (through TLS when the listener is TLS) and closed. So only
+//     connections that sent a whole request can fill the cap.
 //
 // fasthttp's own MaxConnsPerIP answers in plain text and only counts IPv4,
 // so the bounds are applied here instead. The connections it returns can
@@ -37,6 +38,7 @@ import (
 type perIPListener struct {
 	net.Listener
 	max, maxWaiting int
+	minStall        time.Duration // the least age of a connection evicted at the waiting bound
 	metrics         *Metrics
 	evictions       *metrics.Counter
 	log             *abuseLog
@@ -55,11 +57,20 @@ type addrConns struct {
 
 func newPerIPListener(ln net.Listener, max, maxWaiting int, m *Metrics, env Envelope, log *abuseLog) *perIPListener {
 	return &perIPListener{
-		Listener: ln, max: max, maxWaiting: maxWaiting, metrics: m, log: log,
+		Listener: ln, max: max, maxWaiting: maxWaiting, minStall: minStall, metrics: m, log: log,
 		evictions: m.Set.GetOrCreateCounter(`countersign_connections_evicted_total{reason="waiting_per_ip_limit"}`),
 		refusal:   tooManyConnsResponse(env), addrs: make(map[netip.Addr]*addrConns),
 	}
 }
+
+// minStall is the least age of a connection evicted to keep its address
+// within the waiting bound: younger ones may be clients that have just
+// connected and not written yet (a busy generator, a slow network), and
+// a burst of those from one address (a NAT's clients all starting at
+// once) must not close each other. A slowloris holds its connections for
+// seconds, up to the read timeout. At the cap on all connections, age
+// does not protect a stalled connection: it gives way to the newcomer.
+const minStall = time.Second
 
 // tooManyConnsResponse is what a refused connection is written: it is
 // refused before any request is read, so no route (and no surface) is
@@ -82,7 +93,8 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 		if !ip.IsValid() { // not an IP connection (in-memory, unix): not limited
 			return c, nil
 		}
-		st := &connState{l: l, ip: ip}
+		now := time.Now()
+		st := &connState{l: l, ip: ip, since: now}
 		var evict *connState
 		l.mu.Lock()
 		a := l.addrs[ip]
@@ -90,12 +102,18 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 			a = &addrConns{}
 			l.addrs[ip] = a
 		}
-		refused := l.max > 0 && a.total >= l.max
+		refused := false
+		if l.max > 0 && a.total >= l.max {
+			// At the cap, a stalled connection of any age gives way
+			// before a newcomer is refused.
+			evict = a.waiting.popOldestStalled(now, 0)
+			refused = evict == nil
+		}
 		if !refused {
 			a.total++
 			if l.maxWaiting > 0 {
-				if a.waiting.n >= l.maxWaiting {
-					evict = a.waiting.popOldestStalled()
+				if evict == nil && a.waiting.n >= l.maxWaiting {
+					evict = a.waiting.popOldestStalled(now, l.minStall)
 				}
 				a.waiting.push(st)
 			}
@@ -157,7 +175,8 @@ func (l *perIPListener) release(st *connState) {
 type connState struct {
 	l          *perIPListener
 	ip         netip.Addr
-	conn       net.Conn // the connection wrapped (TLS or not)
+	since      time.Time // accepted
+	conn       net.Conn  // the connection wrapped (TLS or not)
 	prev, next *connState
 	listed     bool // on the waiting list (guarded by l.mu)
 
@@ -286,10 +305,14 @@ func (q *connList) remove(st *connState) {
 	q.n--
 }
 
-// popOldestStalled removes and returns the oldest connection the server
-// is blocked reading from (stalled), or nil when there is none.
-func (q *connList) popOldestStalled() *connState {
+// popOldestStalled removes and returns the oldest connection, accepted at
+// least age before now, that the server is blocked reading from
+// (stalled), or nil when there is none.
+func (q *connList) popOldestStalled(now time.Time, age time.Duration) *connState {
 	for st := q.head; st != nil; st = st.next {
+		if now.Sub(st.since) < age {
+			return nil // the rest are younger
+		}
 		if st.reading.Load() {
 			q.remove(st)
 			return st

@@ -29,7 +29,7 @@ import (
 )
 
 // DefaultMaxWaitingPerIP is the default bound on one address's
-// connections whose first request has not arrived whole: far more than a
+// connections stalled before their first request header block: more than a
 // NAT's clients open at the same instant, few enough that one address
 // holds little of the server while it waits.
 const DefaultMaxWaitingPerIP = 64
@@ -53,9 +53,10 @@ type Config struct {
 
 	TLS           *tls.Config // nil: plain HTTP
 	MaxConnsPerIP int         // connections per address; negative for no limit
-	// MaxWaitingPerIP bounds the connections of one address whose first
-	// request has not arrived whole; one more evicts the oldest
-	// (perIPListener). 0 is DefaultMaxWaitingPerIP, negative no bound.
+	// MaxWaitingPerIP bounds the connections of one address stalled
+	// before their first request header block; past it the oldest stalled
+	// one is evicted (perIPListener). 0 is DefaultMaxWaitingPerIP,
+	// negative no bound.
 	MaxWaitingPerIP int
 	// MaxInFlight bounds the requests of store routes served at once
 	// (Admission); 0 is DefaultMaxInFlight, negative no bound.
