@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
@@ -12,6 +13,10 @@ import (
 // that an admitted request does not queue behind hundreds of others. See
 // PERF.md, "Overload", for the measurement it comes from.
 const DefaultMaxInFlight = 64
+
+// DefaultShedHold is how long a refusal is held back before it is written
+// (Admission); see PERF.md, "Overload".
+const DefaultShedHold = 250 * time.Millisecond
 
 // Admission bounds the requests a server works on at once, so that under
 // overload it answers the requests it admits as fast as when it is not
@@ -26,24 +31,43 @@ const DefaultMaxInFlight = 64
 // write, far less than serving, so refusals cannot take the CPU the
 // admitted requests need.
 //
+// A refused request's answer is held back for ShedHold (default
+// DefaultShedHold) before it is written. Refusing costs the server about
+// half of what serving does on one core (reading the request and writing
+// the answer are most of both), so clients that re-send at once, ignoring
+// Retry-After, would otherwise keep the CPU busy refusing them, and the
+// admitted requests would wait behind hundreds of refusals for their turn
+// on it. Held, a refused connection sends nothing more until its answer
+// comes: the refusals a second are bounded by the connections over the
+// bound divided by the hold, and the hold costs a sleeping goroutine, not
+// CPU. A client that honours Retry-After (1 s) loses nothing by it.
+//
 // Routes that hold a request open waiting for an event (Route.Holds) will
 // have a bound of their own, counted apart: a held request costs a
 // goroutine and a connection, not CPU, and thousands waiting must not shut
 // out the requests that work.
 type Admission struct {
 	max      int64
+	hold     time.Duration
 	inFlight atomic.Int64
 	answers  [][]byte // by route id: the 503 body in the route's envelope
 	env      func(*Route) Envelope
 	shed     *metrics.Counter
 }
 
-func newAdmission(max int, env func(*Route) Envelope, set *metrics.Set) *Admission {
+func newAdmission(max int, hold time.Duration, env func(*Route) Envelope, set *metrics.Set) *Admission {
 	if max == 0 {
 		max = DefaultMaxInFlight
 	}
+	switch {
+	case hold == 0:
+		hold = DefaultShedHold
+	case hold < 0:
+		hold = 0
+	}
 	a := &Admission{
 		max:     int64(max),
+		hold:    hold,
 		answers: make([][]byte, len(routes)),
 		env:     env,
 		shed:    set.NewCounter(`countersign_requests_shed_total{reason="overloaded"}`),
@@ -74,6 +98,14 @@ func (a *Admission) enter(r *Route) bool {
 func (a *Admission) leave(r *Route) {
 	if a.counts(r) {
 		a.inFlight.Add(-1)
+	}
+}
+
+// holdRefusal waits out the hold before a refusal is written (see
+// Admission). time.Sleep reuses the goroutine's own timer: no allocation.
+func (a *Admission) holdRefusal() {
+	if a.hold > 0 {
+		time.Sleep(a.hold)
 	}
 }
 

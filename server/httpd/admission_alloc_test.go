@@ -4,15 +4,16 @@ package httpd
 
 import (
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
 
-// TestAllocsShed: refusing a request over the bound allocates nothing: the
-// refusal must cost less than serving, or refusals under overload take the
-// CPU the admitted requests need.
+// TestAllocsShed: refusing a request over the bound allocates nothing, its
+// hold included: the refusal must cost less than serving, or refusals
+// under overload take the CPU the admitted requests need.
 func TestAllocsShed(t *testing.T) {
-	ts, _ := newTestServer(t, Config{MaxInFlight: 1})
+	ts, _ := newTestServer(t, Config{MaxInFlight: 1, ShedHold: time.Microsecond})
 	ts.srv.Admission().inFlight.Store(1)
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod(fasthttp.MethodPost)

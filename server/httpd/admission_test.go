@@ -28,8 +28,8 @@ func newTestServer(t *testing.T, cfg Config) (*testSurface, *fasthttputil.Inmemo
 }
 
 // TestOverloadSheds: with the bound reached, a request of a store route is
-// answered 503 overloaded in its route's envelope with Retry-After, on a
-// connection kept open; routes that do not use the store are still
+// answered 503 overloaded in its route's envelope with Retry-After, after
+// the hold, on a connection kept open; routes that do not use the store are still
 // served; once a place frees, the route is served again (the test
 // surface answers it 200 with no body) and counted out after.
 func TestOverloadSheds(t *testing.T) {
@@ -55,7 +55,11 @@ func TestOverloadSheds(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		return res, string(b)
 	}
+	sent := time.Now()
 	res, body := get("GET /t/work HTTP/1.1\r\nHost: x\r\n\r\n")
+	if held := time.Since(sent); held < DefaultShedHold {
+		t.Errorf("the refusal came after %v, not held for %v", held, DefaultShedHold)
+	}
 	if res.StatusCode != 503 || body != "test:overloaded" || res.Header.Get("Retry-After") != "1" || res.Close {
 		t.Errorf("over the bound: %d %q Retry-After %q close=%v", res.StatusCode, body, res.Header.Get("Retry-After"), res.Close)
 	}

@@ -61,6 +61,9 @@ type Config struct {
 	// MaxInFlight bounds the requests of store routes served at once
 	// (Admission); 0 is DefaultMaxInFlight, negative no bound.
 	MaxInFlight int
+	// ShedHold is how long a refusal over MaxInFlight is held before it
+	// is written (Admission); 0 is DefaultShedHold, negative none.
+	ShedHold time.Duration
 
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	Logger                                 *slog.Logger
@@ -86,7 +89,7 @@ type Server struct {
 // New prepares the core; it does not listen.
 func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), abuse: newAbuseLog(cfg.Logger), failed: make(chan struct{})}
-	s.admit = newAdmission(cfg.MaxInFlight, s.envelope, s.metrics.Set)
+	s.admit = newAdmission(cfg.MaxInFlight, cfg.ShedHold, s.envelope, s.metrics.Set)
 	s.hs = &fasthttp.Server{
 		Handler:                      s.handle,
 		ErrorHandler:                 s.handleTransportError,
@@ -198,6 +201,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if !s.admit.enter(r) {
 		s.admit.refuse(ctx, r)
 		s.metrics.Observe(r, fasthttp.StatusServiceUnavailable, start)
+		s.admit.holdRefusal()
 		return
 	}
 	ok := false
@@ -229,8 +233,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	sf.Serve(ctx, r, param)
 	s.admit.leave(r)
-	s.metrics.Observe(r, ctx.Response.StatusCode(), start)
+	status := ctx.Response.StatusCode()
+	s.metrics.Observe(r, status, start)
 	ok = true
+	if status == fasthttp.StatusServiceUnavailable && s.admit.counts(r) {
+		// A surface's own shedding (a full queue) is held like the
+		// core's, after its place is given back, for the same reason.
+		s.admit.holdRefusal()
+	}
 }
 
 // refuseFraming answers a request whose framing is ambiguous
