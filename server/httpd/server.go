@@ -386,11 +386,21 @@ func (s *Server) handleExpect(ctx *fasthttp.RequestCtx) int {
 // failed TLS handshake), which is a number clients choose.
 type fasthttpLogger struct{ a *abuseLog }
 
+// Errors are cut at their first quote: fasthttp quotes the bytes it could
+// not parse ("malformed mime header: missing colon: ..."), which may hold
+// a credential, and nothing secret is logged.
 func (f fasthttpLogger) Printf(format string, args ...any) {
 	kind := abuseTransport
-	for _, arg := range args {
-		if err, ok := arg.(error); ok && isTLSHandshakeError(err) {
-			kind = abuseTLS
+	for i, arg := range args {
+		if err, ok := arg.(error); ok {
+			if isTLSHandshakeError(err) {
+				kind = abuseTLS
+			}
+			msg := err.Error()
+			if q := strings.IndexByte(msg, '"'); q >= 0 {
+				msg = strings.TrimRight(msg[:q], ": ") + " (quoted request bytes left out)"
+			}
+			args[i] = msg
 		}
 	}
 	f.a.notef(kind, format, args...)
