@@ -94,6 +94,10 @@ func (a *Admission) enter(r *Route) bool {
 	return true
 }
 
+// full reports whether a request of r would be refused now (for a
+// client that waits for "100 Continue" before sending its body).
+func (a *Admission) full(r *Route) bool { return a.counts(r) && a.inFlight.Load() >= a.max }
+
 // leave ends a request that enter admitted.
 func (a *Admission) leave(r *Route) {
 	if a.counts(r) {

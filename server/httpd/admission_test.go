@@ -70,6 +70,12 @@ func TestOverloadSheds(t *testing.T) {
 	if res, body = get("POST /t/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\nhi"); res.StatusCode != 400 {
 		t.Errorf("uncounted route under overload: %d %q", res.StatusCode, body)
 	}
+	// A client waiting for 100 Continue is refused before it sends its
+	// body (and its connection closed, as after any Expect refusal).
+	if status, body := rawRequest(t, ln, "POST /t/work HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+		"Expect: 100-continue\r\nContent-Length: 100\r\n\r\n"); status != 503 || body != "test:overloaded" {
+		t.Errorf("expect-continue over the bound: %d %q", status, body)
+	}
 	a.inFlight.Store(1)
 	if res, body = get("GET /t/work HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 || body != "" {
 		t.Errorf("under the bound: %d %q", res.StatusCode, body)

@@ -363,12 +363,22 @@ var transportReasons = []struct {
 	{errTLSOnPlainPort, "this port speaks plain HTTP, and the client began a TLS handshake"},
 }
 
-// handleExpect answers "Expect: 100-continue" before the body is sent: an
-// announced body over the route's limit gets the JSON 413 at once (fasthttp
+// handleExpect answers "Expect: 100-continue" before the body is sent: a
+// request Admission would refuse gets its 503 at once, an announced body
+// over the route's limit the JSON 413 (fasthttp
 // writes the response set here, without calling the handler, and closes the
 // connection); anything else is invited to send its body.
 func (s *Server) handleExpect(ctx *fasthttp.RequestCtx) int {
 	r := s.routeOfURI(ctx.Request.Header.RequestURI())
+	if s.admit.full(r) {
+		// Refused before the client sends its body. fasthttp closes the
+		// connection after this answer, so it is not held (Admission):
+		// the client must reconnect to send more.
+		s.admit.refuse(ctx, r)
+		s.metrics.Observe(r, fasthttp.StatusServiceUnavailable, time.Now())
+		lingerOnClose(ctx)
+		return fasthttp.StatusServiceUnavailable
+	}
 	if ctx.Request.Header.ContentLength() <= r.BodyLimit {
 		return fasthttp.StatusContinue
 	}
