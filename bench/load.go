@@ -49,6 +49,20 @@ type Load struct {
 	Addr string
 	// Dial replaces TCP dialing (tests use in-memory listeners); nil dials TCP.
 	Dial func(addr string) (net.Conn, error)
+	// LocalAddrs, when set (and Dial is not), are the source addresses the
+	// workers' connections are bound to, round-robin: on loopback,
+	// 127.0.0.2, 127.0.0.3, ... make one generator look like several
+	// clients to a server's per-address policy.
+	LocalAddrs []string
+	// EndOnTime makes an open loop offer what the generator can send, up
+	// to Rate: a worker that finds its slot already past sends at once
+	// and counts the request from then, and the phase ends when its
+	// window does in real time. Without it, a generator behind schedule
+	// keeps sending the window's slots after the window, and charges each
+	// the wait (which is right for a server that falls behind, and wrong
+	// for an overload phase, where the generator cannot keep up by
+	// design and the server's answers are what is measured).
+	EndOnTime bool
 	// Ops are the operations sent, interleaved by weight (request n is the
 	// operation at n in a fixed cycle where each appears Weight times).
 	Ops []Share
@@ -198,7 +212,11 @@ func Run(ctx context.Context, l Load) (*Phase, error) {
 	// connection setup.
 	workers := make([]*worker, l.Connections)
 	for i := range workers {
-		workers[i] = r.newWorker()
+		w, err := r.newWorker(i)
+		if err != nil {
+			return nil, err
+		}
+		workers[i] = w
 	}
 
 	r.start = time.Now().Add(10 * time.Millisecond)
@@ -288,13 +306,23 @@ type worker struct {
 	pace *pacer // open loops: the precise clock of the worker's sends
 }
 
-func (r *runner) newWorker() *worker {
+func (r *runner) newWorker(i int) (*worker, error) {
 	l := r.l
+	dial := l.Dial
+	if dial == nil && len(l.LocalAddrs) > 0 {
+		src := l.LocalAddrs[i%len(l.LocalAddrs)]
+		ip := net.ParseIP(src)
+		if ip == nil {
+			return nil, fmt.Errorf("bench: source address %q is not an IP address", src)
+		}
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: l.Timeout}
+		dial = func(addr string) (net.Conn, error) { return d.Dial("tcp", addr) }
+	}
 	w := &worker{
 		r: r,
 		hc: &fasthttp.HostClient{
 			Addr:                      l.Addr,
-			Dial:                      l.Dial,
+			Dial:                      dial,
 			MaxConns:                  1, // one connection per worker, no pipelining
 			ReadTimeout:               l.Timeout,
 			WriteTimeout:              l.Timeout,
@@ -315,7 +343,7 @@ func (r *runner) newWorker() *worker {
 		w.reqs = append(w.reqs, req)
 		w.rec = append(w.rec, newRecorder(r.open, r.steps))
 	}
-	return w
+	return w, nil
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -330,6 +358,11 @@ func (w *worker) run(ctx context.Context) {
 		var intended time.Time
 		if r.open {
 			intended = r.start.Add(time.Duration(float64(n) * r.interval))
+			if r.l.EndOnTime {
+				if now := time.Now(); intended.Before(now) {
+					intended = now
+				}
+			}
 			if !intended.Before(r.end) {
 				return
 			}
@@ -383,6 +416,9 @@ func (w *worker) run(ctx context.Context) {
 		}
 		if code := w.resp.StatusCode(); code == op.Expect {
 			rec.ok++
+			if rec.admitted != nil {
+				recordLatency(rec.admitted, done.Sub(sent))
+			}
 			// Timeline steps are by completion time within the window.
 			if s := int(done.Sub(r.measure) / r.l.Step); s >= 0 && s < len(rec.steps) {
 				rec.steps[s]++

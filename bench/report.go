@@ -67,6 +67,11 @@ type Settings struct {
 	FramesPerPost        int       `json:"framesPerPost,omitempty"`
 	MixEvents            float64   `json:"mixEvents,omitempty"`
 	Dim                  int       `json:"embeddingDim,omitempty"`
+	// The overload scenario's knobs (Options).
+	OverloadFactor      float64  `json:"overloadFactor,omitempty"`
+	OverloadConnections int      `json:"overloadConnections,omitempty"`
+	OverloadSources     []string `json:"overloadSources,omitempty"`
+	UnloadedFraction    float64  `json:"unloadedFraction,omitempty"`
 }
 
 // Headline are the figures PERF.md quotes.
@@ -84,6 +89,31 @@ type Headline struct {
 	// same way: what fasthttp alone gives at that load on this machine.
 	CeilingOpenP99Us   map[string]float64 `json:"ceilingOpenP99Us,omitempty"`
 	EventsFramesPerSec float64            `json:"eventsFramesPerSec,omitempty"`
+	// Overload has, per operation, what the overload scenario measured.
+	Overload []Overload `json:"overload,omitempty"`
+}
+
+// Overload is what an operation kept under overload (ScenarioOverload).
+type Overload struct {
+	Op     string  `json:"op"`
+	MaxRPS float64 `json:"maxRps"` // closed loop
+	// UnloadedP99Us is the p99 of the unloaded open loop's successful
+	// answers, from the actual send; AdmittedP99Us the same under overload.
+	UnloadedP99Us float64 `json:"unloadedP99Us"`
+	AdmittedP99Us float64 `json:"admittedP99Us"`
+	// Scheduled is the overload rate; Offered the answers per second the
+	// generator got sent and answered (it falls short of Scheduled when
+	// the generator cannot send that fast).
+	Scheduled float64 `json:"scheduledRps"`
+	Offered   float64 `json:"offeredRps"`
+	// Goodput is the successful answers per second under overload, Shed
+	// the answers 503 in the window.
+	Goodput float64 `json:"goodputRps"`
+	Shed    int64   `json:"shed"`
+	// GoodputRatio is Goodput / MaxRPS (target >= 0.9), P99Ratio
+	// AdmittedP99Us / UnloadedP99Us (target <= 2).
+	GoodputRatio float64 `json:"goodputRatio"`
+	P99Ratio     float64 `json:"p99Ratio"`
 }
 
 // DescribeMachine reads /proc for the CPU model, kernel and load average.
@@ -153,6 +183,9 @@ func (r *Report) finish(loadCPUs int) {
 				h.EventsFramesPerSec = op.FramesPerSec
 			}
 		}
+		if r.Scenario == ScenarioOverload {
+			h.noteOverload(p)
+		}
 	}
 	if h.CeilingRPS > 0 && h.ValidateRPS > 0 {
 		h.Ratio = h.ValidateRPS / h.CeilingRPS
@@ -202,6 +235,42 @@ func (r *Report) finish(loadCPUs int) {
 		if p.Loop == "open" && total > 0 && p.Late*100 > total {
 			r.Notes = append(r.Notes, fmt.Sprintf("%s: %d of %d requests were sent more than 1 ms after their scheduled time (every connection busy, or the generator itself late): latency includes that wait",
 				p.Name, p.Late, total))
+		}
+	}
+}
+
+// noteOverload adds an overload scenario's phase to the headline: the
+// phases of one operation come in the order max, unloaded, overload.
+func (h *Headline) noteOverload(p *Phase) {
+	if len(p.Ops) != 1 {
+		return
+	}
+	op := &p.Ops[0]
+	switch p.Role {
+	case "max", "unloaded", "overload":
+	default:
+		return
+	}
+	if p.Role == "max" {
+		h.Overload = append(h.Overload, Overload{Op: op.Op, MaxRPS: op.RPS})
+		return
+	}
+	if len(h.Overload) == 0 || h.Overload[len(h.Overload)-1].Op != op.Op || op.Admitted == nil {
+		return
+	}
+	o := &h.Overload[len(h.Overload)-1]
+	switch p.Role {
+	case "unloaded":
+		o.UnloadedP99Us = op.Admitted.P99
+	case "overload":
+		o.AdmittedP99Us = op.Admitted.P99
+		o.Scheduled, o.Offered, o.Goodput = p.Rate, op.AnswersPerSec, op.RPS
+		o.Shed = op.Errors["HTTP 503"]
+		if o.MaxRPS > 0 {
+			o.GoodputRatio = o.Goodput / o.MaxRPS
+		}
+		if o.UnloadedP99Us > 0 {
+			o.P99Ratio = o.AdmittedP99Us / o.UnloadedP99Us
 		}
 	}
 }
@@ -302,6 +371,11 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		f, _ := strconv.ParseFloat(k, 64)
 		fmt.Fprintf(w, "- the ceiling, open loop at %.0f%% of validate's maximum: p99 %s (from the intended send time)\n", 100*f, FormatUs(h.CeilingOpenP99Us[k]))
 	}
+	for _, o := range h.Overload {
+		fmt.Fprintf(w, "- %s under overload (%s/s scheduled, %s answers/s sent and answered): goodput %s req/s = **%.2f** of the closed-loop %s (target >= 0.90: %s), %s shed with 503; admitted p99 %s = **%.2fx** the unloaded %s (target <= 2: %s)\n",
+			o.Op, formatCount(o.Scheduled), formatCount(o.Offered), formatCount(o.Goodput), o.GoodputRatio, formatCount(o.MaxRPS), metText(o.GoodputRatio >= 0.9),
+			formatCount(float64(o.Shed)), FormatUs(o.AdmittedP99Us), o.P99Ratio, FormatUs(o.UnloadedP99Us), metText(o.P99Ratio > 0 && o.P99Ratio <= 2))
+	}
 	if h.EventsFramesPerSec > 0 {
 		fmt.Fprintf(w, "- events ingestion: %s frames/s (%d-d embeddings, gzip bodies of %d frames)\n", formatCount(h.EventsFramesPerSec), r.Settings.Dim, r.Settings.FramesPerPost)
 	}
@@ -325,6 +399,13 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "- **note**: %s\n", n)
 	}
+}
+
+func metText(met bool) string {
+	if met {
+		return "met"
+	}
+	return "not met"
 }
 
 // method is one line saying how the figures were obtained.

@@ -111,16 +111,20 @@ func round(x float64, digits int) float64 {
 type recorder struct {
 	latency *hdrhistogram.Histogram // what the client saw (from the intended send time in an open loop)
 	service *hdrhistogram.Histogram // from the actual send; open loop only
-	ok      int64
-	status  map[int]int64    // answers with another status than expected
-	errs    map[string]int64 // transport errors by kind
-	steps   []int64          // successful answers per timeline step
+	// admitted is, in an open loop, the latency from the actual send of the
+	// answers with the expected status: what the requests a server admits
+	// under overload get, apart from the ones it sheds at once.
+	admitted *hdrhistogram.Histogram
+	ok       int64
+	status   map[int]int64    // answers with another status than expected
+	errs     map[string]int64 // transport errors by kind
+	steps    []int64          // successful answers per timeline step
 }
 
 func newRecorder(open bool, steps int) *recorder {
 	r := &recorder{latency: newHistogram(), status: map[int]int64{}, errs: map[string]int64{}, steps: make([]int64, steps)}
 	if open {
-		r.service = newHistogram()
+		r.service, r.admitted = newHistogram(), newHistogram()
 	}
 	return r
 }
@@ -130,6 +134,7 @@ func (r *recorder) merge(o *recorder) {
 	r.latency.Merge(o.latency)
 	if r.service != nil && o.service != nil {
 		r.service.Merge(o.service)
+		r.admitted.Merge(o.admitted)
 	}
 	r.ok += o.ok
 	for k, v := range o.status {
@@ -166,6 +171,10 @@ type OpResult struct {
 	// Service is, in an open loop, the latency from the actual send: the
 	// uncorrected figure a naive generator would report.
 	Service *Latency `json:"service,omitempty"`
+	// Admitted is, in an open loop, the latency from the actual send of
+	// the successful answers only: under overload, what the admitted
+	// requests got while the others were shed.
+	Admitted *Latency `json:"admitted,omitempty"`
 	// Timeline is the successful answers per second in each step of the
 	// measured window.
 	Timeline []float64 `json:"timeline"`
@@ -195,8 +204,8 @@ func (r *recorder) result(op *Op, measured, step time.Duration) OpResult {
 		}
 	}
 	if r.service != nil {
-		s := summarize(r.service)
-		out.Service = &s
+		s, a := summarize(r.service), summarize(r.admitted)
+		out.Service, out.Admitted = &s, &a
 	}
 	if len(r.status)+len(r.errs) > 0 {
 		out.Errors = map[string]int64{}

@@ -23,10 +23,11 @@ const (
 	ScenarioEvents   = "events"   // events ingestion
 	ScenarioMixed    = "mixed"    // validate and events posts interleaved
 	ScenarioCeiling  = "ceiling"  // the ceiling server alone
+	ScenarioOverload = "overload" // validate and events far past what they sustain
 )
 
 // LoadScenarios lists the scenarios Execute knows.
-var LoadScenarios = []string{ScenarioSuite, ScenarioValidate, ScenarioEvents, ScenarioMixed, ScenarioCeiling}
+var LoadScenarios = []string{ScenarioSuite, ScenarioValidate, ScenarioEvents, ScenarioMixed, ScenarioCeiling, ScenarioOverload}
 
 // Ceiling placements.
 const (
@@ -83,8 +84,18 @@ type Options struct {
 	EventBodies   int     // pre-built posts per events session; default 16
 	FramesPerPost int     // default 3
 	MixEvents     float64 // mixed: share of requests that are events posts; default 0.2
-	Dim           int     // embedding dimension; default 512
-	Seed          uint64
+
+	// Overload: the open loop runs at OverloadFactor times the closed-loop
+	// maximum (default 10) over OverloadConnections (default 640, more
+	// than the server's 512 per address) bound round-robin to
+	// OverloadSources (default 127.0.0.2 to 127.0.0.5), after an unloaded
+	// open loop at UnloadedFraction of the maximum (default 0.1).
+	OverloadFactor      float64
+	OverloadConnections int
+	OverloadSources     []string
+	UnloadedFraction    float64
+	Dim                 int // embedding dimension; default 512
+	Seed                uint64
 
 	// ValidateBodies, when set, receives the validate bodies of the seeded
 	// sessions, one per line (bench/wrk/compare.sh feeds them to wrk).
@@ -149,6 +160,18 @@ func (o *Options) defaults() error {
 	}
 	if o.Dim <= 0 {
 		o.Dim = simulate.DefaultDim
+	}
+	if o.OverloadFactor <= 0 {
+		o.OverloadFactor = 10
+	}
+	if o.OverloadConnections <= 0 {
+		o.OverloadConnections = 640
+	}
+	if len(o.OverloadSources) == 0 {
+		o.OverloadSources = []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}
+	}
+	if o.UnloadedFraction <= 0 || o.UnloadedFraction >= 1 {
+		o.UnloadedFraction = 0.1
 	}
 	if o.Durability == "" {
 		o.Durability = "sync"
@@ -257,7 +280,8 @@ func pinText(p Pinning) string {
 
 func execute(ctx context.Context, o Options, r *Report, logf func(string, ...any)) error {
 	needValidate := o.Scenario != ScenarioEvents && o.Scenario != ScenarioCeiling
-	needEvents := o.Scenario == ScenarioSuite || o.Scenario == ScenarioEvents || o.Scenario == ScenarioMixed
+	needEvents := o.Scenario == ScenarioSuite || o.Scenario == ScenarioEvents || o.Scenario == ScenarioMixed ||
+		o.Scenario == ScenarioOverload
 	seeded := &Seeded{ByScenario: map[string]int{}}
 	if needValidate || needEvents {
 		so := SeedOptions{
@@ -419,7 +443,48 @@ func execute(ctx context.Context, o Options, r *Report, logf func(string, ...any
 			return err
 		}
 		p.Role = "mixed"
+	case ScenarioOverload:
+		r.Settings.OverloadFactor, r.Settings.OverloadConnections = o.OverloadFactor, o.OverloadConnections
+		r.Settings.OverloadSources, r.Settings.UnloadedFraction = o.OverloadSources, o.UnloadedFraction
+		for _, op := range []*Op{validate, events} {
+			if err := runOverload(o, base, op, run); err != nil {
+				return err
+			}
+		}
 	}
+	return nil
+}
+
+// runOverload measures op three times: the closed-loop maximum
+// (role "max"), an open loop at UnloadedFraction of it ("unloaded"), and
+// an open loop at OverloadFactor times it over OverloadConnections from
+// several source addresses ("overload"). What the last shows against the
+// first two: the goodput kept (successful answers per second against the
+// maximum) and the latency of the admitted requests (against the unloaded
+// one), while the rest are shed.
+func runOverload(o Options, base Load, op *Op, run func(Load) (*Phase, error)) error {
+	l := base
+	l.Name, l.Ops = fmt.Sprintf("%s c=%d", op.Name, o.Connections), []Share{{Op: op}}
+	p, err := run(l)
+	if err != nil {
+		return err
+	}
+	p.Role = "max"
+	maxRPS := p.Ops[0].RPS
+	if maxRPS <= 0 {
+		return fmt.Errorf("bench: %s answered nothing in the closed loop", op.Name)
+	}
+	l.Name, l.Rate = fmt.Sprintf("%s open %.0f%% (unloaded)", op.Name, 100*o.UnloadedFraction), o.UnloadedFraction*maxRPS
+	if p, err = run(l); err != nil {
+		return err
+	}
+	p.Role, p.Fraction = "unloaded", o.UnloadedFraction
+	l.Name, l.Rate = fmt.Sprintf("%s open %gx (overload)", op.Name, o.OverloadFactor), o.OverloadFactor*maxRPS
+	l.Connections, l.LocalAddrs, l.EndOnTime = o.OverloadConnections, o.OverloadSources, true
+	if p, err = run(l); err != nil {
+		return err
+	}
+	p.Role, p.Fraction = "overload", o.OverloadFactor
 	return nil
 }
 

@@ -312,6 +312,26 @@ func TestTransportRefusalsSayWhy(t *testing.T) {
 	}
 }
 
+// TestAmbiguousFramingRefused: Transfer-Encoding with Content-Length, and a
+// folded header, are answered 400 in the native envelope and the
+// connection is closed (RFC 9112 sections 6.3 and 5.2): a proxy in front
+// may have framed the request differently, so nothing after it is read.
+func TestAmbiguousFramingRefused(t *testing.T) {
+	e := newEnv(t)
+	addr := e.serveTCP()
+	for _, c := range []struct{ raw, says string }{
+		{"POST /v1/validate HTTP/1.1\r\nHost: x\r\napikey: " + e.apiKey + "\r\nContent-Type: application/json\r\n" +
+			"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "Transfer-Encoding and Content-Length are both given"},
+		{"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: one\r\n two\r\n\r\n", "obsolete line folding"},
+	} {
+		resp, body := rawExchange(t, addr, c.raw+"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp.StatusCode != 400 || !resp.Close || !bytes.Contains(body, []byte(`"errorCode":"bad_request"`)) ||
+			!bytes.Contains(body, []byte(c.says)) {
+			t.Errorf("%q: %d close=%v %s", c.raw, resp.StatusCode, resp.Close, body)
+		}
+	}
+}
+
 // TestOversizedBodyAnswerArrives: a client that sends its whole request,
 // body over the limit included, before it reads (as Python's http.client
 // does) gets the 413. Closed at once with the body unread, the connection

@@ -49,6 +49,18 @@ type Config struct {
 	// MaxConnsPerIP caps concurrent connections from one address; default 512,
 	// negative for no limit. A connection over the cap is answered 429 and closed.
 	MaxConnsPerIP int
+	// MaxWaitingPerIP caps the connections of one address stalled before
+	// their first request header block (slow or silent clients): one
+	// more closes the oldest of them that is a second old with 408, and
+	// at MaxConnsPerIP a newcomer closes the oldest of any age, so a slow
+	// client cannot fill MaxConnsPerIP and shut out its neighbours.
+	// Default httpd.DefaultMaxWaitingPerIP (64), negative for no limit.
+	MaxWaitingPerIP int
+	// MaxInFlight bounds the requests of the API routes served at once;
+	// past it a request is answered 503 overloaded with Retry-After before
+	// its body is read. Default httpd.DefaultMaxInFlight, negative for no
+	// bound.
+	MaxInFlight int
 	// ReadTimeout bounds reading one request (headers and body), WriteTimeout
 	// writing one response, IdleTimeout a keep-alive connection waiting for
 	// its next request. Defaults 10s, 10s and 120s.
@@ -141,15 +153,17 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, db: db, log: cfg.Logger, dim: cfg.EmbeddingDim}
 	s.core = httpd.New(httpd.Config{
-		Surface:       s.surface,
-		Envelope:      native.AppendError,
-		Hook:          s.runTestHook,
-		TLS:           tlsConf,
-		MaxConnsPerIP: cfg.MaxConnsPerIP,
-		ReadTimeout:   cfg.ReadTimeout,
-		WriteTimeout:  cfg.WriteTimeout,
-		IdleTimeout:   cfg.IdleTimeout,
-		Logger:        cfg.Logger,
+		Surface:         s.surface,
+		Envelope:        native.AppendError,
+		Hook:            s.runTestHook,
+		TLS:             tlsConf,
+		MaxConnsPerIP:   cfg.MaxConnsPerIP,
+		MaxInFlight:     cfg.MaxInFlight,
+		MaxWaitingPerIP: cfg.MaxWaitingPerIP,
+		ReadTimeout:     cfg.ReadTimeout,
+		WriteTimeout:    cfg.WriteTimeout,
+		IdleTimeout:     cfg.IdleTimeout,
+		Logger:          cfg.Logger,
 	})
 	s.orgs = tenant.NewCache(db, s.dim)
 	s.service.init(s)

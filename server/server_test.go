@@ -356,6 +356,42 @@ func TestMaxConnsPerIP(t *testing.T) {
 	}
 }
 
+// TestOverloadSheds: with MaxInFlight requests of the API being served, the
+// next one is answered 503 overloaded with Retry-After before its handler
+// runs, while the probes are still answered; once the held request is
+// answered, the API serves again.
+func TestOverloadSheds(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	e := newEnv(t, withConfig(func(c *Config) { c.MaxInFlight = 1 }), withHook(func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Request.Header.Peek("x-test-stall")) == "1" {
+			once.Do(func() { close(started) })
+			<-release
+		}
+	}))
+	s := e.newSession("overload-0001", "u1")
+	held := make(chan response, 1)
+	go func() {
+		held <- e.do(req{method: "GET", path: "/v1/sessions/" + s.csid, headers: []string{"apikey", e.apiKey, "x-test-stall", "1"}})
+	}()
+	<-started
+	r := e.do(req{method: "GET", path: "/v1/sessions/" + s.csid, headers: []string{"apikey", e.apiKey}})
+	if r.status != 503 || r.errorCode() != "overloaded" || r.header["retry-after"] != "1" {
+		t.Errorf("over the bound: %s, Retry-After %q", r, r.header["retry-after"])
+	}
+	if r := e.do(req{path: "/healthz"}); r.status != 200 {
+		t.Errorf("healthz under overload: %s", r)
+	}
+	close(release)
+	if r := <-held; r.status != 200 {
+		t.Errorf("held request: %s", r)
+	}
+	if r := e.do(req{method: "GET", path: "/v1/sessions/" + s.csid, headers: []string{"apikey", e.apiKey}}); r.status != 200 {
+		t.Errorf("after the held request: %s", r)
+	}
+}
+
 // TestShutdownDrains: a request in flight when Shutdown starts is answered;
 // readiness turns 503 at once; Shutdown returns after the request.
 func TestShutdownDrains(t *testing.T) {

@@ -32,9 +32,12 @@ func cmdBench(args []string, e *env) error {
 			"answer, measured by the same generator in the same run. Scenarios: suite (ceiling, validate at "+
 			"--connections, validate c=1, open loops at --open-fractions of the maximum, the ceiling's open loops at "+
 			"--ceiling-open-fractions, events), validate, events, "+
-			"mixed, ceiling. Prints a Markdown table and writes JSON, Markdown and an SVG plot into --out. Progress "+
+			"mixed, ceiling, overload (validate, then events: the closed-loop maximum, an open loop at 10% of it "+
+			"(unloaded), and an open loop at --overload-factor times it over --overload-connections from "+
+			"--overload-sources; reports goodput against the maximum and the admitted requests' p99 against the unloaded one). Prints a Markdown table and writes JSON, Markdown and an SVG plot into --out. Progress "+
 			"goes to stderr.")
 	c.examples = "  countersign bench --spawn                                  # the suite, as make bench runs it\n" +
+		"  countersign bench --spawn --scenario overload --duration 5s # goodput and tail at 10x the sustainable rate\n" +
 		"  countersign bench --spawn --scenario validate --connections 16 --rate 2000 --duration 30s\n" +
 		"  countersign bench --addr 127.0.0.1:8080 --cid cid_... --apikey csk_... --server-pid $(pgrep -n countersign)\n"
 	spawn := c.Bool("spawn", false, "start a server from this binary on a temporary data directory (removed afterwards); --addr, --cid and --apikey are then ignored")
@@ -63,6 +66,10 @@ func cmdBench(args []string, e *env) error {
 	serverCPUs := c.String("server-cpus", "LIST", "0", "taskset CPU list of the spawned server and the ceiling")
 	loadCPUs := c.String("load-cpus", "LIST", "1", "taskset CPU list of the load generator (this process)")
 	serverProcs := c.Int("server-gomaxprocs", "N", 1, "GOMAXPROCS of the spawned server and the ceiling when pinned")
+	overloadFactor := c.String("overload-factor", "X", "10", "overload scenario: the open loop's rate as a multiple of the closed-loop maximum")
+	overloadConns := c.Int("overload-connections", "N", 640, "overload scenario: connections of the overloading open loop (more than the server's 512 per address)")
+	overloadSources := c.String("overload-sources", "LIST", "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5", "overload scenario: source addresses the overloading connections are bound to, round-robin")
+	serveInFlight := c.Int("serve-max-in-flight", "N", 0, "the spawned server's --max-in-flight (0: its default)")
 	step := c.Duration("step", "DURATION", 250*time.Millisecond, "resolution of the throughput-over-time series")
 	timeout := c.Duration("timeout", "DURATION", 10*time.Second, "timeout of one request")
 	diskProbe := c.Duration("disk-probe", "DURATION", 2*time.Second, "before the load, measure the sync latency (fdatasync; fsync off Linux) of small writes (one at a time) in --disk-probe-dir or the spawned server's directory, and report it (0 for none)")
@@ -135,12 +142,20 @@ func cmdBench(args []string, e *env) error {
 			*addr = "127.0.0.1:1"
 		}
 	}
+	factor, ferr := strconv.ParseFloat(*overloadFactor, 64)
+	if ferr != nil || factor <= 1 {
+		return usagef("--overload-factor %q: want a number above 1", *overloadFactor)
+	}
+	serveArgs := []string{"--embedding-dim", strconv.Itoa(*dim)}
+	if *serveInFlight != 0 {
+		serveArgs = append(serveArgs, "--max-in-flight", strconv.Itoa(*serveInFlight))
+	}
 	r, err := bench.Execute(ctx, bench.Options{
 		Scenario:    *scenario,
 		Spawn:       *spawn,
 		Binary:      binary,
 		Durability:  *durability,
-		ServeArgs:   []string{"--embedding-dim", strconv.Itoa(*dim)},
+		ServeArgs:   serveArgs,
 		Addr:        *addr,
 		CID:         *cid,
 		APIKey:      *apiKey,
@@ -165,6 +180,9 @@ func cmdBench(args []string, e *env) error {
 		EventBodies:          *eventBodies,
 		FramesPerPost:        *framesPerPost,
 		MixEvents:            mix,
+		OverloadFactor:       factor,
+		OverloadConnections:  *overloadConns,
+		OverloadSources:      strings.Split(*overloadSources, ","),
 		Dim:                  *dim,
 		Seed:                 uint64(*seed),
 		ValidateBodies:       *bodies,

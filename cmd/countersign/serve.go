@@ -46,6 +46,8 @@ func cmdServe(args []string, e *env) error {
 	sessionCacheMB := c.Int("session-cache-mb", "N", store.DefaultSessionCacheBytes>>20,
 		"memory for the cache validate reads sessions, fields and templates from (0: off)")
 	maxConns := c.Int("max-conns-per-ip", "N", 0, "concurrent connections per client IP (default: the server's)")
+	maxWaiting := c.Int("max-waiting-per-ip", "N", 0, "connections per client IP whose first request has not arrived; past it the oldest is closed (default: the server's)")
+	maxInFlight := c.Int("max-in-flight", "N", 0, "API requests served at once; past it 503 overloaded (default: the server's)")
 	readTimeout := c.Duration("read-timeout", "DURATION", 0, "time to read one request (default: the server's)")
 	writeTimeout := c.Duration("write-timeout", "DURATION", 0, "time to write one response (default: the server's)")
 	idleTimeout := c.Duration("idle-timeout", "DURATION", 0, "keep-alive idle time (default: the server's)")
@@ -74,8 +76,8 @@ func cmdServe(args []string, e *env) error {
 		return usagef("--require-client-cert needs --client-ca")
 	case *dim <= 0:
 		return usagef("--embedding-dim must be positive")
-	case *workers < 0 || *queue < 0 || *maxConns < 0 || *sessionCacheMB < 0:
-		return usagef("--workers, --queue, --max-conns-per-ip and --session-cache-mb must not be negative")
+	case *workers < 0 || *queue < 0 || *maxConns < 0 || *maxWaiting < 0 || *maxInFlight < 0 || *sessionCacheMB < 0:
+		return usagef("--workers, --queue, --max-conns-per-ip, --max-waiting-per-ip, --max-in-flight and --session-cache-mb must not be negative")
 	case *ttl <= 0:
 		return usagef("--session-ttl must be positive")
 	case *idemTTL < 0:
@@ -161,6 +163,8 @@ func cmdServe(args []string, e *env) error {
 		Workers:           *workers,
 		QueueSize:         *queue,
 		MaxConnsPerIP:     *maxConns,
+		MaxWaitingPerIP:   *maxWaiting,
+		MaxInFlight:       *maxInFlight,
 		ReadTimeout:       *readTimeout,
 		WriteTimeout:      *writeTimeout,
 		IdleTimeout:       *idleTimeout,

@@ -220,44 +220,6 @@ func (c *Ctx) OneHeader(name string) (v []byte, sent, ok bool) {
 	return nil, true, c.Failf(ErrInvalidHeader, name, " is given more than once")
 }
 
-// rawHasHeader reports whether the raw header block (fasthttp's
-// RawHeaders: "Name: value" lines) has a line for name, compared without
-// regard to ASCII case.
-func rawHasHeader(raw []byte, name string) bool {
-	for start := 0; start < len(raw); {
-		line := raw[start:]
-		if end := bytes.IndexByte(line, '\n'); end >= 0 {
-			line, start = line[:end], start+end+1
-		} else {
-			start = len(raw)
-		}
-		if len(line) > len(name) && line[len(name)] == ':' && asciiEqualFold(line[:len(name)], name) {
-			return true // (fasthttp refuses blanks before the colon)
-		}
-	}
-	return false
-}
-
-// asciiEqualFold is bytes.EqualFold for ASCII names, without allocating.
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
 // Decode checks c.Body against sh and binds it into v (a pointer to one of
 // the surface's request structs, already reset).
 func (c *Ctx) Decode(sh *jsonwire.Shape, v any) bool {

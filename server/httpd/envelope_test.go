@@ -20,6 +20,7 @@ import (
 var (
 	routeTest  = NewRoute(Route{Name: "test_echo", Method: fasthttp.MethodPost, Envelope: appendTestError})
 	routePanic = NewRoute(Route{Name: "test_panic", Envelope: appendTestError})
+	routeWork  = NewRoute(Route{Name: "test_work", UsesStore: true, Envelope: appendTestError})
 )
 
 func appendTestError(dst []byte, e *Error, msg []byte) []byte {
@@ -47,6 +48,8 @@ func (ts *testSurface) Route(path []byte) (*Route, []byte) {
 		return routeTest, nil
 	case "/t/panic":
 		return routePanic, nil
+	case "/t/work":
+		return routeWork, nil
 	}
 	return RouteUnknown, nil
 }
@@ -100,6 +103,9 @@ func TestErrorsInTheRoutesEnvelope(t *testing.T) {
 			itoa(len(big)) + "\r\n\r\n", 413, "test:body_too_large:The request body is larger than 4 KiB, the limit of this route."},
 		{"panic", "GET /t/panic HTTP/1.1\r\nHost: x\r\n\r\n", 500, "test:internal_error"},
 		{"no route", "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404, "default:route_not_found"},
+		{"ambiguous framing", "POST /t/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n" +
+			"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 400,
+			"test:bad_request:The request could not be parsed: Transfer-Encoding and Content-Length are both given."},
 	} {
 		status, body := rawRequest(t, ln, tc.raw)
 		if status != tc.status || body != tc.body {

@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,12 @@ import (
 
 	"github.com/countersign/countersign/store"
 )
+
+// DefaultMaxWaitingPerIP is the default bound on one address's
+// connections stalled before their first request header block: more than a
+// NAT's clients open at the same instant, few enough that one address
+// holds little of the server while it waits.
+const DefaultMaxWaitingPerIP = 64
 
 // HeaderBufferSize is fasthttp's read buffer, which also bounds the request
 // line plus headers: larger headers are answered 431.
@@ -45,7 +52,18 @@ type Config struct {
 	Hook func(*fasthttp.RequestCtx)
 
 	TLS           *tls.Config // nil: plain HTTP
-	MaxConnsPerIP int         // negative for no limit
+	MaxConnsPerIP int         // connections per address; negative for no limit
+	// MaxWaitingPerIP bounds the connections of one address stalled
+	// before their first request header block; past it the oldest stalled
+	// one is evicted (perIPListener). 0 is DefaultMaxWaitingPerIP,
+	// negative no bound.
+	MaxWaitingPerIP int
+	// MaxInFlight bounds the requests of store routes served at once
+	// (Admission); 0 is DefaultMaxInFlight, negative no bound.
+	MaxInFlight int
+	// ShedHold is how long a refusal over MaxInFlight is held before it
+	// is written (Admission); 0 is DefaultShedHold, negative none.
+	ShedHold time.Duration
 
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	Logger                                 *slog.Logger
@@ -57,6 +75,8 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *Metrics
+	abuse   *abuseLog
+	admit   *Admission
 	hs      *fasthttp.Server
 
 	// storeDead is set, and failed closed, once the store has failed for
@@ -68,7 +88,8 @@ type Server struct {
 
 // New prepares the core; it does not listen.
 func New(cfg Config) *Server {
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), failed: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), abuse: newAbuseLog(cfg.Logger), failed: make(chan struct{})}
+	s.admit = newAdmission(cfg.MaxInFlight, cfg.ShedHold, s.envelope, s.metrics.Set)
 	s.hs = &fasthttp.Server{
 		Handler:                      s.handle,
 		ErrorHandler:                 s.handleTransportError,
@@ -83,10 +104,13 @@ func New(cfg Config) *Server {
 		CloseOnShutdown:              true,
 		DisablePreParseMultipartForm: true,
 		SecureErrorLogMessage:        true,
-		Logger:                       fasthttpLogger{s.log},
+		Logger:                       fasthttpLogger{s.abuse},
 	}
 	return s
 }
+
+// Admission is the server's bound on requests in flight.
+func (s *Server) Admission() *Admission { return s.admit }
 
 // Log is the server's logger.
 func (s *Server) Log() *slog.Logger { return s.log }
@@ -107,7 +131,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	// IP connections are always wrapped, capped or not: the wrapper also
 	// closes a connection refused mid-request gently (closeLingering) and
 	// refuses TLS on a plain port. (In-memory and unix ones are not.)
-	ln = newPerIPListener(ln, s.cfg.MaxConnsPerIP, s.metrics, s.cfg.Envelope)
+	waiting := s.cfg.MaxWaitingPerIP
+	if waiting == 0 {
+		waiting = DefaultMaxWaitingPerIP
+	}
+	ln = newPerIPListener(ln, s.cfg.MaxConnsPerIP, waiting, s.metrics, s.cfg.Envelope, s.abuse)
 	return s.hs.Serve(ln)
 }
 
@@ -157,16 +185,31 @@ func (s *Server) route(path []byte) (Surface, *Route, []byte) {
 	return sf, r, param
 }
 
-// handle is the fasthttp handler: it routes, and answers 500 (keeping the
-// server up) if a handler panics.
+// handle is the fasthttp handler: it routes, refuses ambiguous framing and
+// what Admission sheds, and answers 500 (keeping the server up) if a
+// handler panics.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	if a, ok := ctx.Conn().(interface{ requestArrived() }); ok {
+		a.requestArrived()
+	}
 	sf, r, param := s.route(ctx.Path())
+	if why := framingProblem(&ctx.Request.Header); why != "" {
+		s.refuseFraming(ctx, r, why, start)
+		return
+	}
+	if !s.admit.enter(r) {
+		s.admit.refuse(ctx, r)
+		s.metrics.Observe(r, fasthttp.StatusServiceUnavailable, start)
+		s.admit.holdRefusal()
+		return
+	}
 	ok := false
 	defer func() {
 		if ok {
 			return
 		}
+		s.admit.leave(r)
 		p := recover()
 		s.metrics.panics.Inc()
 		s.log.Error("handler panic", "route", r.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -189,8 +232,31 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.cfg.Hook(ctx)
 	}
 	sf.Serve(ctx, r, param)
-	s.metrics.Observe(r, ctx.Response.StatusCode(), start)
+	s.admit.leave(r)
+	status := ctx.Response.StatusCode()
+	s.metrics.Observe(r, status, start)
 	ok = true
+	if status == fasthttp.StatusServiceUnavailable && s.admit.counts(r) {
+		// A surface's own shedding (a full queue) is held like the
+		// core's, after its place is given back, for the same reason.
+		s.admit.holdRefusal()
+	}
+}
+
+// refuseFraming answers a request whose framing is ambiguous
+// (framingProblem) 400 and closes its connection: what follows its body
+// on the connection may be a request smuggled past a proxy, and is not
+// read.
+func (s *Server) refuseFraming(ctx *fasthttp.RequestCtx, r *Route, why string, start time.Time) {
+	msg := append([]byte("The request could not be parsed: "), why...)
+	msg = append(msg, '.')
+	ctx.Response.Reset()
+	ctx.SetStatusCode(ErrBadRequest.Status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(s.envelope(r)(nil, ErrBadRequest, msg))
+	ctx.SetConnectionClose()
+	s.metrics.Observe(r, ErrBadRequest.Status, start)
+	lingerOnClose(ctx)
 }
 
 // headerReceived applies the route's body limit as soon as the headers are
@@ -297,12 +363,22 @@ var transportReasons = []struct {
 	{errTLSOnPlainPort, "this port speaks plain HTTP, and the client began a TLS handshake"},
 }
 
-// handleExpect answers "Expect: 100-continue" before the body is sent: an
-// announced body over the route's limit gets the JSON 413 at once (fasthttp
+// handleExpect answers "Expect: 100-continue" before the body is sent: a
+// request Admission would refuse gets its 503 at once, an announced body
+// over the route's limit the JSON 413 (fasthttp
 // writes the response set here, without calling the handler, and closes the
 // connection); anything else is invited to send its body.
 func (s *Server) handleExpect(ctx *fasthttp.RequestCtx) int {
 	r := s.routeOfURI(ctx.Request.Header.RequestURI())
+	if s.admit.full(r) {
+		// Refused before the client sends its body. fasthttp closes the
+		// connection after this answer, so it is not held (Admission):
+		// the client must reconnect to send more.
+		s.admit.refuse(ctx, r)
+		s.metrics.Observe(r, fasthttp.StatusServiceUnavailable, time.Now())
+		lingerOnClose(ctx)
+		return fasthttp.StatusServiceUnavailable
+	}
 	if ctx.Request.Header.ContentLength() <= r.BodyLimit {
 		return fasthttp.StatusContinue
 	}
@@ -315,11 +391,39 @@ func (s *Server) handleExpect(ctx *fasthttp.RequestCtx) int {
 	return ErrBodyTooLarge.Status
 }
 
-// fasthttpLogger sends fasthttp's own log lines to slog.
-type fasthttpLogger struct{ l *slog.Logger }
+// fasthttpLogger sends fasthttp's own log lines to the abuse log: fasthttp
+// logs one line per connection it could not serve (a malformed request, a
+// failed TLS handshake), which is a number clients choose.
+type fasthttpLogger struct{ a *abuseLog }
 
+// Errors are cut at their first quote: fasthttp quotes the bytes it could
+// not parse ("malformed mime header: missing colon: ..."), which may hold
+// a credential, and nothing secret is logged.
 func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
+	kind := abuseTransport
+	for i, arg := range args {
+		if err, ok := arg.(error); ok {
+			if isTLSHandshakeError(err) {
+				kind = abuseTLS
+			}
+			msg := err.Error()
+			if q := strings.IndexByte(msg, '"'); q >= 0 {
+				msg = strings.TrimRight(msg[:q], ": ") + " (quoted request bytes left out)"
+			}
+			args[i] = msg
+		}
+	}
+	f.a.notef(kind, format, args...)
+}
+
+// isTLSHandshakeError reports whether err is a failed TLS handshake (the
+// handshake runs in the connection's first read, so fasthttp reports it as
+// a failure to serve the connection).
+// crypto/tls's handshake errors are of several types, some unexported, and
+// all say "tls: "; fasthttp may wrap them without %w.
+func isTLSHandshakeError(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh) || strings.Contains(err.Error(), "tls: ")
 }
 
 // TLSFiles names the PEM files of the server's TLS configuration.
