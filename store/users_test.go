@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -347,6 +349,98 @@ func TestUserRecordsCorrupt(t *testing.T) {
 		bad := append([]byte{0x7e}, rec[1:]...)
 		if err := parse(bad); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s with an unknown tag: %v", name, err)
+		}
+	}
+}
+
+// TestUsersConcurrentMobile: users created at once with one mobile number
+// (and one e-mail address): exactly one gets it.
+func TestUsersConcurrentMobile(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	errs := race(8, func(i int) error {
+		_, err := db.CreateUser(o.ID, User{UserID: fmt.Sprintf("user-%d", i), Mobile: "+14155552671", Email: "a@example.com"})
+		return err
+	})
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrMobileTaken):
+			t.Errorf("unexpected %v", err)
+		}
+	}
+	if ok != 1 || countKind(t, db, kindUserByMobile) != 1 || countKind(t, db, kindUserByEmail) != 1 {
+		t.Fatalf("%d users got one mobile number", ok)
+	}
+}
+
+// TestApprovalFamilyKeys: the new kinds decode back to their parts, and a
+// user's per-user scan prefix (devices, approvals, pending) covers that
+// user's records only, whatever bytes the ids hold.
+func TestApprovalFamilyKeys(t *testing.T) {
+	ids := adversarialIDs(rand.New(rand.NewPCG(7, 8)), 40)
+	org := orgOf(3)
+	h := sha256Of("secret")
+	for _, k := range [][]byte{appendHashKey(nil, kindDeviceByToken, &h), appendHashKey(nil, kindActivation, &h)} {
+		if p, ok := decodeKey(k); !ok || string(p.id) != string(h[:]) {
+			t.Fatalf("hash key %x decodes to %+v %v", k, p, ok)
+		}
+	}
+	type rec struct {
+		user string
+		key  []byte
+	}
+	var recs []rec
+	for i, user := range ids {
+		other := ids[(i+1)%len(ids)]
+		for _, k := range []struct {
+			kind byte
+			key  []byte
+		}{
+			{kindUser, appendUserKey(nil, org, user)},
+			{kindUserState, appendUserStateKey(nil, org, user)},
+			{kindDevice, appendDeviceKey(nil, org, user)},
+			{kindApproval, appendApprovalKey(nil, org, user)},
+		} {
+			if p, ok := decodeKey(k.key); !ok || p.kind != k.kind || p.org != org || string(p.id) != user {
+				t.Fatalf("key %x decodes to %+v %v", k.key, p, ok)
+			}
+		}
+		dk := appendDeviceByUserKey(nil, org, user, other)
+		if p, ok := decodeKey(dk); !ok || string(p.id) != user || string(p.name) != other {
+			t.Fatalf("device-by-user key %x decodes to %+v %v", dk, p, ok)
+		}
+		recs = append(recs, rec{user, dk})
+		for _, kind := range []byte{kindApprovalByUser, kindPending} {
+			ak := appendApprovalIndexKey(nil, kind, org, user, int64(i)<<20, other)
+			if p, ok := decodeKey(ak); !ok || p.kind != kind || string(p.id) != user || p.at != int64(i)<<20 || string(p.name) != other {
+				t.Fatalf("approval index key %x decodes to %+v %v", ak, p, ok)
+			}
+			recs = append(recs, rec{user, ak})
+		}
+	}
+	for _, user := range ids {
+		for _, kind := range []byte{kindDeviceByUser, kindApprovalByUser, kindPending} {
+			lo := appendPerUserPrefix(nil, kind, org, user)
+			hi := prefixEnd(nil, lo)
+			for _, r := range recs {
+				inside := bytes.Compare(r.key, lo) >= 0 && bytes.Compare(r.key, hi) < 0
+				if inside && (r.user != user || r.key[0] != kind) {
+					t.Fatalf("kind %#x: %q's record %x inside %q's scan", kind, r.user, r.key, user)
+				}
+			}
+		}
+	}
+	for _, bad := range [][]byte{
+		{kindDeviceByToken, 1, 2},
+		append([]byte{kindPending}, append(org[:], 1, 'u', 0, 0)...), // short time
+		append([]byte{kindDeviceByUser}, append(org[:], 9, 'u')...),  // length beyond the key
+		{kindUser, 1},
+	} {
+		if p, ok := decodeKey(bad); ok {
+			t.Errorf("decodeKey(%x) = %+v, ok", bad, p)
 		}
 	}
 }
