@@ -20,21 +20,32 @@ func TestPacerWakesWellWithinAMillisecond(t *testing.T) {
 		t.Fatal("no timerfd on Linux")
 	}
 	const want = 150 * time.Microsecond
-	var took []time.Duration
-	for range 21 {
-		t0 := time.Now()
-		p.sleep(want)
-		d := time.Since(t0)
-		if d < want {
-			t.Fatalf("slept %v, asked %v", d, want)
+	// The best median of three rounds: a round on a machine busy with other
+	// work (a parallel test binary, a compile) can be slow for reasons that
+	// are not the pacer's; a pacer that falls back to the Go timer is slow in
+	// every round.
+	var best time.Duration
+	var bestTook []time.Duration
+	for round := range 3 {
+		var took []time.Duration
+		for range 21 {
+			t0 := time.Now()
+			p.sleep(want)
+			d := time.Since(t0)
+			if d < want {
+				t.Fatalf("slept %v, asked %v", d, want)
+			}
+			took = append(took, d)
 		}
-		took = append(took, d)
+		slices.Sort(took)
+		if med := took[len(took)/2]; round == 0 || med < best {
+			best, bestTook = med, took
+		}
 	}
-	slices.Sort(took)
 	// The median is generous for a loaded machine; the Go timer's is
 	// about 1.05 ms here.
-	if med := took[len(took)/2]; med > 700*time.Microsecond {
-		t.Fatalf("median wait %v for %v (all: %v)", med, want, took)
+	if best > 700*time.Microsecond {
+		t.Fatalf("best median wait of three rounds %v for %v (its waits: %v)", best, want, bestTook)
 	}
 }
 

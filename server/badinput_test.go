@@ -22,7 +22,7 @@ func TestBadInputs(t *testing.T) {
 	e := newEnv(t)
 	s := e.newSession("bad-input-1", "u1")
 	good := string(e.validateBody(s, false, seedItems()...))
-	okFrame := `{"seq":1,"ts":1,"type":"face","faces":1,"quality":0.9,"liveness":0.9,"embedding":"` +
+	okFrame := `{"seq":1,"ts":1763800000100,"type":"face","faces":1,"quality":0.9,"liveness":0.9,"embedding":"` +
 		embB64(unitVec(newRand(1), testDim)) + `"}`
 
 	nan := make([]byte, 4*testDim)
@@ -32,7 +32,7 @@ func TestBadInputs(t *testing.T) {
 	}
 	frameSet := func(field, value string) string {
 		fields := map[string]string{
-			"seq": "1", "ts": "1", "type": `"face"`, "faces": "1", "quality": "0.9", "liveness": "0.9",
+			"seq": "1", "ts": "1763800000100", "type": `"face"`, "faces": "1", "quality": "0.9", "liveness": "0.9",
 			"embedding": `"` + embB64(unitVec(newRand(2), testDim)) + `"`,
 		}
 		fields[field] = value
@@ -178,13 +178,22 @@ func TestBadInputs(t *testing.T) {
 		{name: "events: seq -0", route: "events", body: `{"frames":[` + frameSet("seq", "-0") + `]}`, status: 400, code: "invalid_field", says: "frames[0].seq must be a non-negative integer"},
 		{name: "events: fractional ts", route: "events", body: `{"frames":[` + frameSet("ts", "1.5") + `]}`, status: 400, code: "wrong_type", says: "frames[0].ts must be an integer"},
 		{name: "events: 200-digit ts", route: "events", body: `{"frames":[` + frameSet("ts", digits200) + `]}`, status: 400, code: "invalid_field", says: "frames[0].ts"},
+		// ts: Unix milliseconds from 2020-01-01 to a day past the server's
+		// clock (1763800000000 in these tests).
+		{name: "events: frame ts 0", route: "events", body: `{"frames":[` + frameSet("ts", "0") + `]}`, status: 400, code: "invalid_field", says: "frames[0].ts must be Unix milliseconds from 1577836800000 (2020-01-01T00:00:00Z) to 24 h past the server's clock, 1763886400000 now; got 0"},
+		{name: "events: negative frame ts", route: "events", body: `{"frames":[` + frameSet("ts", "-1763800000100") + `]}`, status: 400, code: "invalid_field", says: "frames[0].ts must be Unix milliseconds"},
+		{name: "events: frame ts in seconds", route: "events", body: `{"frames":[` + okFrame + `,` + frameSet("ts", "1763800000") + `]}`, status: 400, code: "invalid_field", says: "frames[1].ts must be Unix milliseconds"},
+		{name: "events: frame ts in the year 3000", route: "events", body: `{"frames":[` + frameSet("ts", "32503680000000") + `]}`, status: 400, code: "invalid_field", says: "got 32503680000000"},
+		{name: "events: frame ts a day and 1 ms ahead", route: "events", body: `{"frames":[` + frameSet("ts", "1763886400001") + `]}`, status: 400, code: "invalid_field", says: "frames[0].ts"},
+		{name: "events: negative field ts", route: "events", body: `{"fields":[{"key":"a","value":1,"ts":-5}]}`, status: 400, code: "invalid_field", says: "fields[0].ts must be Unix milliseconds"},
+		{name: "events: field ts in the year 3000", route: "events", body: `{"fields":[{"key":"a","value":1,"ts":1763800000000},{"key":"b","value":1,"ts":32503680000000}]}`, status: 400, code: "invalid_field", says: "fields[1].ts must be Unix milliseconds from 1577836800000"},
 		{name: "events: 65 frames", route: "events", body: `{"frames":[` + strings.Repeat(okFrame+",", 64) + okFrame + `]}`, status: 400, code: "too_many_items", says: "frames has more than 64 items"},
 		{name: "events: value an array", route: "events", body: `{"fields":[{"key":"a","value":[1]}]}`, status: 400, code: "wrong_type", says: "fields[0].value"},
 		{name: "events: a value over 4 KiB as sent", route: "events", body: `{"fields":[{"key":"memo","value":"` + strings.Repeat("x", 4095) + `"}]}`, status: 400, code: "invalid_field", says: "fields[0].value: value longer than 4096 bytes as sent"},
 		{name: "events: 200-digit field value", route: "events", body: `{"fields":[{"key":"a","value":` + digits200 + `}]}`, status: 400, code: "invalid_field", says: "fields[0].value: number of more than 100 digits"},
 		{name: "events: empty field key", route: "events", body: `{"fields":[{"key":"","value":1}]}`, status: 400, code: "invalid_field", says: "fields[0].key"},
 		{name: "events: final a string", route: "events", body: `{"final":"yes"}`, status: 400, code: "wrong_type", says: "final"},
-		{name: "events: missing embedding", route: "events", body: `{"frames":[{"seq":1,"ts":1,"type":"face"}]}`, status: 400, code: "missing_field", says: "frames[0].embedding is required"},
+		{name: "events: missing embedding", route: "events", body: `{"frames":[{"seq":1,"ts":1763800000100,"type":"face"}]}`, status: 400, code: "missing_field", says: "frames[0].embedding is required"},
 
 		// Session creation.
 		{name: "sessions: short csid", route: "sessions", body: `{"csid":"short","userID":"u","action":"a"}`, status: 400, code: "invalid_field", says: "csid"},
@@ -195,7 +204,8 @@ func TestBadInputs(t *testing.T) {
 		{name: "sessions: C1 control character in userID", route: "sessions", body: `{"csid":"abcdefgh","userID":"user\u0085x","action":"a"}`, status: 400, code: "invalid_field", says: "userID"},
 		{name: "sessions: C1 control character in action", route: "sessions", body: `{"csid":"abcdefgh","userID":"u","action":"transfer\u009b"}`, status: 400, code: "invalid_field", says: "action"},
 		{name: "sessions: userID too long", route: "sessions", body: `{"csid":"abcdefgh","userID":"` + strings.Repeat("u", 257) + `","action":"a"}`, status: 400, code: "invalid_field", says: "userID"},
-		{name: "sessions: missing action", route: "sessions", body: `{"csid":"abcdefgh","userID":"u"}`, status: 400, code: "missing_field", says: "action is required"},
+		{name: "sessions: action too long", route: "sessions", body: `{"csid":"abcdefgh","userID":"u","action":"` + strings.Repeat("a", 257) + `"}`, status: 400, code: "invalid_field", says: "action, when given, must be at most 256 bytes"},
+		{name: "sessions: action null", route: "sessions", body: `{"csid":"abcdefgh","userID":"u","action":null}`, status: 400, code: "wrong_type", says: "action"},
 	}
 	if len(cases) < 30 {
 		t.Fatalf("only %d cases", len(cases))

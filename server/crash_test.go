@@ -41,7 +41,7 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info := mustJSON(map[string]string{"addr": ln.Addr().String(), "org": org.ID, "cid": org.CID, "key": key})
+	info := mustJSON(map[string]string{"addr": ln.Addr().String(), "org": org.ID.String(), "cid": org.CID, "key": key})
 	if err := os.WriteFile(filepath.Join(dir, "info.tmp"), info, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -131,16 +131,20 @@ func TestCrashRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
-	sess, err := db.Session(info.Org, "crash-00001")
+	org, err := store.ParseOrgID(info.Org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := db.Session(org, "crash-00001")
 	if err != nil || sess.FramesReceived != 9 || !sess.Final {
 		t.Fatalf("session after the crash: %+v %v", sess, err)
 	}
-	fields, err := db.Fields(info.Org, "crash-00001", nil)
+	fields, err := db.Fields(org, "crash-00001", nil)
 	if err != nil || len(fields) != 4 {
 		t.Errorf("fields after the crash: %d %v", len(fields), err)
 	}
 	id := jsonMap(t, decision.body)["decisionID"].(string)
-	d, err := db.Decision(info.Org, id)
+	d, err := db.Decision(org, id)
 	if err != nil {
 		t.Fatalf("decision after the crash: %v", err)
 	}

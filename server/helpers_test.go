@@ -332,8 +332,17 @@ type session struct {
 
 func (e *testEnv) newSession(csid, userID string) session {
 	e.t.Helper()
-	r := e.do(req{path: "/v1/sessions", body: mustJSON(map[string]any{"csid": csid, "userID": userID, "action": "wire_transfer"}),
-		headers: []string{"x-client-id", e.org.CID}})
+	return e.newSessionFor(csid, userID, "wire_transfer")
+}
+
+// newSessionFor opens a session for action; "" leaves action out of the body.
+func (e *testEnv) newSessionFor(csid, userID, action string) session {
+	e.t.Helper()
+	body := map[string]any{"csid": csid, "userID": userID}
+	if action != "" {
+		body["action"] = action
+	}
+	r := e.do(req{path: "/v1/sessions", body: mustJSON(body), headers: []string{"x-client-id", e.org.CID}})
 	if r.status != 201 {
 		e.t.Fatalf("create session %s: %s", csid, r)
 	}
@@ -483,14 +492,23 @@ func faceFrames(r *rand.Rand, face []float32, firstSeq uint64, ts0 int64, n int)
 
 // validateBody is the seed's documented validate body for a session.
 func (e *testEnv) validateBody(s session, enroll bool, items ...map[string]any) []byte {
+	return e.validateBodyFor("wire_transfer", s, enroll, items...)
+}
+
+// validateBodyFor is validateBody naming action; "" leaves action out.
+func (e *testEnv) validateBodyFor(action string, s session, enroll bool, items ...map[string]any) []byte {
 	if items == nil {
 		items = []map[string]any{}
 	}
-	return mustJSON(map[string]any{
-		"cid": e.org.CID, "csid": s.csid, "userID": s.userID, "action": "wire_transfer",
+	body := map[string]any{
+		"cid": e.org.CID, "csid": s.csid, "userID": s.userID,
 		"additionalData": map[string]any{"sessionData": items},
 		"isEnrollment":   enroll,
-	})
+	}
+	if action != "" {
+		body["action"] = action
+	}
+	return mustJSON(body)
 }
 
 // seedItems is the seed's documented sessionData.

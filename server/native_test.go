@@ -194,7 +194,7 @@ func TestQueueFullSheds(t *testing.T) {
 		}
 	}
 	rng := newRand(3)
-	body := mustJSON(eventsJSON{Frames: faceFrames(rng, unitVec(rng, testDim), 1, 1, 2)})
+	body := mustJSON(eventsJSON{Frames: faceFrames(rng, unitVec(rng, testDim), 1, 1763800000100, 2)})
 	r := e.postEvents(s, body)
 	if r.status != 503 || r.errorCode() != "queue_full" || r.header["retry-after"] == "" {
 		t.Fatalf("full queue: %s %v", r, r.header)
@@ -258,12 +258,12 @@ func TestSessionFrameLimit(t *testing.T) {
 			blobs = blobs[:0]
 		}
 	}
-	body := mustJSON(eventsJSON{Frames: faceFrames(rng, face, 5000, 1e6, 3)})
+	body := mustJSON(eventsJSON{Frames: faceFrames(rng, face, 5000, 1763800500000, 3)})
 	r := e.postEvents(s, body)
 	if r.status != 409 || r.errorCode() != "session_frame_limit" || !strings.Contains(r.errorMessage(), "4096") {
 		t.Fatalf("over the session frame limit: %s", r)
 	}
-	body = mustJSON(eventsJSON{Frames: faceFrames(rng, face, 5000, 1e6, 2)})
+	body = mustJSON(eventsJSON{Frames: faceFrames(rng, face, 5000, 1763800500000, 2)})
 	if r := e.postEvents(s, body); r.status != 202 {
 		t.Fatalf("up to the limit: %s", r)
 	}
@@ -680,7 +680,7 @@ func TestConcurrentEventsKeepCaps(t *testing.T) {
 	slow.Store(true)
 	var wg sync.WaitGroup
 	for i := range n {
-		frames := mustJSON(eventsJSON{Frames: faceFrames(rng, face, uint64(10000+2*i), 1e7, 2)})
+		frames := mustJSON(eventsJSON{Frames: faceFrames(rng, face, uint64(10000+2*i), 1763810000000, 2)})
 		fields := mustJSON(eventsJSON{Fields: []fieldJSON{
 			{Key: fmt.Sprintf("x%02da", i), Value: json.RawMessage(`1`)},
 			{Key: fmt.Sprintf("x%02db", i), Value: json.RawMessage(`1`)},

@@ -102,6 +102,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	// Sessions: 201, 400, 401, 409, 413, 415.
 	do(req{path: "/v1/sessions", body: []byte(`{"csid":"conform-0001","userID":"u1","action":"a"}`), headers: cid})
 	do(req{path: "/v1/sessions", body: []byte(`{"csid":"conform-0001","userID":"u1","action":"a"}`), headers: cid})
+	do(req{path: "/v1/sessions", body: []byte(`{"csid":"conform-0004","userID":"u1"}`), headers: cid}) // action is optional
 	do(req{path: "/v1/sessions", body: []byte(`{"csid":"x"}`), headers: cid})
 	do(req{path: "/v1/sessions", body: []byte(`{}`)})
 	do(req{path: "/v1/sessions", body: []byte(`{}`), headers: append(cid, "Content-Type", "text/plain")})
@@ -154,6 +155,11 @@ func TestOpenAPIConformance(t *testing.T) {
 		do(req{path: path, body: gzipBytes(bytes.Repeat([]byte(" "), 2<<20)), headers: append(key, "Content-Encoding", "gzip")})
 	}
 	id := jsonMap(t, first.body)["decisionID"].(string)
+	// Without action, over a session without one, and its status.
+	if r := do(req{path: "/v1/validate", body: e.validateBodyFor("", session{csid: "conform-0004", userID: "u1"}, false), headers: e.withKey()}); r.status != 200 {
+		t.Errorf("validate without action: %s", r)
+	}
+	do(req{path: "/v1/sessions/conform-0004", headers: e.withKey()})
 
 	// Processing: frames stored without a job yet.
 	s3 := e.newSession("conform-0003", "u1")

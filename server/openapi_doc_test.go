@@ -109,15 +109,19 @@ func TestOpenAPIDocSchemas(t *testing.T) {
 		{"Processing", `{"errorMessage":"processing","retryAfterMS":5}`, false},
 		{"CreateSessionRequest", `{"csid":"cs-00000001","userID":"u1","action":"transfer"}`, true},
 		{"CreateSessionRequest", `{"csid":"short","userID":"u1","action":"transfer"}`, false},
+		{"CreateSessionRequest", `{"csid":"cs-00000001","userID":"u1"}`, true}, // action is optional
 		{"CreateSessionResponse", `{"csid":"cs-00000001","collectToken":"t","expiresAt":1763800000000}`, true},
 		{"EventsRequest", docTestDesignEvents, true},
 		{"EventsRequest", `{"fields":[{"key":"total","value":{"a":1}}]}`, false},
 		// Every docType the server accepts (biometric.ParseDocType).
-		{"EventsRequest", `{"frames":[{"seq":1,"ts":1,"type":"document","docType":"other","embedding":"AAAAAA=="}]}`, true},
-		{"EventsRequest", `{"frames":[{"seq":1,"ts":1,"type":"document","docType":"visa","embedding":"AAAAAA=="}]}`, false},
+		{"EventsRequest", `{"frames":[{"seq":1,"ts":1763800000100,"type":"document","docType":"other","embedding":"AAAAAA=="}]}`, true},
+		{"EventsRequest", `{"frames":[{"seq":1,"ts":1763800000100,"type":"document","docType":"visa","embedding":"AAAAAA=="}]}`, false},
+		{"EventsRequest", `{"frames":[{"seq":1,"ts":1763800000,"type":"face","embedding":"AAAAAA=="}]}`, false}, // ts in seconds
+		{"EventsRequest", `{"fields":[{"key":"total","value":1,"ts":-1}]}`, false},
 		{"EventsResponse", `{"accepted":{"fields":1,"frames":2},"pending":2}`, true},
 		{"ValidateRequest", docTestSeedValidate, true},
 		{"ValidateRequest", `{"cid":"c","csid":"cs-00000001","userID":"u","action":"a","extra":1}`, false},
+		{"ValidateRequest", `{"cid":"c","csid":"cs-00000001","userID":"u"}`, true}, // action is optional
 	}
 	for i, c := range cases {
 		var v any

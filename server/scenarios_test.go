@@ -458,3 +458,55 @@ func TestEnrollmentRefused(t *testing.T) {
 		t.Error("enrollment not counted")
 	}
 }
+
+// TestActionOptional: a session and a validate may each leave the action
+// out; only two named actions that differ are action_mismatch. A session
+// opened without one enrolls and is verified like any other.
+func TestActionOptional(t *testing.T) {
+	e := newEnv(t)
+	face := unitVec(newRand(300), testDim)
+	rng := newRand(301)
+	collect := func(s session, ts0 int64) {
+		t.Helper()
+		if r := e.postEvents(s, mustJSON(eventsJSON{Fields: seedFields(), Frames: faceFrames(rng, face, 1, ts0, 8), Final: true})); r.status != 202 {
+			t.Fatalf("events: %s", r)
+		}
+	}
+
+	// Enrollment over a session without action, validated without one.
+	s := e.newSessionFor("noaction-0001", "alice", "")
+	collect(s, 1763800000100)
+	v := parseVerdict(t, e.validateWhenScored(e.validateBodyFor("", s, true, seedItems()...)))
+	if !v.Indicators.UserEnrolled || v.ViolationNames() != "" {
+		t.Fatalf("enrollment without action: enrolled %v, violations %q", v.Indicators.UserEnrolled, v.ViolationNames())
+	}
+	if st := jsonMap(t, e.do(req{path: "/v1/sessions/" + s.csid, headers: e.withKey()}).body); st["action"] != "" {
+		t.Errorf("status of a session without action: action %v", st["action"])
+	}
+
+	// A session without action, validated naming one: verified.
+	s = e.newSessionFor("noaction-0002", "alice", "")
+	collect(s, 1763800010100)
+	if v := parseVerdict(t, e.validateWhenScored(e.validateBodyFor("wire_transfer", s, false, seedItems()...))); !v.VerifiedAction || v.ViolationNames() != "" {
+		t.Errorf("session without action, validate with one: verified %v, violations %q", v.VerifiedAction, v.ViolationNames())
+	}
+
+	// A session naming an action: validated without one, verified; naming
+	// another, action_mismatch and not verified; naming the same, verified.
+	s = e.newSessionFor("action-0003", "alice", "wire_transfer")
+	collect(s, 1763800020100)
+	for _, c := range []struct {
+		action   string
+		verified bool
+		names    string
+	}{
+		{"", true, ""},
+		{"login", false, "action_mismatch"},
+		{"wire_transfer", true, ""},
+	} {
+		v := parseVerdict(t, e.validateWhenScored(e.validateBodyFor(c.action, s, false, seedItems()...)))
+		if v.VerifiedAction != c.verified || v.ViolationNames() != c.names {
+			t.Errorf("validate with action %q: verified %v, violations %q; want %v, %q", c.action, v.VerifiedAction, v.ViolationNames(), c.verified, c.names)
+		}
+	}
+}

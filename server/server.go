@@ -179,7 +179,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 // (httpd.Surface), built in New.
 func (s *Server) surface(path []byte) httpd.Surface {
 	switch {
-	case hasPrefix(path, "/v1/device"):
+	case string(path) == "/v1/device", hasPrefix(path, "/v1/device/"):
 		return &s.service // the device surface, to come: route_not_found meanwhile
 	case hasPrefix(path, "/ivalt"), hasPrefix(path, "/unloq/v1"), hasPrefix(path, "/admin/v1"):
 		return &s.service // surfaces to come: route_not_found meanwhile
@@ -274,8 +274,10 @@ func (s *Server) Failed() <-chan struct{} { return s.core.Failed() }
 
 // storeOpen probes the store with the cheapest read there is: an
 // organization that does not exist answers ErrNotFound while the store is
-// open, ErrClosed once it is closed.
+// open, ErrClosed once it is closed. Not the zero id, which the store
+// answers ErrNotFound without reading; any other will do, and if an
+// organization happens to have it, the store is open all the same.
 func (s *Server) storeOpen() bool {
-	_, err := s.db.OrgByID("0000000000000000")
+	_, err := s.db.OrgByID(store.OrgID{0xff})
 	return !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrFatal)
 }

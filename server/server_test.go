@@ -185,13 +185,17 @@ func TestMetrics(t *testing.T) {
 	for _, want := range []string{
 		`countersign_http_requests_total{route="healthz",status="200"} 1`,
 		`countersign_http_requests_total{route="unknown",status="404"} 1`,
-		`countersign_http_request_duration_seconds_bucket{route="healthz",status="200",vmrange=`,
+		`countersign_http_request_duration_seconds_bucket{route="healthz",status="200",le="10"} 1`,
+		`# TYPE countersign_http_request_duration_seconds histogram`,
+		`# TYPE countersign_store_compactions_total counter`,
 		`countersign_frame_queue_depth 0`,
 		`countersign_frame_queue_capacity 64`,
 		`countersign_decisions_total{verdict="verified"} 0`,
 		`countersign_store_disk_bytes `,
 		`countersign_store_read_amplification `,
 		`countersign_store_background_yields_total 0`,
+		`countersign_store_damaged_frames_total 0`,
+		`countersign_store_wal_written_bytes_total `,
 		`go_goroutines `,
 	} {
 		if !bytes.Contains(r.body, []byte(want)) {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"io"
-	"strconv"
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -94,36 +93,31 @@ func (s *Server) serveMetrics(c *httpd.Ctx) {
 	})
 }
 
-// writeStoreMetrics writes the Pebble statistics operators watch: space,
+// writeStoreMetrics writes the store statistics operators watch: space,
 // read amplification, compaction and flush activity, memtables, WAL and
-// block cache.
+// block cache. The figures that only grow are counters (*_total), so that
+// rate() and increase() apply; the rest are gauges.
 func (s *Server) writeStoreMetrics(w io.Writer) {
-	m := s.db.Metrics()
-	if m == nil {
+	st, ok := s.db.Stats()
+	if !ok {
 		return
 	}
-	total := m.Total()
-	gauge := func(name string, v float64) {
-		b := make([]byte, 0, 96)
-		b = append(b, name...)
-		b = append(b, ' ')
-		b = strconv.AppendFloat(b, v, 'g', -1, 64)
-		b = append(b, '\n')
-		_, _ = w.Write(b)
-	}
-	gauge("countersign_store_disk_bytes", float64(m.DiskSpaceUsage()))
-	gauge("countersign_store_read_amplification", float64(m.ReadAmp()))
-	gauge("countersign_store_tables", float64(total.TablesCount))
-	gauge("countersign_store_tables_bytes", float64(total.TablesSize))
-	gauge("countersign_store_compactions_total", float64(m.Compact.Count))
-	gauge("countersign_store_compaction_debt_bytes", float64(m.Compact.EstimatedDebt))
-	gauge("countersign_store_flushes_total", float64(m.Flush.Count))
-	gauge("countersign_store_memtable_bytes", float64(m.MemTable.Size))
-	gauge("countersign_store_memtables", float64(m.MemTable.Count))
-	gauge("countersign_store_wal_bytes", float64(m.WAL.Size))
-	gauge("countersign_store_wal_written_bytes_total", float64(m.WAL.BytesWritten))
-	gauge("countersign_store_block_cache_bytes", float64(m.BlockCache.Size))
-	gauge("countersign_store_block_cache_hits_total", float64(m.BlockCache.Hits))
-	gauge("countersign_store_block_cache_misses_total", float64(m.BlockCache.Misses))
-	gauge("countersign_store_background_yields_total", float64(s.db.BackgroundYields()))
+	gauge := func(name string, v uint64) { metrics.WriteGaugeUint64(w, name, v) }
+	counter := func(name string, v uint64) { metrics.WriteCounterUint64(w, name, v) }
+	gauge("countersign_store_disk_bytes", st.DiskBytes)
+	gauge("countersign_store_read_amplification", st.ReadAmplification)
+	gauge("countersign_store_tables", st.Tables)
+	gauge("countersign_store_tables_bytes", st.TableBytes)
+	counter("countersign_store_compactions_total", st.Compactions)
+	gauge("countersign_store_compaction_debt_bytes", st.CompactionDebt)
+	counter("countersign_store_flushes_total", st.Flushes)
+	gauge("countersign_store_memtable_bytes", st.MemtableBytes)
+	gauge("countersign_store_memtables", st.Memtables)
+	gauge("countersign_store_wal_bytes", st.WALBytes)
+	counter("countersign_store_wal_written_bytes_total", st.WALWrittenBytes)
+	gauge("countersign_store_block_cache_bytes", st.BlockCacheBytes)
+	counter("countersign_store_block_cache_hits_total", st.BlockCacheHits)
+	counter("countersign_store_block_cache_misses_total", st.BlockCacheMisses)
+	counter("countersign_store_background_yields_total", st.BackgroundYields)
+	counter("countersign_store_damaged_frames_total", st.DamagedFrames)
 }

@@ -154,7 +154,7 @@ func TestAllocationsCachedReader(t *testing.T) {
 // validateReads makes validate's reads of session "csid-allocs" (with
 // fields fields) and user "user-12345"'s template through rd, into dst and
 // the buffers fv and tmpl, which it returns grown.
-func validateReads(t *testing.T, rd *Reader, org string, dst *Session, fv []FieldValue, tmpl []byte, fields int) ([]FieldValue, []byte) {
+func validateReads(t *testing.T, rd *Reader, org OrgID, dst *Session, fv []FieldValue, tmpl []byte, fields int) ([]FieldValue, []byte) {
 	var err error
 	if err = rd.SessionInPlace(org, "csid-allocs", dst); err != nil || dst.UserID != "user-12345" {
 		t.Fatal(err, dst.UserID)

@@ -10,7 +10,7 @@ import "sync"
 // again once a call ends.
 type call struct {
 	db  *DB
-	org orgID // zero for a call that names no organization (admit)
+	org OrgID // zero for a call that names no organization (admit)
 	// held is the stripe the call serialises its read-modify-write by,
 	// unlocked when it ends.
 	held *stripe
@@ -24,17 +24,16 @@ type scratch struct {
 
 var callPool = sync.Pool{New: func() any { return new(call) }}
 
-// begin admits a call for the organization orgIDs. Its errors come in a
-// fixed order: ErrNotFound when orgIDs names no organization, whatever else
-// is wrong with the call; then argErr, the caller's verdict on its other
-// arguments (lookupID's for a record id), so that a bad argument is
-// answered as such even by a closed store; then ErrClosed or ErrFatal. The
-// verdict is a value rather than a check begin runs, so that it costs
-// nothing to pass. A nil call comes with every error; every call begin
-// returns must end.
-func (db *DB) begin(orgIDs string, argErr error) (*call, error) {
-	org, ok := parseOrgID(orgIDs)
-	if !ok {
+// begin admits a call for the organization org. Its errors come in a
+// fixed order: ErrNotFound when org is zero, naming no organization,
+// whatever else is wrong with the call; then argErr, the caller's verdict
+// on its other arguments (lookupID's for a record id), so that a bad
+// argument is answered as such even by a closed store; then ErrClosed or
+// ErrFatal. The verdict is a value rather than a check begin runs, so that
+// it costs nothing to pass. A nil call comes with every error; every call
+// begin returns must end.
+func (db *DB) begin(org OrgID, argErr error) (*call, error) {
+	if org.IsZero() {
 		return nil, ErrNotFound
 	}
 	c, err := db.admit(argErr)
@@ -77,7 +76,7 @@ func (c *call) end() {
 		s.zbuf = nil
 	}
 	s.key, s.key2, s.val, s.zbuf = s.key[:0], s.key2[:0], s.val[:0], s.zbuf[:0]
-	c.db, c.org = nil, orgID{}
+	c.db, c.org = nil, OrgID{}
 	callPool.Put(c)
 	db.exit()
 }

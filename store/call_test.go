@@ -22,7 +22,7 @@ func TestArgumentErrorsBeforeClosed(t *testing.T) {
 		call func() error
 	}{
 		{"CreateSession unknown org and empty csid", ErrNotFound, func() error {
-			_, _, err := db.CreateSession("not-an-org", "", "u", "a")
+			_, _, err := db.CreateSession(OrgID{}, "", "u", "a")
 			return err
 		}},
 		{"CreateSession empty csid", ErrEmptyID, func() error {
@@ -42,7 +42,7 @@ func TestArgumentErrorsBeforeClosed(t *testing.T) {
 			return err
 		}},
 		{"AppendEventsOnce huge frame", ErrTooLarge, func() error {
-			_, _, err := db.AppendEventsOnce(o.ID, "csid", nil, []FrameIn{{Raw: huge[:MaxFrameBytes+1]}}, false, 0)
+			_, _, err := db.AppendEventsOnce(o.ID, "csid", nil, []FrameIn{{Raw: huge[:MaxFrameBytes+1]}}, false, 0, 0)
 			return err
 		}},
 		{"SaveAggregate huge aggregate", ErrTooLarge, func() error {
@@ -52,7 +52,7 @@ func TestArgumentErrorsBeforeClosed(t *testing.T) {
 			return db.PutDecision(&Decision{OrgID: o.ID}, nil, [32]byte{})
 		}},
 		{"PutDecision unknown org and no id", ErrNotFound, func() error {
-			return db.PutDecision(&Decision{OrgID: "zz"}, nil, [32]byte{})
+			return db.PutDecision(&Decision{OrgID: OrgID{}}, nil, [32]byte{})
 		}},
 		{"PutTemplate empty user", ErrEmptyID, func() error {
 			return db.PutTemplate(o.ID, "", []byte("t"))
@@ -103,20 +103,11 @@ func TestCallEndsClean(t *testing.T) {
 	c.key = append(c.key, "key"...)
 	c.val = append(c.val, bytes.Repeat([]byte{1}, 2<<20)...) // over the size kept
 	c.end()
-	if c.db != nil || c.org != (orgID{}) || c.held != nil || len(c.key) != 0 || c.val != nil {
+	if c.db != nil || c.org != (OrgID{}) || c.held != nil || len(c.key) != 0 || c.val != nil {
 		t.Fatalf("ended call keeps db %v org %v held %v key %q val cap %d", c.db, c.org, c.held, c.key, cap(c.val))
 	}
 	// The stripe is free: taking it again does not block.
-	if !db.stripes[stripeOf(domainSession, orgIDOf(t, o.ID), "csid")].TryLock() {
+	if !db.stripes[stripeOf(domainSession, o.ID, "csid")].TryLock() {
 		t.Fatal("the stripe is still held after end")
 	}
-}
-
-func orgIDOf(t *testing.T, s string) orgID {
-	t.Helper()
-	org, ok := parseOrgID(s)
-	if !ok {
-		t.Fatalf("org id %q", s)
-	}
-	return org
 }

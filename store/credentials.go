@@ -41,8 +41,8 @@ func (db *DB) newSecret(prefix string) (string, [32]byte, error) {
 
 // AddAPIKey issues another API key for the organization (to rotate keys
 // without downtime). Like CreateOrg's, it is returned once.
-func (db *DB) AddAPIKey(orgIDs string) (string, error) {
-	c, err := db.begin(orgIDs, nil)
+func (db *DB) AddAPIKey(org OrgID) (string, error) {
+	c, err := db.begin(org, nil)
 	if err != nil {
 		return "", err
 	}
@@ -80,7 +80,7 @@ func (db *DB) OrgByAPIKey(key []byte) (Org, error) {
 	}
 	defer c.end()
 	hash := sha256.Sum256(key)
-	var org orgID
+	var org OrgID
 	c.key = appendAPIKeyKey(c.key[:0], &hash)
 	err = db.get(c.key, func(v []byte) error {
 		o, stored, err := parseAPIKeyRec(v)
@@ -112,14 +112,14 @@ func apiKeyFormat(key []byte) error {
 	return nil
 }
 
-func appendAPIKeyRec(dst []byte, org orgID, hash *[32]byte, createdAt int64) []byte {
+func appendAPIKeyRec(dst []byte, org OrgID, hash *[32]byte, createdAt int64) []byte {
 	dst = append(dst, tagV1)
 	dst = append(dst, org[:]...)
 	dst = append(dst, hash[:]...)
 	return binary.BigEndian.AppendUint64(dst, uint64(createdAt))
 }
 
-func parseAPIKeyRec(v []byte) (org orgID, hash []byte, err error) {
+func parseAPIKeyRec(v []byte) (org OrgID, hash []byte, err error) {
 	if len(v) != apiKeyRecLen || v[0] != tagV1 {
 		return org, nil, ErrCorrupt
 	}

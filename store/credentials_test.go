@@ -12,7 +12,7 @@ func TestAPIKeys(t *testing.T) {
 		t.Fatalf("second key %q", key2)
 	}
 	other, otherKey := newOrg(t, db, "globex")
-	for k, want := range map[string]string{key1: o.ID, key2: o.ID, otherKey: other.ID} {
+	for k, want := range map[string]OrgID{key1: o.ID, key2: o.ID, otherKey: other.ID} {
 		if g := must[Org](t)(db.OrgByAPIKey([]byte(k))); g.ID != want {
 			t.Errorf("key %s -> %s, want %s", k, g.ID, want)
 		}

@@ -8,10 +8,11 @@ import (
 // Decision is one validate decision as it was answered. It is stored before
 // the response is sent (fail closed) and read back by id.
 type Decision struct {
-	ID, OrgID, CSID, UserID string
-	CreatedAt               int64 // unix ms
-	Verified                bool  // verifiedAction
-	Score                   int32 // ivScore
+	OrgID            OrgID
+	ID, CSID, UserID string
+	CreatedAt        int64 // unix ms
+	Verified         bool  // verifiedAction
+	Score            int32 // ivScore
 	// Response is the answer as the server keeps it, opaque to the store:
 	// a compact record the server renders the JSON answer from
 	// (server/decisionrec.go), or, in logs written before records existed,
@@ -93,17 +94,17 @@ func decisionArgs(d *Decision, idemKey []byte) error {
 
 // Decision returns the organization's decision id. ErrNotFound if there is
 // none, including when another organization has one with that id.
-func (db *DB) Decision(orgIDs, id string) (Decision, error) {
-	c, err := db.begin(orgIDs, lookupID(id))
+func (db *DB) Decision(org OrgID, id string) (Decision, error) {
+	c, err := db.begin(org, lookupID(id))
 	if err != nil {
 		return Decision{}, err
 	}
 	defer c.end()
-	return db.decision(nil, c, orgIDs, id)
+	return db.decision(nil, c, org, id)
 }
 
 // decision reads through rd, or (nil) an iterator of its own.
-func (db *DB) decision(rd *Reader, c *call, orgIDs, id string) (Decision, error) {
+func (db *DB) decision(rd *Reader, c *call, org OrgID, id string) (Decision, error) {
 	var d Decision
 	c.key = appendDecisionKey(c.key[:0], c.org, id)
 	err := db.getVia(rd, c.key, func(v []byte) error {
@@ -113,7 +114,7 @@ func (db *DB) decision(rd *Reader, c *call, orgIDs, id string) (Decision, error)
 		}
 		d = Decision{
 			ID:        id,
-			OrgID:     orgIDs,
+			OrgID:     org,
 			CSID:      string(r.csid),
 			UserID:    string(r.userID),
 			CreatedAt: r.createdAt,

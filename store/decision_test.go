@@ -42,7 +42,7 @@ func TestDecisions(t *testing.T) {
 
 	// Guards.
 	wantErr(t, db.PutDecision(&Decision{OrgID: o.ID}, nil, hash), ErrEmptyID)
-	wantErr(t, db.PutDecision(&Decision{OrgID: "x", ID: "1"}, nil, hash), ErrNotFound)
+	wantErr(t, db.PutDecision(&Decision{OrgID: OrgID{}, ID: "1"}, nil, hash), ErrNotFound)
 	wantErr(t, db.PutDecision(&Decision{OrgID: o.ID, ID: "1"}, make([]byte, MaxKeyBytes+1), hash), ErrKeyTooLong)
 	wantErr(t, db.PutDecision(&Decision{OrgID: o.ID, ID: "1", Response: make([]byte, MaxValueBytes+1)}, nil, hash), ErrTooLarge)
 }

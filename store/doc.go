@@ -23,8 +23,8 @@
 // store ever scans, covers exactly the records under it: no id, whatever
 // bytes it holds, can make one session's fields appear under another's.
 //
-// The organization id is the 16 hex characters of Org.ID decoded to 8 bytes;
-// a string that is not 16 hex characters names no organization. lp(x) is
+// The organization id is Org.ID's 8 bytes (OrgID; 16 hex characters where
+// people see it); the zero OrgID names no organization. lp(x) is
 // uvarint(len(x)) followed by x; be32 and be64 are big-endian, so integer
 // parts sort numerically.
 //

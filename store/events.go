@@ -6,6 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
+	"strconv"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // AppendEvents durably appends fields and frames to a live session in one
@@ -22,8 +26,8 @@ import (
 //
 // Calls on one session are serialised, so concurrent posts neither lose
 // counts nor share an index.
-func (db *DB) AppendEvents(orgIDs, csid string, fields []FieldValue, frames [][]byte, final bool) (firstIndex uint32, err error) {
-	firstIndex, _, err = db.appendEvents(orgIDs, csid, fields, frames, nil, final, 0)
+func (db *DB) AppendEvents(org OrgID, csid string, fields []FieldValue, frames [][]byte, final bool) (firstIndex uint32, err error) {
+	firstIndex, _, err = db.appendEvents(org, csid, fields, frames, nil, final, 0, 0)
 	return firstIndex, err
 }
 
@@ -35,7 +39,9 @@ type FrameIn struct {
 }
 
 // AppendEventsOnce is AppendEvents for frames a client may deliver more
-// than once (a retry after a lost response). A frame whose seq the session
+// than once, with the checks an events request needs made under the
+// session's lock, so that concurrent requests cannot together get past
+// them (a retry after a lost response). A frame whose seq the session
 // already holds with byte-identical Raw, or that repeats an earlier frame of
 // this call, is a re-delivery: it is skipped, neither stored nor counted in
 // FramesReceived. A frame whose seq the session holds with different bytes
@@ -46,21 +52,45 @@ type FrameIn struct {
 // updated in the same batch as the frames, under the session's lock, so
 // concurrent retries store a frame once.
 //
-// maxFrames, when not 0, caps the frames a session holds: if the session's
-// frames plus those this call would store exceed it, nothing is written and
-// the error is ErrTooManyFrames, with firstIndex and stored saying how many
-// frames the session would have had (firstIndex + stored).
-func (db *DB) AppendEventsOnce(orgIDs, csid string, fields []FieldValue, frames []FrameIn, final bool, maxFrames uint32) (firstIndex uint32, stored int, err error) {
+// A session marked final takes nothing new: a call it holds in full (as
+// EventsHeld tells) is a client retrying a post whose answer it lost, and
+// stores nothing with no error; any other is ErrFinal.
+//
+// maxFields, when not 0, caps the distinct field names a session holds:
+// if the names of fields that are neither stored nor repeated earlier in
+// the call would take the session past it, nothing is written and the
+// error is a *LimitError for ErrFieldLimit. maxFrames, when not 0, caps
+// the frames a session holds: if the session's frames plus those this
+// call would store exceed it, nothing is written and the error is a
+// *LimitError for ErrFrameLimit, with firstIndex and stored also saying
+// how many frames the session would have had (firstIndex + stored).
+func (db *DB) AppendEventsOnce(org OrgID, csid string, fields []FieldValue, frames []FrameIn, final bool, maxFields int, maxFrames uint32) (firstIndex uint32, stored int, err error) {
 	if frames == nil {
 		frames = []FrameIn{} // not nil: nil is AppendEvents' seq-less frames
 	}
-	return db.appendEvents(orgIDs, csid, fields, nil, frames, final, maxFrames)
+	return db.appendEvents(org, csid, fields, nil, frames, final, maxFields, maxFrames)
 }
+
+// LimitError is an events call refused because it would take a session
+// past a cap its caller set. It carries the counts, so that the caller can
+// say in its answer what the session would have held.
+type LimitError struct {
+	Limit error  // ErrFieldLimit or ErrFrameLimit; errors.Is matches it
+	Would uint64 // what the session would have held (fields: at least, as counting stops past the cap)
+	Max   uint64 // the cap
+}
+
+func (e *LimitError) Error() string {
+	return e.Limit.Error() + ": the session would hold " + strconv.FormatUint(e.Would, 10) +
+		", at most " + strconv.FormatUint(e.Max, 10)
+}
+
+func (e *LimitError) Unwrap() error { return e.Limit }
 
 // appendEvents is AppendEvents (frames in raws, seq-less) and
 // AppendEventsOnce (frames in ins, not nil).
-func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]byte, ins []FrameIn, final bool, maxFrames uint32) (firstIndex uint32, stored int, err error) {
-	c, err := db.begin(orgIDs, eventsArgs(csid, fields, raws, ins))
+func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][]byte, ins []FrameIn, final bool, maxFields int, maxFrames uint32) (firstIndex uint32, stored int, err error) {
+	c, err := db.begin(org, eventsArgs(csid, fields, raws, ins))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -80,6 +110,21 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 		return 0, 0, err
 	}
 	firstIndex = r.received
+	if ins != nil && r.final {
+		// Read under the lock: nothing can be added beside the check.
+		switch held, err := db.eventsHeld(c, csid, fields, ins); {
+		case err != nil:
+			return 0, 0, err
+		case !held:
+			return firstIndex, 0, ErrFinal
+		}
+		return firstIndex, 0, nil
+	}
+	if maxFields > 0 && len(fields) > 0 {
+		if err := db.checkFieldCap(c, csid, fields, maxFields); err != nil {
+			return 0, 0, err
+		}
+	}
 
 	// The frames to store: all of raws; those of ins that are not
 	// re-deliveries, with their digests for the frame-seq records.
@@ -124,7 +169,7 @@ func (db *DB) appendEvents(orgIDs, csid string, fields []FieldValue, raws [][]by
 		return 0, 0, ErrTooLarge
 	}
 	if maxFrames > 0 && uint64(r.received)+uint64(stored) > uint64(maxFrames) {
-		return firstIndex, stored, ErrTooManyFrames
+		return firstIndex, stored, &LimitError{Limit: ErrFrameLimit, Would: uint64(r.received) + uint64(stored), Max: uint64(maxFrames)}
 	}
 	if len(fields) == 0 && stored == 0 && (!final || r.final) {
 		return firstIndex, 0, nil // nothing would change
@@ -231,10 +276,12 @@ func repeatsEarlier(ins []FrameIn, digests [][32]byte, i int) bool {
 // A client retrying a post whose answer it lost sends exactly that, and
 // the caller can then answer as the first post was answered rather than
 // refuse it (a final session takes no new events, but a repeat is not
-// new). It reads without the session's lock: the caller serialises the
-// session's events calls. ErrNotFound and ErrExpired as for the session.
-func (db *DB) EventsHeld(orgIDs, csid string, fields []FieldValue, frames []FrameIn) (bool, error) {
-	c, err := db.begin(orgIDs, lookupID(csid))
+// new). It reads without the session's lock, so its answer may be out of
+// date unless the session is final (AppendEventsOnce adds nothing to a
+// final session), and AppendEventsOnce asks again under the lock.
+// ErrNotFound and ErrExpired as for the session.
+func (db *DB) EventsHeld(org OrgID, csid string, fields []FieldValue, frames []FrameIn) (bool, error) {
+	c, err := db.begin(org, lookupID(csid))
 	if err != nil {
 		return false, err
 	}
@@ -242,6 +289,12 @@ func (db *DB) EventsHeld(orgIDs, csid string, fields []FieldValue, frames []Fram
 	if err := db.checkSession(c, csid); err != nil {
 		return false, err
 	}
+	return db.eventsHeld(c, csid, fields, frames)
+}
+
+// eventsHeld is EventsHeld for a call that has read the session. It
+// encodes keys into c.key2 only, so c.key, the session's key, survives.
+func (db *DB) eventsHeld(c *call, csid string, fields []FieldValue, frames []FrameIn) (bool, error) {
 	for i := range fields {
 		f := &fields[i]
 		if len(f.Key) == 0 || len(f.Key) > MaxKeyBytes || laterField(fields, i) {
@@ -269,6 +322,49 @@ func (db *DB) EventsHeld(orgIDs, csid string, fields []FieldValue, frames []Fram
 		}
 	}
 	return true, nil
+}
+
+// checkFieldCap answers a *LimitError for ErrFieldLimit when storing
+// fields would give the session more than maxFields distinct names: those
+// stored, and those of fields that are not stored and not repeated earlier
+// in the call (names compare as keys do: exact bytes). The session's
+// stored names are only counted; they are looked up one by one only when
+// the count plus the call's fields exceeds the cap, which a session well
+// under its cap never pays.
+func (db *DB) checkFieldCap(c *call, csid string, fields []FieldValue, maxFields int) error {
+	c.key2 = appendSessionPart(c.key2[:0], kindField, c.org, csid)
+	c.zbuf = prefixEnd(c.zbuf[:0], c.key2)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: c.key2, UpperBound: c.zbuf})
+	if err != nil {
+		return err
+	}
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if n+len(fields) <= maxFields {
+		return nil
+	}
+	for i := range fields {
+		key := fields[i].Key
+		if slices.ContainsFunc(fields[:i], func(f FieldValue) bool { return bytes.Equal(f.Key, key) }) {
+			continue
+		}
+		c.key2 = appendFieldKey(c.key2[:0], c.org, csid, key)
+		switch stored, err := db.has(c.key2); {
+		case err != nil:
+			return err
+		case stored:
+			continue
+		}
+		if n++; n > maxFields {
+			return &LimitError{Limit: ErrFieldLimit, Would: uint64(n), Max: uint64(maxFields)}
+		}
+	}
+	return nil
 }
 
 // laterField says whether a field after fields[i] has its name.

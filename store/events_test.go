@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,7 +145,7 @@ func TestConcurrentAppendEvents(t *testing.T) {
 }
 
 // framesOf reads the session's stored frames in arrival order.
-func framesOf(t testing.TB, db *DB, org, csid string) [][]byte {
+func framesOf(t testing.TB, db *DB, org OrgID, csid string) [][]byte {
 	t.Helper()
 	var out [][]byte
 	check(t, db.Frames(org, csid, 0, func(_ uint32, raw []byte) error {
@@ -162,14 +163,14 @@ func TestAppendEventsOnce(t *testing.T) {
 	o, _ := newOrg(t, db, "acme")
 	newSession(t, db, o.ID, "csid-once")
 	in := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}, {3, []byte("frame-3")}}
-	first, stored, err := db.AppendEventsOnce(o.ID, "csid-once", nil, in, false, 0)
+	first, stored, err := db.AppendEventsOnce(o.ID, "csid-once", nil, in, false, 0, 0)
 	check(t, err)
 	if first != 0 || stored != 3 {
 		t.Fatalf("first append: first %d stored %d", first, stored)
 	}
 
 	// The retry: nothing stored, nothing counted.
-	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, in, false, 0)
+	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, in, false, 0, 0)
 	check(t, err)
 	if first != 3 || stored != 0 {
 		t.Fatalf("retry: first %d stored %d", first, stored)
@@ -183,7 +184,7 @@ func TestAppendEventsOnce(t *testing.T) {
 	// order.
 	in2 := []FrameIn{{2, []byte("frame-2")}, {3, []byte("frame-3")}, {2, []byte("other-2")},
 		{4, []byte("frame-4")}, {4, []byte("frame-4")}, {9, []byte("frame-1")}}
-	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, in2, false, 0)
+	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, in2, false, 0, 0)
 	check(t, err)
 	if first != 3 || stored != 3 {
 		t.Fatalf("overlap: first %d stored %d, want 3 and 3", first, stored)
@@ -194,7 +195,7 @@ func TestAppendEventsOnce(t *testing.T) {
 		t.Fatalf("frames %q, want %q", got, want)
 	}
 	// Both versions of seq 2 are now known.
-	if _, stored, _ = db.AppendEventsOnce(o.ID, "csid-once", nil, []FrameIn{{2, []byte("frame-2")}, {2, []byte("other-2")}}, false, 0); stored != 0 {
+	if _, stored, _ = db.AppendEventsOnce(o.ID, "csid-once", nil, []FrameIn{{2, []byte("frame-2")}, {2, []byte("other-2")}}, false, 0, 0); stored != 0 {
 		t.Fatalf("known versions of seq 2 stored again: %d", stored)
 	}
 	if n := countKind(t, db, kindFrameSeq); n != 6 {
@@ -202,13 +203,13 @@ func TestAppendEventsOnce(t *testing.T) {
 	}
 
 	// The cap counts only the frames that would be stored.
-	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, append(in, FrameIn{5, []byte("frame-5")}), false, 7)
+	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, append(in, FrameIn{5, []byte("frame-5")}), false, 0, 7)
 	check(t, err)
 	if first != 6 || stored != 1 {
 		t.Fatalf("at the cap: first %d stored %d", first, stored)
 	}
-	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, []FrameIn{{1, []byte("frame-1")}, {6, []byte("frame-6")}}, false, 7)
-	wantErr(t, err, ErrTooManyFrames)
+	first, stored, err = db.AppendEventsOnce(o.ID, "csid-once", nil, []FrameIn{{1, []byte("frame-1")}, {6, []byte("frame-6")}}, false, 0, 7)
+	wantErr(t, err, ErrFrameLimit)
 	if first+uint32(stored) != 8 {
 		t.Fatalf("over the cap: would have %d frames, want 8", first+uint32(stored))
 	}
@@ -217,7 +218,7 @@ func TestAppendEventsOnce(t *testing.T) {
 	}
 
 	// Fields and final still apply when every frame is a re-delivery.
-	_, stored, err = db.AppendEventsOnce(o.ID, "csid-once", []FieldValue{{Key: []byte("k"), Value: []byte(`1`)}}, in, true, 0)
+	_, stored, err = db.AppendEventsOnce(o.ID, "csid-once", []FieldValue{{Key: []byte("k"), Value: []byte(`1`)}}, in, true, 0, 0)
 	check(t, err)
 	if s := must[Session](t)(db.Session(o.ID, "csid-once")); stored != 0 || !s.Final || s.FramesReceived != 7 {
 		t.Fatalf("stored %d; session %+v", stored, s)
@@ -234,9 +235,12 @@ func TestAppendEventsOnceTenancy(t *testing.T) {
 	a, _ := newOrg(t, db, "acme")
 	b, _ := newOrg(t, db, "bank")
 	in := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}}
-	for _, sc := range []struct{ org, csid string }{{a.ID, "csid-aaaa"}, {a.ID, "csid-aaab"}, {b.ID, "csid-aaaa"}} {
+	for _, sc := range []struct {
+		org  OrgID
+		csid string
+	}{{a.ID, "csid-aaaa"}, {a.ID, "csid-aaab"}, {b.ID, "csid-aaaa"}} {
 		newSession(t, db, sc.org, sc.csid)
-		if _, stored, err := db.AppendEventsOnce(sc.org, sc.csid, nil, in, false, 0); err != nil || stored != 2 {
+		if _, stored, err := db.AppendEventsOnce(sc.org, sc.csid, nil, in, false, 0, 0); err != nil || stored != 2 {
 			t.Fatalf("%s/%s: stored %d, %v", sc.org, sc.csid, stored, err)
 		}
 	}
@@ -244,13 +248,13 @@ func TestAppendEventsOnceTenancy(t *testing.T) {
 	newSession(t, db, a.ID, "csid-plain")
 	_, err := db.AppendEvents(a.ID, "csid-plain", nil, [][]byte{[]byte("frame-1")}, false)
 	check(t, err)
-	if _, stored, err := db.AppendEventsOnce(a.ID, "csid-plain", nil, in[:1], false, 0); err != nil || stored != 1 {
+	if _, stored, err := db.AppendEventsOnce(a.ID, "csid-plain", nil, in[:1], false, 0, 0); err != nil || stored != 1 {
 		t.Fatalf("after a seq-less append: stored %d, %v", stored, err)
 	}
 	// Unknown and expired sessions.
-	_, _, err = db.AppendEventsOnce(a.ID, "csid-none", nil, in, false, 0)
+	_, _, err = db.AppendEventsOnce(a.ID, "csid-none", nil, in, false, 0, 0)
 	wantErr(t, err, ErrNotFound)
-	_, _, err = db.AppendEventsOnce("zz", "csid-aaaa", nil, in, false, 0)
+	_, _, err = db.AppendEventsOnce(OrgID{}, "csid-aaaa", nil, in, false, 0, 0)
 	wantErr(t, err, ErrNotFound)
 }
 
@@ -266,7 +270,7 @@ func TestAppendEventsOnceConcurrent(t *testing.T) {
 	total := 0
 	for range 8 {
 		wg.Go(func() {
-			_, stored, err := db.AppendEventsOnce(o.ID, "csid-race", nil, in, false, 0)
+			_, stored, err := db.AppendEventsOnce(o.ID, "csid-race", nil, in, false, 0, 0)
 			if err != nil {
 				t.Error(err)
 			}
@@ -291,7 +295,7 @@ func TestEventsHeld(t *testing.T) {
 	fv := func(k, v string, ts int64) FieldValue { return FieldValue{Key: []byte(k), Value: []byte(v), TS: ts} }
 	fields := []FieldValue{fv("amount", `"1"`, 10), fv("payee", `"bob"`, 11), fv("amount", `"2"`, 12)}
 	frames := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}}
-	if _, _, err := db.AppendEventsOnce(o.ID, "csid-held", fields, frames, true, 0); err != nil {
+	if _, _, err := db.AppendEventsOnce(o.ID, "csid-held", fields, frames, true, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -340,7 +344,7 @@ func TestNewFramesSkipTheRedeliveryLookup(t *testing.T) {
 	lookups := func() uint64 { return db.redeliveryLookups.Load() }
 	appendOnce := func(in ...FrameIn) int {
 		t.Helper()
-		_, stored, err := db.AppendEventsOnce(o.ID, "csid-floor", nil, in, false, 0)
+		_, stored, err := db.AppendEventsOnce(o.ID, "csid-floor", nil, in, false, 0, 0)
 		check(t, err)
 		return stored
 	}
@@ -366,7 +370,7 @@ func TestNewFramesSkipTheRedeliveryLookup(t *testing.T) {
 
 	// Evicted, then filled from Pebble by a Reader: the floor is unknown,
 	// so every frame is looked up, and re-deliveries are still caught.
-	org, _ := parseOrgID(o.ID)
+	org := o.ID
 	key := appendSessionKey(nil, org, "csid-floor")
 	db.sc.write(key, func(*cachedSession) *cachedSession { return nil })
 	rd := db.NewReader()
@@ -383,14 +387,14 @@ func TestNewFramesSkipTheRedeliveryLookup(t *testing.T) {
 
 	// The highest seq there is leaves no floor above it.
 	newSession(t, db, o.ID, "csid-top")
-	_, stored, err := db.AppendEventsOnce(o.ID, "csid-top", nil, []FrameIn{{math.MaxUint64, []byte("top")}}, false, 0)
+	_, stored, err := db.AppendEventsOnce(o.ID, "csid-top", nil, []FrameIn{{math.MaxUint64, []byte("top")}}, false, 0, 0)
 	check(t, err)
 	key = appendSessionKey(nil, org, "csid-top")
 	if e := db.sc.get(key); stored != 1 || e == nil || e.seqKnown {
 		t.Fatalf("after seq MaxUint64: stored %d, snapshot %+v", stored, e)
 	}
 	before := lookups()
-	if _, stored, err = db.AppendEventsOnce(o.ID, "csid-top", nil, []FrameIn{{math.MaxUint64, []byte("top")}, {0, []byte("zero")}}, false, 0); err != nil || stored != 1 || lookups()-before != 2 {
+	if _, stored, err = db.AppendEventsOnce(o.ID, "csid-top", nil, []FrameIn{{math.MaxUint64, []byte("top")}, {0, []byte("zero")}}, false, 0, 0); err != nil || stored != 1 || lookups()-before != 2 {
 		t.Fatalf("retry of seq MaxUint64 with seq 0: stored %d, %d lookups, %v", stored, lookups()-before, err)
 	}
 }
@@ -405,7 +409,7 @@ func TestRedeliveryWithoutTheCache(t *testing.T) {
 	newSession(t, db, o.ID, "csid-nocache")
 	in := []FrameIn{{1, []byte("f1")}, {2, []byte("f2")}}
 	for i, want := range []int{2, 0} {
-		_, stored, err := db.AppendEventsOnce(o.ID, "csid-nocache", nil, in, false, 0)
+		_, stored, err := db.AppendEventsOnce(o.ID, "csid-nocache", nil, in, false, 0, 0)
 		check(t, err)
 		if stored != want {
 			t.Fatalf("append %d: stored %d, want %d", i, stored, want)
@@ -413,5 +417,141 @@ func TestRedeliveryWithoutTheCache(t *testing.T) {
 	}
 	if n := db.redeliveryLookups.Load(); n != 4 {
 		t.Fatalf("%d lookups without the cache, want 4", n)
+	}
+}
+
+// TestAppendEventsOnceFieldCap: the cap counts the session's stored names
+// and the call's new ones once each; a later value of a stored name and a
+// name repeated within the call do not count again. A refused call writes
+// nothing.
+func TestAppendEventsOnceFieldCap(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-fcap")
+	fv := func(k string) FieldValue { return FieldValue{Key: []byte(k), Value: []byte(`1`)} }
+	const limit = 5
+	_, _, err := db.AppendEventsOnce(o.ID, "csid-fcap", []FieldValue{fv("a"), fv("b"), fv("c")}, nil, false, limit, 0)
+	check(t, err)
+	// Two stored names again and one new name twice: 4 names.
+	_, _, err = db.AppendEventsOnce(o.ID, "csid-fcap", []FieldValue{fv("a"), fv("b"), fv("d"), fv("d")}, nil, false, limit, 0)
+	check(t, err)
+	// A fifth name fits; a sixth and seventh do not, and nothing of the call is stored.
+	_, _, err = db.AppendEventsOnce(o.ID, "csid-fcap", []FieldValue{fv("a"), fv("e")}, nil, false, limit, 0)
+	check(t, err)
+	_, _, err = db.AppendEventsOnce(o.ID, "csid-fcap", []FieldValue{fv("a"), fv("f"), fv("g")}, []FrameIn{{1, []byte("frame-1")}}, false, limit, 0)
+	wantErr(t, err, ErrFieldLimit)
+	var limitErr *LimitError
+	if !errors.As(err, &limitErr) || limitErr.Max != limit || limitErr.Would != limit+1 {
+		t.Fatalf("limit error %#v", err)
+	}
+	if f := must[[]FieldValue](t)(db.Fields(o.ID, "csid-fcap", nil)); len(f) != limit {
+		t.Fatalf("%d fields after a refused call, want %d", len(f), limit)
+	}
+	if s := must[Session](t)(db.Session(o.ID, "csid-fcap")); s.FramesReceived != 0 {
+		t.Fatalf("a refused call stored %d frames", s.FramesReceived)
+	}
+	// Without a cap, or with fields only already stored, the call goes in.
+	_, _, err = db.AppendEventsOnce(o.ID, "csid-fcap", []FieldValue{fv("a"), fv("e")}, nil, false, limit, 0)
+	check(t, err)
+	_, _, err = db.AppendEventsOnce(o.ID, "csid-fcap", []FieldValue{fv("f")}, nil, false, 0, 0)
+	check(t, err)
+}
+
+// TestAppendEventsOnceFinal: a final session takes nothing new, but a call
+// it holds in full (a retry of the final post) is answered without error
+// and stores nothing.
+func TestAppendEventsOnceFinal(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-final")
+	fields := []FieldValue{{Key: []byte("total"), Value: []byte(`"35.00"`), TS: 7}}
+	frames := []FrameIn{{1, []byte("frame-1")}}
+	_, _, err := db.AppendEventsOnce(o.ID, "csid-final", fields, frames, true, 0, 0)
+	check(t, err)
+	first, stored, err := db.AppendEventsOnce(o.ID, "csid-final", fields, frames, true, 0, 0)
+	if err != nil || first != 1 || stored != 0 {
+		t.Fatalf("the retried final post: first %d stored %d, %v", first, stored, err)
+	}
+	for _, c := range []struct {
+		name   string
+		fields []FieldValue
+		frames []FrameIn
+	}{
+		{"a new field", []FieldValue{{Key: []byte("payee"), Value: []byte(`1`)}}, nil},
+		{"a new value", []FieldValue{{Key: []byte("total"), Value: []byte(`"36.00"`), TS: 8}}, nil},
+		{"a new frame", nil, []FrameIn{{2, []byte("frame-2")}}},
+	} {
+		_, stored, err := db.AppendEventsOnce(o.ID, "csid-final", c.fields, c.frames, false, 0, 0)
+		if !errors.Is(err, ErrFinal) || stored != 0 {
+			t.Errorf("%s: stored %d, %v; want ErrFinal", c.name, stored, err)
+		}
+	}
+	if s := must[Session](t)(db.Session(o.ID, "csid-final")); s.FramesReceived != 1 {
+		t.Fatalf("FramesReceived %d, want 1", s.FramesReceived)
+	}
+}
+
+// TestAppendEventsOnceFieldCapConcurrent: calls that each fit under the
+// field cap but together do not are checked one after the other, under
+// the session's lock, so they cannot together take the session past it.
+// The clock is slowed down, and the store reads it under the lock, when
+// it checks the session's expiry: were the names counted before the lock,
+// both calls of a session would count while the first waited for the
+// clock, before either committed.
+func TestAppendEventsOnceFieldCapConcurrent(t *testing.T) {
+	var slow atomic.Bool
+	clk := newClock()
+	now := func() time.Time {
+		if slow.Load() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return clk.Now()
+	}
+	db, err := Open(Options{Dir: "db", FS: vfs.NewMem(), Now: now})
+	check(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	o, _ := newOrg(t, db, "acme")
+	const limit, sessions = 10, 6
+	fv := func(k string) FieldValue { return FieldValue{Key: []byte(k), Value: []byte(`1`)} }
+	for i := range sessions {
+		csid := fmt.Sprintf("csid-fcap-%d", i)
+		newSession(t, db, o.ID, csid)
+		var stored []FieldValue
+		for j := range limit - 4 {
+			stored = append(stored, fv(fmt.Sprintf("f%d", j)))
+		}
+		_, _, err := db.AppendEventsOnce(o.ID, csid, stored, nil, false, limit, 0)
+		check(t, err)
+	}
+	slow.Store(true)
+	var wg sync.WaitGroup
+	refused := make([]atomic.Int32, sessions)
+	start := make(chan struct{})
+	for i := range sessions {
+		csid := fmt.Sprintf("csid-fcap-%d", i)
+		for w := range 2 {
+			// Each adds 3 new names (6 + 3 fits; 6 + 3 + 3 does not).
+			fields := []FieldValue{fv("f0"), fv(fmt.Sprintf("w%d-a", w)), fv(fmt.Sprintf("w%d-b", w)), fv(fmt.Sprintf("w%d-c", w))}
+			wg.Go(func() {
+				<-start
+				_, _, err := db.AppendEventsOnce(o.ID, csid, fields, nil, false, limit, 0)
+				switch {
+				case errors.Is(err, ErrFieldLimit):
+					refused[i].Add(1)
+				case err != nil:
+					t.Error(err)
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	slow.Store(false)
+	for i := range sessions {
+		csid := fmt.Sprintf("csid-fcap-%d", i)
+		f := must[[]FieldValue](t)(db.Fields(o.ID, csid, nil))
+		if len(f) > limit || refused[i].Load() != 1 {
+			t.Errorf("%s: %d fields (cap %d), %d calls refused; want one", csid, len(f), limit, refused[i].Load())
+		}
 	}
 }

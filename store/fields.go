@@ -15,8 +15,8 @@ type FieldValue struct {
 
 // Fields appends the session's fields to dst, sorted by name (bytewise),
 // and returns it. Keys and values are fresh copies the caller may keep.
-func (db *DB) Fields(orgIDs, csid string, dst []FieldValue) ([]FieldValue, error) {
-	c, err := db.begin(orgIDs, lookupID(csid))
+func (db *DB) Fields(org OrgID, csid string, dst []FieldValue) ([]FieldValue, error) {
+	c, err := db.begin(org, lookupID(csid))
 	if err != nil {
 		return dst, err
 	}

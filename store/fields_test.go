@@ -25,7 +25,7 @@ func TestSessionFields(t *testing.T) {
 	wantErr(t, err, ErrNotFound) // Session's value keeps no read state
 
 	var got []FieldValue
-	for _, read := range []func(string, string, *Session) error{db.SessionInto, db.SessionInPlace} {
+	for _, read := range []func(OrgID, string, *Session) error{db.SessionInto, db.SessionInPlace} {
 		check(t, read(o.ID, "csid-0001", &s))
 		got = must[[]FieldValue](t)(db.SessionFields(&s, got[:0]))
 		want := must[[]FieldValue](t)(db.Fields(o.ID, "csid-0001", nil))

@@ -24,8 +24,8 @@ type StoredFrame struct {
 // logged and counted (DamagedFrames), and the iteration goes on: the caller
 // must treat it as a frame that can never verify, and can still advance
 // past its index.
-func (db *DB) Frames(orgIDs, csid string, from uint32, fn func(index uint32, raw []byte) error) error {
-	c, err := db.begin(orgIDs, lookupID(csid))
+func (db *DB) Frames(org OrgID, csid string, from uint32, fn func(index uint32, raw []byte) error) error {
+	c, err := db.begin(org, lookupID(csid))
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func (db *DB) Frames(orgIDs, csid string, from uint32, fn func(index uint32, raw
 			// callers count it as received but never verified, and go on.
 			db.damagedFrames.Add(1)
 			db.log.Error("stored frame does not decompress; skipped as unverified",
-				"org", orgIDs, "csid", csid, "index", index, "err", err)
+				"org", org.String(), "csid", csid, "index", index, "err", err)
 			raw = nil
 		} else {
 			c.zbuf = raw

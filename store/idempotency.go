@@ -12,13 +12,13 @@ import (
 // with a different request is the caller's 422). ErrNotFound when the key
 // was never used, or not within the idempotency TTL (Options): an expired
 // key is free for a new decision, the old decision stays readable by id.
-func (db *DB) Idempotent(orgIDs string, key []byte) (Decision, [32]byte, error) {
-	return db.idempotent(nil, orgIDs, key)
+func (db *DB) Idempotent(org OrgID, key []byte) (Decision, [32]byte, error) {
+	return db.idempotent(nil, org, key)
 }
 
 // idempotent reads through rd, or (nil) an iterator per read.
-func (db *DB) idempotent(rd *Reader, orgIDs string, key []byte) (Decision, [32]byte, error) {
-	c, err := db.begin(orgIDs, lookupID(key))
+func (db *DB) idempotent(rd *Reader, org OrgID, key []byte) (Decision, [32]byte, error) {
+	c, err := db.begin(org, lookupID(key))
 	if err != nil {
 		return Decision{}, [32]byte{}, err
 	}
@@ -40,7 +40,7 @@ func (db *DB) idempotent(rd *Reader, orgIDs string, key []byte) (Decision, [32]b
 	if expired {
 		return Decision{}, [32]byte{}, ErrNotFound
 	}
-	d, err := db.decision(rd, c, orgIDs, id)
+	d, err := db.decision(rd, c, org, id)
 	if errors.Is(err, ErrNotFound) {
 		// Both records are written in one batch, so this is damage.
 		err = ErrCorrupt

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 )
 
 // Record kinds: the first byte of every key (see the layout in doc.go).
@@ -35,26 +36,35 @@ const (
 	kindPending        byte = 0x52
 )
 
-// orgID is an organization id as keys hold it: the 8 bytes behind Org.ID's
-// 16 hex characters. Fixed width, so no separator is needed after it.
-type orgID [8]byte
+// OrgID is an organization's id: 8 random bytes, written as 16 hex
+// characters (String) wherever people or JSON see it. Keys hold the bytes
+// themselves, fixed width, so no separator is needed after them. Callers
+// parse an id once, where it enters (a flag, a URL), and pass the value:
+// comparing and hashing 8 bytes is cheaper than two strings, and a method
+// taking an OrgID cannot be handed a csid by mistake. The zero OrgID names
+// no organization; the store answers it ErrNotFound.
+type OrgID [8]byte
 
-// parseOrgID reads Org.ID. Anything else is not an organization id, which
-// callers answer as ErrNotFound.
-func parseOrgID(s string) (orgID, bool) {
-	var o orgID
+// ErrOrgID: a string that is not 16 hex characters was given as an
+// organization id.
+var ErrOrgID = errors.New("store: an organization id is 16 hex characters")
+
+// ParseOrgID reads an id as String writes it (upper-case hex digits are
+// accepted too). Anything else is ErrOrgID.
+func ParseOrgID(s string) (OrgID, error) {
+	var o OrgID
 	if len(s) != 2*len(o) {
-		return o, false
+		return OrgID{}, ErrOrgID
 	}
 	for i := range o {
 		hi, ok1 := unhex(s[2*i])
 		lo, ok2 := unhex(s[2*i+1])
 		if !ok1 || !ok2 {
-			return o, false
+			return OrgID{}, ErrOrgID
 		}
 		o[i] = hi<<4 | lo
 	}
-	return o, true
+	return o, nil
 }
 
 func unhex(c byte) (byte, bool) {
@@ -69,7 +79,19 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-func (o orgID) String() string { return hex.EncodeToString(o[:]) }
+// String is the id as 16 lower-case hex characters.
+func (o OrgID) String() string { return hex.EncodeToString(o[:]) }
+
+// AppendText appends String's text to dst, for encoders that append
+// (encoding.TextAppender); it never fails.
+func (o OrgID) AppendText(dst []byte) ([]byte, error) { return hex.AppendEncode(dst, o[:]), nil }
+
+// MarshalText is String's text, so that JSON and log encoders write the id
+// as people read it rather than as 8 numbers.
+func (o OrgID) MarshalText() ([]byte, error) { return o.AppendText(nil) }
+
+// IsZero reports whether o is the zero OrgID, which names no organization.
+func (o OrgID) IsZero() bool { return o == OrgID{} }
 
 // appendLP appends a length-prefixed part: uvarint(len(s)), s. A
 // length-prefixed part is never a prefix of a different one, which is what
@@ -81,7 +103,7 @@ func appendLP[T string | []byte](dst []byte, s T) []byte {
 
 func metaKey() []byte { return []byte{kindMeta, 'l', 'a', 'y', 'o', 'u', 't'} }
 
-func appendOrgKey(dst []byte, org orgID) []byte {
+func appendOrgKey(dst []byte, org OrgID) []byte {
 	return append(append(dst, kindOrg), org[:]...)
 }
 
@@ -95,20 +117,20 @@ func appendAPIKeyKey(dst []byte, hash *[32]byte) []byte {
 
 // appendSessionPart appends kind, org, lp(csid): the session's key, and the
 // scan prefix of its fields and frames with their own kinds.
-func appendSessionPart[T string | []byte](dst []byte, kind byte, org orgID, csid T) []byte {
+func appendSessionPart[T string | []byte](dst []byte, kind byte, org OrgID, csid T) []byte {
 	dst = append(append(dst, kind), org[:]...)
 	return appendLP(dst, csid)
 }
 
-func appendSessionKey(dst []byte, org orgID, csid string) []byte {
+func appendSessionKey(dst []byte, org OrgID, csid string) []byte {
 	return appendSessionPart(dst, kindSession, org, csid)
 }
 
-func appendFieldKey[T string | []byte](dst []byte, org orgID, csid string, name T) []byte {
+func appendFieldKey[T string | []byte](dst []byte, org OrgID, csid string, name T) []byte {
 	return append(appendSessionPart(dst, kindField, org, csid), name...)
 }
 
-func appendFrameKey(dst []byte, org orgID, csid string, index uint32) []byte {
+func appendFrameKey(dst []byte, org OrgID, csid string, index uint32) []byte {
 	return binary.BigEndian.AppendUint32(appendSessionPart(dst, kindFrame, org, csid), index)
 }
 
@@ -119,33 +141,33 @@ const frameDigestLen = 16
 // appendFrameSeqKey is the record that a frame with this seq and these
 // stored bytes (digest: their SHA-256, of which it keeps frameDigestLen
 // bytes) is held by the session: how AppendEventsOnce knows a re-delivery.
-func appendFrameSeqKey(dst []byte, org orgID, csid string, seq uint64, digest *[32]byte) []byte {
+func appendFrameSeqKey(dst []byte, org OrgID, csid string, seq uint64, digest *[32]byte) []byte {
 	dst = binary.BigEndian.AppendUint64(appendSessionPart(dst, kindFrameSeq, org, csid), seq)
 	return append(dst, digest[:frameDigestLen]...)
 }
 
 // appendExpiryKey orders sessions by expiry so the sweep reads only those
 // that are due. Negative times (a clock before 1970) sort first.
-func appendExpiryKey(dst []byte, expiresAt int64, org orgID, csid string) []byte {
+func appendExpiryKey(dst []byte, expiresAt int64, org OrgID, csid string) []byte {
 	dst = binary.BigEndian.AppendUint64(append(dst, kindExpiry), uint64(max(expiresAt, 0)))
 	return append(append(dst, org[:]...), csid...)
 }
 
-func appendTemplateKey(dst []byte, org orgID, userID string) []byte {
+func appendTemplateKey(dst []byte, org OrgID, userID string) []byte {
 	return append(append(append(dst, kindTemplate), org[:]...), userID...)
 }
 
-func appendDecisionKey(dst []byte, org orgID, id string) []byte {
+func appendDecisionKey(dst []byte, org OrgID, id string) []byte {
 	return append(append(append(dst, kindDecision), org[:]...), id...)
 }
 
-func appendIdempotencyKey(dst []byte, org orgID, key []byte) []byte {
+func appendIdempotencyKey(dst []byte, org OrgID, key []byte) []byte {
 	return append(append(append(dst, kindIdempotency), org[:]...), key...)
 }
 
 // appendIdemExpiryKey orders idempotency keys by when they expire, as
 // appendExpiryKey orders sessions, so the sweep reads only those due.
-func appendIdemExpiryKey(dst []byte, expiresAt int64, org orgID, key []byte) []byte {
+func appendIdemExpiryKey(dst []byte, expiresAt int64, org OrgID, key []byte) []byte {
 	dst = binary.BigEndian.AppendUint64(append(dst, kindIdemExpiry), uint64(max(expiresAt, 0)))
 	return append(append(dst, org[:]...), key...)
 }
@@ -167,7 +189,7 @@ func prefixEnd(dst, prefix []byte) []byte {
 // zero. Slices alias the key.
 type keyParts struct {
 	kind    byte
-	org     orgID
+	org     OrgID
 	id      []byte // cid, api-key hash, csid, userID, decision id or idempotency key
 	name    []byte // field name
 	index   uint32 // frame arrival index

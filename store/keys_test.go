@@ -2,8 +2,12 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -37,7 +41,7 @@ func adversarialIDs(rng *rand.Rand, n int) []string {
 
 func strings127() string { return string(bytes.Repeat([]byte{0x80}, 127)) }
 
-func orgOf(b byte) orgID { return orgID{0xff, 0, b, 0x11, 0x12, 0x10, 0x01, b} }
+func orgOf(b byte) OrgID { return OrgID{0xff, 0, b, 0x11, 0x12, 0x10, 0x01, b} }
 
 // TestKindsDistinct: every kind is its own first byte, so no two kinds'
 // keys can ever meet, whatever follows.
@@ -78,10 +82,10 @@ func TestKindsDistinct(t *testing.T) {
 func TestKeysUnambiguous(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	ids := adversarialIDs(rng, 60)
-	orgs := []orgID{orgOf(0), orgOf(1), {}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
+	orgs := []OrgID{orgOf(0), orgOf(1), {}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
 
 	type rec struct {
-		org        orgID
+		org        OrgID
 		csid, name string
 		index      uint32
 		key        []byte
@@ -195,13 +199,37 @@ func TestParseOrgID(t *testing.T) {
 		"0123456789abcdef": true, "0123456789ABCDEF": true, "0123456789abcde": false,
 		"0123456789abcdeg": false, "0123456789abcdef0": false, "": false, " 123456789abcdef": false,
 	} {
-		o, got := parseOrgID(s)
-		if got != ok {
-			t.Errorf("parseOrgID(%q) ok = %v", s, got)
+		o, err := ParseOrgID(s)
+		if got := err == nil; got != ok || (!ok && !errors.Is(err, ErrOrgID)) {
+			t.Errorf("ParseOrgID(%q) = %v", s, err)
 		}
 		if ok && o.String() != string(bytes.ToLower([]byte(s))) {
 			t.Errorf("round trip %q -> %s", s, o)
 		}
+	}
+}
+
+// TestOrgIDText: the id reads as its hex everywhere text is made of it:
+// String, AppendText, and JSON and logs through MarshalText.
+func TestOrgIDText(t *testing.T) {
+	o := OrgID{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef}
+	if got, _ := o.AppendText([]byte("org=")); string(got) != "org=0123456789abcdef" {
+		t.Errorf("AppendText: %q", got)
+	}
+	js, err := json.Marshal(map[string]OrgID{"org": o})
+	if err != nil || string(js) != `{"org":"0123456789abcdef"}` {
+		t.Errorf("JSON: %s, %v", js, err)
+	}
+	var log bytes.Buffer
+	slog.New(slog.NewTextHandler(&log, nil)).Info("x", "org", o)
+	if !strings.Contains(log.String(), "org=0123456789abcdef") {
+		t.Errorf("log: %s", log.String())
+	}
+	if o.IsZero() || !(OrgID{}).IsZero() {
+		t.Error("IsZero")
+	}
+	if zero, err := ParseOrgID("0000000000000000"); err != nil || !zero.IsZero() {
+		t.Errorf("the zero id parses as %v, %v", zero, err)
 	}
 }
 

@@ -7,7 +7,7 @@ import (
 
 // Org is an organization: a tenant. Every other record belongs to one.
 type Org struct {
-	ID               string     // 16 hex chars
+	ID               OrgID
 	Name             string     // the operator's name for it
 	CID              string     // publishable client id, "cid_" + 24 base32 chars
 	Policy           []byte     // policy JSON (engine/policy.Parse); empty: defaults
@@ -24,10 +24,12 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 	}
 	defer c.end()
 
-	var org orgID
+	var org OrgID
 	var cidRaw [cidRandomBytes]byte
-	if err := db.random(org[:]); err != nil {
-		return Org{}, "", err
+	for org.IsZero() { // the zero id names no organization
+		if err := db.random(org[:]); err != nil {
+			return Org{}, "", err
+		}
 	}
 	if err := db.random(cidRaw[:]); err != nil {
 		return Org{}, "", err
@@ -66,7 +68,7 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 		return Org{}, "", err
 	}
 	return Org{
-		ID:        org.String(),
+		ID:        org,
 		Name:      name,
 		CID:       cid,
 		Policy:    bytes.Clone(policyJSON),
@@ -83,7 +85,7 @@ func orgArgs(name string, policyJSON []byte) error {
 }
 
 // OrgByID returns the organization with id. ErrNotFound if there is none.
-func (db *DB) OrgByID(id string) (Org, error) {
+func (db *DB) OrgByID(id OrgID) (Org, error) {
 	c, err := db.begin(id, nil)
 	if err != nil {
 		return Org{}, err
@@ -92,7 +94,7 @@ func (db *DB) OrgByID(id string) (Org, error) {
 	return db.orgByID(&c.scratch, c.org)
 }
 
-func (db *DB) orgByID(s *scratch, org orgID) (Org, error) {
+func (db *DB) orgByID(s *scratch, org OrgID) (Org, error) {
 	var o Org
 	s.key = appendOrgKey(s.key[:0], org)
 	err := db.get(s.key, func(v []byte) error {
@@ -102,13 +104,13 @@ func (db *DB) orgByID(s *scratch, org orgID) (Org, error) {
 }
 
 // decodeOrg fills o from an org record, copying everything out of v.
-func decodeOrg(org orgID, v []byte, o *Org) error {
+func decodeOrg(org OrgID, v []byte, o *Org) error {
 	var r orgRec
 	if err := parseOrgRec(v, &r); err != nil {
 		return err
 	}
 	*o = Org{
-		ID:        org.String(),
+		ID:        org,
 		Name:      string(r.name),
 		CID:       string(r.cid),
 		CreatedAt: r.createdAt,
@@ -132,7 +134,7 @@ func (db *DB) OrgByCID(cid []byte) (Org, error) {
 		return Org{}, err
 	}
 	defer c.end()
-	var org orgID
+	var org OrgID
 	err = db.get(appendCIDKey(c.key[:0], cid), func(v []byte) error {
 		if len(v) != len(org) {
 			return ErrCorrupt
@@ -148,11 +150,11 @@ func (db *DB) OrgByCID(cid []byte) (Org, error) {
 
 // SetOrgPolicy replaces the organization's policy JSON (empty: defaults).
 // The store keeps it opaque; the caller validates it with policy.Parse.
-func (db *DB) SetOrgPolicy(orgIDs string, policyJSON []byte) error {
+func (db *DB) SetOrgPolicy(org OrgID, policyJSON []byte) error {
 	if len(policyJSON) > MaxValueBytes {
 		return ErrTooLarge
 	}
-	return db.updateOrg(orgIDs, func(r *orgRec) bool {
+	return db.updateOrg(org, func(r *orgRec) bool {
 		r.policy = policyJSON
 		return true
 	})
@@ -161,8 +163,8 @@ func (db *DB) SetOrgPolicy(orgIDs string, policyJSON []byte) error {
 // BindCert binds a client certificate (its SPKI SHA-256) to the
 // organization: from then on its API keys are accepted only over TLS with a
 // bound certificate (the server enforces that). Binding twice is harmless.
-func (db *DB) BindCert(orgIDs string, spki [32]byte) error {
-	return db.updateOrg(orgIDs, func(r *orgRec) bool {
+func (db *DB) BindCert(org OrgID, spki [32]byte) error {
+	return db.updateOrg(org, func(r *orgRec) bool {
 		for i := 0; i+32 <= len(r.certs); i += 32 {
 			if bytes.Equal(r.certs[i:i+32], spki[:]) {
 				return false
@@ -175,8 +177,8 @@ func (db *DB) BindCert(orgIDs string, spki [32]byte) error {
 
 // updateOrg is the read-modify-write of an org record, serialised per
 // organization. fn returns false when there is nothing to write.
-func (db *DB) updateOrg(orgIDs string, fn func(r *orgRec) bool) error {
-	c, err := db.begin(orgIDs, nil)
+func (db *DB) updateOrg(org OrgID, fn func(r *orgRec) bool) error {
+	c, err := db.begin(org, nil)
 	if err != nil {
 		return err
 	}

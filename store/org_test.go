@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -17,7 +18,7 @@ func TestCreateOrg(t *testing.T) {
 	db, c := openMem(t)
 	o, key, err := db.CreateOrg("acme", []byte(`{"verdict":"values-only"}`))
 	check(t, err)
-	if !orgIDRE.MatchString(o.ID) || !cidRE.MatchString(o.CID) || !apiKeyRE.MatchString(key) || len(key) != APIKeyLen {
+	if !orgIDRE.MatchString(o.ID.String()) || !cidRE.MatchString(o.CID) || !apiKeyRE.MatchString(key) || len(key) != APIKeyLen {
 		t.Fatalf("formats: id %q cid %q key %q", o.ID, o.CID, key)
 	}
 	if o.Name != "acme" || string(o.Policy) != `{"verdict":"values-only"}` || o.CreatedAt != c.Now().UnixMilli() {
@@ -25,8 +26,12 @@ func TestCreateOrg(t *testing.T) {
 	}
 
 	for name, got := range map[string]func() (Org, error){
-		"id":  func() (Org, error) { return db.OrgByID(o.ID) },
-		"ID":  func() (Org, error) { return db.OrgByID(string(bytes.ToUpper([]byte(o.ID)))) },
+		"id": func() (Org, error) { return db.OrgByID(o.ID) },
+		"ID": func() (Org, error) {
+			id, err := ParseOrgID(strings.ToUpper(o.ID.String()))
+			check(t, err)
+			return db.OrgByID(id)
+		},
 		"cid": func() (Org, error) { return db.OrgByCID([]byte(o.CID)) },
 		"key": func() (Org, error) { return db.OrgByAPIKey([]byte(key)) },
 	} {
@@ -52,7 +57,7 @@ func TestCreateOrg(t *testing.T) {
 		t.Fatal("ids repeat")
 	}
 	orgs := must[[]Org](t)(db.Orgs())
-	if len(orgs) != 2 || orgs[0].ID > orgs[1].ID {
+	if len(orgs) != 2 || bytes.Compare(orgs[0].ID[:], orgs[1].ID[:]) > 0 {
 		t.Fatalf("orgs = %+v", orgs)
 	}
 }
@@ -67,18 +72,22 @@ func TestOrgLookupMisses(t *testing.T) {
 		_, err := db.OrgByAPIKey(k)
 		wantErr(t, err, ErrNotFound)
 	}
-	for _, id := range []string{"", "0123", o.ID + "0", "zzzzzzzzzzzzzzzz", "0000000000000000"} {
+	for _, id := range []string{"", "0123", o.ID.String() + "0", "zzzzzzzzzzzzzzzz"} {
+		_, err := ParseOrgID(id)
+		wantErr(t, err, ErrOrgID)
+	}
+	for _, id := range []OrgID{{}, {1, 2, 3}} {
 		_, err := db.OrgByID(id)
 		wantErr(t, err, ErrNotFound)
 	}
-	for _, cid := range []string{"", "cid_", o.CID + "a", o.ID} {
+	for _, cid := range []string{"", "cid_", o.CID + "a", o.ID.String()} {
 		_, err := db.OrgByCID([]byte(cid))
 		wantErr(t, err, ErrNotFound)
 	}
-	_, err := db.AddAPIKey("0000000000000000")
+	_, err := db.AddAPIKey(OrgID{})
 	wantErr(t, err, ErrNotFound)
-	wantErr(t, db.SetOrgPolicy("0000000000000000", nil), ErrNotFound)
-	wantErr(t, db.BindCert("nope", [32]byte{}), ErrNotFound)
+	wantErr(t, db.SetOrgPolicy(OrgID{}, nil), ErrNotFound)
+	wantErr(t, db.BindCert(OrgID{1}, [32]byte{}), ErrNotFound)
 	_, _, err = db.CreateOrg(string(make([]byte, MaxKeyBytes+1)), nil)
 	wantErr(t, err, ErrTooLarge)
 }

@@ -136,8 +136,8 @@ type noClose struct{}
 func (noClose) Close() error { return nil }
 
 // SessionInPlace is DB.SessionInPlace through the view.
-func (r *Reader) SessionInPlace(orgIDs, csid string, dst *Session) error {
-	return r.db.sessionInto(r, orgIDs, csid, dst, readInPlace)
+func (r *Reader) SessionInPlace(org OrgID, csid string, dst *Session) error {
+	return r.db.sessionInto(r, org, csid, dst, readInPlace)
 }
 
 // SessionFields is DB.SessionFields through the view: the fields of the
@@ -147,13 +147,13 @@ func (r *Reader) SessionFields(s *Session, dst []FieldValue) ([]FieldValue, erro
 }
 
 // TemplateInto is DB.TemplateInto through the view.
-func (r *Reader) TemplateInto(orgIDs, userID string, dst []byte) ([]byte, error) {
-	return r.db.templateInto(r, orgIDs, userID, dst)
+func (r *Reader) TemplateInto(org OrgID, userID string, dst []byte) ([]byte, error) {
+	return r.db.templateInto(r, org, userID, dst)
 }
 
 // Idempotent is DB.Idempotent through the view. A lookup that must see a
 // write made since the view opened (after a commit refused with ErrExists)
 // goes to DB.Idempotent instead.
-func (r *Reader) Idempotent(orgIDs string, key []byte) (Decision, [32]byte, error) {
-	return r.db.idempotent(r, orgIDs, key)
+func (r *Reader) Idempotent(org OrgID, key []byte) (Decision, [32]byte, error) {
+	return r.db.idempotent(r, org, key)
 }

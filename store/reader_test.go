@@ -26,7 +26,7 @@ func readerFixture(t *testing.T) (db *DB, c *clock, a, b Org) {
 
 // readAll reads, through a Reader or (r nil) the DB, everything validate
 // reads, and renders answers and errors.
-func readAll(db *DB, r *Reader, org, csid, user string, idem []byte) string {
+func readAll(db *DB, r *Reader, org OrgID, csid, user string, idem []byte) string {
 	var s Session
 	var fields []FieldValue
 	var tmpl []byte
@@ -68,13 +68,14 @@ func TestReaderMatchesDB(t *testing.T) {
 	r := db.NewReader()
 	defer r.Close()
 	cases := []struct {
-		org, csid, user, idem string
+		org              OrgID
+		csid, user, idem string
 	}{
 		{a.ID, "csid-0001", "user-1", "idem-1"},
 		{a.ID, "csid-0002", "user-1", "idem-2"},
 		{a.ID, "csid-none", "user-2", "idem-1"},
 		{b.ID, "csid-0001", "user-1", "idem-1"}, // another org: not found, all of it
-		{"bogus", "csid-0001", "user-1", "idem-1"},
+		{OrgID{}, "csid-0001", "user-1", "idem-1"},
 		{a.ID, "", "", ""},
 	}
 	for i, tc := range cases {

@@ -132,7 +132,7 @@ func FuzzParseRecords(f *testing.F) {
 func TestCorruptRecordsInDB(t *testing.T) {
 	db, c := openMem(t)
 	f := writeFixture(t, db)
-	org, _ := parseOrgID(f.org.ID)
+	org := f.org.ID
 	csid := f.sess.CSID
 	put := func(k, v []byte) {
 		t.Helper()

@@ -17,13 +17,14 @@ import (
 // SessionInPlace) also keeps, unexported, the buffers those reads fill and
 // which session they read.
 type Session struct {
-	OrgID, CSID, UserID, Action string
-	CollectTokenHash            [32]byte // SHA-256 of the collect token
-	CreatedAt, ExpiresAt        int64    // unix ms
-	FramesReceived              uint32   // frames accepted (acknowledged) so far
-	FramesScored                uint32   // frames folded into Aggregate
-	Final                       bool     // the SDK said it sent its last event
-	Aggregate                   []byte   // biometric.Aggregate binary; empty before the first frame is scored
+	OrgID                OrgID
+	CSID, UserID, Action string
+	CollectTokenHash     [32]byte // SHA-256 of the collect token
+	CreatedAt, ExpiresAt int64    // unix ms
+	FramesReceived       uint32   // frames accepted (acknowledged) so far
+	FramesScored         uint32   // frames folded into Aggregate
+	Final                bool     // the SDK said it sent its last event
+	Aggregate            []byte   // biometric.Aggregate binary; empty before the first frame is scored
 
 	reuse sessionReuse
 }
@@ -39,7 +40,7 @@ type Session struct {
 // SessionFields' keys and values.
 type sessionReuse struct {
 	read    bool
-	org     orgID
+	org     OrgID
 	csidLen int // ids[:csidLen] is the csid read
 	ids     []byte
 	agg     []byte
@@ -60,8 +61,8 @@ type sessionReuse struct {
 // once and stored as SHA-256. ErrExists if the csid was ever used in this
 // organization, even if that session expired and was swept. ErrNotFound if
 // the organization does not exist.
-func (db *DB) CreateSession(orgIDs, csid, userID, action string) (Session, string, error) {
-	c, err := db.begin(orgIDs, sessionArgs(csid, userID, action))
+func (db *DB) CreateSession(org OrgID, csid, userID, action string) (Session, string, error) {
+	c, err := db.begin(org, sessionArgs(csid, userID, action))
 	if err != nil {
 		return Session{}, "", err
 	}
@@ -111,7 +112,7 @@ func (db *DB) CreateSession(orgIDs, csid, userID, action string) (Session, strin
 		})
 	}
 	return Session{
-		OrgID:            orgIDs,
+		OrgID:            org,
 		CSID:             csid,
 		UserID:           userID,
 		Action:           action,
@@ -137,17 +138,17 @@ func sessionArgs(csid, userID, action string) error {
 // Session returns the session. ErrNotFound if it does not exist in this
 // organization; ErrExpired once its ExpiresAt has passed, whether or not the
 // sweep has removed it yet.
-func (db *DB) Session(orgID, csid string) (Session, error) {
+func (db *DB) Session(org OrgID, csid string) (Session, error) {
 	var s Session
-	err := db.sessionInto(nil, orgID, csid, &s, readPlain)
+	err := db.sessionInto(nil, org, csid, &s, readPlain)
 	return s, err
 }
 
 // SessionInto is Session into a caller's value, reusing the capacity of
 // dst.Aggregate, for the request paths that read a session on every call.
 // UserID and Action are new strings the caller may keep.
-func (db *DB) SessionInto(orgIDs, csid string, dst *Session) error {
-	return db.sessionInto(nil, orgIDs, csid, dst, readCopy)
+func (db *DB) SessionInto(org OrgID, csid string, dst *Session) error {
+	return db.sessionInto(nil, org, csid, dst, readCopy)
 }
 
 // SessionInPlace is SessionInto without a copy: UserID and Action are not
@@ -161,8 +162,8 @@ func (db *DB) SessionInto(orgIDs, csid string, dst *Session) error {
 // Read through a Reader that finds the session cached, UserID, Action and
 // Aggregate are views of the cached snapshot, which is never modified: no
 // byte is copied. The caller must not write to Aggregate.
-func (db *DB) SessionInPlace(orgIDs, csid string, dst *Session) error {
-	return db.sessionInto(nil, orgIDs, csid, dst, readInPlace)
+func (db *DB) SessionInPlace(org OrgID, csid string, dst *Session) error {
+	return db.sessionInto(nil, org, csid, dst, readInPlace)
 }
 
 // How sessionInto fills its Session.
@@ -174,11 +175,11 @@ const (
 
 // sessionInto reads through rd, or (nil) with readNewest. Through rd it
 // reads the session cache first (sessioncache.go).
-func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode int) error {
+func (db *DB) sessionInto(rd *Reader, org OrgID, csid string, dst *Session, mode int) error {
 	// Until this read succeeds, dst names no session for SessionFields: a
 	// caller that ignores an error must not get the previous one's fields.
 	dst.reuse.read, dst.reuse.cached, dst.reuse.fill = false, nil, false
-	c, err := db.begin(orgIDs, lookupID(csid))
+	c, err := db.begin(org, lookupID(csid))
 	if err != nil {
 		return err
 	}
@@ -235,7 +236,7 @@ func (db *DB) sessionInto(rd *Reader, orgIDs, csid string, dst *Session, mode in
 		reuse.fillRec = appendSessionRec(reuse.fillRec[:0], &r)
 	}
 	*dst = Session{
-		OrgID:            orgIDs,
+		OrgID:            org,
 		CSID:             csid,
 		UserID:           userID,
 		Action:           action,
@@ -350,8 +351,8 @@ func (db *DB) CheckCollectToken(s *Session, token []byte) bool {
 // stored one is ErrStale (a slow worker lost a race), and one covering frames
 // never received is ErrUnreceived. Equal counts replace the stored aggregate,
 // which is how a rescore against a new template is saved.
-func (db *DB) SaveAggregate(orgIDs, csid string, agg []byte, scored uint32) error {
-	c, err := db.begin(orgIDs, aggregateArgs(csid, agg))
+func (db *DB) SaveAggregate(org OrgID, csid string, agg []byte, scored uint32) error {
+	c, err := db.begin(org, aggregateArgs(csid, agg))
 	if err != nil {
 		return err
 	}

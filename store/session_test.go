@@ -49,7 +49,7 @@ func TestCreateSession(t *testing.T) {
 	}
 
 	// Unknown org; bad ids.
-	_, _, err = db.CreateSession("0000000000000000", "csid-0002", "u", "a")
+	_, _, err = db.CreateSession(OrgID{}, "csid-0002", "u", "a")
 	wantErr(t, err, ErrNotFound)
 	_, _, err = db.CreateSession(o.ID, "", "u", "a")
 	wantErr(t, err, ErrEmptyID)
@@ -186,7 +186,7 @@ func TestSessionInPlace(t *testing.T) {
 
 	wantErr(t, db.SessionInPlace(other.ID, "csid-0001", &s), ErrNotFound)
 	wantErr(t, db.SessionInPlace(o.ID, "csid-none", &s), ErrNotFound)
-	wantErr(t, db.SessionInPlace("not-an-org", "csid-0001", &s), ErrNotFound)
+	wantErr(t, db.SessionInPlace(OrgID{}, "csid-0001", &s), ErrNotFound)
 	c.Advance(DefaultSessionTTL)
 	wantErr(t, db.SessionInPlace(o.ID, "csid-0001", &s), ErrExpired)
 }

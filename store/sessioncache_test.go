@@ -16,7 +16,7 @@ import (
 
 // viewThrough reads a session and its fields the way validate does, through
 // a fresh Reader (and so, the session cache), and renders what it got.
-func viewThrough(db *DB, org, csid string) string {
+func viewThrough(db *DB, org OrgID, csid string) string {
 	r := db.NewReader()
 	defer r.Close()
 	var s Session
@@ -28,7 +28,7 @@ func viewThrough(db *DB, org, csid string) string {
 }
 
 // viewOfPebble reads the same from Pebble, bypassing the cache.
-func viewOfPebble(db *DB, org, csid string) string {
+func viewOfPebble(db *DB, org OrgID, csid string) string {
 	var s Session
 	if err := db.SessionInto(org, csid, &s); err != nil {
 		return "error " + err.Error()
@@ -43,8 +43,8 @@ func renderView(s *Session, fields []FieldValue, err error) string {
 	return fmt.Sprintf("%v fields %s %v", e, fmtFields(fields), err)
 }
 
-func cached(db *DB, org, csid string) bool {
-	o, _ := parseOrgID(org)
+func cached(db *DB, org OrgID, csid string) bool {
+	o := org
 	return db.sc.get(appendSessionKey(nil, o, csid)) != nil
 }
 
@@ -292,7 +292,7 @@ func TestSessionCacheSnapshotsAreImmutable(t *testing.T) {
 	if after := fmtFields(fields); after != before {
 		t.Fatalf("a reader's fields changed under it: %s -> %s", before, after)
 	}
-	if o2, _ := parseOrgID(o.ID); reflect.ValueOf(db.sc.get(appendSessionKey(nil, o2, "s-1"))).Pointer() == snapshot {
+	if o2 := o.ID; reflect.ValueOf(db.sc.get(appendSessionKey(nil, o2, "s-1"))).Pointer() == snapshot {
 		t.Fatal("the write did not publish a new snapshot")
 	}
 }
@@ -376,7 +376,7 @@ func TestTemplateCacheAgreesWithPebble(t *testing.T) {
 		}
 		_ = old.Close()
 		for _, u := range users {
-			k, _ := parseOrgID(o.ID)
+			k := o.ID
 			if db.sc.get(appendTemplateKey(nil, k, u)) != nil {
 				hits++
 			}

@@ -91,9 +91,17 @@ var (
 	// ErrTooLarge: a value exceeds MaxFrameBytes or MaxValueBytes, or a
 	// session would exceed 2^32-1 frames.
 	ErrTooLarge = errors.New("store: value too large")
-	// ErrTooManyFrames is AppendEventsOnce's answer when the frames it
-	// would store take the session past the caller's maxFrames.
-	ErrTooManyFrames = errors.New("store: session frame limit")
+	// ErrFrameLimit is AppendEventsOnce's answer (as a *LimitError) when
+	// the frames it would store take the session past the caller's
+	// maxFrames.
+	ErrFrameLimit = errors.New("store: session frame limit")
+	// ErrFieldLimit is AppendEventsOnce's answer (as a *LimitError) when
+	// the field names it would add take the session past the caller's
+	// maxFields.
+	ErrFieldLimit = errors.New("store: session field limit")
+	// ErrFinal is AppendEventsOnce's answer for a session marked final
+	// when the call would add anything it does not already hold.
+	ErrFinal = errors.New("store: session is final")
 	// ErrStale is SaveAggregate's answer to an aggregate covering fewer
 	// frames than the stored one: it would move the session backwards.
 	ErrStale = errors.New("store: aggregate older than the stored one")
@@ -120,8 +128,13 @@ var (
 // Options configures Open. The zero value plus Dir is a production
 // configuration.
 type Options struct {
-	Dir        string        // data directory, created if missing
-	FS         vfs.FS        // nil: the OS; tests pass vfs.NewMem()
+	Dir string // data directory, created if missing
+	// FS is the file system the store runs on: nil means the OS; tests
+	// pass vfs.NewMem(), or an errorfs wrapping one to make the disk fail
+	// or stall. It is the one Pebble type in the store's API, kept because
+	// those tests inject faults through it; it goes with the other
+	// Pebble-specific options when they are split out of Options.
+	FS         vfs.FS
 	Durability Durability    // Sync unless the operator asked otherwise
 	SessionTTL time.Duration // default 30m
 	// IdempotencyTTL is how long an idempotency key is remembered after
@@ -371,17 +384,6 @@ func (db *DB) Close() error {
 	return db.closeErr
 }
 
-// Metrics returns Pebble's metrics for /metrics: compactions, cache hit
-// rates, WAL and disk usage. Nil once the store is closed.
-func (db *DB) Metrics() *pebble.Metrics {
-	c, err := db.admit(nil)
-	if err != nil {
-		return nil
-	}
-	defer c.end()
-	return db.pdb.Metrics()
-}
-
 // OrgGeneration counts the changes this DB has made to organizations and
 // their credentials (CreateOrg, AddAPIKey, SetOrgPolicy, BindCert). It
 // lets a caller cache what it resolved from an API key or a client id: an
@@ -525,7 +527,7 @@ const (
 )
 
 // lock takes the stripe of (domain, org, id) and returns it for Unlock.
-func (db *DB) lock(domain byte, org orgID, id string) *stripe {
+func (db *DB) lock(domain byte, org OrgID, id string) *stripe {
 	s := &db.stripes[stripeOf(domain, org, id)]
 	s.Lock()
 	return s
@@ -533,13 +535,13 @@ func (db *DB) lock(domain byte, org orgID, id string) *stripe {
 
 // lockBytes is lock for an id held in bytes, which a conversion to string
 // would copy to the heap when it is longer than 32 bytes.
-func (db *DB) lockBytes(domain byte, org orgID, id []byte) *stripe {
+func (db *DB) lockBytes(domain byte, org OrgID, id []byte) *stripe {
 	s := &db.stripes[stripeOf(domain, org, id)]
 	s.Lock()
 	return s
 }
 
-func stripeOf[T string | []byte](domain byte, org orgID, id T) uint64 {
+func stripeOf[T string | []byte](domain byte, org OrgID, id T) uint64 {
 	// FNV-1a: allocation-free and good enough to spread ids over stripes.
 	const prime = 1099511628211
 	h := (uint64(14695981039346656037) ^ uint64(domain)) * prime

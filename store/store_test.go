@@ -83,7 +83,7 @@ func newOrg(t testing.TB, db *DB, name string) (Org, string) {
 }
 
 // newSession creates a session for user "u" and returns it with its token.
-func newSession(t testing.TB, db *DB, org, csid string) (Session, string) {
+func newSession(t testing.TB, db *DB, org OrgID, csid string) (Session, string) {
 	t.Helper()
 	s, token, err := db.CreateSession(org, csid, "u", "a")
 	if err != nil {
@@ -163,8 +163,8 @@ func TestOpenOptions(t *testing.T) {
 func TestCloseAndMetrics(t *testing.T) {
 	db, _ := openMem(t)
 	o, key := newOrg(t, db, "acme")
-	if m := db.Metrics(); m == nil || m.DiskSpaceUsage() == 0 {
-		t.Fatalf("metrics: %+v", m)
+	if st, ok := db.Stats(); !ok || st.DiskBytes == 0 || st.WALWrittenBytes == 0 || st.Memtables == 0 {
+		t.Fatalf("stats: %+v, %v", st, ok)
 	}
 	check(t, db.Close())
 	check(t, db.Close()) // twice is harmless
@@ -175,8 +175,22 @@ func TestCloseAndMetrics(t *testing.T) {
 	wantErr(t, err, ErrClosed)
 	_, err = db.SweepExpired(0)
 	wantErr(t, err, ErrClosed)
-	if db.Metrics() != nil {
-		t.Fatal("metrics after close")
+	if st, ok := db.Stats(); ok {
+		t.Fatalf("stats after close: %+v", st)
+	}
+}
+
+// TestStats: the statistics follow what the store did: a flush writes a
+// table.
+func TestStats(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-stats")
+	must[uint32](t)(db.AppendEvents(o.ID, "csid-stats", nil, [][]byte{[]byte("frame-0")}, false))
+	check(t, db.pdb.Flush())
+	st, ok := db.Stats()
+	if !ok || st.Flushes == 0 || st.Tables == 0 || st.TableBytes == 0 || st.DiskBytes < st.TableBytes || st.DamagedFrames != 0 {
+		t.Fatalf("stats after a flush: %+v, %v", st, ok)
 	}
 }
 
@@ -432,8 +446,8 @@ func TestFatalRefusesLaterCalls(t *testing.T) {
 	_, err = db.OrgByID(o.ID)
 	wantErr(t, err, ErrFatal)
 	wantErr(t, db.PutTemplate(o.ID, "u2", []byte("tmpl")), ErrFatal)
-	if db.Metrics() != nil {
-		t.Error("metrics of a dead store")
+	if _, ok := db.Stats(); ok {
+		t.Error("stats of a dead store")
 	}
 }
 
@@ -444,8 +458,8 @@ func TestAbsentKeysProbeBloomFilters(t *testing.T) {
 	o, _ := newOrg(t, db, "acme")
 	newSession(t, db, o.ID, "csid-present")
 	check(t, db.pdb.Flush())
-	org, _ := parseOrgID(o.ID)
-	before := db.Metrics().Filter.Hits
+	org := o.ID
+	before := db.pdb.Metrics().Filter.Hits
 	for i := 0; i < 10; i++ {
 		ok, err := db.has(appendSessionKey(nil, org, "csid-absent-"+string(rune('a'+i))))
 		if err != nil || ok {
@@ -455,7 +469,7 @@ func TestAbsentKeysProbeBloomFilters(t *testing.T) {
 	if ok, err := db.has(appendSessionKey(nil, org, "csid-present")); err != nil || !ok {
 		t.Fatal("the present session is not found", ok, err)
 	}
-	if hits := db.Metrics().Filter.Hits - before; hits < 10 {
+	if hits := db.pdb.Metrics().Filter.Hits - before; hits < 10 {
 		t.Fatalf("%d filter hits for 10 absent keys", hits)
 	}
 }

@@ -135,7 +135,7 @@ func BenchmarkPointRead(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	org, _ := parseOrgID(o.ID)
+	org := o.ID
 	key := appendSessionKey(nil, org, "csid-bench")
 	b.Run("pebble.Get", func(b *testing.B) {
 		b.ReportAllocs()
@@ -191,7 +191,7 @@ func BenchmarkMissingKeyRead(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	org, _ := parseOrgID(o.ID)
+	org := o.ID
 	var keys [][]byte
 	for i := 0; i < 256; i++ {
 		id = appendInt8(append(appendInt8(id[:0], i*7), '-'), 9) // between stored ids

@@ -109,11 +109,11 @@ func TestSweepFrameSeq(t *testing.T) {
 	o, _ := newOrg(t, db, "acme")
 	in := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}}
 	newSession(t, db, o.ID, "csid-old1")
-	_, _, err := db.AppendEventsOnce(o.ID, "csid-old1", nil, in, false, 0)
+	_, _, err := db.AppendEventsOnce(o.ID, "csid-old1", nil, in, false, 0, 0)
 	check(t, err)
 	c.Advance(DefaultSessionTTL / 2)
 	newSession(t, db, o.ID, "csid-new1")
-	_, _, err = db.AppendEventsOnce(o.ID, "csid-new1", nil, in[:1], false, 0)
+	_, _, err = db.AppendEventsOnce(o.ID, "csid-new1", nil, in[:1], false, 0, 0)
 	check(t, err)
 	if n := countKind(t, db, kindFrameSeq); n != 3 {
 		t.Fatalf("%d frame-seq records before the sweep, want 3", n)
@@ -126,7 +126,7 @@ func TestSweepFrameSeq(t *testing.T) {
 		t.Fatalf("after the sweep: %d frame-seq records, %d frames; want 1 and 1", fs, fr)
 	}
 	// The survivor still knows its frame.
-	if _, stored, err := db.AppendEventsOnce(o.ID, "csid-new1", nil, in[:1], false, 0); err != nil || stored != 0 {
+	if _, stored, err := db.AppendEventsOnce(o.ID, "csid-new1", nil, in[:1], false, 0, 0); err != nil || stored != 0 {
 		t.Fatalf("survivor: stored %d, %v", stored, err)
 	}
 }

@@ -6,8 +6,8 @@ import (
 
 // Template returns the user's enrolled face template (opaque to the store).
 // ErrNotFound if the user has none.
-func (db *DB) Template(orgIDs, userID string) ([]byte, error) {
-	t, err := db.TemplateInto(orgIDs, userID, nil)
+func (db *DB) Template(org OrgID, userID string) ([]byte, error) {
+	t, err := db.TemplateInto(org, userID, nil)
 	if err == nil && t == nil {
 		t = []byte{}
 	}
@@ -18,15 +18,15 @@ func (db *DB) Template(orgIDs, userID string) ([]byte, error) {
 // into a caller's reused buffer, so that reading a template allocates
 // nothing once the buffer has grown. ErrNotFound (and dst unchanged) if the
 // user has none.
-func (db *DB) TemplateInto(orgIDs, userID string, dst []byte) ([]byte, error) {
-	return db.templateInto(nil, orgIDs, userID, dst)
+func (db *DB) TemplateInto(org OrgID, userID string, dst []byte) ([]byte, error) {
+	return db.templateInto(nil, org, userID, dst)
 }
 
 // templateInto reads through rd, or (nil) an iterator of its own. Through
 // rd it reads the cache first (templates are kept there beside sessions,
 // whole, absences included; every template write drops its entry).
-func (db *DB) templateInto(rd *Reader, orgIDs, userID string, dst []byte) ([]byte, error) {
-	c, err := db.begin(orgIDs, lookupID(userID))
+func (db *DB) templateInto(rd *Reader, org OrgID, userID string, dst []byte) ([]byte, error) {
+	c, err := db.begin(org, lookupID(userID))
 	if err != nil {
 		return dst, err
 	}
@@ -62,8 +62,8 @@ func (db *DB) dropTemplate(key []byte) {
 }
 
 // PutTemplate stores (replacing) the user's template, synced.
-func (db *DB) PutTemplate(orgIDs, userID string, tmpl []byte) error {
-	c, err := db.begin(orgIDs, templateArgs(userID, tmpl))
+func (db *DB) PutTemplate(org OrgID, userID string, tmpl []byte) error {
+	c, err := db.begin(org, templateArgs(userID, tmpl))
 	if err != nil {
 		return err
 	}
@@ -93,8 +93,8 @@ func templateArgs(userID string, tmpl []byte) error {
 
 // DeleteTemplate removes the user's template (an operator's reset, after
 // which the user enrolls afresh), synced. ErrNotFound if there was none.
-func (db *DB) DeleteTemplate(orgIDs, userID string) error {
-	c, err := db.begin(orgIDs, lookupID(userID))
+func (db *DB) DeleteTemplate(org OrgID, userID string) error {
+	c, err := db.begin(org, lookupID(userID))
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ func TestTemplates(t *testing.T) {
 	wantErr(t, db.PutTemplate(o.ID, "", nil), ErrEmptyID)
 	wantErr(t, db.PutTemplate(o.ID, string(make([]byte, MaxKeyBytes+1)), nil), ErrKeyTooLong)
 	wantErr(t, db.PutTemplate(o.ID, "u", make([]byte, MaxValueBytes+1)), ErrTooLarge)
-	wantErr(t, db.PutTemplate("nope", "u", nil), ErrNotFound)
+	wantErr(t, db.PutTemplate(OrgID{}, "u", nil), ErrNotFound)
 }
 
 func TestTemplateInto(t *testing.T) {
@@ -38,7 +38,10 @@ func TestTemplateInto(t *testing.T) {
 	if string(buf) != "prefix:tmpl-1" {
 		t.Fatalf("appended %q", buf)
 	}
-	for _, c := range []struct{ org, user string }{{other.ID, "user-1"}, {o.ID, "user-2"}, {o.ID, ""}, {"nope", "user-1"}} {
+	for _, c := range []struct {
+		org  OrgID
+		user string
+	}{{other.ID, "user-1"}, {o.ID, "user-2"}, {o.ID, ""}, {OrgID{}, "user-1"}} {
 		got, err := db.TemplateInto(c.org, c.user, buf[:3])
 		wantErr(t, err, ErrNotFound)
 		if string(got) != "pre" {

@@ -31,7 +31,7 @@ func (s *Surface) authAPIKey(c *reqCtx) (*tenant.Org, bool) {
 		return nil, c.Fail(errCertRequired, nil)
 	}
 	if ce.PolicyErr != nil {
-		s.log.Error("organization policy", "org", ce.Stored.ID, "err", ce.PolicyErr)
+		s.log.Error("organization policy", "org", ce.Stored.ID.String(), "err", ce.PolicyErr)
 		return nil, c.Fail(httpd.ErrInternal, nil)
 	}
 	// A copy of the cached Org: its strings and slices are shared, and no

@@ -79,7 +79,7 @@ func (c *reqCtx) bindValidate(r *validateRequest) bool {
 		}
 		return once(&seen, bit, v)
 	})
-	return end >= 0 && seen&(cid|csid|userID|action) == cid|csid|userID|action
+	return end >= 0 && seen&(cid|csid|userID) == cid|csid|userID // action is optional
 }
 
 // once records the member bit in *seen and returns v, the offset after its

@@ -28,6 +28,7 @@ var validateBodies = []string{
 		"\"userID\":\"Jos\\u00e9\",\"action\":\"\\u0000\",\"additionalData\":{\"session\\u0044ata\":[" +
 		"{\"k\\u0065y\":\"\\u0041mount\",\"value\":\"\\u0033\\u0035\",\"synonyms\":[\"\\u0074otal\",\"plain\"]}]}}",
 	"{\"cid\":\"caf\u00e9 \U0001F600\",\"csid\":\"s\",\"userID\":\"u\",\"action\":\"a\"}",
+	`{"cid":"c","csid":"s-000002","userID":"u"}`, // action is optional
 }
 
 // bindBoth binds body with sonic (into want) and with bindValidate through
@@ -104,8 +105,10 @@ func TestBindValidateRefusesWhatCheckShapeRefuses(t *testing.T) {
 	c := &reqCtx{}
 	for _, body := range []string{
 		`[]`, `null`, `"x"`, `{}`,
-		`{"cid":"c","csid":"s","userID":"u"}`,
+		`{"cid":"c","csid":"s","action":"a"}`,
 		`{` + head + `,"cid":"again"}`,
+		`{` + head + `,"action":"again"}`,
+		`{"cid":"c","csid":"s","userID":"u","action":null}`,
 		`{` + head + `,"other":1}`,
 		`{"cid":1,"csid":"s","userID":"u","action":"a"}`,
 		`{"cid":null,"csid":"s","userID":"u","action":"a"}`,
@@ -133,8 +136,9 @@ func TestBindValidateRefusesWhatCheckShapeRefuses(t *testing.T) {
 			t.Errorf("accepted %q", body)
 		}
 	}
-	// At the limits, accepted.
+	// At the limits, accepted; and without the optional action.
 	for _, body := range []string{
+		`{"cid":"c","csid":"s","userID":"u"}`,
 		`{` + head + `,"additionalData":{"sessionData":[{"key":"k","value":1,"synonyms":[` + many(match.MaxSynonyms, `"s"`) + `]}]}}`,
 		`{` + head + `,"additionalData":{"sessionData":[` + many(match.MaxItems, `{"key":"k","value":1}`) + `]}}`,
 	} {

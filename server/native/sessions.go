@@ -1,17 +1,13 @@
 package native
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"hash/maphash"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/bytedance/sonic"
 	"github.com/valyala/fasthttp"
@@ -39,6 +35,20 @@ const (
 	// one client could make every validate of its session arbitrarily slow
 	// and its stored fields arbitrarily large.
 	MaxSessionFields = 1024
+
+	// An event's ts (Unix milliseconds, the device's clock) must lie from
+	// MinEventTS to MaxEventTSAhead past the server's clock. The latest ts
+	// decides which value of a field counts (of names equal up to case) and
+	// the frames' order, so one far in the future would outrank every later
+	// correction for good; the floor refuses negative and zero times and a
+	// ts sent in seconds instead of milliseconds (1.7e9 ms is January 1970),
+	// the ceiling one sent in microseconds. A day ahead, not less, because
+	// devices' clocks are wrong by hours more often than by minutes (a time
+	// zone set by hand is up to 14 h off), and refusing such a device
+	// outright costs more than a value that outranks corrections for the
+	// one session (30 minutes by default) it was collected in.
+	MinEventTS      = 1577836800000 // 2020-01-01T00:00:00Z
+	MaxEventTSAhead = 24 * 60 * 60 * 1000
 )
 
 // Request bodies. Field names are exactly the wire names (sonic is case
@@ -117,7 +127,7 @@ var (
 	shapeCreateSession = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
 		{Name: "csid", Shape: jsonwire.ShapeString, Required: true},
 		{Name: "userID", Shape: jsonwire.ShapeString, Required: true},
-		{Name: "action", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "action", Shape: jsonwire.ShapeString},
 	}}
 
 	shapeEventField = &jsonwire.Shape{Kind: jsonwire.KindObject, Desc: "an object", Fields: []jsonwire.FieldShape{
@@ -150,7 +160,7 @@ var (
 		{Name: "cid", Shape: jsonwire.ShapeString, Required: true},
 		{Name: "csid", Shape: jsonwire.ShapeString, Required: true},
 		{Name: "userID", Shape: jsonwire.ShapeString, Required: true},
-		{Name: "action", Shape: jsonwire.ShapeString, Required: true},
+		{Name: "action", Shape: jsonwire.ShapeString},
 		{Name: "additionalData", Shape: &jsonwire.Shape{Kind: jsonwire.KindObject, Nullable: true, Desc: "an object", Fields: []jsonwire.FieldShape{
 			{Name: "sessionData", Shape: &jsonwire.Shape{Kind: jsonwire.KindArray, Nullable: true, Elem: shapeSessionDataItem, MaxItems: match.MaxItems, Desc: "an array"}},
 		}}},
@@ -178,7 +188,14 @@ func validCSID[S string | []byte](s S) bool {
 // bytes, no control characters, C0, DEL or C1 (the JSON checks already
 // ensured UTF-8, in which U+0080..U+009F are 0xC2 0x80..0x9F).
 func validID(s string) bool {
-	if len(s) == 0 || len(s) > maxIDBytes {
+	return len(s) > 0 && validOptionalID(s)
+}
+
+// validOptionalID is validID allowing the empty string: an action is
+// optional, and the empty one means none (the session status answers
+// "action":"" for a session opened without one).
+func validOptionalID(s string) bool {
+	if len(s) > maxIDBytes {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -195,7 +212,7 @@ func validID(s string) bool {
 const (
 	msgCSID   = "csid must be 8 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
 	msgUserID = "userID must be 1 to 256 bytes without control characters"
-	msgAction = "action must be 1 to 256 bytes without control characters"
+	msgAction = "action, when given, must be at most 256 bytes without control characters"
 )
 
 // createSession answers POST /v1/sessions.
@@ -243,10 +260,6 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		return
 	}
 	csid := jsonwire.BytesToString(csidParam)
-	// From the session read to the commit, so that the final flag and the
-	// per-session caps checked below still hold when the events are stored.
-	mu := s.sessionLocks.lock(c.org.ID, csid)
-	defer mu.Unlock()
 	if !s.readSession(c, nil, csid) {
 		return
 	}
@@ -266,14 +279,19 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 	if !c.Decode(shapeEvents, r) {
 		return
 	}
-	if !c.checkFields(r.Fields) || !c.checkFrames(r.Frames, s.dim) {
+	now := s.now().UnixMilli()
+	if !c.checkFields(r.Fields, now) || !c.checkFrames(r.Frames, s.dim, now) {
 		return
 	}
 	if c.sess.Final {
 		// A final session takes no new events, but a post it holds in
 		// full is a client retrying one whose answer it lost: answer it
 		// as it was answered, not with a refusal the client cannot tell
-		// from losing its last events.
+		// from losing its last events. Final never reverts and a final
+		// session gains nothing, so this read needs no lock; a session
+		// made final after the read above is the store's to refuse, under
+		// its lock (store.ErrFinal). Answered here, before the queue is
+		// asked for a place, so a full queue does not hide the refusal.
 		held, err := s.db.EventsHeld(c.org.ID, csid, c.storeFields, c.frameIns)
 		switch {
 		case err != nil:
@@ -285,13 +303,12 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		}
 		return
 	}
-	if !s.checkFieldCap(c, csid) {
-		return
-	}
 	// A frame the session already holds (same seq, same bytes: the client
 	// retrying after a lost response) is accepted again but neither stored
-	// nor scored again; the store decides, under its own lock, and counts
-	// only the frames it stores against the session's frame cap.
+	// nor scored again. The store decides that, and checks the final flag
+	// and the session's field and frame caps, under its lock on the
+	// session, so concurrent requests cannot together get past them; it
+	// counts only the frames it stores against the frame cap.
 	queued := len(r.Frames) > 0
 	if queued && !s.frames.tryReserve() {
 		// A full queue refuses frames to score, not a retry of frames the
@@ -308,17 +325,12 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		}
 		queued = false
 	}
-	first, stored, err := s.db.AppendEventsOnce(c.org.ID, csid, c.storeFields, c.frameIns, r.Final, biometric.MaxFrames)
+	first, stored, err := s.db.AppendEventsOnce(c.org.ID, csid, c.storeFields, c.frameIns, r.Final,
+		MaxSessionFields, biometric.MaxFrames)
 	if queued && (err != nil || stored == 0) {
 		s.frames.Unreserve()
 	}
 	if err != nil {
-		if errors.Is(err, store.ErrTooManyFrames) {
-			n := uint64(first) + uint64(stored)
-			c.Failf(errSessionFrames, "The session would have ", strconv.FormatUint(n, 10),
-				" frames; a session holds at most ", strconv.Itoa(biometric.MaxFrames), ".")
-			return
-		}
 		c.eventsStoreFailed(err)
 		return
 	}
@@ -330,7 +342,16 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 
 // eventsStoreFailed answers a store error of an events call.
 func (c *reqCtx) eventsStoreFailed(err error) {
+	var limit *store.LimitError
 	switch {
+	case errors.As(err, &limit) && errors.Is(limit.Limit, store.ErrFieldLimit):
+		c.Failf(errSessionFields, "The session would have more than ", strconv.FormatUint(limit.Max, 10),
+			" distinct fields; a session holds at most ", strconv.FormatUint(limit.Max, 10), ".")
+	case errors.As(err, &limit):
+		c.Failf(errSessionFrames, "The session would have ", strconv.FormatUint(limit.Would, 10),
+			" frames; a session holds at most ", strconv.FormatUint(limit.Max, 10), ".")
+	case errors.Is(err, store.ErrFinal):
+		c.Fail(errSessionFinal, nil)
 	case errors.Is(err, store.ErrExpired):
 		c.Fail(errSessionExpired, nil)
 	case errors.Is(err, store.ErrNotFound):
@@ -357,87 +378,16 @@ func (c *reqCtx) eventsAccepted(r *eventsRequest, received uint32) {
 	c.Out = append(c.Out, '}')
 }
 
-// checkFieldCap answers 409 when storing c.storeFields would give the session
-// more than MaxSessionFields distinct field names (names compare as the store
-// keys them: exact bytes). A request without fields cannot, so it costs
-// nothing; one with fields reads the session's fields, as every validate does.
-func (s *Surface) checkFieldCap(c *reqCtx, csid string) bool {
-	if len(c.storeFields) == 0 {
-		return true
-	}
-	var err error
-	if c.fields, err = s.db.Fields(c.org.ID, csid, c.fields[:0]); err != nil {
-		switch {
-		case errors.Is(err, store.ErrExpired):
-			return c.Fail(errSessionExpired, nil)
-		case errors.Is(err, store.ErrNotFound):
-			return c.Fail(errSessionNotFound, nil)
-		}
-		return c.StoreFailed(err)
-	}
-	n := len(c.fields)
-	if n+len(c.storeFields) <= MaxSessionFields {
-		return true
-	}
-	// Count the names that are new: not stored (c.fields is sorted by name)
-	// and not already counted earlier in this request.
-	for i := range c.storeFields {
-		key := c.storeFields[i].Key
-		if _, stored := slices.BinarySearchFunc(c.fields, key, func(f store.FieldValue, k []byte) int {
-			return bytes.Compare(f.Key, k)
-		}); stored {
-			continue
-		}
-		if slices.ContainsFunc(c.storeFields[:i], func(f store.FieldValue) bool { return bytes.Equal(f.Key, key) }) {
-			continue
-		}
-		if n++; n > MaxSessionFields {
-			return c.Failf(errSessionFields, "The session would have more than ", strconv.Itoa(MaxSessionFields),
-				" distinct fields; a session holds at most ", strconv.Itoa(MaxSessionFields), ".")
-		}
-	}
-	return true
-}
-
-// sessionLocks serialise the events requests of one session, from reading
-// the session to storing the events. The store serialises the write itself,
-// but the final flag and the per-session caps (frames, fields) are checked
-// here, against a session read before the write: without the lock two
-// concurrent requests could both pass a cap, or both slip in beside a final
-// one. Sessions share a stripe by hash, which costs only waiting.
-type sessionLocks struct {
-	seed    maphash.Seed
-	stripes [numSessionStripes]struct {
-		sync.Mutex
-		_ [64 - 8]byte // one cache line each
-	}
-}
-
-// numSessionStripes is large enough that unrelated sessions rarely wait for
-// each other's commit.
-const numSessionStripes = 1024
-
-// lock locks the stripe of (orgID, csid) and returns it for Unlock.
-func (l *sessionLocks) lock(orgID, csid string) *sync.Mutex {
-	var h maphash.Hash
-	h.SetSeed(l.seed)
-	h.WriteString(orgID)
-	h.WriteByte(0)
-	h.WriteString(csid)
-	mu := &l.stripes[h.Sum64()%numSessionStripes].Mutex
-	mu.Lock()
-	return mu
-}
-
 // checkSessionIDs answers 400 naming the first of csid, userID and action
-// that is malformed; session creation and validate take the same three.
+// that is malformed; session creation and validate take the same three, the
+// action being optional on both (as IronVest documents validate).
 func (c *reqCtx) checkSessionIDs(csid, userID, action string) bool {
 	switch {
 	case !validCSID(csid):
 		return c.Failf(httpd.ErrInvalidField, msgCSID)
 	case !validID(userID):
 		return c.Failf(httpd.ErrInvalidField, msgUserID)
-	case !validID(action):
+	case !validOptionalID(action):
 		return c.Failf(httpd.ErrInvalidField, msgAction)
 	}
 	return true
@@ -466,14 +416,31 @@ func (s *Surface) readSession(c *reqCtx, rd *store.Reader, csid string) bool {
 	return c.StoreFailed(err)
 }
 
-// checkFields validates the fields of an events request and fills c.storeFields.
-func (c *reqCtx) checkFields(fields []eventField) bool {
+// checkTS answers 400 naming list[i].ts when ts is outside MinEventTS to
+// MaxEventTSAhead past now (Unix milliseconds, the server's clock).
+func (c *reqCtx) checkTS(list string, i int, ts, now int64) bool {
+	if ts >= MinEventTS && ts <= now+MaxEventTSAhead {
+		return true
+	}
+	return c.Failf(httpd.ErrInvalidField, list, "[", strconv.Itoa(i), "].ts must be Unix milliseconds from ",
+		strconv.FormatInt(MinEventTS, 10), " (2020-01-01T00:00:00Z) to 24 h past the server's clock, ",
+		strconv.FormatInt(now+MaxEventTSAhead, 10), " now; got ", strconv.FormatInt(ts, 10))
+}
+
+// checkFields validates the fields of an events request and fills
+// c.storeFields; now is the server's clock in Unix milliseconds. A field's
+// ts is optional: absent (0) it is not checked, and the value ranks below
+// any with a ts.
+func (c *reqCtx) checkFields(fields []eventField, now int64) bool {
 	c.storeFields = c.storeFields[:0]
 	for i := range fields {
 		f := &fields[i]
 		if len(f.Key) == 0 || len(f.Key) > match.MaxKeyBytes {
 			return c.Failf(httpd.ErrInvalidField, "fields[", strconv.Itoa(i), "].key must be 1 to ",
 				strconv.Itoa(match.MaxKeyBytes), " bytes")
+		}
+		if f.TS != 0 && !c.checkTS("fields", i, f.TS, now) {
+			return false
 		}
 		if err := match.ValidateValue(f.Value); err != nil {
 			return c.Failf(httpd.ErrInvalidField, "fields[", strconv.Itoa(i), "].value: ", engineMessage(err))
@@ -484,8 +451,9 @@ func (c *reqCtx) checkFields(fields []eventField) bool {
 }
 
 // checkFrames validates the frames of an events request, base64-decodes
-// their embeddings and fills c.frameIns with their seqs and stored encoding.
-func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
+// their embeddings and fills c.frameIns with their seqs and stored encoding;
+// now is the server's clock in Unix milliseconds.
+func (c *reqCtx) checkFrames(frames []eventFrame, dim int, now int64) bool {
 	embBytes := 4 * dim
 	b64Len := base64.StdEncoding.EncodedLen(embBytes)
 	if need := len(frames) * embBytes; cap(c.embBuf) < need {
@@ -496,6 +464,9 @@ func (c *reqCtx) checkFrames(frames []eventFrame, dim int) bool {
 	f := &c.frame
 	for i := range frames {
 		in := &frames[i]
+		if !c.checkTS("frames", i, in.TS, now) {
+			return false
+		}
 		idx := strconv.Itoa(i)
 		t, ok := biometric.ParseFrameType(jsonwire.StringBytes(in.Type))
 		if !ok {
@@ -644,7 +615,7 @@ func (s *Surface) decision(c *reqCtx, idParam []byte) {
 	c.Out = strconv.AppendInt(c.Out, int64(d.Score), 10)
 	c.Out = append(c.Out, `,"response":`...)
 	if c.Out, err = AppendValidateAnswer(c.Out, d.Response, d.ID); err != nil {
-		s.log.Error("stored decision does not render", "org", c.org.ID, "decision", d.ID, "err", err)
+		s.log.Error("stored decision does not render", "org", c.org.ID.String(), "decision", d.ID, "err", err)
 		c.Out = c.Out[:0]
 		c.Fail(httpd.ErrInternal, nil)
 		return

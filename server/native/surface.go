@@ -8,7 +8,6 @@ package native
 import (
 	"bytes"
 	"context"
-	"hash/maphash"
 	"log/slog"
 	"sync"
 	"time"
@@ -41,10 +40,9 @@ type Surface struct {
 	now  func() time.Time
 	dim  int
 
-	pool         sync.Pool // *reqCtx
-	metrics      *surfaceMetrics
-	frames       *FramePool
-	sessionLocks sessionLocks
+	pool    sync.Pool // *reqCtx
+	metrics *surfaceMetrics
+	frames  *FramePool
 }
 
 // New builds the native surface and starts its frame-scoring workers; Stop
@@ -58,7 +56,6 @@ func New(d Deps) *Surface {
 		now:  d.Now,
 		dim:  d.EmbeddingDim,
 	}
-	s.sessionLocks.seed = maphash.MakeSeed()
 	s.pool.New = func() any { return newReqCtx(s) }
 	s.metrics = newSurfaceMetrics(d.Core.Metrics().Set, s, d)
 	s.frames = newFramePool(s, d.Workers, d.QueueSize)

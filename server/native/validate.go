@@ -125,8 +125,11 @@ func (s *Surface) validate(c *reqCtx) {
 		}
 	}
 	// A session collected for another action is a violation of its own
-	// (action_mismatch), so, like any violation, it enrolls no one.
-	actionMismatch := r.Action != sess.Action
+	// (action_mismatch), so, like any violation, it enrolls no one. Either
+	// side may leave the action out (IronVest documents it as optional on
+	// validate); only two named actions that differ are a mismatch, since
+	// one missing says nothing about what the user saw.
+	actionMismatch := actionsDiffer(r.Action, sess.Action)
 	hadTemplate := enrolled
 	newTemplate := false
 	if e.Compiled.WantsEnrollment(r.IsEnrollment, enrolled) && !userMismatch && !actionMismatch &&
@@ -194,7 +197,7 @@ func (s *Surface) validate(c *reqCtx) {
 	d.Response = c.rec
 	var err error
 	if c.Out, err = AppendValidateAnswer(c.Out[:0], c.rec, d.ID); err != nil {
-		s.log.Error("decision record does not render", "org", c.org.ID, "err", err)
+		s.log.Error("decision record does not render", "org", c.org.ID.String(), "err", err)
 		c.Fail(httpd.ErrInternal, nil)
 		return
 	}
@@ -218,6 +221,12 @@ func (s *Surface) validate(c *reqCtx) {
 	}
 	s.metrics.decision(c.verdict.VerifiedAction)
 	c.Status = fasthttp.StatusOK
+}
+
+// actionsDiffer reports whether validate's action and the session's are
+// both named ("" is none) and differ.
+func actionsDiffer(validate, session string) bool {
+	return validate != "" && session != "" && validate != session
 }
 
 // validIdempotencyKey: 1 to 255 printable ASCII characters, no spaces (0x21-0x7E).
@@ -256,7 +265,7 @@ func (s *Surface) replay(c *reqCtx, rd *store.Reader, idem []byte) bool {
 		return c.Fail(errIdempotencyMismatch, nil)
 	}
 	if c.Out, err = AppendValidateAnswer(c.Out[:0], d.Response, d.ID); err != nil {
-		s.log.Error("stored decision does not render", "org", c.org.ID, "decision", d.ID, "err", err)
+		s.log.Error("stored decision does not render", "org", c.org.ID.String(), "decision", d.ID, "err", err)
 		return c.Fail(httpd.ErrInternal, nil)
 	}
 	c.Status = fasthttp.StatusOK
@@ -308,7 +317,7 @@ func (s *Surface) decodeTemplate(c *reqCtx, enrolled bool) (*biometric.Template,
 }
 
 func (s *Surface) templateCorrupt(c *reqCtx, err error) bool {
-	s.log.Error("stored template does not decode", "org", c.org.ID, "user", c.sess.UserID, "err", err)
+	s.log.Error("stored template does not decode", "org", c.org.ID.String(), "user", c.sess.UserID, "err", err)
 	return c.Fail(httpd.ErrInternal, nil)
 }
 
@@ -383,7 +392,7 @@ func (s *Surface) loadFrames(c *reqCtx) bool {
 		}
 		var f biometric.Frame
 		if err := biometric.DecodeFrame(raw, &f); err != nil {
-			s.log.Error("stored frame does not decode", "org", c.org.ID, "csid", c.sess.CSID, "index", index, "err", err)
+			s.log.Error("stored frame does not decode", "org", c.org.ID.String(), "csid", c.sess.CSID, "index", index, "err", err)
 			return nil
 		}
 		c.embOffs = append(c.embOffs, len(c.framesBuf))
@@ -427,7 +436,7 @@ func (s *Surface) rescore(c *reqCtx, e *tenant.Org, tmpl *biometric.Template) bo
 	c.aggBuf = c.agg.AppendBinary(c.aggBuf[:0])
 	err = s.db.SaveAggregate(c.org.ID, c.sess.CSID, c.aggBuf, n)
 	if err != nil && !errors.Is(err, store.ErrStale) {
-		s.log.Warn("save rescored aggregate", "org", c.org.ID, "csid", c.sess.CSID, "err", err)
+		s.log.Warn("save rescored aggregate", "org", c.org.ID.String(), "csid", c.sess.CSID, "err", err)
 	}
 	return true
 }

@@ -19,7 +19,8 @@ import (
 // small, and several jobs of one session collapse into whatever the first
 // finds unscored.
 type frameJob struct {
-	orgID, csid string // owned copies: a job outlives its request
+	org  store.OrgID // a comparable value, so the job keys the inflight map as it is
+	csid string      // an owned copy: a job outlives its request
 }
 
 // FramePool is the bounded frame-scoring worker pool.
@@ -163,9 +164,9 @@ func (p *FramePool) tryReserve() bool {
 // unreserve gives back a place that will not be used.
 func (p *FramePool) Unreserve() { p.queued.Add(-1) }
 
-// enqueue queues a job in a reserved place. orgID and csid are copied.
-func (p *FramePool) enqueue(orgID, csid string) {
-	job := frameJob{orgID: strings.Clone(orgID), csid: strings.Clone(csid)}
+// enqueue queues a job in a reserved place. csid is copied.
+func (p *FramePool) enqueue(org store.OrgID, csid string) {
+	job := frameJob{org: org, csid: strings.Clone(csid)}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -178,27 +179,26 @@ func (p *FramePool) enqueue(orgID, csid string) {
 }
 
 // busy reports whether a job of the session is queued or running.
-func (p *FramePool) busy(orgID, csid string) bool {
+func (p *FramePool) busy(org store.OrgID, csid string) bool {
 	p.mu.Lock()
-	n := p.inflight[frameJob{orgID, csid}]
+	n := p.inflight[frameJob{org, csid}]
 	p.mu.Unlock()
 	return n > 0
 }
 
 // catchUp queues a job for a session whose frames are unscored with no job in
 // flight (after a restart, or a job that failed), if the queue has room.
-func (p *FramePool) catchUp(orgID, csid string) {
-	if p.busy(orgID, csid) || !p.Reserve() {
+func (p *FramePool) catchUp(org store.OrgID, csid string) {
+	if p.busy(org, csid) || !p.Reserve() {
 		return
 	}
-	p.enqueue(orgID, csid)
+	p.enqueue(org, csid)
 }
 
 func (p *FramePool) shard(j frameJob) int {
 	var h maphash.Hash
 	h.SetSeed(p.seed)
-	h.WriteString(j.orgID)
-	h.WriteByte(0)
+	_, _ = h.Write(j.org[:]) // fixed width: no separator needed
 	h.WriteString(j.csid)
 	return int(h.Sum64() % uint64(len(p.queues)))
 }
@@ -254,7 +254,7 @@ type frameWorker struct {
 	frame   biometric.Frame
 	sess    store.Session
 	buf     []byte
-	scorers map[string]*biometric.Scorer // by org id; replaced when thresholds change
+	scorers map[store.OrgID]*biometric.Scorer // replaced when thresholds change
 }
 
 func (w *frameWorker) run(q *jobQueue) {
@@ -271,7 +271,7 @@ func (w *frameWorker) run(q *jobQueue) {
 
 func (w *frameWorker) scorer(e *tenant.Org) *biometric.Scorer {
 	if w.scorers == nil {
-		w.scorers = make(map[string]*biometric.Scorer)
+		w.scorers = make(map[store.OrgID]*biometric.Scorer)
 	}
 	sc := w.scorers[e.ID]
 	if sc == nil || sc.Thresholds() != e.Thresholds {
@@ -290,7 +290,7 @@ func (w *frameWorker) process(job frameJob) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.metrics.frameJobErrors.Inc()
-			s.log.Error("frame job panic", "org", job.orgID, "csid", job.csid, "panic", p)
+			s.log.Error("frame job panic", "org", job.org.String(), "csid", job.csid, "panic", p)
 			if httpd.StoreFatal(p) {
 				s.core.MarkStoreDead(p)
 			}
@@ -300,30 +300,30 @@ func (w *frameWorker) process(job frameJob) {
 		return // the frames stay unscored; a restart scores them
 	}
 	s.metrics.frameJobs.Inc()
-	if err := s.db.SessionInto(job.orgID, job.csid, &w.sess); err != nil {
+	if err := s.db.SessionInto(job.org, job.csid, &w.sess); err != nil {
 		if errors.Is(err, store.ErrFatal) {
 			s.core.MarkStoreDead(err)
 			return
 		}
 		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExpired) {
 			s.metrics.frameJobErrors.Inc()
-			s.log.Error("frame job: read session", "org", job.orgID, "csid", job.csid, "err", err)
+			s.log.Error("frame job: read session", "org", job.org.String(), "csid", job.csid, "err", err)
 		}
 		return
 	}
 	if w.sess.FramesScored >= w.sess.FramesReceived {
 		return
 	}
-	e, err := s.orgs.ByID(job.orgID)
+	e, err := s.orgs.ByID(job.org)
 	if err != nil {
 		s.metrics.frameJobErrors.Inc()
-		s.log.Error("frame job: organization", "org", job.orgID, "err", err)
+		s.log.Error("frame job: organization", "org", job.org.String(), "err", err)
 		return
 	}
-	tmpl, err := loadTemplate(s.db, job.orgID, w.sess.UserID, &w.tmpl)
+	tmpl, err := loadTemplate(s.db, job.org, w.sess.UserID, &w.tmpl)
 	if err != nil {
 		s.metrics.frameJobErrors.Inc()
-		s.log.Error("frame job: template", "org", job.orgID, "user", w.sess.UserID, "err", err)
+		s.log.Error("frame job: template", "org", job.org.String(), "user", w.sess.UserID, "err", err)
 		return
 	}
 	from := w.sess.FramesScored
@@ -336,21 +336,21 @@ func (w *frameWorker) process(job frameJob) {
 		w.agg.Reset(s.dim)
 		from = 0
 	}
-	n, err := s.foldStored(w.scorer(e), job.orgID, job.csid, from, w.agg, tmpl, &w.frame)
+	n, err := s.foldStored(w.scorer(e), job.org, job.csid, from, w.agg, tmpl, &w.frame)
 	if err != nil {
 		s.metrics.frameJobErrors.Inc()
-		s.log.Error("frame job: read frames", "org", job.orgID, "csid", job.csid, "err", err)
+		s.log.Error("frame job: read frames", "org", job.org.String(), "csid", job.csid, "err", err)
 		return
 	}
 	w.buf = w.agg.AppendBinary(w.buf[:0])
-	switch err := s.db.SaveAggregate(job.orgID, job.csid, w.buf, n); {
+	switch err := s.db.SaveAggregate(job.org, job.csid, w.buf, n); {
 	case err == nil:
 		s.metrics.framesScored.Add(int(n - from))
 	case errors.Is(err, store.ErrStale), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrNotFound):
 		// A validate saved a newer fold (enrollment rescore), or the session ended.
 	default:
 		s.metrics.frameJobErrors.Inc()
-		s.log.Error("frame job: save aggregate", "org", job.orgID, "csid", job.csid, "err", err)
+		s.log.Error("frame job: save aggregate", "org", job.org.String(), "csid", job.csid, "err", err)
 	}
 }
 
@@ -362,13 +362,13 @@ func (w *frameWorker) process(job frameJob) {
 // "processing" forever nor raise its verified ratio. It is the one fold of
 // stored frames: the workers' (from the first unscored frame) and
 // validate's rescoring (from 0) alike, so both count damage the same way.
-func (s *Surface) foldStored(sc *biometric.Scorer, orgID, csid string, from uint32, agg *biometric.Aggregate, tmpl *biometric.Template, f *biometric.Frame) (uint32, error) {
+func (s *Surface) foldStored(sc *biometric.Scorer, org store.OrgID, csid string, from uint32, agg *biometric.Aggregate, tmpl *biometric.Template, f *biometric.Frame) (uint32, error) {
 	n := from
-	err := s.db.Frames(orgID, csid, from, func(index uint32, raw []byte) error {
+	err := s.db.Frames(org, csid, from, func(index uint32, raw []byte) error {
 		if raw == nil {
 			sc.FoldUnreadable(agg) // damaged in the store, which logged it
 		} else if err := biometric.DecodeFrame(raw, f); err != nil {
-			s.log.Error("stored frame does not decode", "org", orgID, "csid", csid, "index", index, "err", err)
+			s.log.Error("stored frame does not decode", "org", org.String(), "csid", csid, "index", index, "err", err)
 			sc.FoldUnreadable(agg)
 		} else {
 			sc.Fold(agg, f, tmpl)
@@ -381,8 +381,8 @@ func (s *Surface) foldStored(sc *biometric.Scorer, orgID, csid string, from uint
 
 // loadTemplate reads and decodes the user's template into dst, returning nil
 // (and no error) when the user has none.
-func loadTemplate(db *store.DB, orgID, userID string, dst *biometric.Template) (*biometric.Template, error) {
-	raw, err := db.Template(orgID, userID)
+func loadTemplate(db *store.DB, org store.OrgID, userID string, dst *biometric.Template) (*biometric.Template, error) {
+	raw, err := db.Template(org, userID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}

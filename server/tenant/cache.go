@@ -13,7 +13,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -25,7 +24,7 @@ import (
 // Org is an organization's compiled policy, shared read-only by every
 // request and worker of the organization: compile once, evaluate many.
 type Org struct {
-	ID         string
+	ID         store.OrgID
 	Compiled   *policy.Compiled
 	Thresholds biometric.Thresholds
 	Dim        int // the embedding dimension its scorers score
@@ -84,7 +83,7 @@ type Cache struct {
 	gen   uint64                   // the generation byKey and byCID were filled under
 	byKey map[[32]byte]*Credential // SHA-256 of an API key
 	byCID map[string]*Credential
-	byOrg map[string]*Org // organization id; kept across generations
+	byOrg map[store.OrgID]*Org // kept across generations
 }
 
 // ErrPolicy: an organization's stored policy does not compile.
@@ -99,7 +98,7 @@ func NewCache(db *store.DB, dim int) *Cache {
 		gen:   db.OrgGeneration(),
 		byKey: make(map[[32]byte]*Credential),
 		byCID: make(map[string]*Credential),
-		byOrg: make(map[string]*Org),
+		byOrg: make(map[store.OrgID]*Org),
 	}
 }
 
@@ -214,7 +213,7 @@ func (oc *Cache) entry(org *store.Org, gen uint64) (*Org, error) {
 		return nil, fmt.Errorf("%w: org %s: %v", ErrPolicy, org.ID, err)
 	}
 	e = &Org{
-		ID:         strings.Clone(org.ID),
+		ID:         org.ID,
 		policyJSON: bytes.Clone(org.Policy),
 		Compiled:   compiled,
 		Thresholds: compiled.Thresholds(),
@@ -230,7 +229,7 @@ func (oc *Cache) entry(org *store.Org, gen uint64) (*Org, error) {
 // ByID returns the compiled policy of the organization with id (frame
 // workers), reading the organization from the store when it is not cached
 // or may have changed since.
-func (oc *Cache) ByID(id string) (*Org, error) {
+func (oc *Cache) ByID(id store.OrgID) (*Org, error) {
 	gen := oc.db.OrgGeneration()
 	oc.mu.RLock()
 	e := oc.byOrg[id]
