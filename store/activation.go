@@ -28,16 +28,17 @@ var ErrCodeExpired = errors.New("store: activation code expired")
 // ActivationCode is what an activation code stands for: the user a device
 // activated with it will belong to, and until when it can be used.
 type ActivationCode struct {
-	OrgID, UserID string
-	CreatedAt     int64 // unix ms
-	ExpiresAt     int64 // unix ms
+	OrgID     OrgID
+	UserID    string
+	CreatedAt int64 // unix ms
+	ExpiresAt int64 // unix ms
 }
 
 // CreateActivationCode issues a one-time code that activates one device for
 // the user, for ActivationCodeTTL. The code is returned once; the store
 // keeps its SHA-256. ErrNotFound if the organization has no such user.
-func (db *DB) CreateActivationCode(orgIDs, userID string) (string, ActivationCode, error) {
-	c, err := db.begin(orgIDs, lookupUserID(userID))
+func (db *DB) CreateActivationCode(org OrgID, userID string) (string, ActivationCode, error) {
+	c, err := db.begin(org, lookupUserID(userID))
 	if err != nil {
 		return "", ActivationCode{}, err
 	}
@@ -57,7 +58,7 @@ func (db *DB) CreateActivationCode(orgIDs, userID string) (string, ActivationCod
 	code := ActivationCodePrefix + cidEncoding.EncodeToString(raw[:])
 	hash := sha256.Sum256([]byte(code))
 	now := db.nowMs()
-	ac := ActivationCode{OrgID: orgIDs, UserID: userID, CreatedAt: now, ExpiresAt: now + ActivationCodeTTL.Milliseconds()}
+	ac := ActivationCode{OrgID: org, UserID: userID, CreatedAt: now, ExpiresAt: now + ActivationCodeTTL.Milliseconds()}
 	c.key = appendHashKey(c.key[:0], kindActivation, &hash)
 	c.val = appendActivationRec(c.val[:0], c.org, &hash, &ac)
 	b := db.pdb.NewBatch()
@@ -85,9 +86,9 @@ func (db *DB) LookupActivationCode(code []byte) (ActivationCode, error) {
 // activationCode reads the code's record, leaving its key in c.key, and
 // answers ErrCodeExpired for one past its time, with the organization in
 // either case.
-func (db *DB) activationCode(c *call, hash *[32]byte) (ActivationCode, orgID, error) {
+func (db *DB) activationCode(c *call, hash *[32]byte) (ActivationCode, OrgID, error) {
 	var ac ActivationCode
-	var org orgID
+	var org OrgID
 	c.key = appendHashKey(c.key[:0], kindActivation, hash)
 	err := db.get(c.key, func(v []byte) error {
 		var stored []byte
@@ -101,7 +102,7 @@ func (db *DB) activationCode(c *call, hash *[32]byte) (ActivationCode, orgID, er
 	if err != nil {
 		return ActivationCode{}, org, err
 	}
-	ac.OrgID = org.String()
+	ac.OrgID = org
 	if db.nowMs() >= ac.ExpiresAt {
 		return ac, org, ErrCodeExpired
 	}
@@ -212,7 +213,7 @@ func (db *DB) dropActivationCode(key []byte) error {
 // appendActivationRec is an activation record: the organization, the
 // code's hash again (compared in constant time on lookup), the times, the
 // user id.
-func appendActivationRec(dst []byte, org orgID, hash *[32]byte, ac *ActivationCode) []byte {
+func appendActivationRec(dst []byte, org OrgID, hash *[32]byte, ac *ActivationCode) []byte {
 	dst = append(append(dst, tagV1), org[:]...)
 	dst = append(dst, hash[:]...)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(ac.CreatedAt))
@@ -220,7 +221,7 @@ func appendActivationRec(dst []byte, org orgID, hash *[32]byte, ac *ActivationCo
 	return append(dst, ac.UserID...)
 }
 
-func parseActivationRec(v []byte, ac *ActivationCode) (org orgID, hash []byte, err error) {
+func parseActivationRec(v []byte, ac *ActivationCode) (org OrgID, hash []byte, err error) {
 	p := parser{b: v}
 	tag := p.byte1()
 	copy(org[:], p.take(8))

@@ -75,7 +75,7 @@ func TestActivationCodeTenancy(t *testing.T) {
 	must[User](t)(db.CreateUser(a.ID, User{UserID: "ann"}))
 	_, _, err := db.CreateActivationCode(b.ID, "ann")
 	wantErr(t, err, ErrNotFound)
-	_, _, err = db.CreateActivationCode("0123456789abcdef", "ann")
+	_, _, err = db.CreateActivationCode(OrgID{1, 2, 3}, "ann")
 	wantErr(t, err, ErrNotFound)
 	code, _ := must2(t)(db.CreateActivationCode(a.ID, "ann"))
 	dev, _, err := db.ActivateDevice([]byte(code), testActivation(1))

@@ -38,9 +38,9 @@ func (db *DB) NewApprovalID() (string, error) {
 // past their expiry are not counted, and are marked expired in the same
 // batch. ErrNotFound if the organization has no such user, ErrExists if
 // the approval id is taken.
-func (db *DB) CreateApproval(orgIDs string, a *approval.Approval,
+func (db *DB) CreateApproval(org OrgID, a *approval.Approval,
 	admit func(u *approval.UserState, adm *approval.Admission) error) error {
-	c, err := db.begin(orgIDs, approvalArgs(a))
+	c, err := db.begin(org, approvalArgs(a))
 	if err != nil {
 		return err
 	}
@@ -185,8 +185,8 @@ func (db *DB) settlePending(b *pebble.Batch, c *call, id []byte, end func(a *app
 // answers). A pending approval past its expiry reads as expired (its
 // DecidedAt the expiry, as approval.Expire marks it), whether or not it has
 // been marked so. ErrNotFound if the organization has no such approval.
-func (db *DB) Approval(orgIDs, id string, dst *approval.Approval) error {
-	c, err := db.begin(orgIDs, lookupID(id))
+func (db *DB) Approval(org OrgID, id string, dst *approval.Approval) error {
+	c, err := db.begin(org, lookupID(id))
 	if err != nil {
 		return err
 	}
@@ -232,9 +232,9 @@ func readApproval[T string | []byte](db *DB, c *call, id T, a *approval.Approval
 // cancelled in the same batch. It returns apply's Effect and error, or the
 // store's error when the write failed. ErrNotFound if the organization has
 // no such approval.
-func (db *DB) UpdateApproval(orgIDs, id string, a *approval.Approval, u *approval.UserState,
+func (db *DB) UpdateApproval(org OrgID, id string, a *approval.Approval, u *approval.UserState,
 	apply func(a *approval.Approval, u *approval.UserState) (approval.Effect, error)) (approval.Effect, error) {
-	c, err := db.begin(orgIDs, lookupID(id))
+	c, err := db.begin(org, lookupID(id))
 	if err != nil {
 		return approval.Effect{}, err
 	}
@@ -314,9 +314,9 @@ func (db *DB) UpdateApproval(orgIDs, id string, a *approval.Approval, u *approva
 // oldest first, reusing dst's elements: what the device's long poll
 // delivers. Approvals past their expiry are left out. A user the
 // organization does not have has none.
-func (db *DB) PendingApprovals(orgIDs, userID string, dst []approval.Approval) ([]approval.Approval, error) {
+func (db *DB) PendingApprovals(org OrgID, userID string, dst []approval.Approval) ([]approval.Approval, error) {
 	dst = dst[:0]
-	c, err := db.begin(orgIDs, lookupUserID(userID))
+	c, err := db.begin(org, lookupUserID(userID))
 	if err != nil {
 		return dst, err
 	}
@@ -344,12 +344,12 @@ func (db *DB) PendingApprovals(orgIDs, userID string, dst []approval.Approval) (
 // ApprovalsOfUser returns a page of the user's approvals, newest first,
 // whatever their status (the audit trail), and the cursor of the next page
 // ("" after the last). Expired ones read as expired, as Approval reads them.
-func (db *DB) ApprovalsOfUser(orgIDs, userID string, limit int, cursor string) ([]approval.Approval, string, error) {
+func (db *DB) ApprovalsOfUser(org OrgID, userID string, limit int, cursor string) ([]approval.Approval, string, error) {
 	after, argErr := parseCursor(cursor)
 	if err := lookupUserID(userID); err != nil {
 		argErr = err
 	}
-	c, err := db.begin(orgIDs, argErr)
+	c, err := db.begin(org, argErr)
 	if err != nil {
 		return nil, "", err
 	}

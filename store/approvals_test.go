@@ -20,7 +20,7 @@ type approvalWorld struct {
 	t        *testing.T
 	db       *DB
 	clk      *clock
-	org      string
+	org      OrgID
 	dev      Device
 	key      ed25519.PrivateKey
 	settings approval.Settings
@@ -325,7 +325,7 @@ func TestApprovalTenancy(t *testing.T) {
 	if l, _, err := db.ApprovalsOfUser(b.ID, "ann", 0, ""); err != nil || len(l) != 0 {
 		t.Fatalf("b lists %d approvals, %v", len(l), err)
 	}
-	wantErr(t, db.Approval("0123456789abcdef", a.ID, new(approval.Approval)), ErrNotFound)
+	wantErr(t, db.Approval(OrgID{1, 2, 3}, a.ID, new(approval.Approval)), ErrNotFound)
 }
 
 // TestApprovalsOfUserPaged: the audit list is newest first, paged.

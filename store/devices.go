@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
-	"encoding/hex"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -28,16 +27,17 @@ const (
 // token's SHA-256. A Device that DeviceByToken reuses keeps, unexported, the
 // buffer its strings view.
 type Device struct {
-	OrgID, ID, UserID string
-	PublicKey         [32]byte // Ed25519
-	TokenHash         [32]byte // SHA-256 of the device token
-	Platform          string   // "ios", "android", as the app said
-	AppVersion        string
-	Model             string
-	PushToken         string // for the organization's push webhook; "" when none
-	Jailbroken        bool
-	CreatedAt         int64 // unix ms
-	RevokedAt         int64 // unix ms; 0 while the device is active
+	OrgID      OrgID
+	ID, UserID string
+	PublicKey  [32]byte // Ed25519
+	TokenHash  [32]byte // SHA-256 of the device token
+	Platform   string   // "ios", "android", as the app said
+	AppVersion string
+	Model      string
+	PushToken  string // for the organization's push webhook; "" when none
+	Jailbroken bool
+	CreatedAt  int64 // unix ms
+	RevokedAt  int64 // unix ms; 0 while the device is active
 
 	buf []byte
 }
@@ -141,8 +141,8 @@ func deviceTokenFormat(token []byte) error {
 
 // Device returns the organization's device, revoked or not. ErrNotFound if
 // the organization has no device with that id.
-func (db *DB) Device(orgIDs, deviceID string) (Device, error) {
-	c, err := db.begin(orgIDs, lookupID(deviceID))
+func (db *DB) Device(org OrgID, deviceID string) (Device, error) {
+	c, err := db.begin(org, lookupID(deviceID))
 	if err != nil {
 		return Device{}, err
 	}
@@ -165,8 +165,8 @@ func (db *DB) device(c *call, deviceID string) (Device, error) {
 // DevicesOfUser returns the user's devices, revoked ones included (they
 // show RevokedAt), ordered by id. A user without devices, or one the
 // organization does not have, has none.
-func (db *DB) DevicesOfUser(orgIDs, userID string) ([]Device, error) {
-	c, err := db.begin(orgIDs, lookupUserID(userID))
+func (db *DB) DevicesOfUser(org OrgID, userID string) ([]Device, error) {
+	c, err := db.begin(org, lookupUserID(userID))
 	if err != nil {
 		return nil, err
 	}
@@ -195,8 +195,8 @@ func (db *DB) DevicesOfUser(orgIDs, userID string) ([]Device, error) {
 // (DeviceByToken), its record stays with RevokedAt set, and the user's
 // device count drops. Revoking a revoked device changes nothing.
 // ErrNotFound if the organization has no such device.
-func (db *DB) RevokeDevice(orgIDs, deviceID string) error {
-	c, err := db.begin(orgIDs, lookupID(deviceID))
+func (db *DB) RevokeDevice(org OrgID, deviceID string) error {
+	c, err := db.begin(org, lookupID(deviceID))
 	if err != nil {
 		return err
 	}
@@ -254,14 +254,13 @@ func (db *DB) deleteDevicesOf(b *pebble.Batch, c *call, userID string) error {
 }
 
 // fillDevice parses a device record into d, its strings views of d.buf,
-// which it reuses: the organization's hex id, the device id, then the
-// record's strings.
-func fillDevice(d *Device, org orgID, id, v []byte) error {
+// which it reuses: the device id, then the record's strings.
+func fillDevice(d *Device, org OrgID, id, v []byte) error {
 	var r deviceRec
 	if err := parseDeviceRec(v, &r); err != nil {
 		return err
 	}
-	buf := hex.AppendEncode(d.buf[:0], org[:])
+	buf := d.buf[:0]
 	for _, s := range [...][]byte{id, r.userID, r.platform, r.appVersion, r.model, r.pushToken} {
 		buf = append(buf, s...)
 	}
@@ -272,7 +271,7 @@ func fillDevice(d *Device, org orgID, id, v []byte) error {
 		return s
 	}
 	*d = Device{
-		OrgID:      next(2 * len(org)),
+		OrgID:      org,
 		ID:         next(len(id)),
 		UserID:     next(len(r.userID)),
 		Platform:   next(len(r.platform)),
@@ -341,12 +340,12 @@ func parseDeviceRec(v []byte, r *deviceRec) error {
 // appendTokenRec is a device-by-token record: the device's organization,
 // the token's hash again (compared in constant time on lookup, as API keys'
 // are) and the device id.
-func appendTokenRec(dst []byte, org orgID, hash *[32]byte, deviceID string) []byte {
+func appendTokenRec(dst []byte, org OrgID, hash *[32]byte, deviceID string) []byte {
 	dst = append(append(dst, tagV1), org[:]...)
 	return append(append(dst, hash[:]...), deviceID...)
 }
 
-func parseTokenRec(v []byte) (org orgID, hash, deviceID []byte, err error) {
+func parseTokenRec(v []byte) (org OrgID, hash, deviceID []byte, err error) {
 	if len(v) <= 1+8+32 || v[0] != tagV1 {
 		return org, nil, nil, ErrCorrupt
 	}

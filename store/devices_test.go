@@ -60,7 +60,7 @@ func testActivation(seed byte) *DeviceActivation {
 }
 
 // activate registers a device for the user and returns it with its token.
-func activate(t testing.TB, db *DB, org, userID string, seed byte) (Device, string) {
+func activate(t testing.TB, db *DB, org OrgID, userID string, seed byte) (Device, string) {
 	t.Helper()
 	code, _ := must2(t)(db.CreateActivationCode(org, userID))
 	d, token, err := db.ActivateDevice([]byte(code), testActivation(seed))

@@ -298,41 +298,41 @@ func decodeKey(k []byte) (keyParts, bool) {
 
 // appendUserPart appends kind, org, id: the key of a record named by one
 // id (user, user-by-mobile, user-by-email, user state, device, approval).
-func appendUserPart[T string | []byte](dst []byte, kind byte, org orgID, id T) []byte {
+func appendUserPart[T string | []byte](dst []byte, kind byte, org OrgID, id T) []byte {
 	return append(append(append(dst, kind), org[:]...), id...)
 }
 
-func appendUserKey[T string | []byte](dst []byte, org orgID, userID T) []byte {
+func appendUserKey[T string | []byte](dst []byte, org OrgID, userID T) []byte {
 	return appendUserPart(dst, kindUser, org, userID)
 }
 
-func appendUserStateKey[T string | []byte](dst []byte, org orgID, userID T) []byte {
+func appendUserStateKey[T string | []byte](dst []byte, org OrgID, userID T) []byte {
 	return appendUserPart(dst, kindUserState, org, userID)
 }
 
-func appendDeviceKey[T string | []byte](dst []byte, org orgID, deviceID T) []byte {
+func appendDeviceKey[T string | []byte](dst []byte, org OrgID, deviceID T) []byte {
 	return appendUserPart(dst, kindDevice, org, deviceID)
 }
 
-func appendApprovalKey[T string | []byte](dst []byte, org orgID, approvalID T) []byte {
+func appendApprovalKey[T string | []byte](dst []byte, org OrgID, approvalID T) []byte {
 	return appendUserPart(dst, kindApproval, org, approvalID)
 }
 
 // appendPerUserPrefix appends kind, org, lp(userID): the scan prefix of one
 // user's devices (device-by-user), approvals (approval-by-user) or pending
 // approvals.
-func appendPerUserPrefix[T string | []byte](dst []byte, kind byte, org orgID, userID T) []byte {
+func appendPerUserPrefix[T string | []byte](dst []byte, kind byte, org OrgID, userID T) []byte {
 	return appendSessionPart(dst, kind, org, userID)
 }
 
-func appendDeviceByUserKey[T string | []byte](dst []byte, org orgID, userID, deviceID T) []byte {
+func appendDeviceByUserKey[T string | []byte](dst []byte, org OrgID, userID, deviceID T) []byte {
 	return append(appendPerUserPrefix(dst, kindDeviceByUser, org, userID), deviceID...)
 }
 
 // appendApprovalIndexKey is an approval's key in the per-user indexes
 // (approval-by-user, pending): ordered by creation, oldest first, then by
 // id for approvals created in the same nanosecond.
-func appendApprovalIndexKey[T string | []byte](dst []byte, kind byte, org orgID, userID T, createdAt int64, approvalID T) []byte {
+func appendApprovalIndexKey[T string | []byte](dst []byte, kind byte, org OrgID, userID T, createdAt int64, approvalID T) []byte {
 	dst = binary.BigEndian.AppendUint64(appendPerUserPrefix(dst, kind, org, userID), uint64(max(createdAt, 0)))
 	return append(dst, approvalID...)
 }

@@ -21,7 +21,7 @@ import (
 // about them between approvals (failures, lock) is their UserState
 // (userstate.go), a record of its own because it changes with every answer.
 type User struct {
-	OrgID     string
+	OrgID     OrgID
 	UserID    string // 1 to approval.MaxUserIDLen bytes
 	Mobile    string // E.164 ("+14155550100"); "" when none
 	Email     string // lowercase; "" when none
@@ -192,14 +192,14 @@ func lookupUserID(userID string) error {
 // organization has a user with that id; ErrMobileTaken or ErrEmailTaken if
 // another user has the number or the address; ErrNotFound if the
 // organization does not exist.
-func (db *DB) CreateUser(orgIDs string, u User) (User, error) {
+func (db *DB) CreateUser(org OrgID, u User) (User, error) {
 	mobile, email, argErr := userContact(u.Mobile, u.Email)
 	if err := userIDArg(u.UserID); err != nil {
 		argErr = err
 	} else if len(u.Name) > MaxKeyBytes {
 		argErr = ErrTooLarge
 	}
-	c, err := db.begin(orgIDs, argErr)
+	c, err := db.begin(org, argErr)
 	if err != nil {
 		return User{}, err
 	}
@@ -228,7 +228,7 @@ func (db *DB) CreateUser(orgIDs string, u User) (User, error) {
 	if err := db.commit(b); err != nil {
 		return User{}, err
 	}
-	return User{OrgID: orgIDs, UserID: u.UserID, Mobile: mobile, Email: email, Name: u.Name, CreatedAt: r.createdAt}, nil
+	return User{OrgID: org, UserID: u.UserID, Mobile: mobile, Email: email, Name: u.Name, CreatedAt: r.createdAt}, nil
 }
 
 // orgExists answers ErrNotFound unless c's organization exists, for the
@@ -315,17 +315,17 @@ func (db *DB) lockUserDirectory(c *call, userID string) *stripe {
 
 // User returns the organization's user. ErrNotFound if there is none, in
 // this organization.
-func (db *DB) User(orgIDs, userID string) (User, error) {
-	c, err := db.begin(orgIDs, lookupUserID(userID))
+func (db *DB) User(org OrgID, userID string) (User, error) {
+	c, err := db.begin(org, lookupUserID(userID))
 	if err != nil {
 		return User{}, err
 	}
 	defer c.end()
-	return db.user(c, orgIDs, userID)
+	return db.user(c, userID)
 }
 
-func (db *DB) user(c *call, orgIDs, userID string) (User, error) {
-	u := User{OrgID: orgIDs, UserID: userID}
+func (db *DB) user(c *call, userID string) (User, error) {
+	u := User{OrgID: c.org, UserID: userID}
 	c.key = appendUserKey(c.key[:0], c.org, userID)
 	err := db.get(c.key, func(v []byte) error {
 		var r userRec
@@ -345,21 +345,21 @@ func (db *DB) user(c *call, orgIDs, userID string) (User, error) {
 // UserByMobile returns the user with the mobile number, given in any form
 // NormalizeMobile reads without a country code. ErrNotFound if no user of
 // the organization has it; a malformed number is ErrMobile.
-func (db *DB) UserByMobile(orgIDs, mobile string) (User, error) {
+func (db *DB) UserByMobile(org OrgID, mobile string) (User, error) {
 	m, err := NormalizeMobile("", mobile)
-	return db.userByContact(orgIDs, kindUserByMobile, m, err)
+	return db.userByContact(org, kindUserByMobile, m, err)
 }
 
 // UserByEmail returns the user with the e-mail address, compared
 // lowercase. ErrNotFound if no user of the organization has it; a
 // malformed address is ErrEmail.
-func (db *DB) UserByEmail(orgIDs, email string) (User, error) {
+func (db *DB) UserByEmail(org OrgID, email string) (User, error) {
 	e, err := NormalizeEmail(email)
-	return db.userByContact(orgIDs, kindUserByEmail, e, err)
+	return db.userByContact(org, kindUserByEmail, e, err)
 }
 
-func (db *DB) userByContact(orgIDs string, kind byte, value string, argErr error) (User, error) {
-	c, err := db.begin(orgIDs, argErr)
+func (db *DB) userByContact(org OrgID, kind byte, value string, argErr error) (User, error) {
+	c, err := db.begin(org, argErr)
 	if err != nil {
 		return User{}, err
 	}
@@ -369,7 +369,7 @@ func (db *DB) userByContact(orgIDs string, kind byte, value string, argErr error
 	if err := db.get(c.key, func(v []byte) error { userID = string(v); return nil }); err != nil {
 		return User{}, err
 	}
-	return db.user(c, orgIDs, userID)
+	return db.user(c, userID)
 }
 
 // UpdateUser applies p to the user and returns the user as stored. A
@@ -378,7 +378,7 @@ func (db *DB) userByContact(orgIDs string, kind byte, value string, argErr error
 // value or by the new one, never by both or neither. ErrMobileTaken or
 // ErrEmailTaken if another user has the new value; ErrNotFound if the
 // organization has no such user.
-func (db *DB) UpdateUser(orgIDs, userID string, p UserPatch) (User, error) {
+func (db *DB) UpdateUser(org OrgID, userID string, p UserPatch) (User, error) {
 	var mobile, email string
 	var argErr error
 	if p.Mobile != nil {
@@ -393,7 +393,7 @@ func (db *DB) UpdateUser(orgIDs, userID string, p UserPatch) (User, error) {
 	if err := lookupUserID(userID); err != nil {
 		argErr = err
 	}
-	c, err := db.begin(orgIDs, argErr)
+	c, err := db.begin(org, argErr)
 	if err != nil {
 		return User{}, err
 	}
@@ -401,7 +401,7 @@ func (db *DB) UpdateUser(orgIDs, userID string, p UserPatch) (User, error) {
 	if st := db.lockUserDirectory(c, userID); st != nil {
 		defer st.Unlock()
 	}
-	old, err := db.user(c, orgIDs, userID)
+	old, err := db.user(c, userID)
 	if err != nil {
 		return User{}, err
 	}
@@ -443,8 +443,8 @@ func (db *DB) UpdateUser(orgIDs, userID string, p UserPatch) (User, error) {
 // its pending approvals, in one batch. Decided approvals stay, as the
 // organization's audit trail. ErrNotFound if the organization has no such
 // user.
-func (db *DB) DeleteUser(orgIDs, userID string) error {
-	c, err := db.begin(orgIDs, lookupUserID(userID))
+func (db *DB) DeleteUser(org OrgID, userID string) error {
+	c, err := db.begin(org, lookupUserID(userID))
 	if err != nil {
 		return err
 	}
@@ -481,9 +481,9 @@ func (db *DB) DeleteUser(orgIDs, userID string) error {
 // ListUsers returns a page of the organization's users, ordered by id, and
 // the cursor of the next page ("" after the last). cursor is "" for the
 // first page, else a next a previous call returned.
-func (db *DB) ListUsers(orgIDs string, limit int, cursor string) ([]User, string, error) {
+func (db *DB) ListUsers(org OrgID, limit int, cursor string) ([]User, string, error) {
 	after, argErr := parseCursor(cursor)
-	c, err := db.begin(orgIDs, argErr)
+	c, err := db.begin(org, argErr)
 	if err != nil {
 		return nil, "", err
 	}
@@ -495,7 +495,7 @@ func (db *DB) ListUsers(orgIDs string, limit int, cursor string) ([]User, string
 		if err := parseUserRec(v, &r); err != nil {
 			return err
 		}
-		users = append(users, User{OrgID: orgIDs, UserID: string(id), Mobile: string(r.mobile),
+		users = append(users, User{OrgID: org, UserID: string(id), Mobile: string(r.mobile),
 			Email: string(r.email), Name: string(r.name), CreatedAt: r.createdAt, Devices: int(r.devices)})
 		return nil
 	})

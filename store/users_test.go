@@ -151,7 +151,7 @@ func TestCreateUserRefusals(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(ErrMobileTaken), "mobile") || !strings.Contains(fmt.Sprint(ErrEmailTaken), "e-mail") {
 		t.Error("the taken errors must name their field")
 	}
-	_, err := db.CreateUser("0123456789abcdef", User{UserID: "ann"})
+	_, err := db.CreateUser(OrgID{1, 2, 3}, User{UserID: "ann"})
 	wantErr(t, err, ErrNotFound)
 	// A user id of the longest length is a user.
 	check(t, must[User](t)(db.CreateUser(o.ID, User{UserID: strings.Repeat("u", 256)})).validate())
@@ -311,7 +311,7 @@ func TestListUsersPaged(t *testing.T) {
 	}
 }
 
-func newOrgID(t *testing.T, db *DB) string {
+func newOrgID(t *testing.T, db *DB) OrgID {
 	o, _ := newOrg(t, db, "another")
 	return o.ID
 }

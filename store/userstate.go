@@ -20,8 +20,8 @@ var ErrConflict = errors.New("store: record changed since it was read")
 // lock, token required, last TOTP step, recent approvals) into dst, reusing
 // dst.Recent. A user who never had an approval has the zero state, Version
 // 0. ErrNotFound if the organization has no such user.
-func (db *DB) UserState(orgIDs, userID string, dst *approval.UserState) error {
-	c, err := db.begin(orgIDs, lookupUserID(userID))
+func (db *DB) UserState(org OrgID, userID string, dst *approval.UserState) error {
+	c, err := db.begin(org, lookupUserID(userID))
 	if err != nil {
 		return err
 	}
@@ -39,8 +39,8 @@ func (db *DB) UserState(orgIDs, userID string, dst *approval.UserState) error {
 // with Version one higher and only if the stored Version is still the one
 // read (ErrConflict otherwise). It returns apply's error, or the store's
 // when the write failed. ErrNotFound if the organization has no such user.
-func (db *DB) UpdateUserState(orgIDs, userID string, u *approval.UserState, apply func(u *approval.UserState) error) error {
-	c, err := db.begin(orgIDs, lookupUserID(userID))
+func (db *DB) UpdateUserState(org OrgID, userID string, u *approval.UserState, apply func(u *approval.UserState) error) error {
+	c, err := db.begin(org, lookupUserID(userID))
 	if err != nil {
 		return err
 	}
