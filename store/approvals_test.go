@@ -17,7 +17,7 @@ import (
 // approvalWorld is an organization with user "ann", her registered device
 // and the default approval settings.
 type approvalWorld struct {
-	t        *testing.T
+	t        testing.TB
 	db       *DB
 	clk      *clock
 	org      OrgID
@@ -26,7 +26,7 @@ type approvalWorld struct {
 	settings approval.Settings
 }
 
-func newApprovalWorld(t *testing.T, db *DB, clk *clock) *approvalWorld {
+func newApprovalWorld(t testing.TB, db *DB, clk *clock) *approvalWorld {
 	o, _ := newOrg(t, db, "acme")
 	must[User](t)(db.CreateUser(o.ID, User{UserID: "ann"}))
 	dev, _ := activate(t, db, o.ID, "ann", 1)

@@ -123,8 +123,17 @@
 // pending index lists each user's pending approvals oldest first, with
 // their expiry, so admission counts them and the device's long poll finds
 // them without reading decided ones; an approval leaves it in the batch
-// that decides it. The engine's records keep their own format byte in
-// place of the store's tag.
+// that decides it. The engine's records (approval, user-state) keep their
+// own format byte in place of the store's tag; the family's own formats,
+// in the notation of records.go, are
+//
+//	user        01 created:8 uvarint(devices) lp(mobile) lp(email) name...
+//	device      01 flags created:8 revoked:8 publicKey:32 tokenHash:32 lp(userID) lp(platform) lp(appVersion) lp(model) pushToken...
+//	dev token   01 org:8 tokenHash:32 deviceID...
+//	activation  01 org:8 codeHash:32 created:8 expires:8 userID...
+//
+// with device flags bit 0 jailbroken, and times in unix ms (the engine's
+// records and the approval index keys hold unix ns, as the engine does).
 //
 // # Sessions
 //

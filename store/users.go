@@ -606,9 +606,10 @@ func parseUserRec(v []byte, r *userRec) error {
 	return nil
 }
 
-// addDevices changes the device count of the user record at c.key (the
-// user's key) by delta, adding the write to b; a user already deleted is
-// left so.
+// addDevices changes the user's device count by delta, adding the write
+// to b and leaving the user's key in c.key. ErrNotFound if the user is
+// gone (DeleteUser takes its devices with it, so a device outliving its
+// user is not a state the store leaves).
 func (db *DB) addDevices(b *pebble.Batch, c *call, userID string, delta int) error {
 	c.key = appendUserKey(c.key[:0], c.org, userID)
 	err := db.get(c.key, func(v []byte) error {
