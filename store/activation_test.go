@@ -1,10 +1,14 @@
 package store
 
 import (
+	"crypto/rand"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // TestActivationCodeOnce: a code activates one device, once; a second use
@@ -97,4 +101,35 @@ func TestActivationAfterUserDeleted(t *testing.T) {
 	if countKind(t, db, kindActivation) != 0 || countKind(t, db, kindDevice) != 0 {
 		t.Fatal("records left behind")
 	}
+}
+
+// switchRand is crypto/rand until it is told to fail.
+type switchRand struct{ fail atomic.Bool }
+
+func (r *switchRand) Read(p []byte) (int, error) {
+	if r.fail.Load() {
+		return 0, errors.New("entropy exhausted")
+	}
+	return rand.Read(p)
+}
+
+// TestActivationRandomness: device ids and tokens come from Options.Rand;
+// when it fails, activation fails with ErrRandom and the code stays
+// usable.
+func TestActivationRandomness(t *testing.T) {
+	rnd := new(switchRand)
+	db, err := Open(Options{Dir: "db", FS: vfs.NewMem(), Rand: rnd})
+	check(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	o, _ := newOrg(t, db, "acme")
+	must[User](t)(db.CreateUser(o.ID, User{UserID: "ann"}))
+	code, _ := must2(t)(db.CreateActivationCode(o.ID, "ann"))
+	rnd.fail.Store(true)
+	_, _, err = db.ActivateDevice([]byte(code), testActivation(1))
+	wantErr(t, err, ErrRandom)
+	_, _, err = db.CreateActivationCode(o.ID, "ann")
+	wantErr(t, err, ErrRandom)
+	rnd.fail.Store(false)
+	_, _, err = db.ActivateDevice([]byte(code), testActivation(1))
+	check(t, err)
 }

@@ -374,3 +374,57 @@ func TestPendingApprovalsReuse(t *testing.T) {
 		t.Fatalf("pending %v", p)
 	}
 }
+
+// TestConcurrentAdmission: approvals requested at once for one user are
+// admitted up to maxPending, no more: the count and the write are under
+// the user's stripe.
+func TestConcurrentAdmission(t *testing.T) {
+	db, clk := openMem(t)
+	w := newApprovalWorld(t, db, clk)
+	errs := race(8, func(int) error {
+		_, err := w.create("ann")
+		return err
+	})
+	admitted := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			admitted++
+		case !errors.Is(err, approval.ErrTooManyPending):
+			t.Errorf("create: %v", err)
+		}
+	}
+	if admitted != w.settings.MaxPending || countKind(t, db, kindPending) != w.settings.MaxPending {
+		t.Fatalf("%d admitted, %d pending records; want %d", admitted, countKind(t, db, kindPending), w.settings.MaxPending)
+	}
+	if u := w.state("ann"); len(u.Recent) != admitted {
+		t.Fatalf("the window counts %d, want %d", len(u.Recent), admitted)
+	}
+}
+
+// TestLateAnswer: an answer after the expiry is refused as late, counted
+// as a failure, and the approval is stored expired and leaves the pending
+// index, all in one write.
+func TestLateAnswer(t *testing.T) {
+	db, clk := openMem(t)
+	w := newApprovalWorld(t, db, clk)
+	a, err := w.create("ann")
+	check(t, err)
+	clk.Advance(time.Duration(w.settings.ExpirySeconds) * time.Second)
+	eff, err := w.answer(a, approval.DecisionApprove, true)
+	wantErr(t, err, approval.ErrLate)
+	if !eff.Failure {
+		t.Fatal("a late answer is a failure")
+	}
+	var raw approval.Approval
+	c, _ := db.begin(w.org, nil)
+	err = readApproval(db, c, a.ID, &raw)
+	c.end()
+	check(t, err)
+	if raw.Status != approval.StatusExpired || raw.Version != 2 || countKind(t, db, kindPending) != 0 {
+		t.Fatalf("stored %s version %d, %d pending", raw.Status, raw.Version, countKind(t, db, kindPending))
+	}
+	if u := w.state("ann"); u.Failures != 1 {
+		t.Fatalf("%d failures", u.Failures)
+	}
+}

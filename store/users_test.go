@@ -444,3 +444,27 @@ func TestApprovalFamilyKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestUserTenancy: another organization's user answers exactly as a
+// missing one, to every read and write.
+func TestUserTenancy(t *testing.T) {
+	db, _ := openMem(t)
+	a, _ := newOrg(t, db, "a")
+	b, _ := newOrg(t, db, "b")
+	must[User](t)(db.CreateUser(a.ID, User{UserID: "ann", Mobile: "+14155552671", Email: "ann@example.com"}))
+	for name, err := range map[string]error{
+		"get":       errOf(db.User(b.ID, "ann")),
+		"by mobile": errOf(db.UserByMobile(b.ID, "+14155552671")),
+		"by email":  errOf(db.UserByEmail(b.ID, "ann@example.com")),
+		"update":    errOf(db.UpdateUser(b.ID, "ann", UserPatch{Name: ptr("x")})),
+		"delete":    db.DeleteUser(b.ID, "ann"),
+		"no org":    errOf(db.User(OrgID{}, "ann")),
+	} {
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s from b: %v, want ErrNotFound", name, err)
+		}
+	}
+	if u := must[User](t)(db.User(a.ID, "ann")); u.Name != "" {
+		t.Fatalf("a's ann changed: %+v", u)
+	}
+}
