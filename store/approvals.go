@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,6 +16,16 @@ import (
 const (
 	ApprovalIDPrefix = "apr_"
 	approvalIDBytes  = 15 // 24 base32 characters: unique, not secret
+)
+
+// Errors of the approval family.
+var (
+	// ErrNotNew: CreateApproval was given an approval that is not as
+	// approval.New makes one (pending, Version 0, with a creation time).
+	ErrNotNew = errors.New("store: not a new approval (approval.New makes one: pending, Version 0)")
+	// ErrIdentity: an UpdateApproval transition changed the approval's id,
+	// user or creation time, which name its records; nothing was written.
+	ErrIdentity = errors.New("store: a transition changed the approval's id, user or creation time")
 )
 
 // NewApprovalID returns a fresh approval id from the store's randomness,
@@ -97,7 +108,7 @@ func approvalArgs(a *approval.Approval) error {
 	case len(a.ID) > approval.MaxIDLen || len(a.UserID) > approval.MaxUserIDLen:
 		return ErrKeyTooLong
 	case a.Status != approval.StatusPending || a.Version != 0 || a.CreatedAt.IsZero():
-		return fmt.Errorf("%w: a new approval is pending, with Version 0 (approval.New makes one)", ErrCorrupt)
+		return ErrNotNew
 	}
 	return nil
 }
@@ -209,10 +220,16 @@ func readApproval[T string | []byte](db *DB, c *call, id T, a *approval.Approval
 		return err
 	}
 	err = approval.DecodeApproval(v, a)
+	if err == nil && a.ID != string(id) {
+		// The index records are named by the record's id: one stored under
+		// another id would be unreachable from them.
+		err = fmt.Errorf("it holds id %q", a.ID)
+	}
 	if cerr := closer.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
+		a.Reset()
 		return fmt.Errorf("%w: approval %q: %v", ErrCorrupt, id, err)
 	}
 	return nil
@@ -262,7 +279,7 @@ func (db *DB) UpdateApproval(org OrgID, id string, a *approval.Approval, u *appr
 
 	a.Version, u.Version = version, userVersion
 	if a.ID != approvalID || a.UserID != userID || !a.CreatedAt.Equal(createdAt) {
-		return eff, fmt.Errorf("%w: a transition changed the approval's id, user or creation time", ErrCorrupt)
+		return eff, ErrIdentity
 	}
 	b := db.pdb.NewBatch()
 	abort := func(err error) (approval.Effect, error) {

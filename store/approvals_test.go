@@ -118,6 +118,7 @@ func TestApprovalRoundTrip(t *testing.T) {
 	dup := *a
 	dup.Version = 0
 	wantErr(t, w.db.CreateApproval(w.org, &dup, func(*approval.UserState, *approval.Admission) error { return nil }), ErrExists)
+	wantErr(t, w.db.CreateApproval(w.org, a, func(*approval.UserState, *approval.Admission) error { return nil }), ErrNotNew)
 }
 
 // TestApprovalAdmission: the pending count Admit sees is the user's
@@ -272,7 +273,7 @@ func TestUpdateApprovalNoChange(t *testing.T) {
 		a.ID = "apr_other"
 		return approval.Effect{}, nil
 	})
-	wantErr(t, err, ErrCorrupt)
+	wantErr(t, err, ErrIdentity)
 	if w.read(a.ID).Version != 1 {
 		t.Fatal("a refused transition was written")
 	}
@@ -426,5 +427,32 @@ func TestLateAnswer(t *testing.T) {
 	}
 	if u := w.state("ann"); u.Failures != 1 {
 		t.Fatalf("%d failures", u.Failures)
+	}
+}
+
+// TestApprovalCorrupt: a damaged approval or user state record is
+// ErrCorrupt to every reader, never a panic, and no transition runs on it.
+func TestApprovalCorrupt(t *testing.T) {
+	db, clk := openMem(t)
+	w := newApprovalWorld(t, db, clk)
+	a, err := w.create("ann")
+	check(t, err)
+	moved := approval.AppendApproval(nil, a)
+	b, _ := w.create("ann")
+	key := appendApprovalKey(nil, w.org, b.ID)
+	check(t, db.pdb.Set(key, moved, nil)) // a's record under b's id
+	wantErr(t, db.Approval(w.org, b.ID, new(approval.Approval)), ErrCorrupt)
+	check(t, db.pdb.Set(key, moved[:len(moved)-3], nil))
+	wantErr(t, db.Approval(w.org, b.ID, new(approval.Approval)), ErrCorrupt)
+	_, err = db.PendingApprovals(w.org, "ann", nil)
+	wantErr(t, err, ErrCorrupt)
+	check(t, db.pdb.Set(appendUserStateKey(nil, w.org, "ann"), []byte{1, 0xff}, nil))
+	wantErr(t, db.UserState(w.org, "ann", new(approval.UserState)), ErrCorrupt)
+	ran := false
+	_, err = db.UpdateApproval(w.org, a.ID, new(approval.Approval), new(approval.UserState),
+		func(*approval.Approval, *approval.UserState) (approval.Effect, error) { ran = true; return approval.Effect{}, nil })
+	wantErr(t, err, ErrCorrupt)
+	if ran {
+		t.Fatal("a transition ran on a corrupt user state")
 	}
 }
