@@ -450,7 +450,10 @@ func TestApprovalCorrupt(t *testing.T) {
 	wantErr(t, db.UserState(w.org, "ann", new(approval.UserState)), ErrCorrupt)
 	ran := false
 	_, err = db.UpdateApproval(w.org, a.ID, new(approval.Approval), new(approval.UserState),
-		func(*approval.Approval, *approval.UserState) (approval.Effect, error) { ran = true; return approval.Effect{}, nil })
+		func(*approval.Approval, *approval.UserState) (approval.Effect, error) {
+			ran = true
+			return approval.Effect{}, nil
+		})
 	wantErr(t, err, ErrCorrupt)
 	if ran {
 		t.Fatal("a transition ran on a corrupt user state")
