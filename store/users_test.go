@@ -354,9 +354,13 @@ func TestUserRecordsCorrupt(t *testing.T) {
 }
 
 // TestUsersConcurrentMobile: users created at once with one mobile number
-// (and one e-mail address): exactly one gets it.
+// (and one e-mail address): exactly one gets it. On a disk, where each
+// commit waits for an fsync, so that a check and a write that were not
+// serialised would have the time to interleave.
 func TestUsersConcurrentMobile(t *testing.T) {
-	db, _ := openMem(t)
+	db, err := Open(Options{Dir: t.TempDir()})
+	check(t, err)
+	t.Cleanup(func() { _ = db.Close() })
 	o, _ := newOrg(t, db, "acme")
 	errs := race(8, func(i int) error {
 		_, err := db.CreateUser(o.ID, User{UserID: fmt.Sprintf("user-%d", i), Mobile: "+14155552671", Email: "a@example.com"})
