@@ -164,10 +164,21 @@ func TestApprovalAdmission(t *testing.T) {
 	}
 }
 
+// openSynced opens a Sync store on disk: racing tests run there, where
+// every commit waits for an fsync, so calls that were not serialised have
+// the time to interleave.
+func openSynced(t *testing.T) (*DB, *clock) {
+	clk := newClock()
+	db, err := Open(Options{Dir: t.TempDir(), Now: clk.Now})
+	check(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	return db, clk
+}
+
 // TestConcurrentAnswers: many answers to one approval race; exactly one
 // applies, the others find it decided.
 func TestConcurrentAnswers(t *testing.T) {
-	db, clk := openMem(t)
+	db, clk := openSynced(t)
 	w := newApprovalWorld(t, db, clk)
 	a, err := w.create("ann")
 	check(t, err)
@@ -380,7 +391,7 @@ func TestPendingApprovalsReuse(t *testing.T) {
 // admitted up to maxPending, no more: the count and the write are under
 // the user's stripe.
 func TestConcurrentAdmission(t *testing.T) {
-	db, clk := openMem(t)
+	db, clk := openSynced(t)
 	w := newApprovalWorld(t, db, clk)
 	errs := race(8, func(int) error {
 		_, err := w.create("ann")

@@ -20,17 +20,24 @@ func annOrg(t testing.TB) (*DB, Org, *clock) {
 	return db, o, clk
 }
 
-// race runs fn(0..n-1) at once and returns their errors.
+// race runs fn(0..n-1) at once, released together once all have started,
+// and returns their errors.
 func race(n int, fn func(i int) error) []error {
-	var wg sync.WaitGroup
+	var wg, ready sync.WaitGroup
+	start := make(chan struct{})
 	errs := make([]error, n)
 	for i := range n {
 		wg.Add(1)
+		ready.Add(1)
 		go func() {
 			defer wg.Done()
+			ready.Done()
+			<-start
 			errs[i] = fn(i)
 		}()
 	}
+	ready.Wait()
+	close(start)
 	wg.Wait()
 	return errs
 }

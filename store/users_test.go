@@ -358,9 +358,7 @@ func TestUserRecordsCorrupt(t *testing.T) {
 // commit waits for an fsync, so that a check and a write that were not
 // serialised would have the time to interleave.
 func TestUsersConcurrentMobile(t *testing.T) {
-	db, err := Open(Options{Dir: t.TempDir()})
-	check(t, err)
-	t.Cleanup(func() { _ = db.Close() })
+	db, _ := openSynced(t)
 	o, _ := newOrg(t, db, "acme")
 	errs := race(8, func(i int) error {
 		_, err := db.CreateUser(o.ID, User{UserID: fmt.Sprintf("user-%d", i), Mobile: "+14155552671", Email: "a@example.com"})
