@@ -42,10 +42,21 @@
 //	0x30  decision     org decisionID                       decision record
 //	0x31  idempotency  org idempotency key                  request hash, decision id
 //	0x32  idem-expiry  be64(expiresAt ms) org idempotency key  empty
+//	0x40  user         org userID                           user record (created, devices, mobile, e-mail, name)
+//	0x41  user-by-mobile  org E.164 mobile                  userID
+//	0x42  user-by-email   org lowercase e-mail              userID
+//	0x43  user-state   org userID                           approval.AppendUserState bytes
+//	0x44  device       org deviceID                         device record
+//	0x45  device-by-user  org lp(userID) deviceID           empty
+//	0x46  device-by-token  sha256(device token)             org, token hash, deviceID
+//	0x47  activation   sha256(activation code)              org, code hash, created, expires, userID
+//	0x50  approval     org approvalID                       approval.AppendApproval bytes
+//	0x51  approval-by-user  org lp(userID) be64(createdAt ns) approvalID  empty
+//	0x52  pending      org lp(userID) be64(createdAt ns) approvalID  be64(expiresAt ns)
 //
-// Four kinds are not organization-first, by necessity: org-by-cid and
-// org-by-key resolve a credential to its organization before the
-// organization is known, and expiry and idem-expiry are ordered by time so
+// Six kinds are not organization-first, by necessity: org-by-cid,
+// org-by-key, device-by-token and activation resolve a credential to its
+// organization before the organization is known, and expiry and idem-expiry are ordered by time so
 // the sweeps read only the sessions and idempotency keys that are due (a
 // key expires Options.IdempotencyTTL after its decision, whose id carries
 // the time it was made). None of them is ever answered to a caller
@@ -97,6 +108,32 @@
 // the goroutine's P; both matter most on one core. Every write acknowledged
 // to a client is synced; sweeps and aggregate saves, whose loss a crash
 // only undoes, are not.
+//
+// # Users, devices and approvals
+//
+// A user's records (the user, its devices, its approvals, its state) are
+// written under the user's stripe, so the approval engine's transitions,
+// which read and write an approval and its user's state together, never
+// interleave for one user (engine/approval's "Serialisation"). Both
+// engine records carry a Version the store compares before it writes and
+// raises with every write, so a write based on a stale read is refused
+// (ErrConflict) rather than lost. Mobile numbers and e-mail addresses are
+// unique per organization through their index records, which are changed
+// under the organization's directory stripe as well as the user's. The
+// pending index lists each user's pending approvals oldest first, with
+// their expiry, so admission counts them and the device's long poll finds
+// them without reading decided ones; an approval leaves it in the batch
+// that decides it. The engine's records (approval, user-state) keep their
+// own format byte in place of the store's tag; the family's own formats,
+// in the notation of records.go, are
+//
+//	user        01 created:8 uvarint(devices) lp(mobile) lp(email) name...
+//	device      01 flags created:8 revoked:8 publicKey:32 tokenHash:32 lp(userID) lp(platform) lp(appVersion) lp(model) pushToken...
+//	dev token   01 org:8 tokenHash:32 deviceID...
+//	activation  01 org:8 codeHash:32 created:8 expires:8 userID...
+//
+// with device flags bit 0 jailbroken, and times in unix ms (the engine's
+// records and the approval index keys hold unix ns, as the engine does).
 //
 // # Sessions
 //

@@ -22,6 +22,18 @@ const (
 	kindDecision    byte = 0x30
 	kindIdempotency byte = 0x31
 	kindIdemExpiry  byte = 0x32
+
+	kindUser           byte = 0x40
+	kindUserByMobile   byte = 0x41
+	kindUserByEmail    byte = 0x42
+	kindUserState      byte = 0x43
+	kindDevice         byte = 0x44
+	kindDeviceByUser   byte = 0x45
+	kindDeviceByToken  byte = 0x46
+	kindActivation     byte = 0x47
+	kindApproval       byte = 0x50
+	kindApprovalByUser byte = 0x51
+	kindPending        byte = 0x52
 )
 
 // OrgID is an organization's id: 8 random bytes, written as 16 hex
@@ -184,6 +196,10 @@ type keyParts struct {
 	seq     uint64 // frame seq of a frame-seq key
 	digest  []byte // frame digest of a frame-seq key
 	expires int64  // expiry time of an expiry key
+	// at is the creation time (unix ns) of an approval-by-user or pending
+	// key, whose trailing approval id is in name; a device-by-user key's
+	// device id is in name too.
+	at int64
 }
 
 // decodeKey is the inverse of the key encoders: it is how the sweep reads
@@ -250,12 +266,79 @@ func decodeKey(k []byte) (keyParts, bool) {
 		}
 		p.id = k
 		return p, true
-	case kindTemplate, kindDecision, kindIdempotency:
+	case kindTemplate, kindDecision, kindIdempotency,
+		kindUser, kindUserByMobile, kindUserByEmail, kindUserState, kindDevice, kindApproval:
 		if !org() {
 			return p, false
 		}
 		p.id = k
 		return p, true
+	case kindDeviceByToken, kindActivation:
+		p.id = k
+		return p, len(k) == 32
+	case kindDeviceByUser:
+		if !org() || !lp() {
+			return p, false
+		}
+		p.name = k
+		return p, true
+	case kindApprovalByUser, kindPending:
+		if !org() || !lp() || len(k) < 8 {
+			return p, false
+		}
+		p.at, p.name = int64(binary.BigEndian.Uint64(k)), k[8:]
+		return p, true
 	}
 	return p, false
+}
+
+// The approval record families' keys (users.go, devices.go, activation.go,
+// approvals.go, userstate.go). A user id, device id or approval id that
+// ends a key runs to its end; one followed by more parts is lp().
+
+// appendUserPart appends kind, org, id: the key of a record named by one
+// id (user, user-by-mobile, user-by-email, user state, device, approval).
+func appendUserPart[T string | []byte](dst []byte, kind byte, org OrgID, id T) []byte {
+	return append(append(append(dst, kind), org[:]...), id...)
+}
+
+func appendUserKey[T string | []byte](dst []byte, org OrgID, userID T) []byte {
+	return appendUserPart(dst, kindUser, org, userID)
+}
+
+func appendUserStateKey[T string | []byte](dst []byte, org OrgID, userID T) []byte {
+	return appendUserPart(dst, kindUserState, org, userID)
+}
+
+func appendDeviceKey[T string | []byte](dst []byte, org OrgID, deviceID T) []byte {
+	return appendUserPart(dst, kindDevice, org, deviceID)
+}
+
+func appendApprovalKey[T string | []byte](dst []byte, org OrgID, approvalID T) []byte {
+	return appendUserPart(dst, kindApproval, org, approvalID)
+}
+
+// appendPerUserPrefix appends kind, org, lp(userID): the scan prefix of one
+// user's devices (device-by-user), approvals (approval-by-user) or pending
+// approvals.
+func appendPerUserPrefix[T string | []byte](dst []byte, kind byte, org OrgID, userID T) []byte {
+	return appendSessionPart(dst, kind, org, userID)
+}
+
+func appendDeviceByUserKey[T string | []byte](dst []byte, org OrgID, userID, deviceID T) []byte {
+	return append(appendPerUserPrefix(dst, kindDeviceByUser, org, userID), deviceID...)
+}
+
+// appendApprovalIndexKey is an approval's key in the per-user indexes
+// (approval-by-user, pending): ordered by creation, oldest first, then by
+// id for approvals created in the same nanosecond.
+func appendApprovalIndexKey[T string | []byte](dst []byte, kind byte, org OrgID, userID T, createdAt int64, approvalID T) []byte {
+	dst = binary.BigEndian.AppendUint64(appendPerUserPrefix(dst, kind, org, userID), uint64(max(createdAt, 0)))
+	return append(dst, approvalID...)
+}
+
+// appendHashKey is the key of a credential that names its organization
+// (device token, activation code): kind, then the SHA-256 of the secret.
+func appendHashKey(dst []byte, kind byte, hash *[32]byte) []byte {
+	return append(append(dst, kind), hash[:]...)
 }
