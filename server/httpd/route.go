@@ -1,18 +1,23 @@
 package httpd
 
-import "github.com/valyala/fasthttp"
+import (
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
 
 // Route describes one endpoint of a surface: what the core needs to know to
 // serve it before (and around) the surface's handler. Routes are created by
 // NewRoute as package-level values of the surface that owns them, so the
 // metrics can index them by a small number.
 type Route struct {
-	Name      string   // the metrics label: snake_case, unique
-	Method    string   // the only method accepted (GET also accepts HEAD)
-	BodyLimit int      // the largest request body read, compressed or not
-	UsesStore bool     // reads or writes the store: refused once it has failed
-	Holds     bool     // may hold the request open waiting for an event (no route does yet)
-	Envelope  Envelope // renders the route's errors; nil for the server's default
+	Name      string        // the metrics label: snake_case, unique
+	Method    string        // the only method accepted (GET also accepts HEAD)
+	BodyLimit int           // the largest request body read, compressed or not
+	UsesStore bool          // reads or writes the store: refused once it has failed
+	Holds     bool          // may hold the request open waiting for an event (Hub)
+	MaxHold   time.Duration // the longest a request of a route that Holds is held (HoldFor)
+	Envelope  Envelope      // renders the route's errors; nil for the server's default
 
 	id int
 }
