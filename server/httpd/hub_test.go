@@ -261,8 +261,9 @@ func TestHubNoLostWake(t *testing.T) {
 					return
 				}
 				defer w.Close()
-				deadline := time.Now().Add(20 * time.Second)
+				deadline := time.Now().Add(10 * time.Second)
 				for state[k].Load() < target {
+					runtime.Gosched() // widen the window between the check and the wait
 					if r := w.Wait(deadline); r != WakePublished {
 						errs <- fmt.Errorf("key %d: %v at state %d", k, r, state[k].Load())
 						return
@@ -271,29 +272,16 @@ func TestHubNoLostWake(t *testing.T) {
 			}()
 		}
 	}
-	var pub sync.WaitGroup
+	// Exactly one publish per change, so the last change of each key has
+	// one publish to be lost by.
 	for p := range publishers {
-		pub.Add(1)
 		go func() {
-			defer pub.Done()
-			for i := range keys * target {
-				k := (i + p) % keys
-				if state[k].Load() < target {
-					state[k].Add(1)
-					h.Publish(numberedKey(k))
-				}
-				if i%64 == 0 {
-					runtime.Gosched()
-				}
+			for i := p; i < keys*target; i += publishers {
+				k := i % keys
+				state[k].Add(1)
+				h.Publish(numberedKey(k))
 			}
 		}()
-	}
-	pub.Wait()
-	for k := range keys { // top up keys the publishers' races left short
-		for state[k].Load() < target {
-			state[k].Add(1)
-			h.Publish(numberedKey(k))
-		}
 	}
 	done.Wait()
 	close(errs)
