@@ -115,7 +115,7 @@ type Hub struct {
 type hubShard struct {
 	mu     sync.Mutex
 	topics map[HubKey]*Waiter // the first waiter of each key's list
-	_      [40]byte           // keep shards' locks on separate cache lines
+	_      [48]byte           // the rest of a 64-byte cache line: shards' locks apart
 }
 
 // NewHub makes a hub holding at most max requests (0 is DefaultMaxHeld,
@@ -293,8 +293,8 @@ func (w *Waiter) Close() {
 	h.pool.Put(w)
 }
 
-// HoldFor is how long a request of r that asks to wait wait (its ?wait=)
-// is held: wait clamped to r.MaxHold, and nothing for a route that does
+// HoldFor is how long a request of r that asks to be held for wait (its
+// ?wait=) is held: wait, at most r.MaxHold; nothing on a route that does
 // not hold.
 func (r *Route) HoldFor(wait time.Duration) time.Duration {
 	if !r.Holds || wait <= 0 {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -453,4 +454,45 @@ func TestHeldRequestsMemory(t *testing.T) {
 		t.Errorf("shutdown: %v", err)
 	}
 	t.Logf("%d held requests answered at shutdown in %v", n, time.Since(start))
+}
+
+// TestHubMetrics: the hub reports the requests it holds, its wakes by
+// reason, and its refusals.
+func TestHubMetrics(t *testing.T) {
+	set := metrics.NewSet()
+	h := NewHub(2, set)
+	a, _ := h.Subscribe(numberedKey(1))
+	b, _ := h.Subscribe(numberedKey(2))
+	if _, err := h.Subscribe(numberedKey(3)); err == nil {
+		t.Fatal("the third of two was held")
+	}
+	h.Publish(numberedKey(1))
+	a.Wait(time.Now())
+	b.Wait(time.Now())
+	var out strings.Builder
+	set.WritePrometheus(&out)
+	for _, want := range []string{
+		"countersign_held_requests 2\n",
+		`countersign_held_wakes_total{reason="published"} 1` + "\n",
+		`countersign_held_wakes_total{reason="timeout"} 1` + "\n",
+		`countersign_held_wakes_total{reason="shutdown"} 0` + "\n",
+		`countersign_requests_shed_total{reason="too_many_held"} 1` + "\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, out.String())
+		}
+	}
+	a.Close()
+	b.Close()
+}
+
+// TestRouteHoldNeedsMaxHold: a route that holds requests without a bound
+// on how long is refused when it is registered.
+func TestRouteHoldNeedsMaxHold(t *testing.T) {
+	defer func() {
+		if p := recover(); p == nil || !strings.Contains(fmt.Sprint(p), "test_unbounded_hold holds requests but has no MaxHold") {
+			t.Errorf("registered, or the wrong panic: %v", p)
+		}
+	}()
+	NewRoute(Route{Name: "test_unbounded_hold", Holds: true})
 }

@@ -25,13 +25,18 @@ type Route struct {
 var routes []*Route
 
 // NewRoute registers r and returns it. A route without a method accepts
-// GET, one without a body limit LimitSmall.
+// GET, one without a body limit LimitSmall. A route that holds requests
+// must bound how long (MaxHold): a route registered without one panics at
+// start-up.
 func NewRoute(r Route) *Route {
 	if r.Method == "" {
 		r.Method = fasthttp.MethodGet
 	}
 	if r.BodyLimit == 0 {
 		r.BodyLimit = LimitSmall
+	}
+	if r.Holds && r.MaxHold <= 0 {
+		panic("httpd: route " + r.Name + " holds requests but has no MaxHold")
 	}
 	for _, o := range routes {
 		if o.Name == r.Name {
