@@ -21,7 +21,7 @@ import (
 
 // routeHold holds a request on the key named by its ?k= for its ?wait=,
 // and answers why it woke.
-var routeHold = NewRoute(Route{Name: "test_hold", Holds: true, MaxHold: time.Second, Envelope: appendTestError})
+var routeHold = NewRoute(Route{Name: "test_hold", Holds: true, MaxHold: 2 * time.Second, Envelope: appendTestError})
 
 func serveHold(c *Ctx) {
 	deadline, ok := c.WaitParam(time.Now())
@@ -325,8 +325,9 @@ func TestHubMemoryPerWaiter(t *testing.T) {
 
 // TestHeldRequests: over HTTP, a held request is answered when its key is
 // published, at its wait clamped to the route's MaxHold, at once when the
-// server shuts down, and 503 overloaded without holding past MaxHeld; a
-// wait that is not a number of seconds is refused.
+// server shuts down, and past MaxHeld 503 overloaded without holding (its
+// answer held back like any refusal, Admission); a wait that is not a
+// number of seconds is refused.
 func TestHeldRequests(t *testing.T) {
 	ts, ln := newTestServer(t, Config{MaxHeld: 2})
 	h := ts.srv.Hub()
@@ -372,8 +373,12 @@ func TestHeldRequests(t *testing.T) {
 
 	held := []<-chan string{hold("k=carol&wait=25"), hold("k=dave&wait=25")}
 	heldBy(2)
+	refused := time.Now()
 	if got := <-hold("k=erin&wait=25"); got != "503 test:overloaded" {
 		t.Errorf("over MaxHeld: %s", got)
+	}
+	if d := time.Since(refused); d < DefaultShedHold {
+		t.Errorf("the refusal over MaxHeld came after %v, not held back for %v", d, DefaultShedHold)
 	}
 	start = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

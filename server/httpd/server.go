@@ -250,9 +250,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	status := ctx.Response.StatusCode()
 	s.metrics.Observe(r, status, start)
 	ok = true
-	if status == fasthttp.StatusServiceUnavailable && s.admit.counts(r) {
-		// A surface's own shedding (a full queue) is held like the
-		// core's, after its place is given back, for the same reason.
+	if status == fasthttp.StatusServiceUnavailable && (s.admit.counts(r) || r.Holds) {
+		// A surface's own shedding (a full queue, the hub's bound) is
+		// held like the core's, after its place is given back, for the
+		// same reason: a device re-polling at once would otherwise keep
+		// the CPU busy refusing it.
 		s.admit.holdRefusal()
 	}
 }
