@@ -3,7 +3,8 @@
 // descriptions (Route: method, body limit, store use, envelope), the error
 // catalog (Register) rendered by each surface in its own envelope, the
 // listener with its per-IP limit and TLS, request metrics, panic recovery,
-// and the answers to what fasthttp refuses before a handler runs. It knows
+// the hub that holds requests waiting for an event (Hub), and the answers
+// to what fasthttp refuses before a handler runs. It knows
 // no surface: the server hands it the one prefix switch that picks the
 // surface of a path.
 package httpd
