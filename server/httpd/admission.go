@@ -42,10 +42,10 @@ const DefaultShedHold = 250 * time.Millisecond
 // bound divided by the hold, and the hold costs a sleeping goroutine, not
 // CPU. A client that honours Retry-After (1 s) loses nothing by it.
 //
-// Routes that hold a request open waiting for an event (Route.Holds) will
-// have a bound of their own, counted apart: a held request costs a
-// goroutine and a connection, not CPU, and thousands waiting must not shut
-// out the requests that work.
+// Routes that hold a request open waiting for an event (Route.Holds) are
+// not counted here but by the hub's own bound (Hub, Config.MaxHeld): a
+// held request costs a goroutine and a connection, not CPU, and thousands
+// waiting must not shut out the requests that work.
 type Admission struct {
 	max      int64
 	hold     time.Duration

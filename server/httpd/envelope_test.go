@@ -50,6 +50,8 @@ func (ts *testSurface) Route(path []byte) (*Route, []byte) {
 		return routePanic, nil
 	case "/t/work":
 		return routeWork, nil
+	case "/t/hold":
+		return routeHold, nil
 	}
 	return RouteUnknown, nil
 }
@@ -64,6 +66,8 @@ func (ts *testSurface) Serve(rc *fasthttp.RequestCtx, r *Route, _ []byte) {
 		switch r {
 		case routePanic:
 			panic("boom")
+		case routeHold:
+			serveHold(c)
 		case routeTest:
 			if c.ReadBody(r.BodyLimit) {
 				c.Failf(ErrInvalidField, "echo ", string(c.Body))

@@ -1,18 +1,23 @@
 package httpd
 
-import "github.com/valyala/fasthttp"
+import (
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
 
 // Route describes one endpoint of a surface: what the core needs to know to
 // serve it before (and around) the surface's handler. Routes are created by
 // NewRoute as package-level values of the surface that owns them, so the
 // metrics can index them by a small number.
 type Route struct {
-	Name      string   // the metrics label: snake_case, unique
-	Method    string   // the only method accepted (GET also accepts HEAD)
-	BodyLimit int      // the largest request body read, compressed or not
-	UsesStore bool     // reads or writes the store: refused once it has failed
-	Holds     bool     // may hold the request open waiting for an event (no route does yet)
-	Envelope  Envelope // renders the route's errors; nil for the server's default
+	Name      string        // the metrics label: snake_case, unique
+	Method    string        // the only method accepted (GET also accepts HEAD)
+	BodyLimit int           // the largest request body read, compressed or not
+	UsesStore bool          // reads or writes the store: refused once it has failed
+	Holds     bool          // may hold the request open waiting for an event (Hub)
+	MaxHold   time.Duration // the longest a request of a route that Holds is held (HoldFor)
+	Envelope  Envelope      // renders the route's errors; nil for the server's default
 
 	id int
 }
@@ -20,13 +25,18 @@ type Route struct {
 var routes []*Route
 
 // NewRoute registers r and returns it. A route without a method accepts
-// GET, one without a body limit LimitSmall.
+// GET, one without a body limit LimitSmall. A route that holds requests
+// must bound how long (MaxHold): a route registered without one panics at
+// start-up.
 func NewRoute(r Route) *Route {
 	if r.Method == "" {
 		r.Method = fasthttp.MethodGet
 	}
 	if r.BodyLimit == 0 {
 		r.BodyLimit = LimitSmall
+	}
+	if r.Holds && r.MaxHold <= 0 {
+		panic("httpd: route " + r.Name + " holds requests but has no MaxHold")
 	}
 	for _, o := range routes {
 		if o.Name == r.Name {

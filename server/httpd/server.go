@@ -3,7 +3,8 @@
 // descriptions (Route: method, body limit, store use, envelope), the error
 // catalog (Register) rendered by each surface in its own envelope, the
 // listener with its per-IP limit and TLS, request metrics, panic recovery,
-// and the answers to what fasthttp refuses before a handler runs. It knows
+// the hub that holds requests waiting for an event (Hub), and the answers
+// to what fasthttp refuses before a handler runs. It knows
 // no surface: the server hands it the one prefix switch that picks the
 // surface of a path.
 package httpd
@@ -61,6 +62,10 @@ type Config struct {
 	// MaxInFlight bounds the requests of store routes served at once
 	// (Admission); 0 is DefaultMaxInFlight, negative no bound.
 	MaxInFlight int
+	// MaxHeld bounds the requests held waiting for an event (Hub),
+	// counted apart from MaxInFlight; 0 is DefaultMaxHeld, negative no
+	// bound.
+	MaxHeld int
 	// ShedHold is how long a refusal over MaxInFlight is held before it
 	// is written (Admission); 0 is DefaultShedHold, negative none.
 	ShedHold time.Duration
@@ -77,6 +82,7 @@ type Server struct {
 	metrics *Metrics
 	abuse   *abuseLog
 	admit   *Admission
+	hub     *Hub
 	hs      *fasthttp.Server
 
 	// storeDead is set, and failed closed, once the store has failed for
@@ -90,6 +96,7 @@ type Server struct {
 func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), abuse: newAbuseLog(cfg.Logger), failed: make(chan struct{})}
 	s.admit = newAdmission(cfg.MaxInFlight, cfg.ShedHold, s.envelope, s.metrics.Set)
+	s.hub = NewHub(cfg.MaxHeld, s.metrics.Set)
 	s.hs = &fasthttp.Server{
 		Handler:                      s.handle,
 		ErrorHandler:                 s.handleTransportError,
@@ -111,6 +118,9 @@ func New(cfg Config) *Server {
 
 // Admission is the server's bound on requests in flight.
 func (s *Server) Admission() *Admission { return s.admit }
+
+// Hub holds the server's requests that wait for an event.
+func (s *Server) Hub() *Hub { return s.hub }
 
 // Log is the server's logger.
 func (s *Server) Log() *slog.Logger { return s.log }
@@ -139,9 +149,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.hs.Serve(ln)
 }
 
-// Shutdown stops accepting connections and waits for in-flight requests to
-// be answered, or ctx to end.
-func (s *Server) Shutdown(ctx context.Context) error { return s.hs.ShutdownWithContext(ctx) }
+// Shutdown stops accepting connections, wakes the held requests (which
+// answer at once) and waits for in-flight requests to be answered, or ctx
+// to end. The hub is woken first: fasthttp waits for every handler, and a
+// held one would otherwise keep it waiting for its whole hold.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.hub.Shutdown()
+	return s.hs.ShutdownWithContext(ctx)
+}
 
 // Failed returns a channel that is closed when the store has failed for
 // good (MarkStoreDead).
@@ -236,9 +251,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	status := ctx.Response.StatusCode()
 	s.metrics.Observe(r, status, start)
 	ok = true
-	if status == fasthttp.StatusServiceUnavailable && s.admit.counts(r) {
-		// A surface's own shedding (a full queue) is held like the
-		// core's, after its place is given back, for the same reason.
+	if status == fasthttp.StatusServiceUnavailable && (s.admit.counts(r) || r.Holds) {
+		// A surface's own shedding (a full queue, the hub's bound) is
+		// held like the core's, after its place is given back, for the
+		// same reason: a device re-polling at once would otherwise keep
+		// the CPU busy refusing it.
 		s.admit.holdRefusal()
 	}
 }
