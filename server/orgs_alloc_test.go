@@ -53,7 +53,7 @@ func TestOrgCacheAPIKey(t *testing.T) {
 	}
 
 	// A new key of the org, and another org's key.
-	key2, err := e.db.AddAPIKey(e.org.ID)
+	key2, err := e.db.AddAPIKey(e.org.ID, store.ScopeBackend)
 	orgCacheOK(t, err)
 	o3, key3, err := e.db.CreateOrg("globex", nil)
 	orgCacheOK(t, err)

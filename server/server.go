@@ -1,6 +1,6 @@
 // Package server is countersign's HTTP service: New, Serve and Shutdown,
 // and the one switch on the path's prefix that hands each request to its
-// surface (server/native today). The surfaces share the HTTP core
+// surface (server/native, server/admin). The surfaces share the HTTP core
 // (server/httpd: pooled contexts, routes, the error catalog, the listener),
 // the JSON checks and encoders (server/jsonwire) and the compiled
 // organizations (server/tenant); the service routes (/healthz, /readyz,
@@ -29,6 +29,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/countersign/countersign/engine/biometric"
+	"github.com/countersign/countersign/server/admin"
 	"github.com/countersign/countersign/server/httpd"
 	"github.com/countersign/countersign/server/native"
 	"github.com/countersign/countersign/server/tenant"
@@ -95,6 +96,7 @@ type Server struct {
 	core    *httpd.Server
 	orgs    *tenant.Cache
 	native  *native.Surface
+	admin   *admin.Surface
 	service service
 
 	ready    atomic.Bool // workers running
@@ -176,6 +178,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		QueueSize:    cfg.QueueSize,
 		Now:          cfg.Now,
 	})
+	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
 	s.ready.Store(true)
 	s.log.Info("server configured",
 		"json", JSONMode(),
@@ -195,7 +198,9 @@ func (s *Server) surface(path []byte) httpd.Surface {
 	switch {
 	case string(path) == "/v1/device", hasPrefix(path, "/v1/device/"):
 		return &s.service // the device surface, to come: route_not_found meanwhile
-	case hasPrefix(path, "/ivalt"), hasPrefix(path, "/unloq/v1"), hasPrefix(path, "/admin/v1"):
+	case string(path) == "/admin/v1", hasPrefix(path, "/admin/v1/"):
+		return s.admin
+	case hasPrefix(path, "/ivalt"), hasPrefix(path, "/unloq/v1"):
 		return &s.service // surfaces to come: route_not_found meanwhile
 	case hasPrefix(path, "/v1/"), hasPrefix(path, "/api/v1/"):
 		return s.native

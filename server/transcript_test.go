@@ -39,8 +39,9 @@ import (
 // Variables: $cid and $apikey of the file's organization, $otherCID and
 // $otherKey of a second one. A request with the header x-test-panic: 1
 // makes the handler panic (the 500 answer). Masked in every answer:
-// decisionID, collectToken, expiresAt, createdAt.
-func newTranscriptRunner(t *testing.T) *httptranscript.Runner {
+// decisionID, collectToken, expiresAt, createdAt. The server's env is
+// returned too, for a surface's test to add its own variables and commands.
+func newTranscriptRunner(t *testing.T) (*httptranscript.Runner, *testEnv) {
 	wal := &walFailure{}
 	e := newEnv(t,
 		withStoreFS(errorfs.Wrap(vfs.NewMem(), wal)),
@@ -151,7 +152,7 @@ func newTranscriptRunner(t *testing.T) *httptranscript.Runner {
 			return "writes to the log fail"
 		},
 	}
-	return r
+	return r, e
 }
 
 // waitQueue waits until every queued job is done: the queue then holds
@@ -172,36 +173,42 @@ const transcriptDir = "../fixtures/http/native"
 // regenerates the answers (read them before committing).
 func TestTranscripts(t *testing.T) {
 	datadriven.Walk(t, transcriptDir, func(t *testing.T, path string) {
-		r := newTranscriptRunner(t)
+		r, _ := newTranscriptRunner(t)
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string { return r.Run(t, d) })
 	})
 }
 
+// transcriptDirs are the transcripts of every surface served here; each
+// has an errors.txt.
+var transcriptDirs = []string{transcriptDir, adminTranscriptDir}
+
 // TestTranscriptsCoverCatalog: every code of the error catalog is answered
-// in some transcript, or errors.txt names the test that provokes it (for
-// the few no transcript can reach on a plain socket, deterministically), and
-// that test exists. A new code cannot be left out.
+// in some transcript of some surface, or an errors.txt names the test that
+// provokes it (for the few no transcript can reach on a plain socket,
+// deterministically), and that test exists. A new code cannot be left out.
 func TestTranscriptsCoverCatalog(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(transcriptDir, "*.txt"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no transcripts in %s: %v", transcriptDir, err)
-	}
 	var all strings.Builder
-	for _, f := range files {
-		b, err := os.ReadFile(f)
+	// "#   code: TestName (file_test.go) ..." lines of errors.txt's list.
+	elsewhere := map[string]string{}
+	for _, dir := range transcriptDirs {
+		files, err := filepath.Glob(filepath.Join(dir, "*.txt"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no transcripts in %s: %v", dir, err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all.Write(b)
+		}
+		errorsTxt, err := os.ReadFile(filepath.Join(dir, "errors.txt"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		all.Write(b)
-	}
-	errorsTxt, err := os.ReadFile(filepath.Join(transcriptDir, "errors.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// "#   code: TestName (file_test.go) ..." lines of errors.txt's list.
-	elsewhere := map[string]string{}
-	for _, m := range regexp.MustCompile(`(?m)^#\s+([a-z0-9_]+): (Test[A-Za-z0-9_]+) \(`).FindAllStringSubmatch(string(errorsTxt), -1) {
-		elsewhere[m[1]] = m[2]
+		for _, m := range regexp.MustCompile(`(?m)^#\s+([a-z0-9_]+): (Test[A-Za-z0-9_]+) \(`).FindAllStringSubmatch(string(errorsTxt), -1) {
+			elsewhere[m[1]] = m[2]
+		}
 	}
 	var tests strings.Builder
 	testFiles, _ := filepath.Glob("*_test.go")
@@ -232,8 +239,8 @@ func TestTranscriptsCoverCatalog(t *testing.T) {
 		case answered && listed:
 			t.Errorf("%s is answered in a transcript and also listed in errors.txt as covered by %s", e.Code, test)
 		case !answered && !listed:
-			t.Errorf("%s (%d) has no transcript under %s and is not listed in errors.txt with the test that covers it",
-				e.Code, e.Status, transcriptDir)
+			t.Errorf("%s (%d) has no transcript under %s and is not listed in an errors.txt with the test that covers it",
+				e.Code, e.Status, strings.Join(transcriptDirs, " or "))
 		case listed:
 			body, ok := testBody(test)
 			if !ok {

@@ -7,6 +7,8 @@ import (
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
+	"strconv"
 )
 
 // Credential formats. The prefixes make a leaked secret recognisable to
@@ -39,10 +41,44 @@ func (db *DB) newSecret(prefix string) (string, [32]byte, error) {
 	return string(buf), sha256.Sum256(buf), nil
 }
 
-// AddAPIKey issues another API key for the organization (to rotate keys
-// without downtime). Like CreateOrg's, it is returned once.
-func (db *DB) AddAPIKey(org OrgID) (string, error) {
-	c, err := db.begin(org, nil)
+// Scope is what an API key may be used for. A key is never usable outside
+// its scope: a backend's key cannot manage users, and an operator's admin
+// key cannot move money, so leaking one does not give away the other.
+type Scope uint8
+
+// The scopes. ScopeBackend is the zero value, so that a key record written
+// before keys had scopes reads as the backend key it was.
+const (
+	// ScopeBackend: validate, approvals and the vendor-compatible surfaces.
+	ScopeBackend Scope = iota
+	// ScopeAdmin: /admin/v1 only.
+	ScopeAdmin
+	numScopes
+)
+
+// String is the scope's name on the wire ("backend", "admin").
+func (s Scope) String() string {
+	switch s {
+	case ScopeBackend:
+		return "backend"
+	case ScopeAdmin:
+		return "admin"
+	}
+	return "scope(" + strconv.Itoa(int(s)) + ")"
+}
+
+// ErrScope: an API key scope this store does not know.
+var ErrScope = errors.New("store: unknown API key scope")
+
+// AddAPIKey issues another API key of the scope for the organization (to
+// rotate keys without downtime, or to give operators an admin key). Like
+// CreateOrg's, it is returned once.
+func (db *DB) AddAPIKey(org OrgID, scope Scope) (string, error) {
+	var argErr error
+	if scope >= numScopes {
+		argErr = ErrScope
+	}
+	c, err := db.begin(org, argErr)
 	if err != nil {
 		return "", err
 	}
@@ -59,7 +95,7 @@ func (db *DB) AddAPIKey(org OrgID) (string, error) {
 		return "", err
 	}
 	c.key = appendAPIKeyKey(c.key[:0], &hash)
-	c.val = appendAPIKeyRec(c.val[:0], c.org, &hash, db.nowMs())
+	c.val = appendScopedAPIKeyRec(c.val[:0], c.org, &hash, db.nowMs(), scope)
 	b := db.pdb.NewBatch()
 	_ = b.Set(c.key, c.val, nil)
 	err = db.commit(b)
@@ -70,20 +106,29 @@ func (db *DB) AddAPIKey(org OrgID) (string, error) {
 	return key, nil
 }
 
-// OrgByAPIKey returns the organization an API key belongs to. The key is
-// looked up by its SHA-256 and the stored hash is compared in constant time;
-// a malformed or unknown key is ErrNotFound, with no hint which.
+// OrgByAPIKey returns the organization an API key of any scope belongs to;
+// a caller that serves one scope's routes uses APIKey and checks the scope.
 func (db *DB) OrgByAPIKey(key []byte) (Org, error) {
+	org, _, err := db.APIKey(key)
+	return org, err
+}
+
+// APIKey returns the organization an API key belongs to and the key's
+// scope. The key is looked up by its SHA-256 and the stored hash is compared
+// in constant time; a malformed or unknown key is ErrNotFound, with no hint
+// which.
+func (db *DB) APIKey(key []byte) (Org, Scope, error) {
 	c, err := db.admit(apiKeyFormat(key))
 	if err != nil {
-		return Org{}, err
+		return Org{}, 0, err
 	}
 	defer c.end()
 	hash := sha256.Sum256(key)
 	var org OrgID
+	var scope Scope
 	c.key = appendAPIKeyKey(c.key[:0], &hash)
 	err = db.get(c.key, func(v []byte) error {
-		o, stored, err := parseAPIKeyRec(v)
+		o, stored, sc, err := parseAPIKeyRec(v)
 		if err != nil {
 			return err
 		}
@@ -93,13 +138,14 @@ func (db *DB) OrgByAPIKey(key []byte) (Org, error) {
 		if subtle.ConstantTimeCompare(stored, hash[:]) != 1 {
 			return ErrNotFound
 		}
-		org = o
+		org, scope = o, sc
 		return nil
 	})
 	if err != nil {
-		return Org{}, err
+		return Org{}, 0, err
 	}
-	return db.orgByID(&c.scratch, org)
+	o, err := db.orgByID(&c.scratch, org)
+	return o, scope, err
 }
 
 // apiKeyFormat is OrgByAPIKey's argErr: ErrNotFound for a key not in the
@@ -112,6 +158,10 @@ func apiKeyFormat(key []byte) error {
 	return nil
 }
 
+// appendAPIKeyRec appends the record of a backend key, in the format keys
+// had before they had scopes (tag 01), which is still how a backend key is
+// written: one format per meaning, and data an older countersign wrote
+// reads the same.
 func appendAPIKeyRec(dst []byte, org OrgID, hash *[32]byte, createdAt int64) []byte {
 	dst = append(dst, tagV1)
 	dst = append(dst, org[:]...)
@@ -119,10 +169,30 @@ func appendAPIKeyRec(dst []byte, org OrgID, hash *[32]byte, createdAt int64) []b
 	return binary.BigEndian.AppendUint64(dst, uint64(createdAt))
 }
 
-func parseAPIKeyRec(v []byte) (org OrgID, hash []byte, err error) {
-	if len(v) != apiKeyRecLen || v[0] != tagV1 {
-		return org, nil, ErrCorrupt
+// tagAPIKeyScoped is the format of a key record of another scope than
+// backend: the backend format with the scope appended.
+const tagAPIKeyScoped byte = 0x02
+
+// appendScopedAPIKeyRec appends the record of a key of the scope.
+func appendScopedAPIKeyRec(dst []byte, org OrgID, hash *[32]byte, createdAt int64, scope Scope) []byte {
+	if scope == ScopeBackend {
+		return appendAPIKeyRec(dst, org, hash, createdAt)
+	}
+	start := len(dst)
+	dst = appendAPIKeyRec(dst, org, hash, createdAt)
+	dst[start] = tagAPIKeyScoped
+	return append(dst, byte(scope))
+}
+
+func parseAPIKeyRec(v []byte) (org OrgID, hash []byte, scope Scope, err error) {
+	switch {
+	case len(v) == apiKeyRecLen && v[0] == tagV1:
+		scope = ScopeBackend
+	case len(v) == apiKeyRecLen+1 && v[0] == tagAPIKeyScoped && v[apiKeyRecLen] != byte(ScopeBackend) && v[apiKeyRecLen] < byte(numScopes):
+		scope = Scope(v[apiKeyRecLen])
+	default:
+		return org, nil, 0, ErrCorrupt
 	}
 	copy(org[:], v[1:9])
-	return org, v[9:41], nil
+	return org, v[9:41], scope, nil
 }

@@ -84,7 +84,7 @@ func TestOrgLookupMisses(t *testing.T) {
 		_, err := db.OrgByCID([]byte(cid))
 		wantErr(t, err, ErrNotFound)
 	}
-	_, err := db.AddAPIKey(OrgID{})
+	_, err := db.AddAPIKey(OrgID{}, ScopeBackend)
 	wantErr(t, err, ErrNotFound)
 	wantErr(t, db.SetOrgPolicy(OrgID{}, nil), ErrNotFound)
 	wantErr(t, db.BindCert(OrgID{1}, [32]byte{}), ErrNotFound)
@@ -129,7 +129,7 @@ func TestOrgGeneration(t *testing.T) {
 	}
 	o, key := newOrg(t, db, "acme")
 	changed("CreateOrg")
-	must[string](t)(db.AddAPIKey(o.ID))
+	must[string](t)(db.AddAPIKey(o.ID, ScopeBackend))
 	changed("AddAPIKey")
 	check(t, db.SetOrgPolicy(o.ID, []byte(`{"minScore":9000}`)))
 	changed("SetOrgPolicy")

@@ -32,7 +32,7 @@ func parseAny(v []byte) (errs []error) {
 	var o orgRec
 	var d decisionRec
 	errs = append(errs, parseSessionRec(v, &s), parseOrgRec(v, &o), parseDecisionRec(v, &d))
-	_, _, err := parseAPIKeyRec(v)
+	_, _, _, err := parseAPIKeyRec(v)
 	errs = append(errs, err)
 	_, _, err = parseFieldRec(v)
 	errs = append(errs, err)
@@ -90,7 +90,7 @@ func TestCorruptRecordsNoPanic(t *testing.T) {
 			case "org":
 				err = parseOrgRec(v[:n], &orgRec{})
 			case "apikey":
-				_, _, err = parseAPIKeyRec(v[:n])
+				_, _, _, err = parseAPIKeyRec(v[:n])
 			case "field":
 				_, _, err = parseFieldRec(v[:n])
 			case "decision":

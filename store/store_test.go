@@ -254,7 +254,7 @@ func writeFixture(t testing.TB, db *DB) *fixture {
 	var err error
 	f.org, f.key, err = db.CreateOrg("acme", []byte(`{"minScore":7000}`))
 	check(t, err)
-	f.key2 = must[string](t)(db.AddAPIKey(f.org.ID))
+	f.key2 = must[string](t)(db.AddAPIKey(f.org.ID, ScopeBackend))
 	check(t, db.BindCert(f.org.ID, [32]byte{1, 2, 3}))
 	f.org.CertFingerprints = [][32]byte{{1, 2, 3}}
 	f.sess, f.token, err = db.CreateSession(f.org.ID, "csid-fixture", "user-1", "wire")

@@ -17,14 +17,15 @@ import (
 func cmdInit(args []string, e *env) error {
 	c := newCommand("init", "countersign init --data DIR [--org NAME] [--addr HOST:PORT] [--master-key-file FILE] [--json]",
 		"Creates the store in DIR, its master key file, and a first organization, and prints the organization's client id (cid, "+
-			"publishable) and API key (secret, shown only this once: the store keeps its SHA-256). "+
+			"publishable), its API key (secret, for the backend's calls) and its admin key (secret, for /admin/v1 only), "+
+			"each shown only this once: the store keeps their SHA-256. "+
 			"Refuses a DIR that already holds a store. Without --json it also prints curl commands "+
 			"that try the API against a server started with 'countersign serve --data DIR --addr HOST:PORT'.")
 	data := c.String("data", "DIR", "", "data directory to create (required; must not hold a store)")
 	keyFile := c.String("master-key-file", "FILE", "", masterKeyUsage+"; init creates it (mode 0600), or uses it if it is already a valid key file")
 	org := c.String("org", "NAME", "default", "name of the first organization")
 	addr := c.String("addr", "HOST:PORT", "127.0.0.1:8080", "address the server will listen on, used in the printed curl commands")
-	asJSON := c.Bool("json", false, `print one JSON object {"org","cid","apiKey"} instead of text`)
+	asJSON := c.Bool("json", false, `print one JSON object {"org","cid","apiKey","adminKey"} instead of text`)
 	if err := e.parse(c, args); err != nil {
 		return err
 	}
@@ -38,13 +39,12 @@ func cmdInit(args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	var o store.Org
-	var key string
+	var cr orgCredentials
 	// A failed init leaves nothing it made: a second try starts afresh.
 	keyPath := masterKeyPath(*data, *keyFile)
 	_, keyCreated, err := masterKey(keyPath, true)
 	if err == nil {
-		o, key, err = createOrg(*data, *org, nil)
+		cr, err = createOrg(*data, *org, nil)
 	}
 	if err != nil {
 		if keyCreated {
@@ -56,10 +56,10 @@ func cmdInit(args []string, e *env) error {
 		return err
 	}
 	if *asJSON {
-		return printJSON(e.stdout, o, key)
+		return printJSON(e.stdout, cr)
 	}
-	fmt.Fprintf(e.stdout, "countersign: created the store in %s and the organization %q.\n\n", *data, o.Name)
-	printCredentials(e.stdout, o, key)
+	fmt.Fprintf(e.stdout, "countersign: created the store in %s and the organization %q.\n\n", *data, cr.org.Name)
+	printCredentials(e.stdout, cr)
 	fmt.Fprintf(e.stdout, "\nThe master key that seals stored secrets is in %s.\n"+
 		"Back it up with the data directory: without it sealed secrets cannot be read.\n", keyPath)
 	serveKey := ""
@@ -68,7 +68,7 @@ func cmdInit(args []string, e *env) error {
 		serveKey = " --master-key-file " + shellQuote(*keyFile)
 	}
 	fmt.Fprintf(e.stdout, "\nStart the server (make run does this):\n\n  %s serve --data %s --addr %s%s\n\n", shellQuote(e.prog), shellQuote(*data), *addr, serveKey)
-	fmt.Fprintf(e.stdout, "then try it from another shell:\n\n%s", curlExamples(e.prog, *addr, o.CID, key))
+	fmt.Fprintf(e.stdout, "then try it from another shell:\n\n%s", curlExamples(e.prog, *addr, cr.org.CID, cr.apiKey))
 	return nil
 }
 
@@ -92,14 +92,14 @@ func cmdOrg(args []string, e *env) error {
 // open (Pebble's lock refuses a second opener).
 func cmdOrgCreate(args []string, e *env) error {
 	c := newCommand("org create", "countersign org create --data DIR --name NAME [--policy values-only|FILE.json] [--json]",
-		"Adds an organization to the store in DIR and prints its client id and API key (shown only this once). "+
+		"Adds an organization to the store in DIR and prints its client id, API key and admin key (the keys shown only this once). "+
 			"The store must not be in use: stop the server first. --policy sets the organization's policy: "+
 			"'values-only' decides on the values (no biometrics required; any violation still refuses), or a JSON file with the keys "+
 			"thresholds, weights, enrollment, verdict and minScore (missing keys keep the defaults).")
 	data := c.String("data", "DIR", "", "data directory holding the store (required)")
 	name := c.String("name", "NAME", "", "name of the organization (required)")
 	pol := c.String("policy", "values-only|FILE.json", "", "the organization's policy (default: DESIGN's default policy)")
-	asJSON := c.Bool("json", false, `print one JSON object {"org","cid","apiKey"} instead of text`)
+	asJSON := c.Bool("json", false, `print one JSON object {"org","cid","apiKey","adminKey"} instead of text`)
 	if err := e.parse(c, args); err != nil {
 		return err
 	}
@@ -118,32 +118,47 @@ func cmdOrgCreate(args []string, e *env) error {
 	} else if !ok {
 		return fmt.Errorf("%s holds no countersign store; create one with 'countersign init --data %s'", *data, shellQuote(*data))
 	}
-	o, key, err := createOrg(*data, *name, policyJSON)
+	cr, err := createOrg(*data, *name, policyJSON)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return printJSON(e.stdout, o, key)
+		return printJSON(e.stdout, cr)
 	}
-	fmt.Fprintf(e.stdout, "countersign: created the organization %q in %s.\n\n", o.Name, *data)
-	printCredentials(e.stdout, o, key)
+	fmt.Fprintf(e.stdout, "countersign: created the organization %q in %s.\n\n", cr.org.Name, *data)
+	printCredentials(e.stdout, cr)
 	return nil
 }
 
-// createOrg opens the store, creates one organization, and closes the store.
-func createOrg(dir, name string, policyJSON []byte) (store.Org, string, error) {
+// orgCredentials is what creating an organization prints once: the
+// organization, its backend API key and its admin key.
+type orgCredentials struct {
+	org              store.Org
+	apiKey, adminKey string
+}
+
+// createOrg opens the store, creates one organization with a backend key
+// and an admin key, and closes the store. The operator who creates an
+// organization is the one who manages its users, so both keys are made
+// together; an organization left without its admin key by a failed second
+// write is reported, and has no users yet to lose.
+func createOrg(dir, name string, policyJSON []byte) (orgCredentials, error) {
 	db, err := store.Open(store.Options{Dir: dir})
 	if err != nil {
-		return store.Org{}, "", openError(dir, err)
+		return orgCredentials{}, openError(dir, err)
 	}
-	o, key, err := db.CreateOrg(name, policyJSON)
+	var cr orgCredentials
+	cr.org, cr.apiKey, err = db.CreateOrg(name, policyJSON)
+	if err == nil {
+		cr.adminKey, err = db.AddAPIKey(cr.org.ID, store.ScopeAdmin)
+	}
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return store.Org{}, "", fmt.Errorf("create organization %q: %w", name, err)
+		return orgCredentials{}, fmt.Errorf("create organization %q: %w", name, err)
 	}
-	return o, key, nil
+	return cr, nil
 }
 
 // masterKeyUsage describes --master-key-file for init and serve alike.
@@ -222,19 +237,21 @@ func prepareNewDir(dir string) (created bool, err error) {
 	return false, nil
 }
 
-func printJSON(w io.Writer, o store.Org, key string) error {
+func printJSON(w io.Writer, cr orgCredentials) error {
 	return json.NewEncoder(w).Encode(struct {
-		Org    string `json:"org"`
-		CID    string `json:"cid"`
-		APIKey string `json:"apiKey"`
-	}{o.Name, o.CID, key})
+		Org      string `json:"org"`
+		CID      string `json:"cid"`
+		APIKey   string `json:"apiKey"`
+		AdminKey string `json:"adminKey"`
+	}{cr.org.Name, cr.org.CID, cr.apiKey, cr.adminKey})
 }
 
-func printCredentials(w io.Writer, o store.Org, key string) {
-	fmt.Fprintf(w, "  organization  %s (id %s)\n", o.Name, o.ID)
-	fmt.Fprintf(w, "  cid           %s\n", o.CID)
-	fmt.Fprintf(w, "  API key       %s\n", key)
-	fmt.Fprintf(w, "\nThe API key is shown only now: countersign keeps only its SHA-256.\n")
+func printCredentials(w io.Writer, cr orgCredentials) {
+	fmt.Fprintf(w, "  organization  %s (id %s)\n", cr.org.Name, cr.org.ID)
+	fmt.Fprintf(w, "  cid           %s\n", cr.org.CID)
+	fmt.Fprintf(w, "  API key       %s   (backend: validate, approvals)\n", cr.apiKey)
+	fmt.Fprintf(w, "  admin key     %s   (operators: /admin/v1 only)\n", cr.adminKey)
+	fmt.Fprintf(w, "\nThe keys are shown only now: countersign keeps only their SHA-256.\n")
 }
 
 // curlExamples are the ready-to-paste commands init prints: start a session

@@ -71,9 +71,10 @@ func countersign(t *testing.T, env []string, args ...string) result {
 
 // credentials is the --json output of init and org create.
 type credentials struct {
-	Org    string `json:"org"`
-	CID    string `json:"cid"`
-	APIKey string `json:"apiKey"`
+	Org      string `json:"org"`
+	CID      string `json:"cid"`
+	APIKey   string `json:"apiKey"`
+	AdminKey string `json:"adminKey"`
 }
 
 func parseCredentials(t *testing.T, stdout string) credentials {
@@ -87,7 +88,8 @@ func parseCredentials(t *testing.T, stdout string) credentials {
 	if dec.More() {
 		t.Fatalf("--json printed more than one object: %q", stdout)
 	}
-	if !strings.HasPrefix(c.CID, "cid_") || len(c.APIKey) < 20 || c.Org == "" {
+	if !strings.HasPrefix(c.CID, "cid_") || !strings.HasPrefix(c.APIKey, "csk_") || !strings.HasPrefix(c.AdminKey, "csk_") ||
+		c.AdminKey == c.APIKey || c.Org == "" {
 		t.Fatalf("credentials %+v", c)
 	}
 	return c
@@ -101,6 +103,9 @@ func TestInitText(t *testing.T) {
 	}
 	cid := field(t, r.stdout, "cid")
 	key := field(t, r.stdout, "API key")
+	if admin := field(t, r.stdout, "admin key"); !strings.HasPrefix(admin, "csk_") || admin == key {
+		t.Errorf("admin key %q beside API key %q", admin, key)
+	}
 	for _, want := range []string{
 		`organization "demo"`,
 		"countersign serve --data " + data + " --addr 127.0.0.1:18080",
@@ -182,7 +187,7 @@ func TestOrgCreate(t *testing.T) {
 		t.Fatalf("org create: exit %d %s", r.code, r.stderr)
 	}
 	b := parseCredentials(t, r.stdout)
-	if b.Org != "second" || b.CID == a.CID || b.APIKey == a.APIKey {
+	if b.Org != "second" || b.CID == a.CID || b.APIKey == a.APIKey || b.AdminKey == a.AdminKey {
 		t.Fatalf("second org %+v, first %+v", b, a)
 	}
 	r = countersign(t, nil, "org", "create", "--data", data, "--name", "values", "--policy", "values-only")

@@ -9,8 +9,8 @@ import (
 	"github.com/countersign/countersign/store"
 )
 
-// authAPIKey authenticates a backend call by its apikey header, enforcing the
-// organization's client certificate binding, and leaves the organization in
+// authAPIKey authenticates a backend call by its apikey header (a key of
+// the backend scope), enforcing the organization's client certificate binding, and leaves the organization in
 // c.org.
 func (s *Surface) authAPIKey(c *reqCtx) (*tenant.Org, bool) {
 	key, _, ok := c.OneHeader("apikey")
@@ -26,6 +26,12 @@ func (s *Surface) authAPIKey(c *reqCtx) (*tenant.Org, bool) {
 			return nil, c.Fail(errInvalidAPIKey, nil)
 		}
 		return nil, c.StoreFailed(err)
+	}
+	if ce.Scope != store.ScopeBackend {
+		// An admin key is not a backend key: refused exactly as an unknown
+		// one, so a key is never usable outside its scope and the answer
+		// does not say that it is a key of another kind.
+		return nil, c.Fail(errInvalidAPIKey, nil)
 	}
 	if !ce.CertAllowed(c.tlsState()) {
 		return nil, c.Fail(errCertRequired, nil)

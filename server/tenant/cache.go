@@ -49,11 +49,13 @@ func (e *Org) Scorer() *biometric.Scorer {
 func (e *Org) PutScorer(sc *biometric.Scorer) { e.scorers.Put(sc) }
 
 // Credential is what a credential (an API key or a client id) resolved to:
-// the organization as the store had it, and, for an API key, its compiled
-// policy (nil with PolicyErr when the stored policy does not compile; such
-// a credential is not cached). It is shared: no request writes to it.
+// the organization as the store had it, for an API key its scope (a
+// surface serves only the keys of its own scope) and its compiled policy
+// (nil with PolicyErr when the stored policy does not compile; such a
+// credential is not cached). It is shared: no request writes to it.
 type Credential struct {
 	Stored    store.Org
+	Scope     store.Scope
 	Org       *Org
 	PolicyErr error
 
@@ -109,7 +111,8 @@ func (oc *Cache) Len() (apiKeys, clientIDs int) {
 	return len(oc.byKey), len(oc.byCID)
 }
 
-// APIKey resolves an API key. ErrNotFound means no such key.
+// APIKey resolves an API key, of any scope: the caller checks
+// Credential.Scope. ErrNotFound means no such key.
 func (oc *Cache) APIKey(key []byte) (*Credential, error) {
 	// The format is public, so refusing a malformed key before hashing it
 	// leaks nothing (the store does the same).
@@ -130,11 +133,11 @@ func (oc *Cache) APIKey(key []byte) (*Credential, error) {
 	if ce != nil && subtle.ConstantTimeCompare(ce.keyHash[:], hash[:]) == 1 {
 		return ce, nil
 	}
-	org, err := oc.db.OrgByAPIKey(key)
+	org, scope, err := oc.db.APIKey(key)
 	if err != nil {
 		return nil, err
 	}
-	ce = &Credential{keyHash: hash, Stored: org}
+	ce = &Credential{keyHash: hash, Stored: org, Scope: scope}
 	ce.Org, ce.PolicyErr = oc.entry(&ce.Stored, gen)
 	if oc.lockToInsert(gen) {
 		if ce.PolicyErr == nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/countersign/countersign/store"
 )
 
@@ -58,5 +60,38 @@ func TestCertAllowed(t *testing.T) {
 	}
 	if !ce.CertAllowed(withCert(bound)) {
 		t.Error("the bound certificate was refused")
+	}
+}
+
+// TestAPIKeyScope: the cache resolves a key to its organization and its
+// scope, from the store and from the cache alike.
+func TestAPIKeyScope(t *testing.T) {
+	db, err := store.Open(store.Options{Dir: "/data", FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	org, backend, err := db.CreateOrg("acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := db.AddAPIKey(org.ID, store.ScopeAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc := NewCache(db, 8)
+	for round := range 2 { // the store's answer, then the cached one
+		for key, want := range map[string]store.Scope{backend: store.ScopeBackend, admin: store.ScopeAdmin} {
+			ce, err := oc.APIKey([]byte(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ce.Stored.ID != org.ID || ce.Scope != want {
+				t.Errorf("round %d: key -> %s %s, want %s %s", round, ce.Stored.ID, ce.Scope, org.ID, want)
+			}
+		}
+	}
+	if keys, _ := oc.Len(); keys != 2 {
+		t.Errorf("%d keys cached, want 2", keys)
 	}
 }

@@ -1,0 +1,46 @@
+package admin
+
+import (
+	"github.com/countersign/countersign/server/httpd"
+)
+
+// The admin surface's catalog entries, beside the core's (httpd.Err*). Keep
+// them sorted by status; the OpenAPI document and the README list the same
+// codes. A bad field is the core's invalid_field, with a sentence naming
+// the field.
+var (
+	// 404: unknown, or another organization's (answered identically).
+	errUserNotFound   = httpd.Register(404, "user_not_found", "No user with this userID exists for this organization.")
+	errDeviceNotFound = httpd.Register(404, "device_not_found", "No device with this id exists for this organization.")
+
+	// 409: conflicts with the organization's other users.
+	errUserExists  = httpd.Register(409, "user_exists", "This organization already has a user with this userID.")
+	errMobileTaken = httpd.Register(409, "mobile_taken", "Another user of this organization has this mobile number.")
+	errEmailTaken  = httpd.Register(409, "email_taken", "Another user of this organization has this e-mail address.")
+)
+
+// The credential refusals are the same codes on every surface. Their
+// entries are registered by the native surface, which this surface does
+// not import (surfaces never import each other); the catalog is shared, so
+// they are found there by code when the surface is built.
+const (
+	codeInvalidAPIKey = "invalid_api_key"
+	codeCertRequired  = "client_certificate_required"
+	msgCertRequired   = "This API key must be used over TLS with the client certificate bound to its organization."
+)
+
+// msgInvalidAdminKey replaces invalid_api_key's sentence, which names the
+// native surface's header.
+var msgInvalidAdminKey = []byte("The Authorization header is missing or does not carry a valid admin key (Bearer csk_...).")
+
+// sharedEntry returns the registered entry of code, registering it (a
+// server built without the native surface) when there is none. It runs in
+// New, after every package's entries are registered.
+func sharedEntry(status int, code, message string) *httpd.Error {
+	for _, e := range httpd.Catalog() {
+		if e.Code == code {
+			return e
+		}
+	}
+	return httpd.Register(status, code, message)
+}
