@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 
+	"github.com/countersign/countersign/server/httpd"
 	"github.com/countersign/countersign/store"
 )
 
@@ -21,19 +22,19 @@ func (s *Surface) authAdminKey(c *reqCtx) bool {
 	}
 	key, ok := bearer(h)
 	if !ok {
-		return c.Fail(s.errInvalidKey, msgInvalidAdminKey)
+		return c.Fail(httpd.ErrInvalidAPIKey, msgInvalidAdminKey)
 	}
 	ce, err := s.orgs.APIKey(key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return c.Fail(s.errInvalidKey, msgInvalidAdminKey)
+		return c.Fail(httpd.ErrInvalidAPIKey, msgInvalidAdminKey)
 	case err != nil:
 		return c.StoreFailed(err)
 	case ce.Scope != store.ScopeAdmin:
-		return c.Fail(s.errInvalidKey, msgInvalidAdminKey)
+		return c.Fail(httpd.ErrInvalidAPIKey, msgInvalidAdminKey)
 	}
 	if !ce.CertAllowed(c.tlsState()) {
-		return c.Fail(s.errCertRequired, nil)
+		return c.Fail(httpd.ErrCertRequired, nil)
 	}
 	c.org = ce.Stored
 	return true

@@ -19,28 +19,6 @@ var (
 	errEmailTaken  = httpd.Register(409, "email_taken", "Another user of this organization has this e-mail address.")
 )
 
-// The credential refusals are the same codes on every surface. Their
-// entries are registered by the native surface, which this surface does
-// not import (surfaces never import each other); the catalog is shared, so
-// they are found there by code when the surface is built.
-const (
-	codeInvalidAPIKey = "invalid_api_key"
-	codeCertRequired  = "client_certificate_required"
-	msgCertRequired   = "This API key must be used over TLS with the client certificate bound to its organization."
-)
-
 // msgInvalidAdminKey replaces invalid_api_key's sentence, which names the
 // native surface's header.
 var msgInvalidAdminKey = []byte("The Authorization header is missing or does not carry a valid admin key (Bearer csk_...).")
-
-// sharedEntry returns the registered entry of code, registering it (a
-// server built without the native surface) when there is none. It runs in
-// New, after every package's entries are registered.
-func sharedEntry(status int, code, message string) *httpd.Error {
-	for _, e := range httpd.Catalog() {
-		if e.Code == code {
-			return e
-		}
-	}
-	return httpd.Register(status, code, message)
-}

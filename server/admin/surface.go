@@ -36,17 +36,12 @@ type Surface struct {
 	orgs *tenant.Cache
 	now  func() time.Time
 
-	// The credential refusals every surface shares (errors.go).
-	errInvalidKey, errCertRequired *httpd.Error
-
 	pool sync.Pool // *reqCtx
 }
 
 // New builds the admin surface.
 func New(d Deps) *Surface {
 	s := &Surface{core: d.Core, db: d.DB, orgs: d.Orgs, now: d.Now}
-	s.errInvalidKey = sharedEntry(401, codeInvalidAPIKey, string(msgInvalidAdminKey))
-	s.errCertRequired = sharedEntry(401, codeCertRequired, msgCertRequired)
 	s.pool.New = func() any { return new(reqCtx) }
 	return s
 }

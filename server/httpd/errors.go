@@ -62,6 +62,11 @@ var (
 	ErrInvalidHeader  = Register(400, "invalid_header", "A request header has an invalid value.")
 	ErrBadRequest     = Register(400, "bad_request", "The request could not be parsed.")
 
+	// 401: credentials, the same codes on every surface; each surface's
+	// handler names its own header in the sentence.
+	ErrInvalidAPIKey = Register(401, "invalid_api_key", "The apikey header is missing or not a valid API key.")
+	ErrCertRequired  = Register(401, "client_certificate_required", "This API key must be used over TLS with the client certificate bound to its organization.")
+
 	ErrRouteNotFound    = Register(404, "route_not_found", "No route matches this path.")
 	ErrMethodNotAllowed = Register(405, "method_not_allowed", "This route does not accept this method.")
 	ErrRequestTimeout   = Register(408, "request_timeout", "The request was not received in time.")

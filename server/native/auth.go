@@ -18,12 +18,12 @@ func (s *Surface) authAPIKey(c *reqCtx) (*tenant.Org, bool) {
 		return nil, false
 	}
 	if len(key) == 0 {
-		return nil, c.Fail(errInvalidAPIKey, nil)
+		return nil, c.Fail(httpd.ErrInvalidAPIKey, nil)
 	}
 	ce, err := s.orgs.APIKey(key)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, c.Fail(errInvalidAPIKey, nil)
+			return nil, c.Fail(httpd.ErrInvalidAPIKey, nil)
 		}
 		return nil, c.StoreFailed(err)
 	}
@@ -31,10 +31,10 @@ func (s *Surface) authAPIKey(c *reqCtx) (*tenant.Org, bool) {
 		// An admin key is not a backend key: refused exactly as an unknown
 		// one, so a key is never usable outside its scope and the answer
 		// does not say that it is a key of another kind.
-		return nil, c.Fail(errInvalidAPIKey, nil)
+		return nil, c.Fail(httpd.ErrInvalidAPIKey, nil)
 	}
 	if !ce.CertAllowed(c.tlsState()) {
-		return nil, c.Fail(errCertRequired, nil)
+		return nil, c.Fail(httpd.ErrCertRequired, nil)
 	}
 	if ce.PolicyErr != nil {
 		s.log.Error("organization policy", "org", ce.Stored.ID.String(), "err", ce.PolicyErr)

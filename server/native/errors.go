@@ -13,10 +13,8 @@ var (
 	errDuplicateKey = httpd.Register(400, "duplicate_key", "Two sessionData items have the same key.")
 
 	// 401: credentials.
-	errInvalidAPIKey       = httpd.Register(401, "invalid_api_key", "The apikey header is missing or not a valid API key.")
 	errInvalidClientID     = httpd.Register(401, "invalid_client_id", "The x-client-id header is missing or not a known client id.")
 	errInvalidCollectToken = httpd.Register(401, "invalid_collect_token", "The x-collect-token header is missing or does not belong to this session.")
-	errCertRequired        = httpd.Register(401, "client_certificate_required", "This API key must be used over TLS with the client certificate bound to its organization.")
 
 	// 404: unknown, or another organization's (answered identically).
 	errSessionNotFound  = httpd.Register(404, "session_not_found", "No session with this csid exists for this organization.")
