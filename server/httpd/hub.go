@@ -39,6 +39,18 @@ func TopicKey(kind byte, org, id string) HubKey {
 	return k
 }
 
+// The topic kinds the surfaces share: one surface changes an approval and
+// publishes, another's held request wakes. The organization is the
+// store.OrgID's text, the id a user id or an approval id.
+const (
+	// TopicUserApprovals: a user's pending approvals changed (one was
+	// created, decided, cancelled): the device's long poll re-reads them.
+	TopicUserApprovals byte = 1
+	// TopicApproval: one approval was decided, cancelled or expired: the
+	// requester's long poll and a held authenticate re-read it.
+	TopicApproval byte = 2
+)
+
 func putUint64(b []byte, v uint64) {
 	_ = b[7]
 	for i := range 8 {
