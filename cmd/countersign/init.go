@@ -68,7 +68,7 @@ func cmdInit(args []string, e *env) error {
 		serveKey = " --master-key-file " + shellQuote(*keyFile)
 	}
 	fmt.Fprintf(e.stdout, "\nStart the server (make run does this):\n\n  %s serve --data %s --addr %s%s\n\n", shellQuote(e.prog), shellQuote(*data), *addr, serveKey)
-	fmt.Fprintf(e.stdout, "then try it from another shell:\n\n%s", curlExamples(e.prog, *addr, cr.org.CID, cr.apiKey))
+	fmt.Fprintf(e.stdout, "then try it from another shell:\n\n%s", curlExamples(e.prog, *addr, cr.org.CID, cr.apiKey, cr.adminKey))
 	return nil
 }
 
@@ -258,7 +258,7 @@ func printCredentials(w io.Writer, cr orgCredentials) {
 // as the client SDK would, send the form values the user saw (other names,
 // other JSON types), then validate as the backend would, with the
 // documented body.
-func curlExamples(prog, addr, cid, key string) string {
+func curlExamples(prog, addr, cid, key, adminKey string) string {
 	base := "http://" + addr
 	var b strings.Builder
 	fmt.Fprintf(&b, "# 1. The client SDK starts a session (x-client-id is the publishable cid).\n")
@@ -273,7 +273,12 @@ func curlExamples(prog, addr, cid, key string) string {
 	fmt.Fprintf(&b, "curl -s --compressed -X POST %s/v1/validate -H 'apikey: %s' -H 'Content-Type: application/json' \\\n", base, key)
 	fmt.Fprintf(&b, "  -d '{\"cid\":\"%s\",\"csid\":\"'$CSID'\",\"userID\":\"user-1\",\"action\":\"transfer\",\"additionalData\":{\"sessionData\":[{\"key\":\"amount\",\"value\":35,\"synonyms\":[\"total\",\"sum\"]},{\"key\":\"payeeID\",\"value\":6,\"synonyms\":[\"payee\"]},{\"key\":\"accountNumber\",\"value\":\"66666666\",\"synonyms\":[\"account\"]},{\"key\":\"notes\",\"value\":\"Wire transfer\",\"synonyms\":[\"memo\"]}]},\"isEnrollment\":false}'\n", cid)
 	fmt.Fprintf(&b, "\n# -> every value matched, no face frames: \"ivScore\":2000, \"verifiedAction\":false.\n")
-	fmt.Fprintf(&b, "# Face frames too: %s simulate --addr %s --cid %s --apikey %s\n", shellQuote(prog), addr, cid, key)
+	fmt.Fprintf(&b, "# Face frames too: %s simulate --addr %s --cid %s --apikey %s\n\n", shellQuote(prog), addr, cid, key)
+	fmt.Fprintf(&b, "# 4. An operator registers the user for push approvals and makes the code that\n")
+	fmt.Fprintf(&b, "#    activates the user's authenticator app (the admin key is for /admin/v1 only).\n")
+	fmt.Fprintf(&b, "curl -s -X POST %s/admin/v1/users -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n", base, adminKey)
+	fmt.Fprintf(&b, "  -w '\\n' -d '{\"userID\":\"user-1\",\"mobile\":\"+31612345678\",\"name\":\"Demo User\"}'\n")
+	fmt.Fprintf(&b, "curl -s -X POST %s/admin/v1/users/user-1/activation-codes -H 'Authorization: Bearer %s' -w '\\n'\n", base, adminKey)
 	return b.String()
 }
 

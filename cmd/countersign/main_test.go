@@ -330,7 +330,7 @@ func TestReadmeAgrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	readme := string(b)
-	for _, line := range strings.Split(curlExamples("countersign", "127.0.0.1:8080", "CID", "KEY"), "\n") {
+	for _, line := range strings.Split(curlExamples("countersign", "127.0.0.1:8080", "CID", "KEY", "ADMINKEY"), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
