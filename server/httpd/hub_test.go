@@ -1,15 +1,10 @@
 package httpd
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,8 +58,11 @@ func holdAll(tb testing.TB, h *Hub, n int, key func(int) HubKey, deadline time.T
 				return
 			}
 			r := w.Wait(deadline)
-			out <- wake{i, r, time.Now()}
+			at := time.Now()
+			// Closed before it is reported, so a test that has read
+			// every wake may count the hub's held waiters as zero.
 			w.Close()
+			out <- wake{i, r, at}
 		}()
 	}
 	subscribed.Wait()
@@ -311,8 +309,8 @@ func TestHubMemoryPerWaiter(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // every goroutine in Wait, its timer made
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	heap := float64(after.HeapAlloc-before.HeapAlloc) / n
-	stack := float64(after.StackInuse-before.StackInuse) / n
+	heap := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
+	stack := float64(int64(after.StackInuse)-int64(before.StackInuse)) / n
 	t.Logf("per held waiter: %.0f B of heap (hub and test's report channel), %.0f B of goroutine stack", heap, stack)
 	if heap+stack > 16<<10 {
 		t.Errorf("a held waiter costs %.0f B, over 16 KiB", heap+stack)
@@ -397,68 +395,6 @@ func TestHeldRequests(t *testing.T) {
 	if d := time.Since(start); d > routeHold.MaxHold {
 		t.Errorf("shutdown waited out the holds: %v", d)
 	}
-}
-
-// TestHeldRequestsMemory measures what a held request costs through the
-// whole server: 10,000 requests held over in-memory connections, the
-// connections' buffers, fasthttp's contexts and the handlers' goroutines
-// included (and the test's client ends of the connections, so the figure
-// is an upper bound). The goal is 10,000 held polls in under 300 MB.
-func TestHeldRequestsMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("holds 10,000 requests")
-	}
-	const n = 10000
-	ts, ln := newTestServer(t, Config{})
-	h := ts.srv.Hub()
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	conns := make([]net.Conn, n)
-	for i := range conns {
-		c, err := ln.Dial()
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = c
-		if _, err := io.WriteString(c, "GET /t/hold?k=u"+strconv.Itoa(i)+"&wait=60 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for deadline := time.Now().Add(30 * time.Second); h.Held() != n; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("held %d of %d", h.Held(), n)
-		}
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	heap := float64(after.HeapInuse-before.HeapInuse) / n
-	stack := float64(after.StackInuse-before.StackInuse) / n
-	t.Logf("per held request: %.0f B of heap, %.0f B of goroutine stack; %d held: %.0f MB",
-		heap, stack, n, (heap+stack)*n/1e6)
-	if heap+stack > 30e3 {
-		t.Errorf("a held request costs %.0f B, over the 30 kB of 10,000 in 300 MB", heap+stack)
-	}
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	shut := make(chan error, 1)
-	go func() { shut <- ts.srv.Shutdown(ctx) }()
-	br := bufio.NewReader(nil)
-	for i, c := range conns {
-		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		br.Reset(c)
-		res, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("request %d at shutdown: %v", i, err)
-		}
-		_ = res.Body.Close()
-		c.Close()
-	}
-	if err := <-shut; err != nil {
-		t.Errorf("shutdown: %v", err)
-	}
-	t.Logf("%d held requests answered at shutdown in %v", n, time.Since(start))
 }
 
 // TestHubMetrics: the hub reports the requests it holds, its wakes by
