@@ -239,14 +239,15 @@ func retryAfter(at, now time.Time) int64 {
 	return max(secs, 1)
 }
 
-// validApprovalID reports whether id can be a store approval id; anything
+// validApprovalID reports whether id can be a store approval id (apr_ and
+// lowercase base32); anything
 // else is answered 404 unread, as a missing one.
 func validApprovalID(id []byte) bool {
 	if len(id) != approvalIDLen || string(id[:len(store.ApprovalIDPrefix)]) != store.ApprovalIDPrefix {
 		return false
 	}
 	for _, ch := range id[len(store.ApprovalIDPrefix):] {
-		if !(ch >= '0' && ch <= '9' || ch >= 'A' && ch <= 'Z') {
+		if !(ch >= 'a' && ch <= 'z' || ch >= '2' && ch <= '7') {
 			return false
 		}
 	}
