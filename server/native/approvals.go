@@ -18,11 +18,11 @@ import (
 
 // The approvals' catalog entries (DESIGN "Native approvals", "States and
 // limits"). A locked user is 423, not 403: the refusal is temporary and
-// Retry-After says when it ends, which is what 423 means; 403 is kept for
-// the OTP a user who denied must enter, which no waiting lifts.
+// Retry-After says when it ends, which is what 423 means. 403 is left for
+// the OTP a user who denied must enter under otpAfterDenial, which no
+// waiting lifts; it comes with the per-organization settings.
 var (
 	errApprovalNotFound = httpd.Register(404, "approval_not_found", "No approval with this id exists for this organization.")
-	errOTPRequired      = httpd.Register(403, "otp_required", "The user denied an approval and must pass an OTP approval before a push one.")
 	errNotPending       = httpd.Register(409, "approval_not_pending", "The approval is no longer pending.")
 	errWrongMethod      = httpd.Register(409, "approval_wrong_method", "The approval's method does not take this answer.")
 	errNoOTPSeed        = httpd.Register(409, "otp_seed_missing", "The user has no TOTP seed stored, so no OTP code can be checked.")
@@ -217,7 +217,10 @@ func (c *reqCtx) admissionFailed(err error, retryAt, now time.Time) {
 	case errors.Is(err, approval.ErrRateLimited):
 		c.Fail(errApprovalLimit, msgRateLimited)
 	case errors.Is(err, approval.ErrTokenRequired):
-		c.Fail(errOTPRequired, nil)
+		// Only under otpAfterDenial, which the default settings leave
+		// off; the per-organization settings bring 403 otp_required.
+		c.Srv.Log().Error("approval refused for a denial under settings that do not hold users to it", "err", err)
+		c.Fail(httpd.ErrInternal, nil)
 		return
 	default:
 		c.StoreFailed(err)
