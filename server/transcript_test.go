@@ -17,6 +17,7 @@ import (
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/internal/httptranscript"
 	"github.com/countersign/countersign/server/httpd"
+	"github.com/countersign/countersign/store"
 )
 
 // The glue between the native transcripts and this package's server, kept
@@ -35,11 +36,12 @@ import (
 //	                             would hold them after N were accepted (4096 frames
 //	                             over HTTP would be 64 requests)
 //	break-store                  make every later write to the store's log fail
+//	user id=U                    create the user U in the file's organization
 //
 // Variables: $cid and $apikey of the file's organization, $otherCID and
 // $otherKey of a second one. A request with the header x-test-panic: 1
 // makes the handler panic (the 500 answer). Masked in every answer:
-// decisionID, collectToken, expiresAt, createdAt. The server's env is
+// decisionID, collectToken, expiresAt, createdAt, approvalID, decidedAt. The server's env is
 // returned too, for a surface's test to add its own variables and commands.
 func newTranscriptRunner(t *testing.T) (*httptranscript.Runner, *testEnv) {
 	wal := &walFailure{}
@@ -56,7 +58,7 @@ func newTranscriptRunner(t *testing.T) (*httptranscript.Runner, *testEnv) {
 	}
 	r := &httptranscript.Runner{
 		Addr: e.serveTCP(),
-		Mask: []string{"decisionID", "collectToken", "expiresAt", "createdAt"},
+		Mask: []string{"decisionID", "collectToken", "expiresAt", "createdAt", "approvalID", "decidedAt"},
 	}
 	r.Set("cid", e.org.CID, false)
 	r.Set("apikey", e.apiKey, false)
@@ -145,6 +147,14 @@ func newTranscriptRunner(t *testing.T) (*httptranscript.Runner, *testEnv) {
 				}
 			}
 			return fmt.Sprintf("%d frames stored", n)
+		},
+		"user": func(t testing.TB, d *datadriven.TestData) string {
+			var id string
+			d.ScanArgs(t, "id", &id)
+			if _, err := e.db.CreateUser(e.org.ID, store.User{UserID: id}); err != nil {
+				d.Fatalf(t, "user id=%s: %v", id, err)
+			}
+			return "user " + id
 		},
 		"break-store": func(t testing.TB, d *datadriven.TestData) string {
 			e.closeErrOK = true

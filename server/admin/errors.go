@@ -10,7 +10,7 @@ import (
 // the field.
 var (
 	// 404: unknown, or another organization's (answered identically).
-	errUserNotFound   = httpd.Register(404, "user_not_found", "No user with this userID exists for this organization.")
+	errUserNotFound   = httpd.ErrUserNotFound
 	errDeviceNotFound = httpd.Register(404, "device_not_found", "No device with this id exists for this organization.")
 
 	// 409: conflicts with the organization's other users.

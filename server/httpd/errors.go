@@ -67,7 +67,11 @@ var (
 	ErrInvalidAPIKey = Register(401, "invalid_api_key", "The apikey header is missing or not a valid API key.")
 	ErrCertRequired  = Register(401, "client_certificate_required", "This API key must be used over TLS with the client certificate bound to its organization.")
 
-	ErrRouteNotFound    = Register(404, "route_not_found", "No route matches this path.")
+	ErrRouteNotFound = Register(404, "route_not_found", "No route matches this path.")
+	// ErrUserNotFound: the organization has no user of this id. Core, like
+	// the credential refusals: operators (admin) and backends (native
+	// approvals) name users alike.
+	ErrUserNotFound     = Register(404, "user_not_found", "No user with this userID exists for this organization.")
 	ErrMethodNotAllowed = Register(405, "method_not_allowed", "This route does not accept this method.")
 	ErrRequestTimeout   = Register(408, "request_timeout", "The request was not received in time.")
 

@@ -1,6 +1,7 @@
 package native
 
 import (
+	"github.com/countersign/countersign/engine/approval"
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/engine/match"
 	"github.com/countersign/countersign/engine/policy"
@@ -23,9 +24,17 @@ type reqCtx struct {
 	createReq   createSessionRequest
 	eventsReq   eventsRequest
 	validateReq validateRequest
+	approvalReq createApprovalRequest
+	otpReq      otpRequest
 
 	org  store.Org
 	sess store.Session
+
+	// approvals
+	appr     approval.Approval
+	ustate   approval.UserState
+	values   []approval.Value
+	settings approval.Settings
 
 	// events
 	storeFields []store.FieldValue
@@ -77,6 +86,13 @@ func (c *reqCtx) release() {
 	c.createReq = createSessionRequest{}
 	c.eventsReq.reset()
 	c.validateReq.reset()
+	c.approvalReq.reset()
+	c.otpReq = otpRequest{}
+	clear(c.values[:cap(c.values)])
+	c.values = c.values[:0]
+	c.appr.Reset()
+	clear(c.appr.Values[:cap(c.appr.Values)])
+	clear(c.appr.Factors[:cap(c.appr.Factors)])
 	clear(c.items[:cap(c.items)])
 	c.items = c.items[:0]
 	clear(c.synonyms[:cap(c.synonyms)])

@@ -77,6 +77,12 @@ var (
 	routeValidate       = nativeRoute("validate", fasthttp.MethodPost, httpd.LimitValidate)
 	routeValidateLegacy = nativeRoute("validate_legacy", fasthttp.MethodPost, httpd.LimitValidate)
 	routeDecision       = nativeRoute("decision", fasthttp.MethodGet, httpd.LimitSmall)
+
+	routeCreateApproval = nativeRoute("create_approval", fasthttp.MethodPost, limitApprovalBody)
+	routeApproval       = httpd.NewRoute(httpd.Route{Name: "approval", Method: fasthttp.MethodGet, BodyLimit: httpd.LimitSmall,
+		UsesStore: true, Holds: true, MaxHold: maxApprovalHold, Envelope: AppendError})
+	routeCancelApproval = nativeRoute("cancel_approval", fasthttp.MethodPost, httpd.LimitSmall)
+	routeApprovalOTP    = nativeRoute("approval_otp", fasthttp.MethodPost, httpd.LimitSmall)
 )
 
 // nativeRoute registers a native route: every one reads or writes the store.
@@ -87,7 +93,10 @@ func nativeRoute(name, method string, limit int) *httpd.Route {
 const (
 	prefixSessions  = "/v1/sessions/"
 	prefixDecisions = "/v1/decisions/"
+	prefixApprovals = "/v1/approvals/"
 	suffixEvents    = "/events"
+	suffixCancel    = "/cancel"
+	suffixOTP       = "/otp"
 )
 
 // Route maps a path to its native route and path parameter (csid or
@@ -100,6 +109,8 @@ func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
 		return routeValidateLegacy, nil
 	case "/v1/sessions":
 		return routeCreateSession, nil
+	case "/v1/approvals":
+		return routeCreateApproval, nil
 	}
 	if rest, ok := bytes.CutPrefix(path, []byte(prefixSessions)); ok && len(rest) > 0 {
 		i := bytes.IndexByte(rest, '/')
@@ -108,6 +119,18 @@ func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
 			return routeSession, rest
 		case i > 0 && string(rest[i:]) == suffixEvents:
 			return routeEvents, rest[:i]
+		}
+		return httpd.RouteUnknown, nil
+	}
+	if rest, ok := bytes.CutPrefix(path, []byte(prefixApprovals)); ok && len(rest) > 0 {
+		i := bytes.IndexByte(rest, '/')
+		switch {
+		case i < 0:
+			return routeApproval, rest
+		case i > 0 && string(rest[i:]) == suffixCancel:
+			return routeCancelApproval, rest[:i]
+		case i > 0 && string(rest[i:]) == suffixOTP:
+			return routeApprovalOTP, rest[:i]
 		}
 		return httpd.RouteUnknown, nil
 	}
@@ -133,6 +156,14 @@ func (s *Surface) Serve(rc *fasthttp.RequestCtx, r *httpd.Route, param []byte) {
 			s.validate(c)
 		case routeDecision:
 			s.decision(c, param)
+		case routeCreateApproval:
+			s.createApproval(c)
+		case routeApproval:
+			s.approvalStatus(c, param)
+		case routeCancelApproval:
+			s.cancelApproval(c, param)
+		case routeApprovalOTP:
+			s.approvalOTP(c, param)
 		}
 	}
 	c.Send()
