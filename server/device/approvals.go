@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -23,13 +24,16 @@ import (
 // marked the waiter by then, so the wait returns at once and the next read
 // finds it.
 func (s *Surface) poll(c *reqCtx) {
-	deadline, ok := c.WaitParam(s.now())
+	// The hold is real time, measured by the hub's timer: the wall clock,
+	// not the service's clock that approvals are judged by.
+	start := time.Now()
+	deadline, ok := c.WaitParam(start)
 	if !ok {
 		return
 	}
 	org := c.dev.OrgID
 	var w *httpd.Waiter
-	if deadline.After(s.now()) {
+	if deadline.After(start) {
 		if w, ok = c.Hold(httpd.TopicKey(httpd.TopicUserApprovals, org.String(), c.dev.UserID)); !ok {
 			return
 		}
