@@ -107,7 +107,7 @@ func (e *adminEnv) activatePhone(userID string) phone {
 
 // createApproval stores a pending push approval for userID of org as the
 // approval surfaces do, and publishes the user's topic.
-func (e *adminEnv) createApproval(org store.OrgID, userID string, numberMatch bool) *approval.Approval {
+func (e *adminEnv) createApproval(org store.OrgID, userID string, numberMatch bool, edit ...func(*approval.Request)) *approval.Approval {
 	e.t.Helper()
 	id, err := e.db.NewApprovalID()
 	if err != nil {
@@ -116,6 +116,9 @@ func (e *adminEnv) createApproval(org store.OrgID, userID string, numberMatch bo
 	s := approval.DefaultSettings()
 	rq := approval.Request{ID: id, UserID: userID, Message: "Pay Acme 35.00?", Method: approval.MethodPush, NumberMatch: numberMatch,
 		Values: []approval.Value{{Key: "amount", Value: "35.00"}, {Key: "payee", Value: "NL91ABNA0417164300"}}}
+	for _, f := range edit {
+		f(&rq)
+	}
 	a := new(approval.Approval)
 	if err := approval.New(a, &rq, &s, e.clock(), rand.Reader); err != nil {
 		e.t.Fatal(err)
@@ -370,5 +373,69 @@ func TestDevicePollShutdown(t *testing.T) {
 		t.Logf("held poll answered %v after Shutdown", time.Since(start))
 	case <-time.After(5 * time.Second):
 		t.Fatal("shutdown did not answer the held poll")
+	}
+}
+
+// pendingOf is a as the long poll delivers it, for signing.
+func pendingOf(a *approval.Approval) devicePending {
+	p := devicePending{ApprovalID: a.ID, Challenge: base64.RawURLEncoding.EncodeToString(a.Challenge[:])}
+	for _, v := range a.Values {
+		p.Values = append(p.Values, struct {
+			Key   string `json:"key"`
+			Value string `json:"value"`
+		}{v.Key, v.Value})
+	}
+	return p
+}
+
+// TestDeviceRefusals: an answer after the expiry is refused and counted
+// (and marks the approval expired), an OTP approval takes no device
+// answer, and five failures lock the user, whose next answer is refused
+// however well signed.
+func TestDeviceRefusals(t *testing.T) {
+	e := newDeviceEnv(t)
+	p := e.activatePhone("ann")
+	state := func() approval.UserState {
+		var u approval.UserState
+		if err := e.db.UserState(e.org.ID, "ann", &u); err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+
+	otp := e.createApproval(e.org.ID, "ann", false, func(r *approval.Request) { r.Method = approval.MethodOTP })
+	r := e.poll(p, "0")
+	if string(r.body) != `{"approvals":[]}` {
+		t.Fatalf("the poll delivered an OTP approval: %s", r)
+	}
+	ts := e.clock().UTC().Format(time.RFC3339)
+	e.want(e.answer(p, otp.ID, signedAnswer(p.key, pendingOf(otp), "approve", "PASS", ts, "")), 409, "answer_not_push")
+
+	late := e.createApproval(e.org.ID, "ann", false)
+	e.advance(time.Duration(approval.DefaultSettings().ExpirySeconds+1) * time.Second)
+	ts = e.clock().UTC().Format(time.RFC3339)
+	e.want(e.answer(p, late.ID, signedAnswer(p.key, pendingOf(late), "approve", "PASS", ts, "")), 410, "answer_late")
+	if u := state(); u.Failures != 1 {
+		t.Fatalf("after a late answer: %+v, want one failure", u)
+	}
+	var st approval.Approval
+	if err := e.db.Approval(e.org.ID, late.ID, &st); err != nil || st.Status != approval.StatusExpired {
+		t.Fatalf("late approval %+v, %v: want expired", st, err)
+	}
+
+	a := e.createApproval(e.org.ID, "ann", false)
+	bad := signedAnswer(p.key, pendingOf(late), "approve", "PASS", ts, "") // signed for another approval
+	for range 4 {
+		e.want(e.answer(p, a.ID, bad), 422, "answer_bad_signature")
+	}
+	if u := state(); u.Failures != 5 || u.LockedUntil.IsZero() {
+		t.Fatalf("after five failures: %+v, want locked", u)
+	}
+	e.want(e.answer(p, a.ID, signedAnswer(p.key, pendingOf(a), "approve", "PASS", ts, "")), 423, "answer_user_locked")
+	e.want(e.admin("POST", "/admin/v1/users/ann/unlock", "", ""), 200, "")
+	r = e.answer(p, a.ID, signedAnswer(p.key, pendingOf(a), "approve", "PASS", ts, ""))
+	e.want(r, 200, "")
+	if !strings.Contains(string(r.body), `"status":"approved"`) {
+		t.Fatalf("after the unlock: %s", r)
 	}
 }
