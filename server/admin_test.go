@@ -96,23 +96,14 @@ func (e *adminEnv) want(r response, status int, code string) {
 	}
 }
 
-// activate registers a device for the user as the authenticator app will
-// (the device surface is not served yet): with an activation code from
-// /admin/v1.
+// activate registers a device for the user through the store, with an
+// activation code from /admin/v1 (the device surface's own activation is
+// TestDeviceEndToEnd's).
 func (e *adminEnv) activate(userID string) (store.Device, string) {
 	e.t.Helper()
-	r := e.admin("POST", "/admin/v1/users/"+userID+"/activation-codes", "", "")
-	e.want(r, 201, "")
-	var ac struct {
-		ActivationCode string `json:"activationCode"`
-		ExpiresAt      int64  `json:"expiresAt"`
-	}
-	strictJSON(e.t, r, &ac)
-	if want := e.clock().Add(store.ActivationCodeTTL).UnixMilli(); ac.ExpiresAt != want || !strings.HasPrefix(ac.ActivationCode, store.ActivationCodePrefix) {
-		e.t.Fatalf("activation code %+v, want expiry %d", ac, want)
-	}
+	code := e.activationCode(userID)
 	pub, _, _ := ed25519.GenerateKey(newRandReader(7))
-	d, token, err := e.db.ActivateDevice([]byte(ac.ActivationCode), &store.DeviceActivation{PublicKey: pub, Platform: "ios", AppVersion: "2.1.0", Model: "iPhone15,2"})
+	d, token, err := e.db.ActivateDevice([]byte(code), &store.DeviceActivation{PublicKey: pub, Platform: "ios", AppVersion: "2.1.0", Model: "iPhone15,2"})
 	if err != nil {
 		e.t.Fatal(err)
 	}

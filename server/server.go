@@ -1,7 +1,8 @@
 // Package server is countersign's HTTP service: New, Serve and Shutdown,
 // and the one switch on the path's prefix that hands each request to its
-// surface (server/native, server/admin). The surfaces share the HTTP core
-// (server/httpd: pooled contexts, routes, the error catalog, the listener),
+// surface (server/native, server/admin, server/device). The surfaces share
+// the HTTP core (server/httpd: pooled contexts, routes, the error catalog,
+// the listener, the hub),
 // the JSON checks and encoders (server/jsonwire) and the compiled
 // organizations (server/tenant); the service routes (/healthz, /readyz,
 // /metrics, /openapi.json) are served here.
@@ -30,6 +31,7 @@ import (
 
 	"github.com/countersign/countersign/engine/biometric"
 	"github.com/countersign/countersign/server/admin"
+	"github.com/countersign/countersign/server/device"
 	"github.com/countersign/countersign/server/httpd"
 	"github.com/countersign/countersign/server/native"
 	"github.com/countersign/countersign/server/tenant"
@@ -97,6 +99,7 @@ type Server struct {
 	orgs    *tenant.Cache
 	native  *native.Surface
 	admin   *admin.Surface
+	device  *device.Surface
 	service service
 
 	ready    atomic.Bool // workers running
@@ -179,6 +182,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		Now:          cfg.Now,
 	})
 	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
+	s.device = device.New(device.Deps{Core: s.core, DB: db, Now: cfg.Now})
 	s.ready.Store(true)
 	s.log.Info("server configured",
 		"json", JSONMode(),
@@ -197,7 +201,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 func (s *Server) surface(path []byte) httpd.Surface {
 	switch {
 	case string(path) == "/v1/device", hasPrefix(path, "/v1/device/"):
-		return &s.service // the device surface, to come: route_not_found meanwhile
+		return s.device
 	case string(path) == "/admin/v1", hasPrefix(path, "/admin/v1/"):
 		return s.admin
 	case hasPrefix(path, "/ivalt"), hasPrefix(path, "/unloq/v1"):
