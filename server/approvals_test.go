@@ -339,7 +339,7 @@ func TestApprovalTenancy(t *testing.T) {
 		} {
 			rq.headers = []string{"apikey", otherKey}
 			r := e.do(rq)
-			if r.status != 404 || string(r.body) != `{"success":false,"errorMessage":"No approval with this id exists for this organization.","errorCode":"approval_not_found"}` {
+			if r.status != 404 || string(r.body) != `{"success":false,"errorMessage":"No approval with this id exists for this caller.","errorCode":"approval_not_found"}` {
 				t.Errorf("%s %s as the other organization: %v", rq.method, rq.path, r)
 			}
 		}

@@ -244,7 +244,7 @@ func TestDeviceEndToEnd(t *testing.T) {
 		t.Fatalf("stored %+v, %v: want approved with a receipt that verifies", stored, err)
 	}
 	// A second answer to the decided approval is refused, and is no failure.
-	e.want(e.answer(p, a.ID, signedAnswer(p.key, got, "approve", "PASS", ts, "")), 409, "answer_not_pending")
+	e.want(e.answer(p, a.ID, signedAnswer(p.key, got, "approve", "PASS", ts, "")), 409, "approval_not_pending")
 
 	// Deny.
 	got, a, _ = e.pollOne(p, func() *approval.Approval { return e.createApproval(e.org.ID, "ann", false) })
@@ -319,7 +319,7 @@ func TestDeviceTenancy(t *testing.T) {
 	}
 	ts := e.clock().UTC().Format(time.RFC3339)
 	missing := e.answer(p, "apr_doesnotexist", signedAnswer(p.key, devicePending{ApprovalID: "apr_doesnotexist"}, "approve", "PASS", ts, ""))
-	e.want(missing, 404, "device_approval_not_found")
+	e.want(missing, 404, "approval_not_found")
 	for _, a := range []*approval.Approval{bobs, foreign} {
 		pa := devicePending{ApprovalID: a.ID, Challenge: base64.RawURLEncoding.EncodeToString(a.Challenge[:])}
 		r := e.answer(p, a.ID, signedAnswer(p.key, pa, "approve", "PASS", ts, ""))
@@ -409,7 +409,7 @@ func TestDeviceRefusals(t *testing.T) {
 		t.Fatalf("the poll delivered an OTP approval: %s", r)
 	}
 	ts := e.clock().UTC().Format(time.RFC3339)
-	e.want(e.answer(p, otp.ID, signedAnswer(p.key, pendingOf(otp), "approve", "PASS", ts, "")), 409, "answer_not_push")
+	e.want(e.answer(p, otp.ID, signedAnswer(p.key, pendingOf(otp), "approve", "PASS", ts, "")), 409, "approval_wrong_method")
 
 	late := e.createApproval(e.org.ID, "ann", false)
 	e.advance(time.Duration(approval.DefaultSettings().ExpirySeconds+1) * time.Second)
@@ -431,7 +431,7 @@ func TestDeviceRefusals(t *testing.T) {
 	if u := state(); u.Failures != 5 || u.LockedUntil.IsZero() {
 		t.Fatalf("after five failures: %+v, want locked", u)
 	}
-	e.want(e.answer(p, a.ID, signedAnswer(p.key, pendingOf(a), "approve", "PASS", ts, "")), 423, "answer_user_locked")
+	e.want(e.answer(p, a.ID, signedAnswer(p.key, pendingOf(a), "approve", "PASS", ts, "")), 423, "user_locked")
 	e.want(e.admin("POST", "/admin/v1/users/ann/unlock", "", ""), 200, "")
 	r = e.answer(p, a.ID, signedAnswer(p.key, pendingOf(a), "approve", "PASS", ts, ""))
 	e.want(r, 200, "")

@@ -217,7 +217,7 @@ func (s *Surface) answer(c *reqCtx, id string) {
 	}
 	ans.Timestamp, ans.Number, ans.Signature = r.Timestamp, r.Number, r.Signature
 	if len(id) > approval.MaxIDLen {
-		c.Fail(errDeviceApprovalNotFound, nil)
+		c.Fail(httpd.ErrApprovalNotFound, nil)
 		return
 	}
 	org := c.dev.OrgID
@@ -233,7 +233,7 @@ func (s *Surface) answer(c *reqCtx, id string) {
 			return approval.Answer(a, u, s.settingsFor(org), &dev, &ans, &c.res, now)
 		})
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errForeign) {
-		c.Fail(errDeviceApprovalNotFound, nil)
+		c.Fail(httpd.ErrApprovalNotFound, nil)
 		return
 	}
 	if err == nil || errors.Is(err, approval.ErrLate) {
@@ -299,13 +299,14 @@ func mustBiometric(s string) rules.Biometric {
 func (s *Surface) refused(c *reqCtx, err error) {
 	switch {
 	case errors.Is(err, approval.ErrLocked):
-		c.Fail(errAnswerLocked, nil)
+		c.Fail(httpd.ErrUserLocked, nil)
+		c.RetryAt(c.state.LockedUntil, s.now())
 	case errors.Is(err, approval.ErrLate):
 		c.Fail(errAnswerLate, nil)
 	case errors.Is(err, approval.ErrNotPending):
-		c.Fail(errAnswerNotPending, nil)
+		c.Fail(httpd.ErrApprovalNotPending, nil)
 	case errors.Is(err, approval.ErrWrongMethod):
-		c.Fail(errAnswerNotPush, nil)
+		c.Fail(httpd.ErrApprovalWrongMethod, nil)
 	case errors.Is(err, approval.ErrSignature):
 		c.Fail(errAnswerSignature, nil)
 	case errors.Is(err, approval.ErrTimestamp), errors.Is(err, approval.ErrClockSkew):

@@ -7,9 +7,9 @@ import (
 // The device surface's catalog entries, beside the core's (httpd.Err*).
 // Keep them sorted by status; the OpenAPI document and the README list the
 // same codes. A bad field is the core's invalid_field, with a sentence
-// naming the field. The answer's refusals are named for the answer, since
-// the native approvals' own codes speak of the approval as its requester
-// sees it.
+// naming the field; an unknown, decided or wrong-method approval and a
+// locked user are the core's approval codes, shared with the requester's
+// surfaces.
 var (
 	// 401: the device token; an unknown, malformed and revoked token are
 	// answered alike.
@@ -17,11 +17,6 @@ var (
 
 	// 404: unknown, or another user's or organization's (answered identically).
 	errActivationCodeNotFound = httpd.Register(404, "activation_code_not_found", "No unused activation code matches; ask the operator for a new one.")
-	errDeviceApprovalNotFound = httpd.Register(404, "device_approval_not_found", "No approval with this id exists for this device's user.")
-
-	// 409: the approval cannot take this answer any more, or at all.
-	errAnswerNotPending = httpd.Register(409, "answer_not_pending", "The approval was already decided or cancelled; it takes no answer.")
-	errAnswerNotPush    = httpd.Register(409, "answer_not_push", "The approval is answered with a one-time code or link, not by the device.")
 
 	// 410: expired (the late answer counts as one of the user's failures).
 	errActivationCodeExpired = httpd.Register(410, "activation_code_expired", "The activation code has expired; ask the operator for a new one.")
@@ -31,7 +26,4 @@ var (
 	// one of the user's consecutive failures.
 	errAnswerSignature = httpd.Register(422, "answer_bad_signature", "The signature does not verify with the device's key over this approval; it counts as a failure.")
 	errAnswerTimestamp = httpd.Register(422, "answer_bad_timestamp", "The timestamp is not RFC 3339, or is more than 5 minutes from the server's clock; it counts as a failure.")
-
-	// 423: the user is locked after too many consecutive failures.
-	errAnswerLocked = httpd.Register(423, "answer_user_locked", "The user is locked after too many consecutive failures; an operator can unlock them.")
 )

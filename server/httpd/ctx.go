@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strconv"
+	"time"
 
 	"github.com/bytedance/sonic/decoder"
 	"github.com/klauspost/compress/gzip"
@@ -155,6 +157,14 @@ func (c *Ctx) StoreFailed(err error) bool {
 		c.Srv.MarkStoreDead(err)
 	}
 	return c.Fail(ErrStoreUnavailable, nil)
+}
+
+// RetryAt sets Retry-After to the whole seconds from now until at, at
+// least 1, rounded up so that a client retrying on time is not refused
+// again.
+func (c *Ctx) RetryAt(at, now time.Time) {
+	secs := int64((at.Sub(now) + time.Second - 1) / time.Second)
+	c.RC.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(max(secs, 1), 10))
 }
 
 // Send writes c's response, compressed when the client accepts it and the

@@ -71,14 +71,26 @@ var (
 	// ErrUserNotFound: the organization has no user of this id. Core, like
 	// the credential refusals: operators (admin) and backends (native
 	// approvals) name users alike.
-	ErrUserNotFound     = Register(404, "user_not_found", "No user with this userID exists for this organization.")
+	ErrUserNotFound = Register(404, "user_not_found", "No user with this userID exists for this organization.")
+	// ErrApprovalNotFound: unknown, or another organization's or user's
+	// approval (answered identically). Core, like the approval states
+	// below: the requester (native), the device and the vendor surfaces
+	// speak of one approval with one set of codes.
+	ErrApprovalNotFound = Register(404, "approval_not_found", "No approval with this id exists for this caller.")
 	ErrMethodNotAllowed = Register(405, "method_not_allowed", "This route does not accept this method.")
 	ErrRequestTimeout   = Register(408, "request_timeout", "The request was not received in time.")
+
+	// 409: the approval cannot take this answer any more, or at all.
+	ErrApprovalNotPending  = Register(409, "approval_not_pending", "The approval was already decided, cancelled or expired; it takes no answer.")
+	ErrApprovalWrongMethod = Register(409, "approval_wrong_method", "The approval's method does not take this answer.")
 
 	ErrBodyTooLarge = Register(413, "body_too_large", "The request body is larger than this route accepts.")
 
 	ErrUnsupportedMediaType = Register(415, "unsupported_media_type", "The request body must be sent with Content-Type: application/json.")
 	ErrUnsupportedEncoding  = Register(415, "unsupported_encoding", "The request Content-Encoding must be gzip, zstd or identity.")
+
+	// 423: the user is locked after too many consecutive failures.
+	ErrUserLocked = Register(423, "user_locked", "The user is locked after too many consecutive failures; retry after the Retry-After seconds or ask an operator to unlock.")
 
 	ErrTooManyConnections = Register(429, "too_many_connections", "Too many connections from this address.")
 

@@ -22,12 +22,8 @@ import (
 // the OTP a user who denied must enter under otpAfterDenial, which no
 // waiting lifts; it comes with the per-organization settings.
 var (
-	errApprovalNotFound = httpd.Register(404, "approval_not_found", "No approval with this id exists for this organization.")
-	errNotPending       = httpd.Register(409, "approval_not_pending", "The approval is no longer pending.")
-	errWrongMethod      = httpd.Register(409, "approval_wrong_method", "The approval's method does not take this answer.")
-	errNoOTPSeed        = httpd.Register(409, "otp_seed_missing", "The user has no TOTP seed stored, so no OTP code can be checked.")
-	errUserLocked       = httpd.Register(423, "user_locked", "The user is locked after too many failures; retry after the Retry-After seconds.")
-	errApprovalLimit    = httpd.Register(429, "approval_limit", "The user has as many approvals as allowed; retry after the Retry-After seconds.")
+	errNoOTPSeed     = httpd.Register(409, "otp_seed_missing", "The user has no TOTP seed stored, so no OTP code can be checked.")
+	errApprovalLimit = httpd.Register(429, "approval_limit", "The user has as many approvals as allowed; retry after the Retry-After seconds.")
 )
 
 // Limits of the approval routes.
@@ -211,7 +207,7 @@ func (c *reqCtx) admissionFailed(err error, retryAt, now time.Time) {
 		c.Fail(httpd.ErrUserNotFound, nil)
 		return
 	case errors.Is(err, approval.ErrLocked):
-		c.Fail(errUserLocked, nil)
+		c.Fail(httpd.ErrUserLocked, nil)
 	case errors.Is(err, approval.ErrTooManyPending):
 		c.Fail(errApprovalLimit, msgTooManyPending)
 	case errors.Is(err, approval.ErrRateLimited):
@@ -226,21 +222,13 @@ func (c *reqCtx) admissionFailed(err error, retryAt, now time.Time) {
 		c.StoreFailed(err)
 		return
 	}
-	c.RC.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(retryAfter(retryAt, now), 10))
+	c.RetryAt(retryAt, now)
 }
 
 var (
 	msgTooManyPending = []byte("The user has as many pending approvals as allowed; retry when one is decided or expires, after the Retry-After seconds.")
 	msgRateLimited    = []byte("The user was sent as many approvals as allowed in the last minutes; retry after the Retry-After seconds.")
 )
-
-// retryAfter is the whole seconds from now until at, at least 1, rounded
-// up so that a client retrying on time is not refused again.
-func retryAfter(at, now time.Time) int64 {
-	d := at.Sub(now)
-	secs := int64((d + time.Second - 1) / time.Second)
-	return max(secs, 1)
-}
 
 // validApprovalID reports whether id can be a store approval id (apr_ and
 // lowercase base32); anything
@@ -271,7 +259,7 @@ func (s *Surface) approvalStatus(c *reqCtx, idParam []byte) {
 		return
 	}
 	if !validApprovalID(idParam) {
-		c.Fail(errApprovalNotFound, nil)
+		c.Fail(httpd.ErrApprovalNotFound, nil)
 		return
 	}
 	id := jsonwire.BytesToString(idParam)
@@ -301,7 +289,7 @@ func (s *Surface) approvalStatus(c *reqCtx, idParam []byte) {
 func (s *Surface) readApproval(c *reqCtx, id string) bool {
 	if err := s.db.Approval(c.org.ID, id, &c.appr); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return c.Fail(errApprovalNotFound, nil)
+			return c.Fail(httpd.ErrApprovalNotFound, nil)
 		}
 		return c.StoreFailed(err)
 	}
@@ -353,7 +341,7 @@ func (s *Surface) cancelApproval(c *reqCtx, idParam []byte) {
 		return
 	}
 	if !validApprovalID(idParam) {
-		c.Fail(errApprovalNotFound, nil)
+		c.Fail(httpd.ErrApprovalNotFound, nil)
 		return
 	}
 	id := jsonwire.BytesToString(idParam)
@@ -386,14 +374,14 @@ func (s *Surface) published(c *reqCtx, id string) {
 func (s *Surface) transitionFailed(c *reqCtx, id string, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		c.Fail(errApprovalNotFound, nil)
+		c.Fail(httpd.ErrApprovalNotFound, nil)
 	case errors.Is(err, approval.ErrNotPending):
 		if errors.Is(err, approval.ErrExpired) {
 			s.published(c, id)
 		}
-		c.Failf(errNotPending, "The approval is no longer pending: it is ", c.appr.Status.String(), ".")
+		c.Failf(httpd.ErrApprovalNotPending, "The approval is no longer pending: it is ", c.appr.Status.String(), ".")
 	case errors.Is(err, approval.ErrWrongMethod):
-		c.Failf(errWrongMethod, "The approval's method is ", c.appr.Method.String(), ", which does not take this answer.")
+		c.Failf(httpd.ErrApprovalWrongMethod, "The approval's method is ", c.appr.Method.String(), ", which does not take this answer.")
 	default:
 		c.StoreFailed(err)
 	}
@@ -415,7 +403,7 @@ func (s *Surface) approvalOTP(c *reqCtx, idParam []byte) {
 		return
 	}
 	if !validApprovalID(idParam) {
-		c.Fail(errApprovalNotFound, nil)
+		c.Fail(httpd.ErrApprovalNotFound, nil)
 		return
 	}
 	id := jsonwire.BytesToString(idParam)
@@ -428,7 +416,7 @@ func (s *Surface) approvalOTP(c *reqCtx, idParam []byte) {
 		return
 	}
 	if st := a.StatusAt(s.now()); st != approval.StatusPending {
-		c.Failf(errNotPending, "The approval is no longer pending: it is ", st.String(), ".")
+		c.Failf(httpd.ErrApprovalNotPending, "The approval is no longer pending: it is ", st.String(), ".")
 		return
 	}
 	// The place of the user's TOTP seed: the store keeps none yet (it is
