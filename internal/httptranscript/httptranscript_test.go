@@ -158,8 +158,8 @@ func TestTranscriptBuildRequest(t *testing.T) {
 
 func TestTranscriptMasks(t *testing.T) {
 	var m Masks
-	got := m.Apply([]byte(`{"id":"a\"b","at": 17,"in":{"id":"c"},"x":"id","again":{"id" : "a\"b"}}`), []string{"id", "at"})
-	want := `{"id":"<id-1>","at": <at-1>,"in":{"id":"<id-2>"},"x":"id","again":{"id" : "<id-1>"}}`
+	got := m.Apply([]byte(`{"id":"a\"b","at": 17,"in":{"id":"c"},"x":"id","again":{"id" : "a\"b"},"none":{"at":null}}`), []string{"id", "at"})
+	want := `{"id":"<id-1>","at": <at-1>,"in":{"id":"<id-2>"},"x":"id","again":{"id" : "<id-1>"},"none":{"at":null}}`
 	if string(got) != want {
 		t.Errorf("Apply:\n got %s\nwant %s", got, want)
 	}

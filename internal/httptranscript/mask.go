@@ -18,7 +18,9 @@ type Masks struct {
 
 // Apply returns body with the value of every field named in fields, at any
 // depth, replaced: a string keeps its quotes ("<name-N>"), any other value
-// becomes <name-N>. Bytes are changed nowhere else.
+// becomes <name-N>. null is left as it is: it is not volatile, and a
+// reader must see that a field is absent in this answer (a pending
+// approval's decidedAt). Bytes are changed nowhere else.
 func (m *Masks) Apply(body []byte, fields []string) []byte {
 	for _, f := range fields {
 		key := strconv.AppendQuote(nil, f)
@@ -38,6 +40,11 @@ func (m *Masks) Apply(body []byte, fields []string) []byte {
 			}
 			j = skipSpace(rest, j+1)
 			end, quoted := valueEnd(rest, j)
+			if string(rest[j:end]) == "null" {
+				out = append(out, rest[:end]...)
+				rest = rest[end:]
+				continue
+			}
 			out = append(out, rest[:j]...)
 			ph := "<" + f + "-" + strconv.Itoa(m.number(f, string(rest[j:end]))) + ">"
 			if quoted {
