@@ -1,13 +1,18 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
 
 	"github.com/countersign/countersign/engine/approval"
 	"github.com/countersign/countersign/store"
@@ -26,6 +31,7 @@ func TestOpenAPIConformanceApprovals(t *testing.T) {
 		t.Helper()
 		r := e.do(q)
 		cf.check(q, r)
+		cf.checkRequest(q, r)
 		return r
 	}
 	backend := func(method, path, body string, h ...string) response {
@@ -67,6 +73,15 @@ func TestOpenAPIConformanceApprovals(t *testing.T) {
 	bearer := []string{"Authorization", "Bearer " + p.token}
 	activate(strings.Replace(activation("csa_x"), `"ios"`, `"iOS"`, 1))
 	activate(activation("csa_" + strings.Repeat("a", 26)))
+	for _, bad := range [][2]string{
+		{`"2.1.0"`, `""`},
+		{`"apns-1"`, `"` + strings.Repeat("t", 1025) + `"`},
+		{`"platform"`, `"os":"17","platform"`},
+	} {
+		if r := activate(strings.Replace(activation("csa_x"), bad[0], bad[1], 1)); r.status != 400 {
+			t.Errorf("activation with %.20s: %s, want 400", bad[1], r)
+		}
+	}
 	activate(activation(e.activationCode("ann")), "Content-Type", "text/plain")
 	stale := e.activationCode("ann")
 	e.advance(store.ActivationCodeTTL + time.Second)
@@ -161,6 +176,21 @@ func TestOpenAPIConformanceApprovals(t *testing.T) {
 	// The device's other refusals.
 	answer("apr_"+strings.Repeat("a", 24), signedAnswer(p.key, got, "approve", "PASS", now(), ""))
 	answer(a5, `{"decision":"yes"}`)
+	// Malformed answers, each refused by the server and the document alike.
+	good := signedAnswer(p.key, got, "approve", "PASS", now(), "")
+	for _, bad := range [][2]string{
+		{`"decision":"approve"`, `"decision":"yes"`},
+		{`"method":"face"`, `"method":"iris"`},
+		{`"lat":52.37`, `"lat":91`},
+		{`"accuracyM":12`, `"accuracyM":-1`},
+		{`"appVersion":"2.1.0"`, `"appVersion":"2.1\n0"`},
+		{`"timestamp"`, `"number":"470","timestamp"`},
+		{`"timestamp"`, `"approved":true,"timestamp"`},
+	} {
+		if r := answer(a5, strings.Replace(good, bad[0], bad[1], 1)); r.status != 400 {
+			t.Errorf("answer with %s: %s, want 400", bad[1], r)
+		}
+	}
 	device("POST", "/v1/device/approvals/"+a5, `{}`, "Authorization", "Bearer csd_forged")
 	device("GET", "/v1/device/approvals?wait=soon", "", bearer...)
 	device("GET", "/v1/device/approvals", "")
@@ -214,5 +244,45 @@ func TestOpenAPIConformanceApprovals(t *testing.T) {
 		if !cf.seen[want] {
 			t.Errorf("not exercised: %s", want)
 		}
+	}
+}
+
+// checkRequest validates q against the document's request schemas, from
+// the side the answer r says the server took: what the server accepted
+// (2xx) the document must accept, and what it refused as a malformed body
+// or query (400 of a field's shape) the document must refuse, so the
+// request schemas are neither stricter nor looser than the server.
+func (cf *conformance) checkRequest(q req, r response) {
+	cf.t.Helper()
+	code := r.errorCode()
+	shape := r.status == 400 && (code == "unknown_field" || code == "missing_field" || code == "wrong_type" ||
+		code == "invalid_field" || code == "too_many_items")
+	if r.status >= 300 && !shape {
+		return
+	}
+	method := q.method
+	if method == "" {
+		method = "POST"
+		if q.body == nil {
+			method = "GET"
+		}
+	}
+	hq, _ := http.NewRequest(method, "http://localhost"+q.path, bytes.NewReader(q.body))
+	if q.body != nil {
+		hq.Header.Set("Content-Type", "application/json")
+	}
+	path, _, _ := strings.Cut(q.path, "?")
+	rt, params := cf.route(method, path)
+	if rt == nil {
+		return // check reported it
+	}
+	err := openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{
+		Request: hq, PathParams: params, Route: rt,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}})
+	switch {
+	case !shape && err != nil:
+		cf.t.Errorf("%s %s %s: the server accepted it (%d), the document refuses it:\n%v", method, q.path, q.body, r.status, err)
+	case shape && err == nil:
+		cf.t.Errorf("%s %s %s: the server refused it (%s), the document accepts it", method, q.path, q.body, r)
 	}
 }
