@@ -44,8 +44,13 @@ func readmeSignatureExample(t *testing.T) string {
 	sig := ed25519.Sign(key, signed)
 
 	var hashed, shown strings.Builder
+	n := 0
 	for i, v := range readmeValues {
-		fmt.Fprintf(&hashed, `%s\0%s\0`, v.Key, v.Value)
+		if i > 0 {
+			hashed.WriteString(", ")
+		}
+		fmt.Fprintf(&hashed, "`%s`, 0x00, `%s`, 0x00", v.Key, v.Value)
+		n += len(v.Key) + len(v.Value) + 2
 		if i > 0 {
 			shown.WriteString(", ")
 		}
@@ -62,7 +67,7 @@ func readmeSignatureExample(t *testing.T) string {
 	fmt.Fprintf(&b, "biometric    %s\n", rules.BiometricPass)
 	fmt.Fprintf(&b, "timestamp    %s\n", readmeTimestamp)
 	fmt.Fprintf(&b, "```\n\n")
-	fmt.Fprintf(&b, "The values digest is the SHA-256 of `%s` (`\\0` is one zero byte):\n\n", hashed.String())
+	fmt.Fprintf(&b, "The values digest is the SHA-256 of these %d bytes: %s:\n\n", n, hashed.String())
 	fmt.Fprintf(&b, "```text\n%x\n```\n\n", digest)
 	fmt.Fprintf(&b, "The signed bytes are these %d bytes of UTF-8, the lines joined by `\\n`, with no final newline:\n\n", len(signed))
 	fmt.Fprintf(&b, "```text\n%s\n```\n\n", signed)
