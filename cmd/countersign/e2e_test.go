@@ -275,7 +275,7 @@ func TestReadmeCurl(t *testing.T) {
 	}
 	sameJSON(t, answer, documentedAnswer)
 	rest := out[j+int(dec.InputOffset()):]
-	for _, want := range []string{`"userID":"user-1","mobile":"+31612345678"`, `"activationCode":"csa_`} {
+	for _, want := range []string{`"userID":"user-1","mobile":"+31612345678"`, `"activationCode":"csa_`, "\napprove ", ", 0 not as expected\n"} {
 		if !bytes.Contains(rest, []byte(want)) {
 			t.Errorf("the admin commands' answers lack %s:\n%s", want, rest)
 		}
