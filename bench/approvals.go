@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -54,8 +55,13 @@ type ApprovalsResult struct {
 	PerSec  float64 `json:"perSec"`
 	// Cycle is one approval's three requests, create to the answer's 200.
 	Cycle Latency `json:"cycle"`
-	// ServerCPU is the server's CPU during the window, in cores.
+	// ServerCPU is the server's CPU during the window, in cores; LoadCPU
+	// the generator's (this process); OtherCPU what the rest of the
+	// machine took (busy and interrupt time less both, less kernel
+	// threads): on a shared machine, how far the figure can be trusted.
 	ServerCPU float64 `json:"serverCPUCores"`
+	LoadCPU   float64 `json:"loadCPUCores"`
+	OtherCPU  float64 `json:"otherCPUCores"`
 	// Errors counts failed cycles by kind.
 	Errors map[string]int64 `json:"errors,omitempty"`
 
@@ -330,12 +336,18 @@ func throughputPhase(ctx context.Context, c *client.Client, o Options, users []*
 	var decided atomic.Int64
 	var exhausted atomic.Bool
 	var wg sync.WaitGroup
-	var cpuFrom, cpuTo ProcSample
+	var cpuFrom, cpuTo, selfFrom, selfTo ProcSample
+	var mFrom, mTo MachineSample
+	self := os.Getpid()
 	go func() {
 		time.Sleep(time.Until(from))
 		cpuFrom, _ = ReadProc(o.ServerPID)
+		selfFrom, _ = ReadProc(self)
+		mFrom, _ = ReadMachine()
 		time.Sleep(time.Until(to))
 		cpuTo, _ = ReadProc(o.ServerPID)
+		selfTo, _ = ReadProc(self)
+		mTo, _ = ReadMachine()
 	}()
 	for range o.Connections {
 		wg.Add(1)
@@ -382,13 +394,18 @@ func throughputPhase(ctx context.Context, c *client.Client, o Options, users []*
 	res.PerSec = round(float64(res.Decided)/o.Duration.Seconds(), 1)
 	res.Cycle = summarize(cycle)
 	res.Cycle.HDR = ""
+	cores := func(a, b time.Duration) float64 { return (b - a).Seconds() / o.Duration.Seconds() }
 	if cpuTo.CPU > cpuFrom.CPU {
-		res.ServerCPU = round((cpuTo.CPU-cpuFrom.CPU).Seconds()/o.Duration.Seconds(), 2)
+		res.ServerCPU = round(cores(cpuFrom.CPU, cpuTo.CPU), 2)
+		res.LoadCPU = round(cores(selfFrom.CPU, selfTo.CPU), 2)
+		other := cores(mFrom.Busy+mFrom.IRQ-mFrom.KernelThreads, mTo.Busy+mTo.IRQ-mTo.KernelThreads) - res.ServerCPU - res.LoadCPU
+		res.OtherCPU = round(max(other, 0), 2)
 	}
 	if len(errs) > 0 {
 		res.Errors = errs
 	}
-	logf("  %d decided, %.0f/s, cycle p50 %s p99 %s, server CPU %.2f", res.Decided, res.PerSec, FormatUs(res.Cycle.P50), FormatUs(res.Cycle.P99), res.ServerCPU)
+	logf("  %d decided, %.0f/s, cycle p50 %s p99 %s, CPU: server %.2f, load %.2f, other %.2f", res.Decided, res.PerSec,
+		FormatUs(res.Cycle.P50), FormatUs(res.Cycle.P99), res.ServerCPU, res.LoadCPU, res.OtherCPU)
 	if exhausted.Load() {
 		return fmt.Errorf("bench: every user reached the per-user approval limit before the window ended, so the rate is understated: enroll more (--held-polls)")
 	}
@@ -429,7 +446,7 @@ func (a *ApprovalsResult) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "| measure | figure | goal |\n|---|--:|--:|\n")
 	fmt.Fprintf(w, "| approvals created and decided per second (durable, %d workers) | %s/s | >= 5,000/s %s |\n", a.Workers, formatCount(a.PerSec), metText(a.PerSec >= 5000))
 	fmt.Fprintf(w, "| one approval's cycle (create, device list, answer) p50 / p99 | %s / %s | |\n", FormatUs(a.Cycle.P50), FormatUs(a.Cycle.P99))
-	fmt.Fprintf(w, "| server CPU during the window | %.2f cores | |\n", a.ServerCPU)
+	fmt.Fprintf(w, "| CPU during the window: server / load generator / other processes | %.2f / %.2f / %.2f cores | |\n", a.ServerCPU, a.LoadCPU, a.OtherCPU)
 	fmt.Fprintf(w, "| device long polls held at once | %d | 10,000 |\n", a.HeldPolls)
 	fmt.Fprintf(w, "| server RSS with them held (before: %s; peak %s) | %s | < 300 MB %s |\n", mb(a.RSSBefore), mb(a.RSSPeak), mb(a.RSSHeld), metText(a.RSSHeld > 0 && a.RSSHeld < 300<<20))
 	fmt.Fprintf(w, "| wake-up, device answer sent -> requester's long poll answered, p50 / p99 (%d) | %s / %s | p99 <= 5 ms %s |\n", a.Wake.Count, FormatUs(a.Wake.P50), FormatUs(a.Wake.P99), metText(a.Wake.P99 <= 5000))
