@@ -295,3 +295,59 @@ func TestServeApprovals(t *testing.T) {
 		t.Errorf("the approval after the other organization's cancel: %v %v", st, err)
 	}
 }
+
+// TestServeSimulateAuthenticator plays the authenticator scenarios through
+// 'countersign simulate --authenticator' (the expiry one, 10 s long, is
+// played by TestReadmeCurl's pasted commands): a row per scenario, the
+// rules scenarios skipped where the server serves no rules, and the count
+// of outcomes not as expected last.
+func TestServeSimulateAuthenticator(t *testing.T) {
+	data, cred := newOrg(t)
+	p := serve(t, data, freeAddr(t))
+	names := "approve,deny,biometric-fail,outside-geofence,outside-time-window,bad-signature,number-match"
+	r := countersign(t, nil, "simulate", "--authenticator", "--addr", p.addr, "--admin-key", cred.AdminKey, "--api-key", cred.APIKey, "--scenario", names)
+	if r.code != 0 {
+		t.Fatalf("simulate --authenticator: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	c := p.client(client.Config{AdminKey: cred.AdminKey})
+	_, err := c.PutRules(&client.Rules{})
+	rulesServed := apiErr(err).Code != "route_not_found"
+	for _, name := range strings.Split(names, ",") {
+		name = strings.ReplaceAll(name, "-", "_")
+		want := " ok\n"
+		if !rulesServed && strings.HasPrefix(name, "outside_") {
+			want = " skipped: rules not served\n"
+		}
+		i := strings.Index(r.stdout, "\n"+name+" ")
+		if i < 0 {
+			t.Errorf("no %s row in:\n%s", name, r.stdout)
+			continue
+		}
+		row := r.stdout[i+1:]
+		row = row[:strings.IndexByte(row, '\n')+1]
+		if !strings.HasSuffix(row, want) {
+			t.Errorf("%s: want a row ending %q, got %q", name, want, row)
+		}
+	}
+	skipped := "0 skipped"
+	if !rulesServed {
+		skipped = "2 skipped"
+	}
+	if !strings.Contains(r.stdout, "7 scenarios in ") || !strings.Contains(r.stdout, ", "+skipped+", 0 not as expected\n") {
+		t.Errorf("the last line:\n%s", r.stdout)
+	}
+	for _, bad := range [][]string{
+		{"simulate", "--authenticator", "--addr", p.addr, "--api-key", cred.APIKey},
+		{"simulate", "--authenticator", "--addr", p.addr, "--admin-key", cred.AdminKey, "--api-key", cred.APIKey, "--scenario", "enroll"},
+	} {
+		if r := countersign(t, nil, bad...); r.code != 2 {
+			t.Errorf("%v: exit %d, want 2 (usage)\n%s", bad, r.code, r.stderr)
+		}
+	}
+	// The API key where the admin key belongs: the first request is
+	// refused, and the command fails naming it.
+	r = countersign(t, nil, "simulate", "--authenticator", "--addr", p.addr, "--admin-key", cred.APIKey, "--api-key", cred.APIKey, "--scenario", "deny")
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "invalid_api_key") {
+		t.Errorf("the API key as the admin key: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
