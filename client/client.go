@@ -7,9 +7,10 @@
 //
 // It imports no countersign package, so whatever uses it (the load harness,
 // the simulators, tests of the server) sees countersign only over HTTP, as a
-// customer does. native.go holds the calls of the native /v1 API; those of
-// the device (/v1/device) and admin (/admin/v1) APIs belong beside it, one
-// file per surface, so that no program speaks HTTP to countersign by hand.
+// customer does. native.go and approvals.go hold the calls of the native
+// /v1 API, device.go those of the authenticator app's (/v1/device, with the
+// signed bytes of an answer), admin.go the operator's (/admin/v1): one file
+// per surface, so that no program speaks HTTP to countersign by hand.
 package client
 
 import (
