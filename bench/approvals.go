@@ -35,7 +35,11 @@ const (
 	// for one user: DESIGN's push-bombing limit allows 10 per user per 10
 	// minutes, and the wake-up phase has used one.
 	approvalsPerUser = 9
-	heldWait         = 25 // seconds, as the app asks
+	// DefaultHeldWait is the device polls' wait, as the app asks. The
+	// polls are released at the end of the held phase by waiting for
+	// their answers, so a shorter wait makes a short run shorter.
+	DefaultHeldWait = 25 * time.Second
+	heldWait        = 25 // seconds: the requesters' wait
 )
 
 // ApprovalsResult is what the approvals scenario measured.
@@ -183,7 +187,7 @@ func heldPhase(ctx context.Context, c *client.Client, o Options, users []*enroll
 		go func() {
 			defer wg.Done()
 			for pctx.Err() == nil {
-				list, err := c.DeviceApprovals(u.e.Device.DeviceToken, heldWait)
+				list, err := c.DeviceApprovals(u.e.Device.DeviceToken, int(o.HeldWait/time.Second))
 				at := time.Now()
 				if err != nil {
 					if pctx.Err() == nil {

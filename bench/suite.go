@@ -104,8 +104,11 @@ type Options struct {
 	// (default DefaultWakeSamples).
 	HeldPolls   int
 	WakeSamples int
-	Dim         int // embedding dimension; default 512
-	Seed        uint64
+	// HeldWait is the device polls' ?wait= (default DefaultHeldWait,
+	// whole seconds, at least 1).
+	HeldWait time.Duration
+	Dim      int // embedding dimension; default 512
+	Seed     uint64
 
 	// ValidateBodies, when set, receives the validate bodies of the seeded
 	// sessions, one per line (bench/wrk/compare.sh feeds them to wrk).
@@ -191,6 +194,9 @@ func (o *Options) defaults() error {
 	}
 	if o.WakeSamples <= 0 {
 		o.WakeSamples = DefaultWakeSamples
+	}
+	if o.HeldWait < time.Second {
+		o.HeldWait = DefaultHeldWait
 	}
 	if o.Ceiling == "" {
 		o.Ceiling = CeilingInproc
