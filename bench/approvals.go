@@ -79,7 +79,8 @@ type ApprovalsResult struct {
 	RSSPeak   int64 `json:"rssPeakBytes"`
 	// Wake is from the device's answer being sent to the requester's held
 	// GET /v1/approvals/{id}?wait= being answered; WakeAfterAck from the
-	// answer's own 200 (the store's sync left out).
+	// answer's own 200 (the store's sync left out; 0 when the requester
+	// was answered first).
 	Wake         Latency `json:"wake"`
 	WakeAfterAck Latency `json:"wakeAfterAck"`
 	// Delivery is from the create being acknowledged to the device's held
@@ -343,7 +344,9 @@ func throughputPhase(ctx context.Context, c *client.Client, o Options, users []*
 	var cpuFrom, cpuTo, selfFrom, selfTo ProcSample
 	var mFrom, mTo MachineSample
 	self := os.Getpid()
+	sampled := make(chan struct{})
 	go func() {
+		defer close(sampled)
 		time.Sleep(time.Until(from))
 		cpuFrom, _ = ReadProc(o.ServerPID)
 		selfFrom, _ = ReadProc(self)
@@ -393,7 +396,7 @@ func throughputPhase(ctx context.Context, c *client.Client, o Options, users []*
 		}()
 	}
 	wg.Wait()
-	time.Sleep(time.Until(to.Add(50 * time.Millisecond))) // the CPU reader's last sample
+	<-sampled
 	res.Decided = decided.Load()
 	res.PerSec = round(float64(res.Decided)/o.Duration.Seconds(), 1)
 	res.Cycle = summarize(cycle)

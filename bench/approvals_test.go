@@ -21,19 +21,19 @@ func TestApprovalsScenario(t *testing.T) {
 	var log bytes.Buffer
 	r, err := bench.Execute(context.Background(), bench.Options{
 		Scenario: bench.ScenarioApprovals, Addr: addr, CID: cid, APIKey: key, AdminKey: admin, ServerPID: os.Getpid(),
-		HeldPolls: 40, WakeSamples: 8, HeldWait: 2 * time.Second, Connections: 4, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond,
+		HeldPolls: 400, WakeSamples: 8, HeldWait: 2 * time.Second, Connections: 4, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond,
 		OutDir: out, Log: &log,
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	a := r.Approvals
-	if a == nil || a.Users != 40 || a.HeldPolls < 40 || a.Wake.Count != 8 || a.Delivery.Count != 8 || a.Decided == 0 ||
+	if a == nil || a.Users != 400 || a.HeldPolls < 400 || a.Wake.Count != 8 || a.Delivery.Count != 8 || a.Decided == 0 ||
 		a.PerSec <= 0 || len(a.Errors) != 0 || a.RSSHeld <= 0 {
 		t.Fatalf("result %+v\n%s", a, log.String())
 	}
 	md, _ := os.ReadFile(filepath.Join(out, "latest.md"))
-	if !bytes.Contains(md, []byte("| device long polls held at once | 40 | 10,000 |")) {
+	if !bytes.Contains(md, []byte("| device long polls held at once | 400 | 10,000 |")) {
 		t.Fatalf("markdown:\n%s", md)
 	}
 	// Without the admin key the scenario cannot enroll anyone.
