@@ -69,8 +69,8 @@ type AuthScenario struct {
 type AuthOutcome struct {
 	Scenario string
 	User     string
-	// Delivery is from the approval's creation to the app's long poll
-	// answering it.
+	// Delivery is from the create's 201 (the approval stored) to the
+	// app's long poll answering it; 0 when the poll answered first.
 	Delivery time.Duration
 	// DeviceResult is the server's answer to the app's answer, or
 	// DeviceErr its refusal.
@@ -403,10 +403,8 @@ func (a *Authenticator) play(ctx context.Context, sc *AuthScenario, out *AuthOut
 		pc <- polled{list, time.Now(), err}
 	}()
 	time.Sleep(50 * time.Millisecond) // let the poll be held before the approval exists
-	// Delivery counts from the create request's start: the poll may be
-	// answered before the create's own answer arrives.
-	createdAt := time.Now()
 	created, err := c.CreateApproval(req)
+	createdAt := time.Now()
 	if err != nil {
 		return err
 	}
@@ -425,7 +423,9 @@ func (a *Authenticator) play(ctx context.Context, sc *AuthScenario, out *AuthOut
 		if r.err != nil {
 			return fmt.Errorf("device long poll: %w", r.err)
 		}
-		out.Delivery = r.at.Sub(createdAt)
+		// From the create's 201 (the approval stored): the poll may even
+		// be answered first, which counts as 0.
+		out.Delivery = max(r.at.Sub(createdAt), 0)
 		for i := range r.list {
 			if r.list[i].ApprovalID == created.ApprovalID {
 				p = &r.list[i]
@@ -549,7 +549,7 @@ func WriteAuthTable(w io.Writer, outs []AuthOutcome) error {
 		case o.DeviceResult != nil:
 			device = "200 " + o.DeviceResult.Status
 		}
-		if o.Delivery > 0 {
+		if o.Final != nil {
 			delivery = o.Delivery.Round(10 * time.Microsecond).String()
 		}
 		result := "ok"
