@@ -23,12 +23,22 @@ import (
 // loopback socket, with one organization.
 func startServer(t *testing.T) (addr, cid, apiKey string) {
 	t.Helper()
+	addr, cid, apiKey, _ = startServerAdmin(t)
+	return addr, cid, apiKey
+}
+
+// startServerAdmin is startServer, with the organization's admin key too.
+func startServerAdmin(t *testing.T) (addr, cid, apiKey, adminKey string) {
+	t.Helper()
 	db, err := store.Open(store.Options{Dir: "/data", FS: vfs.NewMem()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	org, key, err := db.CreateOrg("bench", nil)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if adminKey, err = db.AddAPIKey(org.ID, store.ScopeAdmin); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := server.New(server.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, db)
@@ -46,7 +56,7 @@ func startServer(t *testing.T) (addr, cid, apiKey string) {
 		_ = srv.Shutdown(ctx)
 		_ = db.Close()
 	})
-	return ln.Addr().String(), org.CID, key
+	return ln.Addr().String(), org.CID, key, adminKey
 }
 
 // TestSuiteEndToEnd runs the whole suite, briefly, against the real server:

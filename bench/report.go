@@ -23,7 +23,9 @@ type Report struct {
 	Settings Settings  `json:"settings"`
 	Seed     *Seeded   `json:"seed,omitempty"`
 	Phases   []*Phase  `json:"phases"`
-	Headline Headline  `json:"headline"`
+	// Approvals is the approvals scenario's result (it has no phases).
+	Approvals *ApprovalsResult `json:"approvals,omitempty"`
+	Headline  Headline         `json:"headline"`
 	// Disk is the disk-sync probe's result, when one ran.
 	Disk *DiskSync `json:"diskSync,omitempty"`
 	// Notes are warnings a reader must see next to the figures: a
@@ -311,6 +313,14 @@ func (r *Report) WriteFiles(dir string) ([]string, error) {
 
 // WriteMarkdown writes the results table, the headline and the method.
 func (r *Report) WriteMarkdown(w io.Writer) {
+	if r.Approvals != nil {
+		r.Approvals.WriteMarkdown(w)
+		fmt.Fprintf(w, "\n- method: %s\n", r.method())
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "- **note**: %s\n", n)
+		}
+		return
+	}
 	fmt.Fprintf(w, "| phase | loop | conns | throughput | p50 | p90 | p99 | p99.9 | max | p99 uncorrected | errors | server CPU | CPU per request | server RSS | load CPU | other CPU |\n")
 	fmt.Fprintf(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, p := range r.Phases {

@@ -178,6 +178,7 @@ func FreeAddr() (string, error) {
 type Spawned struct {
 	*Process
 	Dir, CID, APIKey string
+	AdminKey         string
 	keepDir          bool
 }
 
@@ -214,14 +215,15 @@ func Spawn(ctx context.Context, o SpawnOptions) (*Spawned, error) {
 		return nil, fmt.Errorf("bench: countersign init: %w", err)
 	}
 	var cred struct {
-		CID    string `json:"cid"`
-		APIKey string `json:"apiKey"`
+		CID      string `json:"cid"`
+		APIKey   string `json:"apiKey"`
+		AdminKey string `json:"adminKey"`
 	}
 	if err := json.Unmarshal(out, &cred); err != nil || cred.CID == "" || cred.APIKey == "" {
 		s.cleanup()
 		return nil, fmt.Errorf("bench: countersign init --json printed %q", out)
 	}
-	s.CID, s.APIKey = cred.CID, cred.APIKey
+	s.CID, s.APIKey, s.AdminKey = cred.CID, cred.APIKey, cred.AdminKey
 	addr := o.Addr
 	if addr == "" {
 		if addr, err = FreeAddr(); err != nil {

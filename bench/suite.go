@@ -24,10 +24,11 @@ const (
 	ScenarioMixed    = "mixed"    // validate and events posts interleaved
 	ScenarioCeiling  = "ceiling"  // the ceiling server alone
 	ScenarioOverload = "overload" // validate and events far past what they sustain
+	// ScenarioApprovals is in approvals.go.
 )
 
 // LoadScenarios lists the scenarios Execute knows.
-var LoadScenarios = []string{ScenarioSuite, ScenarioValidate, ScenarioEvents, ScenarioMixed, ScenarioCeiling, ScenarioOverload}
+var LoadScenarios = []string{ScenarioSuite, ScenarioValidate, ScenarioEvents, ScenarioMixed, ScenarioCeiling, ScenarioOverload, ScenarioApprovals}
 
 // Ceiling placements.
 const (
@@ -52,8 +53,11 @@ type Options struct {
 	Addr       string
 	CID        string
 	APIKey     string
-	ServerPID  int
-	Pin        Pinning
+	// AdminKey is the organization's admin key: the approvals scenario
+	// enrolls its users with it.
+	AdminKey  string
+	ServerPID int
+	Pin       Pinning
 
 	// Ceiling is where the ceiling server runs: CeilingProcess (default
 	// when Binary and CeilingArgs are set), CeilingInproc, or CeilingOff.
@@ -94,8 +98,17 @@ type Options struct {
 	OverloadConnections int
 	OverloadSources     []string
 	UnloadedFraction    float64
-	Dim                 int // embedding dimension; default 512
-	Seed                uint64
+	// HeldPolls is, in the approvals scenario, how many users are enrolled
+	// and device long polls held at once (default DefaultHeldPolls);
+	// WakeSamples how many approvals are decided while they are held
+	// (default DefaultWakeSamples).
+	HeldPolls   int
+	WakeSamples int
+	// HeldWait is the device polls' ?wait= (default DefaultHeldWait,
+	// whole seconds, at least 1).
+	HeldWait time.Duration
+	Dim      int // embedding dimension; default 512
+	Seed     uint64
 
 	// ValidateBodies, when set, receives the validate bodies of the seeded
 	// sessions, one per line (bench/wrk/compare.sh feeds them to wrk).
@@ -176,6 +189,15 @@ func (o *Options) defaults() error {
 	if o.Durability == "" {
 		o.Durability = "sync"
 	}
+	if o.HeldPolls <= 0 {
+		o.HeldPolls = DefaultHeldPolls
+	}
+	if o.WakeSamples <= 0 {
+		o.WakeSamples = DefaultWakeSamples
+	}
+	if o.HeldWait < time.Second {
+		o.HeldWait = DefaultHeldWait
+	}
 	if o.Ceiling == "" {
 		o.Ceiling = CeilingInproc
 		if o.Binary != "" && o.CeilingArgs != nil {
@@ -225,7 +247,16 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.Spawn {
 		logf("starting countersign serve (durability %s, %s)", o.Durability, pinText(o.Pin))
-		s, err := Spawn(ctx, SpawnOptions{Binary: o.Binary, Durability: o.Durability, Pin: o.Pin, ServeArgs: o.ServeArgs})
+		serveArgs := o.ServeArgs
+		if o.Scenario == ScenarioApprovals {
+			// Every held poll is a connection from this one address: the
+			// per-IP caps are raised for this run only, by flag.
+			n := strconv.Itoa(o.HeldPolls + 2*o.Connections + 64)
+			serveArgs = append(serveArgs[:len(serveArgs):len(serveArgs)], "--max-conns-per-ip", n, "--max-waiting-per-ip", n)
+			r.Notes = append(r.Notes, "the spawned server ran with --max-conns-per-ip "+n+" and --max-waiting-per-ip "+n+
+				": every held poll is a connection from the one load address")
+		}
+		s, err := Spawn(ctx, SpawnOptions{Binary: o.Binary, Durability: o.Durability, Pin: o.Pin, ServeArgs: serveArgs})
 		if err != nil {
 			return nil, err
 		}
@@ -234,7 +265,7 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 				logf("stopping the server: %v", err)
 			}
 		}()
-		o.Addr, o.CID, o.APIKey, o.ServerPID = s.Addr, s.CID, s.APIKey, s.PID
+		o.Addr, o.CID, o.APIKey, o.AdminKey, o.ServerPID = s.Addr, s.CID, s.APIKey, s.AdminKey, s.PID
 		if o.DiskProbeDir == "" {
 			o.DiskProbeDir = s.Dir // the data directory's parent: same file system
 		}
@@ -257,9 +288,14 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 
-	err := execute(ctx, o, r, logf)
+	var err error
+	if o.Scenario == ScenarioApprovals {
+		err = runApprovals(ctx, o, r, logf)
+	} else {
+		err = execute(ctx, o, r, logf)
+	}
 	r.finish(cpuCount(o.Pin.LoadCPUs))
-	if o.OutDir != "" && len(r.Phases) > 0 {
+	if o.OutDir != "" && (len(r.Phases) > 0 || r.Approvals != nil) {
 		paths, werr := r.WriteFiles(o.OutDir)
 		if werr != nil && err == nil {
 			err = werr

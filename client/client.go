@@ -7,12 +7,14 @@
 //
 // It imports no countersign package, so whatever uses it (the load harness,
 // the simulators, tests of the server) sees countersign only over HTTP, as a
-// customer does. native.go holds the calls of the native /v1 API; those of
-// the device (/v1/device) and admin (/admin/v1) APIs belong beside it, one
-// file per surface, so that no program speaks HTTP to countersign by hand.
+// customer does. native.go and approvals.go hold the calls of the native
+// /v1 API, device.go those of the authenticator app's (/v1/device, with the
+// signed bytes of an answer), admin.go the operator's (/admin/v1): one file
+// per surface, so that no program speaks HTTP to countersign by hand.
 package client
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -36,6 +38,9 @@ type Config struct {
 	CID string
 	// APIKey is the organization's secret API key (the backend's credential).
 	APIKey string
+	// AdminKey is the organization's admin key (the operator's credential,
+	// /admin/v1 only).
+	AdminKey string
 	// Gzip compresses event bodies (Content-Encoding: gzip).
 	Gzip bool
 	// TLS is used for https addresses; nil uses the system roots.
@@ -45,6 +50,9 @@ type Config struct {
 	// MaxWait bounds how long a call keeps retrying 202 processing, 429 and
 	// 503 answers; 0 means 30 s.
 	MaxWait time.Duration
+	// MaxConns bounds the connections kept to the server; 0 means 64. A
+	// program holding many long polls at once needs one per poll.
+	MaxConns int
 	// Dial replaces TCP dialing (tests use in-memory listeners); nil dials.
 	Dial func(addr string) (net.Conn, error)
 }
@@ -53,13 +61,14 @@ type Config struct {
 // streams their evidence with the client id and collect token, and calls
 // validate with the API key. Safe for concurrent use.
 type Client struct {
-	base    string
-	cid     string
-	apiKey  string
-	gzip    bool
-	timeout time.Duration
-	maxWait time.Duration
-	hc      *fasthttp.Client
+	base     string
+	cid      string
+	apiKey   string
+	adminKey string
+	gzip     bool
+	timeout  time.Duration
+	maxWait  time.Duration
+	hc       *fasthttp.Client
 }
 
 // ErrWaitExceeded is returned when a call was still answered 202 processing,
@@ -95,12 +104,13 @@ func NewClient(cfg Config) (*Client, error) {
 		base = "http://" + base
 	}
 	c := &Client{
-		base:    base,
-		cid:     cfg.CID,
-		apiKey:  cfg.APIKey,
-		gzip:    cfg.Gzip,
-		timeout: cfg.Timeout,
-		maxWait: cfg.MaxWait,
+		base:     base,
+		cid:      cfg.CID,
+		apiKey:   cfg.APIKey,
+		adminKey: cfg.AdminKey,
+		gzip:     cfg.Gzip,
+		timeout:  cfg.Timeout,
+		maxWait:  cfg.MaxWait,
 	}
 	if c.timeout <= 0 {
 		c.timeout = 10 * time.Second
@@ -112,9 +122,11 @@ func NewClient(cfg Config) (*Client, error) {
 		Name:            "countersign-client",
 		TLSConfig:       cfg.TLS,
 		Dial:            cfg.Dial,
-		MaxConnsPerHost: 64,
-		ReadTimeout:     c.timeout,
-		WriteTimeout:    c.timeout,
+		MaxConnsPerHost: cmp.Or(cfg.MaxConns, 64),
+		// A held request (a long poll) answers only after its wait; each
+		// exchange is bounded by DoTimeout, this only by the longest hold.
+		ReadTimeout:  c.timeout + MaxHold,
+		WriteTimeout: c.timeout,
 	}
 	return c, nil
 }
@@ -133,6 +145,16 @@ type Header struct{ Name, Value string }
 // Do sends one request and returns the answer, whatever its status. It is the
 // building block of the typed calls, exported for tests that probe errors.
 func (c *Client) Do(method, path string, body []byte, headers ...Header) (Response, error) {
+	return c.doHeld(method, path, body, 0, headers...)
+}
+
+// MaxHold is the longest wait a held request (a long poll) may ask for:
+// the server holds one for at most 30 s.
+const MaxHold = 30 * time.Second
+
+// doHeld is Do for a request the server may hold for wait seconds before
+// it answers: the exchange's timeout is the client's plus the wait.
+func (c *Client) doHeld(method, path string, body []byte, wait int, headers ...Header) (Response, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -147,7 +169,8 @@ func (c *Client) Do(method, path string, body []byte, headers ...Header) (Respon
 	for _, h := range headers {
 		req.Header.Set(h.Name, h.Value)
 	}
-	if err := c.hc.DoTimeout(req, resp, c.timeout); err != nil {
+	timeout := c.timeout + min(time.Duration(wait)*time.Second, MaxHold)
+	if err := c.hc.DoTimeout(req, resp, timeout); err != nil {
 		return Response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	b, err := resp.BodyUncompressed()

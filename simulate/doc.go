@@ -9,9 +9,13 @@
 // what the scenario says it must (a genuine user verified; an impostor,
 // replay, photo, second face, other user or tampered amount refused).
 //
-// The authenticator-app simulator, a device activated with an operator's
-// code that long-polls /v1/device/approvals and approves or denies, belongs
-// beside it in this package, in its own file.
+// The authenticator-app simulator (authenticator.go) is an operator, a
+// backend and the user's phone: it registers a user, activates a device
+// with the operator's code and a new Ed25519 key, asks for an approval,
+// long-polls it from the device, answers it signed (approve, deny, a
+// failed biometric, outside the fence or the window, a forged signature,
+// too late, number matching), and checks what the backend's long poll is
+// answered.
 //
 // Neither talks HTTP itself: the wire is package client's, so this package
 // imports neither fasthttp nor sonic.

@@ -205,23 +205,33 @@ var Scenarios = []*Scenario{
 }
 
 // ScenarioNames lists the scenario names in play order.
-func ScenarioNames() []string {
-	names := make([]string, len(Scenarios))
-	for i, s := range Scenarios {
-		names[i] = s.Name
-	}
-	return names
-}
+func ScenarioNames() []string { return names(Scenarios, sdkName) }
 
 // ScenarioByName returns the named scenario ("-" and "_" are the same).
-func ScenarioByName(name string) (*Scenario, bool) {
+func ScenarioByName(name string) (*Scenario, bool) { return byName(Scenarios, sdkName, name) }
+
+func sdkName(s *Scenario) string { return s.Name }
+
+// names lists the names of list's scenarios, in order.
+func names[S any](list []S, nameOf func(S) string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = nameOf(s)
+	}
+	return out
+}
+
+// byName finds the scenario of list named name, where "-" and "_" are the
+// same, so that a command line may spell either.
+func byName[S any](list []S, nameOf func(S) string, name string) (S, bool) {
 	name = strings.ReplaceAll(name, "-", "_")
-	for _, s := range Scenarios {
-		if s.Name == name {
+	for _, s := range list {
+		if nameOf(s) == name {
 			return s, true
 		}
 	}
-	return nil, false
+	var zero S
+	return zero, false
 }
 
 // genuineFrames returns a frame generator of n live frames of the user, each

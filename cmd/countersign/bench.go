@@ -34,16 +34,24 @@ func cmdBench(args []string, e *env) error {
 			"--ceiling-open-fractions, events), validate, events, "+
 			"mixed, ceiling, overload (validate, then events: the closed-loop maximum, an open loop at 10% of it "+
 			"(unloaded), and an open loop at --overload-factor times it over --overload-connections from "+
-			"--overload-sources; reports goodput against the maximum and the admitted requests' p99 against the unloaded one). Prints a Markdown table and writes JSON, Markdown and an SVG plot into --out. Progress "+
+			"--overload-sources; reports goodput against the maximum and the admitted requests' p99 against the unloaded one), approvals (enrolls "+
+			"--held-polls users with a device each; holds a device long poll for every one and reads the server's RSS; decides "+
+			"--wake-samples approvals one at a time while they are held, timing the device's answer to the requester's held "+
+			"GET /v1/approvals/{id}?wait=; then --connections workers create, read as the device and approve approvals in a "+
+			"closed loop, durable, for --duration). Prints a Markdown table and writes JSON, Markdown and an SVG plot into --out. Progress "+
 			"goes to stderr.")
 	c.examples = "  countersign bench --spawn                                  # the suite, as make bench runs it\n" +
 		"  countersign bench --spawn --scenario overload --duration 5s # goodput and tail at 10x the sustainable rate\n" +
 		"  countersign bench --spawn --scenario validate --connections 16 --rate 2000 --duration 30s\n" +
+		"  countersign bench --spawn --scenario approvals --duration 5s    # approvals/s, 10,000 held polls, wake-up latency\n" +
 		"  countersign bench --addr 127.0.0.1:8080 --cid cid_... --apikey csk_... --server-pid $(pgrep -n countersign)\n"
 	spawn := c.Bool("spawn", false, "start a server from this binary on a temporary data directory (removed afterwards); --addr, --cid and --apikey are then ignored")
 	addr := c.String("addr", "HOST:PORT", "", "server to load (without --spawn)")
 	cid := c.String("cid", "CID", "", "the organization's client id (without --spawn)")
 	apiKey := c.String("apikey", "KEY", "", "the organization's API key (without --spawn)")
+	adminKey := c.String("admin-key", "KEY", "", "the organization's admin key (without --spawn; the approvals scenario enrolls users with it)")
+	heldPolls := c.Int("held-polls", "N", bench.DefaultHeldPolls, "approvals scenario: users enrolled, one device each, and device long polls held at once (a server at --addr needs --max-conns-per-ip and --max-waiting-per-ip above it)")
+	wakeSamples := c.Int("wake-samples", "N", bench.DefaultWakeSamples, "approvals scenario: approvals decided one at a time while the polls are held, for the wake-up latency")
 	serverPID := c.Int("server-pid", "PID", 0, "pid of the server at --addr, to report its CPU and memory from /proc (a spawned server is watched anyway)")
 	durability := c.String("durability", "sync|relaxed", "sync", "durability of the spawned server; relaxed is for experiments, never a headline")
 	scenario := c.String("scenario", "NAME", bench.ScenarioSuite, "what to measure: "+strings.Join(bench.LoadScenarios, ", "))
@@ -69,6 +77,7 @@ func cmdBench(args []string, e *env) error {
 	overloadFactor := c.String("overload-factor", "X", "10", "overload scenario: the open loop's rate as a multiple of the closed-loop maximum")
 	overloadConns := c.Int("overload-connections", "N", 640, "overload scenario: connections of the overloading open loop (more than the server's 512 per address)")
 	overloadSources := c.String("overload-sources", "LIST", "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5", "overload scenario: source addresses the overloading connections are bound to, round-robin")
+	servePprof := c.String("serve-pprof", "HOST:PORT", "", "the spawned server's --pprof address, to profile it under load (default: off)")
 	serveInFlight := c.Int("serve-max-in-flight", "N", 0, "the spawned server's --max-in-flight (0: its default)")
 	step := c.Duration("step", "DURATION", 250*time.Millisecond, "resolution of the throughput-over-time series")
 	timeout := c.Duration("timeout", "DURATION", 10*time.Second, "timeout of one request")
@@ -147,6 +156,9 @@ func cmdBench(args []string, e *env) error {
 		return usagef("--overload-factor %q: want a number above 1", *overloadFactor)
 	}
 	serveArgs := []string{"--embedding-dim", strconv.Itoa(*dim)}
+	if *servePprof != "" {
+		serveArgs = append(serveArgs, "--pprof", *servePprof)
+	}
 	if *serveInFlight != 0 {
 		serveArgs = append(serveArgs, "--max-in-flight", strconv.Itoa(*serveInFlight))
 	}
@@ -159,6 +171,9 @@ func cmdBench(args []string, e *env) error {
 		Addr:        *addr,
 		CID:         *cid,
 		APIKey:      *apiKey,
+		AdminKey:    *adminKey,
+		HeldPolls:   *heldPolls,
+		WakeSamples: *wakeSamples,
 		ServerPID:   *serverPID,
 		Pin:         pinning,
 		Ceiling:     *ceiling,
@@ -192,7 +207,7 @@ func cmdBench(args []string, e *env) error {
 		Command:              strings.TrimSpace(e.prog + " bench " + strings.Join(args, " ")),
 		Log:                  e.stderr,
 	})
-	if r != nil && len(r.Phases) > 0 {
+	if r != nil && (len(r.Phases) > 0 || r.Approvals != nil) {
 		fmt.Fprintln(e.stdout)
 		r.WriteMarkdown(e.stdout)
 	}

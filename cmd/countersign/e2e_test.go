@@ -275,7 +275,7 @@ func TestReadmeCurl(t *testing.T) {
 	}
 	sameJSON(t, answer, documentedAnswer)
 	rest := out[j+int(dec.InputOffset()):]
-	for _, want := range []string{`"userID":"user-1","mobile":"+31612345678"`, `"activationCode":"csa_`} {
+	for _, want := range []string{`"userID":"user-1","mobile":"+31612345678"`, `"activationCode":"csa_`, "\napprove ", ", 0 not as expected\n"} {
 		if !bytes.Contains(rest, []byte(want)) {
 			t.Errorf("the admin commands' answers lack %s:\n%s", want, rest)
 		}
@@ -631,5 +631,25 @@ func TestBenchSpawn(t *testing.T) {
 	if !strings.Contains(r.stdout, "| validate c=4 | closed |") || !strings.Contains(r.stdout, "\n- disk: ") ||
 		!strings.Contains(r.stdout, "countersign-bench-") || !strings.Contains(r.stdout, "(each synced answer waits for at least one)") {
 		t.Fatalf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	}
+}
+
+// TestBenchApprovals runs the approvals scenario briefly on a spawned
+// server: users enrolled, every device's poll held, wake-ups timed, and
+// approvals created and decided in a closed loop.
+func TestBenchApprovals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a server and loads it")
+	}
+	r := countersign(t, nil, "bench", "--spawn", "--scenario", "approvals", "--held-polls", "60", "--wake-samples", "10",
+		"--connections", "4", "--duration", "300ms", "--warmup", "100ms", "--pin", "off", "--out", "", "--disk-probe", "0")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"| device long polls held at once | 60 | 10,000 |", "| approvals created and decided per second (durable, 4 workers) |",
+		"requester's long poll answered, p50 / p99 (10) |", "--max-conns-per-ip 132"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("no %q in stdout:\n%s\nstderr:\n%s", want, r.stdout, r.stderr)
+		}
 	}
 }

@@ -279,6 +279,9 @@ func curlExamples(prog, addr, cid, key, adminKey string) string {
 	fmt.Fprintf(&b, "curl -s -X POST %s/admin/v1/users -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n", base, adminKey)
 	fmt.Fprintf(&b, "  -w '\\n' -d '{\"userID\":\"user-1\",\"mobile\":\"+31612345678\",\"name\":\"Demo User\"}'\n")
 	fmt.Fprintf(&b, "curl -s -X POST %s/admin/v1/users/user-1/activation-codes -H 'Authorization: Bearer %s' -w '\\n'\n", base, adminKey)
+	fmt.Fprintf(&b, "\n# 5. The authenticator app end to end: users of its own activate devices with an\n")
+	fmt.Fprintf(&b, "#    Ed25519 key, approve, deny, fail, answer late or forged; each outcome checked.\n")
+	fmt.Fprintf(&b, "%s simulate --authenticator --addr %s --admin-key %s --api-key %s\n", shellQuote(prog), addr, adminKey, key)
 	return b.String()
 }
 
