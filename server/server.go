@@ -194,10 +194,12 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now, Sealer: cfg.Sealer})
 	s.device = device.New(device.Deps{Core: s.core, DB: db, Now: cfg.Now})
 	// Every approval change from here on writes its events to the outbox.
+	// Deliveries run on the wall clock whatever Config.Now is: receivers,
+	// their timeouts and webhook-timestamp live in real time.
 	db.SetEventBodies(webhook.AppendBody)
 	if cfg.Sealer != nil {
 		s.webhooks = webhook.New(webhook.Config{DB: db, Sealer: cfg.Sealer, BackoffBase: cfg.WebhookBackoff,
-			Metrics: s.core.Metrics().Set, Logger: cfg.Logger.With("component", "webhooks"), Now: cfg.Now})
+			Metrics: s.core.Metrics().Set, Logger: cfg.Logger.With("component", "webhooks")})
 		s.webhooks.Start()
 	}
 	s.ready.Store(true)

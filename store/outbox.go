@@ -208,6 +208,26 @@ func (db *DB) DueDeliveries(now time.Time, limit int) ([]OutboxEntry, error) {
 	return out, it.Close()
 }
 
+// NextDue is when the outbox's earliest entry is due; ok false when the
+// outbox is empty. The delivery worker sleeps until then.
+func (db *DB) NextDue() (due time.Time, ok bool, err error) {
+	c, err := db.admit(nil)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	defer c.end()
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{kindOutbox}, UpperBound: []byte{kindOutbox + 1}})
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	if it.First() {
+		if k := it.Key(); len(k) >= 9 {
+			due, ok = time.Unix(0, int64(binary.BigEndian.Uint64(k[1:9]))), true
+		}
+	}
+	return due, ok, it.Close()
+}
+
 // Outcome is how one delivery attempt ended.
 type Outcome uint8
 

@@ -28,9 +28,10 @@ const (
 	// DefaultTimeout bounds one attempt, connection to last byte: a
 	// receiver that hangs costs a worker this long, no more.
 	DefaultTimeout = 10 * time.Second
-	// DefaultPoll is how often the outbox is read when nothing signals a
-	// new entry (a retry coming due).
-	DefaultPoll = 250 * time.Millisecond
+	// DefaultPoll is the longest the worker sleeps between two reads of
+	// the outbox: it wakes sooner for a new entry (OutboxWritten) and for
+	// the next retry coming due.
+	DefaultPoll = time.Second
 	// DefaultConcurrency is how many deliveries are in flight at once.
 	DefaultConcurrency = 8
 
@@ -155,8 +156,18 @@ func (s *Sender) run() {
 			default:
 			}
 		}
-		timer.Reset(s.cfg.Poll)
+		timer.Reset(s.untilNext())
 	}
+}
+
+// untilNext is how long the worker may sleep: until the outbox's next
+// entry is due (a retry), at most Poll.
+func (s *Sender) untilNext() time.Duration {
+	due, ok, err := s.cfg.DB.NextDue()
+	if err != nil || !ok {
+		return s.cfg.Poll
+	}
+	return min(max(time.Until(due), time.Millisecond), s.cfg.Poll)
 }
 
 // sendDue delivers one batch of due entries, and reports whether the
