@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,5 +109,22 @@ func TestServeWebhookSurvivesKill(t *testing.T) {
 	mac.Write([]byte(again.id + "." + again.ts + "." + string(again.body)))
 	if again.sig != "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)) {
 		t.Fatalf("signature %q does not verify", again.sig)
+	}
+
+	// The secret is sealed: neither it nor its key is in any file of the
+	// data directory (the log, the tables, the manifest).
+	err = filepath.WalkDir(data, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err == nil && (bytes.Contains(b, []byte(hook.Secret)) || bytes.Contains(b, []byte(strings.TrimPrefix(hook.Secret, "whsec_"))) ||
+			bytes.Contains(b, key)) {
+			t.Errorf("%s holds the webhook secret in the clear", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
