@@ -444,3 +444,60 @@ func TestWebhookAdminRefusals(t *testing.T) {
 	e.want(e.admin("GET", "/admin/v1/webhooks/whk_nosuch", "", ""), 404, "webhook_not_found")
 	e.want(e.admin("PUT", "/admin/v1/webhooks", "{}", ""), 405, "method_not_allowed")
 }
+
+// TestOpenAPIConformanceWebhooks drives every /admin/v1/webhooks route
+// through its answers, a delivery log with an attempt in it included, and
+// checks each against the document.
+func TestOpenAPIConformanceWebhooks(t *testing.T) {
+	cf := newConformance(t)
+	e, _ := newWebhookEnv(t, time.Second)
+	rc := newReceiver(t, 200)
+	do := func(method, path, body string, key ...string) response {
+		t.Helper()
+		k := e.adminKey
+		if len(key) > 0 {
+			k = key[0]
+		}
+		q := req{method: method, path: path, headers: []string{"Authorization", "Bearer " + k}}
+		if body != "" {
+			q.body = []byte(body)
+		}
+		r := e.do(q)
+		cf.check(q, r)
+		return r
+	}
+	r := do("POST", "/admin/v1/webhooks", `{"url":"`+rc.srv.URL+`","events":["approval.created"]}`)
+	id := jsonMap(t, r.body)["id"].(string)
+	do("POST", "/admin/v1/webhooks", `{"url":"https://hooks.example.com/x","events":["approval.decided"],"format":"unloq"}`)
+	do("POST", "/admin/v1/webhooks", `{"url":"gopher://x","events":["approval.created"]}`)
+	do("POST", "/admin/v1/webhooks", `{"url":"https://x","events":["approval.created"]}`, e.apiKey)
+	for i := 0; i < store.MaxWebhooksPerOrg-2; i++ {
+		e.want(e.admin("POST", "/admin/v1/webhooks", `{"url":"https://hooks.example.com/x","events":["decision.created"]}`, ""), 201, "")
+	}
+	do("POST", "/admin/v1/webhooks", `{"url":"https://hooks.example.com/x","events":["approval.email"]}`)
+	r = do("GET", "/admin/v1/webhooks?limit=2", "")
+	next := jsonMap(t, r.body)["next"].(string)
+	do("GET", "/admin/v1/webhooks?limit=2&cursor="+next, "")
+	do("GET", "/admin/v1/webhooks?limit=x", "")
+	do("GET", "/admin/v1/webhooks/"+id, "")
+	do("GET", "/admin/v1/webhooks/"+id, "", e.otherAdmin)
+	e.requestApproval()
+	rc.wait(t, 1)
+	e.deliveries(id, 1)
+	do("GET", "/admin/v1/webhooks/"+id+"/deliveries", "")
+	do("GET", "/admin/v1/webhooks/"+id+"/deliveries?limit=0", "")
+	do("GET", "/admin/v1/webhooks/"+id+"/deliveries", "", e.otherAdmin)
+	do("DELETE", "/admin/v1/webhooks/"+id, "")
+	do("DELETE", "/admin/v1/webhooks/"+id, "")
+	for _, want := range []string{
+		"POST /admin/v1/webhooks 201", "POST /admin/v1/webhooks 400", "POST /admin/v1/webhooks 401", "POST /admin/v1/webhooks 409",
+		"GET /admin/v1/webhooks 200", "GET /admin/v1/webhooks 400",
+		"GET /admin/v1/webhooks/{id} 200", "GET /admin/v1/webhooks/{id} 404",
+		"GET /admin/v1/webhooks/{id}/deliveries 200", "GET /admin/v1/webhooks/{id}/deliveries 400", "GET /admin/v1/webhooks/{id}/deliveries 404",
+		"DELETE /admin/v1/webhooks/{id} 204", "DELETE /admin/v1/webhooks/{id} 404",
+	} {
+		if !cf.seen[want] {
+			t.Errorf("not exercised: %s", want)
+		}
+	}
+}
