@@ -501,3 +501,21 @@ func TestOpenAPIConformanceWebhooks(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyStandardWebhookVector: the test's own verification accepts the
+// specification's published example, so it is the algorithm the
+// receivers run, and refuses it altered or late.
+func TestVerifyStandardWebhookVector(t *testing.T) {
+	h := http.Header{}
+	h.Set("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek")
+	h.Set("webhook-timestamp", "1614265330")
+	h.Set("webhook-signature", "v1,bm9wZQ== v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+	secret, body, at := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", []byte(`{"test": 2432232314}`), time.Unix(1614265330, 0)
+	if err := verifyStandardWebhook(secret, h, body, at); err != nil {
+		t.Fatal(err)
+	}
+	if verifyStandardWebhook(secret, h, []byte(`{"test": 2432232315}`), at) == nil ||
+		verifyStandardWebhook(secret, h, body, at.Add(6*time.Minute)) == nil {
+		t.Fatal("an altered body or a late delivery verified")
+	}
+}
