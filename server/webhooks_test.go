@@ -443,6 +443,13 @@ func TestWebhookAdminRefusals(t *testing.T) {
 	e.want(e.admin("GET", "/admin/v1/webhooks?limit=0", "", ""), 400, "invalid_field")
 	e.want(e.admin("GET", "/admin/v1/webhooks/whk_nosuch", "", ""), 404, "webhook_not_found")
 	e.want(e.admin("PUT", "/admin/v1/webhooks", "{}", ""), 405, "method_not_allowed")
+
+	// At most 16 subscriptions: each approval change writes one outbox
+	// entry per matching one in its own batch.
+	for i := 0; i < store.MaxWebhooksPerOrg; i++ {
+		e.want(e.admin("POST", "/admin/v1/webhooks", `{"url":"https://hooks.example.com/x","events":["approval.created"]}`, ""), 201, "")
+	}
+	e.want(e.admin("POST", "/admin/v1/webhooks", `{"url":"https://hooks.example.com/x","events":["approval.created"]}`, ""), 409, "webhook_limit")
 }
 
 // TestOpenAPIConformanceWebhooks drives every /admin/v1/webhooks route
