@@ -526,3 +526,24 @@ func TestVerifyStandardWebhookVector(t *testing.T) {
 		t.Fatal("an altered body or a late delivery verified")
 	}
 }
+
+// TestWebhookRefusesNonHTTP: a subscription whose URL is not http(s) (one
+// stored before the checks, say) is never posted to: its first attempt is
+// logged failed, with no retry.
+func TestWebhookRefusesNonHTTP(t *testing.T) {
+	e, _ := newWebhookEnv(t, time.Millisecond)
+	w, err := e.db.CreateWebhook(e.org.ID, store.Webhook{URL: "file:///etc/passwd", Events: store.EventApprovalCreated,
+		Format: store.FormatStandard}, []byte("whsec_c2VjcmV0"), e.cfg.Sealer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.requestApproval()
+	l := e.deliveries(w.ID, 1)
+	if len(l.Items) != 1 || l.Items[0].Outcome != "failed" || l.Items[0].Attempt != 1 || !strings.Contains(l.Items[0].Error, "http") {
+		t.Fatalf("delivery log %+v", l)
+	}
+	time.Sleep(50 * time.Millisecond) // fifty times the backoff
+	if log, _, err := e.db.Deliveries(e.org.ID, w.ID, 10, ""); err != nil || len(log) != 1 {
+		t.Fatalf("retried: %+v, %v", log, err)
+	}
+}
