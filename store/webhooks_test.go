@@ -235,3 +235,19 @@ func TestOutboxSurvivesReopen(t *testing.T) {
 		t.Fatalf("after reopening: %+v", due)
 	}
 }
+
+// TestOutboxExpiryNoticed: an approval found past its expiry by the next
+// creation is marked expired in that batch, with its approval.decided.
+func TestOutboxExpiryNoticed(t *testing.T) {
+	db, clk := openMem(t)
+	db.SetEventBodies(testBodies)
+	w := newApprovalWorld(t, db, clk)
+	_ = must[Webhook](t)(db.CreateWebhook(w.org, Webhook{URL: "https://a", Events: EventApprovalDecided, Format: FormatStandard}, []byte("k"), newTestSealer(t)))
+	a := must[*approval.Approval](t)(w.create("ann"))
+	clk.Advance(time.Hour)
+	_ = must[*approval.Approval](t)(w.create("ann"))
+	due := must[[]OutboxEntry](t)(db.DueDeliveries(clk.Now(), 10))
+	if len(due) != 1 || string(due[0].Body) != "standard approval.decided "+a.ID+" expired" {
+		t.Fatalf("outbox %+v", due)
+	}
+}
