@@ -24,7 +24,12 @@ import (
 const adminTranscriptDir = "../fixtures/http/admin"
 
 func newAdminTranscriptRunner(t *testing.T) *httptranscript.Runner {
-	r, e := newTranscriptRunner(t)
+	// The master key's Sealer, for the webhooks' secrets.
+	sealer, err := store.NewSealer(make([]byte, store.MasterKeySize), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, e := newTranscriptRunner(t, withConfig(func(c *Config) { c.Sealer = sealer }))
 	otherKey, _ := r.Var("otherKey")
 	other, err := e.db.OrgByAPIKey([]byte(otherKey))
 	if err != nil {

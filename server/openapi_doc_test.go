@@ -68,6 +68,11 @@ func TestOpenAPIDocRoutes(t *testing.T) {
 		{"POST", "/admin/v1/users/{userID}/activation-codes", []string{"201", "401", "404", "503"}},
 		{"GET", "/admin/v1/users/{userID}/devices", []string{"200", "401", "404", "503"}},
 		{"DELETE", "/admin/v1/devices/{deviceID}", []string{"204", "401", "404", "503"}},
+		{"POST", "/admin/v1/webhooks", []string{"201", "400", "401", "409", "413", "415", "429", "503"}},
+		{"GET", "/admin/v1/webhooks", []string{"200", "400", "401", "503"}},
+		{"GET", "/admin/v1/webhooks/{id}", []string{"200", "401", "404", "503"}},
+		{"DELETE", "/admin/v1/webhooks/{id}", []string{"204", "401", "404", "503"}},
+		{"GET", "/admin/v1/webhooks/{id}/deliveries", []string{"200", "400", "401", "404", "503"}},
 	}
 	paths := map[string]bool{}
 	for _, w := range want {

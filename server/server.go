@@ -35,6 +35,7 @@ import (
 	"github.com/countersign/countersign/server/httpd"
 	"github.com/countersign/countersign/server/native"
 	"github.com/countersign/countersign/server/tenant"
+	"github.com/countersign/countersign/server/webhook"
 	"github.com/countersign/countersign/store"
 )
 
@@ -68,8 +69,15 @@ type Config struct {
 	// writing one response, IdleTimeout a keep-alive connection waiting for
 	// its next request. Defaults 10s, 10s and 120s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
-	Logger                                 *slog.Logger     // nil: slog.Default()
-	Now                                    func() time.Time // nil: time.Now
+	// Sealer seals and opens the secrets the store keeps (webhook signing
+	// secrets): the master key's. Without one, webhooks cannot be
+	// created and none are delivered.
+	Sealer *store.Sealer
+	// WebhookBackoff is the wait after a delivery's first failed attempt,
+	// doubled after each later one; default webhook.DefaultBackoffBase.
+	WebhookBackoff time.Duration
+	Logger         *slog.Logger     // nil: slog.Default()
+	Now            func() time.Time // nil: time.Now
 }
 
 // Defaults of Config.
@@ -101,6 +109,8 @@ type Server struct {
 	admin   *admin.Surface
 	device  *device.Surface
 	service service
+	// webhooks delivers the outbox; nil without a Sealer.
+	webhooks *webhook.Sender
 
 	ready    atomic.Bool // workers running
 	draining atomic.Bool // Shutdown called
@@ -181,8 +191,17 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		QueueSize:    cfg.QueueSize,
 		Now:          cfg.Now,
 	})
-	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
+	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now, Sealer: cfg.Sealer})
 	s.device = device.New(device.Deps{Core: s.core, DB: db, Now: cfg.Now})
+	// Every approval change from here on writes its events to the outbox.
+	// Deliveries run on the wall clock whatever Config.Now is: receivers,
+	// their timeouts and webhook-timestamp live in real time.
+	db.SetEventBodies(webhook.AppendBody)
+	if cfg.Sealer != nil {
+		s.webhooks = webhook.New(webhook.Config{DB: db, Sealer: cfg.Sealer, BackoffBase: cfg.WebhookBackoff,
+			Metrics: s.core.Metrics().Set, Logger: cfg.Logger.With("component", "webhooks")})
+		s.webhooks.Start()
+	}
 	s.ready.Store(true)
 	s.log.Info("server configured",
 		"json", JSONMode(),
@@ -275,6 +294,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.ready.Store(false)
 		s.log.Info("frame workers stopped", "took", time.Since(start).String())
+		if s.webhooks != nil {
+			start = time.Now()
+			if werr := s.webhooks.Stop(ctx); err == nil {
+				err = werr
+			}
+			s.log.Info("webhook deliveries stopped", "took", time.Since(start).String())
+		}
 	})
 	return err
 }

@@ -43,15 +43,15 @@ import (
 // makes the handler panic (the 500 answer). Masked in every answer:
 // decisionID, collectToken, expiresAt, createdAt, approvalID, decidedAt. The server's env is
 // returned too, for a surface's test to add its own variables and commands.
-func newTranscriptRunner(t *testing.T) (*httptranscript.Runner, *testEnv) {
+func newTranscriptRunner(t *testing.T, opts ...envOption) (*httptranscript.Runner, *testEnv) {
 	wal := &walFailure{}
-	e := newEnv(t,
+	e := newEnv(t, append([]envOption{
 		withStoreFS(errorfs.Wrap(vfs.NewMem(), wal)),
 		withHook(func(ctx *fasthttp.RequestCtx) {
 			if string(ctx.Request.Header.Peek("x-test-panic")) == "1" {
 				panic("transcript: x-test-panic")
 			}
-		}))
+		})}, opts...)...)
 	other, otherKey, err := e.db.CreateOrg("other", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -93,7 +93,12 @@ func (db *DB) CreateApproval(org OrgID, a *approval.Approval,
 	_ = b.Set(c.key, nil, nil)
 	c.key = appendApprovalIndexKey(c.key[:0], kindPending, c.org, a.UserID, a.CreatedAt.UnixNano(), a.ID)
 	_ = b.Set(c.key, binary.BigEndian.AppendUint64(nil, uint64(a.ExpiresAt.UnixNano())), nil)
-	if err := db.commit(b); err != nil {
+	if err := db.addApprovalEvent(b, c, EventApprovalCreated, a); err != nil {
+		_ = b.Close()
+		a.Version = 0
+		return err
+	}
+	if err := db.commitEvents(b, c); err != nil {
 		a.Version = 0
 		return err
 	}
@@ -188,7 +193,8 @@ func (db *DB) settlePending(b *pebble.Batch, c *call, id []byte, end func(a *app
 	c.val = approval.AppendApproval(c.val[:0], &a)
 	_ = b.Set(c.key, c.val, nil)
 	c.key = appendApprovalIndexKey(c.key[:0], kindPending, c.org, a.UserID, a.CreatedAt.UnixNano(), a.ID)
-	return b.Delete(c.key, nil)
+	_ = b.Delete(c.key, nil)
+	return db.addApprovalEvent(b, c, EventApprovalDecided, &a)
 }
 
 // Approval reads the organization's approval into dst, reusing its slices:
@@ -304,6 +310,9 @@ func (db *DB) UpdateApproval(org OrgID, id string, a *approval.Approval, u *appr
 		if wasPending && a.Status != approval.StatusPending {
 			c.key = appendApprovalIndexKey(c.key[:0], kindPending, c.org, userID, createdAt.UnixNano(), approvalID)
 			_ = b.Delete(c.key, nil)
+			if err := db.addApprovalEvent(b, c, EventApprovalDecided, a); err != nil {
+				return abort(err)
+			}
 		}
 	}
 	cancelOthers := applyErr == nil && eff.CancelOtherPending
@@ -320,7 +329,7 @@ func (db *DB) UpdateApproval(org OrgID, id string, a *approval.Approval, u *appr
 		_ = b.Close()
 		return eff, applyErr
 	}
-	if err := db.commit(b); err != nil {
+	if err := db.commitEvents(b, c); err != nil {
 		a.Version, u.Version = version, userVersion
 		return eff, err
 	}

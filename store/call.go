@@ -14,6 +14,9 @@ type call struct {
 	// held is the stripe the call serialises its read-modify-write by,
 	// unlocked when it ends.
 	held *stripe
+	// events counts the outbox entries the call added to its batch, so
+	// its commit wakes the delivery worker (commitEvents).
+	events int
 	scratch
 }
 
@@ -76,7 +79,7 @@ func (c *call) end() {
 		s.zbuf = nil
 	}
 	s.key, s.key2, s.val, s.zbuf = s.key[:0], s.key2[:0], s.val[:0], s.zbuf[:0]
-	c.db, c.org = nil, OrgID{}
+	c.db, c.org, c.events = nil, OrgID{}, 0
 	callPool.Put(c)
 	db.exit()
 }

@@ -34,6 +34,9 @@ const (
 	kindApproval       byte = 0x50
 	kindApprovalByUser byte = 0x51
 	kindPending        byte = 0x52
+	kindWebhook        byte = 0x60
+	kindOutbox         byte = 0x61
+	kindDelivery       byte = 0x62
 )
 
 // OrgID is an organization's id: 8 random bytes, written as 16 hex

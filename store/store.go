@@ -235,6 +235,8 @@ type DB struct {
 
 	zenc *zstd.Encoder
 	zdec *zstd.Decoder
+
+	outboxState // webhook subscriptions' cache and the outbox (outbox.go)
 }
 
 // Open opens (creating if needed) the store in o.Dir.
@@ -247,6 +249,7 @@ func Open(o Options) (*DB, error) {
 	}
 	db := &DB{ttl: o.SessionTTL, now: o.Now, rand: o.Rand, wo: pebble.Sync, log: o.Logger,
 		drained: make(chan struct{}), yield: newYielder()}
+	db.outboxSignal = make(chan struct{}, 1)
 	if o.Durability == Relaxed {
 		db.wo = pebble.NoSync
 	}

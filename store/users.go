@@ -475,7 +475,7 @@ func (db *DB) DeleteUser(org OrgID, userID string) error {
 		_ = b.Close()
 		return err
 	}
-	return db.commit(b)
+	return db.commitEvents(b, c)
 }
 
 // ListUsers returns a page of the organization's users, ordered by id, and

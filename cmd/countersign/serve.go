@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/countersign/countersign/server"
+	"github.com/countersign/countersign/server/webhook"
 	"github.com/countersign/countersign/store"
 )
 
@@ -53,6 +54,8 @@ func cmdServe(args []string, e *env) error {
 	idleTimeout := c.Duration("idle-timeout", "DURATION", 0, "keep-alive idle time (default: the server's)")
 	shutdownTimeout := c.Duration("shutdown-timeout", "DURATION", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	sweepEvery := c.Duration("sweep-every", "DURATION", time.Minute, "how often expired sessions and idempotency keys are swept")
+	webhookBackoff := c.Duration("webhook-backoff", "DURATION", webhook.DefaultBackoffBase,
+		"wait after a webhook delivery's first failed attempt, doubled after each later one (8 attempts)")
 	pprofAddr := c.String("pprof", "HOST:PORT", "", "serve Go's profiler (net/http/pprof) on this separate address, for profiling under load; keep it on loopback (default: off)")
 	logFormat := c.String("log-format", "text|json", "text", "log format on stderr")
 	logLevel := c.String("log-level", "debug|info|warn|error", "info", "least severe level logged")
@@ -80,6 +83,8 @@ func cmdServe(args []string, e *env) error {
 		return usagef("--workers, --queue, --max-conns-per-ip, --max-waiting-per-ip, --max-in-flight and --session-cache-mb must not be negative")
 	case *ttl <= 0:
 		return usagef("--session-ttl must be positive")
+	case *webhookBackoff <= 0:
+		return usagef("--webhook-backoff must be positive")
 	case *idemTTL < 0:
 		return usagef("--idempotency-ttl must not be negative")
 	case *walSync < 0:
@@ -123,7 +128,6 @@ func cmdServe(args []string, e *env) error {
 			"path", keyPath, "keyID", sealer.KeyIDString())
 	}
 	log.Info("loaded master key", "path", keyPath, "keyID", sealer.KeyIDString(), "duration", time.Since(t))
-	_ = sealer // the approval engine's records (TOTP seeds, webhook secrets) are sealed with it
 
 	t = time.Now()
 	walSyncInterval := *walSync
@@ -168,6 +172,8 @@ func cmdServe(args []string, e *env) error {
 		ReadTimeout:       *readTimeout,
 		WriteTimeout:      *writeTimeout,
 		IdleTimeout:       *idleTimeout,
+		Sealer:            sealer,
+		WebhookBackoff:    *webhookBackoff,
 		Logger:            log.With("component", "server"),
 	}, db)
 	if err != nil {

@@ -126,6 +126,8 @@ var wait = clock.After
 		rule: ruleCoreBelow, pkg: "server/tenant"},
 	{name: "the core imports the prefix switch", plant: plant("server/tenant/compile", cs("server")),
 		rule: ruleCoreBelow, pkg: "server/tenant/compile"},
+	{name: "webhook delivery imports a surface", plant: plant("server/webhook", cs("server/unloq")),
+		rule: ruleDeliveryBelow, pkg: "server/webhook"},
 	{name: "store imports client", plant: plant("store", cs("client")),
 		rule: ruleStoreBelow, pkg: "store"},
 	{name: "bench imports the engine", plant: plant("bench", cs("engine/match")),

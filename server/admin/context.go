@@ -18,6 +18,7 @@ type reqCtx struct {
 
 	createReq createUserRequest
 	patchReq  patchUserRequest
+	hookReq   createWebhookRequest
 	state     approval.UserState
 }
 
@@ -28,5 +29,6 @@ func (c *reqCtx) release() {
 	c.org = store.Org{}
 	c.createReq = createUserRequest{}
 	c.patchReq = patchUserRequest{}
+	c.hookReq = createWebhookRequest{}
 	c.state.Recent = c.state.Recent[:0]
 }

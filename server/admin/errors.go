@@ -10,13 +10,15 @@ import (
 // the field.
 var (
 	// 404: unknown, or another organization's (answered identically).
-	errUserNotFound   = httpd.ErrUserNotFound
-	errDeviceNotFound = httpd.Register(404, "device_not_found", "No device with this id exists for this organization.")
+	errUserNotFound    = httpd.ErrUserNotFound
+	errDeviceNotFound  = httpd.Register(404, "device_not_found", "No device with this id exists for this organization.")
+	errWebhookNotFound = httpd.Register(404, "webhook_not_found", "No webhook subscription with this id exists for this organization.")
 
 	// 409: conflicts with the organization's other users.
-	errUserExists  = httpd.Register(409, "user_exists", "This organization already has a user with this userID.")
-	errMobileTaken = httpd.Register(409, "mobile_taken", "Another user of this organization has this mobile number.")
-	errEmailTaken  = httpd.Register(409, "email_taken", "Another user of this organization has this e-mail address.")
+	errUserExists   = httpd.Register(409, "user_exists", "This organization already has a user with this userID.")
+	errMobileTaken  = httpd.Register(409, "mobile_taken", "Another user of this organization has this mobile number.")
+	errEmailTaken   = httpd.Register(409, "email_taken", "Another user of this organization has this e-mail address.")
+	errWebhookLimit = httpd.Register(409, "webhook_limit", "The organization has as many webhook subscriptions as allowed (16); delete one first.")
 )
 
 // msgInvalidAdminKey replaces invalid_api_key's sentence, which names the

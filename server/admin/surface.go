@@ -27,6 +27,8 @@ type Deps struct {
 	DB   *store.DB
 	Orgs *tenant.Cache
 	Now  func() time.Time
+	// Sealer seals webhook secrets; nil refuses webhook creation.
+	Sealer *store.Sealer
 }
 
 // Surface serves the admin routes. It is safe for concurrent use.
@@ -36,12 +38,13 @@ type Surface struct {
 	orgs *tenant.Cache
 	now  func() time.Time
 
-	pool sync.Pool // *reqCtx
+	sealer *store.Sealer
+	pool   sync.Pool // *reqCtx
 }
 
 // New builds the admin surface.
 func New(d Deps) *Surface {
-	s := &Surface{core: d.Core, db: d.DB, orgs: d.Orgs, now: d.Now}
+	s := &Surface{core: d.Core, db: d.DB, orgs: d.Orgs, now: d.Now, sealer: d.Sealer}
 	s.pool.New = func() any { return new(reqCtx) }
 	return s
 }
@@ -60,6 +63,11 @@ const (
 	opCreateActivationCode
 	opListDevices
 	opRevokeDevice
+	opCreateWebhook
+	opListWebhooks
+	opGetWebhook
+	opDeleteWebhook
+	opListDeliveries
 )
 
 // endpoint is a method a resource takes and the operation it names.
@@ -102,8 +110,14 @@ var (
 	resActivationCodes = newResource("admin_activation_codes", endpoint{fasthttp.MethodPost, opCreateActivationCode})
 	resUserDevices     = newResource("admin_user_devices", endpoint{fasthttp.MethodGet, opListDevices})
 	resDevice          = newResource("admin_device", endpoint{fasthttp.MethodDelete, opRevokeDevice})
+	resWebhooks        = newResource("admin_webhooks",
+		endpoint{fasthttp.MethodPost, opCreateWebhook}, endpoint{fasthttp.MethodGet, opListWebhooks})
+	resWebhook = newResource("admin_webhook",
+		endpoint{fasthttp.MethodGet, opGetWebhook}, endpoint{fasthttp.MethodDelete, opDeleteWebhook})
+	resDeliveries = newResource("admin_webhook_deliveries", endpoint{fasthttp.MethodGet, opListDeliveries})
 
-	resources = []*resource{resUsers, resUser, resUnlock, resActivationCodes, resUserDevices, resDevice}
+	resources = []*resource{resUsers, resUser, resUnlock, resActivationCodes, resUserDevices, resDevice,
+		resWebhooks, resWebhook, resDeliveries}
 )
 
 const (
@@ -113,6 +127,10 @@ const (
 	suffixUnlock  = "/unlock"
 	suffixCodes   = "/activation-codes"
 	suffixDevices = "/devices"
+
+	pathWebhooks     = "/admin/v1/webhooks"
+	prefixWebhooks   = "/admin/v1/webhooks/"
+	suffixDeliveries = "/deliveries"
 )
 
 // Route maps a path to its admin route and path parameter (a user id or a
@@ -120,8 +138,7 @@ const (
 //
 // The routes of DESIGN's admin API still to come have their places here,
 // each a resource of its own: /admin/v1/rules, /settings and /policy (GET,
-// PUT: one document each), /keys and /keys/{id}, /webhooks,
-// /webhooks/{id} and /webhooks/{id}/deliveries, /approvals,
+// PUT: one document each), /keys and /keys/{id}, /approvals,
 // /approvals/{id} and /decisions (the audit trail), /client-certs (PUT).
 // Until then they answer route_not_found.
 func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
@@ -147,6 +164,17 @@ func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
 	}
 	if rest, ok := bytes.CutPrefix(path, []byte(prefixDevices)); ok && len(rest) > 0 && bytes.IndexByte(rest, '/') < 0 {
 		return resDevice.route, rest
+	}
+	if string(path) == pathWebhooks {
+		return resWebhooks.route, nil
+	}
+	if rest, ok := bytes.CutPrefix(path, []byte(prefixWebhooks)); ok && len(rest) > 0 {
+		switch i := bytes.IndexByte(rest, '/'); {
+		case i < 0:
+			return resWebhook.route, rest
+		case i > 0 && string(rest[i:]) == suffixDeliveries:
+			return resDeliveries.route, rest[:i]
+		}
 	}
 	return httpd.RouteUnknown, nil
 }
@@ -183,6 +211,16 @@ func (s *Surface) serve(c *reqCtx, o op, param []byte) {
 		s.listDevices(c, string(param))
 	case opRevokeDevice:
 		s.revokeDevice(c, string(param))
+	case opCreateWebhook:
+		s.createWebhook(c)
+	case opListWebhooks:
+		s.listWebhooks(c)
+	case opGetWebhook:
+		s.getWebhook(c, string(param))
+	case opDeleteWebhook:
+		s.deleteWebhook(c, string(param))
+	case opListDeliveries:
+		s.listDeliveries(c, string(param))
 	}
 }
 
