@@ -35,6 +35,7 @@ import (
 	"github.com/countersign/countersign/server/httpd"
 	"github.com/countersign/countersign/server/native"
 	"github.com/countersign/countersign/server/tenant"
+	"github.com/countersign/countersign/server/unloq"
 	"github.com/countersign/countersign/store"
 )
 
@@ -100,6 +101,7 @@ type Server struct {
 	native  *native.Surface
 	admin   *admin.Surface
 	device  *device.Surface
+	unloq   *unloq.Surface
 	service service
 
 	ready    atomic.Bool // workers running
@@ -183,6 +185,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 	})
 	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
 	s.device = device.New(device.Deps{Core: s.core, DB: db, Now: cfg.Now})
+	s.unloq = unloq.New(unloq.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
 	s.ready.Store(true)
 	s.log.Info("server configured",
 		"json", JSONMode(),
@@ -204,8 +207,10 @@ func (s *Server) surface(path []byte) httpd.Surface {
 		return s.device
 	case string(path) == "/admin/v1", hasPrefix(path, "/admin/v1/"):
 		return s.admin
-	case hasPrefix(path, "/ivalt"), hasPrefix(path, "/unloq/v1"):
-		return &s.service // surfaces to come: route_not_found meanwhile
+	case string(path) == "/unloq/v1", hasPrefix(path, "/unloq/v1/"):
+		return s.unloq
+	case hasPrefix(path, "/ivalt"):
+		return &s.service // a surface to come: route_not_found meanwhile
 	case hasPrefix(path, "/v1/"), hasPrefix(path, "/api/v1/"):
 		return s.native
 	}
