@@ -65,6 +65,9 @@ type Config struct {
 	// its body is read. Default httpd.DefaultMaxInFlight, negative for no
 	// bound.
 	MaxInFlight int
+	// UnloqPingInterval is how often a streamed UNLOQ authenticate is
+	// sent a ping; default unloq.DefaultPingInterval.
+	UnloqPingInterval time.Duration
 	// ReadTimeout bounds reading one request (headers and body), WriteTimeout
 	// writing one response, IdleTimeout a keep-alive connection waiting for
 	// its next request. Defaults 10s, 10s and 120s.
@@ -185,7 +188,8 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 	})
 	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
 	s.device = device.New(device.Deps{Core: s.core, DB: db, Now: cfg.Now})
-	s.unloq = unloq.New(unloq.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
+	s.unloq = unloq.New(unloq.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now,
+		PingInterval: cfg.UnloqPingInterval})
 	s.ready.Store(true)
 	s.log.Info("server configured",
 		"json", JSONMode(),

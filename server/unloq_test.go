@@ -20,8 +20,8 @@ type unloqEnv struct {
 	bob phone
 }
 
-func newUnloqEnv(t *testing.T) *unloqEnv {
-	e := &unloqEnv{adminEnv: newAdminEnv(t)}
+func newUnloqEnv(t *testing.T, opts ...envOption) *unloqEnv {
+	e := &unloqEnv{adminEnv: newAdminEnv(t, opts...)}
 	e.want(e.admin("POST", "/admin/v1/users", `{"userID":"bob","email":"bob@example.com","name":"Bob Jones"}`, ""), 201, "")
 	e.bob = e.activatePhone("bob")
 	return e
@@ -278,5 +278,36 @@ func TestUnloqEvents(t *testing.T) {
 	inner, _ = data["data"].(map[string]any)
 	if ev != "denied" || inner["security_field"] != "token" {
 		t.Fatalf("denied event %q %v", ev, data)
+	}
+}
+
+// TestUnloqEventPings: while the user decides, the stream is sent a bare
+// "\n" every ping interval, each in a chunk of its own, and the final event
+// follows the last ping.
+func TestUnloqEventPings(t *testing.T) {
+	e := newUnloqEnv(t, withConfig(func(c *Config) { c.UnloqPingInterval = 20 * time.Millisecond }))
+	q, _ := http.NewRequest("POST", e.base+"/unloq/v1/authenticate?events=true", strings.NewReader(`{"email":"bob@example.com"}`))
+	q.Header.Set("Authorization", "Bearer "+e.apiKey)
+	q.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	if ev, _ := readEvent(t, br); ev != "pending" {
+		t.Fatalf("first event %q", ev)
+	}
+	pings := 0
+	for pings < 3 {
+		line, err := br.ReadString('\n')
+		if err != nil || line != "\n" {
+			t.Fatalf("want a ping, got %q %v", line, err)
+		}
+		pings++
+	}
+	e.decide(e.devicePendingOne(), "approve")
+	if ev, _ := readEvent(t, br); ev != "approved" {
+		t.Fatalf("after %d pings: %q", pings, ev)
 	}
 }
