@@ -29,6 +29,9 @@ type Answer struct {
 	Header   http.Header // every header
 	Body     []byte      // decompressed when Encoding is set
 	Encoding string      // the Content-Encoding the body was sent in: "", "gzip" or "zstd"
+	// Chunks are the body's chunks as sent, read by ExchangeChunks; nil
+	// from Exchange. Render shows them one to a line when set.
+	Chunks [][]byte
 	// NoAnswer, when not empty, says why no answer came (the connection
 	// closed or was reset first): for a server that refuses a request by
 	// closing, that is the answer.
@@ -140,6 +143,10 @@ func (a *Answer) Render(show []string) string {
 		return b.String()
 	}
 	b.WriteByte('\n')
+	if a.Chunks != nil {
+		renderChunks(&b, a.Chunks)
+		return b.String()
+	}
 	if printable(a.Body) {
 		b.Write(a.Body)
 	} else {
