@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/textproto"
 	"strconv"
@@ -21,13 +20,11 @@ const maxChunks = 1024
 // that Answer.Chunks holds the body's chunks as sent, and Body their
 // concatenation. An answer that is not chunked has its body as one chunk.
 func ExchangeChunks(addr string, raw []byte, timeout time.Duration) (*Answer, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	c, err := send(addr, raw, timeout)
 	if err != nil {
-		return nil, fmt.Errorf("httptranscript: dial %s: %w", addr, err)
+		return nil, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	go func() { _, _ = c.Write(raw) }()
 	br := bufio.NewReader(c)
 	tp := textproto.NewReader(br)
 	status, err := tp.ReadLine()
