@@ -140,8 +140,9 @@ func (r *Runner) request(t testing.TB, d *datadriven.TestData, raw bool) string 
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
+	chunks := d.HasArg("chunks") // read now: an async exchange runs after d is reused
 	exchange := func() (*Answer, error) {
-		if d.HasArg("chunks") {
+		if chunks {
 			return ExchangeChunks(r.Addr, msg, timeout)
 		}
 		return Exchange(r.Addr, msg, method, timeout)
