@@ -174,7 +174,9 @@ func (s *Surface) hold(c *reqCtx) end {
 		case httpd.WakePublished:
 			continue
 		case httpd.WakeShutdown:
-			s.withdraw(c)
+			// Not withdrawn: at shutdown every held request answers at
+			// once, and a store write each would queue them behind one
+			// another. The approval expires by itself, unanswered.
 			return endShutdown
 		}
 		return s.timedOut(c)

@@ -85,8 +85,7 @@ func (s *Surface) holdPinging(c *reqCtx, w *bufio.Writer) end {
 				continue
 			}
 			if r == httpd.WakeShutdown {
-				s.withdraw(c)
-				return endShutdown
+				return endShutdown // not withdrawn, as in hold
 			}
 			break
 		}
