@@ -73,6 +73,11 @@ func TestOpenAPIDocRoutes(t *testing.T) {
 		{"GET", "/admin/v1/webhooks/{id}", []string{"200", "401", "404", "503"}},
 		{"DELETE", "/admin/v1/webhooks/{id}", []string{"204", "401", "404", "503"}},
 		{"GET", "/admin/v1/webhooks/{id}/deliveries", []string{"200", "400", "401", "404", "503"}},
+		{"POST", "/unloq/v1/authenticate", []string{"200", "400", "401", "403", "404", "409", "413", "415", "423", "429", "503"}},
+		{"POST", "/unloq/v1/token", []string{"200", "400", "401", "404", "413", "415", "503"}},
+		{"POST", "/unloq/v1/token/session", []string{"200", "400", "401", "404", "409", "413", "415", "503"}},
+		{"GET", "/unloq/v1/approvals", []string{"200", "400", "401", "404", "503"}},
+		{"GET", "/unloq/v1/approvals/{id}", []string{"200", "401", "404", "503"}},
 	}
 	paths := map[string]bool{}
 	for _, w := range want {

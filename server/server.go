@@ -35,6 +35,7 @@ import (
 	"github.com/countersign/countersign/server/httpd"
 	"github.com/countersign/countersign/server/native"
 	"github.com/countersign/countersign/server/tenant"
+	"github.com/countersign/countersign/server/unloq"
 	"github.com/countersign/countersign/server/webhook"
 	"github.com/countersign/countersign/store"
 )
@@ -65,6 +66,9 @@ type Config struct {
 	// its body is read. Default httpd.DefaultMaxInFlight, negative for no
 	// bound.
 	MaxInFlight int
+	// UnloqPingInterval is how often a streamed UNLOQ authenticate is
+	// sent a ping; default unloq.DefaultPingInterval.
+	UnloqPingInterval time.Duration
 	// ReadTimeout bounds reading one request (headers and body), WriteTimeout
 	// writing one response, IdleTimeout a keep-alive connection waiting for
 	// its next request. Defaults 10s, 10s and 120s.
@@ -108,6 +112,7 @@ type Server struct {
 	native  *native.Surface
 	admin   *admin.Surface
 	device  *device.Surface
+	unloq   *unloq.Surface
 	service service
 	// webhooks delivers the outbox; nil without a Sealer.
 	webhooks *webhook.Sender
@@ -202,6 +207,8 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 			Metrics: s.core.Metrics().Set, Logger: cfg.Logger.With("component", "webhooks")})
 		s.webhooks.Start()
 	}
+	s.unloq = unloq.New(unloq.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now,
+		PingInterval: cfg.UnloqPingInterval})
 	s.ready.Store(true)
 	s.log.Info("server configured",
 		"json", JSONMode(),
@@ -223,8 +230,10 @@ func (s *Server) surface(path []byte) httpd.Surface {
 		return s.device
 	case string(path) == "/admin/v1", hasPrefix(path, "/admin/v1/"):
 		return s.admin
-	case hasPrefix(path, "/ivalt"), hasPrefix(path, "/unloq/v1"):
-		return &s.service // surfaces to come: route_not_found meanwhile
+	case string(path) == "/unloq/v1", hasPrefix(path, "/unloq/v1/"):
+		return s.unloq
+	case hasPrefix(path, "/ivalt"):
+		return &s.service // a surface to come: route_not_found meanwhile
 	case hasPrefix(path, "/v1/"), hasPrefix(path, "/api/v1/"):
 		return s.native
 	}

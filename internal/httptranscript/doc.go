@@ -23,6 +23,10 @@
 //	headers=(A, B)     show these answer headers too
 //	mask=(f, g)        mask these JSON fields of the answer too
 //	capture=(v=f, g)   set $v to the answer's JSON field f (a dotted path), $g to field g
+//	async=NAME         send it and go on at once; a later "await NAME" shows the answer
+//	                   (a held request, answered when a later case decides it)
+//	chunks             show the body chunk by chunk as sent, one Go-quoted chunk a line
+//	                   (a stream of events); capture reads the chunks' concatenation
 //
 // raw sends the input's bytes exactly as written, for requests a client
 // library would refuse to write: nothing is added, the file's line breaks

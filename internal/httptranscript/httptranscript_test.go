@@ -67,6 +67,17 @@ func echoServer(t *testing.T) *httptest.Server {
 		_, _ = io.WriteString(zw, "shown decompressed")
 		_ = zw.Close()
 	})
+	// /stream holds its answer until /release is asked, then sends two
+	// chunks, each flushed alone: a held request and an event stream.
+	release := make(chan struct{})
+	mux.HandleFunc("/release", func(w http.ResponseWriter, r *http.Request) { close(release) })
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, "\n{\"event\":\"pending\",\"id\":\"tok_1\"}\n")
+		w.(http.Flusher).Flush()
+		<-release
+		_, _ = io.WriteString(w, "\n{\"event\":\"done\"}\n")
+	})
 	mux.HandleFunc("/binary", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte{'a', 0, 0xff})
 	})

@@ -29,6 +29,9 @@ type Answer struct {
 	Header   http.Header // every header
 	Body     []byte      // decompressed when Encoding is set
 	Encoding string      // the Content-Encoding the body was sent in: "", "gzip" or "zstd"
+	// Chunks are the body's chunks as sent, read by ExchangeChunks; nil
+	// from Exchange. Render shows them one to a line when set.
+	Chunks [][]byte
 	// NoAnswer, when not empty, says why no answer came (the connection
 	// closed or was reset first): for a server that refuses a request by
 	// closing, that is the answer.
@@ -40,13 +43,11 @@ type Answer struct {
 // The request is written in the background: a server may answer and close
 // before it has read all of it, and that answer must still be read.
 func Exchange(addr string, raw []byte, method string, timeout time.Duration) (*Answer, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	c, err := send(addr, raw, timeout)
 	if err != nil {
-		return nil, fmt.Errorf("httptranscript: dial %s: %w", addr, err)
+		return nil, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	go func() { _, _ = c.Write(raw) }()
 	res, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
 	if err != nil {
 		if why := noAnswer(err, timeout); why != "" {
@@ -75,6 +76,19 @@ func Exchange(addr string, raw []byte, method string, timeout time.Duration) (*A
 		return nil, fmt.Errorf("httptranscript: the answer has Content-Encoding %q, which this reader cannot decode", enc)
 	}
 	return a, nil
+}
+
+// send dials addr and writes raw in the background: a server may answer
+// and close before it has read all of it, and that answer must still be
+// read. The connection's deadline is timeout from now.
+func send(addr string, raw []byte, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("httptranscript: dial %s: %w", addr, err)
+	}
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	go func() { _, _ = c.Write(raw) }()
+	return c, nil
 }
 
 // noAnswer describes an error that means the server sent nothing, or ""
@@ -140,6 +154,10 @@ func (a *Answer) Render(show []string) string {
 		return b.String()
 	}
 	b.WriteByte('\n')
+	if a.Chunks != nil {
+		renderChunks(&b, a.Chunks)
+		return b.String()
+	}
 	if printable(a.Body) {
 		b.Write(a.Body)
 	} else {

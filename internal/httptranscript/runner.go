@@ -35,6 +35,33 @@ type Runner struct {
 	vars  Vars
 	echo  []string // variables whose values are shown as $name in answers
 	masks Masks
+	held  map[string]*heldExchange // requests sent with async=, by name
+}
+
+// heldExchange is a request sent with async=NAME whose answer a later
+// await NAME shows.
+type heldExchange struct {
+	args answerArgs
+	done chan exchanged
+}
+
+// answerArgs are the arguments of a request case that shape its answer,
+// copied when it is sent: datadriven reuses a case's TestData.
+type answerArgs struct {
+	capture, mask, headers []string
+}
+
+func argsOf(d *datadriven.TestData) answerArgs {
+	return answerArgs{
+		capture: slices.Clone(argVals(d, "capture")),
+		mask:    slices.Clone(argVals(d, "mask")),
+		headers: slices.Clone(argVals(d, "headers")),
+	}
+}
+
+type exchanged struct {
+	a   *Answer
+	err error
 }
 
 // Set gives the variable name a value. Unless literal, an answer that
@@ -65,11 +92,13 @@ func (r *Runner) Run(t testing.TB, d *datadriven.TestData) string {
 		return r.request(t, d, true)
 	case "let":
 		return r.let(t, d)
+	case "await":
+		return r.await(t, d)
 	}
 	if f := r.Commands[d.Cmd]; f != nil {
 		return f(t, d)
 	}
-	names := []string{"request", "raw", "let"}
+	names := []string{"request", "raw", "let", "await"}
 	for n := range r.Commands {
 		names = append(names, n)
 	}
@@ -111,11 +140,61 @@ func (r *Runner) request(t testing.TB, d *datadriven.TestData, raw bool) string 
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	a, err := Exchange(r.Addr, msg, method, timeout)
+	chunks := d.HasArg("chunks") // read now: an async exchange runs after d is reused
+	exchange := func() (*Answer, error) {
+		if chunks {
+			return ExchangeChunks(r.Addr, msg, timeout)
+		}
+		return Exchange(r.Addr, msg, method, timeout)
+	}
+	if a, ok := d.Arg("async"); ok {
+		name := a.SingleVal(t)
+		if r.held[name] != nil {
+			d.Fatalf(t, "async=%s: a request of that name is not awaited yet", name)
+		}
+		h := &heldExchange{args: argsOf(d), done: make(chan exchanged, 1)}
+		go func() {
+			a, err := exchange()
+			h.done <- exchanged{a, err}
+		}()
+		if r.held == nil {
+			r.held = map[string]*heldExchange{}
+		}
+		r.held[name] = h
+		return "(sent; await " + name + " shows its answer)\n"
+	}
+	a, err := exchange()
 	if err != nil {
 		d.Fatalf(t, "%v", err)
 	}
-	for _, c := range argVals(d, "capture") {
+	return r.answer(t, d, argsOf(d), a)
+}
+
+// await shows the answer of the request sent with async=NAME, waiting for
+// it as long as the exchange's timeout.
+func (r *Runner) await(t testing.TB, d *datadriven.TestData) string {
+	t.Helper()
+	if len(d.CmdArgs) != 1 || len(d.CmdArgs[0].Vals) != 0 {
+		d.Fatalf(t, "await needs the name of an async request: await NAME")
+	}
+	name := d.CmdArgs[0].Key
+	h := r.held[name]
+	if h == nil {
+		d.Fatalf(t, "await %s: no request was sent with async=%s", name, name)
+	}
+	delete(r.held, name)
+	x := <-h.done
+	if x.err != nil {
+		d.Fatalf(t, "%v", x.err)
+	}
+	return r.answer(t, d, h.args, x.a)
+}
+
+// answer captures, masks and renders the answer a of a request case sent
+// with args; d is the case being run.
+func (r *Runner) answer(t testing.TB, d *datadriven.TestData, args answerArgs, a *Answer) string {
+	t.Helper()
+	for _, c := range args.capture {
 		name, field, ok := strings.Cut(c, "=")
 		if !ok {
 			field = name
@@ -126,10 +205,14 @@ func (r *Runner) request(t testing.TB, d *datadriven.TestData, raw bool) string 
 		}
 		r.Set(name, v, false)
 	}
-	a.Body = r.masks.Apply(a.Body, append(slices.Clip(r.Mask), argVals(d, "mask")...))
+	mask := append(slices.Clip(r.Mask), args.mask...)
+	a.Body = r.masks.Apply(a.Body, mask)
 	a.Body = substituteBack(a.Body, r.vars, r.echo)
+	for i, c := range a.Chunks {
+		a.Chunks[i] = substituteBack(r.masks.Apply(c, mask), r.vars, r.echo)
+	}
 	show := append(slices.Clip(DefaultHeaders), r.Show...)
-	return a.Render(append(show, argVals(d, "headers")...))
+	return a.Render(append(show, args.headers...))
 }
 
 func argVals(d *datadriven.TestData, key string) []string {
