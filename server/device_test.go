@@ -20,6 +20,7 @@ type deviceActivation struct {
 	DeviceID    string `json:"deviceID"`
 	DeviceToken string `json:"deviceToken"`
 	UserID      string `json:"userID"`
+	TOTPURI     string `json:"totpURI"`
 }
 
 type devicePending struct {

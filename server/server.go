@@ -182,7 +182,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		Now:          cfg.Now,
 	})
 	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
-	s.device = device.New(device.Deps{Core: s.core, DB: db, Now: cfg.Now})
+	s.device = device.New(device.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
 	s.ready.Store(true)
 	s.log.Info("server configured",
 		"json", JSONMode(),

@@ -123,7 +123,6 @@ func cmdServe(args []string, e *env) error {
 			"path", keyPath, "keyID", sealer.KeyIDString())
 	}
 	log.Info("loaded master key", "path", keyPath, "keyID", sealer.KeyIDString(), "duration", time.Since(t))
-	_ = sealer // the approval engine's records (TOTP seeds, webhook secrets) are sealed with it
 
 	t = time.Now()
 	walSyncInterval := *walSync
@@ -136,7 +135,7 @@ func cmdServe(args []string, e *env) error {
 	}
 	db, err := store.Open(store.Options{Dir: *data, Durability: dur, SessionTTL: *ttl, IdempotencyTTL: idempotencyTTL,
 		WALSyncInterval: walSyncInterval, WALSync: walMethod, SessionCacheBytes: sessionCacheBytes(*sessionCacheMB),
-		Logger: log})
+		Logger: log, Sealer: sealer})
 	if err != nil {
 		return openError(*data, err)
 	}

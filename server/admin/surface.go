@@ -60,6 +60,17 @@ const (
 	opCreateActivationCode
 	opListDevices
 	opRevokeDevice
+	opGetRules
+	opPutRules
+	opGetSettings
+	opPutSettings
+	opGetPolicy
+	opPutPolicy
+	opCreateKey
+	opListKeys
+	opRevokeKey
+	opGetCerts
+	opPutCerts
 )
 
 // endpoint is a method a resource takes and the operation it names.
@@ -81,6 +92,12 @@ type resource struct {
 // or writes the store; no body is larger than LimitSmall (a user is four
 // short strings). The envelope is the server's default, the native one.
 func newResource(name string, eps ...endpoint) *resource {
+	return newResourceLimit(name, httpd.LimitSmall, eps...)
+}
+
+// newResourceLimit is newResource for a resource whose bodies may be
+// larger (a configuration document).
+func newResourceLimit(name string, limit int, eps ...endpoint) *resource {
 	allow := ""
 	for i, e := range eps {
 		if i > 0 {
@@ -88,7 +105,7 @@ func newResource(name string, eps ...endpoint) *resource {
 		}
 		allow += e.method
 	}
-	r := httpd.NewRoute(httpd.Route{Name: name, Method: eps[0].method, BodyLimit: httpd.LimitSmall, UsesStore: true})
+	r := httpd.NewRoute(httpd.Route{Name: name, Method: eps[0].method, BodyLimit: limit, UsesStore: true})
 	return &resource{route: r, allow: allow, endpoints: eps}
 }
 
@@ -103,7 +120,20 @@ var (
 	resUserDevices     = newResource("admin_user_devices", endpoint{fasthttp.MethodGet, opListDevices})
 	resDevice          = newResource("admin_device", endpoint{fasthttp.MethodDelete, opRevokeDevice})
 
-	resources = []*resource{resUsers, resUser, resUnlock, resActivationCodes, resUserDevices, resDevice}
+	resRules = newResourceLimit("admin_rules", limitDocument,
+		endpoint{fasthttp.MethodGet, opGetRules}, endpoint{fasthttp.MethodPut, opPutRules})
+	resSettings = newResourceLimit("admin_settings", limitDocument,
+		endpoint{fasthttp.MethodGet, opGetSettings}, endpoint{fasthttp.MethodPut, opPutSettings})
+	resPolicy = newResourceLimit("admin_policy", limitDocument,
+		endpoint{fasthttp.MethodGet, opGetPolicy}, endpoint{fasthttp.MethodPut, opPutPolicy})
+	resKeys = newResource("admin_keys",
+		endpoint{fasthttp.MethodPost, opCreateKey}, endpoint{fasthttp.MethodGet, opListKeys})
+	resKey   = newResource("admin_key", endpoint{fasthttp.MethodDelete, opRevokeKey})
+	resCerts = newResourceLimit("admin_client_certs", httpd.LimitValidate,
+		endpoint{fasthttp.MethodGet, opGetCerts}, endpoint{fasthttp.MethodPut, opPutCerts})
+
+	resources = []*resource{resUsers, resUser, resUnlock, resActivationCodes, resUserDevices, resDevice,
+		resRules, resSettings, resPolicy, resKeys, resKey, resCerts}
 )
 
 const (
@@ -113,20 +143,38 @@ const (
 	suffixUnlock  = "/unlock"
 	suffixCodes   = "/activation-codes"
 	suffixDevices = "/devices"
+	pathRules     = "/admin/v1/rules"
+	pathSettings  = "/admin/v1/settings"
+	pathPolicy    = "/admin/v1/policy"
+	pathKeys      = "/admin/v1/keys"
+	prefixKeys    = "/admin/v1/keys/"
+	pathCerts     = "/admin/v1/client-certs"
 )
 
 // Route maps a path to its admin route and path parameter (a user id or a
 // device id).
 //
 // The routes of DESIGN's admin API still to come have their places here,
-// each a resource of its own: /admin/v1/rules, /settings and /policy (GET,
-// PUT: one document each), /keys and /keys/{id}, /webhooks,
-// /webhooks/{id} and /webhooks/{id}/deliveries, /approvals,
-// /approvals/{id} and /decisions (the audit trail), /client-certs (PUT).
-// Until then they answer route_not_found.
+// each a resource of its own: /webhooks, /webhooks/{id} and
+// /webhooks/{id}/deliveries, /approvals, /approvals/{id} and /decisions
+// (the audit trail). Until then they answer route_not_found.
 func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
-	if string(path) == pathUsers {
+	switch string(path) {
+	case pathUsers:
 		return resUsers.route, nil
+	case pathRules:
+		return resRules.route, nil
+	case pathSettings:
+		return resSettings.route, nil
+	case pathPolicy:
+		return resPolicy.route, nil
+	case pathKeys:
+		return resKeys.route, nil
+	case pathCerts:
+		return resCerts.route, nil
+	}
+	if id, ok := bytes.CutPrefix(path, []byte(prefixKeys)); ok && len(id) > 0 && bytes.IndexByte(id, '/') < 0 {
+		return resKey.route, id
 	}
 	if rest, ok := bytes.CutPrefix(path, []byte(prefixUsers)); ok && len(rest) > 0 {
 		i := bytes.IndexByte(rest, '/')
@@ -183,6 +231,28 @@ func (s *Surface) serve(c *reqCtx, o op, param []byte) {
 		s.listDevices(c, string(param))
 	case opRevokeDevice:
 		s.revokeDevice(c, string(param))
+	case opGetRules:
+		s.getRules(c)
+	case opPutRules:
+		s.putRules(c)
+	case opGetSettings:
+		s.getSettings(c)
+	case opPutSettings:
+		s.putSettings(c)
+	case opGetPolicy:
+		s.getPolicy(c)
+	case opPutPolicy:
+		s.putPolicy(c)
+	case opCreateKey:
+		s.createKey(c)
+	case opListKeys:
+		s.listKeys(c)
+	case opRevokeKey:
+		s.revokeKey(c, string(param))
+	case opGetCerts:
+		s.getCerts(c)
+	case opPutCerts:
+		s.putCerts(c)
 	}
 }
 

@@ -34,7 +34,7 @@ type reqCtx struct {
 	appr     approval.Approval
 	ustate   approval.UserState
 	values   []approval.Value
-	settings approval.Settings
+	seed     []byte // the user's TOTP seed, opened for one check and cleared
 
 	// events
 	storeFields []store.FieldValue
