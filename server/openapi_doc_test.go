@@ -61,6 +61,17 @@ func TestOpenAPIDocRoutes(t *testing.T) {
 		{"POST", "/admin/v1/users/{userID}/activation-codes", []string{"201", "401", "404", "503"}},
 		{"GET", "/admin/v1/users/{userID}/devices", []string{"200", "401", "404", "503"}},
 		{"DELETE", "/admin/v1/devices/{deviceID}", []string{"204", "401", "404", "503"}},
+		{"GET", "/admin/v1/rules", []string{"200", "401", "503"}},
+		{"PUT", "/admin/v1/rules", []string{"200", "400", "401", "413", "415", "503"}},
+		{"GET", "/admin/v1/settings", []string{"200", "401", "503"}},
+		{"PUT", "/admin/v1/settings", []string{"200", "400", "401", "413", "415", "503"}},
+		{"GET", "/admin/v1/policy", []string{"200", "401", "503"}},
+		{"PUT", "/admin/v1/policy", []string{"200", "400", "401", "413", "415", "503"}},
+		{"POST", "/admin/v1/keys", []string{"201", "400", "401", "413", "415", "503"}},
+		{"GET", "/admin/v1/keys", []string{"200", "401", "503"}},
+		{"DELETE", "/admin/v1/keys/{keyID}", []string{"204", "401", "404", "409", "503"}},
+		{"GET", "/admin/v1/client-certs", []string{"200", "401", "503"}},
+		{"PUT", "/admin/v1/client-certs", []string{"200", "400", "401", "409", "413", "415", "503"}},
 	}
 	paths := map[string]bool{}
 	for _, w := range want {

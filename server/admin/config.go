@@ -1,8 +1,10 @@
 package admin
 
 import (
+	"cmp"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -206,14 +208,17 @@ func (s *Surface) createKey(c *reqCtx) {
 }
 
 // listKeys answers GET /admin/v1/keys: every listed key of the
-// organization, never the key itself, as a page that is always the last
-// (an organization has a handful).
+// organization, never the key itself, oldest first (then by name and id),
+// as a page that is always the last (an organization has a handful).
 func (s *Surface) listKeys(c *reqCtx) {
 	keys, err := s.db.APIKeys(c.org.ID)
 	if err != nil {
 		c.StoreFailed(err)
 		return
 	}
+	slices.SortFunc(keys, func(a, b store.APIKeyInfo) int {
+		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
+	})
 	c.Status = fasthttp.StatusOK
 	c.Out = append(c.Out[:0], `{"items":[`...)
 	for i := range keys {
