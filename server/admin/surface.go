@@ -1,6 +1,8 @@
 // Package admin is the operators' API, /admin/v1: an organization's users,
-// their activation codes and devices, authenticated by an API key of the
-// admin scope (Authorization: Bearer). JSON in and out, errors in the
+// their activation codes and devices, and its configuration (approval
+// rules and settings, the validate policy, API keys, client-certificate
+// bindings), authenticated by an API key of the admin scope
+// (Authorization: Bearer). JSON in and out, errors in the
 // server's default envelope (the native one), every body checked in full
 // by shape before anything is stored, every lookup scoped by the key's
 // organization. It is one surface over the core (server/httpd), the
