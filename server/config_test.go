@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +109,35 @@ func TestConfigEndToEnd(t *testing.T) {
 	r = e.nativeApproval(`{"userID":"ann","message":"Log in","method":"otp"}`)
 	e.want(r, 201, "")
 	e.want(otpAnswer(createdID(t, r)), 401, "otp_invalid")
+
+	// The settings' expiry and numberMatch are the defaults of the next
+	// approval; a request's own expiresIn still wins.
+	e.want(e.admin("PUT", "/admin/v1/settings", `{"approvals":{"expirySeconds":60,"numberMatch":true}}`, ""), 200, "")
+	r = e.nativeApproval(`{"userID":"ann","message":"Pay","method":"push"}`)
+	e.want(r, 201, "")
+	var c createdApproval
+	strictJSON(t, r, &c)
+	if c.ExpiresAt != e.clock().Add(60*time.Second).UnixMilli() || len(c.UserCode) != 2 {
+		t.Fatalf("under expirySeconds 60 and numberMatch: %s", r)
+	}
+	r = e.nativeApproval(`{"userID":"ann","message":"Pay","method":"push","expiresIn":300}`)
+	e.want(r, 201, "")
+	strictJSON(t, r, &c)
+	if c.ExpiresAt != e.clock().Add(300*time.Second).UnixMilli() {
+		t.Fatalf("expiresIn 300: %s", r)
+	}
+
+	// lockoutFailures 1: one answer signed with another key locks the user.
+	e.want(e.admin("PUT", "/admin/v1/settings", `{"approvals":{"lockoutFailures":1,"lockoutMinutes":5}}`, ""), 200, "")
+	_, forged, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.want(e.answer(p, c.ApprovalID, signedAnswer(forged, e.pendingFor(p, c.ApprovalID), "approve", "PASS", ts, "")), 422, "answer_bad_signature")
+	r = e.nativeApproval(`{"userID":"ann","message":"Pay","method":"push"}`)
+	if r.status != 423 || r.errorCode() != "user_locked" || r.header["retry-after"] != "300" {
+		t.Fatalf("after one failure under lockoutFailures 1: %s (Retry-After %q)", r, r.header["retry-after"])
+	}
 }
 
 // TestConfigKeys: an admin key creates a backend key that works, lists it
