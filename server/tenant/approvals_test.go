@@ -67,3 +67,32 @@ func TestApprovalsCompiledPerVersion(t *testing.T) {
 		t.Fatal("an unknown organization has approvals")
 	}
 }
+
+// TestApprovalsConcurrentPut: lookups racing PUTs always see a compiled
+// configuration, and after the last PUT the last version.
+func TestApprovalsConcurrentPut(t *testing.T) {
+	db := openStore(t)
+	org, _, err := db.CreateOrg("acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc := NewCache(db, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 20; i++ {
+			if _, err := db.PutOrgDocument(org.ID, store.DocSettings, []byte(`{"approvals":{"maxPending":2}}`)); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		if a, err := oc.Approvals(org.ID); err != nil || a == nil {
+			t.Fatalf("lookup during PUTs: %v", err)
+		}
+	}
+	<-done
+	if a, err := oc.Approvals(org.ID); err != nil || a.SettingsVersion != 20 || a.Settings.MaxPending != 2 {
+		t.Fatalf("after the PUTs: %+v, %v", a, err)
+	}
+}
