@@ -333,13 +333,19 @@ func TestAdminMethods(t *testing.T) {
 		{"GET", "/admin/v1/users/alice/activation-codes", "POST"},
 		{"POST", "/admin/v1/users/alice/devices", "GET"},
 		{"GET", "/admin/v1/devices/d1", "DELETE"},
+		{"POST", "/admin/v1/rules", "GET, PUT"},
+		{"DELETE", "/admin/v1/settings", "GET, PUT"},
+		{"PATCH", "/admin/v1/policy", "GET, PUT"},
+		{"PUT", "/admin/v1/keys", "POST, GET"},
+		{"GET", "/admin/v1/keys/key_x", "DELETE"},
+		{"POST", "/admin/v1/client-certs", "GET, PUT"},
 	} {
 		r := e.admin(c.method, c.path, "", "")
 		if r.status != 405 || r.errorCode() != "method_not_allowed" || r.header["allow"] != c.allow {
 			t.Errorf("%s %s: %s Allow %q, want 405 Allow %q", c.method, c.path, r, r.header["allow"], c.allow)
 		}
 	}
-	for _, p := range []string{"/admin/v1", "/admin/v1/", "/admin/v1/rules", "/admin/v1/users/",
+	for _, p := range []string{"/admin/v1", "/admin/v1/", "/admin/v1/rules/x", "/admin/v1/keys/", "/admin/v1/keys/a/b", "/admin/v1/users/",
 		"/admin/v1/users/alice/other", "/admin/v1/devices/", "/admin/v1/devices/a/b", "/admin/v1/usersx"} {
 		e.want(e.admin("GET", p, "", ""), 404, "route_not_found")
 	}

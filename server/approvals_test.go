@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
 
 	"github.com/countersign/countersign/engine/approval"
 	"github.com/countersign/countersign/engine/rules"
@@ -354,17 +358,49 @@ func TestApprovalTenancy(t *testing.T) {
 	}
 }
 
-// TestApprovalOTP: an OTP code is checked only against a stored seed, and
-// none is stored yet: 409 naming the missing seed; a code to a push
-// approval is refused for its method.
+// TestApprovalOTP: an OTP code is checked against the user's stored seed
+// (made when a device was activated): a user without one is 409 naming the
+// missing seed; the current code approves, once; the same code again is
+// refused as invalid; a code to a push approval is refused for its method.
 func TestApprovalOTP(t *testing.T) {
 	e := newEnv(t)
 	e.approvalUser("alice")
-	otp := e.mustCreateApproval(`{"userID":"alice","message":"Log in","method":"otp"}`)
-	r := e.do(req{method: "POST", path: "/v1/approvals/" + otp.ApprovalID + "/otp", body: []byte(`{"code":"123456"}`), headers: e.withKey()})
-	if r.status != 409 || r.errorCode() != "otp_seed_missing" || !strings.Contains(r.errorMessage(), "alice has no TOTP seed") {
+	if _, err := e.db.CreateUser(e.org.ID, store.User{UserID: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	unseeded := e.mustCreateApproval(`{"userID":"bob","message":"Log in","method":"otp"}`)
+	r := e.do(req{method: "POST", path: "/v1/approvals/" + unseeded.ApprovalID + "/otp", body: []byte(`{"code":"123456"}`), headers: e.withKey()})
+	if r.status != 409 || r.errorCode() != "otp_seed_missing" || !strings.Contains(r.errorMessage(), "bob has no TOTP seed") {
 		t.Fatalf("otp without a seed: %v", r)
 	}
+	seed, err := e.db.TOTPSeed(e.org.ID, "alice", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := totp.GenerateCodeCustom(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(seed), e.clock(),
+		totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := e.mustCreateApproval(`{"userID":"alice","message":"Log in","method":"otp"}`)
+	bad := "000000"
+	if code == bad {
+		bad = "000001"
+	}
+	r = e.do(req{method: "POST", path: "/v1/approvals/" + wrong.ApprovalID + "/otp", body: []byte(`{"code":"` + bad + `"}`), headers: e.withKey()})
+	if r.status != 401 || r.errorCode() != "otp_invalid" {
+		t.Fatalf("wrong code: %v", r)
+	}
+	r = e.do(req{method: "POST", path: "/v1/approvals/" + wrong.ApprovalID + "/otp", body: []byte(`{"code":"` + code + `"}`), headers: e.withKey()})
+	if r.status != 200 || !strings.Contains(string(r.body), `"status":"approved"`) || !strings.Contains(string(r.body), `"factor":"otp"`) {
+		t.Fatalf("the current code: %v", r)
+	}
+	again := e.mustCreateApproval(`{"userID":"alice","message":"Log in","method":"otp"}`)
+	r = e.do(req{method: "POST", path: "/v1/approvals/" + again.ApprovalID + "/otp", body: []byte(`{"code":"` + code + `"}`), headers: e.withKey()})
+	if r.status != 401 || r.errorCode() != "otp_invalid" {
+		t.Fatalf("the same code a second time: %v", r)
+	}
+	otp := again
 	push := e.mustCreateApproval(approvalBody)
 	r = e.do(req{method: "POST", path: "/v1/approvals/" + push.ApprovalID + "/otp", body: []byte(`{"code":"123456"}`), headers: e.withKey()})
 	if r.status != 409 || r.errorCode() != "approval_wrong_method" {

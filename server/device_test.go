@@ -20,6 +20,7 @@ type deviceActivation struct {
 	DeviceID    string `json:"deviceID"`
 	DeviceToken string `json:"deviceToken"`
 	UserID      string `json:"userID"`
+	TOTPURI     string `json:"totpURI"`
 }
 
 type devicePending struct {
@@ -53,9 +54,10 @@ type deviceAnswered struct {
 // phone is an authenticator app: its Ed25519 key and the token activation
 // gave it.
 type phone struct {
-	key   ed25519.PrivateKey
-	token string
-	id    string
+	key     ed25519.PrivateKey
+	token   string
+	id      string
+	totpURI string // the activation's provisioning URI of the user's TOTP seed
 }
 
 // newDeviceEnv is the admin test server (loopback socket) with a user ann.
@@ -102,7 +104,7 @@ func (e *adminEnv) activatePhone(userID string) phone {
 	if err != nil || !ed25519.PublicKey(d.PublicKey[:]).Equal(pub) || d.Platform != "ios" || d.PushToken != "apns-1" {
 		e.t.Fatalf("stored device %+v, %v", d, err)
 	}
-	return phone{key: key, token: a.DeviceToken, id: a.DeviceID}
+	return phone{key: key, token: a.DeviceToken, id: a.DeviceID, totpURI: a.TOTPURI}
 }
 
 // createApproval stores a pending push approval for userID of org as the

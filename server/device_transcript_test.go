@@ -16,7 +16,8 @@ import (
 //	$publicKey      an Ed25519 public key in base64url, the app's
 //	$smallOrderKey  the identity point's encoding, under which anyone can sign
 //
-// Masked in every answer beside the admin ones: deviceID, deviceToken.
+// Masked in every answer beside the admin ones: deviceID, deviceToken,
+// totpURI (its secret is the user's new random seed).
 const deviceTranscriptDir = "../fixtures/http/device"
 
 func newDeviceTranscriptRunner(t *testing.T) *httptranscript.Runner {
@@ -25,7 +26,7 @@ func newDeviceTranscriptRunner(t *testing.T) *httptranscript.Runner {
 	r.Set("publicKey", base64.RawURLEncoding.EncodeToString(pub), false)
 	identity := [32]byte{1}
 	r.Set("smallOrderKey", base64.RawURLEncoding.EncodeToString(identity[:]), false)
-	r.Mask = append(r.Mask, "deviceID", "deviceToken")
+	r.Mask = append(r.Mask, "deviceID", "deviceToken", "totpURI")
 	return r
 }
 

@@ -103,7 +103,11 @@ func withBrokenStore(fs vfs.FS) envOption {
 func newEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, logs: &logBuffer{}, now: time.UnixMilli(1763800000000)}
-	so := store.Options{Dir: "data", FS: vfs.NewMem(), Now: e.clock}
+	sealer, err := store.NewSealer(bytes.Repeat([]byte{0x5e}, store.MasterKeySize), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	so := store.Options{Dir: "data", FS: vfs.NewMem(), Now: e.clock, Sealer: sealer}
 	cfg := Config{
 		Workers:   2,
 		QueueSize: 64,

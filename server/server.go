@@ -197,7 +197,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		Now:          cfg.Now,
 	})
 	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now, Sealer: cfg.Sealer})
-	s.device = device.New(device.Deps{Core: s.core, DB: db, Now: cfg.Now})
+	s.device = device.New(device.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
 	// Every approval change from here on writes its events to the outbox.
 	// Deliveries run on the wall clock whatever Config.Now is: receivers,
 	// their timeouts and webhook-timestamp live in real time.

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/countersign/countersign/store"
 )
 
 // testPKI is a CA, a server certificate for 127.0.0.1 and two client
@@ -280,5 +283,56 @@ func TestTLSPerIPLimit(t *testing.T) {
 	st, b, err := httpDo(t, c, "GET", "https://"+addr+"/healthz", "")
 	if err != nil || st != 429 || !strings.Contains(b, "too_many_connections") {
 		t.Errorf("second connection: %d %s %v", st, b, err)
+	}
+}
+
+// TestAdminClientCertBindings: over TLS with backend-a's certificate an
+// operator binds it (and backend-b's) through PUT /admin/v1/client-certs;
+// from then on the backend key works with either and is refused without
+// one; a set leaving out the connection's own certificate is refused 409;
+// an empty set unbinds.
+func TestAdminClientCertBindings(t *testing.T) {
+	p := newPKI(t)
+	e := newEnv(t, withConfig(func(c *Config) {
+		c.TLSCert, c.TLSKey, c.ClientCA = p.certFile, p.keyFile, p.caFile
+	}))
+	adminKey, err := e.db.AddAPIKey(e.org.ID, store.ScopeAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "https://" + e.serveTCP()
+	a, b := spki(t, p.clientA), spki(t, p.clientB)
+	admin := func(c *http.Client, method, body string) (int, string) {
+		st, out, err := httpDo(t, c, method, base+"/admin/v1/client-certs", body, "Authorization", "Bearer "+adminKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, out
+	}
+	set := fmt.Sprintf(`{"spkiSHA256":["%x","%X"]}`, a, b)
+	if st, out := admin(p.client(p.clientA), "PUT", set); st != 200 || out != fmt.Sprintf(`{"spkiSHA256":["%x","%x"]}`, a, b) {
+		t.Fatalf("PUT bindings: %d %s", st, out)
+	}
+	if st, out := admin(p.client(p.clientB), "GET", ""); st != 200 || !strings.Contains(out, fmt.Sprintf("%x", a)) {
+		t.Fatalf("GET bindings: %d %s", st, out)
+	}
+	sessions := func(c *http.Client) int {
+		st, _, err := httpDo(t, c, "GET", base+"/v1/sessions/none-00000001", "", "apikey", e.apiKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if sessions(p.client(p.clientB)) != 404 || sessions(p.client()) != 401 {
+		t.Fatal("the bindings are not in force")
+	}
+	if st, out := admin(p.client(p.clientA), "PUT", fmt.Sprintf(`{"spkiSHA256":["%x"]}`, b)); st != 409 || !strings.Contains(out, "cert_binding_lockout") {
+		t.Fatalf("a set without the connection's certificate: %d %s", st, out)
+	}
+	if st, out := admin(p.client(p.clientA), "PUT", `{"spkiSHA256":[]}`); st != 200 || out != `{"spkiSHA256":[]}` {
+		t.Fatalf("unbinding: %d %s", st, out)
+	}
+	if sessions(p.client()) != 404 {
+		t.Fatal("the key is still bound after unbinding")
 	}
 }

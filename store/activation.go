@@ -193,6 +193,11 @@ func (db *DB) ActivateDevice(code []byte, a *DeviceActivation) (Device, string, 
 	c.key = appendDeviceByUserKey(c.key[:0], org, ac.UserID, id)
 	_ = b.Set(c.key, nil, nil)
 	_ = b.Delete(codeKey, nil)
+	c.org = org
+	if err := db.setNewTOTPSeed(b, c, ac.UserID); err != nil {
+		_ = b.Close()
+		return Device{}, "", err
+	}
 	if err := db.addDevices(b, c, ac.UserID, +1); err != nil {
 		_ = b.Close()
 		return Device{}, "", err

@@ -74,36 +74,8 @@ var ErrScope = errors.New("store: unknown API key scope")
 // rotate keys without downtime, or to give operators an admin key). Like
 // CreateOrg's, it is returned once.
 func (db *DB) AddAPIKey(org OrgID, scope Scope) (string, error) {
-	var argErr error
-	if scope >= numScopes {
-		argErr = ErrScope
-	}
-	c, err := db.begin(org, argErr)
-	if err != nil {
-		return "", err
-	}
-	defer c.end()
-	c.key = appendOrgKey(c.key[:0], c.org)
-	if ok, err := db.has(c.key); err != nil || !ok {
-		if err == nil {
-			err = ErrNotFound
-		}
-		return "", err
-	}
-	key, hash, err := db.newSecret(APIKeyPrefix)
-	if err != nil {
-		return "", err
-	}
-	c.key = appendAPIKeyKey(c.key[:0], &hash)
-	c.val = appendScopedAPIKeyRec(c.val[:0], c.org, &hash, db.nowMs(), scope)
-	b := db.pdb.NewBatch()
-	_ = b.Set(c.key, c.val, nil)
-	err = db.commit(b)
-	db.orgChanged()
-	if err != nil {
-		return "", err
-	}
-	return key, nil
+	key, _, err := db.CreateAPIKey(org, scope, "")
+	return key, err
 }
 
 // OrgByAPIKey returns the organization an API key of any scope belongs to;

@@ -33,6 +33,8 @@
 //	0x01  org          org                                  org record
 //	0x02  org-by-cid   cid                                  org
 //	0x03  org-by-key   sha256(api key)                      api key record (org, hash, created)
+//	0x04  org-doc      org doc kind (1 byte: rules, settings)  version, updated, canonical JSON
+//	0x05  org-key      org keyID                            key listing (created, scope, name, prefix, hash)
 //	0x10  session      org lp(csid)                         session record with its aggregate; tombstone once swept
 //	0x11  field        org lp(csid) name                    ts, raw JSON value
 //	0x12  frame        org lp(csid) be32(arrival index)     zstd(frame bytes)
@@ -50,6 +52,7 @@
 //	0x45  device-by-user  org lp(userID) deviceID           empty
 //	0x46  device-by-token  sha256(device token)             org, token hash, deviceID
 //	0x47  activation   sha256(activation code)              org, code hash, created, expires, userID
+//	0x48  totp-seed    org userID                           the user's TOTP seed, sealed (Sealer) with this key as additional data
 //	0x50  approval     org approvalID                       approval.AppendApproval bytes
 //	0x51  approval-by-user  org lp(userID) be64(createdAt ns) approvalID  empty
 //	0x52  pending      org lp(userID) be64(createdAt ns) approvalID  be64(expiresAt ns)

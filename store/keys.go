@@ -13,6 +13,8 @@ const (
 	kindOrg         byte = 0x01
 	kindOrgByCID    byte = 0x02
 	kindOrgByKey    byte = 0x03
+	kindOrgDoc      byte = 0x04
+	kindOrgKey      byte = 0x05
 	kindSession     byte = 0x10
 	kindField       byte = 0x11
 	kindFrame       byte = 0x12
@@ -31,6 +33,7 @@ const (
 	kindDeviceByUser   byte = 0x45
 	kindDeviceByToken  byte = 0x46
 	kindActivation     byte = 0x47
+	kindTOTPSeed       byte = 0x48
 	kindApproval       byte = 0x50
 	kindApprovalByUser byte = 0x51
 	kindPending        byte = 0x52
@@ -269,7 +272,13 @@ func decodeKey(k []byte) (keyParts, bool) {
 		}
 		p.id = k
 		return p, true
-	case kindTemplate, kindDecision, kindIdempotency,
+	case kindOrgDoc:
+		if !org() || len(k) != 1 {
+			return p, false
+		}
+		p.id = k
+		return p, true
+	case kindTemplate, kindDecision, kindIdempotency, kindOrgKey, kindTOTPSeed,
 		kindUser, kindUserByMobile, kindUserByEmail, kindUserState, kindDevice, kindApproval:
 		if !org() {
 			return p, false

@@ -62,6 +62,7 @@ func (db *DB) CreateOrg(name string, policyJSON []byte) (Org, string, error) {
 	c.key = appendAPIKeyKey(c.key[:0], &hash)
 	c.val = appendAPIKeyRec(c.val[:0], org, &hash, now)
 	_ = b.Set(c.key, c.val, nil)
+	setKeyListing(b, &c.scratch, org, key, &hash, &APIKeyInfo{Name: "initial", Scope: ScopeBackend, CreatedAt: now})
 	err = db.commit(b)
 	db.orgChanged() // even on error: the batch may have been applied
 	if err != nil {
@@ -156,6 +157,26 @@ func (db *DB) SetOrgPolicy(org OrgID, policyJSON []byte) error {
 	}
 	return db.updateOrg(org, func(r *orgRec) bool {
 		r.policy = policyJSON
+		return true
+	})
+}
+
+// MaxCertBindings bounds how many client certificates an organization binds.
+const MaxCertBindings = 100
+
+// SetCertBindings replaces the organization's bound client certificates
+// (SPKI SHA-256) with spki, in its order, which the caller has checked for
+// duplicates; none unbinds them all.
+func (db *DB) SetCertBindings(org OrgID, spki [][32]byte) error {
+	if len(spki) > MaxCertBindings {
+		return ErrTooLarge
+	}
+	certs := make([]byte, 0, 32*len(spki))
+	for i := range spki {
+		certs = append(certs, spki[i][:]...)
+	}
+	return db.updateOrg(org, func(r *orgRec) bool {
+		r.certs = certs
 		return true
 	})
 }

@@ -159,6 +159,11 @@ type Options struct {
 	CacheBytes int64
 	Now        func() time.Time // nil: time.Now
 	Rand       io.Reader        // nil: crypto/rand
+	// Sealer seals the secrets the store must read back (TOTP seeds) under
+	// the deployment's master key. Without one the store keeps no such
+	// secret: ActivateDevice creates no TOTP seed and TOTPSeed answers
+	// ErrNoSealer. countersign serve always passes one.
+	Sealer *Sealer
 	// Logger receives what the background sweeper has to say (sessions
 	// swept, errors); nil discards it.
 	Logger *slog.Logger
@@ -184,6 +189,7 @@ type DB struct {
 	now     func() time.Time
 	rand    io.Reader
 	log     *slog.Logger
+	sealer  *Sealer // nil: no sealed secrets (Options.Sealer)
 	// randMu guards an injected Options.Rand, which need not be safe for
 	// concurrent use; crypto/rand is and does not take it.
 	randMu sync.Mutex
@@ -247,7 +253,7 @@ func Open(o Options) (*DB, error) {
 	if o.Durability > Relaxed {
 		return nil, ErrDurability
 	}
-	db := &DB{ttl: o.SessionTTL, now: o.Now, rand: o.Rand, wo: pebble.Sync, log: o.Logger,
+	db := &DB{ttl: o.SessionTTL, now: o.Now, rand: o.Rand, sealer: o.Sealer, wo: pebble.Sync, log: o.Logger,
 		drained: make(chan struct{}), yield: newYielder()}
 	db.outboxSignal = make(chan struct{}, 1)
 	if o.Durability == Relaxed {

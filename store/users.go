@@ -466,6 +466,8 @@ func (db *DB) DeleteUser(org OrgID, userID string) error {
 		_ = b.Delete(c.key, nil)
 		c.key = appendUserStateKey(c.key[:0], c.org, userID)
 		_ = b.Delete(c.key, nil)
+		c.key = appendTOTPSeedKey(c.key[:0], c.org, userID)
+		_ = b.Delete(c.key, nil)
 		err = db.deleteDevicesOf(b, c, userID)
 	}
 	if err == nil {

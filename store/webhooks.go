@@ -115,9 +115,6 @@ var (
 	// ErrWebhookLimit: the organization has MaxWebhooksPerOrg
 	// subscriptions already.
 	ErrWebhookLimit = errors.New("store: the organization has as many webhook subscriptions as allowed")
-	// ErrNoSealer: a webhook secret was to be sealed or opened without a
-	// Sealer (the server was configured without the master key).
-	ErrNoSealer = errors.New("store: no sealer for webhook secrets (master key not loaded)")
 )
 
 // Webhook is an organization's subscription: where its events are

@@ -140,7 +140,7 @@ func cmdServe(args []string, e *env) error {
 	}
 	db, err := store.Open(store.Options{Dir: *data, Durability: dur, SessionTTL: *ttl, IdempotencyTTL: idempotencyTTL,
 		WALSyncInterval: walSyncInterval, WALSync: walMethod, SessionCacheBytes: sessionCacheBytes(*sessionCacheMB),
-		Logger: log})
+		Logger: log, Sealer: sealer})
 	if err != nil {
 		return openError(*data, err)
 	}

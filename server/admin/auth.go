@@ -36,7 +36,7 @@ func (s *Surface) authAdminKey(c *reqCtx) bool {
 	if !ce.CertAllowed(c.tlsState()) {
 		return c.Fail(httpd.ErrCertRequired, nil)
 	}
-	c.org = ce.Stored
+	c.org, c.key = ce.Stored, key
 	return true
 }
 

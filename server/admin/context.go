@@ -15,6 +15,7 @@ type reqCtx struct {
 	httpd.Ctx
 
 	org store.Org // the admin key's organization
+	key []byte    // the admin key, in the request's header
 
 	createReq createUserRequest
 	patchReq  patchUserRequest
@@ -27,6 +28,7 @@ type reqCtx struct {
 func (c *reqCtx) release() {
 	c.Ctx.Release()
 	c.org = store.Org{}
+	c.key = nil
 	c.createReq = createUserRequest{}
 	c.patchReq = patchUserRequest{}
 	c.hookReq = createWebhookRequest{}

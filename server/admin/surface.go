@@ -1,6 +1,8 @@
 // Package admin is the operators' API, /admin/v1: an organization's users,
-// their activation codes and devices, authenticated by an API key of the
-// admin scope (Authorization: Bearer). JSON in and out, errors in the
+// their activation codes and devices, and its configuration (approval
+// rules and settings, the validate policy, API keys, client-certificate
+// bindings), authenticated by an API key of the admin scope
+// (Authorization: Bearer). JSON in and out, errors in the
 // server's default envelope (the native one), every body checked in full
 // by shape before anything is stored, every lookup scoped by the key's
 // organization. It is one surface over the core (server/httpd), the
@@ -68,6 +70,17 @@ const (
 	opGetWebhook
 	opDeleteWebhook
 	opListDeliveries
+	opGetRules
+	opPutRules
+	opGetSettings
+	opPutSettings
+	opGetPolicy
+	opPutPolicy
+	opCreateKey
+	opListKeys
+	opRevokeKey
+	opGetCerts
+	opPutCerts
 )
 
 // endpoint is a method a resource takes and the operation it names.
@@ -89,6 +102,12 @@ type resource struct {
 // or writes the store; no body is larger than LimitSmall (a user is four
 // short strings). The envelope is the server's default, the native one.
 func newResource(name string, eps ...endpoint) *resource {
+	return newResourceLimit(name, httpd.LimitSmall, eps...)
+}
+
+// newResourceLimit is newResource for a resource whose bodies may be
+// larger (a configuration document).
+func newResourceLimit(name string, limit int, eps ...endpoint) *resource {
 	allow := ""
 	for i, e := range eps {
 		if i > 0 {
@@ -96,7 +115,7 @@ func newResource(name string, eps ...endpoint) *resource {
 		}
 		allow += e.method
 	}
-	r := httpd.NewRoute(httpd.Route{Name: name, Method: eps[0].method, BodyLimit: httpd.LimitSmall, UsesStore: true})
+	r := httpd.NewRoute(httpd.Route{Name: name, Method: eps[0].method, BodyLimit: limit, UsesStore: true})
 	return &resource{route: r, allow: allow, endpoints: eps}
 }
 
@@ -116,8 +135,20 @@ var (
 		endpoint{fasthttp.MethodGet, opGetWebhook}, endpoint{fasthttp.MethodDelete, opDeleteWebhook})
 	resDeliveries = newResource("admin_webhook_deliveries", endpoint{fasthttp.MethodGet, opListDeliveries})
 
+	resRules = newResourceLimit("admin_rules", limitDocument,
+		endpoint{fasthttp.MethodGet, opGetRules}, endpoint{fasthttp.MethodPut, opPutRules})
+	resSettings = newResourceLimit("admin_settings", limitDocument,
+		endpoint{fasthttp.MethodGet, opGetSettings}, endpoint{fasthttp.MethodPut, opPutSettings})
+	resPolicy = newResourceLimit("admin_policy", limitDocument,
+		endpoint{fasthttp.MethodGet, opGetPolicy}, endpoint{fasthttp.MethodPut, opPutPolicy})
+	resKeys = newResource("admin_keys",
+		endpoint{fasthttp.MethodPost, opCreateKey}, endpoint{fasthttp.MethodGet, opListKeys})
+	resKey   = newResource("admin_key", endpoint{fasthttp.MethodDelete, opRevokeKey})
+	resCerts = newResourceLimit("admin_client_certs", httpd.LimitValidate,
+		endpoint{fasthttp.MethodGet, opGetCerts}, endpoint{fasthttp.MethodPut, opPutCerts})
+
 	resources = []*resource{resUsers, resUser, resUnlock, resActivationCodes, resUserDevices, resDevice,
-		resWebhooks, resWebhook, resDeliveries}
+		resRules, resSettings, resPolicy, resKeys, resKey, resCerts, resWebhooks, resWebhook, resDeliveries}
 )
 
 const (
@@ -131,19 +162,37 @@ const (
 	pathWebhooks     = "/admin/v1/webhooks"
 	prefixWebhooks   = "/admin/v1/webhooks/"
 	suffixDeliveries = "/deliveries"
+	pathRules        = "/admin/v1/rules"
+	pathSettings     = "/admin/v1/settings"
+	pathPolicy       = "/admin/v1/policy"
+	pathKeys         = "/admin/v1/keys"
+	prefixKeys       = "/admin/v1/keys/"
+	pathCerts        = "/admin/v1/client-certs"
 )
 
 // Route maps a path to its admin route and path parameter (a user id or a
 // device id).
 //
 // The routes of DESIGN's admin API still to come have their places here,
-// each a resource of its own: /admin/v1/rules, /settings and /policy (GET,
-// PUT: one document each), /keys and /keys/{id}, /approvals,
-// /approvals/{id} and /decisions (the audit trail), /client-certs (PUT).
-// Until then they answer route_not_found.
+// each a resource of its own: /approvals, /approvals/{id} and /decisions
+// (the audit trail). Until then they answer route_not_found.
 func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
-	if string(path) == pathUsers {
+	switch string(path) {
+	case pathUsers:
 		return resUsers.route, nil
+	case pathRules:
+		return resRules.route, nil
+	case pathSettings:
+		return resSettings.route, nil
+	case pathPolicy:
+		return resPolicy.route, nil
+	case pathKeys:
+		return resKeys.route, nil
+	case pathCerts:
+		return resCerts.route, nil
+	}
+	if id, ok := bytes.CutPrefix(path, []byte(prefixKeys)); ok && len(id) > 0 && bytes.IndexByte(id, '/') < 0 {
+		return resKey.route, id
 	}
 	if rest, ok := bytes.CutPrefix(path, []byte(prefixUsers)); ok && len(rest) > 0 {
 		i := bytes.IndexByte(rest, '/')
@@ -221,6 +270,28 @@ func (s *Surface) serve(c *reqCtx, o op, param []byte) {
 		s.deleteWebhook(c, string(param))
 	case opListDeliveries:
 		s.listDeliveries(c, string(param))
+	case opGetRules:
+		s.getRules(c)
+	case opPutRules:
+		s.putRules(c)
+	case opGetSettings:
+		s.getSettings(c)
+	case opPutSettings:
+		s.putSettings(c)
+	case opGetPolicy:
+		s.getPolicy(c)
+	case opPutPolicy:
+		s.putPolicy(c)
+	case opCreateKey:
+		s.createKey(c)
+	case opListKeys:
+		s.listKeys(c)
+	case opRevokeKey:
+		s.revokeKey(c, string(param))
+	case opGetCerts:
+		s.getCerts(c)
+	case opPutCerts:
+		s.putCerts(c)
 	}
 }
 

@@ -28,7 +28,15 @@ func TestRoute(t *testing.T) {
 		"/admin/v1/users/alice/unlock/":           {httpd.RouteUnknown, ""},
 		"/admin/v1/devices/":                      {httpd.RouteUnknown, ""},
 		"/admin/v1/devices/dev-1/revoke":          {httpd.RouteUnknown, ""},
-		"/admin/v1/rules":                         {httpd.RouteUnknown, ""},
+		"/admin/v1/rules":                         {resRules.route, ""},
+		"/admin/v1/settings":                      {resSettings.route, ""},
+		"/admin/v1/policy":                        {resPolicy.route, ""},
+		"/admin/v1/keys":                          {resKeys.route, ""},
+		"/admin/v1/keys/key_abc":                  {resKey.route, "key_abc"},
+		"/admin/v1/client-certs":                  {resCerts.route, ""},
+		"/admin/v1/rules/x":                       {httpd.RouteUnknown, ""},
+		"/admin/v1/keys/":                         {httpd.RouteUnknown, ""},
+		"/admin/v1/keys/a/b":                      {httpd.RouteUnknown, ""},
 		"/admin/v1/usersx":                        {httpd.RouteUnknown, ""},
 		"/admin/v1/users/alice/activation-codesx": {httpd.RouteUnknown, ""},
 	} {
@@ -37,8 +45,11 @@ func TestRoute(t *testing.T) {
 			t.Errorf("%s -> %s %q, want %s %q", path, r, param, want.r, want.param)
 		}
 	}
+	// A configuration document (a rule set's polygons) or a list of bound
+	// certificates is larger than a user.
+	large := map[*resource]bool{resRules: true, resSettings: true, resPolicy: true, resCerts: true}
 	for _, res := range resources {
-		if res.route.BodyLimit != httpd.LimitSmall || !res.route.UsesStore {
+		if (res.route.BodyLimit == httpd.LimitSmall) == large[res] || !res.route.UsesStore {
 			t.Errorf("%s: limit %d, uses store %v", res.route, res.route.BodyLimit, res.route.UsesStore)
 		}
 	}

@@ -44,9 +44,12 @@ const (
 )
 
 // activate answers POST /v1/device/activate: 201 {"deviceID","deviceToken",
-// "userID"}, the token shown once (the store keeps its SHA-256). totpURI is
-// not answered: the store keeps no TOTP seed for a user yet, and a URI of
-// a seed nobody checks would enrol the user's authenticator for nothing.
+// "userID","totpURI"}, the token shown once (the store keeps its SHA-256).
+// Activation gives the user a new TOTP seed, sealed in the store under the
+// master key; totpURI provisions it in the user's authenticator, labelled
+// with the organization's name and the user, and is shown this once too.
+// It is left out when the server runs without a master key, which keeps no
+// seed (the OTP route then answers otp_seed_missing).
 func (s *Surface) activate(c *reqCtx) {
 	if !c.ReadBody(httpd.LimitSmall) {
 		return
@@ -95,6 +98,10 @@ func (s *Surface) activate(c *reqCtx) {
 		c.StoreFailed(err)
 		return
 	}
+	uri, ok := s.totpURI(c, d.OrgID, d.UserID)
+	if !ok {
+		return
+	}
 	c.Status = fasthttp.StatusCreated
 	c.Out = append(c.Out[:0], `{"deviceID":`...)
 	c.Out = jsonwire.AppendString(c.Out, d.ID)
@@ -102,7 +109,38 @@ func (s *Surface) activate(c *reqCtx) {
 	c.Out = jsonwire.AppendString(c.Out, token)
 	c.Out = append(c.Out, `,"userID":`...)
 	c.Out = jsonwire.AppendString(c.Out, d.UserID)
+	if uri != "" {
+		c.Out = append(c.Out, `,"totpURI":`...)
+		c.Out = jsonwire.AppendString(c.Out, uri)
+	}
 	c.Out = append(c.Out, '}')
+}
+
+// totpURI is the otpauth:// URI of the seed the activation gave the user,
+// "" when the store keeps no seeds; ok false after answering a failure.
+func (s *Surface) totpURI(c *reqCtx, org store.OrgID, userID string) (string, bool) {
+	seed, err := s.db.TOTPSeed(org, userID, nil)
+	if errors.Is(err, store.ErrNoSealer) {
+		return "", true
+	}
+	if err != nil {
+		return "", c.StoreFailed(err)
+	}
+	defer clear(seed)
+	o, err := s.db.OrgByID(org)
+	if err != nil {
+		return "", c.StoreFailed(err)
+	}
+	issuer := o.Name
+	if issuer == "" {
+		issuer = "countersign"
+	}
+	uri, err := approval.ProvisioningURI(seed, issuer, userID)
+	if err != nil {
+		c.Srv.Log().Error("TOTP provisioning URI", "err", err)
+		return "", c.Fail(httpd.ErrInternal, nil)
+	}
+	return uri, true
 }
 
 // field reports whether s is min to max bytes of printable ASCII: what a

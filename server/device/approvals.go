@@ -221,6 +221,10 @@ func (s *Surface) answer(c *reqCtx, id string) {
 		return
 	}
 	org := c.dev.OrgID
+	cfg, ok := s.approvalsFor(c, org)
+	if !ok {
+		return
+	}
 	dev := c.dev.Approval()
 	now := s.now()
 	eff, err := s.db.UpdateApproval(org, id, &c.appr, &c.state,
@@ -229,8 +233,8 @@ func (s *Surface) answer(c *reqCtx, id string) {
 				return approval.Effect{Status: a.Status}, errForeign
 			}
 			c.rulesInput(a)
-			rules.Evaluate(s.rulesFor(org), &c.in, now, &c.res)
-			return approval.Answer(a, u, s.settingsFor(org), &dev, &ans, &c.res, now)
+			rules.Evaluate(cfg.Rules, &c.in, now, &c.res)
+			return approval.Answer(a, u, &cfg.Settings, &dev, &ans, &c.res, now)
 		})
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errForeign) {
 		c.Fail(httpd.ErrApprovalNotFound, nil)

@@ -11,14 +11,14 @@ package device
 
 import (
 	"bytes"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/countersign/countersign/engine/approval"
-	"github.com/countersign/countersign/engine/rules"
 	"github.com/countersign/countersign/server/httpd"
+	"github.com/countersign/countersign/server/tenant"
 	"github.com/countersign/countersign/store"
 )
 
@@ -28,6 +28,7 @@ import (
 type Deps struct {
 	Core *httpd.Server
 	DB   *store.DB
+	Orgs *tenant.Cache
 	Now  func() time.Time
 }
 
@@ -35,6 +36,7 @@ type Deps struct {
 type Surface struct {
 	core *httpd.Server
 	db   *store.DB
+	orgs *tenant.Cache
 	now  func() time.Time
 
 	pool sync.Pool // *reqCtx
@@ -42,7 +44,7 @@ type Surface struct {
 
 // New builds the device surface.
 func New(d Deps) *Surface {
-	s := &Surface{core: d.Core, db: d.DB, now: d.Now}
+	s := &Surface{core: d.Core, db: d.DB, orgs: d.Orgs, now: d.Now}
 	s.pool.New = func() any { return new(reqCtx) }
 	return s
 }
@@ -106,22 +108,17 @@ func (s *Surface) Serve(rc *fasthttp.RequestCtx, r *httpd.Route, param []byte) {
 	s.pool.Put(c)
 }
 
-// rulesFor is the organization's compiled rule set, which Answer's rules
-// factors are decided under. Organizations have no stored rule set yet
-// (PUT /admin/v1/rules is to come), so it is nil: rules.Evaluate then
-// decides only the biometric factor. The tenant's compiled rules plug in
-// here, looked up by org, once they are stored.
-func (s *Surface) rulesFor(org store.OrgID) *rules.Compiled {
-	_ = org
-	return nil
+// approvalsFor is the organization's compiled rules and settings
+// (tenant.Approvals), which an answer is decided under; ok false after
+// answering when they cannot be had.
+func (s *Surface) approvalsFor(c *reqCtx, org store.OrgID) (*tenant.Approvals, bool) {
+	a, err := s.orgs.Approvals(org)
+	if err != nil {
+		if errors.Is(err, tenant.ErrConfig) {
+			c.Srv.Log().Error("organization approval configuration", "err", err)
+			return nil, c.Fail(httpd.ErrInternal, nil)
+		}
+		return nil, c.StoreFailed(err)
+	}
+	return a, true
 }
-
-// settingsFor is the organization's approval settings (lockout, expiry).
-// Like the rules they are not stored yet (PUT /admin/v1/settings is to
-// come): every organization has DESIGN's defaults until then.
-func (s *Surface) settingsFor(org store.OrgID) *approval.Settings {
-	_ = org
-	return &defaultSettings
-}
-
-var defaultSettings = approval.DefaultSettings()

@@ -13,15 +13,17 @@ import (
 	"github.com/countersign/countersign/engine/approval"
 	"github.com/countersign/countersign/server/httpd"
 	"github.com/countersign/countersign/server/jsonwire"
+	"github.com/countersign/countersign/server/tenant"
 	"github.com/countersign/countersign/store"
 )
 
 // The approvals' catalog entries (DESIGN "Native approvals", "States and
 // limits"). A locked user is 423, not 403: the refusal is temporary and
-// Retry-After says when it ends, which is what 423 means. 403 is left for
-// the OTP a user who denied must enter under otpAfterDenial, which no
-// waiting lifts; it comes with the per-organization settings.
+// Retry-After says when it ends, which is what 423 means. 403 is the OTP a
+// user who denied must enter under otpAfterDenial, which no waiting lifts.
 var (
+	errOTPWrong      = httpd.Register(401, "otp_invalid", "The OTP code is wrong, or was already used; each code is accepted once.")
+	errOTPRequired   = httpd.Register(403, "otp_required", "The user denied an approval; until an OTP code is accepted, the user's approvals must be of method otp.")
 	errNoOTPSeed     = httpd.Register(409, "otp_seed_missing", "The user has no TOTP seed stored, so no OTP code can be checked.")
 	errApprovalLimit = httpd.Register(429, "approval_limit", "The user has as many approvals as allowed; retry after the Retry-After seconds.")
 )
@@ -88,12 +90,19 @@ var (
 	}}
 )
 
-// approvalSettings are the organization's approval settings. They are the
-// engine's defaults until the settings document is stored per organization;
-// then they are read here, from the compiled organization.
-func (s *Surface) approvalSettings(c *reqCtx) *approval.Settings {
-	c.settings = approval.DefaultSettings()
-	return &c.settings
+// approvalSettings are the organization's approval settings, as compiled
+// from its stored settings document (tenant.Approvals); ok false after
+// answering when they cannot be had.
+func (s *Surface) approvalSettings(c *reqCtx) (*approval.Settings, bool) {
+	a, err := s.orgs.Approvals(c.org.ID)
+	if err != nil {
+		if errors.Is(err, tenant.ErrConfig) {
+			s.log.Error("organization approval configuration", "err", err)
+			return nil, c.Fail(httpd.ErrInternal, nil)
+		}
+		return nil, c.StoreFailed(err)
+	}
+	return &a.Settings, true
 }
 
 // createApproval answers POST /v1/approvals.
@@ -132,11 +141,14 @@ func (s *Surface) createApproval(c *reqCtx) {
 	for i := range r.Values {
 		c.values = append(c.values, approval.Value{Key: r.Values[i].Key, Value: r.Values[i].Value})
 	}
+	cfg, ok := s.approvalSettings(c)
+	if !ok {
+		return
+	}
 	ar := approval.Request{
 		ID: id, UserID: r.UserID, Message: r.Message, Values: c.values, Method: method, SourceIP: ip,
 		Expiry: time.Duration(r.ExpiresIn) * time.Second, NumberMatch: r.NumberMatch,
 	}
-	cfg := s.approvalSettings(c)
 	now := s.now()
 	a := &c.appr
 	if err := approval.New(a, &ar, cfg, now, rand.Reader); err != nil {
@@ -213,10 +225,8 @@ func (c *reqCtx) admissionFailed(err error, retryAt, now time.Time) {
 	case errors.Is(err, approval.ErrRateLimited):
 		c.Fail(errApprovalLimit, msgRateLimited)
 	case errors.Is(err, approval.ErrTokenRequired):
-		// Only under otpAfterDenial, which the default settings leave
-		// off; the per-organization settings bring 403 otp_required.
-		c.Srv.Log().Error("approval refused for a denial under settings that do not hold users to it", "err", err)
-		c.Fail(httpd.ErrInternal, nil)
+		// otpAfterDenial: no waiting lifts it, so no Retry-After.
+		c.Fail(errOTPRequired, nil)
 		return
 	default:
 		c.StoreFailed(err)
@@ -419,14 +429,39 @@ func (s *Surface) approvalOTP(c *reqCtx, idParam []byte) {
 		c.Failf(httpd.ErrApprovalNotPending, "The approval is no longer pending: it is ", st.String(), ".")
 		return
 	}
-	// The place of the user's TOTP seed: the store keeps none yet (it is
-	// to be sealed with store.Sealer when a device is activated, DESIGN
-	// "Users and devices"). Once it does, the seed is read here and the
-	// code decided under the user's stripe:
-	//   s.db.UpdateApproval(org, id, a, u, DecideOTP(a, u, cfg, seed, code, now))
-	// publishing on success as cancel does. Until then no code can be
-	// checked, and none is accepted.
-	c.Failf(errNoOTPSeed, "The user ", a.UserID, " has no TOTP seed stored, so no OTP code can be checked.")
+	seed, err := s.db.TOTPSeed(c.org.ID, a.UserID, c.seed[:0])
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrNoSealer) {
+		c.Failf(errNoOTPSeed, "The user ", a.UserID, " has no TOTP seed stored (no device was activated), so no OTP code can be checked.")
+		return
+	}
+	if err != nil {
+		c.StoreFailed(err)
+		return
+	}
+	c.seed = seed
+	cfg, ok := s.approvalSettings(c)
+	if !ok {
+		return
+	}
+	now := s.now()
+	_, err = s.db.UpdateApproval(c.org.ID, id, a, &c.ustate,
+		func(a *approval.Approval, u *approval.UserState) (approval.Effect, error) {
+			return approval.DecideOTP(a, u, cfg, seed, r.Code, now)
+		})
+	clear(c.seed)
+	switch {
+	case err == nil:
+		s.published(c, id)
+		c.Status = fasthttp.StatusOK
+		c.Out = appendApproval(c.Out[:0], &c.appr, now)
+	case errors.Is(err, approval.ErrOTPWrong), errors.Is(err, approval.ErrOTPReplayed):
+		c.Fail(errOTPWrong, nil)
+	case errors.Is(err, approval.ErrLocked):
+		c.Fail(httpd.ErrUserLocked, nil)
+		c.RetryAt(c.ustate.LockedUntil, now)
+	default:
+		s.transitionFailed(c, id, err)
+	}
 }
 
 // validOTPCode reports whether code is six ASCII digits (RFC 6238's codes,

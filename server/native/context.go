@@ -31,10 +31,10 @@ type reqCtx struct {
 	sess store.Session
 
 	// approvals
-	appr     approval.Approval
-	ustate   approval.UserState
-	values   []approval.Value
-	settings approval.Settings
+	appr   approval.Approval
+	ustate approval.UserState
+	values []approval.Value
+	seed   []byte // the user's TOTP seed, opened for one check and cleared
 
 	// events
 	storeFields []store.FieldValue

@@ -86,6 +86,9 @@ type Cache struct {
 	byKey map[[32]byte]*Credential // SHA-256 of an API key
 	byCID map[string]*Credential
 	byOrg map[store.OrgID]*Org // kept across generations
+	// approvals: each organization's compiled rules and settings, kept
+	// across generations and checked against the store's versions.
+	approvals map[store.OrgID]*Approvals
 }
 
 // ErrPolicy: an organization's stored policy does not compile.
@@ -101,6 +104,8 @@ func NewCache(db *store.DB, dim int) *Cache {
 		byKey: make(map[[32]byte]*Credential),
 		byCID: make(map[string]*Credential),
 		byOrg: make(map[store.OrgID]*Org),
+
+		approvals: make(map[store.OrgID]*Approvals),
 	}
 }
 
@@ -252,7 +257,15 @@ func (oc *Cache) ByID(id store.OrgID) (*Org, error) {
 // bound client certificates, when the connection's client certificate must
 // be one of them (by the SHA-256 of its SubjectPublicKeyInfo).
 func (ce *Credential) CertAllowed(st *tls.ConnectionState) bool {
-	fps := ce.Stored.CertFingerprints
+	return CertBound(st, ce.Stored.CertFingerprints)
+}
+
+// CertBound reports whether a connection in TLS state st may carry an API
+// key of an organization that bound the certificates fps (by SPKI
+// SHA-256): always when it bound none. The admin surface asks it of a new
+// set before storing it, so an operator cannot lock out the connection
+// making the change.
+func CertBound(st *tls.ConnectionState, fps [][32]byte) bool {
 	if len(fps) == 0 {
 		return true
 	}
