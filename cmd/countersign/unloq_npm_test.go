@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,7 +92,7 @@ func TestUnloqNodeClient(t *testing.T) {
 	script, _ := filepath.Abs("testdata/unloq_client.js")
 	node := exec.Command("node", script)
 	node.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(mods, "node_modules"),
-		"UNLOQ_KEY="+cred.APIKey, "UNLOQ_GATEWAY=http://"+p.addr+"/unloq")
+		"UNLOQ_KEY="+cred.APIKey, "UNLOQ_GATEWAY=http://"+p.addr+"/unloq", "UNLOQ_TOTP_SECRET="+totpSecret(t, phones["bob@example.com"].dev.TOTPURI))
 	node.Stderr = os.Stderr
 	out, err := node.StdoutPipe()
 	if err != nil {
@@ -116,7 +117,7 @@ func TestUnloqNodeClient(t *testing.T) {
 	if err := node.Wait(); err != nil {
 		t.Errorf("node script: %v", err)
 	}
-	for _, step := range []string{"events-approved", "token-data", "token-data-again", "plain-approved", "denied", "token-required", "timeout"} {
+	for _, step := range []string{"events-approved", "token-data", "token-data-again", "plain-approved", "denied", "token-required", "otp-then-approved", "timeout"} {
 		if !passed[step] {
 			t.Errorf("step %s did not pass", step)
 		}
@@ -159,4 +160,13 @@ func (p *testPhone) answer(a *client.PendingApproval, decision string, now time.
 		return "", err
 	}
 	return res.Status, nil
+}
+
+// totpSecret is the base32 secret of an otpauth:// URI.
+func totpSecret(t *testing.T, uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "otpauth" || u.Query().Get("secret") == "" {
+		t.Fatalf("totpURI %q: %v", uri, err)
+	}
+	return u.Query().Get("secret")
 }

@@ -24,6 +24,7 @@ type reqCtx struct {
 	appr  approval.Approval
 	state approval.UserState
 	list  []approval.Approval
+	seed  []byte // the user's TOTP seed while a code is checked; cleared after
 
 	// The held authenticate: its waiter (nil when not held), until when
 	// it is held, whether it streams its events.

@@ -5,17 +5,19 @@ import (
 )
 
 // defaultMessage is the message shown on the device for an UNLOQ
-// authenticate until the organization's messages are stored (DESIGN's
-// example template); $app is the organization's name unless the request
-// sends an app field.
+// authenticate when the organization's settings set no template for the
+// method and no default (DESIGN's example template); $app is the
+// organization's name unless the request or the settings' variables say
+// otherwise.
 const defaultMessage = "Log in to $app from $ip?"
 
 // expandMessage appends template with each $name replaced: by the
-// request's extra field of that name, else $ip by the source IP and $app
-// by the organization's name; an unknown $name is left as written, so a
+// request's extra field of that name, else the organization's variable of
+// that name (its settings), else $ip by the source IP and $app by the
+// organization's name; an unknown $name is left as written, so a
 // missing variable shows rather than vanishing. ok is false when the
 // result is longer than an approval's message may be.
-func expandMessage(dst []byte, template string, vars []variable, ip, app string) ([]byte, bool) {
+func expandMessage(dst []byte, template string, vars []variable, doc *approval.SettingsDocument, ip, app string) ([]byte, bool) {
 	for i := 0; i < len(template); i++ {
 		ch := template[i]
 		if ch != '$' {
@@ -27,7 +29,7 @@ func expandMessage(dst []byte, template string, vars []variable, ip, app string)
 			j++
 		}
 		name := template[i+1 : j]
-		if v, ok := lookup(name, vars, ip, app); ok {
+		if v, ok := lookup(name, vars, doc, ip, app); ok {
 			dst = append(dst, v...)
 			i = j - 1
 			continue
@@ -37,7 +39,7 @@ func expandMessage(dst []byte, template string, vars []variable, ip, app string)
 	return dst, len(dst) <= approval.MaxMessageLen
 }
 
-func lookup(name string, vars []variable, ip, app string) (string, bool) {
+func lookup(name string, vars []variable, doc *approval.SettingsDocument, ip, app string) (string, bool) {
 	if name == "" {
 		return "", false
 	}
@@ -46,6 +48,9 @@ func lookup(name string, vars []variable, ip, app string) (string, bool) {
 			return v.value, true
 		}
 	}
+	if v, ok := doc.Variables[name]; ok {
+		return v, true
+	}
 	switch name {
 	case "ip":
 		return ip, true
@@ -53,6 +58,25 @@ func lookup(name string, vars []variable, ip, app string) (string, bool) {
 		return app, true
 	}
 	return "", false
+}
+
+// messageFor is the organization's template for method (its settings'
+// messages: "UNLOQ", "OTP" or "EMAIL", else "default"), or defaultMessage.
+func messageFor(doc *approval.SettingsDocument, method approval.Method) string {
+	key := "UNLOQ"
+	switch method {
+	case approval.MethodOTP:
+		key = "OTP"
+	case approval.MethodEmail:
+		key = "EMAIL"
+	}
+	if m, ok := doc.Messages[key]; ok {
+		return m
+	}
+	if m, ok := doc.Messages["default"]; ok {
+		return m
+	}
+	return defaultMessage
 }
 
 func isNameByte(b byte) bool {

@@ -11,13 +11,13 @@ package unloq
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/countersign/countersign/engine/approval"
 	"github.com/countersign/countersign/server/httpd"
 	"github.com/countersign/countersign/server/tenant"
 	"github.com/countersign/countersign/store"
@@ -147,13 +147,17 @@ func (s *Surface) put(c *reqCtx) {
 	s.pool.Put(c)
 }
 
-// settingsFor is the organization's approval settings (the UNLOQ wait,
-// lockout, limits). They are not stored per organization yet: every
-// organization has DESIGN's defaults until PUT /admin/v1/settings stores
-// them, and then they are read here.
-func (s *Surface) settingsFor(org store.OrgID) *approval.Settings {
-	_ = org
-	return &defaultSettings
+// approvalsFor is the organization's compiled approval configuration
+// (tenant.Approvals: the wait, lockout and limits, the message templates
+// and variables); ok false after answering when it cannot be had.
+func (s *Surface) approvalsFor(c *reqCtx) (*tenant.Approvals, bool) {
+	a, err := s.orgs.Approvals(c.org.ID)
+	if err != nil {
+		if errors.Is(err, tenant.ErrConfig) {
+			s.log.Error("organization approval configuration", "err", err)
+			return nil, c.Fail(httpd.ErrInternal, nil)
+		}
+		return nil, c.StoreFailed(err)
+	}
+	return a, true
 }
-
-var defaultSettings = approval.DefaultSettings()

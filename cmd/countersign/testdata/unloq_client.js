@@ -5,6 +5,7 @@
 // "step NAME ok" or "step NAME FAIL reason"; the exit code is the number of
 // failures.
 'use strict';
+var crypto = require('crypto');
 var unloq = require('unloq');
 
 var env = process.env;
@@ -15,6 +16,23 @@ function ok(name) { console.log('step ' + name + ' ok'); }
 function fail(name, why) { failures++; console.log('step ' + name + ' FAIL ' + why); }
 // announce tells the Go phone what to answer to the next approval of email.
 function announce(email, decision) { console.log('phone ' + email + ' ' + decision); }
+
+// totp is the current RFC 6238 code (SHA-1, 6 digits, 30 s) of the base32
+// secret the Go test read from bob's activation (its totpURI), as bob's
+// authenticator app would show it.
+function totp(secret) {
+  var alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567', bits = '', bytes = [];
+  secret.replace(/=+$/, '').toUpperCase().split('').forEach(function (ch) {
+    bits += ('00000' + alphabet.indexOf(ch).toString(2)).slice(-5);
+  });
+  for (var i = 0; i + 8 <= bits.length; i += 8) bytes.push(parseInt(bits.slice(i, i + 8), 2));
+  var counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000)));
+  var mac = crypto.createHmac('sha1', Buffer.from(bytes)).update(counter).digest();
+  var off = mac[mac.length - 1] & 15;
+  var n = (mac.readUInt32BE(off) & 0x7fffffff) % 1000000;
+  return ('000000' + n).slice(-6);
+}
 
 function expectReject(name, p, check) {
   return p.then(function (v) { fail(name, 'resolved ' + JSON.stringify(v)); },
@@ -65,6 +83,14 @@ function run() {
       return expectReject('token-required', api.authenticate({ email: bob }), function (e) {
         return e.code === 'APPROVAL.TOKEN' ? '' : 'want code APPROVAL.TOKEN';
       });
+    })
+    .then(function () {
+      // With the code of bob's authenticator the push goes ahead again.
+      announce(bob, 'approve');
+      return api.authenticate({ email: bob, token: totp(env.UNLOQ_TOTP_SECRET) }).then(function (res) {
+        if (!res || res.unloq_id !== 'bob' || !res.token) return fail('otp-then-approved', JSON.stringify(res));
+        ok('otp-then-approved');
+      }, function (e) { fail('otp-then-approved', e.code + ' ' + e.message); });
     })
     .then(function () { return timeout; });
 }
