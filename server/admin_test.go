@@ -59,8 +59,8 @@ type adminEnv struct {
 	otherKey, otherAdmin string
 }
 
-func newAdminEnv(t *testing.T) *adminEnv {
-	e := &adminEnv{testEnv: newEnv(t)}
+func newAdminEnv(t *testing.T, opts ...envOption) *adminEnv {
+	e := &adminEnv{testEnv: newEnv(t, opts...)}
 	e.useTCP()
 	var err error
 	if e.adminKey, err = e.db.AddAPIKey(e.org.ID, store.ScopeAdmin); err != nil {

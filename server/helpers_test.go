@@ -25,6 +25,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/countersign/countersign/engine/rules"
 	"github.com/countersign/countersign/store"
 )
 
@@ -65,6 +66,7 @@ type testEnv struct {
 	now    time.Time
 	mu     sync.Mutex // guards now
 	hook   func(*fasthttp.RequestCtx)
+	rules  func(store.OrgID) *rules.Compiled // the organizations' rules (Server.testRules)
 	// closeErrOK: the test broke the store on purpose, so closing it may fail.
 	closeErrOK bool
 	base       string // of request URLs; "" for the in-memory listener
@@ -78,6 +80,11 @@ func withConfig(f func(*Config)) envOption {
 
 func withHook(h func(*fasthttp.RequestCtx)) envOption {
 	return func(e *testEnv, _ *Config, _ *store.Options) { e.hook = h }
+}
+
+// withRules gives the server's approval surfaces the rules r returns.
+func withRules(r func(store.OrgID) *rules.Compiled) envOption {
+	return func(e *testEnv, _ *Config, _ *store.Options) { e.rules = r }
 }
 
 // withStoreOptions lets f change the store's options.
@@ -136,6 +143,7 @@ func (e *testEnv) start() {
 	}
 	e.srv = srv
 	srv.testHook = e.hook
+	srv.testRules = e.rules
 	e.ln = fasthttputil.NewInmemoryListener()
 	ln := e.ln
 	go func() { _ = srv.Serve(ln) }()

@@ -30,9 +30,11 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/countersign/countersign/engine/biometric"
+	"github.com/countersign/countersign/engine/rules"
 	"github.com/countersign/countersign/server/admin"
 	"github.com/countersign/countersign/server/device"
 	"github.com/countersign/countersign/server/httpd"
+	"github.com/countersign/countersign/server/ivalt"
 	"github.com/countersign/countersign/server/native"
 	"github.com/countersign/countersign/server/tenant"
 	"github.com/countersign/countersign/store"
@@ -100,6 +102,7 @@ type Server struct {
 	native  *native.Surface
 	admin   *admin.Surface
 	device  *device.Surface
+	ivalt   *ivalt.Surface
 	service service
 
 	ready    atomic.Bool // workers running
@@ -109,6 +112,9 @@ type Server struct {
 	// testHook, when set by a test, runs before each request is routed (to
 	// make a handler panic or stall). Always nil in production.
 	testHook func(*fasthttp.RequestCtx)
+	// testRules, when set by a test before it serves, are the
+	// organizations' compiled rules (see orgRules). Nil in production.
+	testRules func(store.OrgID) *rules.Compiled
 }
 
 // New prepares a server over an open store and starts its frame-scoring
@@ -182,7 +188,8 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		Now:          cfg.Now,
 	})
 	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
-	s.device = device.New(device.Deps{Core: s.core, DB: db, Now: cfg.Now})
+	s.device = device.New(device.Deps{Core: s.core, DB: db, Now: cfg.Now, Rules: s.orgRules})
+	s.ivalt = ivalt.New(ivalt.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now, Rules: s.orgRules})
 	s.ready.Store(true)
 	s.log.Info("server configured",
 		"json", JSONMode(),
@@ -204,12 +211,25 @@ func (s *Server) surface(path []byte) httpd.Surface {
 		return s.device
 	case string(path) == "/admin/v1", hasPrefix(path, "/admin/v1/"):
 		return s.admin
-	case hasPrefix(path, "/ivalt"), hasPrefix(path, "/unloq/v1"):
-		return &s.service // surfaces to come: route_not_found meanwhile
+	case string(path) == ivalt.Prefix, hasPrefix(path, ivalt.Prefix+"/"):
+		return s.ivalt
+	case hasPrefix(path, "/unloq/v1"):
+		return &s.service // a surface to come: route_not_found meanwhile
 	case hasPrefix(path, "/v1/"), hasPrefix(path, "/api/v1/"):
 		return s.native
 	}
 	return &s.service // /healthz, /readyz, /metrics, /openapi.json, or nothing
+}
+
+// orgRules is the organization's compiled rule set, the one seam every
+// approval surface reads rules through. Rule sets are not stored per
+// organization yet, so it is nil (no rules) unless a test set testRules;
+// the stored, compiled rules plug in here.
+func (s *Server) orgRules(org store.OrgID) *rules.Compiled {
+	if s.testRules != nil {
+		return s.testRules(org)
+	}
+	return nil
 }
 
 // hasPrefix is bytes.HasPrefix for a constant prefix.

@@ -29,20 +29,24 @@ type Deps struct {
 	Core *httpd.Server
 	DB   *store.DB
 	Now  func() time.Time
+	// Rules is the organization's compiled rule set, nil for none: the
+	// one place the server hands every approval surface the rules.
+	Rules func(store.OrgID) *rules.Compiled
 }
 
 // Surface serves the device routes. It is safe for concurrent use.
 type Surface struct {
-	core *httpd.Server
-	db   *store.DB
-	now  func() time.Time
+	core  *httpd.Server
+	db    *store.DB
+	now   func() time.Time
+	rules func(store.OrgID) *rules.Compiled
 
 	pool sync.Pool // *reqCtx
 }
 
 // New builds the device surface.
 func New(d Deps) *Surface {
-	s := &Surface{core: d.Core, db: d.DB, now: d.Now}
+	s := &Surface{core: d.Core, db: d.DB, now: d.Now, rules: d.Rules}
 	s.pool.New = func() any { return new(reqCtx) }
 	return s
 }
@@ -107,13 +111,13 @@ func (s *Surface) Serve(rc *fasthttp.RequestCtx, r *httpd.Route, param []byte) {
 }
 
 // rulesFor is the organization's compiled rule set, which Answer's rules
-// factors are decided under. Organizations have no stored rule set yet
-// (PUT /admin/v1/rules is to come), so it is nil: rules.Evaluate then
-// decides only the biometric factor. The tenant's compiled rules plug in
-// here, looked up by org, once they are stored.
+// factors are decided under: what Deps.Rules gives, nil without it (no
+// stored rule set: rules.Evaluate then decides only the biometric factor).
 func (s *Surface) rulesFor(org store.OrgID) *rules.Compiled {
-	_ = org
-	return nil
+	if s.rules == nil {
+		return nil
+	}
+	return s.rules(org)
 }
 
 // settingsFor is the organization's approval settings (lockout, expiry).

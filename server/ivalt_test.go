@@ -1,0 +1,253 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/countersign/countersign/engine/rules"
+	"github.com/countersign/countersign/store"
+)
+
+// The iVALT surface played by the clients iVALT's integrators run, over a
+// loopback socket with net/http as they speak it, with the authenticator
+// app played by a Go device (an activated phone with a real Ed25519 key,
+// long-polling /v1/device/approvals and signing its answers).
+
+// ivaltRules assigns the test's users their own rules: gina must be in
+// London (the device answers from Amsterdam), tim inside office hours on
+// weekdays (the test clock is a Saturday morning); everybody else has none.
+const ivaltRules = `{"geoFences":[{"id":"london","name":"London","lat":51.5074,"lon":-0.1278,"radiusMeters":1000}],
+ "timeWindows":[{"id":"office","zone":"Europe/Amsterdam","days":["mon","tue","wed","thu","fri"],"start":"09:00","end":"17:00"}],
+ "users":{"gina":{"geoFences":["london"],"timeWindows":[]},"tim":{"geoFences":[],"timeWindows":["office"]}}}`
+
+type ivaltEnv struct {
+	*adminEnv
+	phones map[string]phone
+}
+
+func newIvaltEnv(t *testing.T) *ivaltEnv {
+	r, err := rules.Parse([]byte(ivaltRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	compiled, err := rules.Compile(r, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var org store.OrgID
+	e := &ivaltEnv{phones: map[string]phone{}}
+	e.adminEnv = newAdminEnv(t, withRules(func(o store.OrgID) *rules.Compiled {
+		if o == org {
+			return compiled
+		}
+		return nil
+	}))
+	org = e.org.ID
+	return e
+}
+
+// user registers userID with a mobile number and an e-mail address, and
+// activates a phone for it.
+func (e *ivaltEnv) user(userID, mobile, email string) phone {
+	e.t.Helper()
+	e.want(e.admin("POST", "/admin/v1/users", fmt.Sprintf(`{"userID":%q,"mobile":%q,"email":%q}`, userID, mobile, email), ""), 201, "")
+	p := e.activatePhone(userID)
+	e.phones[userID] = p
+	return p
+}
+
+// device plays the authenticator app: it waits for the next approval of
+// its user and answers it with decision and biometric result, signed,
+// timestamped on the server's clock.
+func (e *ivaltEnv) device(p phone, decision, biometric string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			r := e.poll(p, "5")
+			if r.status != 200 {
+				done <- fmt.Errorf("device poll: %s", r)
+				return
+			}
+			var list devicePoll
+			if err := json.Unmarshal(r.body, &list); err != nil {
+				done <- err
+				return
+			}
+			if len(list.Approvals) == 0 {
+				continue
+			}
+			a := list.Approvals[0]
+			ts := e.clock().UTC().Format(time.RFC3339)
+			ans := e.answer(p, a.ApprovalID, signedAnswer(p.key, a, decision, biometric, ts, ""))
+			if ans.status != 200 {
+				done <- fmt.Errorf("device answer: %s", ans)
+				return
+			}
+			done <- nil
+			return
+		}
+		done <- fmt.Errorf("no approval reached the device")
+	}()
+	return done
+}
+
+// ivaltPost is one call as iVALT's clients make it: a JSON body, the
+// x-api-key header, net/http.
+func ivaltPost(t testing.TB, base, path, key string, body any) (int, map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	q, _ := http.NewRequest("POST", base+"/ivalt"+path, bytes.NewReader(b))
+	q.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		q.Header.Set("x-api-key", key)
+	}
+	resp, err := http.DefaultClient.Do(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatalf("%s: the answer is not one JSON object: %v", path, err)
+	}
+	return resp.StatusCode, v
+}
+
+// dig reads a nested member of an answer ("error.detail"), "" if absent.
+func dig(v map[string]any, path string) any {
+	var cur any = v
+	for _, k := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[k]
+	}
+	return cur
+}
+
+func digString(v map[string]any, path string) string {
+	s, _ := dig(v, path).(string)
+	return s
+}
+
+// ovpnPlugin behaves as iVALT's OpenVPN Access Server post-auth script
+// does: the user's mobile by e-mail, a push request, then the result
+// polled every interval for up to window, success on 200, and on any
+// other status error.detail searched for "timezone", then "geofencing",
+// stopping early on either. The script's own figures are 5 s and 60 s;
+// the test scales both down by the same factor (see TestIvaltOpenVPNPlugin).
+type ovpnPlugin struct {
+	t        testing.TB
+	base     string
+	key      string
+	interval time.Duration
+	window   time.Duration
+}
+
+// postAuth returns the script's verdict: true and "" on success, else
+// false and the reason it gives the VPN client.
+func (p ovpnPlugin) postAuth(email string) (bool, string) {
+	ok, mobile := p.mobileByEmail(email)
+	msg := "AUTHENTICATION_FAILED"
+	if !ok {
+		if mobile != "" {
+			msg = mobile
+		}
+		return false, msg
+	}
+	p.requestSent(mobile)
+	start := time.Now()
+	for time.Since(start) < p.window {
+		ok, errMsg := p.verify(mobile)
+		if ok {
+			return true, ""
+		}
+		if errMsg == "INVALID_TIMEZONE" || errMsg == "INVALID_GEOFENCE" {
+			return false, errMsg
+		}
+		time.Sleep(p.interval)
+	}
+	return false, msg
+}
+
+func (p ovpnPlugin) mobileByEmail(email string) (bool, string) {
+	status, v := ivaltPost(p.t, p.base, "/get-user-by-email", p.key, map[string]string{"email": email})
+	if status != 200 {
+		return false, digString(v, "error.detail")
+	}
+	return true, digString(v, "data.details.mobile_with_country_code")
+}
+
+func (p ovpnPlugin) requestSent(mobile string) bool {
+	status, _ := ivaltPost(p.t, p.base, "/biometric-auth-request", p.key, map[string]string{"mobile": mobile})
+	return status == 200
+}
+
+func (p ovpnPlugin) verify(mobile string) (bool, string) {
+	status, v := ivaltPost(p.t, p.base, "/biometric-geo-fence-auth-results", p.key, map[string]string{"mobile": mobile})
+	if status == 200 {
+		return true, ""
+	}
+	detail := digString(v, "error.detail")
+	switch {
+	case strings.Contains(detail, "timezone"):
+		return false, "INVALID_TIMEZONE"
+	case strings.Contains(detail, "geofencing"):
+		return false, "INVALID_GEOFENCE"
+	}
+	return false, ""
+}
+
+// TestIvaltOpenVPNPlugin plays the OpenVPN plugin against the server for
+// each outcome it tells apart. The script polls every 5 s for 60 s; a
+// denied request keeps it polling for the whole window, so at the real
+// figures this test would take a minute: it polls every 250 ms for 3 s
+// instead, the same twelve polls.
+func TestIvaltOpenVPNPlugin(t *testing.T) {
+	e := newIvaltEnv(t)
+	plugin := ovpnPlugin{t: t, base: e.base, key: e.apiKey, interval: 250 * time.Millisecond, window: 3 * time.Second}
+	cases := []struct {
+		user, mobile, email string
+		decision, bio       string
+		ok                  bool
+		reason              string
+	}{
+		{"alice", "+916283974746", "alice@example.com", "approve", "PASS", true, ""},
+		{"gina", "+447911123456", "gina@example.com", "approve", "PASS", false, "INVALID_GEOFENCE"},
+		{"tim", "+14155550101", "tim@example.com", "approve", "PASS", false, "INVALID_TIMEZONE"},
+		{"dan", "+14155550102", "dan@example.com", "deny", "PASS", false, "AUTHENTICATION_FAILED"},
+		{"fay", "+14155550103", "fay@example.com", "approve", "FAIL", false, "AUTHENTICATION_FAILED"},
+	}
+	for _, tc := range cases {
+		e.user(tc.user, tc.mobile, tc.email)
+	}
+	var wg sync.WaitGroup
+	for _, tc := range cases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dev := e.device(e.phones[tc.user], tc.decision, tc.bio)
+			ok, reason := plugin.postAuth(tc.email)
+			if err := <-dev; err != nil {
+				t.Errorf("%s: %v", tc.user, err)
+			}
+			if ok != tc.ok || reason != tc.reason {
+				t.Errorf("%s: the plugin says %v %q, want %v %q", tc.user, ok, reason, tc.ok, tc.reason)
+			}
+		}()
+	}
+	wg.Wait()
+	// An unknown e-mail: the plugin fails with the answer's error.detail.
+	ok, reason := plugin.postAuth("nobody@example.com")
+	if ok || !strings.Contains(reason, "nobody@example.com") || !strings.Contains(reason, "No user") {
+		t.Errorf("unknown e-mail: %v %q", ok, reason)
+	}
+}
