@@ -251,3 +251,197 @@ func TestIvaltOpenVPNPlugin(t *testing.T) {
 		t.Errorf("unknown e-mail: %v %q", ok, reason)
 	}
 }
+
+// apiPortal behaves as iVALT's API portal's client: the push request and
+// the result poll, both with {mobile, requestFrom}, the poll every 2 s,
+// its status read as 200 authenticated, 422 pending, 403 failed, 404 not
+// registered.
+type apiPortal struct {
+	t    testing.TB
+	base string
+	key  string
+}
+
+func (p apiPortal) sendBiometricAuthRequest(mobile string) int {
+	status, _ := ivaltPost(p.t, p.base, "/biometric-auth-request", p.key,
+		map[string]string{"mobile": mobile, "requestFrom": "iVALT Api Portal"})
+	return status
+}
+
+func (p apiPortal) getBiometricResult(mobile string) (int, map[string]any) {
+	return ivaltPost(p.t, p.base, "/biometric-auth-result", p.key,
+		map[string]string{"mobile": mobile, "requestFrom": "iVALT Api Portal"})
+}
+
+// login is the portal's sign-in: the request, one poll before the phone
+// answers (started by answer, which may be nil for a phone that never
+// does), then a poll every 2 s until an answer other than 422, for up to
+// 20 s. It returns every status the polls saw.
+func (p apiPortal) login(mobile string, answer func() <-chan error) ([]int, map[string]any) {
+	if st := p.sendBiometricAuthRequest(mobile); st != 200 {
+		return []int{st}, nil
+	}
+	var seen []int
+	var done <-chan error
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(2 * time.Second) {
+		st, v := p.getBiometricResult(mobile)
+		seen = append(seen, st)
+		if st != 422 {
+			if done != nil {
+				if err := <-done; err != nil {
+					p.t.Errorf("device: %v", err)
+				}
+			}
+			return seen, v
+		}
+		if done == nil && answer != nil {
+			done = answer()
+		}
+	}
+	return seen, nil
+}
+
+// TestIvaltAPIPortal plays the portal's two calls: 422 then 200 for an
+// approval, 403 for a denial and for a request left to time out, 404 for a
+// number nobody registered, each reached by the flow that reaches it.
+func TestIvaltAPIPortal(t *testing.T) {
+	e := newIvaltEnv(t)
+	portal := apiPortal{t: t, base: e.base, key: e.apiKey}
+	alice := e.user("alice", "+916283974746", "alice@example.com")
+	dan := e.user("dan", "+14155550102", "dan@example.com")
+	e.user("ola", "+14155550104", "ola@example.com")
+
+	var wg sync.WaitGroup
+	run := func(name string, f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	run("approved", func() {
+		seen, v := portal.login("+91 62839 74746", func() <-chan error { return e.device(alice, "approve", "PASS") })
+		if fmt.Sprint(seen) != "[422 200]" || dig(v, "authenticated") != true || digString(v, "status") != "success" ||
+			digString(v, "data.details.user_id") != "alice" || !strings.HasPrefix(digString(v, "data.details.face_auth_token"), "apr_") {
+			t.Errorf("approved: polls %v, last %v", seen, v)
+		}
+		if fs, _ := dig(v, "data.details.factors").([]any); len(fs) != 5 {
+			t.Errorf("approved: factors %v, want all five", dig(v, "data.details.factors"))
+		}
+	})
+	run("denied", func() {
+		seen, v := portal.login("+14155550102", func() <-chan error { return e.device(dan, "deny", "PASS") })
+		if fmt.Sprint(seen) != "[422 403]" || digString(v, "error.code") != "AUTH_DENIED" {
+			t.Errorf("denied: polls %v, last %v", seen, v)
+		}
+	})
+	wg.Wait()
+
+	// Nobody answers ola's phone: pending until the request's two minutes
+	// pass on the server's clock, then 403.
+	if st := portal.sendBiometricAuthRequest("+14155550104"); st != 200 {
+		t.Fatalf("ola's request: %d", st)
+	}
+	if st, _ := portal.getBiometricResult("+14155550104"); st != 422 {
+		t.Errorf("ola pending: %d", st)
+	}
+	e.advance(121 * time.Second)
+	if st, v := portal.getBiometricResult("+14155550104"); st != 403 || digString(v, "error.code") != "AUTH_TIMEOUT" {
+		t.Errorf("ola timed out: %d %v", st, v)
+	}
+
+	// A number nobody registered: 404 on both calls.
+	if st := portal.sendBiometricAuthRequest("+14155550199"); st != 404 {
+		t.Errorf("unregistered request: %d", st)
+	}
+	if st, v := portal.getBiometricResult("+14155550199"); st != 404 || digString(v, "error.code") != "USER_NOT_FOUND" {
+		t.Errorf("unregistered result: %d %v", st, v)
+	}
+}
+
+// TestIvaltSeedExample runs the documented three steps: generate a token,
+// verify the user by +91 and the national number, submit the biometric
+// and geo-fence results in the seed's body. Every factor passes: success,
+// every factor listed; a failed biometric or a location outside the
+// user's fence: the failing factor, every factor still listed.
+func TestIvaltSeedExample(t *testing.T) {
+	e := newIvaltEnv(t)
+	alice := e.user("alice", "+916283974746", "alice@example.com")
+	e.user("gina", "+447911123456", "gina@example.com")
+	key := e.apiKey
+
+	st, v := ivaltPost(t, e.base, "/admin/public/api/generate-auth-token", key,
+		map[string]string{"client_id": e.org.CID, "client_secret": key})
+	token := digString(v, "data.details.auth_token")
+	if st != 200 || digString(v, "status") != "success" || !strings.HasPrefix(token, "ivt_") {
+		t.Fatalf("step 1: %d %v", st, v)
+	}
+	st, v = ivaltPost(t, e.base, "/admin/public/api/verify-user", key,
+		map[string]string{"country_code": "+91", "mobile": "6283974746"})
+	if st != 200 || digString(v, "status") != "success" || digString(v, "data.details.user_id") != "alice" {
+		t.Fatalf("step 2: %d %v", st, v)
+	}
+	requestID := digString(v, "request_id")
+	if err := <-e.device(alice, "approve", "PASS"); err != nil {
+		t.Fatal(err)
+	}
+	submit := func(user, bio string, lat, lon float64) (int, map[string]any) {
+		return ivaltPost(t, e.base, "/admin/public/api/biometric-geo-fence-auth-results", key, map[string]any{
+			"user_id": user, "biometric_result": bio,
+			"geo_fence_result": map[string]any{"latitude": lat, "longitude": lon},
+			"device_info":      map[string]any{"platform": "iOS", "app_version": "2.1.0", "model": "iPhone15,2"},
+			"timestamp":        e.clock().UTC().Format(time.RFC3339),
+		})
+	}
+	factorsOf := func(v map[string]any) string {
+		var out []string
+		fs, _ := dig(v, "data.details.factors").([]any)
+		for _, f := range fs {
+			m := f.(map[string]any)
+			out = append(out, fmt.Sprint(m["factor"], "=", m["result"]))
+		}
+		return strings.Join(out, " ")
+	}
+	st, v = submit("alice", "PASS", 52.37, 4.89)
+	if st != 200 || digString(v, "status") != "success" || digString(v, "data.details.biometric_result") != "PASS" ||
+		factorsOf(v) != "biometric=PASS geo_fence=SKIPPED time_window=SKIPPED ip=SKIPPED device=SKIPPED" {
+		t.Errorf("step 3, every factor passing: %d %v", st, v)
+	}
+	st, v = submit("alice", "FAIL", 52.37, 4.89)
+	if st != 403 || digString(v, "error.code") != "AUTH_FAILED" || !strings.Contains(digString(v, "error.detail"), "biometric") ||
+		factorsOf(v) != "biometric=FAIL geo_fence=SKIPPED time_window=SKIPPED ip=SKIPPED device=SKIPPED" {
+		t.Errorf("step 3, biometric failed: %d %v", st, v)
+	}
+	st, v = submit("gina", "PASS", 52.37, 4.89)
+	if st != 403 || digString(v, "error.code") != "INVALID_GEOFENCE" || !strings.Contains(digString(v, "error.detail"), "geofencing") ||
+		factorsOf(v) != "biometric=PASS geo_fence=FAIL time_window=SKIPPED ip=SKIPPED device=SKIPPED" {
+		t.Errorf("step 3, outside the fence: %d %v", st, v)
+	}
+	st, v = submit("gina", "PASS", 51.5072, -0.1276)
+	if st != 200 || digString(v, "data.details.geo_fence_result") != "PASS" {
+		t.Errorf("step 3, inside the fence: %d %v", st, v)
+	}
+
+	// The token validates the request's result, and the one-time
+	// face_auth_token it hands out validates the user once.
+	st, v = ivaltPost(t, e.base, "/admin/public/api/validate/global/rest/auth", key,
+		map[string]string{"mobile": "+916283974746", "auth_token": token, "request_id": requestID})
+	face := digString(v, "data.details.face_auth_token")
+	if st != 200 || face == "" {
+		t.Fatalf("validate global auth: %d %v", st, v)
+	}
+	st, v = ivaltPost(t, e.base, "/admin/public/api/api/v1/validate/user", key,
+		map[string]string{"face_auth_token": face, "auth_token": token})
+	if st != 200 || digString(v, "data.details.request_id") != requestID {
+		t.Errorf("validate user: %d %v", st, v)
+	}
+	st, v = ivaltPost(t, e.base, "/admin/public/api/api/v1/validate/user", key,
+		map[string]string{"face_auth_token": face, "auth_token": token})
+	if st != 401 || digString(v, "error.code") != "INVALID_FACE_AUTH_TOKEN" || !strings.Contains(digString(v, "error.detail"), "used already") {
+		t.Errorf("validate user again: %d %v", st, v)
+	}
+	// An expired auth_token is refused.
+	e.advance(6 * time.Minute)
+	st, v = ivaltPost(t, e.base, "/admin/public/api/validate/global/rest/auth", key,
+		map[string]string{"mobile": "+916283974746", "auth_token": token})
+	if st != 401 || digString(v, "error.code") != "INVALID_AUTH_TOKEN" {
+		t.Errorf("expired auth_token: %d %v", st, v)
+	}
+}
