@@ -445,3 +445,124 @@ func TestIvaltSeedExample(t *testing.T) {
 		t.Errorf("expired auth_token: %d %v", st, v)
 	}
 }
+
+// TestIvaltTenancyAndBadInput: another organization's key sees none of
+// this organization's users or requests (404 USER_NOT_FOUND and
+// APPROVAL_NOT_FOUND, exactly as for missing ones); a missing key is 401
+// and a wrong one 403, in iVALT's envelope; and a table of bad requests is
+// each answered 4xx in the envelope, naming its problem, never 5xx.
+func TestIvaltTenancyAndBadInput(t *testing.T) {
+	e := newIvaltEnv(t)
+	alice := e.user("alice", "+916283974746", "alice@example.com")
+	_, v := ivaltPost(t, e.base, "/biometric-auth-request", e.apiKey, map[string]string{"mobile": "+916283974746"})
+	requestID := digString(v, "request_id")
+	if err := <-e.device(alice, "approve", "PASS"); err != nil {
+		t.Fatal(err)
+	}
+	sameAnswer := func(what, path string, mine, missing map[string]any) {
+		t.Helper()
+		sm, vm := ivaltPost(t, e.base, path, e.otherKey, mine)
+		sn, vn := ivaltPost(t, e.base, path, e.otherKey, missing)
+		if sm != 404 || sn != 404 || digString(vm, "error.code") != digString(vn, "error.code") || digString(vm, "error.code") == "" {
+			t.Errorf("%s: another org's %d %v, a missing one's %d %v", what, sm, vm, sn, vn)
+		}
+	}
+	sameAnswer("user by e-mail", "/get-user-by-email", map[string]any{"email": "alice@example.com"}, map[string]any{"email": "zed@example.com"})
+	sameAnswer("user by mobile", "/biometric-auth-result", map[string]any{"mobile": "+916283974746"}, map[string]any{"mobile": "+916283974799"})
+	sameAnswer("request", "/biometric-auth-request", map[string]any{"mobile": "+916283974746"}, map[string]any{"mobile": "+916283974799"})
+	// The other org registers the same number: it still never reads alice's request.
+	e.want(e.admin("POST", "/admin/v1/users", `{"userID":"alice2","mobile":"+916283974746"}`, e.otherAdmin), 201, "")
+	st, v := ivaltPost(t, e.base, "/biometric-auth-result", e.otherKey, map[string]any{"mobile": "+916283974746", "request_id": requestID})
+	if st != 404 || digString(v, "error.code") != "APPROVAL_NOT_FOUND" {
+		t.Errorf("another org's request by id: %d %v", st, v)
+	}
+	st, v = ivaltPost(t, e.base, "/biometric-auth-result", e.otherKey, map[string]any{"mobile": "+916283974746"})
+	if st != 404 || digString(v, "error.code") != "APPROVAL_NOT_FOUND" {
+		t.Errorf("another org's user of the same number, no request of its own: %d %v", st, v)
+	}
+	st, v = ivaltPost(t, e.base, "/biometric-auth-result", e.apiKey, map[string]any{"mobile": "+916283974746", "request_id": requestID})
+	if st != 200 {
+		t.Errorf("own request by id: %d %v", st, v)
+	}
+
+	type badCase struct {
+		name, path, key, ct, body string
+		status                    int
+		code, says                string
+	}
+	k := e.apiKey
+	cases := []badCase{
+		{"no key", "/biometric-auth-request", "", "", `{"mobile":"+916283974746"}`, 401, "API_KEY_MISSING", "x-api-key"},
+		{"unknown key", "/biometric-auth-request", "nope", "", `{"mobile":"+916283974746"}`, 403, "INVALID_API_KEY", "x-api-key"},
+		{"admin key", "/biometric-auth-request", e.adminKey, "", `{"mobile":"+916283974746"}`, 403, "INVALID_API_KEY", "x-api-key"},
+		{"no key on the admin family", "/admin/public/api/verify-user", "", "", `{}`, 401, "API_KEY_MISSING", "x-api-key"},
+		{"empty body", "/biometric-auth-request", k, "", ``, 400, "EMPTY_BODY", ""},
+		{"not JSON", "/biometric-auth-request", k, "", `{mobile:1}`, 400, "INVALID_JSON", ""},
+		{"an array", "/biometric-auth-request", k, "", `[]`, 400, "WRONG_TYPE", ""},
+		{"trailing data", "/biometric-auth-request", k, "", `{"mobile":"+916283974746"} x`, 400, "TRAILING_DATA", ""},
+		{"mobile a number", "/biometric-auth-request", k, "", `{"mobile":916283974746}`, 400, "WRONG_TYPE", "mobile"},
+		{"mobile missing", "/biometric-auth-request", k, "", `{"requestFrom":"x"}`, 400, "MISSING_FIELD", "mobile"},
+		{"mobile empty", "/biometric-auth-result", k, "", `{"mobile":""}`, 400, "MISSING_FIELD", "mobile"},
+		{"mobile and mobile_number", "/biometric-auth-result", k, "", `{"mobile":"+916283974746","mobile_number":"+916283974746"}`, 400, "INVALID_FIELD", "mobile_number"},
+		{"mobile without country code", "/biometric-auth-request", k, "", `{"mobile":"6283974746"}`, 400, "INVALID_FIELD", "mobile"},
+		{"mobile letters", "/biometric-auth-request", k, "", `{"mobile":"+91abc"}`, 400, "INVALID_FIELD", "mobile"},
+		{"mobile too long", "/biometric-auth-request", k, "", `{"mobile":"+9162839747466283974746628397474662839747466283974746628397474662839747466"}`, 400, "INVALID_FIELD", "mobile"},
+		{"country code unknown", "/admin/public/api/verify-user", k, "", `{"country_code":"+999","mobile":"6283974746"}`, 400, "INVALID_FIELD", "country_code"},
+		{"country code a number", "/admin/public/api/verify-user", k, "", `{"country_code":91,"mobile":"6283974746"}`, 400, "WRONG_TYPE", "country_code"},
+		{"mobile_number not valid", "/biometric-auth-result", k, "", `{"mobile_number":"+9112"}`, 400, "INVALID_FIELD", "mobile_number"},
+		{"latitude out of range", "/biometric-auth-result", k, "", `{"mobile":"+916283974746","latitude":91,"longitude":0,"radius_meters":5}`, 400, "INVALID_FIELD", "latitude"},
+		{"longitude a string", "/biometric-auth-result", k, "", `{"mobile":"+916283974746","latitude":1,"longitude":"0","radius_meters":5}`, 400, "WRONG_TYPE", "longitude"},
+		{"radius zero", "/biometric-auth-result", k, "", `{"mobile":"+916283974746","latitude":1,"longitude":0,"radius_meters":0}`, 400, "INVALID_FIELD", "radius_meters"},
+		{"fence without radius", "/biometric-auth-result", k, "", `{"mobile":"+916283974746","latitude":1,"longitude":0}`, 400, "INVALID_FIELD", "radius_meters"},
+		{"request_id malformed", "/biometric-auth-result", k, "", `{"mobile":"+916283974746","request_id":"x"}`, 400, "INVALID_FIELD", "request_id"},
+		{"request_id unknown", "/biometric-auth-result", k, "", `{"mobile":"+916283974746","request_id":"apr_aaaaaaaaaaaaaaaaaaaaaaaa"}`, 404, "APPROVAL_NOT_FOUND", ""},
+		{"field twice", "/biometric-auth-request", k, "", `{"mobile":"+916283974746","mobile":"+916283974746"}`, 400, "DUPLICATE_FIELD", "mobile"},
+		{"email missing", "/get-user-by-email", k, "", `{}`, 400, "MISSING_FIELD", "email"},
+		{"email not an address", "/get-user-by-email", k, "", `{"email":"alice"}`, 400, "INVALID_FIELD", "email"},
+		{"email an object", "/admin/public/api/get-user-by-email", k, "", `{"email":{}}`, 400, "WRONG_TYPE", "email"},
+		{"client_secret missing", "/admin/public/api/generate-auth-token", k, "", `{"client_id":"` + e.org.CID + `"}`, 400, "MISSING_FIELD", "client_secret"},
+		{"client_secret wrong", "/admin/public/api/api/v1/auth", k, "", `{"client_id":"` + e.org.CID + `","client_secret":"nope"}`, 401, "INVALID_CLIENT", "client_id"},
+		{"client of another org", "/admin/public/api/generate-auth-token", k, "", `{"client_id":"` + e.other.CID + `","client_secret":"` + e.otherKey + `"}`, 401, "INVALID_CLIENT", ""},
+		{"auth_token missing", "/admin/public/api/validate/global/rest/auth", k, "", `{"mobile":"+916283974746"}`, 400, "MISSING_FIELD", "auth_token"},
+		{"auth_token unknown", "/admin/public/api/validate/global/rest/auth", k, "", `{"mobile":"+916283974746","auth_token":"ivt_x"}`, 401, "INVALID_AUTH_TOKEN", "auth_token"},
+		{"face token unknown", "/admin/public/api/api/v1/validate/user", k, "", `{"auth_token":"ivt_x","face_auth_token":"x"}`, 401, "INVALID_AUTH_TOKEN", ""},
+		{"biometric_result wrong", "/admin/public/api/biometric-geo-fence-auth-results", k, "", `{"user_id":"alice","biometric_result":"OK"}`, 400, "INVALID_FIELD", "biometric_result"},
+		{"user_id missing", "/admin/public/api/biometric-geo-fence-auth-results", k, "", `{"biometric_result":"PASS"}`, 400, "MISSING_FIELD", "user_id"},
+		{"user_id unknown", "/admin/public/api/biometric-geo-fence-auth-results", k, "", `{"user_id":"zed","biometric_result":"PASS"}`, 404, "USER_NOT_FOUND", "user_id"},
+		{"geo_fence_result without longitude", "/admin/public/api/biometric-geo-fence-auth-results", k, "", `{"user_id":"alice","biometric_result":"PASS","geo_fence_result":{"latitude":1}}`, 400, "MISSING_FIELD", "longitude"},
+		{"device_info jailbroken a string", "/admin/public/api/biometric-geo-fence-auth-results", k, "", `{"user_id":"alice","biometric_result":"PASS","device_info":{"jailbroken":"no"}}`, 400, "WRONG_TYPE", "jailbroken"},
+		{"timestamp stale", "/admin/public/api/biometric-geo-fence-auth-results", k, "", `{"user_id":"alice","biometric_result":"PASS","timestamp":"2020-01-01T00:00:00Z"}`, 400, "INVALID_FIELD", "timestamp"},
+		{"timestamp not RFC 3339", "/admin/public/api/biometric-geo-fence-auth-results", k, "", `{"user_id":"alice","biometric_result":"PASS","timestamp":"yesterday"}`, 400, "INVALID_FIELD", "timestamp"},
+		{"form body", "/biometric-auth-request", k, "application/x-www-form-urlencoded", `mobile=%2B916283974746`, 415, "UNSUPPORTED_MEDIA_TYPE", ""},
+		{"body too large", "/biometric-auth-request", k, "", `{"mobile":"+916283974746","pad":"` + strings.Repeat("x", 5000) + `"}`, 413, "BODY_TOO_LARGE", ""},
+		{"unknown path", "/biometric-auth", k, "", `{}`, 404, "ROUTE_NOT_FOUND", ""},
+		{"unknown admin path", "/admin/public/api/verify", k, "", `{}`, 404, "ROUTE_NOT_FOUND", ""},
+	}
+	for _, tc := range cases {
+		h := []string{}
+		if tc.key != "" {
+			h = append(h, "x-api-key", tc.key)
+		}
+		if tc.ct != "" {
+			h = append(h, "Content-Type", tc.ct)
+		}
+		r := e.do(req{method: "POST", path: "/ivalt" + tc.path, body: []byte(tc.body), headers: h, noCT: tc.ct != ""})
+		var env struct {
+			Status string `json:"status"`
+			Error  struct {
+				Code   string `json:"code"`
+				Status int    `json:"status"`
+				Detail string `json:"detail"`
+			} `json:"error"`
+		}
+		err := json.Unmarshal(r.body, &env)
+		if err != nil || r.status >= 500 || r.status != tc.status || env.Status != "error" || env.Error.Code != tc.code ||
+			env.Error.Status != tc.status || !strings.Contains(env.Error.Detail, tc.says) {
+			t.Errorf("%s: %s, want %d %s naming %q", tc.name, r, tc.status, tc.code, tc.says)
+		}
+	}
+	// A GET is refused with 405 in the envelope.
+	if r := e.do(req{method: "GET", path: "/ivalt/biometric-auth-result", headers: []string{"x-api-key", k}}); r.status != 405 || !strings.Contains(string(r.body), `"code":"METHOD_NOT_ALLOWED"`) {
+		t.Errorf("GET: %s", r)
+	}
+}

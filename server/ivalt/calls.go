@@ -213,6 +213,14 @@ func (s *Surface) result(c *reqCtx, withToken bool) {
 		}
 		*a = list[0]
 	}
+	if b.Latitude != nil && a.StatusAt(now) == approval.StatusApproved {
+		// The device's location is judged when it answers, against the
+		// organization's fences, and is not kept; a circle sent with the
+		// result poll cannot be checked afterwards, so it fails closed
+		// rather than pass unchecked.
+		c.Failf(errGeofence, "The request's geofencing area (latitude, longitude, radius_meters) cannot be checked after the user answered; assign the fence to the user in the organization's rules.")
+		return
+	}
 	var faceToken string
 	if a.StatusAt(now) == approval.StatusApproved && !a.ResultToken.Issued() {
 		// The first read of an approved request hands out its one-time
