@@ -133,6 +133,12 @@ func dig(v map[string]any, path string) any {
 	return cur
 }
 
+// wire is a catalog code as iVALT's envelope spells it
+// (ivalt_auth_denied reads AUTH_DENIED).
+func wire(code string) string {
+	return strings.ToUpper(strings.TrimPrefix(code, "ivalt_"))
+}
+
 func digString(v map[string]any, path string) string {
 	s, _ := dig(v, path).(string)
 	return s
@@ -245,6 +251,11 @@ func TestIvaltOpenVPNPlugin(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// The code beside the detail the plugin reads.
+	if st, v := ivaltPost(t, e.base, "/biometric-auth-result", e.apiKey, map[string]string{"mobile": "+14155550101"}); st != 403 ||
+		digString(v, "error.code") != wire("ivalt_invalid_timezone") || !strings.Contains(digString(v, "error.detail"), "timezone") {
+		t.Errorf("tim: %d %v", st, v)
+	}
 	// An unknown e-mail: the plugin fails with the answer's error.detail.
 	ok, reason := plugin.postAuth("nobody@example.com")
 	if ok || !strings.Contains(reason, "nobody@example.com") || !strings.Contains(reason, "No user") {
@@ -328,7 +339,7 @@ func TestIvaltAPIPortal(t *testing.T) {
 	})
 	run("denied", func() {
 		seen, v := portal.login("+14155550102", func() <-chan error { return e.device(dan, "deny", "PASS") })
-		if fmt.Sprint(seen) != "[422 403]" || digString(v, "error.code") != "AUTH_DENIED" {
+		if fmt.Sprint(seen) != "[422 403]" || digString(v, "error.code") != wire("ivalt_auth_denied") {
 			t.Errorf("denied: polls %v, last %v", seen, v)
 		}
 	})
@@ -339,12 +350,19 @@ func TestIvaltAPIPortal(t *testing.T) {
 	if st := portal.sendBiometricAuthRequest("+14155550104"); st != 200 {
 		t.Fatalf("ola's request: %d", st)
 	}
-	if st, _ := portal.getBiometricResult("+14155550104"); st != 422 {
-		t.Errorf("ola pending: %d", st)
+	if st, v := portal.getBiometricResult("+14155550104"); st != 422 || digString(v, "error.code") != wire("ivalt_auth_pending") {
+		t.Errorf("ola pending: %d %v", st, v)
 	}
 	e.advance(121 * time.Second)
-	if st, v := portal.getBiometricResult("+14155550104"); st != 403 || digString(v, "error.code") != "AUTH_TIMEOUT" {
+	if st, v := portal.getBiometricResult("+14155550104"); st != 403 || digString(v, "error.code") != wire("ivalt_auth_timeout") {
 		t.Errorf("ola timed out: %d %v", st, v)
+	}
+
+	// A request cancelled on the native surface reads as cancelled: 403.
+	_, v := ivaltPost(t, e.base, "/biometric-auth-request", e.apiKey, map[string]string{"mobile": "+14155550104"})
+	e.want(e.do(req{method: "POST", path: "/v1/approvals/" + digString(v, "request_id") + "/cancel", headers: []string{"apikey", e.apiKey}}), 200, "")
+	if st, v := portal.getBiometricResult("+14155550104"); st != 403 || digString(v, "error.code") != wire("ivalt_auth_cancelled") {
+		t.Errorf("ola cancelled: %d %v", st, v)
 	}
 
 	// A number nobody registered: 404 on both calls.
@@ -405,12 +423,12 @@ func TestIvaltSeedExample(t *testing.T) {
 		t.Errorf("step 3, every factor passing: %d %v", st, v)
 	}
 	st, v = submit("alice", "FAIL", 52.37, 4.89)
-	if st != 403 || digString(v, "error.code") != "AUTH_FAILED" || !strings.Contains(digString(v, "error.detail"), "biometric") ||
+	if st != 403 || digString(v, "error.code") != wire("ivalt_auth_failed") || !strings.Contains(digString(v, "error.detail"), "biometric") ||
 		factorsOf(v) != "biometric=FAIL geo_fence=SKIPPED time_window=SKIPPED ip=SKIPPED device=SKIPPED" {
 		t.Errorf("step 3, biometric failed: %d %v", st, v)
 	}
 	st, v = submit("gina", "PASS", 52.37, 4.89)
-	if st != 403 || digString(v, "error.code") != "INVALID_GEOFENCE" || !strings.Contains(digString(v, "error.detail"), "geofencing") ||
+	if st != 403 || digString(v, "error.code") != wire("ivalt_invalid_geofence") || !strings.Contains(digString(v, "error.detail"), "geofencing") ||
 		factorsOf(v) != "biometric=PASS geo_fence=FAIL time_window=SKIPPED ip=SKIPPED device=SKIPPED" {
 		t.Errorf("step 3, outside the fence: %d %v", st, v)
 	}
@@ -434,14 +452,14 @@ func TestIvaltSeedExample(t *testing.T) {
 	}
 	st, v = ivaltPost(t, e.base, "/admin/public/api/api/v1/validate/user", key,
 		map[string]string{"face_auth_token": face, "auth_token": token})
-	if st != 401 || digString(v, "error.code") != "INVALID_FACE_AUTH_TOKEN" || !strings.Contains(digString(v, "error.detail"), "used already") {
+	if st != 401 || digString(v, "error.code") != wire("ivalt_invalid_face_auth_token") || !strings.Contains(digString(v, "error.detail"), "used already") {
 		t.Errorf("validate user again: %d %v", st, v)
 	}
 	// An expired auth_token is refused.
 	e.advance(6 * time.Minute)
 	st, v = ivaltPost(t, e.base, "/admin/public/api/validate/global/rest/auth", key,
 		map[string]string{"mobile": "+916283974746", "auth_token": token})
-	if st != 401 || digString(v, "error.code") != "INVALID_AUTH_TOKEN" {
+	if st != 401 || digString(v, "error.code") != wire("ivalt_invalid_auth_token") {
 		t.Errorf("expired auth_token: %d %v", st, v)
 	}
 }
@@ -492,8 +510,8 @@ func TestIvaltTenancyAndBadInput(t *testing.T) {
 	}
 	k := e.apiKey
 	cases := []badCase{
-		{"no key", "/biometric-auth-request", "", "", `{"mobile":"+916283974746"}`, 401, "API_KEY_MISSING", "x-api-key"},
-		{"unknown key", "/biometric-auth-request", "nope", "", `{"mobile":"+916283974746"}`, 403, "INVALID_API_KEY", "x-api-key"},
+		{"no key", "/biometric-auth-request", "", "", `{"mobile":"+916283974746"}`, 401, wire("ivalt_api_key_missing"), "x-api-key"},
+		{"unknown key", "/biometric-auth-request", "nope", "", `{"mobile":"+916283974746"}`, 403, wire("ivalt_invalid_api_key"), "x-api-key"},
 		{"admin key", "/biometric-auth-request", e.adminKey, "", `{"mobile":"+916283974746"}`, 403, "INVALID_API_KEY", "x-api-key"},
 		{"no key on the admin family", "/admin/public/api/verify-user", "", "", `{}`, 401, "API_KEY_MISSING", "x-api-key"},
 		{"empty body", "/biometric-auth-request", k, "", ``, 400, "EMPTY_BODY", ""},
@@ -521,7 +539,7 @@ func TestIvaltTenancyAndBadInput(t *testing.T) {
 		{"email not an address", "/get-user-by-email", k, "", `{"email":"alice"}`, 400, "INVALID_FIELD", "email"},
 		{"email an object", "/admin/public/api/get-user-by-email", k, "", `{"email":{}}`, 400, "WRONG_TYPE", "email"},
 		{"client_secret missing", "/admin/public/api/generate-auth-token", k, "", `{"client_id":"` + e.org.CID + `"}`, 400, "MISSING_FIELD", "client_secret"},
-		{"client_secret wrong", "/admin/public/api/api/v1/auth", k, "", `{"client_id":"` + e.org.CID + `","client_secret":"nope"}`, 401, "INVALID_CLIENT", "client_id"},
+		{"client_secret wrong", "/admin/public/api/api/v1/auth", k, "", `{"client_id":"` + e.org.CID + `","client_secret":"nope"}`, 401, wire("ivalt_invalid_client"), "client_id"},
 		{"client of another org", "/admin/public/api/generate-auth-token", k, "", `{"client_id":"` + e.other.CID + `","client_secret":"` + e.otherKey + `"}`, 401, "INVALID_CLIENT", ""},
 		{"auth_token missing", "/admin/public/api/validate/global/rest/auth", k, "", `{"mobile":"+916283974746"}`, 400, "MISSING_FIELD", "auth_token"},
 		{"auth_token unknown", "/admin/public/api/validate/global/rest/auth", k, "", `{"mobile":"+916283974746","auth_token":"ivt_x"}`, 401, "INVALID_AUTH_TOKEN", "auth_token"},
@@ -561,6 +579,17 @@ func TestIvaltTenancyAndBadInput(t *testing.T) {
 			t.Errorf("%s: %s, want %d %s naming %q", tc.name, r, tc.status, tc.code, tc.says)
 		}
 	}
+	// Push-bombing: three pending requests for one user, then 429
+	// RATE_LIMIT_EXCEEDED with Retry-After.
+	e.user("bob", "+14155550105", "bob@example.com")
+	for i := range 4 {
+		r := e.do(req{method: "POST", path: "/ivalt/biometric-auth-request", body: []byte(`{"mobile":"+14155550105"}`), headers: []string{"x-api-key", k}})
+		if i < 3 && r.status != 200 || i == 3 && (r.status != 429 || r.header["retry-after"] == "" ||
+			!strings.Contains(string(r.body), `"code":"`+wire("ivalt_rate_limit_exceeded")+`"`)) {
+			t.Errorf("request %d for bob: %s %v", i+1, r, r.header)
+		}
+	}
+
 	// A GET is refused with 405 in the envelope.
 	if r := e.do(req{method: "GET", path: "/ivalt/biometric-auth-result", headers: []string{"x-api-key", k}}); r.status != 405 || !strings.Contains(string(r.body), `"code":"METHOD_NOT_ALLOWED"`) {
 		t.Errorf("GET: %s", r)
