@@ -572,7 +572,11 @@ func (s *Surface) generateToken(c *reqCtx) {
 		return
 	}
 	c.Status = fasthttp.StatusOK
-	c.Out = append(c.Out[:0], `{"status":"success","message":"Authentication token generated.","data":{"status":"success","message":"Authentication token generated.","details":{"auth_token":`...)
+	// The token is at the top, as request_id is on the request calls, and
+	// in data.details, where the envelope keeps everything else.
+	c.Out = append(c.Out[:0], `{"status":"success","message":"Authentication token generated.","auth_token":`...)
+	c.Out = jsonwire.AppendString(c.Out, tok)
+	c.Out = append(c.Out, `,"data":{"status":"success","message":"Authentication token generated.","details":{"auth_token":`...)
 	c.Out = jsonwire.AppendString(c.Out, tok)
 	c.Out = append(c.Out, `,"token_type":"Bearer","expires_in":`...)
 	c.Out = append(c.Out, itoa(int(AuthTokenTTL/time.Second))...)
