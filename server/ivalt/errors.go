@@ -117,6 +117,19 @@ func kind(status int) string {
 	return "validation_error"
 }
 
+// envelopeNow is the clock of debug.timestamp: the surface's, set by New.
+// The envelope is called with no request context (the core's panic
+// recovery calls it too), so the clock is the package's; a process serves
+// one countersign, whose clock it is.
+var envelopeNow atomic.Pointer[func() time.Time]
+
+func errorTime() time.Time {
+	if now := envelopeNow.Load(); now != nil {
+		return (*now)()
+	}
+	return time.Now()
+}
+
 // activity numbers the error answers, so that an operator can find one in
 // the logs from what a client reports (debug.activityId).
 var activity atomic.Uint64
@@ -159,7 +172,7 @@ func appendErrorOpen(dst []byte, e *httpd.Error, msg []byte) []byte {
 	dst = append(dst, `,"instance":"urn:countersign:activity:`...)
 	dst = strconv.AppendUint(dst, id, 10)
 	dst = append(dst, `"},"debug":{"timestamp":"`...)
-	dst = time.Now().UTC().AppendFormat(dst, time.RFC3339)
+	dst = errorTime().UTC().AppendFormat(dst, time.RFC3339)
 	dst = append(dst, `","activityId":"`...)
 	dst = strconv.AppendUint(dst, id, 10)
 	return append(dst, `"}`...)

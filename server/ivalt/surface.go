@@ -66,6 +66,7 @@ func New(d Deps) *Surface {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	envelopeNow.Store(&s.now)
 	s.tokens.init()
 	s.pool.New = func() any { return new(reqCtx) }
 	return s
