@@ -89,6 +89,18 @@ func TestOpenAPIDocRoutes(t *testing.T) {
 		{"DELETE", "/admin/v1/keys/{keyID}", []string{"204", "401", "404", "409", "503"}},
 		{"GET", "/admin/v1/client-certs", []string{"200", "401", "503"}},
 		{"PUT", "/admin/v1/client-certs", []string{"200", "400", "401", "409", "413", "415", "503"}},
+		{"POST", "/ivalt/biometric-auth-request", []string{"200", "400", "401", "403", "404", "423", "429"}},
+		{"POST", "/ivalt/biometric-auth-result", []string{"200", "400", "401", "403", "404", "422"}},
+		{"POST", "/ivalt/biometric-geo-fence-auth-results", []string{"200", "400", "401", "403", "404", "422"}},
+		{"POST", "/ivalt/get-user-by-email", []string{"200", "400", "401", "403", "404"}},
+		{"POST", "/ivalt/admin/public/api/generate-auth-token", []string{"200", "400", "401", "403"}},
+		{"POST", "/ivalt/admin/public/api/api/v1/auth", []string{"200", "400", "401", "403"}},
+		{"POST", "/ivalt/admin/public/api/verify-user", []string{"200", "400", "401", "403", "404", "423", "429"}},
+		{"POST", "/ivalt/admin/public/api/biometric-geo-fence-auth-results", []string{"200", "400", "401", "403", "404", "422"}},
+		{"POST", "/ivalt/admin/public/api/validate/person", []string{"200", "400", "401", "403", "404"}},
+		{"POST", "/ivalt/admin/public/api/validate/global/rest/auth", []string{"200", "400", "401", "403", "404", "422"}},
+		{"POST", "/ivalt/admin/public/api/api/v1/validate/user", []string{"200", "400", "401", "403", "404"}},
+		{"POST", "/ivalt/admin/public/api/get-user-by-email", []string{"200", "400", "401", "403", "404"}},
 	}
 	paths := map[string]bool{}
 	for _, w := range want {

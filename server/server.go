@@ -33,6 +33,7 @@ import (
 	"github.com/countersign/countersign/server/admin"
 	"github.com/countersign/countersign/server/device"
 	"github.com/countersign/countersign/server/httpd"
+	"github.com/countersign/countersign/server/ivalt"
 	"github.com/countersign/countersign/server/native"
 	"github.com/countersign/countersign/server/tenant"
 	"github.com/countersign/countersign/server/unloq"
@@ -113,6 +114,7 @@ type Server struct {
 	admin   *admin.Surface
 	device  *device.Surface
 	unloq   *unloq.Surface
+	ivalt   *ivalt.Surface
 	service service
 	// webhooks delivers the outbox; nil without a Sealer.
 	webhooks *webhook.Sender
@@ -209,6 +211,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 	}
 	s.unloq = unloq.New(unloq.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now,
 		PingInterval: cfg.UnloqPingInterval})
+	s.ivalt = ivalt.New(ivalt.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
 	s.ready.Store(true)
 	s.log.Info("server configured",
 		"json", JSONMode(),
@@ -232,8 +235,8 @@ func (s *Server) surface(path []byte) httpd.Surface {
 		return s.admin
 	case string(path) == "/unloq/v1", hasPrefix(path, "/unloq/v1/"):
 		return s.unloq
-	case hasPrefix(path, "/ivalt"):
-		return &s.service // a surface to come: route_not_found meanwhile
+	case string(path) == ivalt.Prefix, hasPrefix(path, ivalt.Prefix+"/"):
+		return s.ivalt
 	case hasPrefix(path, "/v1/"), hasPrefix(path, "/api/v1/"):
 		return s.native
 	}

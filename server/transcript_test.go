@@ -190,7 +190,7 @@ func TestTranscripts(t *testing.T) {
 
 // transcriptDirs are the transcripts of every surface served here; each
 // has an errors.txt.
-var transcriptDirs = []string{transcriptDir, adminTranscriptDir, deviceTranscriptDir}
+var transcriptDirs = []string{transcriptDir, adminTranscriptDir, deviceTranscriptDir, ivaltTranscriptDir}
 
 // TestTranscriptsCoverCatalog: every code of the error catalog is answered
 // in some transcript of some surface, or an errors.txt names the test that

@@ -253,7 +253,14 @@ func (c *Ctx) Bind(sh *jsonwire.Shape, v any) bool {
 		return c.Fail(problemErrors[c.Check.Problem], c.Check.Msg)
 	}
 	c.dec.Reset(jsonwire.BytesToString(c.Body))
-	c.dec.SetOptions(DecodeOptions)
+	opts := DecodeOptions
+	if sh.Open {
+		// The shape check skipped the members it does not name; sonic
+		// skips them too. Only a top-level Open shape may bind this way:
+		// the option is the decoder's, not the member's.
+		opts &^= decoder.OptionDisableUnknown
+	}
+	c.dec.SetOptions(opts)
 	if err := c.dec.Decode(v); err != nil {
 		// The checks above accept only what binds; reaching here is a gap
 		// between them and sonic, answered as a bad request all the same.

@@ -440,6 +440,12 @@ type Shape struct {
 	NegMax   uint64       // KindInt: magnitude of the smallest value (0: no negatives)
 	Min, Max float64      // KindNumber
 	Desc     string       // "a string", "an integer from 0 to 64", ... for messages
+
+	// Open (KindObject) skips members Fields does not name instead of
+	// refusing them: the vendor-compatible surfaces take what real clients
+	// send beside the fields they use (iVALT's requestFrom), while every
+	// named field is still checked.
+	Open bool
 }
 
 // FieldShape is one member an object shape accepts.
@@ -607,6 +613,17 @@ func (c *Checker) shapeObject(i int, s *Shape) (int, bool) {
 			end, escaped := ScanString(b, i)
 			e.key = b[i+1 : end-1]
 			f := s.field(c.UnescapeKey(e.key, escaped))
+			if f < 0 && s.Open {
+				// Well formed already (CheckSyntax): skipped unread.
+				if i, ok = c.syntaxValue(SkipWS(b, end) + 1); !ok {
+					return i, false
+				}
+				if i = SkipWS(b, i); b[i] == '}' {
+					break
+				}
+				i++ // ','
+				continue
+			}
 			if f < 0 {
 				c.Problem = UnknownField
 				c.Msg = append(c.Msg[:0], "unknown field "...)

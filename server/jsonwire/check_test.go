@@ -159,3 +159,42 @@ func TestAppendJSONFloat(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckShapeOpen: an Open object skips members it does not name, nested
+// ones included, and still checks every member it names.
+func TestCheckShapeOpen(t *testing.T) {
+	open := &Shape{Kind: KindObject, Open: true, Desc: "an object", Fields: []FieldShape{
+		{Name: "mobile", Shape: ShapeString, Required: true},
+		{Name: "radius", Shape: &Shape{Kind: KindNumber, Min: 0, Max: 100, Desc: "a number from 0 to 100"}},
+	}}
+	cases := []struct {
+		in   string
+		code string
+	}{
+		{`{"mobile":"+1"}`, ""},
+		{`{"requestFrom":"portal","mobile":"+1"}`, ""},
+		{`{"mobile":"+1","extra":{"a":[1,{"b":null}],"c":"}"},"more":[]}`, ""},
+		{`{"x":1,"mobile":"+1","radius":5,"y":"z"}`, ""},
+		{`{"requestFrom":"portal"}`, "missing_field"},
+		{`{"extra":1,"mobile":5}`, "wrong_type"},
+		{`{"mobile":"+1","radius":500,"extra":true}`, "invalid_field"},
+		{`{"mobile":"+1","mobile":"+2","x":0}`, "duplicate_field"},
+	}
+	var c Checker
+	for _, tc := range cases {
+		ok := c.CheckSyntax([]byte(tc.in)) && c.CheckShape([]byte(tc.in), open)
+		got := ""
+		if !ok {
+			got = c.Problem.String()
+		}
+		if got != tc.code {
+			t.Errorf("%s: got %q (%s), want %q", tc.in, got, c.Msg, tc.code)
+		}
+	}
+	closed := *open
+	closed.Open = false
+	in := []byte(`{"mobile":"+1","requestFrom":"portal"}`)
+	if c.CheckSyntax(in) && c.CheckShape(in, &closed) {
+		t.Error("a closed shape took an unknown member")
+	}
+}
