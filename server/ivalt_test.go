@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // The iVALT surface played by the clients iVALT's integrators run, over a
