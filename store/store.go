@@ -62,8 +62,8 @@ const (
 	// MaxKeyBytes bounds every caller-chosen id that becomes part of a key:
 	// csid, userID, field name, decision id, idempotency key.
 	MaxKeyBytes = 1 << 10
-	// MaxFrameBytes bounds one frame before compression, and bounds what the
-	// zstd decoder will produce when reading one back.
+	// MaxFrameBytes bounds one frame, and what the zstd decoder will
+	// produce when reading back one stored compressed.
 	MaxFrameBytes = 1 << 20
 	// MaxValueBytes bounds every other variable-size value: a field value, an
 	// aggregate, a template, a policy, a decision's response, an org name.
@@ -233,7 +233,6 @@ type DB struct {
 	// OrgGeneration).
 	orgGen atomic.Uint64
 
-	zenc *zstd.Encoder
 	zdec *zstd.Decoder
 }
 
@@ -272,23 +271,14 @@ func Open(o Options) (*DB, error) {
 		db.log = slog.New(slog.DiscardHandler)
 	}
 	var err error
-	// Frames are mostly float32 embeddings, which barely compress at any
-	// level; the fastest level keeps the event path cheap and still shrinks
-	// the headers and any zero runs.
-	db.zenc, err = zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithZeroFrames(true))
-	if err != nil {
-		return nil, err
-	}
-	// The decoder refuses to produce more than a frame may hold, so a
-	// damaged or hostile blob cannot make it allocate without bound.
+	// Frames are stored as they come (appendStoredFrame); the decoder reads
+	// those stored zstd-compressed before. It refuses to produce more than
+	// a frame may hold, so a damaged or hostile blob cannot make it
+	// allocate without bound.
 	db.zdec, err = zstd.NewReader(nil,
 		zstd.WithDecoderMaxMemory(MaxFrameBytes),
 		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)))
 	if err != nil {
-		db.zenc.Close()
 		return nil, err
 	}
 
@@ -303,7 +293,6 @@ func Open(o Options) (*DB, error) {
 		fs = vfs.Default
 	}
 	if err := db.setupWALSync(o.WALSync, fs); err != nil {
-		db.zenc.Close()
 		db.zdec.Close()
 		return nil, err
 	}
@@ -353,7 +342,6 @@ func Open(o Options) (*DB, error) {
 	}
 	db.pdb, err = pebble.Open(o.Dir, po)
 	if err != nil {
-		db.zenc.Close()
 		db.zdec.Close()
 		db.closeWALSync()
 		return nil, err
@@ -361,7 +349,6 @@ func Open(o Options) (*DB, error) {
 	if err := db.checkLayout(); err != nil {
 		_ = db.pdb.Close()
 		db.closeWALSync()
-		db.zenc.Close()
 		db.zdec.Close()
 		return nil, err
 	}
@@ -415,7 +402,6 @@ func (db *DB) Close() error {
 		}
 		db.closeErr = db.pdb.Close()
 		db.closeWALSync() // after Pebble's last sync
-		db.zenc.Close()
 		db.zdec.Close()
 	})
 	return db.closeErr
