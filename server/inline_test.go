@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"sync"
 	"testing"
 )
 
@@ -71,4 +72,55 @@ func indicators(t *testing.T, body []byte) string {
 	}
 	delete(v, "decisionID")
 	return string(mustJSON(v))
+}
+
+// TestConcurrentPostsScoreEveryFrameOnce: posts to one session at once mix
+// inline scoring and queued jobs (a post that finds frames of another
+// unscored queues a job); every frame is then folded exactly once.
+func TestConcurrentPostsScoreEveryFrameOnce(t *testing.T) {
+	e := newEnv(t)
+	r := newRand(17)
+	face := unitVec(r, 512)
+	s := e.newSession("concurrent-0001", "user-concurrent")
+	const posters, posts = 8, 4
+	bodies := make([][][]byte, posters)
+	for p := range bodies {
+		for k := range posts {
+			first := uint64((p*posts+k)*3 + 1)
+			bodies[p] = append(bodies[p], mustJSON(eventsJSON{Frames: faceFrames(r, face, first, 1763800000100+int64(first)*400, 3)}))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, posters*posts)
+	for p := range posters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, b := range bodies[p] {
+				if a := e.postEvents(s, b); a.status != 202 {
+					errs <- a.String()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for msg := range errs {
+		t.Errorf("post: %s", msg)
+	}
+	e.waitScored(s)
+	got := e.validateWhenScored(e.validateBody(s, false, seedItems()...))
+	var v struct {
+		Indicators struct {
+			PolicyViolations struct {
+				TotalFrames int `json:"total_frames"`
+			} `json:"iv_policy_violations"`
+		} `json:"indicators"`
+	}
+	if err := json.Unmarshal(got.body, &v); err != nil || got.status != 200 {
+		t.Fatalf("%v: %s", err, got)
+	}
+	if n := v.Indicators.PolicyViolations.TotalFrames; n != posters*posts*3 {
+		t.Fatalf("the aggregate folded %d frames, want %d", n, posters*posts*3)
+	}
 }
