@@ -26,7 +26,9 @@ test:
 # bench builds the binary, starts a server on a temporary data directory
 # (server on CPU 0 with GOMAXPROCS=1, load on CPU 1, durability sync), seeds
 # it and runs the load suite: ceiling, validate closed loop, c=1, open loops
-# at 50% and 80% of the maximum, events. Prints the table; JSON, Markdown and
+# at 50% and 80% of the maximum, events, the ceiling reading the same events
+# posts, and whole transactions (session, 4 gzip events posts, validate)
+# against the ceiling answering the same requests. Prints the table; JSON, Markdown and
 # SVG land in bench/results/. 'bin/countersign bench --help' for the knobs.
 bench: build
 	$(BIN) bench --spawn --duration 8s --warmup 1s --out bench/results

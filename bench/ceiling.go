@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"net"
 	"time"
 
@@ -20,10 +21,21 @@ const SampleDecision = `{"success":true,"verifiedAction":true,"decisionID":"01KA
 	`"firstTs":1763800000250,"lastTs":1763800001500}],"iv_user_enrolled":true,"iv_spoof_detected":false,` +
 	`"idv_matching":false,"driverLicenseCollected":false,"idlive_liveness":false,"regular_liveness":true},"ivScore":9250}`
 
+// Fixed answers of the ceiling to the requests of a transaction other than
+// validate, of the sizes countersign's own answers have.
+const (
+	ceilingSession = `{"csid":"bench-ceiling-session","collectToken":"ct_4Y9kQ2mX7pL1vB8nR3sT6wZ0cF5hJ2dG","expiresAt":1763801800000}`
+	ceilingEvents  = `{"accepted":{"fields":0,"frames":3},"pending":3}`
+)
+
 // Ceiling is the fastest server a validate could possibly be: fasthttp
 // answering every request with one fixed validate-shaped body, with the
 // same server settings countersign uses. Measured by the same generator in
 // the same run, it is the yardstick the validate throughput is divided by.
+// The requests of a transaction get fixed answers of their own (session
+// creation 201, an events post 202), so that the same ceiling measures a
+// whole transaction's request sequence; it reads every body (fasthttp
+// does) and decodes none.
 type Ceiling struct {
 	body []byte
 	srv  *fasthttp.Server
@@ -56,7 +68,16 @@ func (c *Ceiling) handle(ctx *fasthttp.RequestCtx) {
 	// The headers countersign sends with a validate answer.
 	ctx.SetContentType("application/json")
 	ctx.Response.Header.Set(fasthttp.HeaderVary, "Accept-Encoding")
-	ctx.SetBody(c.body)
+	switch path := ctx.Path(); {
+	case string(path) == "/v1/sessions":
+		ctx.SetStatusCode(fasthttp.StatusCreated)
+		ctx.SetBodyString(ceilingSession)
+	case bytes.HasSuffix(path, []byte("/events")):
+		ctx.SetStatusCode(fasthttp.StatusAccepted)
+		ctx.SetBodyString(ceilingEvents)
+	default:
+		ctx.SetBody(c.body)
+	}
 }
 
 // Handler returns the ceiling's request handler.

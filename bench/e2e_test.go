@@ -98,12 +98,15 @@ func TestSuiteEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	if got := strings.Join(roles, ","); got != "ceiling,max,c1,open,open,ceiling-open,events" {
+	if got := strings.Join(roles, ","); got != "ceiling,max,c1,open,open,ceiling-open,events,ceiling-events,ceiling-transaction,transaction" {
 		t.Fatalf("phases %s", got)
 	}
 	h := r.Headline
-	if h.Ratio <= 0 || h.C1P50Us <= 0 || len(h.OpenP99Us) != 2 || h.EventsFramesPerSec <= 0 {
+	if h.Ratio <= 0 || h.C1P50Us <= 0 || len(h.OpenP99Us) != 2 || h.EventsFramesPerSec <= 0 || h.EventsRatio <= 0 {
 		t.Fatalf("headline %+v", h)
+	}
+	if x := h.Transaction; x == nil || x.PerSec <= 0 || x.CeilingPerSec <= 0 || x.Ratio <= 0 || x.CPUPerTxnUs <= 0 || x.CPUPerFrameUs <= 0 {
+		t.Fatalf("transaction headline %+v", x)
 	}
 	// The ceiling's open loop runs at validate's 50% rate and is headlined
 	// beside validate's; both open loops were timed by the precise clock.
@@ -127,6 +130,56 @@ func TestSuiteEndToEnd(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Fatalf("%s: %v", f, err)
 		}
+	}
+}
+
+// TestTransactionEndToEnd plays whole transactions against the real server
+// and its ceiling: every transaction is one session, TxnPosts events posts
+// and at least one validate, each counted under its kind, and a validate
+// answered 202 is sent again, not counted as an error.
+func TestTransactionEndToEnd(t *testing.T) {
+	addr, cid, key := startServer(t)
+	var log bytes.Buffer
+	r, err := bench.Execute(context.Background(), bench.Options{
+		Scenario: bench.ScenarioTransaction, Addr: addr, CID: cid, APIKey: key, ServerPID: os.Getpid(),
+		Ceiling:     bench.CeilingInproc,
+		Connections: 4, Duration: 400 * time.Millisecond, Warmup: 100 * time.Millisecond, Step: 100 * time.Millisecond,
+		TxnUsers: 2, TxnSets: 2, Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if len(r.Phases) != 2 || r.Phases[0].Role != "ceiling-transaction" || r.Phases[1].Role != "transaction" {
+		t.Fatalf("phases %+v", r.Phases)
+	}
+	for _, p := range r.Phases {
+		tx := p.Transactions
+		txn, ses, ev, val := p.Op(bench.TxnOpTransaction), p.Op(bench.TxnOpSession), p.Op(bench.TxnOpEvents), p.Op(bench.TxnOpValidate)
+		if tx == nil || txn == nil || ses == nil || ev == nil || val == nil || txn.Requests < 5 {
+			t.Fatalf("%s: %+v", p.Name, p)
+		}
+		for _, op := range p.Ops {
+			if op.ErrorCount() != 0 {
+				t.Errorf("%s %s: errors %v", p.Name, op.Op, op.Errors)
+			}
+		}
+		// Requests in flight when the window closes make the counts of a
+		// kind differ from the transactions' by at most one per connection.
+		if d := ses.Requests - txn.Requests; d < 0 || d > 4 {
+			t.Errorf("%s: %d sessions for %d transactions", p.Name, ses.Requests, txn.Requests)
+		}
+		if d := ev.Requests - bench.TxnPosts*txn.Requests; d < 0 || d > 4*bench.TxnPosts {
+			t.Errorf("%s: %d events posts for %d transactions", p.Name, ev.Requests, txn.Requests)
+		}
+		if tx.Validates != txn.Requests || val.Requests != txn.Requests || tx.FramesPerSec != tx.PerSec*float64(bench.TxnPosts*3) {
+			t.Errorf("%s: %+v, %d validates answered 200, %d transactions", p.Name, tx, val.Requests, txn.Requests)
+		}
+		if tx.Processing > 0 && (tx.Retries < tx.Processing || tx.Waits.Count != tx.Processing) {
+			t.Errorf("%s: %d processing, %d retries, %d waits", p.Name, tx.Processing, tx.Retries, tx.Waits.Count)
+		}
+	}
+	if x := r.Headline.Transaction; x == nil || x.Ratio <= 0 {
+		t.Fatalf("headline %+v", r.Headline)
 	}
 }
 

@@ -124,6 +124,9 @@ type Phase struct {
 	Pacing string `json:"pacing,omitempty"`
 	// Usage is the CPU and memory of each watched process.
 	Usage []Usage `json:"usage,omitempty"`
+	// Transactions is, for a transaction phase (RunTransactions), what its
+	// transactions measured as wholes.
+	Transactions *TxnResult `json:"transactions,omitempty"`
 }
 
 // Op returns the phase's result for the named operation.
@@ -177,17 +180,8 @@ func Run(ctx context.Context, l Load) (*Phase, error) {
 	if len(l.Ops) == 0 {
 		return nil, ErrNoOps
 	}
-	if l.Connections < 1 {
-		l.Connections = 1
-	}
-	if l.Step <= 0 {
-		l.Step = 250 * time.Millisecond
-	}
-	if l.Timeout <= 0 {
-		l.Timeout = 10 * time.Second
-	}
-	if l.Duration <= 0 {
-		return nil, errors.New("bench: load duration must be positive")
+	if err := phaseDefaults(&l.Connections, &l.Step, &l.Timeout, l.Duration); err != nil {
+		return nil, err
 	}
 	var cycle []int // op index of each position in the mix cycle
 	for i, s := range l.Ops {
@@ -281,6 +275,22 @@ func Run(ctx context.Context, l Load) (*Phase, error) {
 		w.hc.CloseIdleConnections()
 	}
 	return ph, ctx.Err()
+}
+
+// phaseDefaults applies a phase's defaults: one connection at least, 250 ms
+// steps, 10 s per request; the duration must be given.
+func phaseDefaults(connections *int, step, timeout *time.Duration, duration time.Duration) error {
+	*connections = max(*connections, 1)
+	if *step <= 0 {
+		*step = 250 * time.Millisecond
+	}
+	if *timeout <= 0 {
+		*timeout = 10 * time.Second
+	}
+	if duration <= 0 {
+		return errors.New("bench: load duration must be positive")
+	}
+	return nil
 }
 
 type runner struct {

@@ -74,6 +74,9 @@ type Settings struct {
 	OverloadConnections int      `json:"overloadConnections,omitempty"`
 	OverloadSources     []string `json:"overloadSources,omitempty"`
 	UnloadedFraction    float64  `json:"unloadedFraction,omitempty"`
+	// The transaction phases' shape: users, and posts per transaction.
+	TxnUsers int `json:"txnUsers,omitempty"`
+	TxnPosts int `json:"txnPosts,omitempty"`
 }
 
 // Headline are the figures PERF.md quotes.
@@ -91,8 +94,72 @@ type Headline struct {
 	// same way: what fasthttp alone gives at that load on this machine.
 	CeilingOpenP99Us   map[string]float64 `json:"ceilingOpenP99Us,omitempty"`
 	EventsFramesPerSec float64            `json:"eventsFramesPerSec,omitempty"`
+	// CeilingEventsFramesPerSec is the ceiling reading the same events
+	// posts; EventsRatio the one divided by the other.
+	CeilingEventsFramesPerSec float64 `json:"ceilingEventsFramesPerSec,omitempty"`
+	EventsRatio               float64 `json:"eventsRatioToCeiling,omitempty"`
+	// Transaction is what the transaction phases measured.
+	Transaction *TxnHeadline `json:"transaction,omitempty"`
 	// Overload has, per operation, what the overload scenario measured.
 	Overload []Overload `json:"overload,omitempty"`
+}
+
+// TxnHeadline is the transaction phase against its ceiling.
+type TxnHeadline struct {
+	PerSec        float64 `json:"perSec"`
+	CeilingPerSec float64 `json:"ceilingPerSec,omitempty"`
+	Ratio         float64 `json:"ratioToCeiling,omitempty"`
+	FramesPerSec  float64 `json:"framesPerSec"`
+	// CPU of the server per transaction and per frame, and of the ceiling
+	// per transaction, in microseconds.
+	CPUPerTxnUs        float64 `json:"cpuPerTxnUs,omitempty"`
+	CPUPerFrameUs      float64 `json:"cpuPerFrameUs,omitempty"`
+	CeilingCPUPerTxnUs float64 `json:"ceilingCpuPerTxnUs,omitempty"`
+	// ProcessingShare is the share of validates first answered 202;
+	// WaitP99Us and WaitMaxUs their waits.
+	ProcessingShare float64 `json:"processingShare"`
+	WaitP99Us       float64 `json:"waitP99Us,omitempty"`
+	WaitMaxUs       float64 `json:"waitMaxUs,omitempty"`
+	// PerMinute and DiskBytes as TxnResult's, of a long run; RSSMax the
+	// server's peak.
+	PerMinute []float64 `json:"perMinute,omitempty"`
+	DiskBytes []int64   `json:"diskBytes,omitempty"`
+	RSSMax    int64     `json:"rssMaxBytes,omitempty"`
+}
+
+// noteTxn adds a transaction phase (or its ceiling) to the headline.
+func (h *Headline) noteTxn(p *Phase) {
+	t := p.Transactions
+	if t == nil {
+		return
+	}
+	if h.Transaction == nil {
+		h.Transaction = &TxnHeadline{}
+	}
+	x := h.Transaction
+	cpu := func(role string) float64 {
+		if u := p.UsageOf(role); u != nil && u.Error == "" && t.PerSec > 0 {
+			return u.CPU / t.PerSec * 1e6
+		}
+		return 0
+	}
+	if p.Role == "ceiling-transaction" {
+		x.CeilingPerSec, x.CeilingCPUPerTxnUs = t.PerSec, cpu("ceiling")
+	} else {
+		x.PerSec, x.FramesPerSec = t.PerSec, t.FramesPerSec
+		x.CPUPerTxnUs = cpu("server")
+		if t.FramesPerSec > 0 {
+			x.CPUPerFrameUs = x.CPUPerTxnUs * t.PerSec / t.FramesPerSec
+		}
+		x.ProcessingShare, x.WaitP99Us, x.WaitMaxUs = t.ProcessingShare(), t.Waits.P99, t.Waits.Max
+		x.PerMinute, x.DiskBytes = t.PerMinute, t.DiskBytes
+		if u := p.UsageOf("server"); u != nil {
+			x.RSSMax = u.RSSMax
+		}
+	}
+	if x.CeilingPerSec > 0 {
+		x.Ratio = x.PerSec / x.CeilingPerSec
+	}
 }
 
 // Overload is what an operation kept under overload (ScenarioOverload).
@@ -184,6 +251,12 @@ func (r *Report) finish(loadCPUs int) {
 			if op := p.Op("events"); op != nil {
 				h.EventsFramesPerSec = op.FramesPerSec
 			}
+		case "ceiling-events":
+			if op := p.Op("ceiling events"); op != nil {
+				h.CeilingEventsFramesPerSec = op.FramesPerSec
+			}
+		case "transaction", "ceiling-transaction":
+			h.noteTxn(p)
 		}
 		if r.Scenario == ScenarioOverload {
 			h.noteOverload(p)
@@ -191,6 +264,9 @@ func (r *Report) finish(loadCPUs int) {
 	}
 	if h.CeilingRPS > 0 && h.ValidateRPS > 0 {
 		h.Ratio = h.ValidateRPS / h.CeilingRPS
+	}
+	if h.CeilingEventsFramesPerSec > 0 {
+		h.EventsRatio = h.EventsFramesPerSec / h.CeilingEventsFramesPerSec
 	}
 	if loadCPUs <= 0 {
 		loadCPUs = r.Machine.CPUs
@@ -388,6 +464,36 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 	if h.EventsFramesPerSec > 0 {
 		fmt.Fprintf(w, "- events ingestion: %s frames/s (%d-d embeddings, gzip bodies of %d frames)\n", formatCount(h.EventsFramesPerSec), r.Settings.Dim, r.Settings.FramesPerPost)
+	}
+	if h.CeilingEventsFramesPerSec > 0 {
+		fmt.Fprintf(w, "- events / ceiling reading the same posts: **%.2f** (%s / %s frames/s)\n", h.EventsRatio, formatCount(h.EventsFramesPerSec), formatCount(h.CeilingEventsFramesPerSec))
+	}
+	if x := h.Transaction; x != nil {
+		fmt.Fprintf(w, "- transactions (session, %d gzip events posts of %d frames, validate retried on 202): %s/s = %s frames/s; %s of server CPU per transaction, %s per frame",
+			r.Settings.TxnPosts, r.Settings.FramesPerPost, formatCount(x.PerSec), formatCount(x.FramesPerSec), FormatUs(x.CPUPerTxnUs), FormatUs(x.CPUPerFrameUs))
+		if x.CeilingPerSec > 0 {
+			fmt.Fprintf(w, "; the ceiling %s/s at %s per transaction: **%.2f** of the ceiling", formatCount(x.CeilingPerSec), FormatUs(x.CeilingCPUPerTxnUs), x.Ratio)
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "- validates first answered 202 processing: %.2f%%", 100*x.ProcessingShare)
+		if x.WaitMaxUs > 0 {
+			fmt.Fprintf(w, ", their waits p99 %s, max %s", FormatUs(x.WaitP99Us), FormatUs(x.WaitMaxUs))
+		}
+		fmt.Fprintln(w)
+		if len(x.PerMinute) > 0 {
+			var parts []string
+			for _, v := range x.PerMinute {
+				parts = append(parts, formatCount(v))
+			}
+			fmt.Fprintf(w, "- transactions/s per minute: %s (last / first %.2f)\n", strings.Join(parts, ", "), x.PerMinute[len(x.PerMinute)-1]/max(x.PerMinute[0], 1e-9))
+		}
+		if len(x.DiskBytes) > 0 {
+			var parts []string
+			for _, v := range x.DiskBytes {
+				parts = append(parts, strconv.FormatFloat(float64(v)/(1<<20), 'f', 0, 64))
+			}
+			fmt.Fprintf(w, "- the server's data directory, MiB, at the start and each minute: %s; peak RSS %s MiB\n", strings.Join(parts, ", "), strconv.FormatFloat(float64(x.RSSMax)/(1<<20), 'f', 0, 64))
+		}
 	}
 	if s := r.Seed; s != nil && len(s.ByScenario) > 0 {
 		var parts []string

@@ -97,6 +97,10 @@ type Seeded struct {
 	Seconds float64 `json:"seconds"`
 	// FramesPerPost is the number of frames in each events body.
 	FramesPerPost int `json:"framesPerPost,omitempty"`
+	// Enrolled are the users whose enrollment succeeded, and RunID the
+	// prefix of the run's csids and user ids.
+	Enrolled []string `json:"-"`
+	RunID    string   `json:"-"`
 }
 
 // ErrSeed is returned when too many sessions could not be seeded.
@@ -179,6 +183,7 @@ func Seed(ctx context.Context, cfg client.Config, o SeedOptions) (*Seeded, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	out.Enrolled, out.RunID = enrolled, o.RunID
 	fmt.Fprintf(o.Log, "seeded %d sessions (%d failed, %d unexpected decisions) in %v\n",
 		len(out.Sessions), out.Failed, out.Unexpected, time.Since(start).Round(time.Millisecond))
 	if o.Sessions > 0 && (len(out.Sessions) == 0 || out.Failed*10 > o.Sessions) {
@@ -279,20 +284,29 @@ func (s *Seeded) seedEvents(sdk *client.Client, o SeedOptions, users []string) e
 				seq++
 				ev.Frames[j] = faces.LiveFrame(id, seq, ts0, 1)
 			}
-			zb.Reset()
-			zw.Reset(&zb)
-			if _, err := zw.Write(ev.AppendJSON(nil)); err != nil {
+			body, err := gzipEvents(zw, &zb, &ev)
+			if err != nil {
 				return err
 			}
-			if err := zw.Close(); err != nil {
-				return err
-			}
-			es.Bodies = append(es.Bodies, bytes.Clone(zb.Bytes()))
+			es.Bodies = append(es.Bodies, body)
 			es.Frames = append(es.Frames, ev.Frames...)
 		}
 		s.EventSessions = append(s.EventSessions, es)
 	}
 	return nil
+}
+
+// gzipEvents is ev's JSON gzip-compressed through zw into zb, copied out.
+func gzipEvents(zw *gzip.Writer, zb *bytes.Buffer, ev *client.Events) ([]byte, error) {
+	zb.Reset()
+	zw.Reset(zb)
+	if _, err := zw.Write(ev.AppendJSON(nil)); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(zb.Bytes()), nil
 }
 
 // ValidateOp is POST /v1/validate of the seeded sessions, round-robin, with
@@ -335,6 +349,14 @@ func ValidateBody(cid, csid string) []byte {
 // the server what ingestion costs), so every post is stored, never
 // acknowledged as a re-delivery.
 func EventsOp(addr, cid string, sessions []EventSession, framesPerPost int) *Op {
+	return eventsOp(addr, cid, sessions, framesPerPost, false)
+}
+
+// eventsOp is EventsOp; with recycle, the pre-built Bodies are posted
+// again and again instead of fresh ones built past them. A ceiling, which
+// stores nothing, cannot tell a re-delivery, and building fresh gzip bodies
+// at its rate would measure the generator.
+func eventsOp(addr, cid string, sessions []EventSession, framesPerPost int, recycle bool) *Op {
 	uris := make([]string, len(sessions))
 	for i, s := range sessions {
 		uris[i] = "http://" + addr + "/v1/sessions/" + s.CSID + "/events"
@@ -354,6 +376,9 @@ func EventsOp(addr, cid string, sessions []EventSession, framesPerPost int) *Op 
 			req.SetRequestURI(uris[i%n])
 			req.Header.Set("x-collect-token", s.CollectToken)
 			p := i / n
+			if recycle {
+				p %= uint64(len(s.Bodies))
+			}
 			if p < uint64(len(s.Bodies)) {
 				req.SetBodyRaw(s.Bodies[p])
 				return

@@ -25,10 +25,13 @@ const (
 	ScenarioCeiling  = "ceiling"  // the ceiling server alone
 	ScenarioOverload = "overload" // validate and events far past what they sustain
 	// ScenarioApprovals is in approvals.go.
+	// ScenarioTransaction is whole transactions (TxnPosts), each with its
+	// ceiling: fasthttp answering fixed bodies to the same requests.
+	ScenarioTransaction = "transaction"
 )
 
 // LoadScenarios lists the scenarios Execute knows.
-var LoadScenarios = []string{ScenarioSuite, ScenarioValidate, ScenarioEvents, ScenarioMixed, ScenarioCeiling, ScenarioOverload, ScenarioApprovals}
+var LoadScenarios = []string{ScenarioSuite, ScenarioValidate, ScenarioEvents, ScenarioMixed, ScenarioCeiling, ScenarioOverload, ScenarioApprovals, ScenarioTransaction}
 
 // Ceiling placements.
 const (
@@ -110,6 +113,16 @@ type Options struct {
 	Dim      int // embedding dimension; default 512
 	Seed     uint64
 
+	// TxnUsers is the number of enrolled users the transactions are of
+	// (default 8), each with TxnSets pre-built sets of posts (default 16).
+	TxnUsers, TxnSets int
+	// LongSessionTTL is, for a spawned server in a run whose phases last
+	// LongRun or more, the sessions' time to live (default a minute,
+	// swept every 10 s), so that the run reaches the store's steady state
+	// under the sweep within its window; 30 minutes, the default, would
+	// only start sweeping after it.
+	LongSessionTTL time.Duration
+
 	// ValidateBodies, when set, receives the validate bodies of the seeded
 	// sessions, one per line (bench/wrk/compare.sh feeds them to wrk).
 	ValidateBodies string
@@ -125,7 +138,19 @@ type Options struct {
 	Command string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+
+	dataDir string // a spawned server's data directory
 }
+
+// LongRun is the phase duration from which a run is long: the spawned
+// server's sessions then live LongSessionTTL, and the ceiling's phase
+// lasts ceilingLongCap.
+const LongRun = 2 * time.Minute
+
+// ceilingLongCap bounds the ceiling's phase in a long run: fasthttp answering
+// fixed bodies does not change with the store, and the run is long for the
+// store's sake.
+const ceilingLongCap = 10 * time.Second
 
 func (o *Options) defaults() error {
 	if o.Scenario == "" {
@@ -198,6 +223,15 @@ func (o *Options) defaults() error {
 	if o.HeldWait < time.Second {
 		o.HeldWait = DefaultHeldWait
 	}
+	if o.TxnUsers <= 0 {
+		o.TxnUsers = 8
+	}
+	if o.TxnSets <= 0 {
+		o.TxnSets = 16
+	}
+	if o.LongSessionTTL <= 0 {
+		o.LongSessionTTL = time.Minute
+	}
 	if o.Ceiling == "" {
 		o.Ceiling = CeilingInproc
 		if o.Binary != "" && o.CeilingArgs != nil {
@@ -256,6 +290,10 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 			r.Notes = append(r.Notes, "the spawned server ran with --max-conns-per-ip "+n+" and --max-waiting-per-ip "+n+
 				": every held poll is a connection from the one load address")
 		}
+		if o.Duration >= LongRun {
+			serveArgs = append(serveArgs[:len(serveArgs):len(serveArgs)], "--session-ttl", o.LongSessionTTL.String(), "--sweep-every", "10s")
+			r.Notes = append(r.Notes, fmt.Sprintf("long run: the server's sessions live %v and are swept every 10 s, so the store reaches its steady state within the window", o.LongSessionTTL))
+		}
 		s, err := Spawn(ctx, SpawnOptions{Binary: o.Binary, Durability: o.Durability, Pin: o.Pin, ServeArgs: serveArgs})
 		if err != nil {
 			return nil, err
@@ -266,6 +304,7 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 			}
 		}()
 		o.Addr, o.CID, o.APIKey, o.AdminKey, o.ServerPID = s.Addr, s.CID, s.APIKey, s.AdminKey, s.PID
+		o.dataDir = filepath.Join(s.Dir, "data")
 		if o.DiskProbeDir == "" {
 			o.DiskProbeDir = s.Dir // the data directory's parent: same file system
 		}
@@ -315,17 +354,23 @@ func pinText(p Pinning) string {
 }
 
 func execute(ctx context.Context, o Options, r *Report, logf func(string, ...any)) error {
-	needValidate := o.Scenario != ScenarioEvents && o.Scenario != ScenarioCeiling
+	needValidate := o.Scenario != ScenarioEvents && o.Scenario != ScenarioCeiling && o.Scenario != ScenarioTransaction
+	needTxn := o.Scenario == ScenarioSuite || o.Scenario == ScenarioTransaction
 	needEvents := o.Scenario == ScenarioSuite || o.Scenario == ScenarioEvents || o.Scenario == ScenarioMixed ||
 		o.Scenario == ScenarioOverload
 	seeded := &Seeded{ByScenario: map[string]int{}}
-	if needValidate || needEvents {
+	if needValidate || needEvents || needTxn {
 		so := SeedOptions{
 			Parallel: o.Parallel, Dim: o.Dim, Seed: o.Seed, Log: o.Log, FramesPerPost: o.FramesPerPost,
 		}
-		if needValidate {
+		switch {
+		case needValidate:
 			so.Sessions = o.Sessions
-		} else {
+		case needTxn:
+			// Enrolled users for the transactions: each enrolls, then
+			// validates one genuine session.
+			so.Sessions, so.Mix = 2*o.TxnUsers, []string{"genuine"}
+		default:
 			so.Sessions = 9 // enrolled users for the events sessions
 		}
 		if needEvents {
@@ -378,6 +423,10 @@ func execute(ctx context.Context, o Options, r *Report, logf func(string, ...any
 		events = EventsOp(o.Addr, o.CID, seeded.EventSessions, o.FramesPerPost)
 	} else if needEvents {
 		return errors.New("bench: no events sessions were created")
+	}
+
+	if o.Scenario == ScenarioTransaction {
+		return runTxnPhases(ctx, o, seeded, base, run, logf, r)
 	}
 
 	// The ceiling first: the same requests, answered by fasthttp alone, at
@@ -445,6 +494,14 @@ func execute(ctx context.Context, o Options, r *Report, logf func(string, ...any
 			return err
 		}
 		p.Role = "events"
+		if ceiling {
+			if _, err := runEventsCeiling(ctx, o, seeded, base, run, logf); err != nil {
+				return err
+			}
+		}
+		if err := runTxnPhases(ctx, o, seeded, base, run, logf, r); err != nil {
+			return err
+		}
 	case ScenarioValidate:
 		l := base
 		l.Name, l.Ops, l.Rate = fmt.Sprintf("validate c=%d", o.Connections), []Share{{Op: validate}}, o.Rate
@@ -542,56 +599,11 @@ func rateText(rate float64) string {
 // validate requests (an open loop at rate when rate > 0), and stops it. The
 // phase's Role is "ceiling" for the closed loop, "ceiling-open" otherwise.
 func runCeiling(ctx context.Context, o Options, seeded *Seeded, base Load, rate float64, run func(Load) (*Phase, error), logf func(string, ...any)) (*Phase, error) {
-	body := seeded.Sample
-	if len(body) == 0 {
-		body = []byte(SampleDecision)
-	}
-	var addr string
-	var pid int
-	var stop func()
-	placement := o.Ceiling
-	if o.CeilingAddr != "" {
-		placement = "external"
-	}
-	switch placement {
-	case "external":
-		addr, stop = strings.TrimSuffix(strings.TrimPrefix(o.CeilingAddr, "http://"), "/"), func() {}
-	case CeilingProcess:
-		f, err := os.CreateTemp("", "countersign-ceiling-*.json")
-		if err != nil {
-			return nil, err
-		}
-		defer os.Remove(f.Name())
-		if _, err := f.Write(body); err != nil {
-			f.Close()
-			return nil, err
-		}
-		f.Close()
-		if addr, err = FreeAddr(); err != nil {
-			return nil, err
-		}
-		p, err := StartProcess(ctx, o.Binary, o.CeilingArgs(addr, f.Name()), addr, "", o.Pin.ServerCPUs, o.Pin.ServerGOMAXPROCS)
-		if err != nil {
-			return nil, err
-		}
-		pid, stop = p.PID, func() { _ = p.Stop() }
-	case CeilingInproc:
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		c := NewCeiling(body)
-		go func() { _ = c.Serve(ln) }()
-		addr, pid, stop = ln.Addr().String(), 0, func() { _ = c.Shutdown() }
-	default:
-		return nil, fmt.Errorf("bench: unknown ceiling placement %q (process, inproc, off)", o.Ceiling)
+	addr, pid, stop, err := startCeiling(ctx, o, seeded, logf)
+	if err != nil {
+		return nil, err
 	}
 	defer stop()
-	if placement == "external" {
-		logf("ceiling (external) on %s", addr)
-	} else {
-		logf("ceiling (%s) on %s answers a %d-byte validate body", placement, addr, len(body))
-	}
 	l := base
 	l.Addr, l.Rate = addr, rate
 	l.Name = fmt.Sprintf("ceiling c=%d", o.Connections)
@@ -599,10 +611,7 @@ func runCeiling(ctx context.Context, o Options, seeded *Seeded, base Load, rate 
 		l.Name = fmt.Sprintf("ceiling open %s/s", formatCount(rate))
 	}
 	l.Ops = []Share{{Op: ValidateOp("ceiling", addr, o.APIKey, seeded.Sessions)}}
-	l.Watch = []Watched{{Role: "client", PID: os.Getpid()}}
-	if pid > 0 {
-		l.Watch = append(l.Watch, Watched{Role: "ceiling", PID: pid})
-	}
+	l.Watch = ceilingWatch(pid)
 	p, err := run(l)
 	if p != nil {
 		p.Role = "ceiling"
@@ -611,6 +620,151 @@ func runCeiling(ctx context.Context, o Options, seeded *Seeded, base Load, rate 
 		}
 	}
 	return p, err
+}
+
+// runEventsCeiling measures the ceiling with the events phase's posts
+// (role "ceiling-events"): fasthttp reading the same bodies and answering
+// 202, for the events' frames/s to be divided by.
+func runEventsCeiling(ctx context.Context, o Options, seeded *Seeded, base Load, run func(Load) (*Phase, error), logf func(string, ...any)) (*Phase, error) {
+	addr, pid, stop, err := startCeiling(ctx, o, seeded, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	l := base
+	l.Addr, l.Watch = addr, ceilingWatch(pid)
+	l.Name = fmt.Sprintf("ceiling events c=%d", o.Connections)
+	op := eventsOp(addr, o.CID, seeded.EventSessions, o.FramesPerPost, true)
+	op.Name = "ceiling events"
+	l.Ops = []Share{{Op: op}}
+	p, err := run(l)
+	if p != nil {
+		p.Role = "ceiling-events"
+	}
+	return p, err
+}
+
+// runTxnPhases measures whole transactions against the ceiling (role
+// "ceiling-transaction") and then against the server (role "transaction").
+func runTxnPhases(ctx context.Context, o Options, seeded *Seeded, base Load, run func(Load) (*Phase, error), logf func(string, ...any), r *Report) error {
+	users := seeded.Enrolled
+	if len(users) > o.TxnUsers {
+		users = users[:o.TxnUsers]
+	}
+	runID := seeded.RunID
+	if runID == "" {
+		runID = "bench" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	script, err := NewTxnScript(o.CID, o.APIKey, runID, users, o.TxnSets, o.FramesPerPost, o.Dim, o.Seed)
+	if err != nil {
+		return err
+	}
+	r.Settings.TxnUsers, r.Settings.TxnPosts, r.Settings.FramesPerPost = len(users), TxnPosts, o.FramesPerPost
+	runTxn := func(l TxnLoad) (*Phase, error) {
+		logf("phase %s: closed loop of transactions (session, %d events posts of %d frames, validate), %d connections, %v (+%v warmup)",
+			l.Name, TxnPosts, o.FramesPerPost, l.Connections, l.Duration, l.Warmup)
+		p, err := RunTransactions(ctx, l)
+		if p != nil {
+			r.Phases = append(r.Phases, p)
+			for i := range p.Ops {
+				op := &p.Ops[i]
+				logf("  %s: %s/s, p50 %s, p99 %s, max %s, %d errors", op.Op, formatCount(op.RPS),
+					FormatUs(op.Latency.P50), FormatUs(op.Latency.P99), FormatUs(op.Latency.Max), op.ErrorCount())
+			}
+			if t := p.Transactions; t != nil {
+				logf("  validates first answered 202: %d of %d (waits p99 %s, max %s)", t.Processing, t.Validates, FormatUs(t.Waits.P99), FormatUs(t.Waits.Max))
+			}
+		}
+		return p, err
+	}
+	l := TxnLoad{
+		Script: script, Connections: o.Connections, Duration: o.Duration, Warmup: o.Warmup,
+		Step: o.Step, Timeout: o.Timeout,
+	}
+	if o.Ceiling != CeilingOff || o.CeilingAddr != "" {
+		addr, pid, stop, err := startCeiling(ctx, o, seeded, logf)
+		if err != nil {
+			return err
+		}
+		cl := l
+		cl.Name, cl.Addr, cl.Watch = fmt.Sprintf("ceiling transactions c=%d", o.Connections), addr, ceilingWatch(pid)
+		if cl.Duration >= LongRun {
+			cl.Duration = ceilingLongCap
+		}
+		p, err := runTxn(cl)
+		stop()
+		if p != nil {
+			p.Role = "ceiling-transaction"
+		}
+		if err != nil {
+			return err
+		}
+	}
+	l.Name, l.Addr, l.DataDir = fmt.Sprintf("transactions c=%d", o.Connections), o.Addr, o.dataDir
+	l.Watch = []Watched{{Role: "client", PID: os.Getpid()}}
+	if o.ServerPID > 0 {
+		l.Watch = append(l.Watch, Watched{Role: "server", PID: o.ServerPID})
+	}
+	_, err = runTxn(l)
+	return err
+}
+
+func ceilingWatch(pid int) []Watched {
+	w := []Watched{{Role: "client", PID: os.Getpid()}}
+	if pid > 0 {
+		w = append(w, Watched{Role: "ceiling", PID: pid})
+	}
+	return w
+}
+
+// startCeiling starts the ceiling where o says and returns its address,
+// its pid (0 in process) and how to stop it.
+func startCeiling(ctx context.Context, o Options, seeded *Seeded, logf func(string, ...any)) (addr string, pid int, stop func(), err error) {
+	body := seeded.Sample
+	if len(body) == 0 {
+		body = []byte(SampleDecision)
+	}
+	placement := o.Ceiling
+	if o.CeilingAddr != "" {
+		placement = "external"
+	}
+	switch placement {
+	case "external":
+		addr, stop = strings.TrimSuffix(strings.TrimPrefix(o.CeilingAddr, "http://"), "/"), func() {}
+		logf("ceiling (external) on %s", addr)
+		return addr, 0, stop, nil
+	case CeilingProcess:
+		f, err := os.CreateTemp("", "countersign-ceiling-*.json")
+		if err != nil {
+			return "", 0, nil, err
+		}
+		defer os.Remove(f.Name()) // the child has read it once it is ready
+		if _, err := f.Write(body); err != nil {
+			f.Close()
+			return "", 0, nil, err
+		}
+		f.Close()
+		if addr, err = FreeAddr(); err != nil {
+			return "", 0, nil, err
+		}
+		p, err := StartProcess(ctx, o.Binary, o.CeilingArgs(addr, f.Name()), addr, "", o.Pin.ServerCPUs, o.Pin.ServerGOMAXPROCS)
+		if err != nil {
+			return "", 0, nil, err
+		}
+		pid, stop = p.PID, func() { _ = p.Stop() }
+	case CeilingInproc:
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", 0, nil, err
+		}
+		c := NewCeiling(body)
+		go func() { _ = c.Serve(ln) }()
+		addr, stop = ln.Addr().String(), func() { _ = c.Shutdown() }
+	default:
+		return "", 0, nil, fmt.Errorf("bench: unknown ceiling placement %q (process, inproc, off)", o.Ceiling)
+	}
+	logf("ceiling (%s) on %s answers a %d-byte validate body", placement, addr, len(body))
+	return addr, pid, stop, nil
 }
 
 // writeBodies writes one validate body per line.

@@ -184,7 +184,7 @@ func damagedSession(t *testing.T, damagedSeq uint64) (*testEnv, session) {
 }
 
 // damageFrame overwrites, in the closed store on fs, the stored frame whose
-// seq is seq with bytes that do not decompress.
+// seq is seq with bytes that are no stored frame (they do not decompress).
 func damageFrame(t *testing.T, fs vfs.FS, seq uint64) {
 	t.Helper()
 	pdb, err := pebble.Open("data", &pebble.Options{FS: fs})
@@ -200,7 +200,14 @@ func damageFrame(t *testing.T, fs vfs.FS, seq uint64) {
 	}
 	var key []byte
 	for it.First(); it.Valid(); it.Next() {
-		raw, err := dec.DecodeAll(it.Value(), nil)
+		// Stored as given after a 0x00 byte, or zstd-compressed by an
+		// earlier version.
+		raw, err := it.Value(), error(nil)
+		if len(raw) > 0 && raw[0] == 0 {
+			raw = raw[1:]
+		} else {
+			raw, err = dec.DecodeAll(raw, nil)
+		}
 		var f biometric.Frame
 		if err == nil && len(raw) > 0 && biometric.DecodeFrame(raw, &f) == nil && f.Seq == seq {
 			key = bytes.Clone(it.Key())

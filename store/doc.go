@@ -37,7 +37,7 @@
 //	0x05  org-key      org keyID                            key listing (created, scope, name, prefix, hash)
 //	0x10  session      org lp(csid)                         session record with its aggregate; tombstone once swept
 //	0x11  field        org lp(csid) name                    ts, raw JSON value
-//	0x12  frame        org lp(csid) be32(arrival index)     zstd(frame bytes)
+//	0x12  frame        org lp(csid) be32(arrival index)     0x00 frame bytes (zstd(frame bytes) if stored before)
 //	0x13  expiry       be64(expiresAt ms) org csid          empty
 //	0x14  frame-seq    org lp(csid) be64(seq) digest16      be32(arrival index)
 //	0x20  template     org userID                           template bytes, opaque

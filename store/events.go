@@ -16,7 +16,7 @@ import (
 // synced batch. A field replaces any earlier value of the same name (exact
 // bytes: "Total" and "total" are two fields; matching is the matcher's
 // business), later fields in one call replacing earlier ones. Frames are
-// stored zstd-compressed under consecutive arrival indexes; firstIndex is the
+// stored as given (appendStoredFrame) under consecutive arrival indexes; firstIndex is the
 // first one's (or, with no frames, the index the next frame will get).
 // FramesReceived grows by len(frames), and final, once true, stays true.
 //
@@ -185,7 +185,7 @@ func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][
 	index := firstIndex
 	for _, raw := range raws {
 		c.key2 = appendFrameKey(c.key2[:0], c.org, csid, index)
-		c.zbuf = db.zenc.EncodeAll(raw, c.zbuf[:0])
+		c.zbuf = appendStoredFrame(c.zbuf[:0], raw)
 		_ = b.Set(c.key2, c.zbuf, nil)
 		index++
 	}
@@ -194,7 +194,7 @@ func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][
 			continue
 		}
 		c.key2 = appendFrameKey(c.key2[:0], c.org, csid, index)
-		c.zbuf = db.zenc.EncodeAll(ins[i].Raw, c.zbuf[:0])
+		c.zbuf = appendStoredFrame(c.zbuf[:0], ins[i].Raw)
 		_ = b.Set(c.key2, c.zbuf, nil)
 		c.key2 = appendFrameSeqKey(c.key2[:0], c.org, csid, ins[i].Seq, &digests[i])
 		c.zbuf = binary.BigEndian.AppendUint32(c.zbuf[:0], index)

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/klauspost/compress/zstd"
 )
 
 func TestFramesRoundTrip(t *testing.T) {
@@ -55,5 +58,30 @@ func TestFramesRoundTrip(t *testing.T) {
 	}
 	if s := must[Session](t)(db.Session(o.ID, "csid-0001")); int(s.FramesReceived) != len(want) || s.Pending() != s.FramesReceived {
 		t.Fatalf("session %+v", s)
+	}
+}
+
+// TestFramesStoredCompressedStillRead: frames are stored as given now, and
+// one stored zstd-compressed by an earlier version reads back the same, so
+// a store written before can still rescore and enroll from its frames.
+func TestFramesStoredCompressedStillRead(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-frames")
+	old, now := []byte("frame stored compressed"), []byte("frame stored as given")
+	if _, err := db.AppendEvents(o.ID, "csid-frames", nil, [][]byte{now}, false); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := zstd.NewWriter(nil)
+	check(t, err)
+	check(t, db.pdb.Set(appendFrameKey(nil, o.ID, "csid-frames", 1), enc.EncodeAll(old, nil), pebble.Sync))
+	check(t, enc.Close())
+	var got [][]byte
+	check(t, db.Frames(o.ID, "csid-frames", 0, func(_ uint32, raw []byte) error {
+		got = append(got, bytes.Clone(raw))
+		return nil
+	}))
+	if len(got) != 2 || !bytes.Equal(got[0], now) || !bytes.Equal(got[1], old) || db.DamagedFrames() != 0 {
+		t.Fatalf("frames %q, %d damaged", got, db.DamagedFrames())
 	}
 }

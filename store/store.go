@@ -62,8 +62,8 @@ const (
 	// MaxKeyBytes bounds every caller-chosen id that becomes part of a key:
 	// csid, userID, field name, decision id, idempotency key.
 	MaxKeyBytes = 1 << 10
-	// MaxFrameBytes bounds one frame before compression, and bounds what the
-	// zstd decoder will produce when reading one back.
+	// MaxFrameBytes bounds one frame, and what the zstd decoder will
+	// produce when reading back one stored compressed.
 	MaxFrameBytes = 1 << 20
 	// MaxValueBytes bounds every other variable-size value: a field value, an
 	// aggregate, a template, a policy, a decision's response, an org name.
@@ -239,7 +239,6 @@ type DB struct {
 	// OrgGeneration).
 	orgGen atomic.Uint64
 
-	zenc *zstd.Encoder
 	zdec *zstd.Decoder
 
 	outboxState // webhook subscriptions' cache and the outbox (outbox.go)
@@ -281,23 +280,14 @@ func Open(o Options) (*DB, error) {
 		db.log = slog.New(slog.DiscardHandler)
 	}
 	var err error
-	// Frames are mostly float32 embeddings, which barely compress at any
-	// level; the fastest level keeps the event path cheap and still shrinks
-	// the headers and any zero runs.
-	db.zenc, err = zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithZeroFrames(true))
-	if err != nil {
-		return nil, err
-	}
-	// The decoder refuses to produce more than a frame may hold, so a
-	// damaged or hostile blob cannot make it allocate without bound.
+	// Frames are stored as they come (appendStoredFrame); the decoder reads
+	// those stored zstd-compressed before. It refuses to produce more than
+	// a frame may hold, so a damaged or hostile blob cannot make it
+	// allocate without bound.
 	db.zdec, err = zstd.NewReader(nil,
 		zstd.WithDecoderMaxMemory(MaxFrameBytes),
 		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)))
 	if err != nil {
-		db.zenc.Close()
 		return nil, err
 	}
 
@@ -312,7 +302,6 @@ func Open(o Options) (*DB, error) {
 		fs = vfs.Default
 	}
 	if err := db.setupWALSync(o.WALSync, fs); err != nil {
-		db.zenc.Close()
 		db.zdec.Close()
 		return nil, err
 	}
@@ -336,6 +325,23 @@ func Open(o Options) (*DB, error) {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	po.Levels[len(po.Levels)-1].FilterPolicy = pebble.NoFilterPolicy
+	// Frames (2 KiB each, a session's several dozen) are most of what is
+	// written, and are never rewritten: in blob files they are written
+	// once, and compactions move a reference instead of the bytes through
+	// every level (the transaction scenario's profile had a fifth of the
+	// server's CPU in compactions rewriting them). Only frames: a session
+	// record, with its aggregate, is as large but rewritten by every post
+	// and read by every request, so it stays in its tables (spanPolicy).
+	po.Experimental.SpanPolicyFunc = spanPolicy
+	po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{
+			Enabled:               true,
+			MinimumSize:           minSeparatedValue,
+			MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge:     5 * time.Minute,
+			TargetGarbageRatio:    0.2,
+		}
+	}
 	applyPebbleOptions(po, db, o.WALSyncInterval)
 	// Table writers must not pause while Pebble holds writes back for them
 	// (yield.go).
@@ -345,7 +351,6 @@ func Open(o Options) (*DB, error) {
 	}
 	db.pdb, err = pebble.Open(o.Dir, po)
 	if err != nil {
-		db.zenc.Close()
 		db.zdec.Close()
 		db.closeWALSync()
 		return nil, err
@@ -353,12 +358,31 @@ func Open(o Options) (*DB, error) {
 	if err := db.checkLayout(); err != nil {
 		_ = db.pdb.Close()
 		db.closeWALSync()
-		db.zenc.Close()
 		db.zdec.Close()
 		return nil, err
 	}
 	return db, nil
 }
+
+// minSeparatedValue is the smallest value kept in a blob file: a stored
+// frame (a 512-d one is about 2 KiB) is, a session record, a field or an
+// aggregate of a session is not.
+const minSeparatedValue = 1024
+
+// spanPolicy separates the values of the frame key range (kindFrame) into
+// blob files, and keeps every other record's values in its tables.
+func spanPolicy(start []byte) (pebble.SpanPolicy, []byte, error) {
+	inTables := pebble.SpanPolicy{ValueStoragePolicy: pebble.ValueStorageLowReadLatency}
+	switch {
+	case len(start) == 0 || start[0] < kindFrame:
+		return inTables, frameSpanStart, nil
+	case start[0] == kindFrame:
+		return pebble.SpanPolicy{}, frameSpanEnd, nil
+	}
+	return inTables, nil, nil
+}
+
+var frameSpanStart, frameSpanEnd = []byte{kindFrame}, []byte{kindFrame + 1}
 
 // checkLayout records the key layout version in a new database and refuses
 // to open one written with a layout this code does not know.
@@ -387,7 +411,6 @@ func (db *DB) Close() error {
 		}
 		db.closeErr = db.pdb.Close()
 		db.closeWALSync() // after Pebble's last sync
-		db.zenc.Close()
 		db.zdec.Close()
 	})
 	return db.closeErr

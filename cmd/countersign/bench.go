@@ -31,14 +31,19 @@ func cmdBench(args []string, e *env) error {
 			"the bytes of a real validate "+
 			"answer, measured by the same generator in the same run. Scenarios: suite (ceiling, validate at "+
 			"--connections, validate c=1, open loops at --open-fractions of the maximum, the ceiling's open loops at "+
-			"--ceiling-open-fractions, events), validate, events, "+
+			"--ceiling-open-fractions, events, the ceiling reading the same events posts, and transactions), validate, events, "+
 			"mixed, ceiling, overload (validate, then events: the closed-loop maximum, an open loop at 10% of it "+
 			"(unloaded), and an open loop at --overload-factor times it over --overload-connections from "+
 			"--overload-sources; reports goodput against the maximum and the admitted requests' p99 against the unloaded one), approvals (enrolls "+
 			"--held-polls users with a device each; holds a device long poll for every one and reads the server's RSS; decides "+
 			"--wake-samples approvals one at a time while they are held, timing the device's answer to the requester's held "+
 			"GET /v1/approvals/{id}?wait=; then --connections workers create, read as the device and approve approvals in a "+
-			"closed loop, durable, for --duration). Prints a Markdown table and writes JSON, Markdown and an SVG plot into --out. Progress "+
+			"closed loop, durable, for --duration), "+
+			"transaction (whole transactions as a backend and the SDK make them: POST /v1/sessions, 4 gzip events posts of "+
+			"--frames-per-post frames, the last final, then POST /v1/validate sent again after retryAfterMS while it answers 202; "+
+			"against the ceiling answering the same requests; reports transactions/s, frames/s, CPU per transaction and per frame, "+
+			"the validates answered 202 and their waits, latency per request kind; a --duration of 2m or more is a long run: the "+
+			"spawned server's sessions live a minute and are swept, and throughput, data directory size and RSS are reported per minute). Prints a Markdown table and writes JSON, Markdown and an SVG plot into --out. Progress "+
 			"goes to stderr.")
 	c.examples = "  countersign bench --spawn                                  # the suite, as make bench runs it\n" +
 		"  countersign bench --spawn --scenario overload --duration 5s # goodput and tail at 10x the sustainable rate\n" +

@@ -335,9 +335,75 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		return
 	}
 	if queued && stored > 0 {
-		s.frames.enqueue(c.org.ID, csid)
+		if s.scoreInline(c, csid, first, stored) {
+			s.frames.Unreserve()
+		} else {
+			s.frames.enqueue(c.org.ID, csid)
+		}
 	}
 	c.eventsAccepted(r, first+uint32(stored))
+}
+
+// scoreInline folds the frames a post just stored into the session's
+// aggregate from the request's own decoded bytes, and saves it before the
+// post is answered, so that a validate right after the final post finds
+// every frame scored, and no worker reads the frames back from the store.
+// It does so only when the aggregate the request read covers exactly the
+// frames before this post: every frame of the post was new (stored ==
+// frames), nothing was unscored when the session was read, nobody stored
+// frames between that read and this post's (first is what the session
+// then held), no job of the session is queued or running, the pool is not
+// paused (FramePool.Pause holds every frame unscored), and the template
+// the aggregate was scored with is the user's current one. Otherwise, and
+// on any error, it reports false and the caller queues a job, which reads
+// the frames from the store as before: the frames are durable either way,
+// and the aggregate save, like the workers', is not synced (a lost one is
+// refolded from the stored frames by the next job or validate).
+func (s *Surface) scoreInline(c *reqCtx, csid string, first uint32, stored int) bool {
+	sess := &c.sess
+	if s.frames.paused.Load() || stored != len(c.frameIns) || sess.FramesReceived != first ||
+		sess.FramesScored != first || s.frames.busy(c.org.ID, csid) {
+		return false
+	}
+	e, err := s.orgs.ByID(c.org.ID)
+	if err != nil {
+		return false
+	}
+	defer c.rd.Close()
+	var tmpl *biometric.Template
+	switch c.tmplBuf, err = c.rd.TemplateInto(c.org.ID, sess.UserID, c.tmplBuf[:0]); {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return false
+	default:
+		if c.tmpl.Decode(c.tmplBuf) != nil {
+			return false // the worker logs and counts a damaged template
+		}
+		tmpl = &c.tmpl
+	}
+	if first == 0 {
+		c.agg.Reset(s.dim)
+	} else if len(sess.Aggregate) == 0 || c.agg.Decode(sess.Aggregate) != nil || c.agg.TemplateVersion() != templateVersion(tmpl) {
+		return false // a rescore of every stored frame: the worker's
+	}
+	sc := e.Scorer()
+	for i := range c.frameIns {
+		if biometric.DecodeFrame(c.frameIns[i].Raw, &c.frame) != nil {
+			e.PutScorer(sc)
+			return false
+		}
+		sc.Fold(c.agg, &c.frame, tmpl)
+	}
+	e.PutScorer(sc)
+	c.aggBuf = c.agg.AppendBinary(c.aggBuf[:0])
+	n := first + uint32(stored)
+	if err := s.db.SaveAggregate(c.org.ID, csid, c.aggBuf, n); err != nil {
+		// ErrStale: a job of a later post folded these frames too.
+		return errors.Is(err, store.ErrStale)
+	}
+	s.metrics.framesScored.Add(stored)
+	sess.FramesScored = n
+	return true
 }
 
 // eventsStoreFailed answers a store error of an events call.

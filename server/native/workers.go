@@ -40,6 +40,8 @@ type FramePool struct {
 	queued   atomic.Int64 // reserved, queued or being processed
 	seed     maphash.Seed
 
+	paused atomic.Bool // Pause: events posts do not score inline either
+
 	mu       sync.Mutex // guards inflight and closed
 	inflight map[frameJob]int
 	closed   bool
@@ -115,11 +117,13 @@ func newFramePool(s *Surface, workers, capacity int) *FramePool {
 	return p
 }
 
-// Pause stops the workers from taking jobs (a job being scored finishes):
-// events are still stored, queued and counted, so their frames stay unscored
-// and validate answers processing until Resume. The HTTP transcripts use it
-// to pin the processing answer; Shutdown still drains a paused pool.
+// Pause stops the workers from taking jobs (a job being scored finishes)
+// and events posts from scoring their frames inline: events are still
+// stored, queued and counted, so their frames stay unscored and validate
+// answers processing until Resume. The HTTP transcripts use it to pin the
+// processing answer; Shutdown still drains a paused pool.
 func (p *FramePool) Pause() {
+	p.paused.Store(true)
 	for _, q := range p.queues {
 		q.setPaused(true)
 	}
@@ -127,6 +131,7 @@ func (p *FramePool) Pause() {
 
 // Resume lets the workers take jobs again.
 func (p *FramePool) Resume() {
+	p.paused.Store(false)
 	for _, q := range p.queues {
 		q.setPaused(false)
 	}
