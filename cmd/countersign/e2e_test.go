@@ -641,13 +641,13 @@ func TestBenchApprovals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns a server and loads it")
 	}
-	r := countersign(t, nil, "bench", "--spawn", "--scenario", "approvals", "--held-polls", "60", "--wake-samples", "10",
+	r := countersign(t, nil, "bench", "--spawn", "--scenario", "approvals", "--held-polls", "200", "--wake-samples", "10",
 		"--connections", "4", "--duration", "300ms", "--warmup", "100ms", "--pin", "off", "--out", "", "--disk-probe", "0")
 	if r.code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"| device long polls held at once | 60 | 10,000 |", "| approvals created and decided per second (durable, 4 workers) |",
-		"requester's long poll answered, p50 / p99 (10) |", "--max-conns-per-ip 132"} {
+	for _, want := range []string{"| device long polls held at once | 200 | 10,000 |", "| approvals created and decided per second (durable, 4 workers) |",
+		"requester's long poll answered, p50 / p99 (10) |", "--max-conns-per-ip 272"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("no %q in stdout:\n%s\nstderr:\n%s", want, r.stdout, r.stderr)
 		}
