@@ -139,8 +139,16 @@ type writeWatch struct {
 	name string
 }
 
+// failedWritePause is how long a failed write waits before it answers.
+// Pebble retries a failed flush at once and for ever (no backoff), which
+// would keep a core spinning on writes that cannot succeed while the
+// server drains; paused, the retries cost nothing, and the calls that meet
+// a failed write are few, since none enters a failed store.
+const failedWritePause = 50 * time.Millisecond
+
 func (f writeWatch) failed(op string, err error) {
 	f.db.writeFailed(op+" "+f.name, err)
+	time.Sleep(failedWritePause)
 }
 
 func (f writeWatch) Write(p []byte) (int, error) {
