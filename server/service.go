@@ -65,8 +65,6 @@ func (v *service) Serve(rc *fasthttp.RequestCtx, r *httpd.Route, _ []byte) {
 			if v.s.Ready() {
 				c.Status = fasthttp.StatusOK
 				c.Out = append(c.Out, `{"status":"ready"}`...)
-			} else if v.s.core.StoreDead() {
-				c.Fail(v.s.core.StoreError(), nil) // say why: storage_full, say
 			} else {
 				c.Fail(httpd.ErrNotReady, nil)
 			}
