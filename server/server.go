@@ -186,6 +186,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		WriteTimeout:    cfg.WriteTimeout,
 		IdleTimeout:     cfg.IdleTimeout,
 		Logger:          cfg.Logger,
+		Store:           db,
 	})
 	s.orgs = tenant.NewCache(db, s.dim)
 	s.service.init(s)

@@ -103,8 +103,8 @@ func lookupID[ID string | []byte](id ID) error {
 // ever be in flight, so the count stays negative until Close is done.
 const closingBias = 1 << 62
 
-// enter admits a call unless the store is closing (ErrClosed) or Pebble has
-// given up (ErrFatal); every admitted call must call db.exit. Methods enter
+// enter admits a call unless the store is closing (ErrClosed) or has failed
+// (ErrFatal, with ErrFull when the disk is full: failure.go); every admitted call must call db.exit. Methods enter
 // through begin or admit; a Reader enters once for all its reads.
 func (db *DB) enter() error {
 	db.yield.touch()
@@ -114,7 +114,7 @@ func (db *DB) enter() error {
 	}
 	if db.dead.Load() {
 		db.exit()
-		return ErrFatal
+		return db.failure()
 	}
 	return nil
 }

@@ -13,17 +13,21 @@ import (
 // waiting for one does not hold the P (uring_linux.go). Two rings, because a
 // ring carries one sync at a time and the WAL's must not queue behind a
 // table's (a flushed table's final sync took 1.4-1.8 ms in a trace, holding
-// the only P). Manifests, options files and reads are untouched.
+// the only P). Manifests, options files and reads are otherwise untouched.
+// With db set, every file opened for writing fails the store when a write
+// to it fails (writeWatch, failure.go).
 type storeFS struct {
 	vfs.FS
 	y   *yielder
 	sy  *uringSyncer
 	tsy *uringSyncer
+	db  *DB
 }
 
 func (fs storeFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, cat)
 	if err != nil {
+		fs.createFailed(name, err)
 		return f, err
 	}
 	return fs.wrap(name, f), nil
@@ -32,12 +36,37 @@ func (fs storeFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, erro
 func (fs storeFS) ReuseForWrite(oldname, newname string, cat vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.ReuseForWrite(oldname, newname, cat)
 	if err != nil {
+		fs.createFailed(newname, err)
 		return f, err
 	}
 	return fs.wrap(newname, f), nil
 }
 
+func (fs storeFS) OpenReadWrite(name string, cat vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.OpenReadWrite(name, cat, opts...)
+	if err != nil || fs.db == nil {
+		return f, err
+	}
+	return writeWatch{File: f, db: fs.db, name: name}, nil
+}
+
+func (fs storeFS) createFailed(name string, err error) {
+	if fs.db != nil {
+		fs.db.createFailed(name, err)
+	}
+}
+
+// wrap is the file Pebble gets for f, created as name for writing.
 func (fs storeFS) wrap(name string, f vfs.File) vfs.File {
+	f = fs.wrapSync(name, f)
+	if fs.db != nil {
+		f = writeWatch{File: f, db: fs.db, name: name}
+	}
+	return f
+}
+
+// wrapSync gives table and log files their yielding and syncs.
+func (fs storeFS) wrapSync(name string, f vfs.File) vfs.File {
 	switch {
 	case strings.HasSuffix(name, ".sst"):
 		yf := yieldFile{File: f, y: fs.y}

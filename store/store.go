@@ -123,6 +123,14 @@ var (
 	// later call answers ErrFatal. Only a restart, which recovers the store
 	// from its log, makes it usable again.
 	ErrFatal = errors.New("store: fatal storage error")
+	// ErrFull: a write to the disk failed for want of space (ENOSPC or
+	// EDQUOT). The store has failed as for ErrFatal, which every error
+	// naming ErrFull also wraps (failure.go).
+	ErrFull = errors.New("store: disk full")
+	// ErrCloseTimeout: Close gave up waiting for a failed store to close
+	// (failure.go). Nothing acknowledged is lost: the next Open recovers it
+	// from the log.
+	ErrCloseTimeout = errors.New("store: the failed store did not close in time; the next open recovers it from its log")
 )
 
 // Options configures Open. The zero value plus Dir is a production
@@ -225,9 +233,9 @@ type DB struct {
 	// sc is the session cache; nil when Options turned it off.
 	sc *sessionCache
 
-	// dead is set by Pebble's Fatalf (see deadOnFatal) before it panics;
-	// from then on every call answers ErrFatal.
-	dead atomic.Bool
+	// failureState says whether the store has failed for good, and why
+	// (failure.go).
+	failureState
 
 	// damagedFrames counts stored frames Frames skipped because they do not
 	// decompress (see DamagedFrames).
@@ -255,6 +263,7 @@ func Open(o Options) (*DB, error) {
 	db := &DB{ttl: o.SessionTTL, now: o.Now, rand: o.Rand, sealer: o.Sealer, wo: pebble.Sync, log: o.Logger,
 		drained: make(chan struct{}), yield: newYielder()}
 	db.outboxSignal = make(chan struct{}, 1)
+	db.failed = make(chan struct{})
 	if o.Durability == Relaxed {
 		db.wo = pebble.NoSync
 	}
@@ -306,14 +315,14 @@ func Open(o Options) (*DB, error) {
 		return nil, err
 	}
 	po := &pebble.Options{
-		FS:                 storeFS{FS: fs, y: db.yield, sy: db.uring, tsy: db.uringTables},
+		FS:                 storeFS{FS: fs, y: db.yield, sy: db.uring, tsy: db.uringTables, db: db},
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{db.log},
 	}
 	// Set apart from the literal above (which is being tuned separately):
 	// the logger must mark this DB dead before Fatalf panics.
-	po.Logger = deadOnFatal{pebbleLogger: pebbleLogger{db.log}, dead: &db.dead}
+	po.Logger = deadOnFatal{pebbleLogger: pebbleLogger{db.log}, db: db}
 	// Bloom filters (Pebble builds none by default), for the reads that look
 	// for keys usually absent (has: a frame's re-delivery record, a new
 	// csid) through readNewest: a table that cannot hold the key then costs
@@ -348,6 +357,9 @@ func Open(o Options) (*DB, error) {
 	po.EventListener = &pebble.EventListener{
 		WriteStallBegin: func(pebble.WriteStallBeginInfo) { db.yield.stall.Store(true) },
 		WriteStallEnd:   func() { db.yield.stall.Store(false) },
+		// A flush or compaction that cannot write fails the store, and
+		// Pebble's retries of it are not logged each (failure.go).
+		BackgroundError: db.backgroundError,
 	}
 	db.pdb, err = pebble.Open(o.Dir, po)
 	if err != nil {
@@ -403,15 +415,21 @@ func (db *DB) checkLayout() error {
 }
 
 // Close waits for calls in flight, then closes the database. Later calls
-// answer ErrClosed. Closing twice is harmless.
+// answer ErrClosed. Closing twice is harmless. Once the store has failed
+// (Failed), Close waits at most a few seconds and then answers
+// ErrCloseTimeout, leaving the rest to the process's exit: a failed store
+// may never finish closing.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
-		if db.inflight.Add(-closingBias) != -closingBias {
-			<-db.drained
-		}
-		db.closeErr = db.pdb.Close()
-		db.closeWALSync() // after Pebble's last sync
-		db.zdec.Close()
+		db.closeErr = db.closeBounded(func() error {
+			if db.inflight.Add(-closingBias) != -closingBias {
+				<-db.drained
+			}
+			err := db.pdb.Close()
+			db.closeWALSync() // after Pebble's last sync
+			db.zdec.Close()
+			return err
+		})
 	})
 	return db.closeErr
 }
@@ -611,14 +629,21 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 }
 
 // deadOnFatal is the logger Open gives Pebble: pebbleLogger, whose Fatalf
-// first marks the DB dead, so that no call reaches Pebble again (a commit
-// that failed may be readable from the memtable without being durable).
+// first fails the DB, so that no call reaches Pebble again (a commit that
+// failed may be readable from the memtable without being durable). Every
+// commit that met one failed log write calls Fatalf; only the first is
+// logged. When the disk is full the panic wraps ErrFull as well.
 type deadOnFatal struct {
 	pebbleLogger
-	dead *atomic.Bool
+	db *DB
 }
 
 func (p deadOnFatal) Fatalf(format string, args ...any) {
-	p.dead.Store(true)
-	p.pebbleLogger.Fatalf(format, args...)
+	msg := fmt.Sprintf(format, args...)
+	p.db.dead.Store(true)
+	p.db.failOnce.Do(func() { close(p.db.failed) })
+	if p.db.fatalLogged.CompareAndSwap(false, true) {
+		p.l.Error(msg, "component", "pebble")
+	}
+	panic(fmt.Errorf("%w: pebble: %s", p.db.failure(), msg))
 }

@@ -177,6 +177,17 @@ func (db *DB) RunSweeper(stop <-chan struct{}, every time.Duration) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	defer func() {
+		// A sweep's commit that meets a failed log write panics, as every
+		// commit then does (deadOnFatal); the store has failed and its
+		// owner learns it from Failed, so the sweeper just stops rather
+		// than take the process down with a panic nobody recovers.
+		if p := recover(); p != nil {
+			if err, ok := p.(error); !ok || !errors.Is(err, ErrFatal) {
+				panic(p)
+			}
+		}
+	}()
 	for {
 		if !db.sweepAll(stop, db.SweepExpired, "sessions") ||
 			!db.sweepAll(stop, db.SweepIdempotency, "idempotency keys") {
@@ -202,8 +213,8 @@ func (db *DB) sweepAll(stop <-chan struct{}, sweep func(limit int) (int, error),
 	for {
 		n, err := sweep(sweepChunk)
 		total += n
-		if errors.Is(err, ErrClosed) {
-			return false
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrFatal) {
+			return false // closed, or failed (Failed): nothing more to sweep
 		}
 		if err != nil {
 			db.log.Error("store: sweep "+what, "err", err)

@@ -147,13 +147,17 @@ func cmdServe(args []string, e *env) error {
 	log.Info("opened store", "dir", *data, "durability", dur.String(), "walSync", db.WALSyncMethod().String(),
 		"sessionTTL", ttl.String(), "duration", time.Since(t))
 
-	closeStore := func() {
+	closeStore := func() error {
 		t := time.Now()
 		if err := db.Close(); err != nil {
-			log.Error("closing store", "error", err)
-			return
+			// A failed store's close is bounded (store.ErrCloseTimeout):
+			// the process exits non-zero, and the next start recovers
+			// every acknowledged write from the log.
+			log.Error("closing store", "error", err, "duration", time.Since(t))
+			return fmt.Errorf("closing the store: %w", err)
 		}
 		log.Info("closed store", "duration", time.Since(t))
+		return nil
 	}
 
 	srv, err := server.New(server.Config{
@@ -177,7 +181,7 @@ func cmdServe(args []string, e *env) error {
 		Logger:            log.With("component", "server"),
 	}, db)
 	if err != nil {
-		closeStore()
+		_ = closeStore()
 		return fmt.Errorf("server: %w", err)
 	}
 
@@ -192,7 +196,7 @@ func cmdServe(args []string, e *env) error {
 		if err := servePprof(*pprofAddr, log); err != nil {
 			close(sweepStop)
 			<-sweepDone
-			closeStore()
+			_ = closeStore()
 			return err
 		}
 	}
@@ -218,10 +222,11 @@ func cmdServe(args []string, e *env) error {
 		}
 		log.Error("serving failed", "error", failed)
 	case <-srv.Failed():
-		// Pebble gave up after a failed log write: the store must not be
-		// used again by this process. Exiting lets a supervisor restart
-		// it, and reopening recovers the store from its log.
-		failed = errors.New("the store failed (a write could not be made durable); restart to recover it")
+		// A write to the store's disk failed (the disk is full, say), or
+		// Pebble gave up: the store must not be used again by this
+		// process. Exiting lets a supervisor restart it, and reopening
+		// recovers the store from its log.
+		failed = errFailedStore(db)
 		log.Error("store failed; shutting down", "error", failed)
 	}
 	stop() // a second signal now kills the process the default way
@@ -235,10 +240,32 @@ func cmdServe(args []string, e *env) error {
 	}
 	cancel()
 	close(sweepStop)
-	<-sweepDone
-	closeStore()
+	select {
+	case <-sweepDone:
+	case <-db.Failed():
+		// A sweep stuck in a failed store must not hold the exit; Close
+		// bounds what is left.
+	}
+	if failed == nil {
+		select {
+		case <-srv.Failed():
+			failed = errFailedStore(db) // it failed while draining
+		default:
+		}
+	}
+	if err := closeStore(); err != nil && failed == nil {
+		failed = err
+	}
 	log.Info("stopped", "uptime", time.Since(start))
 	return failed
+}
+
+// errFailedStore is serve's exit error once the store has failed.
+func errFailedStore(db *store.DB) error {
+	if db.Full() {
+		return errors.New("the store's disk is full (a write could not be made durable); free space and restart to recover it")
+	}
+	return errors.New("the store failed (a write could not be made durable); restart to recover it")
 }
 
 // sessionCacheBytes maps --session-cache-mb to store.Options (0: off).

@@ -321,7 +321,7 @@ func (c *reqCtx) admit() op {
 		if c.Srv.StoreDead() {
 			// What the store holds in memory may include writes that never
 			// became durable: answer nothing from it (see httpd.Ctx.Admit).
-			c.Fail(httpd.ErrStoreUnavailable, nil)
+			c.Fail(c.Srv.StoreError(), nil)
 			return opNone
 		}
 		return e.op

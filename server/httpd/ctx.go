@@ -103,7 +103,7 @@ func (c *Ctx) Admit() bool {
 	if r.UsesStore && c.Srv.StoreDead() {
 		// What the store holds in memory may include writes that never
 		// became durable: answer nothing from it (see Server.Failed).
-		return c.Fail(ErrStoreUnavailable, nil)
+		return c.Fail(c.Srv.StoreError(), nil)
 	}
 	return true
 }
@@ -147,14 +147,17 @@ func appendTooLarge(dst []byte, limit int) []byte {
 // nothing decided or changed. ErrExpired and ErrNotFound are handled by the
 // caller, which knows what they mean for its route.
 func (c *Ctx) StoreFailed(err error) bool {
+	if errors.Is(err, store.ErrFatal) {
+		// The store gave up (in this request or an earlier one): fail
+		// closed from now on, as the panic recovery does. Logged once, by
+		// MarkStoreDead: a full disk met by every request must not write
+		// a line for each.
+		c.Srv.MarkStoreDead(err)
+		return c.Fail(c.Srv.StoreError(), nil)
+	}
 	c.Srv.log.Error("store", "route", c.Route.String(), "err", err)
 	if errors.Is(err, store.ErrClosed) {
 		return c.Fail(ErrNotReady, nil)
-	}
-	if errors.Is(err, store.ErrFatal) {
-		// The store gave up (in this request or an earlier one): fail
-		// closed from now on, as the panic recovery does.
-		c.Srv.MarkStoreDead(err)
 	}
 	return c.Fail(ErrStoreUnavailable, nil)
 }

@@ -100,6 +100,7 @@ var (
 
 	// 503: failing closed.
 	ErrStoreUnavailable = Register(503, "store_unavailable", "The decision could not be stored durably, so none was made; retry later.")
+	ErrStorageFull      = Register(503, "storage_full", "The store's disk is full, so nothing was stored or decided; retry later.")
 	ErrNotReady         = Register(503, "not_ready", "The server is starting or shutting down.")
 	ErrOverloaded       = Register(503, "overloaded", "The server is answering as many requests as it can; retry after the Retry-After seconds.")
 )

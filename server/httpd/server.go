@@ -72,6 +72,12 @@ type Config struct {
 
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	Logger                                 *slog.Logger
+
+	// Store, when set, is watched: the moment it fails (a write to its
+	// disk failed, say), the server fails closed as if a request had met
+	// the failure (MarkStoreDead), so /readyz turns 503 and Failed closes
+	// even with no request in flight.
+	Store *store.DB
 }
 
 // Server is the core of the HTTP service: fasthttp, configured once, in
@@ -90,11 +96,21 @@ type Server struct {
 	storeDead     atomic.Bool
 	storeDeadOnce sync.Once
 	failed        chan struct{}
+	// storeFull: the store failed because its disk is full, answered
+	// storage_full rather than store_unavailable.
+	storeFull atomic.Bool
+	// stopWatch ends the goroutine watching Config.Store (Shutdown).
+	stopWatch     chan struct{}
+	stopWatchOnce sync.Once
 }
 
 // New prepares the core; it does not listen.
 func New(cfg Config) *Server {
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), abuse: newAbuseLog(cfg.Logger), failed: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), abuse: newAbuseLog(cfg.Logger), failed: make(chan struct{}),
+		stopWatch: make(chan struct{})}
+	if cfg.Store != nil {
+		go s.watchStore(cfg.Store)
+	}
 	s.admit = newAdmission(cfg.MaxInFlight, cfg.ShedHold, s.envelope, s.metrics.Set)
 	s.hub = NewHub(cfg.MaxHeld, s.metrics.Set)
 	s.hs = &fasthttp.Server{
@@ -154,6 +170,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // to end. The hub is woken first: fasthttp waits for every handler, and a
 // held one would otherwise keep it waiting for its whole hold.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopWatchOnce.Do(func() { close(s.stopWatch) })
 	s.hub.Shutdown()
 	return s.hs.ShutdownWithContext(ctx)
 }
@@ -175,13 +192,46 @@ func StoreFatal(p any) bool {
 }
 
 // MarkStoreDead records that the store failed for good (see Failed): from
-// then on every route that uses the store answers 503.
+// then on every route that uses the store answers 503, storage_full when p
+// (a recovered panic or a store error) or the store says the disk is full.
+// Only the first call logs: one line for the state change, not one per
+// request that meets it.
 func (s *Server) MarkStoreDead(p any) {
+	if err, ok := p.(error); (ok && errors.Is(err, store.ErrFull)) || (s.cfg.Store != nil && s.cfg.Store.Full()) {
+		s.storeFull.Store(true) // before storeDead, so StoreError sees it
+	}
 	s.storeDeadOnce.Do(func() {
 		s.storeDead.Store(true)
-		s.log.Error("the store failed and must not be used again; answering 503 until restarted", "panic", fmt.Sprint(p))
+		if s.storeFull.Load() {
+			s.log.Error("the store's disk is full; answering 503 storage_full until restarted with space freed",
+				"cause", fmt.Sprint(p))
+		} else {
+			s.log.Error("the store failed and must not be used again; answering 503 until restarted", "panic", fmt.Sprint(p))
+		}
 		close(s.failed)
 	})
+}
+
+// StoreError is the answer of a route that uses the store once it has
+// failed: storage_full for a full disk, store_unavailable otherwise.
+func (s *Server) StoreError() *Error {
+	if s.storeFull.Load() {
+		return ErrStorageFull
+	}
+	return ErrStoreUnavailable
+}
+
+// watchStore fails the server closed the moment db fails, until Shutdown.
+func (s *Server) watchStore(db *store.DB) {
+	select {
+	case <-db.Failed():
+		if db.Full() {
+			s.MarkStoreDead(store.ErrFull)
+		} else {
+			s.MarkStoreDead(store.ErrFatal)
+		}
+	case <-s.stopWatch:
+	}
 }
 
 // envelope is the envelope r's errors are rendered in.
@@ -227,15 +277,20 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.admit.leave(r)
 		p := recover()
 		s.metrics.panics.Inc()
-		s.log.Error("handler panic", "route", r.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		fatal := StoreFatal(p)
+		if !fatal {
+			s.log.Error("handler panic", "route", r.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
 		ctx.Response.Reset()
 		ctx.SetContentType("application/json")
 		e := ErrInternal
-		if StoreFatal(p) {
+		if fatal {
 			// Not a bug in a handler: a write could not be made durable.
-			// Fail closed, as for any write the store refuses.
+			// Fail closed, as for any write the store refuses. Every
+			// commit that met the failed write panics so; MarkStoreDead
+			// logs the first, and a stack per request would say nothing.
 			s.MarkStoreDead(p)
-			e = ErrStoreUnavailable
+			e = s.StoreError()
 			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
 		}
 		ctx.SetStatusCode(e.Status)

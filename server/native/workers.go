@@ -294,11 +294,12 @@ func (w *frameWorker) process(job frameJob) {
 	s := w.pool.srv
 	defer func() {
 		if p := recover(); p != nil {
+			if httpd.StoreFatal(p) {
+				s.core.MarkStoreDead(p) // logged there, once
+				return
+			}
 			s.metrics.frameJobErrors.Inc()
 			s.log.Error("frame job panic", "org", job.org.String(), "csid", job.csid, "panic", p)
-			if httpd.StoreFatal(p) {
-				s.core.MarkStoreDead(p)
-			}
 		}
 	}()
 	if s.core.StoreDead() {
@@ -321,14 +322,12 @@ func (w *frameWorker) process(job frameJob) {
 	}
 	e, err := s.orgs.ByID(job.org)
 	if err != nil {
-		s.metrics.frameJobErrors.Inc()
-		s.log.Error("frame job: organization", "org", job.org.String(), "err", err)
+		s.jobStoreError("frame job: organization", err, "org", job.org.String())
 		return
 	}
 	tmpl, err := loadTemplate(s.db, job.org, w.sess.UserID, &w.tmpl)
 	if err != nil {
-		s.metrics.frameJobErrors.Inc()
-		s.log.Error("frame job: template", "org", job.org.String(), "user", w.sess.UserID, "err", err)
+		s.jobStoreError("frame job: template", err, "org", job.org.String(), "user", w.sess.UserID)
 		return
 	}
 	from := w.sess.FramesScored
@@ -343,8 +342,7 @@ func (w *frameWorker) process(job frameJob) {
 	}
 	n, err := s.foldStored(w.scorer(e), job.org, job.csid, from, w.agg, tmpl, &w.frame)
 	if err != nil {
-		s.metrics.frameJobErrors.Inc()
-		s.log.Error("frame job: read frames", "org", job.org.String(), "csid", job.csid, "err", err)
+		s.jobStoreError("frame job: read frames", err, "org", job.org.String(), "csid", job.csid)
 		return
 	}
 	w.buf = w.agg.AppendBinary(w.buf[:0])
@@ -354,9 +352,20 @@ func (w *frameWorker) process(job frameJob) {
 	case errors.Is(err, store.ErrStale), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrNotFound):
 		// A validate saved a newer fold (enrollment rescore), or the session ended.
 	default:
-		s.metrics.frameJobErrors.Inc()
-		s.log.Error("frame job: save aggregate", "org", job.org.String(), "csid", job.csid, "err", err)
+		s.jobStoreError("frame job: save aggregate", err, "org", job.org.String(), "csid", job.csid)
 	}
+}
+
+// jobStoreError counts and logs a frame job's error, except a failed
+// store's: that is one state change, which MarkStoreDead logs once, however
+// many queued jobs meet it (a full queue holds thousands).
+func (s *Surface) jobStoreError(msg string, err error, args ...any) {
+	if errors.Is(err, store.ErrFatal) {
+		s.core.MarkStoreDead(err)
+		return
+	}
+	s.metrics.frameJobErrors.Inc()
+	s.log.Error(msg, append(args, "err", err)...)
 }
 
 // foldStored folds the session's stored frames from index from on into agg,

@@ -175,7 +175,9 @@ func (s *Sender) untilNext() time.Duration {
 func (s *Sender) sendDue() bool {
 	due, err := s.cfg.DB.DueDeliveries(s.cfg.Now(), batchSize)
 	if err != nil {
-		if !errors.Is(err, store.ErrClosed) {
+		// A closed or failed store is logged once by the store and the
+		// core, not here once a second until the process exits.
+		if !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrFatal) {
 			s.log.Error("reading the webhook outbox", "err", err)
 		}
 		return false
