@@ -100,19 +100,15 @@ type enrolled struct {
 // approvals while they are held, then release them and run the closed
 // loop for o.Duration.
 func runApprovals(ctx context.Context, o Options, r *Report, logf func(string, ...any)) error {
-	if o.AdminKey == "" {
-		return errors.New("bench: the approvals scenario needs the organization's admin key")
-	}
-	res := &ApprovalsResult{Users: o.HeldPolls, Workers: o.Connections}
-	r.Approvals = res
-	c, err := client.NewClient(client.Config{Addr: o.Addr, APIKey: o.APIKey, AdminKey: o.AdminKey,
-		Timeout: o.Timeout, MaxConns: o.HeldPolls + 2*o.Connections + 64})
+	c, err := enrollingClient(o, o.HeldPolls)
 	if err != nil {
 		return err
 	}
+	res := &ApprovalsResult{Users: o.HeldPolls, Workers: o.Connections}
+	r.Approvals = res
 	logf("enrolling %d users, one device each", o.HeldPolls)
 	start := time.Now()
-	users, err := enrollUsers(ctx, c, o.HeldPolls, o.Parallel*4)
+	users, err := enrollUsers(ctx, c, o.HeldPolls, o.Parallel*4, nil)
 	res.EnrollSec = round(time.Since(start).Seconds(), 2)
 	if err != nil {
 		return err
@@ -124,9 +120,21 @@ func runApprovals(ctx context.Context, o Options, r *Report, logf func(string, .
 	return throughputPhase(ctx, c, o, users, res, logf)
 }
 
+// enrollingClient is the client of a scenario that enrolls its own users
+// (so it needs the admin key), with room for held connections besides
+// two per worker.
+func enrollingClient(o Options, held int) (*client.Client, error) {
+	if o.AdminKey == "" {
+		return nil, fmt.Errorf("bench: the %s scenario needs the organization's admin key", o.Scenario)
+	}
+	return client.NewClient(client.Config{Addr: o.Addr, APIKey: o.APIKey, AdminKey: o.AdminKey,
+		Timeout: o.Timeout, MaxConns: held + 2*o.Connections + 64})
+}
+
 // enrollUsers registers n users, each with an activated device, from
-// parallel clients.
-func enrollUsers(ctx context.Context, c *client.Client, n, parallel int) ([]*enrolled, error) {
+// parallel clients; register, when not nil, gives the i-th user's
+// registration (its id is set).
+func enrollUsers(ctx context.Context, c *client.Client, n, parallel int, register func(i int) *client.NewUser) ([]*enrolled, error) {
 	users := make([]*enrolled, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -144,7 +152,14 @@ func enrollUsers(ctx context.Context, c *client.Client, n, parallel int) ([]*enr
 				}
 				u := &enrolled{user: run + "-" + strconv.Itoa(i)}
 				var err error
-				if u.e, err = simulate.Enroll(c, u.user); err != nil {
+				if register == nil {
+					u.e, err = simulate.Enroll(c, u.user)
+				} else {
+					nu := register(i)
+					nu.UserID = u.user
+					u.e, err = simulate.EnrollUser(c, nu)
+				}
+				if err != nil {
 					once.Do(func() { first = fmt.Errorf("bench: enroll %s: %w", u.user, err) })
 					next.Store(int64(n))
 					return
@@ -332,6 +347,39 @@ func heldRequests(c *client.Client) (int, error) {
 // and posting the answer, up to approvalsPerUser times.
 func throughputPhase(ctx context.Context, c *client.Client, o Options, users []*enrolled, res *ApprovalsResult, logf func(string, ...any)) error {
 	logf("creating and deciding approvals: %d workers, %v warm-up, %v measured", o.Connections, o.Warmup, o.Duration)
+	l := closedLoop(ctx, o, users, func(u *enrolled) error { return cycleOnce(c, u) })
+	res.Decided, res.PerSec, res.Cycle, res.Errors = l.decided, l.perSec, l.cycle, l.errors
+	res.ServerCPU, res.LoadCPU, res.OtherCPU = l.serverCPU, l.loadCPU, l.otherCPU
+	logf("  %d decided, %.0f/s, cycle p50 %s p99 %s, CPU: server %.2f, load %.2f, other %.2f", res.Decided, res.PerSec,
+		FormatUs(res.Cycle.P50), FormatUs(res.Cycle.P99), res.ServerCPU, res.LoadCPU, res.OtherCPU)
+	return l.err("--held-polls")
+}
+
+// loopResult is what closedLoop measured in its window.
+type loopResult struct {
+	decided                      int64
+	perSec                       float64
+	cycle                        Latency
+	serverCPU, loadCPU, otherCPU float64
+	errors                       map[string]int64
+	exhausted                    bool
+}
+
+// err is the loop's failure: every user at the per-user approval limit
+// before the window ended; flag is the option that enrolls more.
+func (l *loopResult) err(flag string) error {
+	if l.exhausted {
+		return fmt.Errorf("bench: every user reached the per-user approval limit before the window ended, so the rate is understated: enroll more (%s)", flag)
+	}
+	return nil
+}
+
+// closedLoop runs o.Connections workers for o.Warmup then o.Duration, each
+// taking users in turn and running one cycle of the user, up to
+// approvalsPerUser+1 approvals a user (DESIGN's push-bombing limit), and
+// measures the cycles that started and ended in the window and the CPU
+// taken meanwhile.
+func closedLoop(ctx context.Context, o Options, users []*enrolled, once func(*enrolled) error) *loopResult {
 	var next atomic.Int64
 	start := time.Now()
 	from, to := start.Add(o.Warmup), start.Add(o.Warmup+o.Duration)
@@ -372,7 +420,7 @@ func throughputPhase(ctx context.Context, c *client.Client, o Options, users []*
 					continue
 				}
 				t0 := time.Now()
-				err := cycleOnce(c, u)
+				err := once(u)
 				t1 := time.Now()
 				if t0.Before(from) {
 					continue
@@ -397,26 +445,21 @@ func throughputPhase(ctx context.Context, c *client.Client, o Options, users []*
 	}
 	wg.Wait()
 	<-sampled
-	res.Decided = decided.Load()
-	res.PerSec = round(float64(res.Decided)/o.Duration.Seconds(), 1)
-	res.Cycle = summarize(cycle)
-	res.Cycle.HDR = ""
+	l := &loopResult{decided: decided.Load(), exhausted: exhausted.Load()}
+	l.perSec = round(float64(l.decided)/o.Duration.Seconds(), 1)
+	l.cycle = summarize(cycle)
+	l.cycle.HDR = ""
 	cores := func(a, b time.Duration) float64 { return (b - a).Seconds() / o.Duration.Seconds() }
 	if cpuTo.CPU > cpuFrom.CPU {
-		res.ServerCPU = round(cores(cpuFrom.CPU, cpuTo.CPU), 2)
-		res.LoadCPU = round(cores(selfFrom.CPU, selfTo.CPU), 2)
-		other := cores(mFrom.Busy+mFrom.IRQ-mFrom.KernelThreads, mTo.Busy+mTo.IRQ-mTo.KernelThreads) - res.ServerCPU - res.LoadCPU
-		res.OtherCPU = round(max(other, 0), 2)
+		l.serverCPU = round(cores(cpuFrom.CPU, cpuTo.CPU), 2)
+		l.loadCPU = round(cores(selfFrom.CPU, selfTo.CPU), 2)
+		other := cores(mFrom.Busy+mFrom.IRQ-mFrom.KernelThreads, mTo.Busy+mTo.IRQ-mTo.KernelThreads) - l.serverCPU - l.loadCPU
+		l.otherCPU = round(max(other, 0), 2)
 	}
 	if len(errs) > 0 {
-		res.Errors = errs
+		l.errors = errs
 	}
-	logf("  %d decided, %.0f/s, cycle p50 %s p99 %s, CPU: server %.2f, load %.2f, other %.2f", res.Decided, res.PerSec,
-		FormatUs(res.Cycle.P50), FormatUs(res.Cycle.P99), res.ServerCPU, res.LoadCPU, res.OtherCPU)
-	if exhausted.Load() {
-		return fmt.Errorf("bench: every user reached the per-user approval limit before the window ended, so the rate is understated: enroll more (--held-polls)")
-	}
-	return nil
+	return l
 }
 
 // cycleOnce creates an approval for u, reads it as u's device, and

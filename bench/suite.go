@@ -31,7 +31,7 @@ const (
 )
 
 // LoadScenarios lists the scenarios Execute knows.
-var LoadScenarios = []string{ScenarioSuite, ScenarioValidate, ScenarioEvents, ScenarioMixed, ScenarioCeiling, ScenarioOverload, ScenarioApprovals, ScenarioTransaction}
+var LoadScenarios = []string{ScenarioSuite, ScenarioValidate, ScenarioEvents, ScenarioMixed, ScenarioCeiling, ScenarioOverload, ScenarioApprovals, ScenarioTransaction, ScenarioIvalt}
 
 // Ceiling placements.
 const (
@@ -107,6 +107,9 @@ type Options struct {
 	// (default DefaultWakeSamples).
 	HeldPolls   int
 	WakeSamples int
+	// IvaltUsers is, in the ivalt scenario, how many users are enrolled
+	// with a mobile number (default DefaultIvaltUsers).
+	IvaltUsers int
 	// HeldWait is the device polls' ?wait= (default DefaultHeldWait,
 	// whole seconds, at least 1).
 	HeldWait time.Duration
@@ -220,6 +223,9 @@ func (o *Options) defaults() error {
 	if o.WakeSamples <= 0 {
 		o.WakeSamples = DefaultWakeSamples
 	}
+	if o.IvaltUsers <= 0 {
+		o.IvaltUsers = DefaultIvaltUsers
+	}
 	if o.HeldWait < time.Second {
 		o.HeldWait = DefaultHeldWait
 	}
@@ -330,11 +336,13 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	var err error
 	if o.Scenario == ScenarioApprovals {
 		err = runApprovals(ctx, o, r, logf)
+	} else if o.Scenario == ScenarioIvalt {
+		err = runIvalt(ctx, o, r, logf)
 	} else {
 		err = execute(ctx, o, r, logf)
 	}
 	r.finish(cpuCount(o.Pin.LoadCPUs))
-	if o.OutDir != "" && (len(r.Phases) > 0 || r.Approvals != nil) {
+	if o.OutDir != "" && (len(r.Phases) > 0 || r.Approvals != nil || r.Ivalt != nil) {
 		paths, werr := r.WriteFiles(o.OutDir)
 		if werr != nil && err == nil {
 			err = werr

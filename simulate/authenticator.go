@@ -346,7 +346,14 @@ type Enrolled struct {
 // Enroll registers the user, makes an activation code and activates a
 // device with a new Ed25519 key, as the app does at first start.
 func Enroll(c *client.Client, userID string) (*Enrolled, error) {
-	if _, err := c.CreateUser(&client.NewUser{UserID: userID, Name: "Simulated " + userID}); err != nil {
+	return EnrollUser(c, &client.NewUser{UserID: userID, Name: "Simulated " + userID})
+}
+
+// EnrollUser is Enroll of a user registered as u: with the mobile number or
+// e-mail address by which the compatible surfaces find a user.
+func EnrollUser(c *client.Client, u *client.NewUser) (*Enrolled, error) {
+	userID := u.UserID
+	if _, err := c.CreateUser(u); err != nil {
 		return nil, err
 	}
 	code, err := c.CreateActivationCode(userID)

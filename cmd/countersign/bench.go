@@ -43,12 +43,15 @@ func cmdBench(args []string, e *env) error {
 			"--frames-per-post frames, the last final, then POST /v1/validate sent again after retryAfterMS while it answers 202; "+
 			"against the ceiling answering the same requests; reports transactions/s, frames/s, CPU per transaction and per frame, "+
 			"the validates answered 202 and their waits, latency per request kind; a --duration of 2m or more is a long run: the "+
-			"spawned server's sessions live a minute and are swept, and throughput, data directory size and RSS are reported per minute). Prints a Markdown table and writes JSON, Markdown and an SVG plot into --out. Progress "+
+			"spawned server's sessions live a minute and are swept, and throughput, data directory size and RSS are reported per minute), "+
+			"ivalt (enrolls --ivalt-users users with a mobile number and a device; then --connections workers sign them in through /ivalt "+
+			"in a closed loop: the push request, a result poll answered 422, the device's list and approval, the result poll's 200). Prints a Markdown table and writes JSON, Markdown and an SVG plot into --out. Progress "+
 			"goes to stderr.")
 	c.examples = "  countersign bench --spawn                                  # the suite, as make bench runs it\n" +
 		"  countersign bench --spawn --scenario overload --duration 5s # goodput and tail at 10x the sustainable rate\n" +
 		"  countersign bench --spawn --scenario validate --connections 16 --rate 2000 --duration 30s\n" +
 		"  countersign bench --spawn --scenario approvals --duration 5s    # approvals/s, 10,000 held polls, wake-up latency\n" +
+		"  countersign bench --spawn --scenario ivalt --duration 5s        # iVALT sign-ins/s end to end, and their latency\n" +
 		"  countersign bench --addr 127.0.0.1:8080 --cid cid_... --apikey csk_... --server-pid $(pgrep -n countersign)\n"
 	spawn := c.Bool("spawn", false, "start a server from this binary on a temporary data directory (removed afterwards); --addr, --cid and --apikey are then ignored")
 	addr := c.String("addr", "HOST:PORT", "", "server to load (without --spawn)")
@@ -56,6 +59,7 @@ func cmdBench(args []string, e *env) error {
 	apiKey := c.String("apikey", "KEY", "", "the organization's API key (without --spawn)")
 	adminKey := c.String("admin-key", "KEY", "", "the organization's admin key (without --spawn; the approvals scenario enrolls users with it)")
 	heldPolls := c.Int("held-polls", "N", bench.DefaultHeldPolls, "approvals scenario: users enrolled, one device each, and device long polls held at once (a server at --addr needs --max-conns-per-ip and --max-waiting-per-ip above it)")
+	ivaltUsers := c.Int("ivalt-users", "N", bench.DefaultIvaltUsers, "ivalt scenario: users enrolled with a mobile number and a device, each signed in at most 10 times")
 	wakeSamples := c.Int("wake-samples", "N", bench.DefaultWakeSamples, "approvals scenario: approvals decided one at a time while the polls are held, for the wake-up latency")
 	serverPID := c.Int("server-pid", "PID", 0, "pid of the server at --addr, to report its CPU and memory from /proc (a spawned server is watched anyway)")
 	durability := c.String("durability", "sync|relaxed", "sync", "durability of the spawned server; relaxed is for experiments, never a headline")
@@ -179,6 +183,7 @@ func cmdBench(args []string, e *env) error {
 		AdminKey:    *adminKey,
 		HeldPolls:   *heldPolls,
 		WakeSamples: *wakeSamples,
+		IvaltUsers:  *ivaltUsers,
 		ServerPID:   *serverPID,
 		Pin:         pinning,
 		Ceiling:     *ceiling,
@@ -212,7 +217,7 @@ func cmdBench(args []string, e *env) error {
 		Command:              strings.TrimSpace(e.prog + " bench " + strings.Join(args, " ")),
 		Log:                  e.stderr,
 	})
-	if r != nil && (len(r.Phases) > 0 || r.Approvals != nil) {
+	if r != nil && (len(r.Phases) > 0 || r.Approvals != nil || r.Ivalt != nil) {
 		fmt.Fprintln(e.stdout)
 		r.WriteMarkdown(e.stdout)
 	}
