@@ -11,7 +11,6 @@ import (
 	"github.com/countersign/countersign/engine/approval"
 	"github.com/countersign/countersign/server/httpd"
 	"github.com/countersign/countersign/server/jsonwire"
-	"github.com/countersign/countersign/server/native"
 	"github.com/countersign/countersign/store"
 )
 
@@ -177,6 +176,10 @@ func (s *Surface) listDecisions(c *reqCtx) {
 	if !ok {
 		return
 	}
+	if s.appendDecision == nil {
+		c.Fail(httpd.ErrInternal, nil)
+		return
+	}
 	list, next, err := s.db.DecisionsOfUser(c.org.ID, userID, limit, cursor)
 	if err != nil {
 		c.pageFailed(err)
@@ -188,7 +191,7 @@ func (s *Surface) listDecisions(c *reqCtx) {
 		if i > 0 {
 			c.Out = append(c.Out, ',')
 		}
-		if c.Out, err = native.AppendDecision(c.Out, &list[i]); err != nil {
+		if c.Out, err = s.appendDecision(c.Out, &list[i]); err != nil {
 			c.Out = c.Out[:0]
 			c.Fail(httpd.ErrInternal, nil)
 			return

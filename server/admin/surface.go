@@ -31,6 +31,11 @@ type Deps struct {
 	Now  func() time.Time
 	// Sealer seals webhook secrets; nil refuses webhook creation.
 	Sealer *store.Sealer
+	// AppendDecision renders a stored decision as the native surface's
+	// GET /v1/decisions/{id} does (native.AppendDecision): the record's
+	// format is that surface's, and the surfaces do not import each other.
+	// Nil answers the decisions list 500.
+	AppendDecision func(dst []byte, d *store.Decision) ([]byte, error)
 }
 
 // Surface serves the admin routes. It is safe for concurrent use.
@@ -40,13 +45,14 @@ type Surface struct {
 	orgs *tenant.Cache
 	now  func() time.Time
 
-	sealer *store.Sealer
-	pool   sync.Pool // *reqCtx
+	sealer         *store.Sealer
+	appendDecision func(dst []byte, d *store.Decision) ([]byte, error)
+	pool           sync.Pool // *reqCtx
 }
 
 // New builds the admin surface.
 func New(d Deps) *Surface {
-	s := &Surface{core: d.Core, db: d.DB, orgs: d.Orgs, now: d.Now, sealer: d.Sealer}
+	s := &Surface{core: d.Core, db: d.DB, orgs: d.Orgs, now: d.Now, sealer: d.Sealer, appendDecision: d.AppendDecision}
 	s.pool.New = func() any { return new(reqCtx) }
 	return s
 }
