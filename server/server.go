@@ -199,7 +199,8 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		QueueSize:    cfg.QueueSize,
 		Now:          cfg.Now,
 	})
-	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now, Sealer: cfg.Sealer})
+	s.admin = admin.New(admin.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now, Sealer: cfg.Sealer,
+		AppendDecision: native.AppendDecision})
 	s.device = device.New(device.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
 	// Every approval change from here on writes its events to the outbox.
 	// Deliveries run on the wall clock whatever Config.Now is: receivers,

@@ -371,11 +371,7 @@ func (db *DB) PendingApprovals(org OrgID, userID string, dst []approval.Approval
 // whatever their status (the audit trail), and the cursor of the next page
 // ("" after the last). Expired ones read as expired, as Approval reads them.
 func (db *DB) ApprovalsOfUser(org OrgID, userID string, limit int, cursor string) ([]approval.Approval, string, error) {
-	after, argErr := parseCursor(cursor)
-	if err := lookupUserID(userID); err != nil {
-		argErr = err
-	}
-	c, err := db.begin(org, argErr)
+	c, after, err := db.beginUserPage(org, userID, cursor)
 	if err != nil {
 		return nil, "", err
 	}

@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 )
 
 // Decision is one validate decision as it was answered. It is stored before
@@ -67,6 +69,12 @@ func (db *DB) PutDecision(d *Decision, idemKey []byte, requestHash [32]byte) err
 	c.key = appendDecisionKey(c.key[:0], c.org, d.ID)
 	c.val = appendDecisionFields(c.val[:0], d.CreatedAt, d.Verified, d.Score, d.CSID, d.UserID, d.Response)
 	_ = b.Set(c.key, c.val, nil)
+	if d.UserID != "" {
+		// In the decision's batch, so the user's audit trail lists exactly
+		// the decisions stored.
+		c.key = appendDecisionByUserKey(c.key[:0], c.org, d.UserID, d.ID)
+		_ = b.Set(c.key, nil, nil)
+	}
 	if d.Template != nil {
 		c.key = appendTemplateKey(c.key[:0], c.org, d.TemplateUser)
 		_ = b.Set(c.key, d.Template, nil)
@@ -101,6 +109,41 @@ func (db *DB) Decision(org OrgID, id string) (Decision, error) {
 	}
 	defer c.end()
 	return db.decision(nil, c, org, id)
+}
+
+// DecisionsOfUser returns a page of the decisions validate made for the
+// user, newest first (the audit trail), and the cursor of the next page
+// ("" after the last). Decisions stored before the user index existed are
+// not listed; Decision still reads them by id. A user the organization does
+// not have, or one it deleted, lists what was decided under that id.
+func (db *DB) DecisionsOfUser(org OrgID, userID string, limit int, cursor string) ([]Decision, string, error) {
+	c, after, err := db.beginUserPage(org, userID, cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	defer c.end()
+	var ids []string
+	c.key = appendPerUserPrefix(c.key[:0], kindDecisionByUser, c.org, userID)
+	next, err := db.scanPage(c.key, after, limit, true, func(id, _ []byte) error {
+		if len(id) == 0 {
+			return ErrCorrupt
+		}
+		ids = append(ids, string(id))
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]Decision, len(ids))
+	for i, id := range ids {
+		if out[i], err = db.decision(nil, c, org, id); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				err = fmt.Errorf("%w: decision %q is indexed but not stored", ErrCorrupt, id)
+			}
+			return nil, "", err
+		}
+	}
+	return out, next, nil
 }
 
 // decision reads through rd, or (nil) an iterator of its own.

@@ -109,3 +109,55 @@ func TestPutDecisionWithTemplate(t *testing.T) {
 		t.Fatalf("decision %+v", d)
 	}
 }
+
+// TestDecisionsOfUser: the user's decisions newest first, paged, each
+// indexed by the batch that stored it; another user's and another
+// organization's are not listed, and a bad cursor is ErrCursor.
+func TestDecisionsOfUser(t *testing.T) {
+	db, c := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	other, _ := newOrg(t, db, "evil")
+	var want []string
+	for i := range 5 {
+		d := Decision{ID: db.NewDecisionID(), OrgID: o.ID, CSID: fmt.Sprintf("csid-%04d", i), UserID: "ann",
+			CreatedAt: c.Now().UnixMilli(), Score: int32(i), Response: []byte("{}")}
+		check(t, db.PutDecision(&d, nil, [32]byte{}))
+		want = append([]string{d.ID}, want...)
+	}
+	for _, d := range []Decision{
+		{ID: db.NewDecisionID(), OrgID: o.ID, CSID: "csid-bob", UserID: "bob"},
+		{ID: db.NewDecisionID(), OrgID: o.ID, CSID: "csid-none"},
+		{ID: db.NewDecisionID(), OrgID: other.ID, CSID: "csid-evil", UserID: "ann"},
+	} {
+		check(t, db.PutDecision(&d, nil, [32]byte{}))
+	}
+	var got []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		page, next, err := db.DecisionsOfUser(o.ID, "ann", 2, cursor)
+		check(t, err)
+		for _, d := range page {
+			if d.UserID != "ann" || d.OrgID != o.ID || string(d.Response) != "{}" {
+				t.Fatalf("decision %+v", d)
+			}
+			got = append(got, d.ID)
+		}
+		if next == "" {
+			if pages != 2 {
+				t.Fatalf("%d pages, want 3", pages+1)
+			}
+			break
+		}
+		cursor = next
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("decisions %v, want %v", got, want)
+	}
+	if l, next, err := db.DecisionsOfUser(other.ID, "bob", 0, ""); err != nil || len(l) != 0 || next != "" {
+		t.Fatalf("other organization's bob: %v %q %v", l, next, err)
+	}
+	_, _, err := db.DecisionsOfUser(o.ID, "ann", 2, "not base64!")
+	wantErr(t, err, ErrCursor)
+	_, _, err = db.DecisionsOfUser(o.ID, "", 2, "")
+	wantErr(t, err, ErrNotFound)
+}

@@ -44,6 +44,7 @@
 //	0x30  decision     org decisionID                       decision record
 //	0x31  idempotency  org idempotency key                  request hash, decision id
 //	0x32  idem-expiry  be64(expiresAt ms) org idempotency key  empty
+//	0x33  decision-by-user  org lp(userID) decisionID      empty
 //	0x40  user         org userID                           user record (created, devices, mobile, e-mail, name)
 //	0x41  user-by-mobile  org E.164 mobile                  userID
 //	0x42  user-by-email   org lowercase e-mail              userID

@@ -9,21 +9,22 @@ import (
 // Record kinds: the first byte of every key (see the layout in doc.go).
 // Numbered in groups so a new kind can join its group.
 const (
-	kindMeta        byte = 0x00
-	kindOrg         byte = 0x01
-	kindOrgByCID    byte = 0x02
-	kindOrgByKey    byte = 0x03
-	kindOrgDoc      byte = 0x04
-	kindOrgKey      byte = 0x05
-	kindSession     byte = 0x10
-	kindField       byte = 0x11
-	kindFrame       byte = 0x12
-	kindExpiry      byte = 0x13
-	kindFrameSeq    byte = 0x14
-	kindTemplate    byte = 0x20
-	kindDecision    byte = 0x30
-	kindIdempotency byte = 0x31
-	kindIdemExpiry  byte = 0x32
+	kindMeta           byte = 0x00
+	kindOrg            byte = 0x01
+	kindOrgByCID       byte = 0x02
+	kindOrgByKey       byte = 0x03
+	kindOrgDoc         byte = 0x04
+	kindOrgKey         byte = 0x05
+	kindSession        byte = 0x10
+	kindField          byte = 0x11
+	kindFrame          byte = 0x12
+	kindExpiry         byte = 0x13
+	kindFrameSeq       byte = 0x14
+	kindTemplate       byte = 0x20
+	kindDecision       byte = 0x30
+	kindIdempotency    byte = 0x31
+	kindIdemExpiry     byte = 0x32
+	kindDecisionByUser byte = 0x33
 
 	kindUser           byte = 0x40
 	kindUserByMobile   byte = 0x41
@@ -288,7 +289,7 @@ func decodeKey(k []byte) (keyParts, bool) {
 	case kindDeviceByToken, kindActivation:
 		p.id = k
 		return p, len(k) == 32
-	case kindDeviceByUser:
+	case kindDeviceByUser, kindDecisionByUser:
 		if !org() || !lp() {
 			return p, false
 		}
@@ -335,6 +336,12 @@ func appendApprovalKey[T string | []byte](dst []byte, org OrgID, approvalID T) [
 // approvals.
 func appendPerUserPrefix[T string | []byte](dst []byte, kind byte, org OrgID, userID T) []byte {
 	return appendSessionPart(dst, kind, org, userID)
+}
+
+// appendDecisionByUserKey is a decision's key in its user's index: the
+// decision ids sort by creation time, so the index does too.
+func appendDecisionByUserKey[T string | []byte](dst []byte, org OrgID, userID, decisionID T) []byte {
+	return append(appendPerUserPrefix(dst, kindDecisionByUser, org, userID), decisionID...)
 }
 
 func appendDeviceByUserKey[T string | []byte](dst []byte, org OrgID, userID, deviceID T) []byte {

@@ -507,6 +507,18 @@ func (db *DB) ListUsers(org OrgID, limit int, cursor string) ([]User, string, er
 // parseCursor reads a cursor scanPage made: base64url of the key suffix of
 // the last record of the previous page. It is opaque to callers; this is
 // only its spelling.
+// beginUserPage begins a call listing a page of one user's records (an
+// audit trail): the cursor's key suffix to start after, and the call, or
+// the error of a bad cursor or user id.
+func (db *DB) beginUserPage(org OrgID, userID, cursor string) (*call, []byte, error) {
+	after, argErr := parseCursor(cursor)
+	if err := lookupUserID(userID); err != nil {
+		argErr = err
+	}
+	c, err := db.begin(org, argErr)
+	return c, after, err
+}
+
 func parseCursor(cursor string) ([]byte, error) {
 	if cursor == "" {
 		return nil, nil

@@ -21,6 +21,7 @@ type reqCtx struct {
 	patchReq  patchUserRequest
 	hookReq   createWebhookRequest
 	state     approval.UserState
+	appr      approval.Approval
 }
 
 // release makes c ready for the pool, dropping every reference into the
@@ -33,4 +34,5 @@ func (c *reqCtx) release() {
 	c.patchReq = patchUserRequest{}
 	c.hookReq = createWebhookRequest{}
 	c.state.Recent = c.state.Recent[:0]
+	c.appr.Reset()
 }

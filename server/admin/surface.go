@@ -31,6 +31,11 @@ type Deps struct {
 	Now  func() time.Time
 	// Sealer seals webhook secrets; nil refuses webhook creation.
 	Sealer *store.Sealer
+	// AppendDecision renders a stored decision as the native surface's
+	// GET /v1/decisions/{id} does (native.AppendDecision): the record's
+	// format is that surface's, and the surfaces do not import each other.
+	// Nil answers the decisions list 500.
+	AppendDecision func(dst []byte, d *store.Decision) ([]byte, error)
 }
 
 // Surface serves the admin routes. It is safe for concurrent use.
@@ -40,13 +45,14 @@ type Surface struct {
 	orgs *tenant.Cache
 	now  func() time.Time
 
-	sealer *store.Sealer
-	pool   sync.Pool // *reqCtx
+	sealer         *store.Sealer
+	appendDecision func(dst []byte, d *store.Decision) ([]byte, error)
+	pool           sync.Pool // *reqCtx
 }
 
 // New builds the admin surface.
 func New(d Deps) *Surface {
-	s := &Surface{core: d.Core, db: d.DB, orgs: d.Orgs, now: d.Now, sealer: d.Sealer}
+	s := &Surface{core: d.Core, db: d.DB, orgs: d.Orgs, now: d.Now, sealer: d.Sealer, appendDecision: d.AppendDecision}
 	s.pool.New = func() any { return new(reqCtx) }
 	return s
 }
@@ -81,6 +87,9 @@ const (
 	opRevokeKey
 	opGetCerts
 	opPutCerts
+	opListApprovals
+	opGetApproval
+	opListDecisions
 )
 
 // endpoint is a method a resource takes and the operation it names.
@@ -147,8 +156,13 @@ var (
 	resCerts = newResourceLimit("admin_client_certs", httpd.LimitValidate,
 		endpoint{fasthttp.MethodGet, opGetCerts}, endpoint{fasthttp.MethodPut, opPutCerts})
 
+	resApprovals = newResource("admin_approvals", endpoint{fasthttp.MethodGet, opListApprovals})
+	resApproval  = newResource("admin_approval", endpoint{fasthttp.MethodGet, opGetApproval})
+	resDecisions = newResource("admin_decisions", endpoint{fasthttp.MethodGet, opListDecisions})
+
 	resources = []*resource{resUsers, resUser, resUnlock, resActivationCodes, resUserDevices, resDevice,
-		resRules, resSettings, resPolicy, resKeys, resKey, resCerts, resWebhooks, resWebhook, resDeliveries}
+		resRules, resSettings, resPolicy, resKeys, resKey, resCerts, resWebhooks, resWebhook, resDeliveries,
+		resApprovals, resApproval, resDecisions}
 )
 
 const (
@@ -168,14 +182,13 @@ const (
 	pathKeys         = "/admin/v1/keys"
 	prefixKeys       = "/admin/v1/keys/"
 	pathCerts        = "/admin/v1/client-certs"
+	pathApprovals    = "/admin/v1/approvals"
+	prefixApprovals  = "/admin/v1/approvals/"
+	pathDecisions    = "/admin/v1/decisions"
 )
 
 // Route maps a path to its admin route and path parameter (a user id or a
 // device id).
-//
-// The routes of DESIGN's admin API still to come have their places here,
-// each a resource of its own: /approvals, /approvals/{id} and /decisions
-// (the audit trail). Until then they answer route_not_found.
 func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
 	switch string(path) {
 	case pathUsers:
@@ -190,6 +203,13 @@ func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
 		return resKeys.route, nil
 	case pathCerts:
 		return resCerts.route, nil
+	case pathApprovals:
+		return resApprovals.route, nil
+	case pathDecisions:
+		return resDecisions.route, nil
+	}
+	if id, ok := bytes.CutPrefix(path, []byte(prefixApprovals)); ok && len(id) > 0 && bytes.IndexByte(id, '/') < 0 {
+		return resApproval.route, id
 	}
 	if id, ok := bytes.CutPrefix(path, []byte(prefixKeys)); ok && len(id) > 0 && bytes.IndexByte(id, '/') < 0 {
 		return resKey.route, id
@@ -292,6 +312,12 @@ func (s *Surface) serve(c *reqCtx, o op, param []byte) {
 		s.getCerts(c)
 	case opPutCerts:
 		s.putCerts(c)
+	case opListApprovals:
+		s.listApprovals(c)
+	case opGetApproval:
+		s.getApproval(c, string(param))
+	case opListDecisions:
+		s.listDecisions(c)
 	}
 }
 

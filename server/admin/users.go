@@ -189,23 +189,13 @@ func (s *Surface) unlockUser(c *reqCtx, userID string) {
 // organization's users by id, and the cursor of the next ("" after the
 // last).
 func (s *Surface) listUsers(c *reqCtx) {
-	args := c.RC.QueryArgs()
-	limit := store.DefaultPageLimit
-	if v := args.Peek("limit"); v != nil {
-		n, err := strconv.Atoi(string(v))
-		if err != nil || n < 1 || n > store.MaxPageLimit {
-			c.Failf(httpd.ErrInvalidField, msgLimit)
-			return
-		}
-		limit = n
+	limit, cursor, ok := c.pageArgs()
+	if !ok {
+		return
 	}
-	users, next, err := s.db.ListUsers(c.org.ID, limit, string(args.Peek("cursor")))
+	users, next, err := s.db.ListUsers(c.org.ID, limit, cursor)
 	if err != nil {
-		if errors.Is(err, store.ErrCursor) {
-			c.Failf(httpd.ErrInvalidField, msgCursor)
-			return
-		}
-		c.StoreFailed(err)
+		c.pageFailed(err)
 		return
 	}
 	c.Status = fasthttp.StatusOK

@@ -90,18 +90,9 @@ func appendPending(dst []byte, a *approval.Approval) []byte {
 	dst = jsonwire.AppendString(dst, a.ID)
 	dst = append(dst, `,"message":`...)
 	dst = jsonwire.AppendString(dst, a.Message)
-	dst = append(dst, `,"values":[`...)
-	for i := range a.Values {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `{"key":`...)
-		dst = jsonwire.AppendString(dst, a.Values[i].Key)
-		dst = append(dst, `,"value":`...)
-		dst = jsonwire.AppendString(dst, a.Values[i].Value)
-		dst = append(dst, '}')
-	}
-	dst = append(dst, `],"ip":"`...)
+	dst = append(dst, `,"values":`...)
+	dst = jsonwire.AppendApprovalValues(dst, a.Values)
+	dst = append(dst, `,"ip":"`...)
 	if a.SourceIP.IsValid() {
 		dst = a.SourceIP.AppendTo(dst)
 	}

@@ -319,14 +319,7 @@ func appendApproval(dst []byte, a *approval.Approval, now time.Time) []byte {
 	dst = append(dst, `","factors":`...)
 	dst = a.AppendFactorsJSON(dst)
 	dst = append(dst, `,"decidedAt":`...)
-	switch {
-	case st == approval.StatusPending:
-		dst = append(dst, "null"...)
-	case a.DecidedAt.IsZero(): // read as expired, not yet marked
-		dst = strconv.AppendInt(dst, a.ExpiresAt.UnixMilli(), 10)
-	default:
-		dst = strconv.AppendInt(dst, a.DecidedAt.UnixMilli(), 10)
-	}
+	dst = jsonwire.AppendDecidedAt(dst, a, now)
 	dst = append(dst, `,"deviceID":`...)
 	dst = jsonwire.AppendString(dst, a.DeviceID)
 	if a.HasReceipt() {

@@ -647,6 +647,33 @@ func validDecisionID(id []byte) bool {
 	return true
 }
 
+// AppendDecision appends the stored decision d as GET /v1/decisions/{id}
+// answers it, {"decisionID","csid","userID","createdAt","verifiedAction",
+// "ivScore","response"}, the response being the answer validate gave, byte
+// for byte. The admin audit trail lists decisions in the same shape. On a
+// record that does not decode it returns dst unchanged and the error.
+func AppendDecision(dst []byte, d *store.Decision) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, `{"decisionID":`...)
+	dst = jsonwire.AppendString(dst, d.ID)
+	dst = append(dst, `,"csid":`...)
+	dst = jsonwire.AppendString(dst, d.CSID)
+	dst = append(dst, `,"userID":`...)
+	dst = jsonwire.AppendString(dst, d.UserID)
+	dst = append(dst, `,"createdAt":`...)
+	dst = strconv.AppendInt(dst, d.CreatedAt, 10)
+	dst = append(dst, `,"verifiedAction":`...)
+	dst = jsonwire.AppendBool(dst, d.Verified)
+	dst = append(dst, `,"ivScore":`...)
+	dst = strconv.AppendInt(dst, int64(d.Score), 10)
+	dst = append(dst, `,"response":`...)
+	dst, err := AppendValidateAnswer(dst, d.Response, d.ID)
+	if err != nil {
+		return dst[:start], err
+	}
+	return append(dst, '}'), nil
+}
+
 // decision answers GET /v1/decisions/{id}: the answer validate gave, byte
 // for byte (rendered from the stored record by the function validate
 // rendered it with), with what it was about.
@@ -667,26 +694,12 @@ func (s *Surface) decision(c *reqCtx, idParam []byte) {
 		c.StoreFailed(err)
 		return
 	}
-	c.Out = append(c.Out[:0], `{"decisionID":`...)
-	c.Out = jsonwire.AppendString(c.Out, d.ID)
-	c.Out = append(c.Out, `,"csid":`...)
-	c.Out = jsonwire.AppendString(c.Out, d.CSID)
-	c.Out = append(c.Out, `,"userID":`...)
-	c.Out = jsonwire.AppendString(c.Out, d.UserID)
-	c.Out = append(c.Out, `,"createdAt":`...)
-	c.Out = strconv.AppendInt(c.Out, d.CreatedAt, 10)
-	c.Out = append(c.Out, `,"verifiedAction":`...)
-	c.Out = jsonwire.AppendBool(c.Out, d.Verified)
-	c.Out = append(c.Out, `,"ivScore":`...)
-	c.Out = strconv.AppendInt(c.Out, int64(d.Score), 10)
-	c.Out = append(c.Out, `,"response":`...)
-	if c.Out, err = AppendValidateAnswer(c.Out, d.Response, d.ID); err != nil {
+	if c.Out, err = AppendDecision(c.Out[:0], &d); err != nil {
 		s.log.Error("stored decision does not render", "org", c.org.ID.String(), "decision", d.ID, "err", err)
 		c.Out = c.Out[:0]
 		c.Fail(httpd.ErrInternal, nil)
 		return
 	}
-	c.Out = append(c.Out, '}')
 	c.Status = fasthttp.StatusOK
 }
 
