@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/countersign/countersign/engine/approval"
+	"github.com/countersign/countersign/server/httpd"
 )
 
 // runSweeper runs the store's background sweeper, as countersign serve
@@ -26,7 +27,8 @@ func (e *testEnv) runSweeper() {
 
 // TestApprovalLongPollWokenBySweep: a requester's long poll, held on a
 // real socket, answers expired as soon as the background sweep marks the
-// approval expired, not when its wait ends; /metrics counts the sweep.
+// approval expired, not when its wait ends; the user's topic is published
+// too, and /metrics counts the sweep.
 func TestApprovalLongPollWokenBySweep(t *testing.T) {
 	e := newEnv(t)
 	e.useTCP()
@@ -49,6 +51,12 @@ func TestApprovalLongPollWokenBySweep(t *testing.T) {
 			t.Fatal("the long poll was never held")
 		}
 	}
+	// The user's devices, held on her pending approvals, are told too.
+	user, err := e.srv.core.Hub().Subscribe(httpd.TopicKey(httpd.TopicUserApprovals, e.org.ID.String(), "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer user.Close()
 	e.advance(time.Duration(c.ExpiresAt-e.clock().UnixMilli()) * time.Millisecond)
 	var got answer
 	select {
@@ -61,6 +69,11 @@ func TestApprovalLongPollWokenBySweep(t *testing.T) {
 	}
 	if got.r.status != 200 || got.a.Status != "expired" || got.a.DecidedAt == nil || *got.a.DecidedAt != c.ExpiresAt {
 		t.Fatalf("held poll: %v", got.r)
+	}
+	select {
+	case <-user.C():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the user's pending approvals were not published")
 	}
 	var stored approval.Approval
 	if err := e.db.Approval(e.org.ID, c.ApprovalID, &stored); err != nil || stored.Version != 2 {
