@@ -141,3 +141,34 @@ func TestSweepActivationCodes(t *testing.T) {
 		t.Fatalf("Stats.SweptActivationCodes %d", st.SweptActivationCodes)
 	}
 }
+
+// TestSweepExpiryDamage: an undecodable entry, or one whose approval or
+// code record is damaged, is dropped and reported as ErrCorrupt, not read
+// by every pass; the sweep goes on with the rest.
+func TestSweepExpiryDamage(t *testing.T) {
+	db, clk := openMem(t)
+	w := newApprovalWorld(t, db, clk)
+	a := must[*approval.Approval](t)(w.create("ann"))
+	bad := must[*approval.Approval](t)(w.create("ann"))
+	check(t, db.pdb.Set(appendApprovalKey(nil, w.org, bad.ID), []byte{0xff}, nil))
+	check(t, db.pdb.Set([]byte{kindApprovalExpiry, 0, 0}, nil, nil))
+	hash := sha256Of("csa_damaged")
+	check(t, db.pdb.Set(appendHashKey(nil, kindActivation, &hash), []byte{tagV1}, nil))
+	check(t, db.pdb.Set(appendCodeExpiryKey(nil, 1, hash[:]), nil, nil))
+	check(t, db.pdb.Set([]byte{kindCodeExpiry, 0}, nil, nil))
+	clk.Advance(time.Hour)
+
+	n, err := db.SweepApprovals(0)
+	wantErr(t, err, ErrCorrupt)
+	if n != 1 || w.read(a.ID).Version != 2 || countKind(t, db, kindApprovalExpiry) != 0 {
+		t.Fatalf("swept %d, %d entries left", n, countKind(t, db, kindApprovalExpiry))
+	}
+	n, err = db.SweepActivationCodes(0)
+	wantErr(t, err, ErrCorrupt)
+	if n != 0 || countKind(t, db, kindCodeExpiry) != 0 || countKind(t, db, kindActivation) != 0 {
+		t.Fatalf("swept %d codes; left %d entries, %d codes", n, countKind(t, db, kindCodeExpiry), countKind(t, db, kindActivation))
+	}
+	if n, err := db.SweepApprovals(0); n != 0 || err != nil {
+		t.Fatalf("second pass: %d, %v", n, err)
+	}
+}
