@@ -17,13 +17,15 @@ import (
 // it, so a sweep reads only what is due.
 //
 //	approval-expiry    kind be64(expiresAt ms, rounded up) org approvalID  empty
-//	activation-expiry  kind be64(expiresAt ms) sha256(code)               empty
+//	code-expiry        kind be64(expiresAt ms) sha256(code)               empty
 //
 // An approval's entry is rounded up to the millisecond so that an entry
 // found due always names an approval past its expiry. Expiry is still
 // checked on every read: the sweep only makes the store say what the
 // reads already answer, and sends what is owed for it (approval.decided,
-// ApprovalExpired).
+// ApprovalExpired). Approvals and codes stored before the entries existed
+// have none: they still expire on read, and approvals when the user's next
+// one is created.
 
 // ApprovalExpired is told of each approval the sweep marked expired, after
 // the change is committed, so that the requests held on it, or on its
@@ -72,7 +74,9 @@ func appendCodeExpiryKey(dst []byte, expiresAt int64, hash []byte) []byte {
 // its user's pending index, its approval.decided outbox entries, and its
 // expiry entry removed, all in one batch under the user's stripe; then
 // ApprovalExpired is told. An approval decided before its expiry only
-// loses its entry.
+// loses its entry. Unlike the session sweep's, the batch is committed as
+// every approval change is (synced unless Relaxed): it holds the outbox
+// entries, and ApprovalExpired tells waiters of it right after.
 func (db *DB) SweepApprovals(limit int) (int, error) {
 	n, err := db.sweepDue(kindApprovalExpiry, limit, db.sweepApprovalOne)
 	db.sweptApprovals.Add(uint64(n))
