@@ -206,6 +206,13 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 	// Deliveries run on the wall clock whatever Config.Now is: receivers,
 	// their timeouts and webhook-timestamp live in real time.
 	db.SetEventBodies(webhook.AppendBody)
+	// What the sweep expires wakes the requests held on it, as a
+	// decision made over HTTP does.
+	db.SetApprovalExpired(func(org store.OrgID, approvalID, userID string) {
+		hub := s.core.Hub()
+		hub.Publish(httpd.TopicKey(httpd.TopicApproval, org.String(), approvalID))
+		hub.Publish(httpd.TopicKey(httpd.TopicUserApprovals, org.String(), userID))
+	})
 	if cfg.Sealer != nil {
 		s.webhooks = webhook.New(webhook.Config{DB: db, Sealer: cfg.Sealer, BackoffBase: cfg.WebhookBackoff,
 			Metrics: s.core.Metrics().Set, Logger: cfg.Logger.With("component", "webhooks")})

@@ -120,4 +120,6 @@ func (s *Server) writeStoreMetrics(w io.Writer) {
 	counter("countersign_store_block_cache_misses_total", st.BlockCacheMisses)
 	counter("countersign_store_background_yields_total", st.BackgroundYields)
 	counter("countersign_store_damaged_frames_total", st.DamagedFrames)
+	counter("countersign_store_swept_approvals_total", st.SweptApprovals)
+	counter("countersign_store_swept_activation_codes_total", st.SweptActivationCodes)
 }

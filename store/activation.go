@@ -36,7 +36,8 @@ type ActivationCode struct {
 
 // CreateActivationCode issues a one-time code that activates one device for
 // the user, for ActivationCodeTTL. The code is returned once; the store
-// keeps its SHA-256. ErrNotFound if the organization has no such user.
+// keeps its SHA-256, with an entry by which SweepActivationCodes deletes
+// it once expired. ErrNotFound if the organization has no such user.
 func (db *DB) CreateActivationCode(org OrgID, userID string) (string, ActivationCode, error) {
 	c, err := db.begin(org, lookupUserID(userID))
 	if err != nil {
@@ -63,6 +64,8 @@ func (db *DB) CreateActivationCode(org OrgID, userID string) (string, Activation
 	c.val = appendActivationRec(c.val[:0], c.org, &hash, &ac)
 	b := db.pdb.NewBatch()
 	_ = b.Set(c.key, c.val, nil)
+	c.key = appendCodeExpiryKey(c.key[:0], ac.ExpiresAt, hash[:])
+	_ = b.Set(c.key, nil, nil)
 	if err := db.commit(b); err != nil {
 		return "", ActivationCode{}, err
 	}
@@ -193,6 +196,8 @@ func (db *DB) ActivateDevice(code []byte, a *DeviceActivation) (Device, string, 
 	c.key = appendDeviceByUserKey(c.key[:0], org, ac.UserID, id)
 	_ = b.Set(c.key, nil, nil)
 	_ = b.Delete(codeKey, nil)
+	c.key = appendCodeExpiryKey(c.key[:0], ac.ExpiresAt, hash[:])
+	_ = b.Delete(c.key, nil)
 	c.org = org
 	if err := db.setNewTOTPSeed(b, c, ac.UserID); err != nil {
 		_ = b.Close()

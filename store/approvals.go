@@ -47,8 +47,10 @@ func (db *DB) NewApprovalID() (string, error) {
 // batch, each with Version one higher (a then has Version 1). An error of
 // admit is returned as is and nothing is written. Pending approvals found
 // past their expiry are not counted, and are marked expired in the same
-// batch. ErrNotFound if the organization has no such user, ErrExists if
-// the approval id is taken.
+// batch. Its approval-expiry entry (expirysweep.go) goes in the batch
+// too, so the sweep marks it expired if nothing else decides it first.
+// ErrNotFound if the organization has no such user, ErrExists if the
+// approval id is taken.
 func (db *DB) CreateApproval(org OrgID, a *approval.Approval,
 	admit func(u *approval.UserState, adm *approval.Admission) error) error {
 	c, err := db.begin(org, approvalArgs(a))
@@ -93,6 +95,8 @@ func (db *DB) CreateApproval(org OrgID, a *approval.Approval,
 	_ = b.Set(c.key, nil, nil)
 	c.key = appendApprovalIndexKey(c.key[:0], kindPending, c.org, a.UserID, a.CreatedAt.UnixNano(), a.ID)
 	_ = b.Set(c.key, binary.BigEndian.AppendUint64(nil, uint64(a.ExpiresAt.UnixNano())), nil)
+	c.key = appendApprovalExpiryKey(c.key[:0], a.ExpiresAt, c.org, a.ID)
+	_ = b.Set(c.key, nil, nil)
 	if err := db.addApprovalEvent(b, c, EventApprovalCreated, a); err != nil {
 		_ = b.Close()
 		a.Version = 0

@@ -54,17 +54,19 @@
 //	0x46  device-by-token  sha256(device token)             org, token hash, deviceID
 //	0x47  activation   sha256(activation code)              org, code hash, created, expires, userID
 //	0x48  totp-seed    org userID                           the user's TOTP seed, sealed (Sealer) with this key as additional data
+//	0x49  code-expiry  be64(expiresAt ms) sha256(activation code)  empty
 //	0x50  approval     org approvalID                       approval.AppendApproval bytes
 //	0x51  approval-by-user  org lp(userID) be64(createdAt ns) approvalID  empty
 //	0x52  pending      org lp(userID) be64(createdAt ns) approvalID  be64(expiresAt ns)
+//	0x53  approval-expiry  be64(expiresAt ms, rounded up) org approvalID  empty
 //	0x60  webhook      org webhookID                        subscription (created, format, events, url, sealed secret)
 //	0x61  outbox       be64(due ns) org lp(eventID) webhookID  created, attempts, event, body
 //	0x62  delivery     org lp(webhookID) be64(seq)          one attempt of the delivery log
 //
-// Seven kinds are not organization-first, by necessity: org-by-cid,
+// Nine kinds are not organization-first, by necessity: org-by-cid,
 // org-by-key, device-by-token and activation resolve a credential to its
-// organization before the organization is known, and expiry, idem-expiry
-// and outbox are ordered by time so
+// organization before the organization is known, and expiry, idem-expiry,
+// code-expiry, approval-expiry and outbox are ordered by time so
 // the sweeps and the delivery worker read only what is due (a
 // key expires Options.IdempotencyTTL after its decision, whose id carries
 // the time it was made). None of them is ever answered to a caller

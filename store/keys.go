@@ -35,9 +35,11 @@ const (
 	kindDeviceByToken  byte = 0x46
 	kindActivation     byte = 0x47
 	kindTOTPSeed       byte = 0x48
+	kindCodeExpiry     byte = 0x49
 	kindApproval       byte = 0x50
 	kindApprovalByUser byte = 0x51
 	kindPending        byte = 0x52
+	kindApprovalExpiry byte = 0x53
 	kindWebhook        byte = 0x60
 	kindOutbox         byte = 0x61
 	kindDelivery       byte = 0x62
@@ -262,7 +264,7 @@ func decodeKey(k []byte) (keyParts, bool) {
 		}
 		p.seq, p.digest = binary.BigEndian.Uint64(k), k[8:]
 		return p, true
-	case kindExpiry, kindIdemExpiry:
+	case kindExpiry, kindIdemExpiry, kindApprovalExpiry:
 		if len(k) < 8 {
 			return p, false
 		}
@@ -289,6 +291,12 @@ func decodeKey(k []byte) (keyParts, bool) {
 	case kindDeviceByToken, kindActivation:
 		p.id = k
 		return p, len(k) == 32
+	case kindCodeExpiry:
+		if len(k) != 8+32 {
+			return p, false
+		}
+		p.expires, p.id = int64(binary.BigEndian.Uint64(k)), k[8:]
+		return p, true
 	case kindDeviceByUser, kindDecisionByUser:
 		if !org() || !lp() {
 			return p, false

@@ -23,6 +23,10 @@ type Stats struct {
 	BlockCacheMisses  uint64
 	BackgroundYields  uint64 // as BackgroundYields
 	DamagedFrames     uint64 // as DamagedFrames
+	// SweptApprovals and SweptActivationCodes count what the sweeps
+	// expired since Open (SweepApprovals, SweepActivationCodes).
+	SweptApprovals       uint64
+	SweptActivationCodes uint64
 }
 
 // Stats returns the store's statistics; false once the store is closed or
@@ -52,5 +56,8 @@ func (db *DB) Stats() (Stats, bool) {
 		BlockCacheMisses:  uint64(m.BlockCache.Misses),
 		BackgroundYields:  db.BackgroundYields(),
 		DamagedFrames:     db.DamagedFrames(),
+
+		SweptApprovals:       db.sweptApprovals.Load(),
+		SweptActivationCodes: db.sweptActivationCodes.Load(),
 	}, true
 }

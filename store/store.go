@@ -250,6 +250,7 @@ type DB struct {
 	zdec *zstd.Decoder
 
 	outboxState // webhook subscriptions' cache and the outbox (outbox.go)
+	expiryState // the approval and activation code sweeps (expirysweep.go)
 }
 
 // Open opens (creating if needed) the store in o.Dir.

@@ -108,7 +108,7 @@ func (db *DB) sweepOne(s *scratch, expiryKey []byte, now int64) (bool, error) {
 }
 
 // sweepDue runs one on each entry of the expiry kind (kindExpiry,
-// kindIdemExpiry) that is due, in key order (oldest first), in chunks, until
+// kindIdemExpiry, kindApprovalExpiry, kindCodeExpiry) that is due, in key order (oldest first), in chunks, until
 // limit of them report true (limit <= 0: until none is due), and returns
 // that count. Damage (ErrCorrupt) does not stop it; the first is returned
 // after the rest is done.
@@ -167,7 +167,8 @@ func (db *DB) dueExpiries(dst [][]byte, kind byte, upper []byte, n int) ([][]byt
 	return dst, it.Close()
 }
 
-// RunSweeper sweeps expired sessions and idempotency keys now and then
+// RunSweeper sweeps expired sessions, approvals, activation codes and
+// idempotency keys now and then
 // every interval until stop is closed or the store is closed. Run it in its
 // own goroutine. A pass sweeps everything due, in chunks, checking stop
 // between chunks.
@@ -190,6 +191,8 @@ func (db *DB) RunSweeper(stop <-chan struct{}, every time.Duration) {
 	}()
 	for {
 		if !db.sweepAll(stop, db.SweepExpired, "sessions") ||
+			!db.sweepAll(stop, db.SweepApprovals, "approvals") ||
+			!db.sweepAll(stop, db.SweepActivationCodes, "activation codes") ||
 			!db.sweepAll(stop, db.SweepIdempotency, "idempotency keys") {
 			return
 		}

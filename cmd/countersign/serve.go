@@ -53,7 +53,7 @@ func cmdServe(args []string, e *env) error {
 	writeTimeout := c.Duration("write-timeout", "DURATION", 0, "time to write one response (default: the server's)")
 	idleTimeout := c.Duration("idle-timeout", "DURATION", 0, "keep-alive idle time (default: the server's)")
 	shutdownTimeout := c.Duration("shutdown-timeout", "DURATION", 30*time.Second, "how long SIGTERM waits for in-flight requests")
-	sweepEvery := c.Duration("sweep-every", "DURATION", time.Minute, "how often expired sessions and idempotency keys are swept")
+	sweepEvery := c.Duration("sweep-every", "DURATION", time.Minute, "how often expired sessions, approvals, activation codes and idempotency keys are swept")
 	webhookBackoff := c.Duration("webhook-backoff", "DURATION", webhook.DefaultBackoffBase,
 		"wait after a webhook delivery's first failed attempt, doubled after each later one (8 attempts)")
 	pprofAddr := c.String("pprof", "HOST:PORT", "", "serve Go's profiler (net/http/pprof) on this separate address, for profiling under load; keep it on loopback (default: off)")
