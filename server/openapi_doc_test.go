@@ -78,6 +78,7 @@ func TestOpenAPIDocRoutes(t *testing.T) {
 		{"POST", "/unloq/v1/token/session", []string{"200", "400", "401", "404", "409", "413", "415", "503"}},
 		{"GET", "/unloq/v1/approvals", []string{"200", "400", "401", "404", "503"}},
 		{"GET", "/unloq/v1/approvals/{id}", []string{"200", "401", "404", "503"}},
+		{"GET", "/unloq/v1/link/{org}/{token}", []string{"200", "404", "423", "503"}},
 	}
 	paths := map[string]bool{}
 	for _, w := range want {

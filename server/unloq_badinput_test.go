@@ -59,7 +59,7 @@ func TestUnloqBadInput(t *testing.T) {
 		{"unknown e-mail", "POST", "/authenticate", `{"email":"nobody@example.com"}`, bearer, false, 404, "USER.NOT_FOUND"},
 		{"unknown unloq_id", "POST", "/authenticate", `{"unloq_id":"nobody"}`, bearer, false, 404, "USER.NOT_FOUND"},
 		{"user without a device", "POST", "/authenticate", `{"email":"ann@example.com"}`, bearer, false, 409, "APPROVAL.DEVICE"},
-		{"EMAIL method", "POST", "/authenticate", `{"email":"bob@example.com","method":"EMAIL"}`, bearer, false, 400, "APPROVAL.METHOD"},
+		{"malformed e-mailed link", "GET", "/link/nope", "", bearer, false, 404, "LINK.INVALID"},
 		{"OTP method", "POST", "/authenticate", `{"email":"bob@example.com","method":"OTP","token":"123456"}`, bearer, false, 409, "APPROVAL.OTP"},
 		{"token with UNLOQ", "POST", "/authenticate", `{"email":"bob@example.com","token":"123456"}`, bearer, false, 409, "APPROVAL.OTP"},
 		{"GET authenticate", "GET", "/authenticate", "", bearer, false, 405, "API.METHOD"},

@@ -32,21 +32,22 @@ func (s *Surface) authenticate(c *reqCtx) {
 	if !ok || !s.findUser(c) {
 		return
 	}
-	if method == approval.MethodEmail {
-		// The link is delivered through the organization's webhook, which
-		// this server does not deliver yet: refused rather than sent nowhere.
-		c.fail(outEmail)
-		return
-	}
 	if method == approval.MethodOTP || r.token != "" {
 		// No TOTP seed is stored for any user yet, so no code can be
 		// checked, and none is accepted.
 		c.fail(outNoSeed)
 		return
 	}
-	if c.user.Devices == 0 {
+	switch {
+	case method == approval.MethodEmail && c.user.Email == "":
+		c.fail(outNoEmail)
+		return
+	case method != approval.MethodEmail && c.user.Devices == 0:
 		c.fail(outDevice)
 		return
+	}
+	if method != approval.MethodEmail {
+		method = approval.MethodPush
 	}
 	cfg := s.settingsFor(c.org.ID)
 	id, err := s.db.NewApprovalID()
@@ -59,13 +60,17 @@ func (s *Surface) authenticate(c *reqCtx) {
 		ipText = ip.String()
 	}
 	var msgOK bool
-	c.Msg, msgOK = expandMessage(c.Msg[:0], defaultMessage, r.vars, ipText, c.org.Name)
+	tmpl := defaultMessage
+	if method == approval.MethodEmail {
+		tmpl = defaultEmailMessage
+	}
+	c.Msg, msgOK = expandMessage(c.Msg[:0], tmpl, r.vars, ipText, c.org.Name)
 	if !msgOK {
 		c.Failf(httpd.ErrInvalidField, "the message with its $variables is longer than 1024 bytes")
 		return
 	}
 	wait := time.Duration(cfg.UnloqWaitSeconds) * time.Second
-	ar := approval.Request{ID: id, UserID: c.user.UserID, Message: string(c.Msg), Method: approval.MethodPush,
+	ar := approval.Request{ID: id, UserID: c.user.UserID, Message: string(c.Msg), Method: method,
 		SourceIP: ip, Expiry: wait}
 	now := s.now()
 	a := &c.appr
@@ -82,13 +87,18 @@ func (s *Surface) authenticate(c *reqCtx) {
 	}
 	c.deadline = time.Now().Add(c.Route.HoldFor(wait))
 	var retryAt time.Time
-	err = s.db.CreateApproval(c.org.ID, a, func(u *approval.UserState, adm *approval.Admission) error {
-		adm.Method = approval.MethodPush
+	admit := func(u *approval.UserState, adm *approval.Admission) error {
+		adm.Method = method
 		adm.HonourTokenRequired = true
 		var aerr error
 		retryAt, aerr = approval.Admit(u, cfg, adm, now)
 		return aerr
-	})
+	}
+	if method == approval.MethodEmail {
+		err = s.createEmailApproval(c, admit)
+	} else {
+		err = s.db.CreateApproval(c.org.ID, a, admit)
+	}
 	if err != nil {
 		s.admissionFailed(c, err, retryAt, now)
 		return
@@ -101,8 +111,6 @@ func (s *Surface) authenticate(c *reqCtx) {
 	end := s.hold(c)
 	s.answer(c, end)
 }
-
-var outEmail = outcome{400, "APPROVAL.METHOD", "The EMAIL method needs the organization's notifier webhook, which this server does not deliver yet; use UNLOQ or OTP."}
 
 // findUser reads the user the request names (email, else unloq_id) into
 // c.user; another organization's user is answered as a missing one.

@@ -30,6 +30,8 @@ var (
 	outLocked   = outcome{423, "USER.LOCKED", "The user is locked after too many failures; retry after the Retry-After seconds."}
 	outUser     = outcome{404, "USER.NOT_FOUND", "No user with this email or unloq_id exists for this application."}
 	outTokenBad = outcome{404, "TOKEN.INVALID", "The token is unknown, was used already or has expired."}
+	outNoEmail  = outcome{409, "APPROVAL.EMAIL", "The user has no e-mail address to send the link to."}
+	outLinkBad  = outcome{404, "LINK.INVALID", "The link is unknown, was used already or has expired."}
 	outShutdown = outcome{503, "SERVER.UNAVAILABLE", "The server is shutting down; retry the request."}
 )
 

@@ -10,6 +10,10 @@ import (
 // sends an app field.
 const defaultMessage = "Log in to $app from $ip?"
 
+// defaultEmailMessage is the text an EMAIL authenticate's link is mailed
+// with, until the organization's messages are stored.
+const defaultEmailMessage = "Open this link to log in to $app from $ip."
+
 // expandMessage appends template with each $name replaced: by the
 // request's extra field of that name, else $ip by the source IP and $app
 // by the organization's name; an unknown $name is left as written, so a
