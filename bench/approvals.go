@@ -110,10 +110,8 @@ func runApprovals(ctx context.Context, o Options, r *Report, logf func(string, .
 	if err != nil {
 		return err
 	}
-	logf("enrolling %d users, one device each", o.HeldPolls)
-	start := time.Now()
-	users, err := enrollUsers(ctx, c, o.HeldPolls, o.Parallel*4)
-	res.EnrollSec = round(time.Since(start).Seconds(), 2)
+	users, enrollSec, err := enrollTimed(ctx, c, o, logf)
+	res.EnrollSec = enrollSec
 	if err != nil {
 		return err
 	}
@@ -122,6 +120,15 @@ func runApprovals(ctx context.Context, o Options, r *Report, logf func(string, .
 		return err
 	}
 	return throughputPhase(ctx, c, o, users, res, logf)
+}
+
+// enrollTimed enrolls o.HeldPolls users and says how long it took, in
+// seconds.
+func enrollTimed(ctx context.Context, c *client.Client, o Options, logf func(string, ...any)) ([]*enrolled, float64, error) {
+	logf("enrolling %d users, one device each", o.HeldPolls)
+	start := time.Now()
+	users, err := enrollUsers(ctx, c, o.HeldPolls, o.Parallel*4)
+	return users, round(time.Since(start).Seconds(), 2), err
 }
 
 // enrollUsers registers n users, each with an activated device, from
@@ -217,18 +224,11 @@ func heldPhase(ctx context.Context, c *client.Client, o Options, users []*enroll
 		wg.Wait()
 	}()
 	// Wait until the server holds them all (its gauge), at most 60 s.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		held, err := heldRequests(c)
-		if err != nil {
-			return err
-		}
-		res.HeldPolls = held
-		if held >= len(users) || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
+	held, err := waitHeld(ctx, c, len(users), 60*time.Second)
+	if err != nil {
+		return err
 	}
+	res.HeldPolls = held
 	logf("  %d held (%d poll errors)", res.HeldPolls, pollErrs.Load())
 	if res.HeldPolls < len(users) {
 		e, _ := lastErr.Load().(error)
@@ -304,6 +304,19 @@ func wakeOnce(c *client.Client, u *enrolled, deliveries <-chan delivery, resume 
 func approvalFor(user string) *client.ApprovalRequest {
 	return &client.ApprovalRequest{UserID: user, Message: "Approve the transfer of EUR 35.00 to payee 6?",
 		Values: []client.Value{{Key: "amount", Value: "35.00"}, {Key: "payee", Value: "6"}}}
+}
+
+// waitHeld waits until the server's gauge says n requests are held, at
+// most within, and returns the last reading.
+func waitHeld(ctx context.Context, c *client.Client, n int, within time.Duration) (int, error) {
+	deadline := time.Now().Add(within)
+	for {
+		held, err := heldRequests(c)
+		if err != nil || held >= n || time.Now().After(deadline) || ctx.Err() != nil {
+			return held, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // heldRequests reads the server's countersign_held_requests gauge.

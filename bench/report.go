@@ -25,7 +25,9 @@ type Report struct {
 	Phases   []*Phase  `json:"phases"`
 	// Approvals is the approvals scenario's result (it has no phases).
 	Approvals *ApprovalsResult `json:"approvals,omitempty"`
-	Headline  Headline         `json:"headline"`
+	// Unloq is the unloq scenario's result (it has no phases either).
+	Unloq    *UnloqResult `json:"unloq,omitempty"`
+	Headline Headline     `json:"headline"`
 	// Disk is the disk-sync probe's result, when one ran.
 	Disk *DiskSync `json:"diskSync,omitempty"`
 	// Notes are warnings a reader must see next to the figures: a
@@ -313,8 +315,12 @@ func (r *Report) WriteFiles(dir string) ([]string, error) {
 
 // WriteMarkdown writes the results table, the headline and the method.
 func (r *Report) WriteMarkdown(w io.Writer) {
-	if r.Approvals != nil {
-		r.Approvals.WriteMarkdown(w)
+	if r.Approvals != nil || r.Unloq != nil {
+		if r.Approvals != nil {
+			r.Approvals.WriteMarkdown(w)
+		} else {
+			r.Unloq.WriteMarkdown(w)
+		}
 		fmt.Fprintf(w, "\n- method: %s\n", r.method())
 		for _, n := range r.Notes {
 			fmt.Fprintf(w, "- **note**: %s\n", n)
