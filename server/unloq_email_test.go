@@ -111,11 +111,19 @@ func TestUnloqEmailLink(t *testing.T) {
 }
 
 // TestUnloqEmailNeedsAddress: a user without an e-mail address, named by
-// unloq_id, cannot be sent a link.
+// unloq_id, cannot be sent a link; nor can anyone while no webhook of the
+// organization takes approval.email.
 func TestUnloqEmailNeedsAddress(t *testing.T) {
 	e := newUnloqEnv(t)
 	e.want(e.admin("POST", "/admin/v1/users", `{"userID":"dan"}`, ""), 201, "")
-	wantUnloqError(t, e.unloq("POST", "/authenticate", `{"unloq_id":"dan","method":"EMAIL"}`), 409, "APPROVAL.EMAIL")
+	u := wantUnloqError(t, e.unloq("POST", "/authenticate", `{"unloq_id":"dan","method":"EMAIL"}`), 409, "APPROVAL.EMAIL")
+	if !strings.Contains(u.Error.Message, "e-mail address") {
+		t.Fatalf("message %q", u.Error.Message)
+	}
+	u = wantUnloqError(t, e.unloq("POST", "/authenticate", `{"email":"bob@example.com","method":"EMAIL"}`), 409, "APPROVAL.EMAIL")
+	if !strings.Contains(u.Error.Message, "approval.email") {
+		t.Fatalf("message %q", u.Error.Message)
+	}
 }
 
 // openLink GETs link as a browser does, without credentials.

@@ -42,6 +42,8 @@ func (s *Surface) authenticate(c *reqCtx) {
 	case method == approval.MethodEmail && c.user.Email == "":
 		c.fail(outNoEmail)
 		return
+	case method == approval.MethodEmail && !s.notifierListens(c):
+		return
 	case method != approval.MethodEmail && c.user.Devices == 0:
 		c.fail(outDevice)
 		return

@@ -29,6 +29,22 @@ const prefixLinkPath = "/unloq/v1/link/"
 // needs no API key: the token is the credential.
 var routeLink = httpd.NewRoute(httpd.Route{Name: "unloq_link", UsesStore: true, Envelope: AppendError})
 
+// notifierListens says whether one of the organization's webhooks takes
+// approval.email: without one the link would be sent nowhere and the
+// request held for nothing, so it is refused instead.
+func (s *Surface) notifierListens(c *reqCtx) bool {
+	hooks, _, err := s.db.Webhooks(c.org.ID, store.MaxWebhooksPerOrg, "")
+	if err != nil {
+		return c.StoreFailed(err)
+	}
+	for i := range hooks {
+		if hooks[i].Events&store.EventApprovalEmail != 0 {
+			return true
+		}
+	}
+	return c.fail(outNoNotifier)
+}
+
 // createEmailApproval issues c.appr's link token and stores the approval
 // with its approval.email event, the link URL made from the host the
 // backend called: the server's address as its clients know it.
