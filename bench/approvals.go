@@ -131,6 +131,15 @@ func enrollingClient(o Options, held int) (*client.Client, error) {
 		Timeout: o.Timeout, MaxConns: held + 2*o.Connections + 64})
 }
 
+// enrollTimed enrolls o.HeldPolls users and says how long it took, in
+// seconds.
+func enrollTimed(ctx context.Context, c *client.Client, o Options, logf func(string, ...any)) ([]*enrolled, float64, error) {
+	logf("enrolling %d users, one device each", o.HeldPolls)
+	start := time.Now()
+	users, err := enrollUsers(ctx, c, o.HeldPolls, o.Parallel*4, nil)
+	return users, round(time.Since(start).Seconds(), 2), err
+}
+
 // enrollUsers registers n users, each with an activated device, from
 // parallel clients; register, when not nil, gives the i-th user's
 // registration (its id is set).
@@ -232,18 +241,11 @@ func heldPhase(ctx context.Context, c *client.Client, o Options, users []*enroll
 		wg.Wait()
 	}()
 	// Wait until the server holds them all (its gauge), at most 60 s.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		held, err := heldRequests(c)
-		if err != nil {
-			return err
-		}
-		res.HeldPolls = held
-		if held >= len(users) || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
+	held, err := waitHeld(ctx, c, len(users), 60*time.Second)
+	if err != nil {
+		return err
 	}
+	res.HeldPolls = held
 	logf("  %d held (%d poll errors)", res.HeldPolls, pollErrs.Load())
 	if res.HeldPolls < len(users) {
 		e, _ := lastErr.Load().(error)
@@ -319,6 +321,19 @@ func wakeOnce(c *client.Client, u *enrolled, deliveries <-chan delivery, resume 
 func approvalFor(user string) *client.ApprovalRequest {
 	return &client.ApprovalRequest{UserID: user, Message: "Approve the transfer of EUR 35.00 to payee 6?",
 		Values: []client.Value{{Key: "amount", Value: "35.00"}, {Key: "payee", Value: "6"}}}
+}
+
+// waitHeld waits until the server's gauge says n requests are held, at
+// most within, and returns the last reading.
+func waitHeld(ctx context.Context, c *client.Client, n int, within time.Duration) (int, error) {
+	deadline := time.Now().Add(within)
+	for {
+		held, err := heldRequests(c)
+		if err != nil || held >= n || time.Now().After(deadline) || ctx.Err() != nil {
+			return held, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // heldRequests reads the server's countersign_held_requests gauge.

@@ -26,7 +26,9 @@ type Report struct {
 	// Approvals is the approvals scenario's result (it has no phases).
 	Approvals *ApprovalsResult `json:"approvals,omitempty"`
 	// Ivalt is the ivalt scenario's result (it has no phases either).
-	Ivalt    *IvaltResult `json:"ivalt,omitempty"`
+	Ivalt *IvaltResult `json:"ivalt,omitempty"`
+	// Unloq is the unloq scenario's result (it has no phases either).
+	Unloq    *UnloqResult `json:"unloq,omitempty"`
 	Headline Headline     `json:"headline"`
 	// Disk is the disk-sync probe's result, when one ran.
 	Disk *DiskSync `json:"diskSync,omitempty"`
@@ -391,11 +393,14 @@ func (r *Report) WriteFiles(dir string) ([]string, error) {
 
 // WriteMarkdown writes the results table, the headline and the method.
 func (r *Report) WriteMarkdown(w io.Writer) {
-	if r.Approvals != nil || r.Ivalt != nil {
-		if r.Approvals != nil {
+	if r.Approvals != nil || r.Ivalt != nil || r.Unloq != nil {
+		switch {
+		case r.Approvals != nil:
 			r.Approvals.WriteMarkdown(w)
-		} else {
+		case r.Ivalt != nil:
 			r.Ivalt.WriteMarkdown(w)
+		default:
+			r.Unloq.WriteMarkdown(w)
 		}
 		fmt.Fprintf(w, "\n- method: %s\n", r.method())
 		for _, n := range r.Notes {

@@ -31,7 +31,7 @@ const (
 )
 
 // LoadScenarios lists the scenarios Execute knows.
-var LoadScenarios = []string{ScenarioSuite, ScenarioValidate, ScenarioEvents, ScenarioMixed, ScenarioCeiling, ScenarioOverload, ScenarioApprovals, ScenarioTransaction, ScenarioIvalt}
+var LoadScenarios = []string{ScenarioSuite, ScenarioValidate, ScenarioEvents, ScenarioMixed, ScenarioCeiling, ScenarioOverload, ScenarioApprovals, ScenarioTransaction, ScenarioIvalt, ScenarioUnloq}
 
 // Ceiling placements.
 const (
@@ -288,7 +288,7 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	if o.Spawn {
 		logf("starting countersign serve (durability %s, %s)", o.Durability, pinText(o.Pin))
 		serveArgs := o.ServeArgs
-		if o.Scenario == ScenarioApprovals {
+		if o.Scenario == ScenarioApprovals || o.Scenario == ScenarioUnloq {
 			// Every held poll is a connection from this one address: the
 			// per-IP caps are raised for this run only, by flag.
 			n := strconv.Itoa(o.HeldPolls + 2*o.Connections + 64)
@@ -334,15 +334,18 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	var err error
-	if o.Scenario == ScenarioApprovals {
+	switch o.Scenario {
+	case ScenarioApprovals:
 		err = runApprovals(ctx, o, r, logf)
-	} else if o.Scenario == ScenarioIvalt {
+	case ScenarioIvalt:
 		err = runIvalt(ctx, o, r, logf)
-	} else {
+	case ScenarioUnloq:
+		err = runUnloq(ctx, o, r, logf)
+	default:
 		err = execute(ctx, o, r, logf)
 	}
 	r.finish(cpuCount(o.Pin.LoadCPUs))
-	if o.OutDir != "" && (len(r.Phases) > 0 || r.Approvals != nil || r.Ivalt != nil) {
+	if o.OutDir != "" && (len(r.Phases) > 0 || r.Approvals != nil || r.Ivalt != nil || r.Unloq != nil) {
 		paths, werr := r.WriteFiles(o.OutDir)
 		if werr != nil && err == nil {
 			err = werr

@@ -45,7 +45,7 @@ func TestOpenAPIConformanceUnloq(t *testing.T) {
 	do("GET", "/unloq/v1/approvals/"+res.Result.Token[:28], "")
 	do("GET", "/unloq/v1/approvals/apr_x", "")
 	do("POST", "/unloq/v1/authenticate", `{"email":"nobody@example.com"}`)
-	do("POST", "/unloq/v1/authenticate", `{"email":"bob@example.com","method":"EMAIL"}`)
+	do("GET", "/unloq/v1/link/0000000000000000/apr_aaaaaaaaaaaaaaaaaaaaaaaa.x", "")
 	do("POST", "/unloq/v1/authenticate", `{"email":"bob@example.com","method":"OTP"}`)
 	do("POST", "/unloq/v1/authenticate", `{"email":"bob@example.com","ip":"x"}`)
 	cf.check(req{method: "POST", path: "/unloq/v1/authenticate", body: []byte(`{}`)},

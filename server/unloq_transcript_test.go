@@ -2,6 +2,8 @@ package server
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
+	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/countersign/countersign/engine/approval"
 	"github.com/countersign/countersign/internal/httptranscript"
 	"github.com/countersign/countersign/server/httpd"
+	"github.com/countersign/countersign/server/webhook"
 	"github.com/countersign/countersign/store"
 )
 
@@ -22,14 +25,45 @@ import (
 //	held n=N                 wait until N requests are held on the hub, with N of bob's approvals pending
 //	phone decision=D         bob's phone answers his oldest pending approval (approve or deny)
 //	wake                     wake the requests held on the approvals the last held found (after advance)
+//	mail                     wait for the next approval.email the organization's notifier receives; its link's path is $link
 //
 // Masked in every answer beside the native ones: token, approval_id, id,
 // created_at, expires_at, decided_at.
 const unloqTranscriptDir = "../fixtures/http/unloq"
 
 func newUnloqTranscriptRunner(t *testing.T) *httptranscript.Runner {
-	r, e := newTranscriptRunner(t)
+	// The master key's Sealer, for the notifier webhook of EMAIL.
+	sealer, err := store.NewSealer(make([]byte, store.MasterKeySize), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, e := newTranscriptRunner(t, withConfig(func(c *Config) { c.Sealer = sealer }))
 	org := e.org.ID
+	mailbox := newReceiver(t, 200)
+	if _, err := e.db.CreateWebhook(org, store.Webhook{URL: mailbox.srv.URL + "/mail", Events: store.EventApprovalEmail,
+		Format: store.FormatStandard}, []byte(webhook.NewSecret(store.FormatStandard)), sealer); err != nil {
+		t.Fatal(err)
+	}
+	mails := 0
+	// mail waits for the organization's notifier to receive the next
+	// approval.email and leaves its link's path in $link.
+	r.Commands["mail"] = func(t testing.TB, d *datadriven.TestData) string {
+		mails++
+		call := mailbox.wait(t.(*testing.T), mails)[mails-1]
+		var ev struct {
+			Type string
+			Data struct{ Email, Message, Link string }
+		}
+		if err := json.Unmarshal(call.body, &ev); err != nil {
+			d.Fatalf(t, "mail %s: %v", call.body, err)
+		}
+		u, err := url.Parse(ev.Data.Link)
+		if err != nil {
+			d.Fatalf(t, "link %q: %v", ev.Data.Link, err)
+		}
+		r.Set("link", u.Path, false)
+		return ev.Type + " to " + ev.Data.Email + ": " + ev.Data.Message + " (link $link)"
+	}
 	if _, err := e.db.CreateUser(org, store.User{UserID: "bob", Email: "bob@example.com", Name: "Bob Jones"}); err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,27 @@ func (db *DB) NewApprovalID() (string, error) {
 // approval id is taken.
 func (db *DB) CreateApproval(org OrgID, a *approval.Approval,
 	admit func(u *approval.UserState, adm *approval.Admission) error) error {
+	return db.createApproval(org, a, nil, admit)
+}
+
+// CreateEmailApproval is CreateApproval for an EMAIL approval: the same
+// batch writes, after approval.created, the approval.email event carrying
+// link, so the link reaches the organization's notifier if and only if the
+// approval exists. ErrNoLink if link has no address or URL.
+func (db *DB) CreateEmailApproval(org OrgID, a *approval.Approval, link EmailLink,
+	admit func(u *approval.UserState, adm *approval.Admission) error) error {
+	if link.To == "" || link.URL == "" {
+		return ErrNoLink
+	}
+	return db.createApproval(org, a, &link, admit)
+}
+
+// ErrNoLink: an EMAIL approval created without the address or URL of its
+// link.
+var ErrNoLink = errors.New("store: an EMAIL approval needs its link's address and URL")
+
+func (db *DB) createApproval(org OrgID, a *approval.Approval, link *EmailLink,
+	admit func(u *approval.UserState, adm *approval.Admission) error) error {
 	c, err := db.begin(org, approvalArgs(a))
 	if err != nil {
 		return err
@@ -97,7 +118,11 @@ func (db *DB) CreateApproval(org OrgID, a *approval.Approval,
 	_ = b.Set(c.key, binary.BigEndian.AppendUint64(nil, uint64(a.ExpiresAt.UnixNano())), nil)
 	c.key = appendApprovalExpiryKey(c.key[:0], a.ExpiresAt, c.org, a.ID)
 	_ = b.Set(c.key, nil, nil)
-	if err := db.addApprovalEvent(b, c, EventApprovalCreated, a); err != nil {
+	err = db.addApprovalEvent(b, c, EventApprovalCreated, a)
+	if err == nil && link != nil {
+		err = db.addEvent(b, c, EventApprovalEmail, a, link)
+	}
+	if err != nil {
 		_ = b.Close()
 		a.Version = 0
 		return err

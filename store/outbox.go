@@ -35,13 +35,24 @@ const (
 
 // ApprovalEvent is what the body of an approval's event is made from.
 type ApprovalEvent struct {
-	Type     WebhookEvents // EventApprovalCreated or EventApprovalDecided
+	Type     WebhookEvents // EventApprovalCreated, EventApprovalDecided or EventApprovalEmail
 	ID       string        // the event's id, EventIDPrefix and base32
 	At       time.Time     // when the change was made
 	Approval *approval.Approval
 	// Devices are the user's active devices, with the push tokens an
 	// organization's push service wakes them by: approval.created only.
 	Devices []Device
+	// Email is the one-time link of an EMAIL approval and the address it
+	// is for: approval.email only.
+	Email EmailLink
+}
+
+// EmailLink is what an organization's notifier needs to e-mail the user
+// the one-time link of an EMAIL approval: the address and the link's URL.
+// The URL holds the link's secret, which the store keeps nowhere else but
+// in the outbox entry until it is delivered; the approval keeps its hash.
+type EmailLink struct {
+	To, URL string
 }
 
 // EventBodies appends to dst the body of ev as a subscription of format f
@@ -63,6 +74,11 @@ func (db *DB) OutboxWritten() <-chan struct{} { return db.outboxSignal }
 // for each of the organization's subscriptions that listens for it, due
 // now. With no such subscription it reads nothing and allocates nothing.
 func (db *DB) addApprovalEvent(b *pebble.Batch, c *call, typ WebhookEvents, a *approval.Approval) error {
+	return db.addEvent(b, c, typ, a, nil)
+}
+
+// addEvent is addApprovalEvent with the link of an approval.email event.
+func (db *DB) addEvent(b *pebble.Batch, c *call, typ WebhookEvents, a *approval.Approval, link *EmailLink) error {
 	bodies := db.bodies.Load()
 	if bodies == nil {
 		return nil
@@ -86,6 +102,9 @@ func (db *DB) addApprovalEvent(b *pebble.Batch, c *call, typ WebhookEvents, a *a
 	}
 	now := db.now()
 	ev := ApprovalEvent{Type: typ, ID: EventIDPrefix + cidEncoding.EncodeToString(raw[:]), At: now, Approval: a}
+	if link != nil {
+		ev.Email = *link
+	}
 	if typ == EventApprovalCreated {
 		devices, err := db.DevicesOfUser(c.org, a.UserID)
 		if err != nil {

@@ -45,13 +45,16 @@ func cmdBench(args []string, e *env) error {
 			"the validates answered 202 and their waits, latency per request kind; a --duration of 2m or more is a long run: the "+
 			"spawned server's sessions live a minute and are swept, and throughput, data directory size and RSS are reported per minute), "+
 			"ivalt (enrolls --ivalt-users users with a mobile number and a device; then --connections workers sign them in through /ivalt "+
-			"in a closed loop: the push request, a result poll answered 422, the device's list and approval, the result poll's 200). Prints a Markdown table and writes JSON, Markdown and an SVG plot into --out. Progress "+
+			"in a closed loop: the push request, a result poll answered 422, the device's list and approval, the result poll's 200), unloq (enrolls --held-polls users with a device each; holds a "+
+			"POST /unloq/v1/authenticate for every one and reads the server's RSS; decides --wake-samples of them one at a time "+
+			"from their devices, timing the device's answer to the held authenticate's 200). Prints a Markdown table and writes JSON, Markdown and an SVG plot into --out. Progress "+
 			"goes to stderr.")
 	c.examples = "  countersign bench --spawn                                  # the suite, as make bench runs it\n" +
 		"  countersign bench --spawn --scenario overload --duration 5s # goodput and tail at 10x the sustainable rate\n" +
 		"  countersign bench --spawn --scenario validate --connections 16 --rate 2000 --duration 30s\n" +
 		"  countersign bench --spawn --scenario approvals --duration 5s    # approvals/s, 10,000 held polls, wake-up latency\n" +
 		"  countersign bench --spawn --scenario ivalt --duration 5s        # iVALT sign-ins/s end to end, and their latency\n" +
+		"  countersign bench --spawn --scenario unloq                     # 10,000 held UNLOQ authenticates, RSS, decision -> answer\n" +
 		"  countersign bench --addr 127.0.0.1:8080 --cid cid_... --apikey csk_... --server-pid $(pgrep -n countersign)\n"
 	spawn := c.Bool("spawn", false, "start a server from this binary on a temporary data directory (removed afterwards); --addr, --cid and --apikey are then ignored")
 	addr := c.String("addr", "HOST:PORT", "", "server to load (without --spawn)")
@@ -217,7 +220,7 @@ func cmdBench(args []string, e *env) error {
 		Command:              strings.TrimSpace(e.prog + " bench " + strings.Join(args, " ")),
 		Log:                  e.stderr,
 	})
-	if r != nil && (len(r.Phases) > 0 || r.Approvals != nil || r.Ivalt != nil) {
+	if r != nil && (len(r.Phases) > 0 || r.Approvals != nil || r.Ivalt != nil || r.Unloq != nil) {
 		fmt.Fprintln(e.stdout)
 		r.WriteMarkdown(e.stdout)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"net/url"
 	"os"
 	"os/exec"
@@ -27,7 +28,10 @@ const unloqClientVersion = "unloq@0.9.4"
 // package decides: authenticate with events resolves after a pending
 // event, and without events; the result token is exchanged once; a denial
 // rejects DENIED with security_field, after which a request without the OTP
-// rejects APPROVAL.TOKEN; a wait that runs out rejects TIMEOUT.
+// rejects APPROVAL.TOKEN; a wait that runs out rejects TIMEOUT. The
+// script's own receiver, subscribed in UNLOQ's format, hands each delivery
+// to the client's verifySign, which accepts it and refuses it with one byte
+// of the signature changed.
 func TestUnloqNodeClient(t *testing.T) {
 	npm, err := exec.LookPath("npm")
 	if err != nil {
@@ -43,9 +47,18 @@ func TestUnloqNodeClient(t *testing.T) {
 	}
 
 	data, cred := newOrg(t)
-	p := serve(t, data, freeAddr(t))
+	p := serve(t, data, freeAddr(t), "--webhook-backoff", "1s")
 	c := p.client(client.Config{APIKey: cred.APIKey, Timeout: 30 * time.Second})
 	admin := client.Header{Name: "Authorization", Value: "Bearer " + cred.AdminKey}
+	hookAddr := freeAddr(t)
+	r, err := c.Do("POST", "/admin/v1/webhooks", []byte(`{"url":"http://`+hookAddr+`/unloq/hook?org=demo","events":["approval.created"],"format":"unloq"}`), admin)
+	if err != nil || r.Status != 201 {
+		t.Fatalf("subscribe the script's receiver: %v %d %s", err, r.Status, r.Body)
+	}
+	var hook struct{ Secret string }
+	if err := json.Unmarshal(r.Body, &hook); err != nil || hook.Secret == "" {
+		t.Fatalf("webhook secret in %s: %v", r.Body, err)
+	}
 	phones := map[string]*testPhone{}
 	for _, u := range []struct{ id, email, name string }{{"bob", "bob@example.com", "Bob Jones"}, {"carol", "carol@example.com", "Carol"}} {
 		r, err := c.Do("POST", "/admin/v1/users", []byte(`{"userID":"`+u.id+`","email":"`+u.email+`","name":"`+u.name+`"}`), admin)
@@ -92,7 +105,9 @@ func TestUnloqNodeClient(t *testing.T) {
 	script, _ := filepath.Abs("testdata/unloq_client.js")
 	node := exec.Command("node", script)
 	node.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(mods, "node_modules"),
-		"UNLOQ_KEY="+cred.APIKey, "UNLOQ_GATEWAY=http://"+p.addr+"/unloq", "UNLOQ_TOTP_SECRET="+totpSecret(t, phones["bob@example.com"].dev.TOTPURI))
+		"UNLOQ_KEY="+cred.APIKey, "UNLOQ_GATEWAY=http://"+p.addr+"/unloq",
+		"UNLOQ_HOOK_ADDR="+hookAddr, "UNLOQ_HOOK_SECRET="+hook.Secret,
+		"UNLOQ_TOTP_SECRET="+totpSecret(t, phones["bob@example.com"].dev.TOTPURI))
 	node.Stderr = os.Stderr
 	out, err := node.StdoutPipe()
 	if err != nil {
@@ -117,7 +132,7 @@ func TestUnloqNodeClient(t *testing.T) {
 	if err := node.Wait(); err != nil {
 		t.Errorf("node script: %v", err)
 	}
-	for _, step := range []string{"events-approved", "token-data", "token-data-again", "plain-approved", "denied", "token-required", "otp-then-approved", "timeout"} {
+	for _, step := range []string{"events-approved", "token-data", "token-data-again", "plain-approved", "denied", "token-required", "otp-then-approved", "timeout", "webhook-signed", "webhook-altered"} {
 		if !passed[step] {
 			t.Errorf("step %s did not pass", step)
 		}

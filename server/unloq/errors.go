@@ -20,17 +20,20 @@ type outcome struct {
 }
 
 var (
-	outDenied   = outcome{403, "APPROVAL.DENIED", "The user denied the request. The next request needs the user's one-time code as token."}
-	outFailed   = outcome{403, "APPROVAL.DENIED", "The user approved, but the approval failed the organization's checks."}
-	outToken    = outcome{403, "APPROVAL.TOKEN", "The user denied an earlier request: send the one-time code of the user's authenticator as token."}
-	outTimeout  = outcome{408, "APPROVAL.TIMEOUT", "The user did not answer in time."}
-	outDevice   = outcome{409, "APPROVAL.DEVICE", "The user has no registered device to approve on."}
-	outNoSeed   = outcome{409, "APPROVAL.OTP", "The user has no TOTP seed stored, so no one-time code can be checked."}
-	outThrottle = outcome{429, "FIREWALL.THROTTLE", "The user was sent as many approvals as allowed; retry after the Retry-After seconds."}
-	outLocked   = outcome{423, "USER.LOCKED", "The user is locked after too many failures; retry after the Retry-After seconds."}
-	outUser     = outcome{404, "USER.NOT_FOUND", "No user with this email or unloq_id exists for this application."}
-	outTokenBad = outcome{404, "TOKEN.INVALID", "The token is unknown, was used already or has expired."}
-	outShutdown = outcome{503, "SERVER.UNAVAILABLE", "The server is shutting down; retry the request."}
+	outDenied     = outcome{403, "APPROVAL.DENIED", "The user denied the request. The next request needs the user's one-time code as token."}
+	outFailed     = outcome{403, "APPROVAL.DENIED", "The user approved, but the approval failed the organization's checks."}
+	outToken      = outcome{403, "APPROVAL.TOKEN", "The user denied an earlier request: send the one-time code of the user's authenticator as token."}
+	outTimeout    = outcome{408, "APPROVAL.TIMEOUT", "The user did not answer in time."}
+	outDevice     = outcome{409, "APPROVAL.DEVICE", "The user has no registered device to approve on."}
+	outNoSeed     = outcome{409, "APPROVAL.OTP", "The user has no TOTP seed stored, so no one-time code can be checked."}
+	outThrottle   = outcome{429, "FIREWALL.THROTTLE", "The user was sent as many approvals as allowed; retry after the Retry-After seconds."}
+	outLocked     = outcome{423, "USER.LOCKED", "The user is locked after too many failures; retry after the Retry-After seconds."}
+	outUser       = outcome{404, "USER.NOT_FOUND", "No user with this email or unloq_id exists for this application."}
+	outTokenBad   = outcome{404, "TOKEN.INVALID", "The token is unknown, was used already or has expired."}
+	outNoEmail    = outcome{409, "APPROVAL.EMAIL", "The user has no e-mail address to send the link to."}
+	outNoNotifier = outcome{409, "APPROVAL.EMAIL", "No webhook of the organization takes approval.email, so the link cannot be sent; subscribe the notifier first."}
+	outLinkBad    = outcome{404, "LINK.INVALID", "The link is unknown, was used already or has expired."}
+	outShutdown   = outcome{503, "SERVER.UNAVAILABLE", "The server is shutting down; retry the request."}
 )
 
 // fail answers o in UNLOQ's envelope and returns false.

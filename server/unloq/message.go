@@ -11,6 +11,11 @@ import (
 // otherwise.
 const defaultMessage = "Log in to $app from $ip?"
 
+// defaultEmailMessage is the text an EMAIL authenticate's link is mailed
+// with when the organization's settings set no EMAIL template and no
+// default.
+const defaultEmailMessage = "Open this link to log in to $app from $ip."
+
 // expandMessage appends template with each $name replaced: by the
 // request's extra field of that name, else the organization's variable of
 // that name (its settings), else $ip by the source IP and $app by the
@@ -61,7 +66,8 @@ func lookup(name string, vars []variable, doc *approval.SettingsDocument, ip, ap
 }
 
 // messageFor is the organization's template for method (its settings'
-// messages: "UNLOQ", "OTP" or "EMAIL", else "default"), or defaultMessage.
+// messages: "UNLOQ", "OTP" or "EMAIL", else "default"), or the built-in
+// one (defaultEmailMessage for EMAIL, else defaultMessage).
 func messageFor(doc *approval.SettingsDocument, method approval.Method) string {
 	key := "UNLOQ"
 	switch method {
@@ -75,6 +81,9 @@ func messageFor(doc *approval.SettingsDocument, method approval.Method) string {
 	}
 	if m, ok := doc.Messages["default"]; ok {
 		return m
+	}
+	if method == approval.MethodEmail {
+		return defaultEmailMessage
 	}
 	return defaultMessage
 }

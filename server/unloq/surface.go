@@ -106,6 +106,9 @@ func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
 	case pathApprovals:
 		return routeApprovals, nil
 	}
+	if tok, ok := bytes.CutPrefix(path, []byte(prefixLinkPath)); ok && len(tok) > 0 {
+		return routeLink, tok
+	}
 	if id, ok := bytes.CutPrefix(path, []byte(prefixApprovalPath)); ok && len(id) > 0 && bytes.IndexByte(id, '/') < 0 {
 		return routeApproval, id
 	}
@@ -118,9 +121,15 @@ func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
 func (s *Surface) Serve(rc *fasthttp.RequestCtx, r *httpd.Route, param []byte) {
 	c := s.pool.Get().(*reqCtx)
 	c.Start(s.core, rc, r)
-	if r == routeUnknown {
+	switch {
+	case r == routeUnknown:
 		c.Fail(httpd.ErrRouteNotFound, nil)
-	} else if c.Admit() && s.auth(c) {
+	case r == routeLink:
+		// The link is its own credential: no API key is asked for.
+		if c.Admit() {
+			s.openLink(c, param)
+		}
+	case c.Admit() && s.auth(c):
 		switch r {
 		case routeAuthenticate:
 			s.authenticate(c)

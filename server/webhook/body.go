@@ -32,7 +32,9 @@ import (
 // {"approvalID","userID","message","values":[{"key","value"}],"method",
 // "createdAt","expiresAt","numberMatch","devices":[{"deviceID","platform",
 // "pushToken"}]}; approval.decided's is {"approvalID","userID","status",
-// "decidedAt","deviceID","factors"}.
+// "decidedAt","deviceID","factors"}; approval.email's, what the
+// organization's notifier mails, is {"approvalID","userID","email",
+// "message","link","expiresAt"}: opening link approves.
 //
 // UNLOQ: the same fields form-encoded (x-www-form-urlencoded), snake_case
 // as UNLOQ's webhooks name them: type, id, timestamp, approval_id,
@@ -51,6 +53,17 @@ func AppendBody(dst []byte, f store.WebhookFormat, ev *store.ApprovalEvent) []by
 	dst = jsonwire.AppendString(dst, a.ID)
 	dst = append(dst, `,"userID":`...)
 	dst = jsonwire.AppendString(dst, a.UserID)
+	if ev.Type == store.EventApprovalEmail {
+		dst = append(dst, `,"email":`...)
+		dst = jsonwire.AppendString(dst, ev.Email.To)
+		dst = append(dst, `,"message":`...)
+		dst = jsonwire.AppendString(dst, a.Message)
+		dst = append(dst, `,"link":`...)
+		dst = jsonwire.AppendString(dst, ev.Email.URL)
+		dst = append(dst, `,"expiresAt":`...)
+		dst = strconv.AppendInt(dst, a.ExpiresAt.UnixMilli(), 10)
+		return append(dst, "}}"...)
+	}
 	if ev.Type == store.EventApprovalCreated {
 		dst = append(dst, `,"message":`...)
 		dst = jsonwire.AppendString(dst, a.Message)
@@ -118,6 +131,13 @@ func formFields(ev *store.ApprovalEvent) url.Values {
 	v.Set("timestamp", strconv.FormatInt(ev.At.Unix(), 10))
 	v.Set("approval_id", a.ID)
 	v.Set("user_id", a.UserID)
+	if ev.Type == store.EventApprovalEmail {
+		v.Set("email", ev.Email.To)
+		v.Set("message", a.Message)
+		v.Set("link", ev.Email.URL)
+		v.Set("expires_at", strconv.FormatInt(a.ExpiresAt.UnixMilli(), 10))
+		return v
+	}
 	if ev.Type == store.EventApprovalCreated {
 		v.Set("message", a.Message)
 		v.Set("method", a.Method.String())

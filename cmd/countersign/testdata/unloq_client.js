@@ -6,6 +6,8 @@
 // failures.
 'use strict';
 var crypto = require('crypto');
+var http = require('http');
+var querystring = require('querystring');
 var unloq = require('unloq');
 
 var env = process.env;
@@ -37,6 +39,46 @@ function totp(secret) {
 function expectReject(name, p, check) {
   return p.then(function (v) { fail(name, 'resolved ' + JSON.stringify(v)); },
     function (e) { var why = check(e); if (why) fail(name, why + ' (' + e.code + ': ' + e.message + ')'); else ok(name); });
+}
+
+// listenForWebhook receives countersign's deliveries in UNLOQ's format on
+// UNLOQ_HOOK_ADDR and checks the first with verifySign as a UNLOQ
+// integrator's receiver does: the signature header, the path with its
+// query, and the form fields. The client verifies with the API secret it
+// was configured with, here the subscription's secret.
+function listenForWebhook() {
+  var verifier = new unloq.Api({ key: env.UNLOQ_KEY, secret: env.UNLOQ_HOOK_SECRET, gateway: env.UNLOQ_GATEWAY });
+  var hp = env.UNLOQ_HOOK_ADDR.split(':');
+  return new Promise(function (resolve, reject) {
+    var checked = false, done;
+    var received = new Promise(function (r) { done = r; });
+    var srv = http.createServer(function (req, res) {
+      var body = '';
+      req.on('data', function (c) { body += c; });
+      req.on('end', function () {
+        res.end();
+        if (checked) return;
+        checked = true;
+        var sig = req.headers['x-unloq-signature'] || '';
+        // querystring.parse's object has no prototype, and verifySign calls
+        // data.hasOwnProperty: a plain object, as body parsers give.
+        var fields = Object.assign({}, querystring.parse(body));
+        if (!fields.approval_id) fail('webhook-signed', 'no approval_id in ' + body);
+        else if (verifier.verifySign(sig, req.url, fields)) ok('webhook-signed');
+        else fail('webhook-signed', 'verifySign refused ' + sig + ' for ' + req.url + ' ' + body);
+        // One byte of the signature changed.
+        var i = Math.floor(sig.length / 2);
+        var altered = sig.slice(0, i) + (sig.charAt(i) === 'A' ? 'B' : 'A') + sig.slice(i + 1);
+        if (verifier.verifySign(altered, req.url, fields)) fail('webhook-altered', 'verifySign accepted ' + altered);
+        else ok('webhook-altered');
+        srv.close();
+        done();
+      });
+    });
+    srv.on('error', reject);
+    // Wrapped, so that the caller gets the pending delivery, not its wait.
+    srv.listen(Number(hp[1]), hp[0], function () { resolve({ received: received }); });
+  });
 }
 
 function run() {
@@ -95,4 +137,11 @@ function run() {
     .then(function () { return timeout; });
 }
 
-run().then(function () { process.exit(failures); }, function (e) { console.log('step run FAIL ' + e.stack); process.exit(failures + 1); });
+var webhook;
+listenForWebhook().then(function (hook) {
+  webhook = hook.received;
+  return run();
+}).then(function () {
+  var wait = new Promise(function (r) { setTimeout(function () { fail('webhook-signed', 'no delivery within 20 s'); r(); }, 20000).unref(); });
+  return Promise.race([webhook, wait]);
+}).then(function () { process.exit(failures); }, function (e) { console.log('step run FAIL ' + e.stack); process.exit(failures + 1); });
