@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -127,7 +128,7 @@ func (db *DB) addEvent(b *pebble.Batch, c *call, typ WebhookEvents, a *approval.
 		}
 		e := OutboxEntry{OrgID: c.org, WebhookID: h.ID, EventID: ev.ID, Event: typ, CreatedAt: now.UnixMilli(),
 			Due: now, Body: body[h.Format]}
-		_ = b.Set(e.appendKey(nil), e.appendValue(nil), nil)
+		_ = b.Set(e.appendKey(nil), e.appendValue(nil, db.sealer), nil)
 	}
 	c.events += matching
 	return nil
@@ -169,15 +170,38 @@ func (e *OutboxEntry) appendKey(dst []byte) []byte {
 	return append(dst, e.WebhookID...)
 }
 
-func (e *OutboxEntry) appendValue(dst []byte) []byte {
-	dst = append(dst, tagV1)
+// tagSealedBody marks an outbox record whose body is sealed (Sealer): an
+// event's body can carry a secret until it is delivered (approval.email's
+// one-time link), and nothing secret is stored in the clear.
+const tagSealedBody byte = 0x03
+
+// appendValue appends e's record: with a Sealer, the body sealed under the
+// entry's organization, event and subscription (not its due time, which
+// a retry moves), so a body cannot be opened as another entry's.
+func (e *OutboxEntry) appendValue(dst []byte, s *Sealer) []byte {
+	tag := tagV1
+	if s != nil {
+		tag = tagSealedBody
+	}
+	dst = append(dst, tag)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.CreatedAt))
 	dst = append(dst, byte(min(e.Attempts, 255)), byte(e.Event))
-	return append(dst, e.Body...)
+	if s == nil {
+		return append(dst, e.Body...)
+	}
+	return s.Seal(dst, e.Body, e.bodyAAD())
 }
 
-// parseOutboxEntry decodes an outbox record, copying what it keeps.
-func parseOutboxEntry(k, v []byte, e *OutboxEntry) error {
+// bodyAAD is what a sealed body is bound to.
+func (e *OutboxEntry) bodyAAD() []byte {
+	aad := append([]byte{kindOutbox}, e.OrgID[:]...)
+	aad = appendLP(aad, e.EventID)
+	return append(aad, e.WebhookID...)
+}
+
+// parseOutboxEntry decodes an outbox record, copying what it keeps and
+// opening a sealed body with s (ErrNoSealer without one).
+func parseOutboxEntry(k, v []byte, e *OutboxEntry, s *Sealer) error {
 	kp := parser{b: k}
 	kp.byte1()
 	due := kp.i64()
@@ -189,9 +213,20 @@ func parseOutboxEntry(k, v []byte, e *OutboxEntry) error {
 	e.CreatedAt = p.i64()
 	e.Attempts = int(p.byte1())
 	e.Event = WebhookEvents(p.byte1())
-	e.Body = bytes.Clone(p.rest())
-	if !kp.done() || !p.done() || tag != tagV1 || e.Event.String() == "" {
+	body := p.rest()
+	if !kp.done() || !p.done() || (tag != tagV1 && tag != tagSealedBody) || e.Event.String() == "" {
 		return ErrCorrupt
+	}
+	switch {
+	case tag == tagV1:
+		e.Body = bytes.Clone(body)
+	case s == nil:
+		return ErrNoSealer
+	default:
+		var err error
+		if e.Body, err = s.Open(nil, body, e.bodyAAD()); err != nil {
+			return fmt.Errorf("%w: an outbox body does not open: %v", ErrCorrupt, err)
+		}
 	}
 	e.Due = time.Unix(0, due)
 	return nil
@@ -218,7 +253,7 @@ func (db *DB) DueDeliveries(now time.Time, limit int) ([]OutboxEntry, error) {
 			return nil, err
 		}
 		var e OutboxEntry
-		if err := parseOutboxEntry(it.Key(), v, &e); err != nil {
+		if err := parseOutboxEntry(it.Key(), v, &e, db.sealer); err != nil {
 			_ = it.Close()
 			return nil, err
 		}
@@ -343,7 +378,7 @@ func (db *DB) RecordAttempt(e *OutboxEntry, d DeliveryAttempt, next time.Time) e
 		moved := *e
 		moved.Attempts++
 		moved.Due = next
-		_ = b.Set(moved.appendKey(nil), moved.appendValue(nil), nil)
+		_ = b.Set(moved.appendKey(nil), moved.appendValue(nil, db.sealer), nil)
 	}
 	c.key = appendWebhookKey(c.key[:0], c.org, e.WebhookID)
 	if ok, err := db.has(c.key); err != nil {
