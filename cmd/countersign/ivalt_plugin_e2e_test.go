@@ -153,10 +153,9 @@ func ivaltPhone(ph *testPhone, decision string) <-chan error {
 // INVALID_GEOFENCE; a window that opens in two hours is INVALID_TIMEZONE;
 // a denial is failure; an unknown e-mail fails with its error.detail. The
 // polls are 5 s apart as the script's are, and the cases run at once. A
-// denial keeps the script polling for its whole minute, every poll
-// answered alike since a denial is final: that case's window is 15 s
-// (three polls), and the test checks that every poll after the first
-// answered 403 without either word.
+// denial keeps the script polling for its whole minute, as it does: the
+// test checks that it polled for all of it and that every poll after the
+// first answered 403 without either word.
 func TestServeIvaltOpenVPNPlugin(t *testing.T) {
 	data, cred := newOrg(t)
 	p := serve(t, data, freeAddr(t))
@@ -181,7 +180,7 @@ func TestServeIvaltOpenVPNPlugin(t *testing.T) {
 		{"alice", "+916283974746", "approve", true, "", 0},
 		{"gina", "+447911123456", "approve", false, "INVALID_GEOFENCE", 0},
 		{"tim", "+14155550101", "approve", false, "INVALID_TIMEZONE", 0},
-		{"dan", "+14155550102", "deny", false, "AUTHENTICATION_FAILED", 15 * time.Second},
+		{"dan", "+14155550102", "deny", false, "AUTHENTICATION_FAILED", 60 * time.Second},
 	}
 	phones := map[string]*testPhone{}
 	for _, tc := range cases {
@@ -221,8 +220,10 @@ func TestServeIvaltOpenVPNPlugin(t *testing.T) {
 				t.Errorf("%s: %d polls, want the first or second to decide: %v", tc.user, len(polls), polls)
 			}
 			if tc.window > 0 {
-				if len(polls) != 3 {
-					t.Errorf("%s: %d polls in %v, want 3 (5 s apart): %v", tc.user, len(polls), tc.window, polls)
+				// 5 s apart for a minute: 12, or 11 when the machine
+				// makes a poll slow enough to push the twelfth past it.
+				if len(polls) < 11 || len(polls) > 12 {
+					t.Errorf("%s: %d polls in %v, want 12 (5 s apart): %v", tc.user, len(polls), tc.window, polls)
 				}
 				for i, pp := range polls[min(1, len(polls)):] {
 					if pp.status != 403 || strings.Contains(pp.detail, "timezone") || strings.Contains(pp.detail, "geofencing") {
