@@ -91,20 +91,27 @@ func (p openVPNPlugin) post(path string, body any) (int, []byte) {
 	if m, ok := body.(string); ok {
 		body = map[string]string{"mobile": m}
 	}
+	return ivaltPost(p.t, p.base, p.key, path, body)
+}
+
+// ivaltPost is one call as iVALT's clients make it: POST base+path with
+// body as JSON, Content-Type and x-api-key; it checks the answer is JSON.
+func ivaltPost(t *testing.T, base, key, path string, body any) (int, []byte) {
+	t.Helper()
 	b, _ := json.Marshal(body)
-	q, _ := http.NewRequest("POST", p.base+path, bytes.NewReader(b))
+	q, _ := http.NewRequest("POST", base+path, bytes.NewReader(b))
 	q.Header.Set("Content-Type", "application/json")
-	q.Header.Set("x-api-key", p.key)
+	q.Header.Set("x-api-key", key)
 	resp, err := http.DefaultClient.Do(q)
 	if err != nil {
-		p.t.Errorf("POST %s: %v", path, err)
+		t.Errorf("POST %s: %v", path, err)
 		return 0, nil
 	}
 	defer resp.Body.Close()
 	var buf bytes.Buffer
 	buf.ReadFrom(resp.Body)
 	if !json.Valid(buf.Bytes()) {
-		p.t.Errorf("POST %s: %d, the answer is not JSON: %q", path, resp.StatusCode, buf.Bytes())
+		t.Errorf("POST %s: %d, the answer is not JSON: %q", path, resp.StatusCode, buf.Bytes())
 	}
 	return resp.StatusCode, buf.Bytes()
 }
