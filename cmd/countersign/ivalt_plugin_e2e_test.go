@@ -154,6 +154,24 @@ func ivaltPhone(ph *testPhone, decision string) <-chan error {
 	return done
 }
 
+// ivaltUser registers user with mobile and e-mail user@example.com, and
+// activates a phone for it.
+func ivaltUser(t *testing.T, c *client.Client, user, mobile string) *testPhone {
+	t.Helper()
+	if _, err := c.CreateUser(&client.NewUser{UserID: user, Mobile: mobile, Email: user + "@example.com"}); err != nil {
+		t.Fatalf("create %s: %v", user, err)
+	}
+	code, err := c.CreateActivationCode(user)
+	if err != nil {
+		t.Fatalf("activation code for %s: %v", user, err)
+	}
+	ph, err := activateTestPhone(c, code.ActivationCode)
+	if err != nil {
+		t.Fatalf("activate %s's phone: %v", user, err)
+	}
+	return ph
+}
+
 // TestServeIvaltOpenVPNPlugin plays iVALT's OpenVPN plugin against the
 // binary, the device played with the client package: approved is success;
 // answering from Amsterdam when the user's fence is London is
@@ -192,16 +210,7 @@ func TestServeIvaltOpenVPNPlugin(t *testing.T) {
 	}
 	phones := map[string]*testPhone{}
 	for _, tc := range cases {
-		if _, err := c.CreateUser(&client.NewUser{UserID: tc.user, Mobile: tc.mobile, Email: tc.user + "@example.com"}); err != nil {
-			t.Fatalf("create %s: %v", tc.user, err)
-		}
-		code, err := c.CreateActivationCode(tc.user)
-		if err != nil {
-			t.Fatalf("activation code for %s: %v", tc.user, err)
-		}
-		if phones[tc.user], err = activateTestPhone(c, code.ActivationCode); err != nil {
-			t.Fatalf("activate %s's phone: %v", tc.user, err)
-		}
+		phones[tc.user] = ivaltUser(t, c, tc.user, tc.mobile)
 	}
 	start := time.Now()
 	var wg sync.WaitGroup

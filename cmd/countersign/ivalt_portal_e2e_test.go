@@ -121,16 +121,7 @@ func TestServeIvaltAPIPortal(t *testing.T) {
 	}
 	phones := map[string]*testPhone{}
 	for _, tc := range cases {
-		if _, err := c.CreateUser(&client.NewUser{UserID: tc.user, Mobile: tc.mobile}); err != nil {
-			t.Fatalf("create %s: %v", tc.user, err)
-		}
-		code, err := c.CreateActivationCode(tc.user)
-		if err != nil {
-			t.Fatalf("activation code for %s: %v", tc.user, err)
-		}
-		if phones[tc.user], err = activateTestPhone(c, code.ActivationCode); err != nil {
-			t.Fatalf("activate %s's phone: %v", tc.user, err)
-		}
+		phones[tc.user] = ivaltUser(t, c, tc.user, tc.mobile)
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
