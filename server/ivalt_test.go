@@ -46,8 +46,9 @@ func (e *ivaltEnv) user(userID, mobile, email string) phone {
 
 // device plays the authenticator app: it waits for the next approval of
 // its user and answers it with decision and biometric result, signed,
-// timestamped on the server's clock.
-func (e *ivaltEnv) device(p phone, decision, biometric string) <-chan error {
+// timestamped on the server's clock, from Amsterdam; edit, when given,
+// rewrites the answer's body (a device that sends no location).
+func (e *ivaltEnv) device(p phone, decision, biometric string, edit ...func(string) string) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		deadline := time.Now().Add(20 * time.Second)
@@ -67,7 +68,11 @@ func (e *ivaltEnv) device(p phone, decision, biometric string) <-chan error {
 			}
 			a := list.Approvals[0]
 			ts := e.clock().UTC().Format(time.RFC3339)
-			ans := e.answer(p, a.ApprovalID, signedAnswer(p.key, a, decision, biometric, ts, ""))
+			body := signedAnswer(p.key, a, decision, biometric, ts, "")
+			for _, f := range edit {
+				body = f(body)
+			}
+			ans := e.answer(p, a.ApprovalID, body)
 			if ans.status != 200 {
 				done <- fmt.Errorf("device answer: %s", ans)
 				return
@@ -327,6 +332,35 @@ func TestIvaltAPIPortal(t *testing.T) {
 	})
 	wg.Wait()
 
+	// A circle with the poll is measured against where alice's phone
+	// answered (Amsterdam): inside, 200 with the circle among the factors;
+	// around London, 403 INVALID_GEOFENCE.
+	amsterdam := map[string]any{"mobile": "+916283974746", "latitude": 52.3676, "longitude": 4.9041, "radius_meters": 5000}
+	st, v := ivaltPost(t, e.base, "/biometric-auth-result", e.apiKey, amsterdam)
+	fs, _ := dig(v, "data.details.factors").([]any)
+	if st != 200 || len(fs) != 6 || fmt.Sprint(fs[5]) != "map[factor:request_geo_fence latitude:52.3676 longitude:4.9041 "+
+		"radius_meters:5000 reason:the device is inside the geofencing area of the request result:PASS]" {
+		t.Errorf("inside the circle: %d %v", st, v)
+	}
+	london := map[string]any{"mobile": "+916283974746", "latitude": 51.5074, "longitude": -0.1278, "radius_meters": 5000}
+	st, v = ivaltPost(t, e.base, "/biometric-auth-result", e.apiKey, london)
+	if st != 403 || digString(v, "error.code") != wire("ivalt_invalid_geofence") ||
+		!strings.Contains(digString(v, "error.detail"), "geofencing") || digString(v, "data.status") != "failed" {
+		t.Errorf("outside the circle: %d %v", st, v)
+	}
+	// A phone that sent no location cannot be inside any circle.
+	noFix := func(b string) string {
+		return strings.Replace(b, `"location":{"lat":52.37,"lon":4.89,"accuracyM":12},`, "", 1)
+	}
+	if seen, v := portal.login("+14155550102", func() <-chan error { return e.device(dan, "approve", "PASS", noFix) }); fmt.Sprint(seen) != "[422 200]" {
+		t.Fatalf("dan approved: %v %v", seen, v)
+	}
+	amsterdam["mobile"] = "+14155550102"
+	if st, v := ivaltPost(t, e.base, "/biometric-auth-result", e.apiKey, amsterdam); st != 403 ||
+		!strings.Contains(digString(v, "error.detail"), "sent no location") {
+		t.Errorf("no location: %d %v", st, v)
+	}
+
 	// Nobody answers ola's phone: pending until the request's two minutes
 	// pass on the server's clock, then 403.
 	if st := portal.sendBiometricAuthRequest("+14155550104"); st != 200 {
@@ -341,7 +375,7 @@ func TestIvaltAPIPortal(t *testing.T) {
 	}
 
 	// A request cancelled on the native surface reads as cancelled: 403.
-	_, v := ivaltPost(t, e.base, "/biometric-auth-request", e.apiKey, map[string]string{"mobile": "+14155550104"})
+	_, v = ivaltPost(t, e.base, "/biometric-auth-request", e.apiKey, map[string]string{"mobile": "+14155550104"})
 	e.want(e.do(req{method: "POST", path: "/v1/approvals/" + digString(v, "request_id") + "/cancel", headers: []string{"apikey", e.apiKey}}), 200, "")
 	if st, v := portal.getBiometricResult("+14155550104"); st != 403 || digString(v, "error.code") != wire("ivalt_auth_cancelled") {
 		t.Errorf("ola cancelled: %d %v", st, v)

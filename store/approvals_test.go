@@ -54,7 +54,7 @@ func (w *approvalWorld) create(userID string) (*approval.Approval, error) {
 // through UpdateApproval. sign false sends a signature that does not verify.
 func (w *approvalWorld) answer(a *approval.Approval, d approval.Decision, sign bool) (approval.Effect, error) {
 	ans := approval.DeviceAnswer{Decision: d, Biometric: rules.BiometricPass,
-		Timestamp: w.clk.Now().UTC().Format(time.RFC3339)}
+		Timestamp: w.clk.Now().UTC().Format(time.RFC3339), Location: answerFix}
 	digest := approval.ValuesDigest(a.Values)
 	msg := approval.AppendSignedBytes(nil, a.ID, &a.Challenge, ans.Decision, ans.Biometric, ans.Timestamp, &digest)
 	if !sign {
@@ -70,6 +70,9 @@ func (w *approvalWorld) answer(a *approval.Approval, d approval.Decision, sign b
 		return approval.Answer(a, u, &w.settings, &dev, &ans, &res, w.clk.Now())
 	})
 }
+
+// answerFix is where the world's device answers from.
+var answerFix = rules.Location{Present: true, Lat: 52.37, Lon: 4.89, AccuracyM: 12}
 
 func (w *approvalWorld) read(id string) *approval.Approval {
 	w.t.Helper()
@@ -438,6 +441,31 @@ func TestLateAnswer(t *testing.T) {
 	}
 	if u := w.state("ann"); u.Failures != 1 {
 		t.Fatalf("%d failures", u.Failures)
+	}
+}
+
+// TestApprovalLocationAcrossVersions: an approval stored before the
+// device's location was kept (record version 1) reads back without one and
+// is answered as any other; the answer's location is stored with it and
+// read back after a restart.
+func TestApprovalLocationAcrossVersions(t *testing.T) {
+	d := openDurable(t)
+	w := newApprovalWorld(t, d.db, d.clk)
+	a, err := w.create("ann")
+	check(t, err)
+	old := approval.AppendApproval(nil, a)
+	old[0] = 1
+	check(t, d.db.pdb.Set(appendApprovalKey(nil, w.org, a.ID), old, nil))
+	got := w.read(a.ID)
+	if got.ID != a.ID || got.Location.Present {
+		t.Fatalf("version 1 read back as %+v", got)
+	}
+	if eff, err := w.answer(got, approval.DecisionApprove, true); err != nil || eff.Status != approval.StatusApproved {
+		t.Fatalf("answer: %+v %v", eff, err)
+	}
+	w.db = d.reopen()
+	if got = w.read(a.ID); got.Status != approval.StatusApproved || got.Location != answerFix {
+		t.Fatalf("after the answer and a restart: %s at %+v, want approved at %+v", got.Status, got.Location, answerFix)
 	}
 }
 

@@ -91,20 +91,27 @@ func (p openVPNPlugin) post(path string, body any) (int, []byte) {
 	if m, ok := body.(string); ok {
 		body = map[string]string{"mobile": m}
 	}
+	return ivaltPost(p.t, p.base, p.key, path, body)
+}
+
+// ivaltPost is one call as iVALT's clients make it: POST base+path with
+// body as JSON, Content-Type and x-api-key; it checks the answer is JSON.
+func ivaltPost(t *testing.T, base, key, path string, body any) (int, []byte) {
+	t.Helper()
 	b, _ := json.Marshal(body)
-	q, _ := http.NewRequest("POST", p.base+path, bytes.NewReader(b))
+	q, _ := http.NewRequest("POST", base+path, bytes.NewReader(b))
 	q.Header.Set("Content-Type", "application/json")
-	q.Header.Set("x-api-key", p.key)
+	q.Header.Set("x-api-key", key)
 	resp, err := http.DefaultClient.Do(q)
 	if err != nil {
-		p.t.Errorf("POST %s: %v", path, err)
+		t.Errorf("POST %s: %v", path, err)
 		return 0, nil
 	}
 	defer resp.Body.Close()
 	var buf bytes.Buffer
 	buf.ReadFrom(resp.Body)
 	if !json.Valid(buf.Bytes()) {
-		p.t.Errorf("POST %s: %d, the answer is not JSON: %q", path, resp.StatusCode, buf.Bytes())
+		t.Errorf("POST %s: %d, the answer is not JSON: %q", path, resp.StatusCode, buf.Bytes())
 	}
 	return resp.StatusCode, buf.Bytes()
 }
@@ -147,6 +154,24 @@ func ivaltPhone(ph *testPhone, decision string) <-chan error {
 	return done
 }
 
+// ivaltUser registers user with mobile and e-mail user@example.com, and
+// activates a phone for it.
+func ivaltUser(t *testing.T, c *client.Client, user, mobile string) *testPhone {
+	t.Helper()
+	if _, err := c.CreateUser(&client.NewUser{UserID: user, Mobile: mobile, Email: user + "@example.com"}); err != nil {
+		t.Fatalf("create %s: %v", user, err)
+	}
+	code, err := c.CreateActivationCode(user)
+	if err != nil {
+		t.Fatalf("activation code for %s: %v", user, err)
+	}
+	ph, err := activateTestPhone(c, code.ActivationCode)
+	if err != nil {
+		t.Fatalf("activate %s's phone: %v", user, err)
+	}
+	return ph
+}
+
 // TestServeIvaltOpenVPNPlugin plays iVALT's OpenVPN plugin against the
 // binary, the device played with the client package: approved is success;
 // answering from Amsterdam when the user's fence is London is
@@ -184,16 +209,7 @@ func TestServeIvaltOpenVPNPlugin(t *testing.T) {
 	}
 	phones := map[string]*testPhone{}
 	for _, tc := range cases {
-		if _, err := c.CreateUser(&client.NewUser{UserID: tc.user, Mobile: tc.mobile, Email: tc.user + "@example.com"}); err != nil {
-			t.Fatalf("create %s: %v", tc.user, err)
-		}
-		code, err := c.CreateActivationCode(tc.user)
-		if err != nil {
-			t.Fatalf("activation code for %s: %v", tc.user, err)
-		}
-		if phones[tc.user], err = activateTestPhone(c, code.ActivationCode); err != nil {
-			t.Fatalf("activate %s's phone: %v", tc.user, err)
-		}
+		phones[tc.user] = ivaltUser(t, c, tc.user, tc.mobile)
 	}
 	start := time.Now()
 	var wg sync.WaitGroup

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/countersign/countersign/engine/rules"
@@ -66,6 +67,11 @@ type DeviceAnswer struct {
 	Timestamp string // as sent: it is signed byte for byte
 	Number    string // the number the user picked; "" when none was sent
 	Signature string // base64url without padding, as sent
+	// Location is where the device says it was when it answered; not
+	// signed, as the rules judge it. Answer keeps it on the approval, so
+	// that a circle a requester sends when it reads the result (iVALT's
+	// radius_meters) is checked against where the device really was.
+	Location rules.Location
 }
 
 // SignatureSize is the length of an Ed25519 signature.
@@ -316,6 +322,7 @@ func Answer(a *Approval, u *UserState, s *Settings, dev *Device, ans *DeviceAnsw
 	_ = decodeSignature(&a.Receipt.Signature, ans.Signature) // checked by VerifyAnswer
 	a.Receipt.Decision, a.Receipt.Biometric, a.Receipt.Timestamp = ans.Decision, ans.Biometric, ans.Timestamp
 	a.DeviceID, a.DecidedAt = dev.ID, now
+	a.Location = keptLocation(ans.Location)
 	a.recordRules(res)
 	if ans.Decision == DecisionDeny {
 		a.Status = StatusDenied
@@ -341,6 +348,18 @@ func Answer(a *Approval, u *UserState, s *Settings, dev *Device, ans *DeviceAnsw
 	a.Status = StatusApproved
 	u.Failures = 0
 	return Effect{Status: a.Status}, nil
+}
+
+// keptLocation is the location an approval keeps: a fix that is not a
+// coordinate (out of range, NaN, a negative or infinite accuracy) is kept as
+// none, so that the record holds only what the rules can measure and
+// decodes to the same bytes.
+func keptLocation(l rules.Location) rules.Location {
+	if !l.Present || !(l.Lat >= -90 && l.Lat <= 90 && l.Lon >= -180 && l.Lon <= 180) ||
+		!(l.AccuracyM >= 0 && l.AccuracyM <= math.MaxFloat64) {
+		return rules.Location{}
+	}
+	return l
 }
 
 // rulesMatch says whether res is a Result for an answer with biometric b.

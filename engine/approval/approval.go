@@ -32,6 +32,8 @@ import (
 	"net/netip"
 	"time"
 	"unicode/utf8"
+
+	"github.com/countersign/countersign/engine/rules"
 )
 
 // Method is how the user is asked: a push to the registered device, a TOTP
@@ -164,6 +166,9 @@ type Approval struct {
 	RulesVersion uint64          // the rules version of the Result the decision used; 0 when none
 	Factors      []FactorOutcome // every factor of the decision, in the order rendered
 	Receipt      Receipt         // the device's signed answer; zero until one is accepted
+	// Location is where the device said it was when its answer was
+	// accepted; not Present when it sent none (or answered otherwise).
+	Location rules.Location
 
 	// LinkToken is the e-mailed link of a MethodEmail approval
 	// (IssueLinkToken); ResultToken is the one-time token an approved

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -100,7 +101,8 @@ func decided(t testing.TB) (*approval.Approval, ed25519.PrivateKey) {
 	}
 	a.Version = 3
 	ans := approval.DeviceAnswer{Decision: approval.DecisionApprove, Biometric: rules.BiometricPass,
-		Timestamp: fixtureDay.Add(3 * time.Second).Format(time.RFC3339), Number: a.UserCodeString()}
+		Timestamp: fixtureDay.Add(3 * time.Second).Format(time.RFC3339), Number: a.UserCodeString(),
+		Location: parisFix}
 	ans.Signature = signAnswer(key, a, &ans, a.Values)
 	res := ruleResult(t, rules.BiometricPass, false)
 	var u approval.UserState
@@ -111,6 +113,9 @@ func decided(t testing.TB) (*approval.Approval, ed25519.PrivateKey) {
 	}
 	return a, key
 }
+
+// parisFix is where decided's device answers from.
+var parisFix = rules.Location{Present: true, Lat: 48.8566, Lon: 2.3522, AccuracyM: 12}
 
 // ruleResult evaluates real rules (one fence) for an answer with biometric
 // b, inside the fence or, with outside, in Paris.
@@ -229,9 +234,11 @@ func TestApprovalCodecRefusesWhatItCannotWrite(t *testing.T) {
 	enc := approval.AppendApproval(nil, a)
 	var back approval.Approval
 	for name, mutate := range map[string]func([]byte) []byte{
-		"version":        func(b []byte) []byte { b[0] = 2; return b },
-		"overlong count": func(b []byte) []byte { return append([]byte{1, 0x85, 0x00}, b[2:]...) },
-		"huge length":    func(b []byte) []byte { return append([]byte{1, b[1], 0xff, 0xff, 0xff, 0xff, 0x0f}, b[3:]...) },
+		"version": func(b []byte) []byte { b[0] = 3; return b },
+		// Version 1 had no location: its flag there is not a record it wrote.
+		"location in version 1": func(b []byte) []byte { b[0] = 1; return b },
+		"overlong count":        func(b []byte) []byte { return append([]byte{1, 0x85, 0x00}, b[2:]...) },
+		"huge length":           func(b []byte) []byte { return append([]byte{1, b[1], 0xff, 0xff, 0xff, 0xff, 0x0f}, b[3:]...) },
 	} {
 		if err := approval.DecodeApproval(mutate(bytes.Clone(enc)), &back); !errors.Is(err, approval.ErrCorrupt) {
 			t.Errorf("%s: %v", name, err)
@@ -263,6 +270,13 @@ func TestApprovalCodecRefusesWhatItCannotWrite(t *testing.T) {
 			a.ResultToken = approval.OneTimeToken{ExpiresAt: a.DecidedAt.Add(time.Minute)}
 		},
 		"link on a push": func(a *approval.Approval) { a.LinkToken = approval.OneTimeToken{ExpiresAt: a.ExpiresAt} },
+		"location without a receipt": func(a *approval.Approval) {
+			a.Method, a.NumberMatch, a.Receipt = approval.MethodOTP, false, approval.Receipt{}
+		},
+		"location latitude NaN":     func(a *approval.Approval) { a.Location.Lat = math.NaN() },
+		"location longitude 181":    func(a *approval.Approval) { a.Location.Lon = 181 },
+		"location accuracy below 0": func(a *approval.Approval) { a.Location.AccuracyM = -1 },
+		"location accuracy +Inf":    func(a *approval.Approval) { a.Location.AccuracyM = math.Inf(1) },
 	} {
 		b := *a
 		b.Factors = append([]approval.FactorOutcome{}, a.Factors...)
@@ -270,6 +284,57 @@ func TestApprovalCodecRefusesWhatItCannotWrite(t *testing.T) {
 		err := approval.DecodeApproval(approval.AppendApproval(nil, &b), &back)
 		if !errors.Is(err, approval.ErrCorrupt) || back.ID != "" || len(back.Values) != 0 {
 			t.Errorf("%s: %v, left %+v", name, err, back)
+		}
+	}
+}
+
+// TestApprovalKeepsTheDeviceLocation: the location the device answered
+// from is on the record and survives the store's encoding, so a circle sent
+// later can be measured against it; a fix that is no coordinate is kept as
+// none.
+func TestApprovalKeepsTheDeviceLocation(t *testing.T) {
+	full, _ := decided(t)
+	if full.Location != parisFix {
+		t.Fatalf("Answer kept %+v, want %+v", full.Location, parisFix)
+	}
+	var back approval.Approval
+	if err := approval.DecodeApproval(approval.AppendApproval(nil, full), &back); err != nil || back.Location != parisFix {
+		t.Fatalf("decoded %+v, %v", back.Location, err)
+	}
+	key := ed25519.NewKeyFromSeed(seed32("device d2"))
+	a, _ := newApproval(t, newStream("far"), false)
+	ans := approval.DeviceAnswer{Decision: approval.DecisionApprove, Biometric: rules.BiometricPass,
+		Timestamp: fixtureDay.Add(3 * time.Second).Format(time.RFC3339),
+		Location:  rules.Location{Present: true, Lat: 123, Lon: 4}}
+	ans.Signature = signAnswer(key, a, &ans, a.Values)
+	s := approval.DefaultSettings()
+	var u approval.UserState
+	dev := approval.Device{ID: "d2", UserID: a.UserID, PublicKey: key.Public().(ed25519.PublicKey)}
+	if _, err := approval.Answer(a, &u, &s, &dev, &ans, ruleResult(t, rules.BiometricPass, true), fixtureDay.Add(4*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if a.Location.Present {
+		t.Fatalf("a latitude of 123 was kept: %+v", a.Location)
+	}
+}
+
+// TestApprovalCodecReadsVersion1: records written before the location was
+// kept still decode, with no location, and are written back as version 2.
+func TestApprovalCodecReadsVersion1(t *testing.T) {
+	pending, _ := newApproval(t, newStream("p"), false)
+	_, approved := emailApprovals(t)
+	for _, a := range []*approval.Approval{pending, approved} {
+		enc := approval.AppendApproval(nil, a)
+		if enc[0] != 2 {
+			t.Fatalf("written as version %d", enc[0])
+		}
+		enc[0] = 1
+		var back approval.Approval
+		if err := approval.DecodeApproval(enc, &back); err != nil {
+			t.Fatalf("%s as version 1: %v", a.ID, err)
+		}
+		if back.Location.Present || !sameApproval(a, &back) {
+			t.Fatalf("version 1 read differs:\n%+v\n%+v", a, &back)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package approval
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"math/bits"
 	"net/netip"
 	"time"
@@ -32,6 +33,11 @@ import (
 //	receipt  (flag) signature 64 bytes, decision byte, biometric byte, timestamp string
 //	link token, result token (flags)        SHA-256 32 bytes, expiresAt int64, used byte each
 //
+// Approval, version 2: version 1 with byte 2, a fifth flag (location), and
+// when it is set, after the tokens, the device's location as lat, lon and
+// accuracyM, float64 little-endian each. Version 1 records still decode, with
+// no location: they were written before the location was kept.
+//
 // UserState, version 1:
 //
 //	version byte 1, flags byte (tokenRequired), record version uvarint,
@@ -39,13 +45,16 @@ import (
 //	recent: uvarint count then int64 each
 const (
 	approvalV1  = 1
+	approvalV2  = 2
 	userStateV1 = 1
 
 	flagNumberMatch = 1 << 0
 	flagReceipt     = 1 << 1
 	flagLinkToken   = 1 << 2
 	flagResultToken = 1 << 3
-	approvalFlags   = flagNumberMatch | flagReceipt | flagLinkToken | flagResultToken
+	flagLocation    = 1 << 4
+	approvalFlagsV1 = flagNumberMatch | flagReceipt | flagLinkToken | flagResultToken
+	approvalFlags   = approvalFlagsV1 | flagLocation
 
 	flagToken = 1 << 0
 )
@@ -60,7 +69,7 @@ var (
 // AppendApproval appends a's binary form to dst. It allocates only when dst
 // lacks room.
 func AppendApproval(dst []byte, a *Approval) []byte {
-	dst = append(dst, approvalV1)
+	dst = append(dst, approvalV2)
 	dst = binary.AppendUvarint(dst, a.Version)
 	dst = appendString(dst, a.ID)
 	dst = appendString(dst, a.UserID)
@@ -82,6 +91,9 @@ func AppendApproval(dst []byte, a *Approval) []byte {
 	}
 	if a.ResultToken.Issued() {
 		flags |= flagResultToken
+	}
+	if a.Location.Present {
+		flags |= flagLocation
 	}
 	dst = append(dst, byte(a.Method), byte(a.Status), flags)
 	dst = appendTime(dst, a.CreatedAt)
@@ -113,6 +125,11 @@ func AppendApproval(dst []byte, a *Approval) []byte {
 			dst = append(dst, t.Hash[:]...)
 			dst = appendTime(dst, t.ExpiresAt)
 			dst = append(dst, boolByte(t.Used))
+		}
+	}
+	if l := &a.Location; l.Present {
+		for _, f := range [...]float64{l.Lat, l.Lon, l.AccuracyM} {
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(f))
 		}
 	}
 	return dst
@@ -147,7 +164,12 @@ func DecodeApproval(src []byte, a *Approval) error {
 func decodeApproval(src []byte, a *Approval) error {
 	a.Reset()
 	r := reader{b: src}
-	if r.byte() != approvalV1 {
+	known := byte(approvalFlags)
+	switch r.byte() {
+	case approvalV1:
+		known = approvalFlagsV1
+	case approvalV2:
+	default:
 		return ErrCorrupt
 	}
 	r.text = string(src)
@@ -205,10 +227,16 @@ func decodeApproval(src []byte, a *Approval) error {
 			return ErrCorrupt
 		}
 	}
+	if flags&flagLocation != 0 {
+		a.Location = rules.Location{Present: true, Lat: r.float(), Lon: r.float(), AccuracyM: r.float()}
+		if keptLocation(a.Location) != a.Location {
+			return ErrCorrupt
+		}
+	}
 	switch {
 	case r.bad || len(r.b) != 0:
 		return ErrCorrupt
-	case flags&^approvalFlags != 0:
+	case flags&^known != 0:
 		return ErrCorrupt
 	case a.Method.String() == "unknown" || a.Status.String() == "unknown":
 		return ErrCorrupt
@@ -225,7 +253,8 @@ func decodeApproval(src []byte, a *Approval) error {
 // carries no decision (no decision time, receipt, device, factors, rules
 // version or result token); a decided one has its decision time; a receipt
 // belongs to a push that the device decided, and says deny exactly when the
-// approval is denied; number matching is for pushes, a link for EMAIL
+// approval is denied; a location comes with a receipt; number matching is
+// for pushes, a link for EMAIL
 // approvals, a result token for approved ones; and the expiry follows the
 // creation.
 func (a *Approval) sensible() bool {
@@ -248,6 +277,9 @@ func (a *Approval) sensible() bool {
 	case a.LinkToken.Issued() && a.Method != MethodEmail:
 		return false
 	case a.ResultToken.Issued() && a.Status != StatusApproved:
+		return false
+	case a.Location.Present && !a.HasReceipt():
+		// Only an accepted device answer brings a location.
 		return false
 	}
 	return true
@@ -387,6 +419,14 @@ func (r *reader) string() string {
 	start := len(r.text) - len(r.b)
 	r.b = r.b[n:]
 	return r.text[start : start+int(n)]
+}
+
+func (r *reader) float() float64 {
+	b := r.bytes(8)
+	if b == nil {
+		return 0
+	}
+	return math.Float64frombits(binary.LittleEndian.Uint64(b))
 }
 
 func (r *reader) time() time.Time {

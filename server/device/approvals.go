@@ -225,6 +225,7 @@ func (s *Surface) answer(c *reqCtx, id string) {
 			}
 			c.rulesInput(a)
 			rules.Evaluate(cfg.Rules, &c.in, now, &c.res)
+			ans.Location = c.in.Location // kept on the approval for a circle read later
 			return approval.Answer(a, u, &cfg.Settings, &dev, &ans, &c.res, now)
 		})
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errForeign) {

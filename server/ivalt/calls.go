@@ -217,13 +217,18 @@ func (s *Surface) result(c *reqCtx, withToken bool) {
 		}
 		*a = list[0]
 	}
+	var fence *rules.FactorResult
 	if b.Latitude != nil && a.StatusAt(now) == approval.StatusApproved {
-		// The device's location is judged when it answers, against the
-		// organization's fences, and is not kept; a circle sent with the
-		// result poll cannot be checked afterwards, so it fails closed
-		// rather than pass unchecked.
-		c.Failf(errGeofence, "The request's geofencing area (latitude, longitude, radius_meters) cannot be checked after the user answered; assign the fence to the user in the organization's rules.")
-		return
+		// The circle is measured against where the device was when it
+		// answered, kept on the approval; no location there fails it.
+		c.in = rules.Input{Location: a.Location, RequestFence: rules.Circle{Present: true,
+			Lat: *b.Latitude, Lon: *b.Longitude, RadiusMeters: *b.RadiusMeters}}
+		rules.Evaluate(nil, &c.in, now, &c.res)
+		fence = &c.res.Factors[rules.FactorGeoFence]
+		if fence.Outcome != rules.Pass {
+			s.appendOutsideFence(c, fence)
+			return
+		}
 	}
 	var faceToken string
 	if a.StatusAt(now) == approval.StatusApproved && !a.ResultToken.Issued() {
@@ -240,7 +245,7 @@ func (s *Surface) result(c *reqCtx, withToken bool) {
 			return
 		}
 	}
-	s.appendResult(c, now, faceToken)
+	s.appendResult(c, now, faceToken, fence)
 }
 
 // validRequestID reports whether id can be a store approval id.
@@ -258,14 +263,15 @@ func validRequestID(id string) bool {
 }
 
 // appendResult answers the state of c.appr at now: 200 approved, 422
-// pending, 403 otherwise, each with the request and every factor in data.
-func (s *Surface) appendResult(c *reqCtx, now time.Time, faceToken string) {
+// pending, 403 otherwise, each with the request and every factor in data
+// (with fence, the request's circle the approval passed, when one was sent).
+func (s *Surface) appendResult(c *reqCtx, now time.Time, faceToken string, fence *rules.FactorResult) {
 	a := &c.appr
 	st := a.StatusAt(now)
 	var e *httpd.Error
 	switch st {
 	case approval.StatusApproved:
-		s.appendApproved(c, faceToken)
+		s.appendApproved(c, faceToken, fence)
 		return
 	case approval.StatusPending:
 		e = errAuthPending
@@ -291,6 +297,53 @@ func (s *Surface) appendResult(c *reqCtx, now time.Time, faceToken string) {
 	c.Out = append(c.Out, `,"factors":`...)
 	c.Out = a.AppendFactorsJSON(c.Out)
 	c.Out = append(c.Out, `}}}`...)
+}
+
+// appendOutsideFence answers 403 INVALID_GEOFENCE for an approved request
+// whose device was outside the circle the poll sent (or sent no location):
+// the approval itself stays approved, but not for this requester's area.
+func (s *Surface) appendOutsideFence(c *reqCtx, fence *rules.FactorResult) {
+	c.Msg = append(c.Msg[:0], "Authentication failed: "...)
+	c.Msg = append(c.Msg, factorRequestFence...)
+	c.Msg = append(c.Msg, ": "...)
+	c.Msg = append(c.Msg, fence.Reason...)
+	c.Msg = append(c.Msg, '.')
+	c.Status = errGeofence.Status
+	c.Out = appendErrorOpen(c.Out[:0], errGeofence, c.Msg)
+	c.Out = append(c.Out, `,"data":{"status":"failed","details":{`...)
+	c.Out = appendRequestDetails(c.Out, &c.appr, &c.user)
+	c.Out = append(c.Out, `,"factors":`...)
+	c.Out = c.appendFactors(c.Out, fence)
+	c.Out = append(c.Out, `}}}`...)
+}
+
+// factorRequestFence names the circle a result poll sends, beside the
+// organization's geo_fence, in the factors of its answer.
+const factorRequestFence = "request_geo_fence"
+
+// appendFactors appends the approval's factors and, when fence is not nil,
+// the request's circle as one more, with its centre and radius:
+// {"factor":"request_geo_fence","result",..,"reason",..,"latitude",
+// "longitude","radius_meters"}.
+func (c *reqCtx) appendFactors(dst []byte, fence *rules.FactorResult) []byte {
+	dst = c.appr.AppendFactorsJSON(dst)
+	if fence == nil {
+		return dst
+	}
+	dst = dst[:len(dst)-1] // the list's ']'
+	if len(c.appr.Factors) > 0 {
+		dst = append(dst, ',')
+	}
+	dst = rules.AppendFactorJSON(dst, factorRequestFence, fence.Outcome, fence.Reason)
+	dst = dst[:len(dst)-1] // the factor's '}'
+	req := &c.in.RequestFence
+	dst = append(dst, `,"latitude":`...)
+	dst = jsonwire.AppendFloat(dst, req.Lat, 64)
+	dst = append(dst, `,"longitude":`...)
+	dst = jsonwire.AppendFloat(dst, req.Lon, 64)
+	dst = append(dst, `,"radius_meters":`...)
+	dst = jsonwire.AppendFloat(dst, req.RadiusMeters, 64)
+	return append(dst, `}]`...)
 }
 
 // failedFactorError is the refusal of a failed request: the time window's
@@ -337,8 +390,9 @@ func appendFailedReasons(dst []byte, fs []approval.FactorOutcome) []byte {
 }
 
 // appendApproved answers 200 for an approved request, with its
-// face_auth_token when this read issued it.
-func (s *Surface) appendApproved(c *reqCtx, faceToken string) {
+// face_auth_token when this read issued it, and the request's circle among
+// the factors when the poll sent one (fence).
+func (s *Surface) appendApproved(c *reqCtx, faceToken string, fence *rules.FactorResult) {
 	a := &c.appr
 	c.Status = fasthttp.StatusOK
 	c.Out = append(c.Out[:0], `{"status":"success","message":"The user approved the request.","authenticated":true,"user":{"mobile_number":`...)
@@ -356,7 +410,7 @@ func (s *Surface) appendApproved(c *reqCtx, faceToken string) {
 		c.Out = jsonwire.AppendString(c.Out, a.ID+"."+faceToken)
 	}
 	c.Out = append(c.Out, `,"factors":`...)
-	c.Out = a.AppendFactorsJSON(c.Out)
+	c.Out = c.appendFactors(c.Out, fence)
 	c.Out = append(c.Out, `}}}`...)
 }
 
@@ -648,5 +702,5 @@ func (s *Surface) validateUser(c *reqCtx) {
 		"The user of this request is no longer registered with this organization.") {
 		return
 	}
-	s.appendApproved(c, "")
+	s.appendApproved(c, "", nil)
 }
