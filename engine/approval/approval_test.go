@@ -542,3 +542,66 @@ func ExampleAppendSignedBytes() {
 	// public key: A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg
 	// signature:  fof4yiv6EOsUlRmDbIJgB2wlKM1VwobJOzNNJ8znmGO-Z4IgomiWJaq_nXyqZA4sgythwzOJH5wgQDYwT5bDBA
 }
+
+// TestResultTokenAhead: a result token drawn with a pending approval
+// (UNLOQ's held authenticate) is stored with it through the codec, is
+// refused while the approval is pending and after it was denied, and is
+// redeemed once once it is approved, until a minute after the expiry.
+func TestResultTokenAhead(t *testing.T) {
+	s := approval.DefaultSettings()
+	newPending := func(id string) (*approval.Approval, string) {
+		a := &approval.Approval{}
+		r := approval.Request{ID: id, UserID: "u1", Method: approval.MethodEmail}
+		if err := approval.New(a, &r, &s, fixtureDay, newStream(id)); err != nil {
+			t.Fatal(err)
+		}
+		token, err := approval.IssueResultTokenAhead(a, newStream("ahead-"+id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, token
+	}
+	a, token := newPending("a")
+	var back approval.Approval
+	if err := approval.DecodeApproval(approval.AppendApproval(nil, a), &back); err != nil || back.ResultToken != a.ResultToken {
+		t.Fatalf("a pending approval with its token ahead: %v", err)
+	}
+	if err := approval.RedeemToken(a, token, fixtureDay.Add(time.Second)); !errors.Is(err, approval.ErrTokenState) {
+		t.Fatalf("redeemed while pending: %v", err)
+	}
+	link, err := approval.IssueLinkToken(a, newStream("link"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u approval.UserState
+	if _, err := approval.DecideLink(a, &u, link, fixtureDay.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := approval.RedeemToken(a, "x"+token[1:], fixtureDay.Add(2*time.Second)); !errors.Is(err, approval.ErrTokenWrong) {
+		t.Fatalf("a wrong token: %v", err)
+	}
+	late := a.ExpiresAt.Add(approval.ResultTokenTTL)
+	if err := approval.RedeemToken(a, token, late); !errors.Is(err, approval.ErrTokenExpired) {
+		t.Fatalf("a minute after the expiry: %v", err)
+	}
+	if err := approval.RedeemToken(a, token, late.Add(-time.Millisecond)); err != nil {
+		t.Fatalf("approved, in time: %v", err)
+	}
+	if err := approval.RedeemToken(a, token, late.Add(-time.Millisecond)); !errors.Is(err, approval.ErrTokenUsed) {
+		t.Fatalf("twice: %v", err)
+	}
+
+	c, ctoken := newPending("c")
+	if err := c.Cancel(fixtureDay.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := approval.DecodeApproval(approval.AppendApproval(nil, c), &back); err != nil {
+		t.Fatalf("a cancelled approval with its token ahead: %v", err)
+	}
+	if err := approval.RedeemToken(c, ctoken, fixtureDay.Add(2*time.Second)); !errors.Is(err, approval.ErrTokenState) {
+		t.Fatalf("redeemed after a cancel: %v", err)
+	}
+	if _, err := approval.IssueResultTokenAhead(c, newStream("again")); !errors.Is(err, approval.ErrTokenState) {
+		t.Fatalf("ahead for a decided approval: %v", err)
+	}
+}

@@ -255,15 +255,15 @@ func decodeApproval(src []byte, a *Approval) error {
 // belongs to a push that the device decided, and says deny exactly when the
 // approval is denied; a location comes with a receipt; number matching is
 // for pushes, a link for EMAIL
-// approvals, a result token for approved ones; and the expiry follows the
-// creation.
+// approvals, a result token for approved ones or one issued ahead; and
+// the expiry follows the creation.
 func (a *Approval) sensible() bool {
 	pending := a.Status == StatusPending
 	switch {
 	case a.CreatedAt.IsZero() || !a.ExpiresAt.After(a.CreatedAt):
 		return false
 	case pending && (!a.DecidedAt.IsZero() || a.HasReceipt() || a.DeviceID != "" || len(a.Factors) != 0 ||
-		a.RulesVersion != 0 || a.ResultToken.Issued()):
+		a.RulesVersion != 0):
 		return false
 	case !pending && a.DecidedAt.IsZero():
 		return false
@@ -276,7 +276,9 @@ func (a *Approval) sensible() bool {
 		return false
 	case a.LinkToken.Issued() && a.Method != MethodEmail:
 		return false
-	case a.ResultToken.Issued() && a.Status != StatusApproved:
+	case a.ResultToken.Issued() && a.Status != StatusApproved && !a.ResultToken.ExpiresAt.Equal(a.ExpiresAt.Add(ResultTokenTTL)):
+		// Only a token issued ahead (IssueResultTokenAhead), whose expiry
+		// follows the approval's, is kept by an approval not approved.
 		return false
 	case a.Location.Present && !a.HasReceipt():
 		// Only an accepted device answer brings a location.

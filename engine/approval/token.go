@@ -63,6 +63,19 @@ func IssueResultToken(a *Approval, rnd io.Reader, now time.Time) (string, error)
 	return issue(&a.ResultToken, now.Add(ResultTokenTTL), rnd)
 }
 
+// IssueResultTokenAhead draws the result token of a pending approval
+// whose requester holds its request until the decision (UNLOQ's held
+// authenticate), so that the approved answer needs no write of its own:
+// the token is stored with the approval when it is created, and
+// RedeemToken takes it only once the approval is approved, until
+// ResultTokenTTL after the approval's expiry.
+func IssueResultTokenAhead(a *Approval, rnd io.Reader) (string, error) {
+	if a.Status != StatusPending {
+		return "", fmt.Errorf("%w: a result token ahead for a %s approval", ErrTokenState, a.Status)
+	}
+	return issue(&a.ResultToken, a.ExpiresAt.Add(ResultTokenTTL), rnd)
+}
+
 func issue(t *OneTimeToken, expires time.Time, rnd io.Reader) (string, error) {
 	if t.Issued() {
 		return "", ErrTokenIssued
@@ -86,14 +99,18 @@ func (t *OneTimeToken) matches(token string) bool {
 }
 
 // RedeemToken spends a's result token at now: refused when it does not
-// match (or none was issued), then when used already, then when expired;
-// what it refuses it leaves as it was. The match comes first, so that a
-// wrong token learns nothing of the right one's state.
+// match (or none was issued), then when a is not approved (a token issued
+// ahead, IssueResultTokenAhead, of an approval still pending or not
+// approved), then when used already, then when expired; what it refuses
+// it leaves as it was. The match comes first, so that a wrong token learns
+// nothing of the right one's state.
 func RedeemToken(a *Approval, token string, now time.Time) error {
 	t := &a.ResultToken
 	switch {
 	case !t.matches(token):
 		return ErrTokenWrong
+	case a.Status != StatusApproved:
+		return fmt.Errorf("%w: the approval is %s", ErrTokenState, a.Status)
 	case t.Used:
 		return ErrTokenUsed
 	case !now.Before(t.ExpiresAt):

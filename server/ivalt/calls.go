@@ -685,7 +685,7 @@ func (s *Surface) validateUser(c *reqCtx) {
 			return approval.Effect{Status: a.Status}, approval.RedeemToken(a, secret, now)
 		})
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, approval.ErrTokenWrong):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, approval.ErrTokenWrong), errors.Is(err, approval.ErrTokenState):
 		c.Fail(errFaceTokenInvalid, nil)
 		return
 	case errors.Is(err, approval.ErrTokenUsed):

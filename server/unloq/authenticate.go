@@ -80,6 +80,17 @@ func (s *Surface) authenticate(c *reqCtx) {
 		c.Fail(httpd.ErrInternal, nil)
 		return
 	}
+	c.resultSecret = ""
+	if r.generateToken {
+		// Drawn now and stored with the approval, redeemable only once it
+		// is approved: the answer the instant it is approved then needs no
+		// synced write of its own.
+		if c.resultSecret, err = approval.IssueResultTokenAhead(a, rand.Reader); err != nil {
+			s.log.Error("unloq result token", "err", err)
+			c.Fail(httpd.ErrInternal, nil)
+			return
+		}
+	}
 	// Subscribed before the approval exists, so that no decision can come
 	// between its creation and the wait unseen (httpd.Hub).
 	org := c.org.ID.String()
@@ -271,8 +282,9 @@ func (s *Surface) answer(c *reqCtx, e end) {
 }
 
 // appendResult leaves in c.Msg the result of an approved authenticate:
-// {"unloq_id","token"} with a one-time result token, or with
-// generate_token false the user's data directly.
+// {"unloq_id","token"} with the one-time result token drawn when the
+// approval was created (c.resultSecret), or with generate_token false the
+// user's data directly.
 func (s *Surface) appendResult(c *reqCtx) bool {
 	u := &c.user
 	c.Msg = append(c.Msg[:0], `{"unloq_id":`...)
@@ -282,19 +294,12 @@ func (s *Surface) appendResult(c *reqCtx) bool {
 		c.Msg = append(c.Msg, '}')
 		return true
 	}
-	now := s.now()
-	var secret string
-	_, err := s.db.UpdateApproval(c.org.ID, c.appr.ID, &c.appr, &c.state,
-		func(a *approval.Approval, _ *approval.UserState) (approval.Effect, error) {
-			var ierr error
-			secret, ierr = approval.IssueResultToken(a, rand.Reader, now)
-			return approval.Effect{Status: a.Status}, ierr
-		})
-	if err != nil {
-		return c.StoreFailed(err)
+	if c.resultSecret == "" {
+		s.log.Error("unloq: an approved authenticate without its result token", "approval", c.appr.ID)
+		return c.Fail(httpd.ErrInternal, nil)
 	}
 	c.Msg = append(c.Msg, `,"token":"`...)
-	c.Msg = appendToken(c.Msg, c.appr.ID, secret)
+	c.Msg = appendToken(c.Msg, c.appr.ID, c.resultSecret)
 	c.Msg = append(c.Msg, `"}`...)
 	return true
 }

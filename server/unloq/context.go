@@ -26,6 +26,10 @@ type reqCtx struct {
 	list  []approval.Approval
 	seed  []byte // the user's TOTP seed while a code is checked; cleared after
 
+	// resultSecret is the result token drawn with the approval
+	// (approval.IssueResultTokenAhead), answered once it is approved.
+	resultSecret string
+
 	// The held authenticate: its waiter (nil when not held), until when
 	// it is held, whether it streams its events.
 	waiter    *httpd.Waiter
@@ -48,5 +52,6 @@ func (c *reqCtx) release() {
 	c.state.Recent = c.state.Recent[:0]
 	c.list = c.list[:0]
 	c.streaming = false
+	c.resultSecret = ""
 	c.ev = httpd.Trim(c.ev)
 }

@@ -104,7 +104,7 @@ func (s *Surface) redeem(c *reqCtx, tok string) bool {
 	switch {
 	case err == nil:
 		return true
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, approval.ErrTokenWrong),
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, approval.ErrTokenWrong), errors.Is(err, approval.ErrTokenState),
 		errors.Is(err, approval.ErrTokenUsed), errors.Is(err, approval.ErrTokenExpired):
 		return c.fail(outTokenBad)
 	}
