@@ -212,7 +212,7 @@ func (s *Surface) answer(c *reqCtx, id string) {
 		return
 	}
 	org := c.dev.OrgID
-	cfg, ok := s.approvalsFor(c, org)
+	cfg, ok := c.OrgApprovals(s.orgs, org)
 	if !ok {
 		return
 	}

@@ -11,7 +11,6 @@ package device
 
 import (
 	"bytes"
-	"errors"
 	"sync"
 	"time"
 
@@ -106,19 +105,4 @@ func (s *Surface) Serve(rc *fasthttp.RequestCtx, r *httpd.Route, param []byte) {
 	c.Send()
 	c.release()
 	s.pool.Put(c)
-}
-
-// approvalsFor is the organization's compiled rules and settings
-// (tenant.Approvals), which an answer is decided under; ok false after
-// answering when they cannot be had.
-func (s *Surface) approvalsFor(c *reqCtx, org store.OrgID) (*tenant.Approvals, bool) {
-	a, err := s.orgs.Approvals(org)
-	if err != nil {
-		if errors.Is(err, tenant.ErrConfig) {
-			c.Srv.Log().Error("organization approval configuration", "err", err)
-			return nil, c.Fail(httpd.ErrInternal, nil)
-		}
-		return nil, c.StoreFailed(err)
-	}
-	return a, true
 }

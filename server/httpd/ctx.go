@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/countersign/countersign/server/jsonwire"
+	"github.com/countersign/countersign/server/tenant"
 	"github.com/countersign/countersign/store"
 )
 
@@ -160,6 +161,23 @@ func (c *Ctx) StoreFailed(err error) bool {
 		return c.Fail(ErrNotReady, nil)
 	}
 	return c.Fail(ErrStoreUnavailable, nil)
+}
+
+// OrgApprovals is org's compiled approval configuration, its rules and
+// settings (tenant.Approvals), for every surface that creates or decides
+// approvals; ok false after answering when it cannot be had: a stored
+// configuration that does not compile is the server's fault (500, logged,
+// never decided under defaults), a store failure 503.
+func (c *Ctx) OrgApprovals(orgs *tenant.Cache, org store.OrgID) (*tenant.Approvals, bool) {
+	a, err := orgs.Approvals(org)
+	if err != nil {
+		if errors.Is(err, tenant.ErrConfig) {
+			c.Srv.log.Error("organization approval configuration", "route", c.Route.String(), "err", err)
+			return nil, c.Fail(ErrInternal, nil)
+		}
+		return nil, c.StoreFailed(err)
+	}
+	return a, true
 }
 
 // RetryAt sets Retry-After to the whole seconds from now until at, at

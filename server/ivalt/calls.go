@@ -96,7 +96,7 @@ func (s *Surface) authRequest(c *reqCtx) {
 	}
 	ip, _ := netip.AddrFromSlice(c.RC.RemoteIP())
 	ar := approval.Request{ID: id, UserID: c.user.UserID, Message: msg, Method: approval.MethodPush, SourceIP: ip.Unmap()}
-	conf, ok := s.approvalsFor(c)
+	conf, ok := c.OrgApprovals(s.orgs, c.org.ID)
 	if !ok {
 		return
 	}
@@ -469,7 +469,7 @@ func (s *Surface) submitResults(c *reqCtx) {
 		c.in.Device.AppVersion = jsonwire.StringBytes(d.AppVersion)
 		c.in.Device.Jailbroken = d.Jailbroken
 	}
-	conf, ok := s.approvalsFor(c)
+	conf, ok := c.OrgApprovals(s.orgs, c.org.ID)
 	if !ok {
 		return
 	}

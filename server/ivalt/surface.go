@@ -19,7 +19,6 @@ package ivalt
 
 import (
 	"bytes"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -63,20 +62,6 @@ func New(d Deps) *Surface {
 	s.tokens.init()
 	s.pool.New = func() any { return new(reqCtx) }
 	return s
-}
-
-// approvalsFor is the organization's compiled rules and settings
-// (tenant.Approvals); ok false after answering when they cannot be had.
-func (s *Surface) approvalsFor(c *reqCtx) (*tenant.Approvals, bool) {
-	a, err := s.orgs.Approvals(c.org.ID)
-	if err != nil {
-		if errors.Is(err, tenant.ErrConfig) {
-			s.log.Error("organization approval configuration", "err", err)
-			return nil, c.Fail(httpd.ErrInternal, nil)
-		}
-		return nil, c.StoreFailed(err)
-	}
-	return a, true
 }
 
 // limitBody bounds every iVALT body: a few short fields, and the extras

@@ -13,7 +13,6 @@ import (
 	"github.com/countersign/countersign/engine/approval"
 	"github.com/countersign/countersign/server/httpd"
 	"github.com/countersign/countersign/server/jsonwire"
-	"github.com/countersign/countersign/server/tenant"
 	"github.com/countersign/countersign/store"
 )
 
@@ -90,21 +89,6 @@ var (
 	}}
 )
 
-// approvalSettings are the organization's approval settings, as compiled
-// from its stored settings document (tenant.Approvals); ok false after
-// answering when they cannot be had.
-func (s *Surface) approvalSettings(c *reqCtx) (*approval.Settings, bool) {
-	a, err := s.orgs.Approvals(c.org.ID)
-	if err != nil {
-		if errors.Is(err, tenant.ErrConfig) {
-			s.log.Error("organization approval configuration", "err", err)
-			return nil, c.Fail(httpd.ErrInternal, nil)
-		}
-		return nil, c.StoreFailed(err)
-	}
-	return &a.Settings, true
-}
-
 // createApproval answers POST /v1/approvals.
 func (s *Surface) createApproval(c *reqCtx) {
 	if _, ok := s.authAPIKey(c); !ok || !c.ReadBody(limitApprovalBody) {
@@ -141,10 +125,11 @@ func (s *Surface) createApproval(c *reqCtx) {
 	for i := range r.Values {
 		c.values = append(c.values, approval.Value{Key: r.Values[i].Key, Value: r.Values[i].Value})
 	}
-	cfg, ok := s.approvalSettings(c)
+	conf, ok := c.OrgApprovals(s.orgs, c.org.ID)
 	if !ok {
 		return
 	}
+	cfg := &conf.Settings
 	ar := approval.Request{
 		ID: id, UserID: r.UserID, Message: r.Message, Values: c.values, Method: method, SourceIP: ip,
 		Expiry: time.Duration(r.ExpiresIn) * time.Second, NumberMatch: r.NumberMatch,
@@ -432,10 +417,11 @@ func (s *Surface) approvalOTP(c *reqCtx, idParam []byte) {
 		return
 	}
 	c.seed = seed
-	cfg, ok := s.approvalSettings(c)
+	conf, ok := c.OrgApprovals(s.orgs, c.org.ID)
 	if !ok {
 		return
 	}
+	cfg := &conf.Settings
 	now := s.now()
 	_, err = s.db.UpdateApproval(c.org.ID, id, a, &c.ustate,
 		func(a *approval.Approval, u *approval.UserState) (approval.Effect, error) {

@@ -45,7 +45,7 @@ func (s *Surface) authenticate(c *reqCtx) {
 		c.fail(outDevice)
 		return
 	}
-	conf, ok := s.approvalsFor(c)
+	conf, ok := c.OrgApprovals(s.orgs, c.org.ID)
 	if !ok {
 		return
 	}

@@ -11,7 +11,6 @@ package unloq
 
 import (
 	"bytes"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -154,19 +153,4 @@ func (s *Surface) Serve(rc *fasthttp.RequestCtx, r *httpd.Route, param []byte) {
 func (s *Surface) put(c *reqCtx) {
 	c.release()
 	s.pool.Put(c)
-}
-
-// approvalsFor is the organization's compiled approval configuration
-// (tenant.Approvals: the wait, lockout and limits, the message templates
-// and variables); ok false after answering when it cannot be had.
-func (s *Surface) approvalsFor(c *reqCtx) (*tenant.Approvals, bool) {
-	a, err := s.orgs.Approvals(c.org.ID)
-	if err != nil {
-		if errors.Is(err, tenant.ErrConfig) {
-			s.log.Error("organization approval configuration", "err", err)
-			return nil, c.Fail(httpd.ErrInternal, nil)
-		}
-		return nil, c.StoreFailed(err)
-	}
-	return a, true
 }
