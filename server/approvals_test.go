@@ -221,7 +221,8 @@ func TestApprovalPollAnsweredAtShutdown(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	go e.stop()
+	stopped := make(chan struct{})
+	go func() { e.stop(); close(stopped) }()
 	select {
 	case r := <-done:
 		if r.status != 200 || !strings.Contains(string(r.body), `"status":"pending"`) {
@@ -233,6 +234,7 @@ func TestApprovalPollAnsweredAtShutdown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the held poll was not answered at shutdown")
 	}
+	<-stopped // stop goes on after the poll's answer; start must not race it
 	e.start() // for the cleanup's stop
 }
 

@@ -366,7 +366,8 @@ func TestDevicePollShutdown(t *testing.T) {
 	go func() { done <- e.poll(p, "25") }()
 	e.waitHeld(1)
 	start := time.Now()
-	go e.stop()
+	stopped := make(chan struct{})
+	go func() { e.stop(); close(stopped) }()
 	select {
 	case r := <-done:
 		if r.status != 200 || string(r.body) != `{"approvals":[]}` {
@@ -376,6 +377,7 @@ func TestDevicePollShutdown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("shutdown did not answer the held poll")
 	}
+	<-stopped // stop goes on after the poll's answer; the cleanup must not race it
 }
 
 // pendingOf is a as the long poll delivers it, for signing.
