@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
 	"github.com/countersign/countersign/server/httpd"
 )
 
@@ -309,5 +312,47 @@ func TestUnloqEventPings(t *testing.T) {
 	e.decide(e.devicePendingOne(), "approve")
 	if ev, _ := readEvent(t, br); ev != "approved" {
 		t.Fatalf("after %d pings: %q", pings, ev)
+	}
+}
+
+// TestUnloqStreamEndingAtOnce: a stream whose approval is decided before
+// it starts (method OTP with a right code) sends its pending and approved
+// events and ends, round after round. Its writer runs in a goroutine of its
+// own and may end and pool the request's context while the handler that set
+// it is still returning; a handler that touched the context after setting
+// the writer showed under -race in TestUnloqShutdownWakesHeld, where a
+// thousand streams end at once, as a context pooled twice (a 500).
+func TestUnloqStreamEndingAtOnce(t *testing.T) {
+	e := newUnloqEnv(t)
+	key, err := otp.NewKeyFromURL(e.bob.totpURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		e.advance(time.Minute) // a code is good once per step; 10 a window
+		code, err := totp.GenerateCode(key.Secret(), e.clock())
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _ := http.NewRequest("POST", e.base+"/unloq/v1/authenticate?events=true",
+			strings.NewReader(`{"email":"bob@example.com","method":"OTP","token":"`+code+`"}`))
+		q.Header.Set("Authorization", "Bearer "+e.apiKey)
+		q.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(res.Body)
+		if res.StatusCode != 200 {
+			b, _ := io.ReadAll(br)
+			t.Fatalf("round %d: %d %s", i, res.StatusCode, b)
+		}
+		if ev, _ := readEvent(t, br); ev != "pending" {
+			t.Fatalf("round %d: first event %q", i, ev)
+		}
+		if ev, data := readEvent(t, br); ev != "approved" {
+			t.Fatalf("round %d: final event %q %v", i, ev, data)
+		}
+		res.Body.Close()
 	}
 }

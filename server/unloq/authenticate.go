@@ -18,47 +18,49 @@ import (
 // (unloqWaitSeconds) passes or the server shuts down. With ?events=true
 // (the Node.js client's default) it answers at once with a stream of
 // events (stream.go); otherwise with one JSON answer once the hold ends.
-func (s *Surface) authenticate(c *reqCtx) {
+// It reports whether it answered with the stream, in which case c belongs
+// to the stream writer from then on.
+func (s *Surface) authenticate(c *reqCtx) (streamed bool) {
 	if !c.readAuthenticate() {
-		return
+		return false
 	}
 	r := &c.req
 	method, ok := parseMethod(r.method)
 	if !ok {
 		c.Failf(httpd.ErrInvalidField, `method must be "UNLOQ", "EMAIL" or "OTP"`)
-		return
+		return false
 	}
 	ip, ok := c.sourceIP(r.ip)
 	if !ok || !s.findUser(c) {
-		return
+		return false
 	}
 	switch {
 	case method == approval.MethodOTP && r.token == "":
 		c.Failf(httpd.ErrMissingField, "token (the user's one-time code) is required for method OTP")
-		return
+		return false
 	case method == approval.MethodEmail && c.user.Email == "":
 		c.fail(outNoEmail)
-		return
+		return false
 	case method == approval.MethodEmail && !s.notifierListens(c):
-		return
+		return false
 	case method == approval.MethodPush && c.user.Devices == 0:
 		c.fail(outDevice)
-		return
+		return false
 	}
 	conf, ok := c.OrgApprovals(s.orgs, c.org.ID)
 	if !ok {
-		return
+		return false
 	}
 	cfg := &conf.Settings
 	if method != approval.MethodOTP && r.token != "" && !s.checkToken(c, cfg) {
 		// The code that lifts the OTP requirement after a denial, sent
 		// with a push request: checked (and counted) before the push.
-		return
+		return false
 	}
 	id, err := s.db.NewApprovalID()
 	if err != nil {
 		c.StoreFailed(err)
-		return
+		return false
 	}
 	ipText := ""
 	if ip.IsValid() {
@@ -68,7 +70,7 @@ func (s *Surface) authenticate(c *reqCtx) {
 	c.Msg, msgOK = expandMessage(c.Msg[:0], messageFor(&conf.Document, method), r.vars, &conf.Document, ipText, c.org.Name)
 	if !msgOK {
 		c.Failf(httpd.ErrInvalidField, "the message with its $variables is longer than 1024 bytes")
-		return
+		return false
 	}
 	wait := time.Duration(cfg.UnloqWaitSeconds) * time.Second
 	ar := approval.Request{ID: id, UserID: c.user.UserID, Message: string(c.Msg), Method: method,
@@ -78,7 +80,7 @@ func (s *Surface) authenticate(c *reqCtx) {
 	if err := approval.New(a, &ar, cfg, now, rand.Reader); err != nil {
 		s.log.Error("unloq approval", "err", err)
 		c.Fail(httpd.ErrInternal, nil)
-		return
+		return false
 	}
 	c.resultSecret = ""
 	if r.generateToken {
@@ -88,14 +90,14 @@ func (s *Surface) authenticate(c *reqCtx) {
 		if c.resultSecret, err = approval.IssueResultTokenAhead(a, rand.Reader); err != nil {
 			s.log.Error("unloq result token", "err", err)
 			c.Fail(httpd.ErrInternal, nil)
-			return
+			return false
 		}
 	}
 	// Subscribed before the approval exists, so that no decision can come
 	// between its creation and the wait unseen (httpd.Hub).
 	org := c.org.ID.String()
 	if c.waiter, ok = c.Hold(httpd.TopicKey(httpd.TopicApproval, org, id)); !ok {
-		return
+		return false
 	}
 	c.deadline = time.Now().Add(c.Route.HoldFor(wait))
 	var retryAt time.Time
@@ -113,23 +115,24 @@ func (s *Surface) authenticate(c *reqCtx) {
 	}
 	if err != nil {
 		s.admissionFailed(c, err, retryAt, now)
-		return
+		return false
 	}
 	if method == approval.MethodOTP {
 		// Decided by the code at once; the hold below then finds it
 		// approved and answers as for a push the user approved.
 		if !s.decideOTP(c, cfg, r.token, now) {
-			return
+			return false
 		}
 	} else if method == approval.MethodPush {
 		s.core.Hub().Publish(httpd.TopicKey(httpd.TopicUserApprovals, org, c.user.UserID))
 	}
 	if string(c.RC.QueryArgs().Peek("events")) == "true" {
 		s.startStream(c)
-		return
+		return true
 	}
 	end := s.hold(c)
 	s.answer(c, end)
+	return false
 }
 
 // findUser reads the user the request names (email, else unloq_id) into

@@ -30,12 +30,11 @@ type reqCtx struct {
 	// (approval.IssueResultTokenAhead), answered once it is approved.
 	resultSecret string
 
-	// The held authenticate: its waiter (nil when not held), until when
-	// it is held, whether it streams its events.
-	waiter    *httpd.Waiter
-	deadline  time.Time
-	streaming bool
-	ev        []byte // the final event of a stream
+	// The held authenticate: its waiter (nil when not held) and until
+	// when it is held.
+	waiter   *httpd.Waiter
+	deadline time.Time
+	ev       []byte // the final event of a stream
 }
 
 // release makes c ready for the pool, dropping every reference into the
@@ -51,7 +50,6 @@ func (c *reqCtx) release() {
 	c.req.reset()
 	c.state.Recent = c.state.Recent[:0]
 	c.list = c.list[:0]
-	c.streaming = false
 	c.resultSecret = ""
 	c.ev = httpd.Trim(c.ev)
 }

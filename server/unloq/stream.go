@@ -23,9 +23,10 @@ import (
 const writeSlack = 10 * time.Second
 
 // startStream answers c with the event stream. The hold runs in the
-// stream writer, after the handler returns, and keeps c until it ends.
+// stream writer, which fasthttp starts in a goroutine of its own the moment
+// it is set, so setting it is the last use of c here: from then on c
+// belongs to the writer, which releases and pools it when the stream ends.
 func (s *Surface) startStream(c *reqCtx) {
-	c.streaming = true
 	rc := c.RC
 	rc.SetStatusCode(fasthttp.StatusOK)
 	rc.SetContentType("application/json")

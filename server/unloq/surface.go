@@ -120,6 +120,7 @@ func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
 func (s *Surface) Serve(rc *fasthttp.RequestCtx, r *httpd.Route, param []byte) {
 	c := s.pool.Get().(*reqCtx)
 	c.Start(s.core, rc, r)
+	streamed := false
 	switch {
 	case r == routeUnknown:
 		c.Fail(httpd.ErrRouteNotFound, nil)
@@ -131,7 +132,7 @@ func (s *Surface) Serve(rc *fasthttp.RequestCtx, r *httpd.Route, param []byte) {
 	case c.Admit() && s.auth(c):
 		switch r {
 		case routeAuthenticate:
-			s.authenticate(c)
+			streamed = s.authenticate(c)
 		case routeToken:
 			s.token(c)
 		case routeTokenSession:
@@ -142,8 +143,11 @@ func (s *Surface) Serve(rc *fasthttp.RequestCtx, r *httpd.Route, param []byte) {
 			s.getApproval(c, param)
 		}
 	}
-	if c.streaming {
-		return // the stream writer sends, releases and pools c
+	if streamed {
+		// The stream writer runs in a goroutine of its own from the
+		// moment it is set (fasthttp.NewStreamReader), and may already
+		// have released and pooled c: c is not touched again here.
+		return
 	}
 	c.Send()
 	s.put(c)
