@@ -104,7 +104,8 @@ func TestOpenAPIDocRoutes(t *testing.T) {
 		{"POST", "/ivalt/admin/public/api/validate/global/rest/auth", []string{"200", "400", "401", "403", "404", "422"}},
 		{"POST", "/ivalt/admin/public/api/api/v1/validate/user", []string{"200", "400", "401", "403", "404"}},
 		{"POST", "/ivalt/admin/public/api/get-user-by-email", []string{"200", "400", "401", "403", "404"}},
-		{"GET", "/unloq/v1/link/{org}/{token}", []string{"200", "404", "423", "503"}},
+		{"GET", "/unloq/v1/link/{org}/{token}", []string{"200", "404", "503"}},
+		{"POST", "/unloq/v1/link/{org}/{token}", []string{"200", "404", "423", "503"}},
 	}
 	paths := map[string]bool{}
 	for _, w := range want {

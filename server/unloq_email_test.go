@@ -16,10 +16,13 @@ import (
 
 // TestUnloqEmailLink: authenticate with method EMAIL, over a loopback
 // socket, sends the organization's notifier (receivers of both formats)
-// an approval.email event carrying the one-time link, signed; opening the
-// link as a browser does approves, and the held authenticate answers at
-// once with the result token. The link works once: opened again, or with
-// one character changed, it is refused, as is a link of no organization.
+// an approval.email event carrying the one-time link, signed. Opening the
+// link (GET, as a browser or a mail scanner does) shows a page with the
+// message and an Approve button and approves nothing, however often; the
+// button (a POST of the link) approves, and the held authenticate answers
+// at once with the result token. The link approves once: posted again, or
+// with one character changed, it is refused, as is a link of no
+// organization.
 func TestUnloqEmailLink(t *testing.T) {
 	sealer, err := store.NewSealer(bytes.Repeat([]byte{42}, store.MasterKeySize), nil)
 	if err != nil {
@@ -81,20 +84,33 @@ func TestUnloqEmailLink(t *testing.T) {
 	orgStart := len(e.base + "/unloq/v1/link/")
 	for _, bad := range []string{changed, d.Link[:orgStart] + "0000000000000000" + d.Link[orgStart+16:],
 		e.base + "/unloq/v1/link/x", d.Link[:strings.LastIndexByte(d.Link, '.')]} {
-		status, body := openLink(t, bad)
-		if status != 404 || !strings.Contains(body, `"LINK.INVALID"`) {
-			t.Fatalf("open %s: %d %s, want 404 LINK.INVALID", bad, status, body)
+		for _, method := range []string{"GET", "POST"} {
+			status, _, body := openLink(t, method, bad, "")
+			if status != 404 || !strings.Contains(body, `"LINK.INVALID"`) {
+				t.Fatalf("%s %s: %d %s, want 404 LINK.INVALID", method, bad, status, body)
+			}
+		}
+	}
+	// Opened, twice (a scanner, then the user): the page, and nothing
+	// approved.
+	for range 2 {
+		status, h, body := openLink(t, "GET", d.Link, "text/html")
+		if status != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") ||
+			!strings.Contains(body, `<form method="post">`) || !strings.Contains(body, "203.0.113.7") ||
+			h.Get("Cache-Control") != "no-store" || h.Get("Referrer-Policy") != "no-referrer" ||
+			!strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+			t.Fatalf("open the link: %d %v %s", status, h, body)
 		}
 	}
 	select {
 	case r := <-done:
-		t.Fatalf("authenticate answered before the link was opened: %s", r)
-	default:
+		t.Fatalf("authenticate answered before the link's button was pressed: %s", r)
+	case <-time.After(100 * time.Millisecond):
 	}
 
-	status, body := openLink(t, d.Link)
+	status, _, body := openLink(t, "POST", d.Link, "")
 	if status != 200 || !strings.Contains(body, `"status":"approved"`) || !strings.Contains(body, d.ApprovalID) {
-		t.Fatalf("open the link: %d %s", status, body)
+		t.Fatalf("press the link's button: %d %s", status, body)
 	}
 	res := wait(t, done)
 	var out unloqResult
@@ -102,8 +118,10 @@ func TestUnloqEmailLink(t *testing.T) {
 	if res.status != 200 || out.Result.UnloqID != "bob" || out.Result.Token == "" {
 		t.Fatalf("authenticate after the link: %s", res)
 	}
-	if status, body := openLink(t, d.Link); status != 404 || !strings.Contains(body, `"LINK.INVALID"`) {
-		t.Fatalf("link opened twice: %d %s", status, body)
+	for _, method := range []string{"GET", "POST"} {
+		if status, _, body := openLink(t, method, d.Link, ""); status != 404 || !strings.Contains(body, `"LINK.INVALID"`) {
+			t.Fatalf("link used, then %s: %d %s", method, status, body)
+		}
 	}
 	if r := e.unloq("POST", "/token", `{"token":"`+out.Result.Token+`"}`); r.status != 200 || !strings.Contains(string(r.body), `"method":"EMAIL"`) {
 		t.Fatalf("token of the EMAIL authenticate: %s", r)
@@ -126,14 +144,22 @@ func TestUnloqEmailNeedsAddress(t *testing.T) {
 	}
 }
 
-// openLink GETs link as a browser does, without credentials.
-func openLink(t *testing.T, link string) (int, string) {
+// openLink sends method to link without credentials, as a browser does
+// (accept is its Accept header, "" for none), and returns the answer.
+func openLink(t *testing.T, method, link, accept string) (int, http.Header, string) {
 	t.Helper()
-	r, err := http.Get(link)
+	q, err := http.NewRequest(method, link, nil)
 	if err != nil {
-		t.Fatalf("GET %s: %v", link, err)
+		t.Fatal(err)
+	}
+	if accept != "" {
+		q.Header.Set("Accept", accept)
+	}
+	r, err := http.DefaultClient.Do(q)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, link, err)
 	}
 	defer r.Body.Close()
 	b, _ := io.ReadAll(r.Body)
-	return r.StatusCode, string(b)
+	return r.StatusCode, r.Header, string(b)
 }

@@ -605,3 +605,49 @@ func TestResultTokenAhead(t *testing.T) {
 		t.Fatalf("ahead for a decided approval: %v", err)
 	}
 }
+
+// TestCheckLink: the link's page asks CheckLink, which answers as
+// DecideLink would (a wrong token, another method, no longer pending) and
+// changes nothing: after any number of checks the link still approves,
+// once, and is then refused by both.
+func TestCheckLink(t *testing.T) {
+	s := approval.DefaultSettings()
+	a := &approval.Approval{}
+	if err := approval.New(a, &approval.Request{ID: "l", UserID: "u1", Method: approval.MethodEmail}, &s, fixtureDay, newStream("l")); err != nil {
+		t.Fatal(err)
+	}
+	link, err := approval.IssueLinkToken(a, newStream("link"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := fixtureDay.Add(time.Second)
+	before := approval.AppendApproval(nil, a)
+	for range 3 {
+		if err := approval.CheckLink(a, link, at); err != nil {
+			t.Fatalf("a good link: %v", err)
+		}
+	}
+	if err := approval.CheckLink(a, "x"+link[1:], at); !errors.Is(err, approval.ErrTokenWrong) {
+		t.Fatalf("a wrong link: %v", err)
+	}
+	if err := approval.CheckLink(a, link, a.ExpiresAt); !errors.Is(err, approval.ErrExpired) {
+		t.Fatalf("at the expiry: %v", err)
+	}
+	if after := approval.AppendApproval(nil, a); string(after) != string(before) {
+		t.Fatal("CheckLink changed the approval")
+	}
+	var u approval.UserState
+	if _, err := approval.DecideLink(a, &u, link, at); err != nil {
+		t.Fatalf("approve after the checks: %v", err)
+	}
+	if err := approval.CheckLink(a, link, at); !errors.Is(err, approval.ErrNotPending) {
+		t.Fatalf("checked once approved: %v", err)
+	}
+	push := &approval.Approval{}
+	if err := approval.New(push, &approval.Request{ID: "p", UserID: "u1", Method: approval.MethodPush}, &s, fixtureDay, newStream("p")); err != nil {
+		t.Fatal(err)
+	}
+	if err := approval.CheckLink(push, link, at); !errors.Is(err, approval.ErrWrongMethod) {
+		t.Fatalf("a push approval: %v", err)
+	}
+}

@@ -133,7 +133,7 @@ func DecideLink(a *Approval, u *UserState, token string, now time.Time) (Effect,
 		return Effect{Status: a.Status}, fmt.Errorf("%w: a link to method %s", ErrWrongMethod, a.Method)
 	}
 	if err := a.pendingAt(now); err != nil {
-		return Effect{Status: a.Status}, err
+		return Effect{Status: a.Status}, err // marked expired when it is
 	}
 	if !a.LinkToken.matches(token) {
 		return Effect{Status: a.Status}, ErrTokenWrong
@@ -143,4 +143,25 @@ func DecideLink(a *Approval, u *UserState, token string, now time.Time) (Effect,
 	a.Factors = append(a.Factors, FactorOutcome{Factor: FactorLink, Outcome: rules.Pass, Reason: reasonLinkPass})
 	u.Failures = 0
 	return Effect{Status: a.Status}, nil
+}
+
+// CheckLink says whether token would approve a at now, changing nothing:
+// the errors of DecideLink but ErrLocked. It is what the link's page asks
+// before it offers the approval, so that only a deliberate confirmation
+// (DecideLink) approves, not a mail scanner fetching the link.
+func CheckLink(a *Approval, token string, now time.Time) error {
+	if a.Method != MethodEmail {
+		return fmt.Errorf("%w: a link to method %s", ErrWrongMethod, a.Method)
+	}
+	switch st := a.StatusAt(now); st {
+	case StatusPending:
+	case StatusExpired:
+		return ErrExpired
+	default:
+		return fmt.Errorf("%w: it is %s", ErrNotPending, st)
+	}
+	if !a.LinkToken.matches(token) {
+		return ErrTokenWrong
+	}
+	return nil
 }

@@ -118,16 +118,24 @@ func (s *Surface) Route(path []byte) (*httpd.Route, []byte) {
 // authenticate that streams its events keeps the context until the stream
 // ends (stream.go); every other request gives it back here.
 func (s *Surface) Serve(rc *fasthttp.RequestCtx, r *httpd.Route, param []byte) {
+	if r == routeLink && string(rc.Method()) == fasthttp.MethodPost {
+		r = routeLinkApprove // the link's page and its button share a path
+	}
 	c := s.pool.Get().(*reqCtx)
 	c.Start(s.core, rc, r)
 	streamed := false
 	switch {
 	case r == routeUnknown:
 		c.Fail(httpd.ErrRouteNotFound, nil)
-	case r == routeLink:
+	case r == routeLink || r == routeLinkApprove:
 		// The link is its own credential: no API key is asked for.
-		if c.Admit() {
-			s.openLink(c, param)
+		if !c.Admit() {
+			break
+		}
+		if r == routeLink {
+			s.showLink(c, param)
+		} else {
+			s.approveLink(c, param)
 		}
 	case c.Admit() && s.auth(c):
 		switch r {
