@@ -20,8 +20,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +72,13 @@ type Config struct {
 	// UnloqPingInterval is how often a streamed UNLOQ authenticate is
 	// sent a ping; default unloq.DefaultPingInterval.
 	UnloqPingInterval time.Duration
+	// PublicURL is where users' browsers reach this server (scheme, host
+	// and an optional path prefix, e.g. https://auth.example.com): the
+	// links e-mailed for UNLOQ's EMAIL method are made from it. Empty: from
+	// the scheme and Host header of the backend's request, which is right
+	// only when the backend calls the server at the address users reach.
+	// Checked by ParsePublicURL.
+	PublicURL string
 	// ReadTimeout bounds reading one request (headers and body), WriteTimeout
 	// writing one response, IdleTimeout a keep-alive connection waiting for
 	// its next request. Defaults 10s, 10s and 120s.
@@ -167,6 +176,10 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	publicURL, err := ParsePublicURL(cfg.PublicURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: public URL %v", ErrConfig, err)
+	}
 	tlsConf, err := httpd.LoadTLS(httpd.TLSFiles{
 		Cert: cfg.TLSCert, Key: cfg.TLSKey, ClientCA: cfg.ClientCA, RequireClientCert: cfg.RequireClientCert,
 	})
@@ -219,7 +232,7 @@ func New(cfg Config, db *store.DB) (*Server, error) {
 		s.webhooks.Start()
 	}
 	s.unloq = unloq.New(unloq.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now,
-		PingInterval: cfg.UnloqPingInterval})
+		PingInterval: cfg.UnloqPingInterval, PublicURL: publicURL})
 	s.ivalt = ivalt.New(ivalt.Deps{Core: s.core, DB: db, Orgs: s.orgs, Now: cfg.Now})
 	s.ready.Store(true)
 	s.log.Info("server configured",
@@ -350,4 +363,25 @@ func (s *Server) Failed() <-chan struct{} { return s.core.Failed() }
 func (s *Server) storeOpen() bool {
 	_, err := s.db.OrgByID(store.OrgID{0xff})
 	return !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrFatal)
+}
+
+// ParsePublicURL checks a Config.PublicURL and returns it without a
+// trailing slash: an absolute http or https URL with a host, and neither
+// query, fragment nor user information ("" is kept: no public URL).
+func ParsePublicURL(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%q: %v", s, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("%q: the scheme must be http or https", s)
+	case u.Host == "":
+		return "", fmt.Errorf("%q: no host", s)
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery || u.User != nil || u.Opaque != "":
+		return "", fmt.Errorf("%q: only a scheme, a host and a path are allowed", s)
+	}
+	return strings.TrimRight(s, "/"), nil
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -162,4 +163,59 @@ func openLink(t *testing.T, method, link, accept string) (int, http.Header, stri
 	defer r.Body.Close()
 	b, _ := io.ReadAll(r.Body)
 	return r.StatusCode, r.Header, string(b)
+}
+
+// TestUnloqEmailPublicURL: with Config.PublicURL the e-mailed link starts
+// with it, whatever host the backend called (here a loopback address
+// users could not reach), and the path after it is the server's own.
+func TestUnloqEmailPublicURL(t *testing.T) {
+	sealer, err := store.NewSealer(bytes.Repeat([]byte{42}, store.MasterKeySize), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newUnloqEnv(t, func(e *testEnv, c *Config, _ *store.Options) {
+		e.now = time.Now()
+		c.Sealer, c.WebhookBackoff, c.PublicURL = sealer, time.Second, "https://auth.example.com/cs/"
+	})
+	e.useTCP()
+	std := newReceiver(t, 200)
+	e.subscribe(std.srv.URL+"/mail", `["approval.email"]`, "standard")
+	e.authenticateAsync("/authenticate", `{"email":"bob@example.com","method":"EMAIL"}`)
+	var ev struct {
+		Data struct{ Link string } `json:"data"`
+	}
+	sc := std.wait(t, 1)[0]
+	if err := json.Unmarshal(sc.body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	const want = "https://auth.example.com/cs/unloq/v1/link/"
+	if !strings.HasPrefix(ev.Data.Link, want) {
+		t.Fatalf("link %q, want it to start with %q", ev.Data.Link, want)
+	}
+	if status, _, body := openLink(t, "GET", e.base+strings.TrimPrefix(ev.Data.Link, "https://auth.example.com/cs"), ""); status != 200 {
+		t.Fatalf("the link's path on the server: %d %s", status, body)
+	}
+}
+
+// TestParsePublicURL: a public URL is an absolute http(s) URL with a host
+// and at most a path; its trailing slash is dropped.
+func TestParsePublicURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "", "https://auth.example.com": "https://auth.example.com",
+		"https://auth.example.com/": "https://auth.example.com", "http://10.0.0.5:8080/cs/": "http://10.0.0.5:8080/cs",
+	} {
+		if got, err := ParsePublicURL(in); err != nil || got != want {
+			t.Errorf("ParsePublicURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"auth.example.com", "ftp://auth.example.com", "https://", "https://auth.example.com/?a=1",
+		"https://auth.example.com/#x", "https://u:p@auth.example.com", "https://auth.example.com/%zz"} {
+		if _, err := ParsePublicURL(in); err == nil {
+			t.Errorf("ParsePublicURL(%q): no error", in)
+		}
+	}
+	e := newEnv(t)
+	if _, err := New(Config{PublicURL: "auth.example.com"}, e.db); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "public URL") {
+		t.Errorf("New with a bad public URL: %v, want ErrConfig naming it", err)
+	}
 }

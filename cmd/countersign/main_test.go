@@ -270,6 +270,8 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"serve", "--data", data, "--wal-sync-interval", "-1ms"}, "--wal-sync-interval must not be negative"},
 		{[]string{"serve", "--data", data, "--idempotency-ttl", "-1h"}, "--idempotency-ttl must not be negative"},
 		{[]string{"serve", "--data", data, "--log-format", "xml"}, "--log-format"},
+		{[]string{"serve", "--data", data, "--public-url", "auth.example.com"}, `--public-url "auth.example.com": the scheme must be http or https`},
+		{[]string{"serve", "--data", data, "--public-url", "https://auth.example.com/?x=1"}, "only a scheme, a host and a path"},
 		{[]string{"bench", "--spawn", "--disk-probe", "0", "--disk-probe-dir", data}, "--disk-probe-dir needs a --disk-probe duration"},
 		{[]string{"bench", "--spawn", "--disk-probe", "-1s"}, "--disk-probe not negative"},
 		{[]string{"simulate"}, "--cid and --apikey are required"},

@@ -56,6 +56,7 @@ func cmdServe(args []string, e *env) error {
 	sweepEvery := c.Duration("sweep-every", "DURATION", time.Minute, "how often expired sessions, approvals, activation codes and idempotency keys are swept")
 	webhookBackoff := c.Duration("webhook-backoff", "DURATION", webhook.DefaultBackoffBase,
 		"wait after a webhook delivery's first failed attempt, doubled after each later one (8 attempts)")
+	publicURL := c.String("public-url", "URL", "", "where users' browsers reach this server (e.g. https://auth.example.com): the links e-mailed for UNLOQ's EMAIL method start with it (default: the scheme and host the backend called)")
 	pprofAddr := c.String("pprof", "HOST:PORT", "", "serve Go's profiler (net/http/pprof) on this separate address, for profiling under load; keep it on loopback (default: off)")
 	logFormat := c.String("log-format", "text|json", "text", "log format on stderr")
 	logLevel := c.String("log-level", "debug|info|warn|error", "info", "least severe level logged")
@@ -93,6 +94,9 @@ func cmdServe(args []string, e *env) error {
 		return usagef("--wal-sync %q: want auto, io_uring or fdatasync", *walSyncMethod)
 	case *sweepEvery <= 0:
 		return usagef("--sweep-every must be positive")
+	}
+	if _, err := server.ParsePublicURL(*publicURL); err != nil {
+		return usagef("--public-url %v", err)
 	}
 	log, err := newLogger(e, *logFormat, *logLevel)
 	if err != nil {
@@ -178,6 +182,7 @@ func cmdServe(args []string, e *env) error {
 		IdleTimeout:       *idleTimeout,
 		Sealer:            sealer,
 		WebhookBackoff:    *webhookBackoff,
+		PublicURL:         *publicURL,
 		Logger:            log.With("component", "server"),
 	}, db)
 	if err != nil {

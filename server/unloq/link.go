@@ -55,20 +55,24 @@ func (s *Surface) notifierListens(c *reqCtx) bool {
 }
 
 // createEmailApproval issues c.appr's link token and stores the approval
-// with its approval.email event, the link URL made from the host the
-// backend called: the server's address as its clients know it.
+// with its approval.email event, the link URL made from the server's
+// public URL, else from the host the backend called.
 func (s *Surface) createEmailApproval(c *reqCtx, admit func(*approval.UserState, *approval.Admission) error) error {
 	secret, err := approval.IssueLinkToken(&c.appr, rand.Reader)
 	if err != nil {
 		return err
 	}
-	scheme := "http://"
-	if c.RC.IsTLS() {
-		scheme = "https://"
-	}
 	u := make([]byte, 0, 128)
-	u = append(u, scheme...)
-	u = append(u, c.RC.Host()...)
+	if s.base != "" {
+		u = append(u, s.base...)
+	} else {
+		if c.RC.IsTLS() {
+			u = append(u, "https://"...)
+		} else {
+			u = append(u, "http://"...)
+		}
+		u = append(u, c.RC.Host()...)
+	}
 	u = append(u, prefixLinkPath...)
 	u = append(u, c.org.ID.String()...)
 	u = append(u, '/')

@@ -33,6 +33,10 @@ type Deps struct {
 	// PingInterval is how often an event stream is sent a bare "\n" so
 	// that proxies and the client keep it open; zero is DefaultPingInterval.
 	PingInterval time.Duration
+	// PublicURL, without a trailing slash, is where users' browsers reach
+	// the server: the EMAIL method's links start with it. Empty: with the
+	// scheme and Host of the backend's request.
+	PublicURL string
 }
 
 // DefaultPingInterval is the event stream's ping period: well inside the
@@ -47,13 +51,14 @@ type Surface struct {
 	now  func() time.Time
 	log  *slog.Logger
 	ping time.Duration
+	base string // Deps.PublicURL
 
 	pool sync.Pool // *reqCtx
 }
 
 // New builds the UNLOQ surface.
 func New(d Deps) *Surface {
-	s := &Surface{core: d.Core, db: d.DB, orgs: d.Orgs, now: d.Now, log: d.Core.Log(), ping: d.PingInterval}
+	s := &Surface{core: d.Core, db: d.DB, orgs: d.Orgs, now: d.Now, log: d.Core.Log(), ping: d.PingInterval, base: d.PublicURL}
 	if s.ping <= 0 {
 		s.ping = DefaultPingInterval
 	}
