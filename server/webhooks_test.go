@@ -15,9 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/countersign/countersign/server/webhook"
 	"github.com/countersign/countersign/store"
 )
 
@@ -553,4 +555,47 @@ func TestWebhookRefusesNonHTTP(t *testing.T) {
 	if log, _, err := e.db.Deliveries(e.org.ID, w.ID, 10, ""); err != nil || len(log) != 1 {
 		t.Fatalf("retried: %+v, %v", log, err)
 	}
+}
+
+// TestWebhookHangingReceiverDelaysOnlyItself: a receiver that does not
+// answer holds at most half of the deliveries in flight, and nobody waits
+// for it: with ten of its deliveries hanging, a second subscription's
+// delivery arrives at once. (Delivered in batches that each waited for
+// their slowest receiver, or with no bound per subscription, the second
+// one waited until the first receiver's attempts timed out.)
+func TestWebhookHangingReceiverDelaysOnlyItself(t *testing.T) {
+	e, _ := newWebhookEnv(t, time.Minute)
+	release := make(chan struct{})
+	var hanging atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hanging.Add(1)
+		<-release
+		w.WriteHeader(200)
+	}))
+	t.Cleanup(slow.Close)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before slow.Close, which waits for its handlers
+	e.subscribe(slow.URL+"/slow", `["approval.created","approval.decided"]`, "standard")
+	for range 5 { // 10 deliveries to the hanging receiver: created, then cancelled
+		id := e.requestApproval()
+		e.want(e.do(req{method: "POST", path: "/v1/approvals/" + id + "/cancel", headers: e.withKey()}), 200, "")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for hanging.Load() < int32(webhook.DefaultConcurrency/2) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries reached the hanging receiver, want %d", hanging.Load(), webhook.DefaultConcurrency/2)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	fast := newReceiver(t, 200)
+	e.subscribe(fast.srv.URL+"/fast", `["approval.created"]`, "standard")
+	id := e.requestApproval()
+	if calls := fast.wait(t, 1); !strings.Contains(string(calls[0].body), id) {
+		t.Fatalf("the second receiver got %s, want approval %s", calls[0].body, id)
+	}
+	if n := hanging.Load(); n != int32(webhook.DefaultConcurrency/2) {
+		t.Errorf("%d deliveries in flight to the hanging receiver, want at most %d", n, webhook.DefaultConcurrency/2)
+	}
+	unblock()
 }

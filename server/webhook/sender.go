@@ -32,7 +32,9 @@ const (
 	// the outbox: it wakes sooner for a new entry (OutboxWritten) and for
 	// the next retry coming due.
 	DefaultPoll = time.Second
-	// DefaultConcurrency is how many deliveries are in flight at once.
+	// DefaultConcurrency is how many deliveries are in flight at once;
+	// one subscription has at most half of them (perHook), so that a
+	// receiver that hangs slows only its own deliveries.
 	DefaultConcurrency = 8
 
 	maxBackoff  = 6 * time.Hour
@@ -71,10 +73,38 @@ type Sender struct {
 
 	delivered, retried, failed, dropped *metrics.Counter
 
+	// The deliveries in flight: slots bounds them (Concurrency), freed
+	// wakes the worker when one ends. inflight and perHook, the worker's
+	// own, say which outbox entries are being delivered and how many per
+	// subscription, so that a read of the outbox skips them; a delivery
+	// that ends adds itself to ended (guarded by mu), which the worker
+	// reaps before its next read. wg is every delivery goroutine, waited
+	// for at Stop.
+	slots    chan struct{}
+	freed    chan struct{}
+	inflight map[deliveryKey]struct{}
+	perHook  map[hookKey]int
+	mu       sync.Mutex
+	ended    []deliveryKey
+	wg       sync.WaitGroup
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
 }
+
+// hookKey names a subscription across organizations, deliveryKey one
+// event's delivery to it.
+type (
+	hookKey struct {
+		org store.OrgID
+		id  string
+	}
+	deliveryKey struct {
+		hook  hookKey
+		event string
+	}
+)
 
 // New makes a Sender; Start runs it.
 func New(cfg Config) *Sender {
@@ -117,6 +147,10 @@ func New(cfg Config) *Sender {
 		retried:   set.NewCounter(`countersign_webhook_deliveries_total{outcome="retrying"}`),
 		failed:    set.NewCounter(`countersign_webhook_deliveries_total{outcome="failed"}`),
 		dropped:   set.NewCounter(`countersign_webhook_deliveries_total{outcome="dropped"}`),
+		slots:     make(chan struct{}, cfg.Concurrency),
+		freed:     make(chan struct{}, 1),
+		inflight:  make(map[deliveryKey]struct{}),
+		perHook:   make(map[hookKey]int),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -140,6 +174,7 @@ func (s *Sender) Stop(ctx context.Context) error {
 
 func (s *Sender) run() {
 	defer close(s.done)
+	defer s.wg.Wait() // the deliveries in flight are recorded before Stop returns
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -148,6 +183,7 @@ func (s *Sender) run() {
 			return
 		case <-timer.C:
 		case <-s.cfg.DB.OutboxWritten():
+		case <-s.freed:
 		}
 		for s.sendDue() {
 			select {
@@ -161,19 +197,50 @@ func (s *Sender) run() {
 }
 
 // untilNext is how long the worker may sleep: until the outbox's next
-// entry is due (a retry), at most Poll.
+// entry is due (a retry), at most Poll. While deliveries are in flight the
+// earliest entry may be one of them, due already: then Poll, since the end
+// of each delivery wakes the worker anyway (freed).
 func (s *Sender) untilNext() time.Duration {
 	due, ok, err := s.cfg.DB.NextDue()
 	if err != nil || !ok {
 		return s.cfg.Poll
 	}
-	return min(max(time.Until(due), time.Millisecond), s.cfg.Poll)
+	wait := time.Until(due)
+	if wait <= 0 && len(s.inflight) > 0 {
+		return s.cfg.Poll
+	}
+	return min(max(wait, time.Millisecond), s.cfg.Poll)
 }
 
-// sendDue delivers one batch of due entries, and reports whether the
-// batch was full (more may be due).
+// reap forgets the deliveries that ended since the last read of the
+// outbox. Only here, just before a read, and not as each ends: a read that
+// began before a delivery ended may hold its entry as it was before the
+// attempt was recorded, and must still skip it.
+func (s *Sender) reap() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.ended {
+		delete(s.inflight, k)
+		if s.perHook[k.hook]--; s.perHook[k.hook] <= 0 {
+			delete(s.perHook, k.hook)
+		}
+	}
+	s.ended = s.ended[:0]
+}
+
+// sendDue starts the delivery of due entries that are not in flight, as
+// long as a slot is free and their subscription has fewer than perHook in
+// flight, and reports whether to read the outbox again at once: the read
+// was full and started something. Nothing waits for a delivery to end, so
+// a receiver that hangs delays neither the others nor the next read.
 func (s *Sender) sendDue() bool {
-	due, err := s.cfg.DB.DueDeliveries(s.cfg.Now(), batchSize)
+	s.reap()
+	n := len(s.inflight)
+	if n >= s.cfg.Concurrency {
+		return false // freed wakes the worker
+	}
+	limit := batchSize + n // the entries in flight are read again, and skipped
+	due, err := s.cfg.DB.DueDeliveries(s.cfg.Now(), limit)
 	if err != nil {
 		// A closed or failed store is logged once by the store and the
 		// core, not here once a second until the process exits.
@@ -182,18 +249,38 @@ func (s *Sender) sendDue() bool {
 		}
 		return false
 	}
-	sem := make(chan struct{}, s.cfg.Concurrency)
-	var wg sync.WaitGroup
+	perHook := max(1, s.cfg.Concurrency/2)
+	started := 0
 	for i := range due {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(e *store.OutboxEntry) {
-			defer func() { <-sem; wg.Done() }()
+		e := &due[i]
+		hk := hookKey{e.OrgID, e.WebhookID}
+		key := deliveryKey{hk, e.EventID}
+		if _, busy := s.inflight[key]; busy || s.perHook[hk] >= perHook {
+			continue
+		}
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			return false // every slot taken: freed wakes the worker
+		}
+		s.inflight[key] = struct{}{}
+		s.perHook[hk]++
+		started++
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
 			s.deliver(e)
-		}(&due[i])
+			s.mu.Lock()
+			s.ended = append(s.ended, key)
+			s.mu.Unlock()
+			<-s.slots
+			select {
+			case s.freed <- struct{}{}:
+			default: // already signalled
+			}
+		}()
 	}
-	wg.Wait()
-	return len(due) == batchSize
+	return len(due) == limit && started > 0
 }
 
 // deliver makes one attempt at e and records it.
