@@ -55,19 +55,28 @@ func (s *Surface) authAPIKey(c *reqCtx) bool {
 // leaked one is soon worthless.
 const AuthTokenTTL = 5 * time.Minute
 
-// maxAuthTokens bounds the tokens held at once; past it the expired ones
-// are swept, and if none has expired the oldest-looking one goes, so that
-// a caller minting tokens in a loop cannot grow the table.
-const maxAuthTokens = 100_000
+// maxAuthTokensPerOrg bounds the tokens one organization holds at once;
+// past it that organization's oldest token goes. The bound is per
+// organization, not shared, so that one minting tokens in a loop evicts only
+// its own and never another organization's (20,000 is a token a sign-in at
+// 66 sign-ins a second for the whole TTL: clients that reuse their token,
+// as it allows, need a handful). About 110 bytes a token: 2.2 MB at most
+// per organization.
+const maxAuthTokensPerOrg = 20_000
 
 // authTokens are the auth_tokens issued: only their SHA-256 is kept, with
 // the organization and the expiry, in memory. A token is a bearer of the
 // organization's own API key for a few minutes, so a restart that forgets
 // them costs a client one generate-auth-token call, while nothing that
 // could be replayed is ever written to disk.
+//
+// byOrg keeps each organization's hashes in the order they were issued,
+// which, with one TTL for all, is the order they expire: issuing pops the
+// front while it is expired, already forgotten, or over the bound.
 type authTokens struct {
-	mu sync.Mutex
-	m  map[[sha256.Size]byte]authToken
+	mu    sync.Mutex
+	m     map[[sha256.Size]byte]authToken
+	byOrg map[store.OrgID]*tokenQueue
 }
 
 type authToken struct {
@@ -76,7 +85,16 @@ type authToken struct {
 	expires time.Time
 }
 
-func (t *authTokens) init() { t.m = make(map[[sha256.Size]byte]authToken) }
+// tokenQueue is one organization's token hashes, oldest first, from head.
+type tokenQueue struct {
+	hashes [][sha256.Size]byte
+	head   int
+}
+
+func (t *authTokens) init() {
+	t.m = make(map[[sha256.Size]byte]authToken)
+	t.byOrg = make(map[store.OrgID]*tokenQueue)
+}
 
 // tokenPrefix marks countersign's iVALT auth tokens, so one pasted into the
 // wrong header is recognisable.
@@ -92,19 +110,25 @@ func (t *authTokens) issue(org store.OrgID, now time.Time) (string, error) {
 	h := sha256.Sum256([]byte(tok))
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.m) >= maxAuthTokens {
-		for k, v := range t.m {
-			if !now.Before(v.expires) {
-				delete(t.m, k)
-			}
-		}
-		for k := range t.m {
-			if len(t.m) < maxAuthTokens {
-				break
-			}
-			delete(t.m, k)
-		}
+	q := t.byOrg[org]
+	if q == nil {
+		q = new(tokenQueue)
+		t.byOrg[org] = q
 	}
+	for q.head < len(q.hashes) {
+		old := q.hashes[q.head]
+		e, ok := t.m[old]
+		if ok && now.Before(e.expires) && len(q.hashes)-q.head < maxAuthTokensPerOrg {
+			break
+		}
+		delete(t.m, old)
+		q.head++
+	}
+	if q.head > len(q.hashes)/2 { // reuse the front's space once it is half the slice
+		q.hashes = append(q.hashes[:0], q.hashes[q.head:]...)
+		q.head = 0
+	}
+	q.hashes = append(q.hashes, h)
 	t.m[h] = authToken{hash: h, org: org, expires: now.Add(AuthTokenTTL)}
 	return tok, nil
 }

@@ -70,13 +70,13 @@ func TestAuthTokens(t *testing.T) {
 	case tt.valid(tok, org, now):
 		t.Error("an expired token was not forgotten")
 	}
-	for range maxAuthTokens + 10 {
+	for range maxAuthTokensPerOrg + 10 {
 		if _, err := tt.issue(org, now); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := len(tt.m); n > maxAuthTokens {
-		t.Errorf("%d tokens held, the bound is %d", n, maxAuthTokens)
+	if n := len(tt.m); n > maxAuthTokensPerOrg {
+		t.Errorf("%d tokens held, the bound is %d", n, maxAuthTokensPerOrg)
 	}
 }
 
@@ -96,5 +96,59 @@ func TestRoutes(t *testing.T) {
 	}
 	if len(Paths()) != 12 {
 		t.Errorf("%d paths", len(Paths()))
+	}
+}
+
+// TestAuthTokensBoundPerOrg: an organization minting tokens past its bound
+// loses its own oldest ones and never another organization's; expired
+// tokens are dropped as new ones are issued; a token is good for its own
+// organization only.
+func TestAuthTokensBoundPerOrg(t *testing.T) {
+	var tt authTokens
+	tt.init()
+	now := time.Unix(1_800_000_000, 0)
+	orgA, orgB := store.OrgID{1}, store.OrgID{2}
+	b, err := tt.issue(orgB, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, second, last string
+	for i := range maxAuthTokensPerOrg + 1 {
+		tok, err := tt.issue(orgA, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch i {
+		case 0:
+			first = tok
+		case 1:
+			second = tok
+		}
+		last = tok
+	}
+	if tt.valid(first, orgA, now) {
+		t.Error("org A's oldest token is still valid past the bound")
+	}
+	if !tt.valid(second, orgA, now) || !tt.valid(last, orgA, now) {
+		t.Error("org A lost more than its oldest token")
+	}
+	if !tt.valid(b, orgB, now) {
+		t.Error("org A's tokens evicted org B's")
+	}
+	if tt.valid(b, orgA, now) || tt.valid(last, orgB, now) {
+		t.Error("a token is accepted for another organization")
+	}
+	if n := len(tt.m); n != maxAuthTokensPerOrg+1 {
+		t.Errorf("%d tokens held, want %d", n, maxAuthTokensPerOrg+1)
+	}
+	later := now.Add(AuthTokenTTL)
+	if _, err := tt.issue(orgA, later); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tt.m); n != 2 { // org B's, and org A's new one
+		t.Errorf("%d tokens held after org A's expired, want 2", n)
+	}
+	if tt.valid(b, orgB, later) {
+		t.Error("an expired token is valid")
 	}
 }
