@@ -239,7 +239,9 @@ func TestServeDocumentedExample(t *testing.T) {
 }
 
 // TestReadmeCurl pastes the curl commands 'countersign init' prints into a
-// shell, as a newcomer would.
+// shell, as a newcomer would: validate, then the push approval through
+// every surface (native, iVALT, UNLOQ) with 'countersign device' as the
+// phone, then the authenticator scenarios.
 func TestReadmeCurl(t *testing.T) {
 	for _, tool := range []string{"sh", "curl", "sed"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -275,7 +277,13 @@ func TestReadmeCurl(t *testing.T) {
 	}
 	sameJSON(t, answer, documentedAnswer)
 	rest := out[j+int(dec.InputOffset()):]
-	for _, want := range []string{`"userID":"user-1","mobile":"+31612345678"`, `"activationCode":"csa_`, "\napprove ", ", 0 not as expected\n"} {
+	for _, want := range []string{
+		`"userID":"user-1","mobile":"+31612345678"`, "activation code csa_", "activated device dev_",
+		`"status":"approved","factors":[`,                                                         // native: the backend's long poll
+		`{"status":"success","message":"The user approved the request."`,                          // iVALT's result call
+		`{"type":"api.application.approval.authenticate","result":{"unloq_id":"user-1","token":"`, // UNLOQ
+		"\napprove ", ", 0 not as expected\n",
+	} {
 		if !bytes.Contains(rest, []byte(want)) {
 			t.Errorf("the admin commands' answers lack %s:\n%s", want, rest)
 		}

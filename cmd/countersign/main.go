@@ -22,6 +22,8 @@ Usage:
   countersign serve    --data DIR [--addr 127.0.0.1:8080]  serve the API
   countersign simulate --cid CID --apikey KEY [--scenario all]
                                                            play client SDK scenarios against a server
+  countersign device activate --code CODE --state FILE    play one user's authenticator app:
+  countersign device answer --state FILE [--deny]          activate it, answer its approvals
   countersign bench    --spawn [--scenario suite]          measure the service under load (make bench)
 
 Every flag also reads an environment variable: --addr from COUNTERSIGN_ADDR,
@@ -73,6 +75,8 @@ func run(argv []string, stdout, stderr io.Writer, getenv func(string) string) in
 		err = cmdSimulate(args[1:], e)
 	case "bench":
 		err = cmdBench(args[1:], e)
+	case "device":
+		err = cmdDevice(args[1:], e)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, topUsage)
 		return 0
@@ -80,7 +84,7 @@ func run(argv []string, stdout, stderr io.Writer, getenv func(string) string) in
 		fmt.Fprintf(stderr, "countersign: unknown command %q\n\n%s", name, topUsage)
 		return 2
 	}
-	if len(args) > 1 && name == "org" && e.cmd != nil {
+	if len(args) > 1 && (name == "org" || name == "device") && e.cmd != nil {
 		name = "org " + args[1]
 	}
 	switch {
