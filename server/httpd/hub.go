@@ -110,11 +110,17 @@ const hubShards = 32
 //
 // The number of waiters is bounded (MaxHeld), apart from the in-flight
 // bound (Admission): held requests cost memory, not CPU, and thousands
-// waiting must not shut out requests that work.
+// waiting must not shut out requests that work. One organization (the org
+// hash of its keys, TopicKey) may hold at most three quarters of them, so
+// that one tenant's devices or backends, however many, leave the others
+// room to hold theirs.
 type Hub struct {
 	max    int64
+	perOrg int64
 	held   atomic.Int64
-	done   chan struct{} // closed by Shutdown
+	orgMu  sync.Mutex
+	orgs   map[uint64]int64 // waiters held per organization hash
+	done   chan struct{}    // closed by Shutdown
 	closed atomic.Bool
 	once   sync.Once
 	pool   sync.Pool
@@ -136,7 +142,7 @@ func NewHub(max int, set *metrics.Set) *Hub {
 	if max == 0 {
 		max = DefaultMaxHeld
 	}
-	h := &Hub{max: int64(max), done: make(chan struct{})}
+	h := &Hub{max: int64(max), perOrg: int64(max - max/4), orgs: make(map[uint64]int64), done: make(chan struct{})}
 	for i := range h.shards {
 		h.shards[i].topics = make(map[HubKey]*Waiter)
 	}
@@ -174,7 +180,7 @@ func (h *Hub) Subscribe(key HubKey) (*Waiter, error) {
 	if h.closed.Load() {
 		return w, nil // not listed: Wait sees done closed
 	}
-	if n := h.held.Add(1); h.max > 0 && n > h.max {
+	if n := h.held.Add(1); h.max > 0 && (n > h.max || !h.addOrg(&key)) {
 		h.held.Add(-1)
 		h.refusals.Inc()
 		h.pool.Put(w)
@@ -190,6 +196,40 @@ func (h *Hub) Subscribe(key HubKey) (*Waiter, error) {
 	s.mu.Unlock()
 	w.shard = s
 	return w, nil
+}
+
+// orgOf is the organization part of a key (TopicKey's hash of org).
+func orgOf(k *HubKey) uint64 {
+	var v uint64
+	for i := range 8 {
+		v |= uint64(k[8+i]) << (8 * i)
+	}
+	return v
+}
+
+// addOrg counts one more waiter of key's organization, unless it holds
+// its share already.
+func (h *Hub) addOrg(k *HubKey) bool {
+	org := orgOf(k)
+	h.orgMu.Lock()
+	defer h.orgMu.Unlock()
+	n := h.orgs[org]
+	if n >= h.perOrg {
+		return false
+	}
+	h.orgs[org] = n + 1
+	return true
+}
+
+func (h *Hub) removeOrg(k *HubKey) {
+	org := orgOf(k)
+	h.orgMu.Lock()
+	if n := h.orgs[org] - 1; n > 0 {
+		h.orgs[org] = n
+	} else {
+		delete(h.orgs, org)
+	}
+	h.orgMu.Unlock()
 }
 
 // Publish wakes every waiter of key (those in Wait return WakePublished;
@@ -294,6 +334,9 @@ func (w *Waiter) Close() {
 		}
 		s.mu.Unlock()
 		h.held.Add(-1)
+		if h.max > 0 {
+			h.removeOrg(&w.key)
+		}
 	}
 	// Unlisted, no publish reaches w any more: drop a mark left unread,
 	// so the next request to use w does not wake for this one's.

@@ -437,3 +437,43 @@ func TestRouteHoldNeedsMaxHold(t *testing.T) {
 	}()
 	NewRoute(Route{Name: "test_unbounded_hold", Holds: true})
 }
+
+// TestHubShareOfOneOrg: one organization holds at most three quarters of
+// the hub's bound; another still gets its waiters held, and a closed
+// waiter gives its organization's place back.
+func TestHubShareOfOneOrg(t *testing.T) {
+	h := newHub(8)
+	var ws []*Waiter
+	for i := range 6 {
+		w, err := h.Subscribe(TopicKey(TopicUserApprovals, "org-a", fmt.Sprint(i)))
+		if err != nil {
+			t.Fatalf("org A's waiter %d of its 6: %v", i, err)
+		}
+		ws = append(ws, w)
+	}
+	if w, err := h.Subscribe(TopicKey(TopicUserApprovals, "org-a", "6")); !errors.Is(err, ErrHubFull) || w != nil {
+		t.Fatalf("org A's seventh of a bound of 8: %v %v", w, err)
+	}
+	for i := range 2 {
+		w, err := h.Subscribe(TopicKey(TopicApproval, "org-b", fmt.Sprint(i)))
+		if err != nil {
+			t.Fatalf("org B's waiter %d while org A holds its share: %v", i, err)
+		}
+		defer w.Close()
+	}
+	if h.Held() != 8 {
+		t.Errorf("held %d, want 8", h.Held())
+	}
+	ws[0].Close()
+	w, err := h.Subscribe(TopicKey(TopicUserApprovals, "org-a", "6"))
+	if err != nil {
+		t.Fatalf("org A after one of its own closed: %v", err)
+	}
+	w.Close()
+	for _, w := range ws[1:] {
+		w.Close()
+	}
+	if len(h.orgs) != 1 { // org B's two, closed by the defers
+		t.Errorf("organizations counted: %v", h.orgs)
+	}
+}
