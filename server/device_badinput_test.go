@@ -21,6 +21,8 @@ func TestDeviceBadInputs(t *testing.T) {
 	good := signedAnswer(p.key, pendingOf(a), "approve", "PASS", ts, "")
 	with := func(old, new string) string { return strings.Replace(good, old, new, 1) }
 	activation := `{"activationCode":"` + code + `","publicKey":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","platform":"ios","appVersion":"2.1.0"}`
+	// Each case changes the first match of old: the replaced text must be
+	// in the key or fields, never possibly in the random activation code.
 	act := func(old, new string) string { return strings.Replace(activation, old, new, 1) }
 	answerPath, pollPath, activatePath := "/v1/device/approvals/"+a.ID, "/v1/device/approvals", "/v1/device/activate"
 	bearer := "Bearer " + p.token
@@ -65,7 +67,7 @@ func TestDeviceBadInputs(t *testing.T) {
 		{"poll: POST", "POST", pollPath, `{}`, bearer, 405, "method_not_allowed"},
 		{"poll: no token", "GET", pollPath, "", "", 401, "invalid_device_token"},
 		{"activate: empty body", "POST", activatePath, "", "", 400, "empty_body"},
-		{"activate: key standard base64", "POST", activatePath, act("_7", "/7"), "", 400, "invalid_field"},
+		{"activate: key standard base64", "POST", activatePath, act("VS_7Ty", "VS/7Ty"), "", 400, "invalid_field"},
 		{"activate: key of 31 bytes", "POST", activatePath, act("11qYAYKx", "11qYAY"), "", 400, "invalid_field"},
 		{"activate: platform upper case", "POST", activatePath, act(`"ios"`, `"iOS"`), "", 400, "invalid_field"},
 		{"activate: appVersion empty", "POST", activatePath, act(`"2.1.0"`, `""`), "", 400, "invalid_field"},
