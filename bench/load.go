@@ -28,10 +28,12 @@ type Op struct {
 	// Setup prepares a worker's request once: method, URI, headers shared by
 	// every request of the operation. Optional.
 	Setup func(req *fasthttp.Request)
-	// Prepare makes req the operation's i-th request (i counts the
-	// operation's requests across all workers, so round-robin over a pool
-	// of sessions is fair). It sets whatever differs between requests,
-	// usually the body; req is reused by one worker.
+	// Prepare makes req the operation's i-th request of the run (i counts
+	// the operation's requests across all workers, so round-robin over a
+	// pool of sessions is fair, and starts at 0 in each run). It sets
+	// whatever differs between requests, usually the body; req is reused
+	// by one worker. An op whose requests must not repeat across runs
+	// counts them itself (EventsOp).
 	Prepare func(i uint64, req *fasthttp.Request)
 }
 

@@ -341,13 +341,18 @@ func ValidateBody(cid, csid string) []byte {
 	return r.AppendJSON(nil, cid)
 }
 
-// EventsOp is POST /v1/sessions/{csid}/events of gzip bodies: the i-th
-// request goes to session i mod len(sessions) with that session's next post.
-// The first posts are the pre-built Bodies; after them each post is built
-// afresh from the session's Frames with rising sequence numbers (the same
-// embeddings again: stored and scored, and flagged as replays, which costs
-// the server what ingestion costs), so every post is stored, never
-// acknowledged as a re-delivery.
+// EventsOp is POST /v1/sessions/{csid}/events of gzip bodies: the op's
+// i-th post goes to session i mod len(sessions) with that session's next
+// post. The first posts are the pre-built Bodies; after them each post is
+// built afresh from the session's Frames with rising sequence numbers (the
+// same embeddings again: stored and scored, and flagged as replays, which
+// costs the server what ingestion costs), so every post is stored, never
+// acknowledged as a re-delivery. The op counts its posts itself, across
+// every run that uses it, not by the index a run gives Prepare (which
+// starts at 0 in each run): a second phase with the same op (the overload
+// scenario's unloaded and overload loops after its closed loop) would
+// otherwise re-send the first phase's posts, each a re-delivery answered
+// without a write, and measure those instead of ingestion.
 func EventsOp(addr, cid string, sessions []EventSession, framesPerPost int) *Op {
 	return eventsOp(addr, cid, sessions, framesPerPost, false)
 }
@@ -362,6 +367,7 @@ func eventsOp(addr, cid string, sessions []EventSession, framesPerPost int, recy
 		uris[i] = "http://" + addr + "/v1/sessions/" + s.CSID + "/events"
 	}
 	n := uint64(len(sessions))
+	var posts atomic.Uint64 // the op's posts so far, across runs
 	return &Op{
 		Name:   "events",
 		Expect: fasthttp.StatusAccepted,
@@ -371,7 +377,8 @@ func eventsOp(addr, cid string, sessions []EventSession, framesPerPost int, recy
 			req.Header.Set("Content-Encoding", "gzip")
 			req.Header.Set("x-client-id", cid)
 		},
-		Prepare: func(i uint64, req *fasthttp.Request) {
+		Prepare: func(_ uint64, req *fasthttp.Request) {
+			i := posts.Add(1) - 1
 			s := &sessions[i%n]
 			req.SetRequestURI(uris[i%n])
 			req.Header.Set("x-collect-token", s.CollectToken)

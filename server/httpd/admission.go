@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,14 +47,39 @@ const DefaultShedHold = 250 * time.Millisecond
 // not counted here but by the hub's own bound (Hub, Config.MaxHeld): a
 // held request costs a goroutine and a connection, not CPU, and thousands
 // waiting must not shut out the requests that work.
+//
+// Under overload, a route with an OverloadMax is held to that many
+// requests at once, below the bound (see overloaded). The bound is sized
+// for short requests: validate needs many commits in flight to group them
+// into one sync. An events post costs several validates' CPU and writes
+// kilobytes to the log, and the posts a server sustains need far fewer in
+// flight: filling the bound with them under overload only makes each
+// admitted post wait behind the others (PERF.md, "Overload"). Outside
+// overload the route has the whole bound, so a client pool as large as
+// the bound is served without refusals (but in the second or two after an
+// overload ends, when it may be refused once).
 type Admission struct {
 	max      int64
 	hold     time.Duration
 	inFlight atomic.Int64
-	answers  [][]byte // by route id: the 503 body in the route's envelope
+	routeIn  []atomic.Int64 // by route id: requests of a route with an OverloadMax in flight
+	answers  [][]byte       // by route id: the 503 body in the route's envelope
 	env      func(*Route) Envelope
 	shed     *metrics.Counter
+	now      func() time.Time // time.Now; tests set it
+
+	mu sync.Mutex // guards the evidence of overload below
+	// atBound is when a request last found the bound full.
+	atBound time.Time
+	// refusals counts the refusals of the second sec; prevRefusals those of
+	// the second before.
+	sec                    int64
+	refusals, prevRefusals int64
 }
+
+// overloadMemory is how long a refusal at the bound keeps the server
+// overloaded (Admission.overloaded).
+const overloadMemory = time.Second
 
 func newAdmission(max int, hold time.Duration, env func(*Route) Envelope, set *metrics.Set) *Admission {
 	if max == 0 {
@@ -68,9 +94,11 @@ func newAdmission(max int, hold time.Duration, env func(*Route) Envelope, set *m
 	a := &Admission{
 		max:     int64(max),
 		hold:    hold,
+		routeIn: make([]atomic.Int64, len(routes)),
 		answers: make([][]byte, len(routes)),
 		env:     env,
 		shed:    set.NewCounter(`countersign_requests_shed_total{reason="overloaded"}`),
+		now:     time.Now,
 	}
 	for _, r := range routes {
 		a.answers[r.id] = env(r)(nil, ErrOverloaded, nil)
@@ -89,9 +117,74 @@ func (a *Admission) enter(r *Route) bool {
 	}
 	if a.inFlight.Add(1) > a.max {
 		a.inFlight.Add(-1)
+		a.noteRefusal(true)
 		return false
 	}
+	if in := a.routeCount(r); in != nil {
+		// Counted whether or not the server is overloaded, so that the
+		// count is right the moment it becomes so.
+		if in.Add(1) > int64(r.OverloadMax) && a.overloaded() {
+			in.Add(-1)
+			a.inFlight.Add(-1)
+			a.noteRefusal(false)
+			return false
+		}
+	}
 	return true
+}
+
+// routeCount is the count of r's requests in flight when r has an
+// OverloadMax, and nil otherwise (or for a route made after the server, in
+// tests).
+func (a *Admission) routeCount(r *Route) *atomic.Int64 {
+	if r.OverloadMax <= 0 || r.id >= len(a.routeIn) {
+		return nil
+	}
+	return &a.routeIn[r.id]
+}
+
+// noteRefusal records a refusal, at the bound or at a route's OverloadMax,
+// as evidence of overload.
+func (a *Admission) noteRefusal(atBound bool) {
+	now := a.now()
+	a.mu.Lock()
+	if atBound {
+		a.atBound = now
+	}
+	a.roll(now)
+	a.refusals++
+	a.mu.Unlock()
+}
+
+// roll moves the refusal counts on to now's second; a.mu is held.
+func (a *Admission) roll(now time.Time) {
+	switch sec := now.Unix(); {
+	case sec == a.sec:
+	case sec == a.sec+1:
+		a.sec, a.prevRefusals, a.refusals = sec, a.refusals, 0
+	default:
+		a.sec, a.prevRefusals, a.refusals = sec, 0, 0
+	}
+}
+
+// overloaded reports whether the server is overloaded: more clients are
+// sending than it has places for. That is shown by a request that found
+// the bound full in the last overloadMemory, or by more refusals in the
+// current or the previous second than the bound has places. The second
+// keeps the evidence while the routes held to their OverloadMax keep the
+// bound from filling; and it does not feed itself: a client pool no larger
+// than the bound, refused once at a route's OverloadMax (in the second
+// after an overload ended, say), waits out its Retry-After, and is too
+// few to keep the server overloaded.
+func (a *Admission) overloaded() bool {
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.atBound.IsZero() && now.Sub(a.atBound) < overloadMemory {
+		return true
+	}
+	a.roll(now)
+	return a.refusals > a.max || a.prevRefusals > a.max
 }
 
 // full reports whether a request of r would be refused now (for a
@@ -101,6 +194,9 @@ func (a *Admission) full(r *Route) bool { return a.counts(r) && a.inFlight.Load(
 // leave ends a request that enter admitted.
 func (a *Admission) leave(r *Route) {
 	if a.counts(r) {
+		if in := a.routeCount(r); in != nil {
+			in.Add(-1)
+		}
 		a.inFlight.Add(-1)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp/fasthttputil"
 )
 
@@ -133,5 +134,57 @@ func TestFramingClosesTheConnection(t *testing.T) {
 	if status, body := rawRequest(t, ln, "POST /t/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
 		"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"); status != 400 || body != "test:invalid_field:echo hi" {
 		t.Errorf("chunked: %d %q", status, body)
+	}
+}
+
+// routeLong is a store route held to one request at once under overload.
+var routeLong = NewRoute(Route{Name: "test_long", UsesStore: true, OverloadMax: 1, Envelope: appendTestError})
+
+// TestOverloadHoldsLongRoutes: a route with an OverloadMax has the whole
+// bound until the server is overloaded; then it is held to its OverloadMax
+// while other routes still get the places left; a refusal at the bound
+// keeps the server overloaded for a second, and more refusals in a second
+// than the bound has places for the second after; a few refusals (a client
+// pool no larger than the bound, refused once) do not.
+func TestOverloadHoldsLongRoutes(t *testing.T) {
+	a := newAdmission(3, time.Microsecond, func(*Route) Envelope { return appendTestError }, metrics.NewSet())
+	clock := time.Unix(1_000_000, 0)
+	a.now = func() time.Time { return clock }
+	enter := func(r *Route, want bool, what string) {
+		t.Helper()
+		if got := a.enter(r); got != want {
+			t.Fatalf("%s: admitted %v, want %v", what, got, want)
+		}
+	}
+
+	for range 3 {
+		enter(routeLong, true, "not overloaded, the long route within the bound")
+	}
+	enter(routeWork, false, "over the bound")
+	a.leave(routeLong)
+	a.leave(routeLong) // one long request in flight, two places free
+	enter(routeLong, false, "overloaded, a second long request")
+	enter(routeWork, true, "overloaded, another route with places free")
+	a.leave(routeWork)
+
+	// 1.5 s on: the refusal at the bound is past, and the second before
+	// saw 2 refusals, fewer than the bound's 3 places.
+	clock = clock.Add(1500 * time.Millisecond)
+	enter(routeLong, true, "after the overload, a second long request")
+	a.leave(routeLong)
+
+	// An overload the long route keeps from filling the bound: a refusal
+	// at the bound, then 4 refusals of the long route in the same second.
+	clock = clock.Add(time.Second)
+	a.noteRefusal(true)
+	for range 4 {
+		enter(routeLong, false, "overloaded, the long route at its OverloadMax")
+	}
+	clock = clock.Add(1200 * time.Millisecond) // the refusal at the bound is past
+	enter(routeLong, false, "the second after 5 refusals, more than the bound's places")
+	clock = clock.Add(time.Second) // the second before saw 1 refusal
+	enter(routeLong, true, "the second after 1 refusal")
+	if a.InFlight() != 2 || a.routeIn[routeLong.id].Load() != 2 {
+		t.Errorf("in flight %d, of the long route %d; want 2 and 2", a.InFlight(), a.routeIn[routeLong.id].Load())
 	}
 }

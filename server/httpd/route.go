@@ -18,6 +18,11 @@ type Route struct {
 	Holds     bool          // may hold the request open waiting for an event (Hub)
 	MaxHold   time.Duration // the longest a request of a route that Holds is held (HoldFor)
 	Envelope  Envelope      // renders the route's errors; nil for the server's default
+	// OverloadMax, when not 0, is how many requests of the route are
+	// served at once while the server is overloaded (Admission): what the
+	// route needs in flight to sustain its rate, for a route whose
+	// requests are long next to the others'.
+	OverloadMax int
 
 	id int
 }
