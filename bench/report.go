@@ -300,7 +300,7 @@ func (r *Report) finish(loadCPUs int) {
 				case op.Op == "events" && op.Errors["HTTP 409"] > 0:
 					hint = "; 409: sessions reached their frame limit, raise --event-sessions"
 				case op.Op == "events" && op.Errors["HTTP 503"] > 0:
-					hint = "; 503: the frame scoring queue was full, ingestion outpaced scoring"
+					hint = "; 503: the frame scoring queue was full (queue_full: ingestion outpaced scoring) or the server shed the post (overloaded: its in-flight bound, or the events share of it under overload)"
 					if p.RetryWaits > 0 {
 						hint += fmt.Sprintf("; connections waited out Retry-After %d times before their next post", p.RetryWaits)
 					}
