@@ -196,13 +196,10 @@ func TestSessionInPlace(t *testing.T) {
 // leaves the session's frames, which were synced, unscored; a synced write
 // after the save carries it through, since the log is written in order.
 func TestAggregateSaveIsNotSynced(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	c := newClock()
-	db, err := Open(Options{Dir: "db", FS: fs, Now: c.Now})
-	check(t, err)
+	db, fs, c := openCrashable(t)
 	o, _ := newOrg(t, db, "acme")
 	for _, csid := range []string{"csid-lost", "csid-kept"} {
-		_, _, err = db.CreateSession(o.ID, csid, "alice", "pay")
+		_, _, err := db.CreateSession(o.ID, csid, "alice", "pay")
 		check(t, err)
 		_, err = db.AppendEvents(o.ID, csid, nil, [][]byte{[]byte("f1"), []byte("f2")}, true)
 		check(t, err)
