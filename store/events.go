@@ -134,8 +134,13 @@ func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][
 	if err != nil {
 		return 0, 0, false, err
 	}
-	// Keep a copy to re-encode: r aliases Pebble's buffer until Close.
-	c.val = appendSessionRec(c.val[:0], &r)
+	// Keep a copy to re-encode: r aliases Pebble's buffer until Close. A
+	// record of format 01 is copied as such, with its aggregate.
+	if r.aggregate != nil {
+		c.val = appendSessionRecInline(c.val[:0], &r)
+	} else {
+		c.val = appendSessionRec(c.val[:0], &r)
+	}
 	if err := closer.Close(); err != nil {
 		return 0, 0, false, err
 	}
@@ -240,12 +245,21 @@ func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][
 		r.received == fold.From && r.scored == fold.From
 	r.received += uint32(stored)
 	r.final = r.final || final
-	if scored {
-		r.scored, r.aggregate = r.received, fold.Aggregate
+	inline := r.aggregate != nil // a format 01 record: its aggregate moves to its own record
+	switch {
+	case scored:
+		r.scored = r.received
+		putAggregate(b, c, csid, &r, fold.Aggregate)
+	case inline:
+		putAggregate(b, c, csid, &r, r.aggregate)
 	}
 	// r aliases c.val, so encode into zbuf (free again) rather than in place.
 	c.zbuf = appendSessionRec(c.zbuf[:0], &r)
 	_ = b.Set(c.key, c.zbuf, nil)
+	// The cache's form of the record, its aggregate inline: the batch has
+	// copied the stored form. An aggregate the call did not write is the
+	// cached snapshot's (below).
+	c.zbuf = appendSessionRecInline(c.zbuf[:0], &r)
 	if err := db.commit(b); err != nil {
 		if db.sc != nil {
 			// Whatever the commit left behind, the snapshot's floor may no
@@ -258,6 +272,14 @@ func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][
 		db.sc.write(c.key, func(old *cachedSession) *cachedSession {
 			if old == nil {
 				return nil // no complete snapshot to apply the fields to
+			}
+			if r.aggApart && !scored && !inline {
+				var o sessionRec
+				if parseSessionRec(old.rec, &o) != nil || o.scored != r.scored {
+					return nil
+				}
+				r.aggregate = o.aggregate // views of old.rec, never modified; withWrite copies them
+				c.zbuf = appendSessionRecInline(c.zbuf[:0], &r)
 			}
 			e := old.withWrite(c.zbuf, fields)
 			if stored > len(raws) { // frames of ins were stored, with their re-delivery records

@@ -260,7 +260,12 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		return
 	}
 	csid := jsonwire.BytesToString(csidParam)
-	if !s.readSession(c, nil, csid) {
+	// Through the Reader: a session this process is receiving events for
+	// is read from the session cache, record and aggregate, with no Pebble
+	// read (the aggregate has a record of its own, which a read of Pebble
+	// without a Reader gets with a second Get).
+	defer c.rd.Close()
+	if !s.readSession(c, c.rd, csid) {
 		return
 	}
 	token, _, ok := c.OneHeader("x-collect-token")
