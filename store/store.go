@@ -341,29 +341,16 @@ func Open(o Options) (*DB, error) {
 	// every level (the transaction scenario's profile had a fifth of the
 	// server's CPU in compactions rewriting them). Aggregates (4 KiB and
 	// more) too: a session's is rewritten by every post that scores
-	// frames (a flush writes every version of a key, but only the newest
-	// to a blob file, the older ones into the table's value blocks, which
-	// the next compaction drops), and validate reads it from the session
-	// cache. Every other record (the session record, some 120 bytes without
-	// its aggregate, read by every request) stays in its tables
-	// (spanPolicy).
-	//
-	// A deleted frame's blob-file space comes back when no table refers to
-	// its file any more (or when Pebble rewrites a file that is mostly
-	// garbage, which it does for files at least RewriteMinimumAge old):
-	// frames die together, when their session is swept, and the sweeper
-	// then compacts their range (compactSeparated). A compaction rewrites
-	// the values it moves into new blob files when its output would refer
-	// to more than MaxBlobReferenceDepth files; at 10 (as before) that copied
-	// every live frame at each of those compactions (a 2-minute run's blob
-	// space doubled for a while), and a frame is read back only to rescore
-	// or enroll, so files referenced widely cost little.
+	// frames, but a flush keeps only a memtable's newest version of it,
+	// and validate reads it from the session cache. Every other record (the
+	// session record, some 120 bytes without its aggregate, read by every
+	// request) stays in its tables (spanPolicy).
 	po.Experimental.SpanPolicyFunc = spanPolicy
 	po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 		return pebble.ValueSeparationPolicy{
 			Enabled:               true,
 			MinimumSize:           minSeparatedValue,
-			MaxBlobReferenceDepth: 64,
+			MaxBlobReferenceDepth: 10,
 			RewriteMinimumAge:     5 * time.Minute,
 			TargetGarbageRatio:    0.2,
 		}
@@ -415,8 +402,7 @@ func spanPolicy(start []byte) (pebble.SpanPolicy, []byte, error) {
 	return inTables, nil, nil
 }
 
-// spanBounds are where spanPolicy's spans end (shared: Pebble only reads
-// them); pairs of them bound the two ranges kept in blob files.
+// spanBounds are where spanPolicy's spans end (shared: Pebble only reads them).
 var spanBounds = [...][]byte{{kindFrame}, {kindFrame + 1}, {kindAggregate}, {kindAggregate + 1}}
 
 // checkLayout records the key layout version in a new database and refuses

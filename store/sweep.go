@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -195,19 +194,8 @@ func (db *DB) RunSweeper(stop <-chan struct{}, every time.Duration) {
 		}
 	}()
 	for {
-		swept := 0
-		sessions := func(limit int) (int, error) {
-			n, err := db.SweepExpired(limit)
-			swept += n
-			return n, err
-		}
-		if !db.sweepAll(stop, sessions, "sessions") {
-			return
-		}
-		if swept > 0 {
-			db.compactSeparated(stop)
-		}
-		if !db.sweepAll(stop, db.SweepApprovals, "approvals") ||
+		if !db.sweepAll(stop, db.SweepExpired, "sessions") ||
+			!db.sweepAll(stop, db.SweepApprovals, "approvals") ||
 			!db.sweepAll(stop, db.SweepActivationCodes, "activation codes") ||
 			!db.sweepAll(stop, db.SweepIdempotency, "idempotency keys") {
 			return
@@ -246,40 +234,6 @@ func (db *DB) sweepAll(stop <-chan struct{}, sweep func(limit int) (int, error),
 		case <-stop:
 			return false
 		default:
-		}
-	}
-}
-
-// compactSeparated compacts the key ranges whose values are kept in blob
-// files (frames and aggregates: spanPolicy), after a sweep deleted some.
-// A deleted frame's blob-file space comes back only once a compaction has
-// taken its tombstone down to its key, and Pebble's own compactions, which
-// follow table sizes, leave such tombstones above the frames for minutes:
-// the frames' tables hold only keys and blob references, small however
-// many bytes they keep alive. In a 2-minute transaction run, sessions
-// swept after a minute, the blob bytes still referenced grew with every
-// frame written, to 1.6 GB. These ranges' tables are small (some 50 bytes
-// a frame), so compacting them is cheap; blob files all of whose values
-// died are then deleted, and the rest are rewritten by Pebble once enough
-// of them is garbage (blobRewriteMinimumAge).
-func (db *DB) compactSeparated(stop <-chan struct{}) {
-	c, err := db.admit(nil)
-	if err != nil {
-		return
-	}
-	defer c.end()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	for i := 0; i < len(spanBounds); i += 2 {
-		if err := db.pdb.Compact(ctx, spanBounds[i], spanBounds[i+1], false); err != nil && ctx.Err() == nil {
-			db.log.Error("store: compact swept frames", "err", err)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -131,56 +130,5 @@ func TestSweepFrameSeq(t *testing.T) {
 	// The survivor still knows its frame.
 	if _, stored, err := db.AppendEventsOnce(o.ID, "csid-new1", nil, in[:1], false, 0, 0); err != nil || stored != 0 {
 		t.Fatalf("survivor: stored %d, %v", stored, err)
-	}
-}
-
-// TestSweeperFreesFrameBlobs: once the sweeper has swept sessions, the blob
-// files their frames were kept in go (compactSeparated), with no wait for
-// Pebble's own compactions to take the tombstones down to the frames; a
-// live session's frames stay.
-func TestSweeperFreesFrameBlobs(t *testing.T) {
-	db, c := openMem(t)
-	o, _ := newOrg(t, db, "acme")
-	rng := rand.New(rand.NewPCG(3, 4))
-	frame := func() []byte {
-		f := make([]byte, 2072)
-		for i := range f {
-			f[i] = byte(rng.Uint32())
-		}
-		return f
-	}
-	for i := range 100 {
-		csid := fmt.Sprintf("csid-%04d", i)
-		newSession(t, db, o.ID, csid)
-		_, err := db.AppendEvents(o.ID, csid, nil, [][]byte{frame(), frame(), frame()}, true)
-		check(t, err)
-	}
-	check(t, db.pdb.Flush())
-	c.Advance(DefaultSessionTTL / 2)
-	newSession(t, db, o.ID, "csid-live")
-	_, err := db.AppendEvents(o.ID, "csid-live", nil, [][]byte{frame()}, true)
-	check(t, err)
-	check(t, db.pdb.Flush())
-	if b := db.pdb.Metrics().BlobFiles; b.ReferencedValueSize < 300*2072 {
-		t.Fatalf("%d bytes of frames referenced in blob files before the sweep, want at least %d", b.ReferencedValueSize, 300*2072)
-	}
-	c.Advance(DefaultSessionTTL / 2) // the first 100 expire
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() { db.RunSweeper(stop, time.Hour); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b := db.pdb.Metrics().BlobFiles
-		if b.ReferencedValueSize <= 2*2073 && b.ValueSize <= 2*2073 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the sweep, blob files hold %d bytes of values, %d of them referenced; want the live session's frame only", b.ValueSize, b.ReferencedValueSize)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	close(stop)
-	<-done
-	if got := framesOf(t, db, o.ID, "csid-live"); len(got) != 1 {
-		t.Fatalf("the live session holds %d frames", len(got))
 	}
 }
