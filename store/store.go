@@ -341,10 +341,12 @@ func Open(o Options) (*DB, error) {
 	// every level (the transaction scenario's profile had a fifth of the
 	// server's CPU in compactions rewriting them). Aggregates (4 KiB and
 	// more) too: a session's is rewritten by every post that scores
-	// frames, but a flush keeps only a memtable's newest version of it,
-	// and validate reads it from the session cache. Every other record (the
-	// session record, some 120 bytes without its aggregate, read by every
-	// request) stays in its tables (spanPolicy).
+	// frames (a flush writes every version of a key, but only the newest
+	// to a blob file, the older ones into the table's value blocks, which
+	// the next compaction drops), and validate reads it from the session
+	// cache. Every other record (the session record, some 120 bytes without
+	// its aggregate, read by every request) stays in its tables
+	// (spanPolicy).
 	po.Experimental.SpanPolicyFunc = spanPolicy
 	po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 		return pebble.ValueSeparationPolicy{
