@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"sync"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/countersign/countersign/store"
 )
 
 // TestEventsScoredBeforeTheAnswer: an events post's new frames are folded
@@ -12,9 +16,12 @@ import (
 // nothing pending and a validate right after the final post is answered
 // at once, never 202 processing; and the aggregate is the one the frame
 // workers fold from the stored frames (the same frames posted to a session
-// while the pool is paused, then scored by a worker, decide the same).
+// while the pool is paused, then scored by a worker, decide the same). The
+// aggregate is stored in the frames' synced batch: a crash right after the
+// final post's answer keeps it.
 func TestEventsScoredBeforeTheAnswer(t *testing.T) {
-	e := newEnv(t)
+	fs := vfs.NewCrashableMem()
+	e := newEnv(t, withStoreFS(fs))
 	r := newRand(16)
 	face := unitVec(r, 512)
 	frames := faceFrames(r, face, 1, 1763800000100, 6)
@@ -36,6 +43,18 @@ func TestEventsScoredBeforeTheAnswer(t *testing.T) {
 		if want := uint32(3 * (i + 1)); sess.FramesReceived != want || sess.FramesScored != want {
 			t.Fatalf("post %d: %d frames received, %d scored; want %d of each", i, sess.FramesReceived, sess.FramesScored, want)
 		}
+	}
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	db, err := store.Open(store.Options{Dir: "data", FS: crashed, Now: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := db.Session(e.org.ID, inline.csid)
+	if err != nil || sess.FramesScored != 6 || len(sess.Aggregate) == 0 {
+		t.Fatalf("after a crash: %d frames scored, aggregate of %d bytes (%v); want 6 and the aggregate", sess.FramesScored, len(sess.Aggregate), err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
 	}
 	got := e.validate(e.validateBody(inline, false, seedItems()...))
 	if got.status != 200 {

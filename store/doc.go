@@ -35,11 +35,12 @@
 //	0x03  org-by-key   sha256(api key)                      api key record (org, hash, created)
 //	0x04  org-doc      org doc kind (1 byte: rules, settings)  version, updated, canonical JSON
 //	0x05  org-key      org keyID                            key listing (created, scope, name, prefix, hash)
-//	0x10  session      org lp(csid)                         session record with its aggregate; tombstone once swept
+//	0x10  session      org lp(csid)                         session record (format 01 held its aggregate); tombstone once swept
 //	0x11  field        org lp(csid) name                    ts, raw JSON value
 //	0x12  frame        org lp(csid) be32(arrival index)     0x00 frame bytes (zstd(frame bytes) if stored before)
 //	0x13  expiry       be64(expiresAt ms) org csid          empty
 //	0x14  frame-seq    org lp(csid) be64(seq) digest16      be32(arrival index)
+//	0x15  aggregate    org lp(csid)                         be32(frames scored) biometric aggregate bytes, opaque
 //	0x20  template     org userID                           template bytes, opaque
 //	0x30  decision     org decisionID                       decision record
 //	0x31  idempotency  org idempotency key                  request hash, decision id

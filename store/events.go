@@ -27,7 +27,7 @@ import (
 // Calls on one session are serialised, so concurrent posts neither lose
 // counts nor share an index.
 func (db *DB) AppendEvents(org OrgID, csid string, fields []FieldValue, frames [][]byte, final bool) (firstIndex uint32, err error) {
-	firstIndex, _, err = db.appendEvents(org, csid, fields, frames, nil, final, 0, 0)
+	firstIndex, _, _, err = db.appendEvents(org, csid, fields, frames, nil, final, 0, 0, nil)
 	return firstIndex, err
 }
 
@@ -68,7 +68,39 @@ func (db *DB) AppendEventsOnce(org OrgID, csid string, fields []FieldValue, fram
 	if frames == nil {
 		frames = []FrameIn{} // not nil: nil is AppendEvents' seq-less frames
 	}
-	return db.appendEvents(org, csid, fields, nil, frames, final, maxFields, maxFrames)
+	firstIndex, stored, _, err = db.appendEvents(org, csid, fields, nil, frames, final, maxFields, maxFrames, nil)
+	return firstIndex, stored, err
+}
+
+// Fold is an aggregate an events call stores with its frames when it
+// covers exactly what the session then holds: Aggregate is the fold of
+// the session's first From frames followed by every frame of the call, in
+// order, made by the caller from the bytes it is storing.
+type Fold struct {
+	Aggregate []byte
+	From      uint32
+}
+
+// AppendEventsScored is AppendEventsOnce that also stores fold as the
+// session's aggregate, in the same synced batch as the frames, when the
+// session held exactly fold.From frames, all of them scored, and every
+// frame of the call is stored (none a re-delivery); scored says it was.
+// Otherwise the frames are stored as AppendEventsOnce stores them, the
+// aggregate is not, and scoring them is the caller's to arrange. The check
+// is made under the session's lock, so no concurrent call can store frames
+// the aggregate does not cover, and an aggregate saved later for fewer
+// frames (a slow worker) is ErrStale, as SaveAggregate says.
+//
+// One write of the session record per events post, not two (the frames'
+// batch, then SaveAggregate): the aggregate is most of the record's bytes.
+func (db *DB) AppendEventsScored(org OrgID, csid string, fields []FieldValue, frames []FrameIn, final bool, maxFields int, maxFrames uint32, fold *Fold) (firstIndex uint32, stored int, scored bool, err error) {
+	if frames == nil {
+		frames = []FrameIn{}
+	}
+	if len(fold.Aggregate) > MaxValueBytes {
+		return 0, 0, false, ErrTooLarge
+	}
+	return db.appendEvents(org, csid, fields, nil, frames, final, maxFields, maxFrames, fold)
 }
 
 // LimitError is an events call refused because it would take a session
@@ -87,42 +119,48 @@ func (e *LimitError) Error() string {
 
 func (e *LimitError) Unwrap() error { return e.Limit }
 
-// appendEvents is AppendEvents (frames in raws, seq-less) and
-// AppendEventsOnce (frames in ins, not nil).
-func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][]byte, ins []FrameIn, final bool, maxFields int, maxFrames uint32) (firstIndex uint32, stored int, err error) {
+// appendEvents is AppendEvents (frames in raws, seq-less),
+// AppendEventsOnce (frames in ins, not nil) and AppendEventsScored (with
+// fold).
+func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][]byte, ins []FrameIn, final bool, maxFields int, maxFrames uint32, fold *Fold) (firstIndex uint32, stored int, scored bool, err error) {
 	c, err := db.begin(org, eventsArgs(csid, fields, raws, ins))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	defer c.end()
 
 	var r sessionRec
 	closer, err := db.lockSession(c, csid, &r)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
-	// Keep a copy to re-encode: r aliases Pebble's buffer until Close.
-	c.val = appendSessionRec(c.val[:0], &r)
+	// Keep a copy to re-encode: r aliases Pebble's buffer until Close. A
+	// record of format 01 is copied as such, with its aggregate.
+	if r.aggregate != nil {
+		c.val = appendSessionRecInline(c.val[:0], &r)
+	} else {
+		c.val = appendSessionRec(c.val[:0], &r)
+	}
 	if err := closer.Close(); err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	if err := parseSessionRec(c.val, &r); err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	firstIndex = r.received
 	if ins != nil && r.final {
 		// Read under the lock: nothing can be added beside the check.
 		switch held, err := db.eventsHeld(c, csid, fields, ins); {
 		case err != nil:
-			return 0, 0, err
+			return 0, 0, false, err
 		case !held:
-			return firstIndex, 0, ErrFinal
+			return firstIndex, 0, false, ErrFinal
 		}
-		return firstIndex, 0, nil
+		return firstIndex, 0, false, nil
 	}
 	if maxFields > 0 && len(fields) > 0 {
 		if err := db.checkFieldCap(c, csid, fields, maxFields); err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 	}
 
@@ -158,7 +196,7 @@ func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][
 			c.key2 = appendFrameSeqKey(c.key2[:0], c.org, csid, ins[i].Seq, &digests[i])
 			held, err := db.has(c.key2)
 			if err != nil {
-				return 0, 0, err
+				return 0, 0, false, err
 			}
 			if skip[i] = held; !held {
 				stored++ // below a known floor, which need not move; or no floor is known
@@ -166,13 +204,13 @@ func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][
 		}
 	}
 	if uint64(r.received)+uint64(stored) > math.MaxUint32 {
-		return 0, 0, ErrTooLarge
+		return 0, 0, false, ErrTooLarge
 	}
 	if maxFrames > 0 && uint64(r.received)+uint64(stored) > uint64(maxFrames) {
-		return firstIndex, stored, &LimitError{Limit: ErrFrameLimit, Would: uint64(r.received) + uint64(stored), Max: uint64(maxFrames)}
+		return firstIndex, stored, false, &LimitError{Limit: ErrFrameLimit, Would: uint64(r.received) + uint64(stored), Max: uint64(maxFrames)}
 	}
 	if len(fields) == 0 && stored == 0 && (!final || r.final) {
-		return firstIndex, 0, nil // nothing would change
+		return firstIndex, 0, false, nil // nothing would change
 	}
 
 	b := db.pdb.NewBatch()
@@ -201,23 +239,47 @@ func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][
 		_ = b.Set(c.key2, c.zbuf, nil)
 		index++
 	}
+	// The fold covers what the session will hold only if it covered all
+	// the session held and the call stores every frame it was made from.
+	scored = fold != nil && stored > 0 && stored == len(ins) && len(raws) == 0 &&
+		r.received == fold.From && r.scored == fold.From
 	r.received += uint32(stored)
 	r.final = r.final || final
+	inline := r.aggregate != nil // a format 01 record: its aggregate moves to its own record
+	switch {
+	case scored:
+		r.scored = r.received
+		putAggregate(b, c, csid, &r, fold.Aggregate)
+	case inline:
+		putAggregate(b, c, csid, &r, r.aggregate)
+	}
 	// r aliases c.val, so encode into zbuf (free again) rather than in place.
 	c.zbuf = appendSessionRec(c.zbuf[:0], &r)
 	_ = b.Set(c.key, c.zbuf, nil)
+	// The cache's form of the record, its aggregate inline: the batch has
+	// copied the stored form. An aggregate the call did not write is the
+	// cached snapshot's (below).
+	c.zbuf = appendSessionRecInline(c.zbuf[:0], &r)
 	if err := db.commit(b); err != nil {
 		if db.sc != nil {
 			// Whatever the commit left behind, the snapshot's floor may no
 			// longer hold (sessioncache.go).
 			db.sc.write(c.key, func(*cachedSession) *cachedSession { return nil })
 		}
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	if db.sc != nil {
 		db.sc.write(c.key, func(old *cachedSession) *cachedSession {
 			if old == nil {
 				return nil // no complete snapshot to apply the fields to
+			}
+			if r.aggApart && !scored && !inline {
+				var o sessionRec
+				if parseSessionRec(old.rec, &o) != nil || o.scored != r.scored {
+					return nil
+				}
+				r.aggregate = o.aggregate // views of old.rec, never modified; withWrite copies them
+				c.zbuf = appendSessionRecInline(c.zbuf[:0], &r)
 			}
 			e := old.withWrite(c.zbuf, fields)
 			if stored > len(raws) { // frames of ins were stored, with their re-delivery records
@@ -226,7 +288,7 @@ func (db *DB) appendEvents(org OrgID, csid string, fields []FieldValue, raws [][
 			return e
 		})
 	}
-	return firstIndex, stored, nil
+	return firstIndex, stored, scored, nil
 }
 
 // eventsArgs is appendEvents' argErr.

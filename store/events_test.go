@@ -555,3 +555,57 @@ func TestAppendEventsOnceFieldCapConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendEventsScored: the fold is stored with the frames, in their
+// synced batch (it survives a crash right after, which SaveAggregate's
+// unsynced save does not: TestAggregateSaveIsNotSynced), and only when it
+// covers exactly what the session then holds.
+func TestAppendEventsScored(t *testing.T) {
+	db, fs, c := openCrashable(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-fold")
+	in := []FrameIn{{1, []byte("frame-1")}, {2, []byte("frame-2")}}
+	first, stored, scored, err := db.AppendEventsScored(o.ID, "csid-fold", nil, in, false, 0, 0, &Fold{Aggregate: []byte("agg-2"), From: 0})
+	check(t, err)
+	if first != 0 || stored != 2 || !scored {
+		t.Fatalf("first post: first %d stored %d scored %v", first, stored, scored)
+	}
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+
+	// A fold made from a stale read (the session holds 2 frames, not 1).
+	_, stored, scored, err = db.AppendEventsScored(o.ID, "csid-fold", nil, []FrameIn{{3, []byte("frame-3")}}, false, 0, 0, &Fold{Aggregate: []byte("stale"), From: 1})
+	check(t, err)
+	if stored != 1 || scored {
+		t.Fatalf("stale fold: stored %d scored %v", stored, scored)
+	}
+	s := must[Session](t)(db.Session(o.ID, "csid-fold"))
+	if s.FramesReceived != 3 || s.FramesScored != 2 || string(s.Aggregate) != "agg-2" {
+		t.Fatalf("after a stale fold: received %d scored %d aggregate %q", s.FramesReceived, s.FramesScored, s.Aggregate)
+	}
+	check(t, db.SaveAggregate(o.ID, "csid-fold", []byte("agg-3"), 3))
+
+	// A call holding a re-delivery: the fold was made from every frame of
+	// the call, so it is not the fold of what is stored.
+	_, stored, scored, err = db.AppendEventsScored(o.ID, "csid-fold", nil, []FrameIn{{3, []byte("frame-3")}, {4, []byte("frame-4")}}, false, 0, 0, &Fold{Aggregate: []byte("both"), From: 3})
+	check(t, err)
+	if stored != 1 || scored {
+		t.Fatalf("with a re-delivery: stored %d scored %v", stored, scored)
+	}
+	// Unscored frames in the session: a fold from From frames covers less.
+	_, _, scored, err = db.AppendEventsScored(o.ID, "csid-fold", nil, []FrameIn{{5, []byte("frame-5")}}, false, 0, 0, &Fold{Aggregate: []byte("x"), From: 4})
+	check(t, err)
+	if scored {
+		t.Fatal("a fold over unscored frames was taken")
+	}
+	if s := must[Session](t)(db.Session(o.ID, "csid-fold")); s.FramesReceived != 5 || s.FramesScored != 3 || string(s.Aggregate) != "agg-3" {
+		t.Fatalf("received %d scored %d aggregate %q, want 5, 3, agg-3", s.FramesReceived, s.FramesScored, s.Aggregate)
+	}
+	check(t, db.Close())
+
+	db, err = Open(Options{Dir: "db", FS: crashed, Now: c.Now})
+	check(t, err)
+	defer db.Close()
+	if s := must[Session](t)(db.Session(o.ID, "csid-fold")); s.FramesReceived != 2 || s.FramesScored != 2 || string(s.Aggregate) != "agg-2" {
+		t.Fatalf("after the crash: received %d scored %d aggregate %q, want 2, 2, agg-2", s.FramesReceived, s.FramesScored, s.Aggregate)
+	}
+}

@@ -20,6 +20,7 @@ const (
 	kindFrame          byte = 0x12
 	kindExpiry         byte = 0x13
 	kindFrameSeq       byte = 0x14
+	kindAggregate      byte = 0x15
 	kindTemplate       byte = 0x20
 	kindDecision       byte = 0x30
 	kindIdempotency    byte = 0x31
@@ -143,6 +144,12 @@ func appendFrameKey(dst []byte, org OrgID, csid string, index uint32) []byte {
 	return binary.BigEndian.AppendUint32(appendSessionPart(dst, kindFrame, org, csid), index)
 }
 
+// appendAggregateKey is the record of a session's aggregate, apart from
+// the session record (see sessionRec).
+func appendAggregateKey(dst []byte, org OrgID, csid string) []byte {
+	return appendSessionPart(dst, kindAggregate, org, csid)
+}
+
 // frameDigestLen is how many bytes of a frame's SHA-256 a frame-seq key
 // keeps: 128 bits, so no one can make two different frames share a key.
 const frameDigestLen = 16
@@ -244,7 +251,7 @@ func decodeKey(k []byte) (keyParts, bool) {
 		return p, len(k) == 32
 	case kindOrg:
 		return p, org() && len(k) == 0
-	case kindSession:
+	case kindSession, kindAggregate:
 		return p, org() && lp() && len(k) == 0
 	case kindField:
 		if !org() || !lp() {

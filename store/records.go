@@ -8,7 +8,9 @@ import (
 // the decoders accept exactly these and answer ErrCorrupt for anything else,
 // including a value that is too short or has bytes left over.
 //
-//	session     01 flags created:8 expires:8 received:4 scored:4 tokenHash:32 lp(userID) lp(action) aggregate...
+//	session     03 flags created:8 expires:8 received:4 scored:4 tokenHash:32 lp(userID) lp(action)
+//	            01 flags created:8 expires:8 received:4 scored:4 tokenHash:32 lp(userID) lp(action) aggregate...
+//	                                                              (written before the aggregate had its own record; read still)
 //	tombstone   02 flags created:8 expires:8
 //	org         01 created:8 lp(name) lp(cid) lp(policy) uvarint(n) n×certSPKI:32
 //	api key     01 org:8 keyHash:32 created:8                 (a backend key)
@@ -21,7 +23,8 @@ import (
 //	delivery    01 at:8 attempt outcome status:2 latency:8 event lp(eventID) error...
 //
 // Integers are big-endian two's complement. "..." runs to the end of the
-// value. Flags: session bit 0 final; decision bit 0 verified.
+// value. Flags: session bit 0 final, bit 1 (format 03 only) an aggregate
+// record exists; decision bit 0 verified.
 //
 // Each format's encoder and decoder sit with the rest of its family
 // (session.go, org.go, credentials.go, fields.go, decision.go,
@@ -29,9 +32,11 @@ import (
 const (
 	tagV1        byte = 0x01
 	tagTombstone byte = 0x02
+	tagSession   byte = 0x03 // a session record without its aggregate
 
-	flagFinal    byte = 1 << 0
-	flagVerified byte = 1 << 0
+	flagFinal     byte = 1 << 0
+	flagAggregate byte = 1 << 1
+	flagVerified  byte = 1 << 0
 
 	apiKeyRecLen       = 1 + 8 + 32 + 8
 	fieldHeaderLen     = 1 + 8

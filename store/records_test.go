@@ -15,7 +15,9 @@ import (
 func sampleRecords() map[string][]byte {
 	h := [32]byte{1, 2, 3}
 	return map[string][]byte{
-		"session": appendSessionRec(nil, &sessionRec{final: true, createdAt: 1, expiresAt: 2, received: 5, scored: 3,
+		"session": appendSessionRec(nil, &sessionRec{final: true, aggApart: true, createdAt: 1, expiresAt: 2, received: 5, scored: 3,
+			tokenHash: h, userID: []byte("user"), action: []byte("wire")}),
+		"session-inline": appendSessionRecInline(nil, &sessionRec{final: true, createdAt: 1, expiresAt: 2, received: 5, scored: 3,
 			tokenHash: h, userID: []byte("user"), action: []byte("wire"), aggregate: []byte("agg")}),
 		"tombstone":   appendSessionRec(nil, &sessionRec{tombstone: true, createdAt: 1, expiresAt: 2}),
 		"org":         appendOrgRec(nil, &orgRec{createdAt: 1, name: []byte("acme"), cid: []byte("cid_x"), policy: []byte("{}"), certs: make([]byte, 64)}),
@@ -46,8 +48,12 @@ func TestRecordsRoundTrip(t *testing.T) {
 	rs := sampleRecords()
 	var s sessionRec
 	check(t, parseSessionRec(rs["session"], &s))
-	if !s.final || s.received != 5 || s.scored != 3 || string(s.userID) != "user" || string(s.action) != "wire" || string(s.aggregate) != "agg" || s.tokenHash[2] != 3 {
+	if !s.final || !s.aggApart || s.received != 5 || s.scored != 3 || string(s.userID) != "user" || string(s.action) != "wire" || s.aggregate != nil || s.tokenHash[2] != 3 {
 		t.Fatalf("session %+v", s)
+	}
+	check(t, parseSessionRec(rs["session-inline"], &s))
+	if !s.final || s.aggApart || s.received != 5 || s.scored != 3 || string(s.userID) != "user" || string(s.action) != "wire" || string(s.aggregate) != "agg" || s.tokenHash[2] != 3 {
+		t.Fatalf("session, format 01 %+v", s)
 	}
 	check(t, parseSessionRec(rs["tombstone"], &s))
 	if !s.tombstone || s.expiresAt != 2 {
@@ -85,7 +91,7 @@ func TestCorruptRecordsNoPanic(t *testing.T) {
 		for n := 0; n < 9; n++ {
 			var err error
 			switch name {
-			case "session", "tombstone":
+			case "session", "session-inline", "tombstone":
 				err = parseSessionRec(v[:n], &sessionRec{})
 			case "org":
 				err = parseOrgRec(v[:n], &orgRec{})
@@ -104,7 +110,7 @@ func TestCorruptRecordsNoPanic(t *testing.T) {
 		}
 	}
 	// Trailing bytes after a structured record are corruption too.
-	for _, name := range []string{"tombstone", "org", "apikey"} {
+	for _, name := range []string{"session", "tombstone", "org", "apikey"} {
 		if errs := parseAny(append(sampleRecords()[name], 0)); errs[0] == nil && errs[1] == nil && errs[3] == nil {
 			t.Errorf("%s with a trailing byte parsed", name)
 		}
@@ -120,7 +126,11 @@ func FuzzParseRecords(f *testing.F) {
 		// Whatever parses re-encodes to something that parses the same.
 		var s, s2 sessionRec
 		if parseSessionRec(v, &s) == nil {
-			if err := parseSessionRec(appendSessionRec(nil, &s), &s2); err != nil || fmt.Sprint(s) != fmt.Sprint(s2) {
+			enc := appendSessionRec
+			if v[0] == tagV1 {
+				enc = appendSessionRecInline // the form written before, and the cache's
+			}
+			if err := parseSessionRec(enc(nil, &s), &s2); err != nil || fmt.Sprint(s) != fmt.Sprint(s2) {
 				t.Fatalf("session %+v re-parses as %+v, %v", s, s2, err)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
+	"errors"
 	"io"
 	"unsafe"
 
@@ -106,8 +107,8 @@ func (db *DB) CreateSession(org OrgID, csid, userID, action string) (Session, st
 	}
 	if db.sc != nil {
 		db.sc.write(c.key, func(*cachedSession) *cachedSession {
-			e := newCachedSession(c.val, nil)
-			e.seqKnown = true // no frames yet: every seq is new
+			e := newCachedSession(c.val, nil) // no aggregate yet: the stored form is the cache's
+			e.seqKnown = true                 // no frames yet: every seq is new
 			return e
 		})
 	}
@@ -176,6 +177,19 @@ const (
 // sessionInto reads through rd, or (nil) with readNewest. Through rd it
 // reads the session cache first (sessioncache.go).
 func (db *DB) sessionInto(rd *Reader, org OrgID, csid string, dst *Session, mode int) error {
+	for range maxAggregateRereads {
+		if err := db.sessionIntoOnce(rd, org, csid, dst, mode); err != errAggregateMoved {
+			return err
+		}
+	}
+	dst.reuse.read, dst.reuse.fill = false, false
+	return ErrCorrupt
+}
+
+// sessionIntoOnce is one attempt of sessionInto, which may find that a
+// write came between its read of the session record and its read of the
+// aggregate (errAggregateMoved).
+func (db *DB) sessionIntoOnce(rd *Reader, org OrgID, csid string, dst *Session, mode int) error {
 	// Until this read succeeds, dst names no session for SessionFields: a
 	// caller that ignores an error must not get the previous one's fields.
 	dst.reuse.read, dst.reuse.cached, dst.reuse.fill = false, nil, false
@@ -233,7 +247,7 @@ func (db *DB) sessionInto(rd *Reader, org OrgID, csid string, dst *Session, mode
 	}
 	if rd != nil && db.sc != nil && cached == nil {
 		reuse.fill, reuse.fillGen = true, rd.gen
-		reuse.fillRec = appendSessionRec(reuse.fillRec[:0], &r)
+		reuse.fillRec = appendSessionRecInline(reuse.fillRec[:0], &r) // readAggregate adds an aggregate kept apart
 	}
 	*dst = Session{
 		OrgID:            org,
@@ -249,7 +263,14 @@ func (db *DB) sessionInto(rd *Reader, org OrgID, csid string, dst *Session, mode
 		Aggregate:        agg,
 		reuse:            reuse,
 	}
-	return closer.Close()
+	if err := closer.Close(); err != nil || !r.aggApart {
+		return err
+	}
+	if err := db.readAggregate(rd, c, csid, dst, mode); err != nil {
+		dst.reuse.read, dst.reuse.fill = false, false
+		return err
+	}
+	return nil
 }
 
 // viewString is b as a string without a copy. Only for bytes that are not
@@ -270,16 +291,7 @@ func viewString(b []byte) string {
 func (db *DB) readSession(rd *Reader, c *call, csid string, r *sessionRec) (io.Closer, error) {
 	c.key = appendSessionKey(c.key[:0], c.org, csid)
 	now := db.nowMs()
-	var v []byte
-	var closer io.Closer
-	var err error
-	if rd == nil {
-		// Sessions are rewritten by every events post and every scoring
-		// pass: stop at the newest version.
-		v, closer, err = db.readNewest(c.key)
-	} else {
-		v, closer, err = db.readVia(rd, c.key)
-	}
+	v, closer, err := db.readRewritten(rd, c.key)
 	if err != nil {
 		return nil, err
 	}
@@ -288,6 +300,16 @@ func (db *DB) readSession(rd *Reader, c *call, csid string, r *sessionRec) (io.C
 		return nil, err
 	}
 	return closer, nil
+}
+
+// readRewritten reads a record that is rewritten often (a session's, an
+// aggregate: by every events post and every scoring pass) through rd, or
+// (nil) with readNewest, which stops at the newest version.
+func (db *DB) readRewritten(rd *Reader, key []byte) ([]byte, io.Closer, error) {
+	if rd == nil {
+		return db.readNewest(key)
+	}
+	return db.readVia(rd, key)
 }
 
 // lockSession begins a read-modify-write of the session: it locks the
@@ -370,15 +392,18 @@ func (db *DB) SaveAggregate(org OrgID, csid string, agg []byte, scored uint32) e
 		err = ErrStale
 	}
 	r.scored = scored
-	r.aggregate = agg
+	b := db.pdb.NewBatch()
+	putAggregate(b, c, csid, &r, agg)
+	// Encoded before Close: r's ids alias Pebble's buffer until then.
 	c.val = appendSessionRec(c.val[:0], &r)
+	c.zbuf = appendSessionRecInline(c.zbuf[:0], &r)
 	if cerr := closer.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
+		_ = b.Close()
 		return err
 	}
-	b := db.pdb.NewBatch()
 	_ = b.Set(c.key, c.val, nil)
 	err = b.Commit(pebble.NoSync)
 	if cerr := b.Close(); err == nil {
@@ -389,7 +414,7 @@ func (db *DB) SaveAggregate(org OrgID, csid string, agg []byte, scored uint32) e
 			if old == nil {
 				return nil
 			}
-			return old.withWrite(c.val, nil)
+			return old.withWrite(c.zbuf, nil)
 		})
 	}
 	return err
@@ -408,25 +433,56 @@ func aggregateArgs(csid string, agg []byte) error {
 
 // sessionRec is a session record or tombstone; its slices alias the value it
 // was parsed from.
+//
+// The aggregate (4 KiB and more for 512-d embeddings: two sums of them) is
+// kept in a record of its own (appendAggregateKey), written only when it
+// changes, in a key range whose values Pebble keeps in blob files (spanPolicy),
+// so that the session record every events post rewrites, and compactions
+// rewrite again, is some 120 bytes. aggApart says that record exists. A
+// record written before (format 01) holds its aggregate inline; it still
+// reads, and the next write of the session moves the aggregate out. The
+// session cache keeps the inline form (appendSessionRecInline), so a cached
+// read is still one snapshot.
 type sessionRec struct {
 	tombstone        bool
 	final            bool
+	aggApart         bool // format 03: the aggregate is in its own record
 	createdAt        int64
 	expiresAt        int64
 	received, scored uint32
 	tokenHash        [32]byte
 	userID, action   []byte
-	aggregate        []byte
+	aggregate        []byte // inline (format 01, or the cache's form), or as read from its own record
 }
 
+// appendSessionRec appends the stored form of r: format 03, without the
+// aggregate.
 func appendSessionRec(dst []byte, r *sessionRec) []byte {
-	tag := tagV1
+	return appendSessionHead(dst, r, tagSession)
+}
+
+// appendSessionRecInline appends r with its aggregate inline (format 01):
+// the form the session cache keeps.
+func appendSessionRecInline(dst []byte, r *sessionRec) []byte {
+	dst = appendSessionHead(dst, r, tagV1)
+	if r.tombstone {
+		return dst
+	}
+	return append(dst, r.aggregate...)
+}
+
+// appendSessionHead appends r up to its aggregate, in format tag (or as a
+// tombstone).
+func appendSessionHead(dst []byte, r *sessionRec, tag byte) []byte {
 	if r.tombstone {
 		tag = tagTombstone
 	}
 	var flags byte
 	if r.final {
 		flags |= flagFinal
+	}
+	if r.aggApart && tag == tagSession {
+		flags |= flagAggregate
 	}
 	dst = append(dst, tag, flags)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.createdAt))
@@ -438,8 +494,7 @@ func appendSessionRec(dst []byte, r *sessionRec) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, r.scored)
 	dst = append(dst, r.tokenHash[:]...)
 	dst = appendLP(dst, r.userID)
-	dst = appendLP(dst, r.action)
-	return append(dst, r.aggregate...)
+	return appendLP(dst, r.action)
 }
 
 func parseSessionRec(v []byte, r *sessionRec) error {
@@ -449,22 +504,98 @@ func parseSessionRec(v []byte, r *sessionRec) error {
 	flags := p.byte1()
 	r.createdAt = p.i64()
 	r.expiresAt = p.i64()
+	known := flagFinal
 	switch tag {
 	case tagTombstone:
 		r.tombstone = true
-	case tagV1:
+	case tagV1, tagSession:
 		r.final = flags&flagFinal != 0
 		r.received = p.u32()
 		r.scored = p.u32()
 		copy(r.tokenHash[:], p.take(32))
 		r.userID = p.lp()
 		r.action = p.lp()
-		r.aggregate = p.rest()
+		if tag == tagV1 {
+			r.aggregate = p.rest()
+		} else {
+			known |= flagAggregate
+			r.aggApart = flags&flagAggregate != 0
+		}
 	default:
 		return ErrCorrupt
 	}
-	if !p.done() || flags&^flagFinal != 0 || r.scored > r.received {
+	if !p.done() || flags&^known != 0 || r.scored > r.received {
 		return ErrCorrupt
+	}
+	return nil
+}
+
+// putAggregate adds to b the write of agg as the aggregate of the session
+// record r, whose scored count it must already hold (its deletion when agg
+// is empty), and notes in r where the aggregate now is. c.key2 is used.
+//
+// The record is be32(scored) aggregate...: a read of the session without
+// a Reader reads the session record and this one with two Gets, between
+// which a write may commit, and the count tells it that the aggregate it
+// read is not the one of the record it read (sessionInto reads again).
+func putAggregate(b *pebble.Batch, c *call, csid string, r *sessionRec, agg []byte) {
+	c.key2 = appendAggregateKey(c.key2[:0], c.org, csid)
+	r.aggregate, r.aggApart = agg, len(agg) > 0
+	if len(agg) == 0 {
+		_ = b.Delete(c.key2, nil)
+		return
+	}
+	op := b.SetDeferred(len(c.key2), 4+len(agg))
+	copy(op.Key, c.key2)
+	binary.BigEndian.PutUint32(op.Value, r.scored)
+	copy(op.Value[4:], agg)
+	_ = op.Finish()
+}
+
+// errAggregateMoved: the aggregate record read after a session record is
+// not that record's (a write committed between the two reads).
+var errAggregateMoved = errors.New("store: the aggregate moved")
+
+// maxAggregateRereads bounds how often a read without a Reader starts
+// again because a write of the session came between its two reads. Writes
+// of one session take a lock and a commit each, reads a few microseconds,
+// so a second read nearly always succeeds; past the bound the two are
+// taken as damage.
+const maxAggregateRereads = 16
+
+// readAggregate reads the aggregate of the session whose record was just
+// read into dst (which said it has one), through rd or (nil) with
+// readNewest, into dst's buffer and, when dst is to fill the cache, after
+// the inline record in fillRec. An aggregate record that is absent, or is
+// of another count than dst's, is errAggregateMoved without a Reader (a
+// write came between the reads) and ErrCorrupt through one (a Reader's
+// view is one instant).
+func (db *DB) readAggregate(rd *Reader, c *call, csid string, dst *Session, mode int) error {
+	c.key2 = appendAggregateKey(c.key2[:0], c.org, csid)
+	v, closer, err := db.readRewritten(rd, c.key2)
+	if errors.Is(err, ErrNotFound) {
+		v, closer, err = nil, noClose{}, nil
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if len(v) < 4 || binary.BigEndian.Uint32(v) != dst.FramesScored {
+		if rd == nil {
+			return errAggregateMoved
+		}
+		return ErrCorrupt
+	}
+	v = v[4:]
+	u := &dst.reuse
+	if mode == readPlain {
+		dst.Aggregate = append([]byte(nil), v...)
+		return nil
+	}
+	u.agg = append(u.agg[:0], v...)
+	dst.Aggregate, u.aggView = u.agg, false
+	if u.fill {
+		u.fillRec = append(u.fillRec, v...)
 	}
 	return nil
 }

@@ -1,12 +1,15 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"regexp"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -196,13 +199,10 @@ func TestSessionInPlace(t *testing.T) {
 // leaves the session's frames, which were synced, unscored; a synced write
 // after the save carries it through, since the log is written in order.
 func TestAggregateSaveIsNotSynced(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	c := newClock()
-	db, err := Open(Options{Dir: "db", FS: fs, Now: c.Now})
-	check(t, err)
+	db, fs, c := openCrashable(t)
 	o, _ := newOrg(t, db, "acme")
 	for _, csid := range []string{"csid-lost", "csid-kept"} {
-		_, _, err = db.CreateSession(o.ID, csid, "alice", "pay")
+		_, _, err := db.CreateSession(o.ID, csid, "alice", "pay")
 		check(t, err)
 		_, err = db.AppendEvents(o.ID, csid, nil, [][]byte{[]byte("f1"), []byte("f2")}, true)
 		check(t, err)
@@ -227,5 +227,150 @@ func TestAggregateSaveIsNotSynced(t *testing.T) {
 			t.Errorf("%s after the crash: received %d scored %d, want 2 and %d", tc.csid, s.FramesReceived, s.FramesScored, tc.scored)
 		}
 		check(t, db.Close())
+	}
+}
+
+// TestAggregateApart: the aggregate is kept in a record of its own, so the
+// session record that every post rewrites stays small; every read (cached,
+// through a Reader, through Pebble) returns it, and the sweep removes it.
+func TestAggregateApart(t *testing.T) {
+	db, c := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-apart")
+	agg := bytes.Repeat([]byte{7}, 4200)
+	_, _, scored, err := db.AppendEventsScored(o.ID, "csid-apart", nil, []FrameIn{{1, []byte("f1")}}, false, 0, 0, &Fold{Aggregate: agg})
+	check(t, err)
+	if !scored {
+		t.Fatal("fold not taken")
+	}
+	key := appendSessionKey(nil, o.ID, "csid-apart")
+	v, closer, err := db.readNewest(key)
+	check(t, err)
+	if len(v) > 128 || v[0] != tagSession {
+		t.Fatalf("session record of %d bytes, format %02x; want at most 128, 03", len(v), v[0])
+	}
+	check(t, closer.Close())
+	readsAggregate(t, db, o.ID, "csid-apart", agg)
+
+	// A later post that folds nothing keeps it, and the cache keeps it.
+	_, err = db.AppendEvents(o.ID, "csid-apart", []FieldValue{{Key: []byte("k"), Value: []byte(`1`)}}, nil, false)
+	check(t, err)
+	readsAggregate(t, db, o.ID, "csid-apart", agg)
+	agg2 := bytes.Repeat([]byte{8}, 4300)
+	check(t, db.SaveAggregate(o.ID, "csid-apart", agg2, 1))
+	readsAggregate(t, db, o.ID, "csid-apart", agg2)
+
+	c.Advance(DefaultSessionTTL)
+	if n := must[int](t)(db.SweepExpired(0)); n != 1 || countKind(t, db, kindAggregate) != 0 {
+		t.Fatalf("swept %d, %d aggregate records left", n, countKind(t, db, kindAggregate))
+	}
+}
+
+// readsAggregate checks every read of the session answers agg: through
+// Pebble (two Gets), through a Reader that misses the cache, and cached.
+func readsAggregate(t *testing.T, db *DB, org OrgID, csid string, agg []byte) {
+	t.Helper()
+	var s Session
+	check(t, db.SessionInto(org, csid, &s))
+	if !bytes.Equal(s.Aggregate, agg) {
+		t.Fatalf("SessionInto: aggregate of %d bytes, want %d", len(s.Aggregate), len(agg))
+	}
+	key := appendSessionKey(nil, org, csid)
+	db.sc.write(key, func(*cachedSession) *cachedSession { return nil })
+	rd := db.NewReader()
+	defer rd.Close()
+	for _, how := range []string{"a Reader's view", "the cache it filled"} {
+		check(t, rd.SessionInPlace(org, csid, &s))
+		if !bytes.Equal(s.Aggregate, agg) {
+			t.Fatalf("through %s: aggregate of %d bytes, want %d", how, len(s.Aggregate), len(agg))
+		}
+		_ = must[[]FieldValue](t)(rd.SessionFields(&s, nil)) // fills the cache
+		check(t, rd.Close())
+	}
+	if db.sc.get(key) == nil {
+		t.Fatal("the read did not fill the cache")
+	}
+}
+
+// TestSessionRecordOfOldFormat: a session record written before the
+// aggregate had its own record (format 01, aggregate inline) still reads,
+// and its next write moves the aggregate out.
+func TestSessionRecordOfOldFormat(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-old01")
+	_, err := db.AppendEvents(o.ID, "csid-old01", nil, [][]byte{[]byte("f1"), []byte("f2")}, false)
+	check(t, err)
+	key := appendSessionKey(nil, o.ID, "csid-old01")
+	v, closer, err := db.readNewest(key)
+	check(t, err)
+	var r sessionRec
+	check(t, parseSessionRec(v, &r))
+	agg := bytes.Repeat([]byte{5}, 3000)
+	r.scored, r.aggregate = 2, agg
+	old := appendSessionRecInline(nil, &r)
+	check(t, closer.Close())
+	check(t, db.pdb.Set(key, old, pebble.Sync))
+	db.sc.write(key, func(*cachedSession) *cachedSession { return nil })
+
+	s := must[Session](t)(db.Session(o.ID, "csid-old01"))
+	if s.FramesReceived != 2 || s.FramesScored != 2 || !bytes.Equal(s.Aggregate, agg) {
+		t.Fatalf("format 01: received %d scored %d aggregate of %d bytes", s.FramesReceived, s.FramesScored, len(s.Aggregate))
+	}
+	readsAggregate(t, db, o.ID, "csid-old01", agg)
+
+	// A post that folds nothing rewrites the record: the aggregate moves.
+	_, stored, err := db.AppendEventsOnce(o.ID, "csid-old01", nil, []FrameIn{{3, []byte("f3")}}, false, 0, 0)
+	check(t, err)
+	if stored != 1 || countKind(t, db, kindAggregate) != 1 {
+		t.Fatalf("stored %d; %d aggregate records, want 1", stored, countKind(t, db, kindAggregate))
+	}
+	v, closer, err = db.readNewest(key)
+	check(t, err)
+	if v[0] != tagSession {
+		t.Fatalf("rewritten in format %02x", v[0])
+	}
+	check(t, closer.Close())
+	readsAggregate(t, db, o.ID, "csid-old01", agg)
+	if s := must[Session](t)(db.Session(o.ID, "csid-old01")); s.FramesReceived != 3 || s.FramesScored != 2 {
+		t.Fatalf("after the move: received %d scored %d", s.FramesReceived, s.FramesScored)
+	}
+}
+
+// TestAggregateOfAnotherRecord: an aggregate record whose count is not the
+// session record's is a write between two Gets, read again, and damage
+// when it persists (or through a Reader, whose view is one instant).
+func TestAggregateOfAnotherRecord(t *testing.T) {
+	db, _ := openMem(t)
+	o, _ := newOrg(t, db, "acme")
+	newSession(t, db, o.ID, "csid-moved")
+	_, err := db.AppendEvents(o.ID, "csid-moved", nil, [][]byte{[]byte("f1")}, false)
+	check(t, err)
+	check(t, db.SaveAggregate(o.ID, "csid-moved", []byte("agg"), 1))
+	akey := appendAggregateKey(nil, o.ID, "csid-moved")
+	check(t, db.pdb.Set(akey, append([]byte{0, 0, 0, 2}, "agg"...), pebble.Sync))
+	db.sc.write(appendSessionKey(nil, o.ID, "csid-moved"), func(*cachedSession) *cachedSession { return nil })
+	var s Session
+	wantErr(t, db.SessionInto(o.ID, "csid-moved", &s), ErrCorrupt)
+	rd := db.NewReader()
+	defer rd.Close()
+	wantErr(t, rd.SessionInPlace(o.ID, "csid-moved", &s), ErrCorrupt)
+	if _, err := db.SessionFields(&s, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("fields of a failed read: %v", err)
+	}
+}
+
+// TestSpanPolicy: frames and aggregates go to blob files, nothing else.
+func TestSpanPolicy(t *testing.T) {
+	for kind := range 0x70 {
+		p, end, err := spanPolicy([]byte{byte(kind), 1, 2})
+		check(t, err)
+		separated := p.ValueStoragePolicy != pebble.ValueStorageLowReadLatency
+		if want := byte(kind) == kindFrame || byte(kind) == kindAggregate; separated != want {
+			t.Errorf("kind %02x: separated %v", kind, separated)
+		}
+		if end != nil && bytes.Compare(end, []byte{byte(kind), 1, 2}) <= 0 {
+			t.Errorf("kind %02x: span ends at %x, before its start", kind, end)
+		}
 	}
 }

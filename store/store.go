@@ -339,9 +339,14 @@ func Open(o Options) (*DB, error) {
 	// written, and are never rewritten: in blob files they are written
 	// once, and compactions move a reference instead of the bytes through
 	// every level (the transaction scenario's profile had a fifth of the
-	// server's CPU in compactions rewriting them). Only frames: a session
-	// record, with its aggregate, is as large but rewritten by every post
-	// and read by every request, so it stays in its tables (spanPolicy).
+	// server's CPU in compactions rewriting them). Aggregates (4 KiB and
+	// more) too: a session's is rewritten by every post that scores
+	// frames (a flush writes every version of a key, but only the newest
+	// to a blob file, the older ones into the table's value blocks, which
+	// the next compaction drops), and validate reads it from the session
+	// cache. Every other record (the session record, some 120 bytes without
+	// its aggregate, read by every request) stays in its tables
+	// (spanPolicy).
 	po.Experimental.SpanPolicyFunc = spanPolicy
 	po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 		return pebble.ValueSeparationPolicy{
@@ -378,24 +383,29 @@ func Open(o Options) (*DB, error) {
 }
 
 // minSeparatedValue is the smallest value kept in a blob file: a stored
-// frame (a 512-d one is about 2 KiB) is, a session record, a field or an
-// aggregate of a session is not.
+// frame (a 512-d one is about 2 KiB) and an aggregate (twice that) are.
 const minSeparatedValue = 1024
 
-// spanPolicy separates the values of the frame key range (kindFrame) into
-// blob files, and keeps every other record's values in its tables.
+// spanPolicy separates the values of the frame and aggregate key ranges
+// (kindFrame, kindAggregate) into blob files, and keeps every other
+// record's values in its tables.
 func spanPolicy(start []byte) (pebble.SpanPolicy, []byte, error) {
 	inTables := pebble.SpanPolicy{ValueStoragePolicy: pebble.ValueStorageLowReadLatency}
 	switch {
 	case len(start) == 0 || start[0] < kindFrame:
-		return inTables, frameSpanStart, nil
+		return inTables, spanBounds[0], nil
 	case start[0] == kindFrame:
-		return pebble.SpanPolicy{}, frameSpanEnd, nil
+		return pebble.SpanPolicy{}, spanBounds[1], nil
+	case start[0] < kindAggregate:
+		return inTables, spanBounds[2], nil
+	case start[0] == kindAggregate:
+		return pebble.SpanPolicy{}, spanBounds[3], nil
 	}
 	return inTables, nil, nil
 }
 
-var frameSpanStart, frameSpanEnd = []byte{kindFrame}, []byte{kindFrame + 1}
+// spanBounds are where spanPolicy's spans end (shared: Pebble only reads them).
+var spanBounds = [...][]byte{{kindFrame}, {kindFrame + 1}, {kindAggregate}, {kindAggregate + 1}}
 
 // checkLayout records the key layout version in a new database and refuses
 // to open one written with a layout this code does not know.

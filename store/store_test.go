@@ -48,6 +48,19 @@ func openMem(t testing.TB) (*DB, *clock) {
 	return db, c
 }
 
+// openCrashable is a store on a file system the test can crash
+// (CrashClone); the test closes it.
+func openCrashable(t testing.TB) (*DB, *vfs.MemFS, *clock) {
+	t.Helper()
+	fs := vfs.NewCrashableMem()
+	c := newClock()
+	db, err := Open(Options{Dir: "db", FS: fs, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, fs, c
+}
+
 func must[T any](t testing.TB) func(T, error) T {
 	return func(v T, err error) T {
 		t.Helper()

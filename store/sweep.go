@@ -16,7 +16,7 @@ import (
 const sweepChunk = 256
 
 // SweepExpired removes the fields, frames (with their frame-seq records)
-// and aggregate of up to limit sessions that have expired (limit <= 0: all
+// and aggregate (its own record, or inline in the session record) of up to limit sessions that have expired (limit <= 0: all
 // of them), and returns how many it swept. Each swept session's record becomes a tombstone, so its csid
 // stays used and it keeps answering ErrExpired.
 //
@@ -94,6 +94,10 @@ func (db *DB) sweepOne(s *scratch, expiryKey []byte, now int64) (bool, error) {
 			s.key2 = appendFrameKey(s.key2[:0], p.org, csid, i)
 			_ = b.Delete(s.key2, nil)
 		}
+	}
+	if r.aggApart || corrupt != nil {
+		s.key2 = appendAggregateKey(s.key2[:0], p.org, csid)
+		_ = b.Delete(s.key2, nil)
 	}
 	tomb := sessionRec{tombstone: true, final: r.final, createdAt: r.createdAt, expiresAt: r.expiresAt}
 	s.val = appendSessionRec(s.val[:0], &tomb)

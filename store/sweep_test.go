@@ -62,13 +62,15 @@ func countAggregates(t testing.TB, db *DB) int {
 	defer it.Close()
 	n := 0
 	for it.First(); it.Valid(); it.Next() {
-		if it.Key()[0] != kindSession {
-			continue
-		}
-		var r sessionRec
-		check(t, parseSessionRec(it.Value(), &r))
-		if len(r.aggregate) > 0 {
+		switch it.Key()[0] {
+		case kindAggregate:
 			n++
+		case kindSession:
+			var r sessionRec
+			check(t, parseSessionRec(it.Value(), &r))
+			if len(r.aggregate) > 0 { // inline, format 01
+				n++
+			}
 		}
 	}
 	return n

@@ -260,7 +260,12 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		return
 	}
 	csid := jsonwire.BytesToString(csidParam)
-	if !s.readSession(c, nil, csid) {
+	// Through the Reader: a session this process is receiving events for
+	// is read from the session cache, record and aggregate, with no Pebble
+	// read (the aggregate has a record of its own, which a read of Pebble
+	// without a Reader gets with a second Get).
+	defer c.rd.Close()
+	if !s.readSession(c, c.rd, csid) {
 		return
 	}
 	token, _, ok := c.OneHeader("x-collect-token")
@@ -325,8 +330,18 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		}
 		queued = false
 	}
-	first, stored, err := s.db.AppendEventsOnce(c.org.ID, csid, c.storeFields, c.frameIns, r.Final,
-		MaxSessionFields, biometric.MaxFrames)
+	var first uint32
+	var stored int
+	var scored bool
+	var err error
+	if queued && s.foldInline(c, csid) {
+		fold := store.Fold{Aggregate: c.aggBuf, From: c.sess.FramesReceived}
+		first, stored, scored, err = s.db.AppendEventsScored(c.org.ID, csid, c.storeFields, c.frameIns, r.Final,
+			MaxSessionFields, biometric.MaxFrames, &fold)
+	} else {
+		first, stored, err = s.db.AppendEventsOnce(c.org.ID, csid, c.storeFields, c.frameIns, r.Final,
+			MaxSessionFields, biometric.MaxFrames)
+	}
 	if queued && (err != nil || stored == 0) {
 		s.frames.Unreserve()
 	}
@@ -334,37 +349,37 @@ func (s *Surface) appendEvents(c *reqCtx, csidParam []byte) {
 		c.eventsStoreFailed(err)
 		return
 	}
-	if queued && stored > 0 {
-		if s.scoreInline(c, csid, first, stored) {
-			s.frames.Unreserve()
-		} else {
-			s.frames.enqueue(c.org.ID, csid)
-		}
+	switch {
+	case !queued || stored == 0:
+	case scored:
+		s.frames.Unreserve()
+		s.metrics.framesScored.Add(stored)
+		c.sess.FramesScored = first + uint32(stored)
+	default:
+		s.frames.enqueue(c.org.ID, csid)
 	}
 	c.eventsAccepted(r, first+uint32(stored))
 }
 
-// scoreInline folds the frames a post just stored into the session's
-// aggregate from the request's own decoded bytes, and saves it before the
-// post is answered, so that a validate right after the final post finds
-// every frame scored, and no worker reads the frames back from the store.
-// It does so only when the aggregate the request read covers exactly the
-// frames before this post: every frame of the post was new (stored ==
-// frames), nothing was unscored when the session was read, nobody stored
-// frames between that read and this post's (first is what the session
-// then held), no job of the session is queued or running, the pool is not
-// paused (FramePool.Pause holds every frame unscored), and the template
-// the aggregate was scored with is the user's current one. Otherwise, and
-// on any error, it reports false and the caller queues a job, which reads
-// the frames from the store as before: the frames are durable either way,
-// and the aggregate save, like the workers', is not synced (a lost one is
-// refolded from the stored frames by the next job or validate).
-func (s *Surface) scoreInline(c *reqCtx, csid string, first uint32, stored int) bool {
+// foldInline folds the post's frames into the session's aggregate from the
+// request's own decoded bytes, into c.aggBuf, for the store to save with
+// the frames in their synced batch (store.AppendEventsScored): a validate
+// right after the final post then finds every frame scored, no worker
+// reads the frames back, and the session record is written once per post.
+// It folds only when the aggregate the request read covers every frame the
+// session held (nothing unscored), no job of the session is queued or
+// running, the pool is not paused (FramePool.Pause holds every frame
+// unscored), and the template the aggregate was scored with is the user's
+// current one. The store takes the fold only if, under its lock, the
+// session still holds exactly those frames and every frame of the post is
+// new; otherwise, and when this reports false, the post queues a job,
+// which reads the frames from the store as before.
+func (s *Surface) foldInline(c *reqCtx, csid string) bool {
 	sess := &c.sess
-	if s.frames.paused.Load() || stored != len(c.frameIns) || sess.FramesReceived != first ||
-		sess.FramesScored != first || s.frames.busy(c.org.ID, csid) {
+	if s.frames.paused.Load() || sess.FramesScored != sess.FramesReceived || s.frames.busy(c.org.ID, csid) {
 		return false
 	}
+	first := sess.FramesReceived
 	e, err := s.orgs.ByID(c.org.ID)
 	if err != nil {
 		return false
@@ -396,13 +411,6 @@ func (s *Surface) scoreInline(c *reqCtx, csid string, first uint32, stored int) 
 	}
 	e.PutScorer(sc)
 	c.aggBuf = c.agg.AppendBinary(c.aggBuf[:0])
-	n := first + uint32(stored)
-	if err := s.db.SaveAggregate(c.org.ID, csid, c.aggBuf, n); err != nil {
-		// ErrStale: a job of a later post folded these frames too.
-		return errors.Is(err, store.ErrStale)
-	}
-	s.metrics.framesScored.Add(stored)
-	sess.FramesScored = n
 	return true
 }
 
