@@ -303,6 +303,28 @@ func TestDeviceEndToEnd(t *testing.T) {
 	e.want(e.answer(p, a.ID, signedAnswer(p.key, got, "approve", "PASS", ts, "")), 401, "invalid_device_token")
 }
 
+// TestDeviceUserDeleted: once the operator deletes a user, the very next
+// call of the user's device is refused, though its token was just used;
+// the user made again with the same id and a new phone, the new phone
+// works and the old one stays refused.
+func TestDeviceUserDeleted(t *testing.T) {
+	e := newDeviceEnv(t)
+	p := e.activatePhone("ann")
+	e.want(e.poll(p, "0"), 200, "")
+	e.want(e.admin("DELETE", "/admin/v1/users/ann", "", ""), 204, "")
+	e.want(e.poll(p, "0"), 401, "invalid_device_token")
+	ts := e.clock().UTC().Format(time.RFC3339)
+	e.want(e.answer(p, "apr_doesnotexist", signedAnswer(p.key, devicePending{ApprovalID: "apr_doesnotexist"}, "approve", "PASS", ts, "")),
+		401, "invalid_device_token")
+
+	e.want(e.admin("POST", "/admin/v1/users", `{"userID":"ann"}`, ""), 201, "")
+	again := e.activatePhone("ann")
+	e.want(e.poll(again, "0"), 200, "")
+	e.want(e.poll(p, "0"), 401, "invalid_device_token")
+	e.want(e.admin("DELETE", "/admin/v1/devices/"+again.id, "", ""), 204, "")
+	e.want(e.poll(again, "0"), 401, "invalid_device_token")
+}
+
 // TestDeviceTenancy: a device sees only its own user's approvals, and
 // another user's approval id, in its organization or another, is answered
 // exactly as one that does not exist, and changes nothing.

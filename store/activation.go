@@ -207,7 +207,11 @@ func (db *DB) ActivateDevice(code []byte, a *DeviceActivation) (Device, string, 
 		_ = b.Close()
 		return Device{}, "", err
 	}
-	if err := db.commit(b); err != nil {
+	err = db.commit(b)
+	// A new token has no entry, but every write of a device drops its
+	// token's, so that no fill begun before it survives (devicecache.go).
+	db.dropDevice(&tokenHash)
+	if err != nil {
 		return Device{}, "", err
 	}
 	return d, token, nil

@@ -51,7 +51,8 @@ func (w *approvalWorld) create(userID string) (*approval.Approval, error) {
 }
 
 // answer is the device's signed answer to a, applied with approval.Answer
-// through UpdateApproval. sign false sends a signature that does not verify.
+// through UpdateApprovalOf, as the device surface does. sign false sends a
+// signature that does not verify.
 func (w *approvalWorld) answer(a *approval.Approval, d approval.Decision, sign bool) (approval.Effect, error) {
 	ans := approval.DeviceAnswer{Decision: d, Biometric: rules.BiometricPass,
 		Timestamp: w.clk.Now().UTC().Format(time.RFC3339), Location: answerFix}
@@ -66,7 +67,7 @@ func (w *approvalWorld) answer(a *approval.Approval, d approval.Decision, sign b
 	dev := w.dev.Approval()
 	var stored approval.Approval
 	var u approval.UserState
-	return w.db.UpdateApproval(w.org, a.ID, &stored, &u, func(a *approval.Approval, u *approval.UserState) (approval.Effect, error) {
+	return w.db.UpdateApprovalOf(w.org, dev.UserID, a.ID, &stored, &u, func(a *approval.Approval, u *approval.UserState) (approval.Effect, error) {
 		return approval.Answer(a, u, &w.settings, &dev, &ans, &res, w.clk.Now())
 	})
 }
@@ -290,6 +291,54 @@ func TestUpdateApprovalNoChange(t *testing.T) {
 	wantErr(t, err, ErrIdentity)
 	if w.read(a.ID).Version != 1 {
 		t.Fatal("a refused transition was written")
+	}
+}
+
+// TestUpdateApprovalOf: the update of an approval its caller says is its
+// user's applies as UpdateApproval's does; another user's approval, in the
+// organization or another, is ErrNotFound exactly as a missing one, the
+// transition is not called and nothing of the approval is left in dst.
+func TestUpdateApprovalOf(t *testing.T) {
+	db, clk := openMem(t)
+	w := newApprovalWorld(t, db, clk)
+	must[User](t)(db.CreateUser(w.org, User{UserID: "bob"}))
+	bobs, err := w.create("bob")
+	check(t, err)
+	other, _ := newOrg(t, db, "other")
+	must[User](t)(db.CreateUser(other.ID, User{UserID: "ann"}))
+	var got approval.Approval
+	var u approval.UserState
+	never := func(a *approval.Approval, _ *approval.UserState) (approval.Effect, error) {
+		t.Fatalf("the transition ran on %s of %s", a.ID, a.UserID)
+		return approval.Effect{}, nil
+	}
+	for _, c := range []struct {
+		org    OrgID
+		userID string
+		id     string
+	}{
+		{w.org, "ann", bobs.ID},
+		{other.ID, "ann", bobs.ID},
+		{other.ID, "bob", bobs.ID},
+		{w.org, "ann", "apr_doesnotexist"},
+		{w.org, "", bobs.ID},
+	} {
+		_, err := db.UpdateApprovalOf(c.org, c.userID, c.id, &got, &u, never)
+		wantErr(t, err, ErrNotFound)
+		if got.ID != "" || got.UserID != "" {
+			t.Fatalf("%s's update of %s left %+v", c.userID, c.id, got)
+		}
+	}
+	if a := w.read(bobs.ID); a.Version != 1 || a.Status != approval.StatusPending {
+		t.Fatalf("bob's approval after the refused updates: %s version %d", a.Status, a.Version)
+	}
+
+	anns, err := w.create("ann")
+	check(t, err)
+	eff, err := w.answer(anns, approval.DecisionApprove, true)
+	check(t, err)
+	if a := w.read(anns.ID); eff.Status != approval.StatusApproved || a.Status != approval.StatusApproved || a.Version != 2 {
+		t.Fatalf("ann's answer: effect %s, stored %s version %d", eff.Status, a.Status, a.Version)
 	}
 }
 

@@ -71,3 +71,39 @@ func BenchmarkCreateAndAnswer(b *testing.B) {
 		w.clk.Advance(time.Minute + time.Second)
 	}
 }
+
+// BenchmarkUpdateReads is the reads of an answer's compare-and-set, with a
+// transition that changes nothing (so nothing is written): UpdateApproval
+// reads the approval before it takes its user's stripe and again under it,
+// UpdateApprovalOf (a device answering for its user) once, under it.
+func BenchmarkUpdateReads(b *testing.B) {
+	for _, flushed := range []bool{false, true} {
+		w := openDiskApprovals(b)
+		a, err := w.create("ann")
+		check(b, err)
+		where := "memtable"
+		if flushed {
+			check(b, w.db.pdb.Flush())
+			where = "sstable"
+		}
+		none := func(*approval.Approval, *approval.UserState) (approval.Effect, error) { return approval.Effect{}, nil }
+		var dst approval.Approval
+		var u approval.UserState
+		b.Run("UpdateApproval/"+where, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := w.db.UpdateApproval(w.org, a.ID, &dst, &u, none); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("UpdateApprovalOf/"+where, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := w.db.UpdateApprovalOf(w.org, "ann", a.ID, &dst, &u, none); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

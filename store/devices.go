@@ -85,11 +85,12 @@ func (db *DB) newDeviceID() (string, error) {
 
 // DeviceByToken reads into dst the active device whose token this is: the
 // authentication of every /v1/device call, so it allocates nothing once dst
-// has grown. The token is looked up by its SHA-256 and the stored hash is
-// compared in constant time. A malformed, unknown or revoked token is
-// ErrNotFound, with no hint which. dst's strings are views of a buffer dst
-// keeps: valid until the next read into dst; a caller that keeps one longer
-// copies it (strings.Clone).
+// has grown and the device is cached. The token is looked up by its
+// SHA-256, in the device cache (devicecache.go) and then in Pebble, and the
+// stored hash is compared in constant time. A malformed, unknown or revoked
+// token is ErrNotFound, with no hint which. dst's strings are views of a
+// buffer dst keeps: valid until the next read into dst; a caller that
+// keeps one longer copies it (strings.Clone).
 func (db *DB) DeviceByToken(token []byte, dst *Device) error {
 	c, err := db.admit(deviceTokenFormat(token))
 	if err != nil {
@@ -97,6 +98,14 @@ func (db *DB) DeviceByToken(token []byte, dst *Device) error {
 	}
 	defer c.end()
 	hash := sha256.Sum256(token)
+	var gen uint64
+	if db.dc != nil {
+		var e cachedDevice
+		var ok bool
+		if e, ok, gen = db.dc.get(&hash); ok {
+			return checkDevice(dst, fillDevice(dst, e.org, e.id(), e.rec()), &hash)
+		}
+	}
 	c.key = appendHashKey(c.key[:0], kindDeviceByToken, &hash)
 	v, closer, err := db.read(c.key)
 	if err != nil {
@@ -120,12 +129,25 @@ func (db *DB) DeviceByToken(token []byte, dst *Device) error {
 	if err != nil {
 		return err
 	}
-	err = fillDevice(dst, org, c.key[1+len(org):], v)
-	if err == nil && (dst.RevokedAt != 0 || subtle.ConstantTimeCompare(dst.TokenHash[:], hash[:]) != 1) {
-		err = ErrNotFound
+	id = c.key[1+len(org):]
+	err = checkDevice(dst, fillDevice(dst, org, id, v), &hash)
+	if err == nil && db.dc != nil {
+		if db.afterDeviceRead != nil {
+			db.afterDeviceRead()
+		}
+		db.dc.fill(&hash, gen, org, id, v)
 	}
 	if cerr := closer.Close(); err == nil {
 		err = cerr
+	}
+	return err
+}
+
+// checkDevice is DeviceByToken's verdict on the device fillDevice read
+// into d (with error err): active, and stored under the token's hash.
+func checkDevice(d *Device, err error, hash *[32]byte) error {
+	if err == nil && (d.RevokedAt != 0 || subtle.ConstantTimeCompare(d.TokenHash[:], hash[:]) != 1) {
+		err = ErrNotFound
 	}
 	return err
 }
@@ -222,12 +244,18 @@ func (db *DB) RevokeDevice(org OrgID, deviceID string) error {
 		_ = b.Close()
 		return err
 	}
-	return db.commit(b)
+	err = db.commit(b)
+	// Whatever the commit's outcome, the token is no longer known to be
+	// active: the next call reads Pebble (devicecache.go).
+	db.dropDevice(&d.TokenHash)
+	return err
 }
 
 // deleteDevicesOf adds to b the deletion of every device of the user, with
-// their token and per-user index records (DeleteUser).
-func (db *DB) deleteDevicesOf(b *pebble.Batch, c *call, userID string) error {
+// their token and per-user index records (DeleteUser), and returns the
+// devices' token hashes, whose cache entries the caller drops after its
+// commit.
+func (db *DB) deleteDevicesOf(b *pebble.Batch, c *call, userID string) ([][32]byte, error) {
 	c.key = appendPerUserPrefix(c.key[:0], kindDeviceByUser, c.org, userID)
 	prefix := bytes.Clone(c.key)
 	var ids [][]byte
@@ -235,6 +263,7 @@ func (db *DB) deleteDevicesOf(b *pebble.Batch, c *call, userID string) error {
 		ids = append(ids, bytes.Clone(id))
 		return nil
 	})
+	hashes := make([][32]byte, 0, len(ids))
 	for _, id := range ids {
 		if err != nil {
 			break
@@ -248,9 +277,10 @@ func (db *DB) deleteDevicesOf(b *pebble.Batch, c *call, userID string) error {
 			_ = b.Delete(c.key2, nil)
 			c.key2 = append(append(c.key2[:0], prefix...), id...)
 			_ = b.Delete(c.key2, nil)
+			hashes = append(hashes, d.TokenHash)
 		}
 	}
-	return err
+	return hashes, err
 }
 
 // fillDevice parses a device record into d, its strings views of d.buf,

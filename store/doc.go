@@ -134,9 +134,12 @@
 // pending index lists each user's pending approvals oldest first, with
 // their expiry, so admission counts them and the device's long poll finds
 // them without reading decided ones; an approval leaves it in the batch
-// that decides it. The engine's records (approval, user-state) keep their
-// own format byte in place of the store's tag; the family's own formats,
-// in the notation of records.go, are
+// that decides it. Active devices are authenticated from memory (the
+// device cache, devicecache.go, keyed by token hash): every write of a
+// device drops its entry after the commit, so a revoked device's next call
+// is refused. The engine's records (approval, user-state) keep their own
+// format byte in place of the store's tag; the family's own formats, in
+// the notation of records.go, are
 //
 //	user        01 created:8 uvarint(devices) lp(mobile) lp(email) name...
 //	device      01 flags created:8 revoked:8 publicKey:32 tokenHash:32 lp(userID) lp(platform) lp(appVersion) lp(model) pushToken...

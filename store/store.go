@@ -162,6 +162,10 @@ type Options struct {
 	// validate reads sessions and fields from: 0 means
 	// DefaultSessionCacheBytes, a negative value turns it off.
 	SessionCacheBytes int
+	// DeviceCacheBytes bounds the cache of active devices by token hash
+	// (devicecache.go) that authenticates the authenticator app's calls:
+	// 0 means DefaultDeviceCacheBytes, a negative value turns it off.
+	DeviceCacheBytes int
 	// CacheBytes sizes Pebble's block cache (default 64 MiB). Sessions and
 	// org records are read on every request, so they should stay cached.
 	CacheBytes int64
@@ -232,6 +236,12 @@ type DB struct {
 	uringTables *uringSyncer
 	// sc is the session cache; nil when Options turned it off.
 	sc *sessionCache
+	// dc is the device cache; nil when Options turned it off.
+	dc *deviceCache
+	// afterDeviceRead, set by tests only, runs between a DeviceByToken's
+	// read from Pebble and its fill of the cache: where a write racing
+	// with it must win (devicecache.go).
+	afterDeviceRead func()
 
 	// failureState says whether the store has failed for good, and why
 	// (failure.go).
@@ -282,6 +292,12 @@ func Open(o Options) (*DB, error) {
 		db.sc = newSessionCache(DefaultSessionCacheBytes)
 	case o.SessionCacheBytes > 0:
 		db.sc = newSessionCache(o.SessionCacheBytes)
+	}
+	switch {
+	case o.DeviceCacheBytes == 0:
+		db.dc = newDeviceCache(DefaultDeviceCacheBytes)
+	case o.DeviceCacheBytes > 0:
+		db.dc = newDeviceCache(o.DeviceCacheBytes)
 	}
 	if db.now == nil {
 		db.now = time.Now

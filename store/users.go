@@ -453,6 +453,7 @@ func (db *DB) DeleteUser(org OrgID, userID string) error {
 		defer st.Unlock()
 	}
 	b := db.pdb.NewBatch()
+	var tokens [][32]byte
 	c.key = appendUserKey(c.key[:0], c.org, userID)
 	err = db.get(c.key, func(v []byte) error {
 		var r userRec
@@ -468,7 +469,7 @@ func (db *DB) DeleteUser(org OrgID, userID string) error {
 		_ = b.Delete(c.key, nil)
 		c.key = appendTOTPSeedKey(c.key[:0], c.org, userID)
 		_ = b.Delete(c.key, nil)
-		err = db.deleteDevicesOf(b, c, userID)
+		tokens, err = db.deleteDevicesOf(b, c, userID)
 	}
 	if err == nil {
 		err = db.cancelPending(b, c, userID, "", db.now())
@@ -477,7 +478,13 @@ func (db *DB) DeleteUser(org OrgID, userID string) error {
 		_ = b.Close()
 		return err
 	}
-	return db.commitEvents(b, c)
+	err = db.commitEvents(b, c)
+	// Whatever the commit's outcome, the devices' tokens are no longer
+	// known to be active (devicecache.go).
+	for i := range tokens {
+		db.dropDevice(&tokens[i])
+	}
+	return err
 }
 
 // ListUsers returns a page of the organization's users, ordered by id, and

@@ -163,10 +163,6 @@ var (
 	}}
 )
 
-// errForeign is the answer's own refusal of an approval of another user of
-// the organization: answered exactly as an approval that does not exist.
-var errForeign = errors.New("device: the approval is not the device's user's")
-
 // answer answers POST /v1/device/approvals/{id}: approval.Answer applied
 // under the store's compare-and-set (UpdateApproval), the rules decided
 // for the organization, then the approval's and the user's topics
@@ -218,17 +214,16 @@ func (s *Surface) answer(c *reqCtx, id string) {
 	}
 	dev := c.dev.Approval()
 	now := s.now()
-	eff, err := s.db.UpdateApproval(org, id, &c.appr, &c.state,
+	// Only the device's user's approvals are its to answer: another's is
+	// ErrNotFound, answered as a missing one, and nothing is written.
+	eff, err := s.db.UpdateApprovalOf(org, dev.UserID, id, &c.appr, &c.state,
 		func(a *approval.Approval, u *approval.UserState) (approval.Effect, error) {
-			if a.UserID != dev.UserID {
-				return approval.Effect{Status: a.Status}, errForeign
-			}
 			c.rulesInput(a)
 			rules.Evaluate(cfg.Rules, &c.in, now, &c.res)
 			ans.Location = c.in.Location // kept on the approval for a circle read later
 			return approval.Answer(a, u, &cfg.Settings, &dev, &ans, &c.res, now)
 		})
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errForeign) {
+	if errors.Is(err, store.ErrNotFound) {
 		c.Fail(httpd.ErrApprovalNotFound, nil)
 		return
 	}
