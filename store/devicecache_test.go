@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
 	"sync"
 	"sync/atomic"
@@ -227,4 +228,30 @@ func TestDeviceCacheConcurrentRevocation(t *testing.T) {
 	check(t, db.RevokeDevice(o.ID, dev.ID))
 	revoked.Store(true)
 	wg.Wait()
+}
+
+// TestDeleteUserOfManyDevices: deleting a user takes every one of its
+// devices, past one page of the per-user index (MaxPageLimit), so that no
+// device token of a deleted user still resolves.
+func TestDeleteUserOfManyDevices(t *testing.T) {
+	db, o, _ := annOrg(t)
+	var tokens []string
+	for i := range MaxPageLimit + 3 {
+		code, _ := must2(t)(db.CreateActivationCode(o.ID, "ann"))
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0], seed[1] = byte(i), byte(i>>8)
+		a := testActivation(0)
+		a.PublicKey = ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+		_, token, err := db.ActivateDevice([]byte(code), a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, token)
+	}
+	check(t, db.DeleteUser(o.ID, "ann"))
+	for i, token := range tokens {
+		if _, ok := resolves(t, db, token); ok {
+			t.Fatalf("device %d of %d of the deleted user still resolves", i, len(tokens))
+		}
+	}
 }

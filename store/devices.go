@@ -258,11 +258,21 @@ func (db *DB) RevokeDevice(org OrgID, deviceID string) error {
 func (db *DB) deleteDevicesOf(b *pebble.Batch, c *call, userID string) ([][32]byte, error) {
 	c.key = appendPerUserPrefix(c.key[:0], kindDeviceByUser, c.org, userID)
 	prefix := bytes.Clone(c.key)
+	// Every page: nothing caps a user's device records (revoked ones stay),
+	// and a device left out here would keep a token that resolves.
 	var ids [][]byte
-	_, err := db.scanPage(prefix, nil, MaxPageLimit, false, func(id, _ []byte) error {
-		ids = append(ids, bytes.Clone(id))
-		return nil
-	})
+	var err error
+	for after, more := []byte(nil), true; more && err == nil; {
+		var cursor string
+		cursor, err = db.scanPage(prefix, after, MaxPageLimit, false, func(id, _ []byte) error {
+			ids = append(ids, bytes.Clone(id))
+			return nil
+		})
+		more = cursor != ""
+		if more {
+			after = ids[len(ids)-1]
+		}
+	}
 	hashes := make([][32]byte, 0, len(ids))
 	for _, id := range ids {
 		if err != nil {
