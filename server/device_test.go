@@ -465,3 +465,26 @@ func TestDeviceRefusals(t *testing.T) {
 		t.Fatalf("after the unlock: %s", r)
 	}
 }
+
+// TestDeviceActivationLimit: a user has at most store.MaxDevicesPerUser
+// active devices; one more activation is 409 too_many_devices and leaves
+// its code unused, so that once an operator revokes a device the same code
+// activates.
+func TestDeviceActivationLimit(t *testing.T) {
+	e := newDeviceEnv(t) // ann exists
+	var phones []phone
+	for range store.MaxDevicesPerUser {
+		phones = append(phones, e.activatePhone("ann"))
+	}
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"activationCode":%q,"publicKey":%q,"platform":"android","appVersion":"2.1.0"}`,
+		e.activationCode("ann"), base64.RawURLEncoding.EncodeToString(pub))
+	activate := req{method: "POST", path: "/v1/device/activate", body: []byte(body)}
+	e.want(e.do(activate), 409, "too_many_devices")
+	e.want(e.admin("DELETE", "/admin/v1/devices/"+phones[0].id, "", ""), 204, "")
+	e.want(e.do(activate), 201, "")
+	e.want(e.do(activate), 404, "activation_code_not_found") // used now
+}

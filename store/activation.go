@@ -25,6 +25,17 @@ const (
 // organization can have issued it.
 var ErrCodeExpired = errors.New("store: activation code expired")
 
+// MaxDevicesPerUser is how many active (not revoked) devices one user may
+// have: a person has a phone or two, and every active device is listed in
+// each approval.created event and may answer the user's approvals, so a
+// user is not let to gather them without bound.
+const MaxDevicesPerUser = 10
+
+// ErrTooManyDevices: the user has MaxDevicesPerUser active devices; the
+// activation code is not used up, and works once an operator has revoked
+// one (within its ten minutes).
+var ErrTooManyDevices = errors.New("store: the user has as many active devices as allowed")
+
 // ActivationCode is what an activation code stands for: the user a device
 // activated with it will belong to, and until when it can be used.
 type ActivationCode struct {
@@ -128,7 +139,8 @@ func activationCodeFormat(code []byte) error {
 // the user's stripe: of two activations with one code exactly one
 // succeeds, and a code is never used without its device being stored.
 // ErrNotFound for a malformed, unknown or used code, or a user deleted
-// since; ErrCodeExpired for an expired one (which is then removed); the
+// since; ErrCodeExpired for an expired one (which is then removed);
+// ErrTooManyDevices when the user has MaxDevicesPerUser active ones; the
 // approval package's ErrPublicKey for a key no signature can be trusted
 // under.
 func (db *DB) ActivateDevice(code []byte, a *DeviceActivation) (Device, string, error) {

@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -231,8 +232,9 @@ func TestDeviceCacheConcurrentRevocation(t *testing.T) {
 }
 
 // TestDeleteUserOfManyDevices: deleting a user takes every one of its
-// devices, past one page of the per-user index (MaxPageLimit), so that no
-// device token of a deleted user still resolves.
+// device records, revoked ones included, past one page of the per-user
+// index (MaxPageLimit), so that no device token of a deleted user still
+// resolves.
 func TestDeleteUserOfManyDevices(t *testing.T) {
 	db, o, _ := annOrg(t)
 	var tokens []string
@@ -242,16 +244,40 @@ func TestDeleteUserOfManyDevices(t *testing.T) {
 		seed[0], seed[1] = byte(i), byte(i>>8)
 		a := testActivation(0)
 		a.PublicKey = ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
-		_, token, err := db.ActivateDevice([]byte(code), a)
+		d, token, err := db.ActivateDevice([]byte(code), a)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tokens = append(tokens, token)
+		if i < MaxPageLimit { // revoked records count too, and keep the active ones under the cap
+			check(t, db.RevokeDevice(o.ID, d.ID))
+		}
 	}
 	check(t, db.DeleteUser(o.ID, "ann"))
 	for i, token := range tokens {
 		if _, ok := resolves(t, db, token); ok {
 			t.Fatalf("device %d of %d of the deleted user still resolves", i, len(tokens))
 		}
+	}
+}
+
+// TestActivationCap: a user's eleventh active device is ErrTooManyDevices
+// and its code stays usable; revoking one makes room.
+func TestActivationCap(t *testing.T) {
+	db, o, _ := annOrg(t)
+	var first Device
+	for i := range MaxDevicesPerUser {
+		d, _ := activate(t, db, o.ID, "ann", byte(i+1))
+		if i == 0 {
+			first = d
+		}
+	}
+	code, _ := must2(t)(db.CreateActivationCode(o.ID, "ann"))
+	if _, _, err := db.ActivateDevice([]byte(code), testActivation(100)); !errors.Is(err, ErrTooManyDevices) {
+		t.Fatalf("the eleventh active device: %v, want ErrTooManyDevices", err)
+	}
+	check(t, db.RevokeDevice(o.ID, first.ID))
+	if _, _, err := db.ActivateDevice([]byte(code), testActivation(100)); err != nil {
+		t.Fatalf("after a revocation, the same code: %v", err)
 	}
 }

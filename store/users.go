@@ -638,6 +638,9 @@ func (db *DB) addDevices(b *pebble.Batch, c *call, userID string, delta int) err
 		if err := parseUserRec(v, &r); err != nil {
 			return err
 		}
+		if delta > 0 && int(r.devices)+delta > MaxDevicesPerUser {
+			return ErrTooManyDevices
+		}
 		r.devices = uint64(max(int(r.devices)+delta, 0))
 		c.val = appendUserRec(c.val[:0], &r)
 		return nil

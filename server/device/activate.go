@@ -94,6 +94,9 @@ func (s *Surface) activate(c *reqCtx) {
 	case errors.Is(err, store.ErrCodeExpired):
 		c.Fail(errActivationCodeExpired, nil)
 		return
+	case errors.Is(err, store.ErrTooManyDevices):
+		c.Fail(errTooManyDevices, nil)
+		return
 	case err != nil:
 		c.StoreFailed(err)
 		return

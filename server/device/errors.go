@@ -18,6 +18,9 @@ var (
 	// 404: unknown, or another user's or organization's (answered identically).
 	errActivationCodeNotFound = httpd.Register(404, "activation_code_not_found", "No unused activation code matches; ask the operator for a new one.")
 
+	// 409: the user has as many active devices as allowed (store.MaxDevicesPerUser).
+	errTooManyDevices = httpd.Register(409, "too_many_devices", "The user has 10 active devices, the most allowed; an operator must revoke one first (the activation code stays usable).")
+
 	// 410: expired (the late answer counts as one of the user's failures).
 	errActivationCodeExpired = httpd.Register(410, "activation_code_expired", "The activation code has expired; ask the operator for a new one.")
 	errAnswerLate            = httpd.Register(410, "answer_late", "The approval expired before the answer came; the late answer counts as a failure.")
