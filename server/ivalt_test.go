@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // The iVALT surface played by the clients iVALT's integrators run, over a
@@ -613,5 +615,32 @@ func TestIvaltTenancyAndBadInput(t *testing.T) {
 	// A GET is refused with 405 in the envelope.
 	if r := e.do(req{method: "GET", path: "/ivalt/biometric-auth-result", headers: []string{"x-api-key", k}}); r.status != 405 || !strings.Contains(string(r.body), `"code":"METHOD_NOT_ALLOWED"`) {
 		t.Errorf("GET: %s", r)
+	}
+}
+
+// TestIvaltPanic: a panic in a handler of the surface answers 500 in
+// iVALT's envelope (status "error", the code INTERNAL_ERROR), and the
+// server goes on serving.
+func TestIvaltPanic(t *testing.T) {
+	e := newAdminEnv(t, withHook(func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Request.Header.Peek("x-test-panic")) == "1" {
+			panic("boom")
+		}
+	}))
+	body := []byte(`{"mobile":"+31612345678"}`)
+	r := e.do(req{method: "POST", path: "/ivalt/biometric-auth-result", body: body, headers: []string{"x-api-key", e.apiKey, "x-test-panic", "1"}})
+	var v struct {
+		Status string `json:"status"`
+		Error  struct {
+			Code   string `json:"code"`
+			Status int    `json:"status"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(r.body, &v); err != nil || r.status != 500 || v.Status != "error" || v.Error.Code != "INTERNAL_ERROR" || v.Error.Status != 500 {
+		t.Fatalf("a panic answered %d %s (%v), want 500 in iVALT's envelope with INTERNAL_ERROR", r.status, r.body, err)
+	}
+	r = e.do(req{method: "POST", path: "/ivalt/biometric-auth-result", body: body, headers: []string{"x-api-key", e.apiKey}})
+	if r.status != 404 || !strings.Contains(string(r.body), `"USER_NOT_FOUND"`) {
+		t.Fatalf("after the panic: %d %s, want 404 USER_NOT_FOUND", r.status, r.body)
 	}
 }
