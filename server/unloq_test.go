@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/countersign/countersign/server/httpd"
+	"github.com/countersign/countersign/server/unloq"
 )
 
 // unloqEnv is the admin test server with a user bob (e-mail, name and an
@@ -328,6 +330,7 @@ func TestUnloqStreamEndingAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var gaps []time.Duration
 	for i := range 40 {
 		e.advance(time.Minute) // a code is good once per step; 10 a window
 		code, err := totp.GenerateCode(key.Secret(), e.clock())
@@ -350,9 +353,18 @@ func TestUnloqStreamEndingAtOnce(t *testing.T) {
 		if ev, _ := readEvent(t, br); ev != "pending" {
 			t.Fatalf("round %d: first event %q", i, ev)
 		}
+		pendingAt := time.Now()
 		if ev, data := readEvent(t, br); ev != "approved" {
 			t.Fatalf("round %d: final event %q %v", i, ev, data)
 		}
+		gaps = append(gaps, time.Since(pendingAt))
 		res.Body.Close()
+	}
+	// The two events come apart, so that UNLOQ's client is handed them as
+	// two pieces: the median gap as read here, which a reader descheduled
+	// in a round or two does not move.
+	slices.Sort(gaps)
+	if med := gaps[len(gaps)/2]; med < unloq.MinEventGap/2 {
+		t.Fatalf("the final event came a median %v after the pending one, want about %v", med, unloq.MinEventGap)
 	}
 }

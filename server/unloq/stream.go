@@ -38,8 +38,16 @@ func (s *Surface) startStream(c *reqCtx) {
 	})
 }
 
+// MinEventGap is the least time between the pending event and the final
+// one. UNLOQ's Node.js client parses each piece of the body it is handed
+// as one event, and two events that reach it together (an OTP decided at
+// once, a device answering within a millisecond) are handed over as one
+// piece that does not parse: it rejects the call. Apart by this much, they
+// arrive as two.
+const MinEventGap = 50 * time.Millisecond
+
 // stream writes the pending event, pings while the approval is pending,
-// then the final event.
+// then the final event, at least MinEventGap after the pending one.
 func (s *Surface) stream(c *reqCtx, w *bufio.Writer) {
 	c.Out = append(c.Out[:0], "\n"+`{"event":"pending","data":{"approval_id":`...)
 	c.Out = jsonwire.AppendString(c.Out, c.appr.ID)
@@ -48,6 +56,7 @@ func (s *Surface) stream(c *reqCtx, w *bufio.Writer) {
 		s.withdraw(c)
 		return
 	}
+	pendingAt := time.Now()
 	e := s.holdPinging(c, w)
 	if e == 0 {
 		s.withdraw(c) // the client went away
@@ -56,6 +65,9 @@ func (s *Surface) stream(c *reqCtx, w *bufio.Writer) {
 	// The event is built apart from c.Out, which a failing store write
 	// of the result token overwrites with its refusal.
 	c.ev = s.appendEvent(c, c.ev[:0], e)
+	if wait := MinEventGap - time.Since(pendingAt); wait > 0 {
+		time.Sleep(wait)
+	}
 	s.flush(c, w, c.ev)
 }
 
