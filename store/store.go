@@ -189,7 +189,15 @@ const DefaultSessionTTL = 30 * time.Minute
 // long past any client's retries, and not for ever (one record per key).
 const DefaultIdempotencyTTL = 24 * time.Hour
 
-const layoutVersion = 1
+// layoutVersion is the key and record layout this code writes. 2: session
+// records of format 03 with the aggregate in a record of its own (kind
+// 0x15), which a binary of layout 1 would read as corrupt. A layout-1 store
+// opens (its records all still read) and is marked 2, so that an older
+// binary then refuses it with ErrFormat instead of misreading it.
+const layoutVersion = 2
+
+// oldestLayout is the oldest layout this code opens.
+const oldestLayout = 1
 
 // DB is countersign's store. All methods are safe for concurrent use.
 type DB struct {
@@ -423,8 +431,9 @@ func spanPolicy(start []byte) (pebble.SpanPolicy, []byte, error) {
 // spanBounds are where spanPolicy's spans end (shared: Pebble only reads them).
 var spanBounds = [...][]byte{{kindFrame}, {kindFrame + 1}, {kindAggregate}, {kindAggregate + 1}}
 
-// checkLayout records the key layout version in a new database and refuses
-// to open one written with a layout this code does not know.
+// checkLayout records the key layout version in a new database, marks one
+// of an older layout this code reads as of its own, and refuses to open one
+// written with a layout this code does not know.
 func (db *DB) checkLayout() error {
 	key := metaKey()
 	v, closer, err := db.pdb.Get(key)
@@ -434,9 +443,14 @@ func (db *DB) checkLayout() error {
 	if err != nil {
 		return err
 	}
-	defer closer.Close()
-	if len(v) != 1 || v[0] != layoutVersion {
+	if len(v) != 1 || v[0] < oldestLayout || v[0] > layoutVersion {
+		closer.Close()
 		return ErrFormat
+	}
+	older := v[0] < layoutVersion
+	closer.Close()
+	if older {
+		return db.pdb.Set(key, []byte{layoutVersion}, pebble.Sync)
 	}
 	return nil
 }

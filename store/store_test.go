@@ -245,6 +245,25 @@ func TestLayoutVersion(t *testing.T) {
 	wantErr(t, err, ErrFormat)
 }
 
+// TestLayoutUpgrade: a store of layout 1 opens and is marked with this
+// code's layout, so that a binary of layout 1 refuses it from then on.
+func TestLayoutUpgrade(t *testing.T) {
+	fs := vfs.NewMem()
+	db, err := Open(Options{Dir: "db", FS: fs})
+	check(t, err)
+	check(t, db.pdb.Set(metaKey(), []byte{1}, pebble.Sync))
+	check(t, db.Close())
+	db, err = Open(Options{Dir: "db", FS: fs})
+	check(t, err)
+	v, closer, err := db.pdb.Get(metaKey())
+	check(t, err)
+	if len(v) != 1 || v[0] != layoutVersion {
+		t.Errorf("layout after opening a layout-1 store: %v, want %d", v, layoutVersion)
+	}
+	check(t, closer.Close())
+	check(t, db.Close())
+}
+
 // fixture writes one of every record through the API and returns what a
 // reader should find.
 type fixture struct {
