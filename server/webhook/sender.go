@@ -73,14 +73,12 @@ type Sender struct {
 
 	delivered, retried, failed, dropped *metrics.Counter
 
-	// The deliveries in flight: slots bounds them (Concurrency), freed
-	// wakes the worker when one ends. inflight and perHook, the worker's
-	// own, say which outbox entries are being delivered and how many per
-	// subscription, so that a read of the outbox skips them; a delivery
-	// that ends adds itself to ended (guarded by mu), which the worker
-	// reaps before its next read. wg is every delivery goroutine, waited
-	// for at Stop.
-	slots    chan struct{}
+	// The deliveries in flight. inflight and perHook, the worker's own,
+	// say which outbox entries are being delivered and how many per
+	// subscription, so that a read of the outbox skips them and at most
+	// Concurrency run; a delivery that ends adds itself to ended (guarded
+	// by mu), which the worker reaps before its next read, and wakes the
+	// worker (freed). wg is every delivery goroutine, waited for at Stop.
 	freed    chan struct{}
 	inflight map[deliveryKey]struct{}
 	perHook  map[hookKey]int
@@ -147,7 +145,6 @@ func New(cfg Config) *Sender {
 		retried:   set.NewCounter(`countersign_webhook_deliveries_total{outcome="retrying"}`),
 		failed:    set.NewCounter(`countersign_webhook_deliveries_total{outcome="failed"}`),
 		dropped:   set.NewCounter(`countersign_webhook_deliveries_total{outcome="dropped"}`),
-		slots:     make(chan struct{}, cfg.Concurrency),
 		freed:     make(chan struct{}, 1),
 		inflight:  make(map[deliveryKey]struct{}),
 		perHook:   make(map[hookKey]int),
@@ -229,7 +226,7 @@ func (s *Sender) reap() {
 }
 
 // sendDue starts the delivery of due entries that are not in flight, as
-// long as a slot is free and their subscription has fewer than perHook in
+// long as fewer than Concurrency are in flight and their subscription has fewer than perHook in
 // flight, and reports whether to read the outbox again at once: the read
 // was full and started something. Nothing waits for a delivery to end, so
 // a receiver that hangs delays neither the others nor the next read.
@@ -258,10 +255,8 @@ func (s *Sender) sendDue() bool {
 		if _, busy := s.inflight[key]; busy || s.perHook[hk] >= perHook {
 			continue
 		}
-		select {
-		case s.slots <- struct{}{}:
-		default:
-			return false // every slot taken: freed wakes the worker
+		if len(s.inflight) >= s.cfg.Concurrency {
+			return false // freed wakes the worker
 		}
 		s.inflight[key] = struct{}{}
 		s.perHook[hk]++
@@ -273,7 +268,6 @@ func (s *Sender) sendDue() bool {
 			s.mu.Lock()
 			s.ended = append(s.ended, key)
 			s.mu.Unlock()
-			<-s.slots
 			select {
 			case s.freed <- struct{}{}:
 			default: // already signalled
