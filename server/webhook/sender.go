@@ -226,9 +226,9 @@ func (s *Sender) reap() {
 }
 
 // sendDue starts the delivery of due entries that are not in flight, as
-// long as fewer than Concurrency are in flight and their subscription has fewer than perHook in
-// flight, and reports whether to read the outbox again at once: the read
-// was full and started something. Nothing waits for a delivery to end, so
+// long as fewer than Concurrency are in flight and their subscription has
+// fewer than perHook, and reports whether to read the outbox again at once:
+// the read was full and started something. Nothing waits for a delivery to end, so
 // a receiver that hangs delays neither the others nor the next read.
 func (s *Sender) sendDue() bool {
 	s.reap()
